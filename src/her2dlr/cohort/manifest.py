@@ -1,0 +1,155 @@
+"""The cohort manifest: one row per image / video / volume, the single source of truth about cases.
+
+Columns (DESIGN data contract):
+
+``case_id``      unique id of the row (str)
+``patient_id``   patient the row belongs to; every split is by patient (str)
+``modality``     ``"US"`` (2D ultrasound), ``"US-video"`` or ``"MR"`` (3D volume)
+``image``        absolute path of the image file (or DICOM folder)
+``mask``         absolute path of the lesion mask, or missing when a box is given
+``masks``        JSON list of all mask files found for the image (QC resolves them into ``mask``)
+``bbox``         JSON ``[x, y, w, h]`` in pixels, or missing
+``spacing``      pixel spacing in mm when known and not stored in the file, else missing
+``centre``       acquiring centre (external validation splits by it)
+``source``       name of the cohort source the row was imported from
+``group``        near-duplicate group (filled by QC); a group never straddles a split
+``include``      whether the row enters analyses (QC or the label rule may exclude it)
+``exclude_reason`` why not
+``label``        target derived by the study's label rule (0/1, or 0/1/2), missing when excluded
+``split``        ``"train"`` / ``"test"`` for the hold-out (or by centre)
+``fold_r<k>``    outer fold of repetition k of the repeated group k-fold
+clinical, label, ``time``/``event``/``treatment`` columns keep their names.
+
+The parquet file carries a JSON metadata block (key ``her2dlr``) naming the clinical columns,
+their types, the label rule and the split settings, so later stages need no side files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from her2dlr.errors import InputError
+from her2dlr.io.atomic import atomic_path
+
+__all__ = ["Manifest", "CORE_COLUMNS", "MODALITIES"]
+
+CORE_COLUMNS = [
+    "case_id",
+    "patient_id",
+    "modality",
+    "image",
+    "mask",
+    "masks",
+    "bbox",
+    "spacing",
+    "centre",
+    "source",
+]
+MODALITIES = ("US", "US-video", "MR")
+META_KEY = b"her2dlr"
+
+
+@dataclass
+class Manifest:
+    """A cohort table plus what later stages need to know about its columns.
+
+    Attributes
+    ----------
+    table : DataFrame of shape (n_rows, n_columns)
+        One row per image/video/volume, columns as in the module docstring.
+    clinical_columns : list of str
+        Columns holding clinical variables (names kept as given).
+    clinical_types : dict
+        ``column -> "numeric" | "categorical" | "multi"`` (multi: several values per cell).
+    meta : dict
+        Anything else worth keeping: label rule, label classes, split settings, QC settings.
+    """
+
+    table: pd.DataFrame
+    clinical_columns: list[str] = field(default_factory=list)
+    clinical_types: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [c for c in ("case_id", "patient_id", "image") if c not in self.table.columns]
+        if missing:
+            raise InputError(f"Manifest lacks required column(s) {missing}.")
+        dup = self.table["case_id"][self.table["case_id"].duplicated(keep=False)]
+        if len(dup):
+            raise InputError(
+                f"Duplicate case_id in the manifest: {sorted(set(dup.astype(str)))[:10]} "
+                f"(rows {list(dup.index[:10])}). Every image needs its own case_id."
+            )
+
+    # ------------------------------------------------------------------ views
+    @property
+    def included(self) -> pd.DataFrame:
+        """Rows that enter analyses (``include`` true; all rows when QC has not run)."""
+        if "include" not in self.table.columns:
+            return self.table
+        return self.table[self.table["include"].fillna(False).astype(bool)]
+
+    @property
+    def fold_columns(self) -> list[str]:
+        """Names of the repeated k-fold columns, ``fold_r0``, ``fold_r1``, ..."""
+        return sorted(
+            (c for c in self.table.columns if c.startswith("fold_r")), key=lambda c: int(c[6:])
+        )
+
+    # ------------------------------------------------------------------ I/O
+    def _metadata(self) -> dict[str, Any]:
+        return {
+            "clinical_columns": self.clinical_columns,
+            "clinical_types": self.clinical_types,
+            "meta": self.meta,
+        }
+
+    def save(self, path: str | os.PathLike[str], *, csv: bool = True) -> Path:
+        """Write ``manifest.parquet`` (and a CSV twin) atomically; return the parquet path."""
+        path = Path(path)
+        table = pa.Table.from_pandas(self.table.reset_index(drop=True), preserve_index=False)
+        schema_meta = dict(table.schema.metadata or {})
+        schema_meta[META_KEY] = json.dumps(self._metadata(), default=str).encode()
+        table = table.replace_schema_metadata(schema_meta)
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+        if csv:
+            with atomic_path(path.with_suffix(".csv")) as tmp:
+                self.table.to_csv(tmp, index=False)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "Manifest":
+        """Read a manifest written by :meth:`save` (Parquet), or a plain CSV manifest."""
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"Manifest not found: {path}. Run `her2dlr cohort build` first.")
+        if path.suffix.lower() == ".csv":
+            return cls(pd.read_csv(path, dtype={"case_id": str, "patient_id": str}))
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(META_KEY)
+        info = json.loads(raw) if raw else {}
+        return cls(
+            table.to_pandas(),
+            clinical_columns=list(info.get("clinical_columns", [])),
+            clinical_types=dict(info.get("clinical_types", {})),
+            meta=dict(info.get("meta", {})),
+        )
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __repr__(self) -> str:
+        n_inc = len(self.included)
+        return (
+            f"Manifest({len(self)} rows, {n_inc} included, "
+            f"{self.table['patient_id'].nunique()} patients, clinical={self.clinical_columns})"
+        )

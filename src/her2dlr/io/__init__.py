@@ -1,0 +1,16 @@
+"""Readers for images, volumes and tables, and atomic writers."""
+
+from her2dlr.io.atomic import atomic_path, write_csv_atomic, write_parquet_atomic, write_text_atomic
+from her2dlr.io.images import read_image, read_mask, to_grey
+from her2dlr.io.tables import read_table
+
+__all__ = [
+    "atomic_path",
+    "read_image",
+    "read_mask",
+    "read_table",
+    "to_grey",
+    "write_csv_atomic",
+    "write_parquet_atomic",
+    "write_text_atomic",
+]
