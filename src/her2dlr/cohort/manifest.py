@@ -115,7 +115,7 @@ class Manifest:
     def save(self, path: str | os.PathLike[str], *, csv: bool = True) -> Path:
         """Write ``manifest.parquet`` (and a CSV twin) atomically; return the parquet path."""
         path = Path(path)
-        table = pa.Table.from_pandas(self.table.reset_index(drop=True), preserve_index=False)
+        table = pa.Table.from_pandas(_parquet_safe(self.table), preserve_index=False)
         schema_meta = dict(table.schema.metadata or {})
         schema_meta[META_KEY] = json.dumps(self._metadata(), default=str).encode()
         table = table.replace_schema_metadata(schema_meta)
@@ -144,6 +144,15 @@ class Manifest:
             meta=dict(info.get("meta", {})),
         )
 
+    def copy(self, table: pd.DataFrame | None = None) -> "Manifest":
+        """A new manifest with the same column metadata and ``table`` (default: a copy of this one's)."""
+        return Manifest(
+            self.table.copy() if table is None else table,
+            clinical_columns=list(self.clinical_columns),
+            clinical_types=dict(self.clinical_types),
+            meta=json.loads(json.dumps(self.meta, default=str)),
+        )
+
     def __len__(self) -> int:
         return len(self.table)
 
@@ -153,3 +162,14 @@ class Manifest:
             f"Manifest({len(self)} rows, {n_inc} included, "
             f"{self.table['patient_id'].nunique()} patients, clinical={self.clinical_columns})"
         )
+
+
+def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns of mixed Python types (e.g. BI-RADS 2, 3, '4a') become text so Parquet accepts them."""
+    out = df.reset_index(drop=True).copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            kinds = {type(v) for v in out[col].dropna()}
+            if len(kinds) > 1:
+                out[col] = out[col].map(lambda v: v if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v))
+    return out

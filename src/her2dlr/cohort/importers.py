@@ -1,0 +1,238 @@
+"""Importers that turn a cohort source of the study file into manifest rows.
+
+``folders``  one subfolder per class, ``X.png`` + ``X_mask.png`` / ``X_mask_1.png`` ... (BUSI)
+``files``    a flat folder of images or volumes with masks found by a name template (NRRD, NIfTI, DICOM)
+``table``    a CSV / XLSX / Parquet table listing image, mask or box, and clinical columns (BrEaST-Lesions-USG)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from her2dlr.cohort.clinical import clean_missing, infer_clinical_types
+from her2dlr.cohort.manifest import CORE_COLUMNS, Manifest
+from her2dlr.config import FilesSource, FolderSource, Study, TableSource
+from her2dlr.errors import InputError, nearest
+from her2dlr.io.tables import read_table
+
+__all__ = ["import_sources", "import_folders", "import_files", "import_table"]
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def _full_suffix(p: Path) -> str:
+    name = p.name.lower()
+    for s in VOLUME_SUFFIXES:
+        if name.endswith(s):
+            return s
+    return p.suffix.lower()
+
+
+def _stem(p: Path) -> str:
+    return p.name[: len(p.name) - len(_full_suffix(p))]
+
+
+def _natural_key(text: str) -> list[object]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def _row(case_id: str, image: Path, masks: list[Path], src, **extra: object) -> dict[str, object]:
+    return {
+        "case_id": case_id,
+        "patient_id": extra.pop("patient_id", None) or case_id,
+        "modality": src.modality,
+        "image": str(image.resolve()),
+        "mask": pd.NA,
+        "masks": json.dumps([str(m.resolve()) for m in masks]),
+        "bbox": extra.pop("bbox", pd.NA),
+        "spacing": extra.pop("spacing", src.spacing_mm if src.spacing_mm else np.nan),
+        "centre": extra.pop("centre", None) or src.centre or "centre-1",
+        "source": src.name or src.path.name,
+        **extra,
+    }
+
+
+def import_folders(src: FolderSource, root: Path) -> pd.DataFrame:
+    """Rows of a folder-per-class layout; the subfolder name goes to ``src.label_column``."""
+    base = _existing_dir(root / src.path if not src.path.is_absolute() else src.path, "cohort folder")
+    classes = src.classes or sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise InputError(f"Folder {base} has no class subfolders (expected e.g. benign/, malignant/).")
+    mask_re = re.compile(re.escape(src.mask_suffix) + r"(_\d+)?$")
+    rows = []
+    for cls in classes:
+        folder = base / cls
+        if not folder.is_dir():
+            raise InputError(f"Class folder {folder} does not exist.{nearest(cls, [p.name for p in base.iterdir()])}")
+        files = [p for p in folder.iterdir() if p.is_file() and _full_suffix(p) in src.extensions]
+        masks_by_stem: dict[str, list[Path]] = {}
+        images = []
+        for p in files:
+            stem = _stem(p)
+            m = mask_re.search(stem)
+            if m:
+                masks_by_stem.setdefault(stem[: m.start()], []).append(p)
+            else:
+                images.append(p)
+        for img in sorted(images, key=lambda p: _natural_key(p.name)):
+            masks = sorted(masks_by_stem.get(_stem(img), []), key=lambda p: _natural_key(p.name))
+            rows.append(_row(_stem(img), img, masks, src, **{src.label_column: cls}))
+    df = pd.DataFrame(rows)
+    if df.empty:
+        raise InputError(f"No images with extensions {src.extensions} under {base}/{{{','.join(classes)}}}.")
+    dup = df["case_id"].duplicated(keep=False)
+    if dup.any():  # same file name in two class folders: keep both, name them by folder
+        df.loc[dup, "case_id"] = df.loc[dup, src.label_column] + "/" + df.loc[dup, "case_id"]
+        df.loc[dup, "patient_id"] = df.loc[dup, "case_id"]
+    return df
+
+
+def import_files(src: FilesSource, root: Path) -> pd.DataFrame:
+    """Rows of a flat folder of images/volumes; masks found by ``src.mask_template``."""
+    base = _existing_dir(root / src.path if not src.path.is_absolute() else src.path, "image folder")
+    images = sorted((p for p in base.glob(src.image_glob) if p.is_file() or p.is_dir()), key=lambda p: _natural_key(p.name))
+    if not images:
+        raise InputError(f"No file in {base} matches image_glob '{src.image_glob}'.")
+    rows = []
+    for img in images:
+        stem = _stem(img)
+        stem_base = stem.replace(src.strip_from_stem, "") if src.strip_from_stem else stem
+        masks = []
+        if src.mask_template:
+            mask = base / src.mask_template.format(stem=stem, stem_base=stem_base, ext=_full_suffix(img))
+            if mask == img:
+                continue
+            masks = [mask] if mask.exists() else []
+        rows.append(_row(stem_base, img, masks, src))
+    mask_paths = {json.loads(r["masks"])[0] for r in rows if json.loads(r["masks"])}
+    return pd.DataFrame([r for r in rows if r["image"] not in mask_paths])
+
+
+def _existing_dir(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise InputError(f"The {what} {path} does not exist.")
+    if not path.is_dir():
+        raise InputError(f"The {what} {path} is not a folder.")
+    return path.resolve()
+
+
+def _split_multi(cell: object, sep: str) -> list[str]:
+    if cell is None or cell is pd.NA or (isinstance(cell, float) and np.isnan(cell)):
+        return []
+    return [part.strip() for part in str(cell).split(sep) if part.strip()]
+
+
+def _parse_bbox(value: object, where: str) -> str | None:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    try:
+        box = json.loads(value) if isinstance(value, str) else list(value)
+        box = [float(v) for v in box]
+    except (TypeError, ValueError, json.JSONDecodeError):
+        raise InputError(f"{where}: bounding box {value!r} is not a list [x, y, w, h] of numbers.") from None
+    if len(box) != 4 or box[2] <= 0 or box[3] <= 0 or min(box[:2]) < 0:
+        raise InputError(f"{where}: bounding box {value!r} must be [x, y, w, h] with x, y >= 0 and w, h > 0.")
+    return json.dumps(box)
+
+
+def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Rows of a manifest table, plus the types of its clinical columns."""
+    table_path = (root / src.path) if not src.path.is_absolute() else src.path
+    raw = read_table(table_path, sheet=src.sheet)
+    name = f"table {table_path.name}"
+    needed = [src.image_column, src.mask_column, src.bbox_column, src.case_id_column, src.patient_id_column,
+              src.centre_column, src.spacing_column, src.time_column, src.event_column, src.treatment_column,
+              *(src.bbox_columns or []), *src.clinical_columns, *src.label_columns]
+    for col in [c for c in needed if c]:
+        if col not in raw.columns:
+            raise InputError(
+                f"Column '{col}' is not in {table_path}. Columns: {list(map(str, raw.columns))}."
+                f"{nearest(col, map(str, raw.columns))}"
+            )
+    image_root = (table_path.parent if src.image_root is None
+                  else (src.image_root if src.image_root.is_absolute() else root / src.image_root)).resolve()
+    cleaned = raw.copy()
+    for col in cleaned.columns:
+        if cleaned[col].dtype == object or str(cleaned[col].dtype).startswith(("str", "string")):
+            cleaned[col] = clean_missing(cleaned[col], missing_values)
+    typed, types = infer_clinical_types(
+        cleaned, src.clinical_columns, declared=src.clinical_types, separator=src.multi_value_separator, source=str(table_path)
+    )
+    rows, missing_files = [], []
+    for i, rec in typed.iterrows():
+        row_no = i + 2  # 1-based, plus the header line, as a spreadsheet shows it
+        where = f"{name} row {row_no}"
+        images = _split_multi(rec[src.image_column], src.multi_value_separator)
+        if len(images) != 1:
+            raise InputError(f"{where}: column '{src.image_column}' must name one image, got {rec[src.image_column]!r}.")
+        image = image_root / images[0]
+        masks = [image_root / m for m in _split_multi(rec[src.mask_column], src.multi_value_separator)] if src.mask_column else []
+        for p in [image, *masks]:
+            if not p.exists():
+                missing_files.append(f"{where}: {p}")
+        bbox = None
+        if src.bbox_columns:
+            vals = [rec[c] for c in src.bbox_columns]
+            bbox = None if any(pd.isna(v) for v in vals) else _parse_bbox(json.dumps([float(v) for v in vals]), where)
+        elif src.bbox_column:
+            bbox = _parse_bbox(rec[src.bbox_column], where)
+        spacing = np.nan
+        if src.spacing_column and not pd.isna(rec[src.spacing_column]):
+            try:
+                spacing = float(rec[src.spacing_column]) * (10.0 if src.spacing_unit == "cm" else 1.0)
+            except (TypeError, ValueError):
+                raise InputError(f"{where}: spacing {rec[src.spacing_column]!r} in '{src.spacing_column}' is not a number.") from None
+        elif src.spacing_mm:
+            spacing = src.spacing_mm
+        case_id = str(rec[src.case_id_column]) if src.case_id_column else _stem(image)
+        extra = {c: rec[c] for c in dict.fromkeys([*src.clinical_columns, *src.label_columns])}
+        for key, col in (("time", src.time_column), ("event", src.event_column), ("treatment", src.treatment_column)):
+            if col:
+                extra[key] = rec[col]
+        rows.append(_row(
+            case_id, image, masks, src,
+            patient_id=str(rec[src.patient_id_column]) if src.patient_id_column and not pd.isna(rec[src.patient_id_column]) else None,
+            centre=str(rec[src.centre_column]) if src.centre_column and not pd.isna(rec[src.centre_column]) else None,
+            bbox=bbox if bbox is not None else pd.NA,
+            spacing=spacing,
+            **extra,
+        ))
+    if missing_files:
+        raise InputError(f"{len(missing_files)} file(s) named in {table_path} do not exist:\n  " + "\n  ".join(missing_files[:20]))
+    df = pd.DataFrame(rows)
+    dup = df["case_id"][df["case_id"].duplicated(keep=False)]
+    if len(dup):
+        raise InputError(
+            f"Duplicate case id(s) in {table_path}: {sorted(set(dup))[:10]} at rows {[int(i) + 2 for i in dup.index[:10]]}."
+        )
+    return df, types
+
+
+def import_sources(study: Study) -> Manifest:
+    """Import every cohort source of the study into one manifest (no QC, no labels, no splits yet)."""
+    frames, clinical, types = [], [], {}
+    for src in study.cohort.sources:
+        if isinstance(src, FolderSource):
+            df = import_folders(src, study.base_dir)
+        elif isinstance(src, FilesSource):
+            df = import_files(src, study.base_dir)
+        else:
+            df, t = import_table(src, study.base_dir, study.cohort.missing_values)
+            clinical += [c for c in src.clinical_columns if c not in clinical]
+            types.update(t)
+        frames.append(df)
+    table = pd.concat(frames, ignore_index=True)
+    dup = table["case_id"][table["case_id"].duplicated(keep=False)]
+    if len(dup):
+        sources = table.loc[dup.index, "source"].unique().tolist()
+        raise InputError(
+            f"Case id(s) {sorted(set(dup))[:10]} appear in more than one source ({sources}); "
+            "give the sources distinct case ids (case_id_column) or names."
+        )
+    ordered = CORE_COLUMNS + [c for c in table.columns if c not in CORE_COLUMNS]
+    return Manifest(table[ordered], clinical_columns=clinical, clinical_types=types)
