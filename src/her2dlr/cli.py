@@ -1,0 +1,157 @@
+"""Command line: one Typer command per stage, all driven by the study file."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from her2dlr.errors import Her2dlrError
+
+app = typer.Typer(help="her2dlr: HER2 deep learning radiomics, from cohort to report.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+cohort_app = typer.Typer(help="Import, QC and split the cohort.", no_args_is_help=True)
+extract_app = typer.Typer(help="Extract features.", no_args_is_help=True)
+app.add_typer(cohort_app, name="cohort")
+app.add_typer(extract_app, name="extract")
+
+console = Console(stderr=True)
+StudyArg = typer.Argument(Path("study.yaml"), help="Study file.", show_default=True)
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Show the toolkit's own errors as one clear message and exit code 2, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Her2dlrError as exc:
+            console.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.command()
+@friendly
+def init(
+    path: Path = typer.Argument(Path("study.yaml"), help="Where to write the example study file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented example study file."""
+    from her2dlr.study_template import write_example
+
+    write_example(path, force=force)
+    console.print(f"Wrote {path}. Edit the cohort sources and label, then run `her2dlr cohort qc {path}`.")
+
+
+def _build(study_path: Path, n_jobs: int) -> Any:
+    from her2dlr.cohort.build import build_cohort
+    from her2dlr.config import load_study
+
+    study = load_study(study_path)
+    return build_cohort(study, n_jobs=n_jobs, progress=True)
+
+
+@cohort_app.command("build")
+@friendly
+def cohort_build(study: Path = StudyArg, n_jobs: int = typer.Option(-1, help="Parallel workers (-1: all cores).")) -> None:
+    """Import sources, apply the label rule, run QC and write the splits into the manifest."""
+    from her2dlr.report_console import print_cohort
+
+    print_cohort(_build(study, n_jobs))
+
+
+@cohort_app.command("qc")
+@friendly
+def cohort_qc(study: Path = StudyArg, n_jobs: int = typer.Option(-1, help="Parallel workers (-1: all cores).")) -> None:
+    """Build the cohort and print the QC summary (QC table and summary written to <run>/cohort/)."""
+    from her2dlr.report_console import print_cohort
+
+    build = _build(study, n_jobs)
+    print_cohort(build)
+    typer.echo(build.qc.summary_text())
+
+
+@extract_app.command("radiomics")
+@friendly
+def extract_radiomics_cmd(
+    study: Path = StudyArg,
+    params: Optional[str] = typer.Option(None, help="Params set (us2d, video, mri3d) or YAML path; default from the study."),
+    roi: Optional[str] = typer.Option(None, help="'mask' or 'bbox'; default from the study."),
+    n_jobs: Optional[int] = typer.Option(None, help="Parallel workers; default from the study."),
+) -> None:
+    """Extract PyRadiomics features of every included case (cached; failures recorded, not fatal)."""
+    from her2dlr.config import load_study
+    from her2dlr.radiomics.stage import run_radiomics_stage
+
+    s = load_study(study)
+    settings = s.radiomics.model_copy(update={k: v for k, v in {"params": params, "roi": roi, "n_jobs": n_jobs}.items() if v is not None})
+    out = run_radiomics_stage(s, settings)
+    console.print(
+        f"{out.n_cases} cases x {out.n_features} features -> {out.path}"
+        + (f"; {out.n_failed} failed (see {out.failures_path})" if out.n_failed else "")
+    )
+
+
+@app.command()
+@friendly
+def bench(
+    name: Optional[str] = typer.Argument(None, help="Benchmark name (see --list)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data folder the benchmark reads."),
+    quick: bool = typer.Option(False, "--quick", help="Small version for CI."),
+    train: Optional[Path] = typer.Option(None, "--train", help="Training data (external validation)."),
+    test: Optional[Path] = typer.Option(None, "--test", help="Test data (external validation)."),
+    seed: int = typer.Option(0, "--seed"),
+    n_jobs: int = typer.Option(2, "--n-jobs"),
+    work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Folder for caches (default: a temporary one)."),
+    list_: bool = typer.Option(False, "--list", help="List the benchmarks."),
+) -> None:
+    """Run a named benchmark; prints one JSON object per line."""
+    from her2dlr.bench import BenchOptions, dumps, list_benches, run_bench
+
+    if list_ or name is None:
+        for bench_name, desc in list_benches().items():
+            typer.echo(f"{bench_name:20s} {desc}")
+        return
+    opts = BenchOptions(data=data, quick=quick, train=train, test=test, seed=seed, n_jobs=n_jobs, work_dir=work_dir)
+    for line in run_bench(name, opts):
+        typer.echo(dumps(line))
+        sys.stdout.flush()
+
+
+@app.command()
+@friendly
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder of the demo."),
+    n_jobs: int = typer.Option(-1, "--n-jobs", help="Parallel workers (-1: all cores)."),
+) -> None:
+    """Run the whole pipeline on the embedded sample (BUSI + BrEaST-Lesions-USG subsets), offline."""
+    from her2dlr.demo import run_demo
+
+    run_demo(out, n_jobs=n_jobs)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from her2dlr import __version__
+
+    typer.echo(__version__)
+
+
+def _mount_optional() -> None:
+    try:
+        from her2dlr.survival.cli import app as survival_app
+    except ModuleNotFoundError:
+        return
+    app.add_typer(survival_app, name="survival", help="Survival, risk groups and treatment benefit.")
+
+
+_mount_optional()

@@ -1,0 +1,103 @@
+"""Cohort build: import -> label rule -> QC -> splits -> ``<run>/cohort/``.
+
+Everything is computed first and written at the end, each file atomically, so a failure leaves
+the previous cohort folder as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from her2dlr.cohort.importers import import_sources
+from her2dlr.cohort.labels import apply_label_rule
+from her2dlr.cohort.manifest import Manifest
+from her2dlr.cohort.qc import QCResult, run_qc
+from her2dlr.cohort.splits import assign_splits, groups_straddling
+from her2dlr.config import Study
+from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
+
+__all__ = ["CohortBuild", "build_cohort", "manifest_path", "split_summary"]
+
+
+def manifest_path(study: Study) -> Path:
+    """Where the study's manifest lives."""
+    return study.run_dir / "cohort" / "manifest.parquet"
+
+
+@dataclass
+class CohortBuild:
+    """What :func:`build_cohort` made: the manifest, the QC result and the split summary."""
+
+    manifest: Manifest
+    qc: QCResult
+    splits: pd.DataFrame
+    out_dir: Path
+
+
+def split_summary(manifest: Manifest) -> pd.DataFrame:
+    """Counts per split / fold and class, plus how many groups straddle each partition (must be 0)."""
+    t = manifest.table
+    rows = []
+    labelled = t[t.get("split", pd.Series(index=t.index, dtype=object)).notna()] if "split" in t else t.iloc[:0]
+    groups = t["group"] if "group" in t.columns else t["patient_id"]
+    if len(labelled):
+        for name, part in labelled.groupby("split"):
+            vc = part["label"].astype(int).value_counts()
+            rows.append({"partition": "holdout", "part": name, "n": len(part),
+                         "n_pos": int(vc.get(1, 0)), "n_neg": int(vc.get(0, 0)),
+                         "patients": part["patient_id"].nunique(),
+                         "groups_straddling": groups_straddling(groups[labelled.index], labelled["split"])})
+    for col in manifest.fold_columns:
+        part_rows = t[t[col] >= 0]
+        straddle = groups_straddling(groups[part_rows.index], part_rows[col])
+        for k, part in part_rows.groupby(col):
+            vc = part["label"].astype(int).value_counts()
+            rows.append({"partition": col, "part": f"fold {k}", "n": len(part),
+                         "n_pos": int(vc.get(1, 0)), "n_neg": int(vc.get(0, 0)),
+                         "patients": part["patient_id"].nunique(), "groups_straddling": straddle})
+    return pd.DataFrame(rows)
+
+
+def build_cohort(study: Study, *, n_jobs: int = 1, progress: bool = True) -> CohortBuild:
+    """Build the study's cohort and write it to ``<run>/cohort/``.
+
+    Writes ``manifest.parquet`` (+ ``.csv``), ``qc.csv``, ``qc_pairs.csv``, ``qc_summary.txt``,
+    ``qc_summary.json``, ``labels.csv`` and ``splits.csv``.
+    """
+    out_dir = study.run_dir / "cohort"
+    manifest = import_sources(study)
+    rule = study.label
+    labels = apply_label_rule(
+        manifest.table, rule.rule, column=rule.column, positive=rule.positive, negative=rule.negative,
+        ihc_column=rule.ihc_column, ish_column=rule.ish_column,
+    )
+    table = manifest.table.copy()
+    table["label"] = labels.label
+    table["include"] = labels.label.notna()
+    table["exclude_reason"] = labels.reason.astype(object).where(labels.label.isna(), None)
+    manifest = manifest.copy(table)
+    manifest.meta["label"] = {**rule.model_dump(mode="json"), "classes": labels.classes}
+    qc_kwargs = {}
+    if study.qc.near_duplicate_distance is not None:
+        qc_kwargs["near_duplicate_distance"] = study.qc.near_duplicate_distance
+    qc = run_qc(
+        manifest, lesion_policy=study.qc.lesion_policy, derived_mask_dir=out_dir / "masks",
+        n_jobs=n_jobs, progress=progress, **qc_kwargs,
+    )
+    manifest = assign_splits(qc.manifest, study.split)
+    manifest.meta["qc"] = study.qc.model_dump(mode="json")
+    manifest.meta["study"] = study.name
+    splits = split_summary(manifest)
+    qc.write(out_dir)
+    label_report = pd.DataFrame({
+        "case_id": table["case_id"], "label": labels.label, "reason": labels.reason, "flag": labels.flags,
+    })
+    write_csv_atomic(label_report, out_dir / "labels.csv")
+    write_csv_atomic(splits, out_dir / "splits.csv")
+    manifest.save(out_dir / "manifest.parquet")
+    write_text_atomic(out_dir / "label_counts.json", json.dumps(labels.counts(), indent=2))
+    return CohortBuild(manifest=manifest, qc=qc, splits=splits, out_dir=out_dir)

@@ -1,0 +1,97 @@
+"""The commented example study file written by ``her2dlr init``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from her2dlr.errors import InputError
+from her2dlr.io.atomic import write_text_atomic
+
+__all__ = ["EXAMPLE_STUDY", "write_example"]
+
+EXAMPLE_STUDY = """\
+# her2dlr study file. Paths are relative to this file's folder.
+# Validate and build the cohort with:  her2dlr cohort qc study.yaml
+name: her2-us                  # names the run folder: runs/her2-us/
+# output_dir: runs/her2-us     # where every stage writes its outputs
+
+cohort:
+  # Text cells read as missing in tables (case-insensitive).
+  missing_values: ["", "NA", "n/a", "unknown", "not available", "not applicable", "-"]
+  sources:
+    # A manifest table (CSV / XLSX / Parquet): one row per image.
+    - kind: table
+      path: data/cohort.xlsx
+      sheet: 0
+      image_root: data/images          # image and mask paths are relative to this folder
+      image_column: image
+      mask_column: mask                # several masks in one cell: joined by multi_value_separator
+      # bbox_columns: [x, y, w, h]     # a box instead of a mask (seed 000: rectangular ROI)
+      # bbox_column: box               # or one column holding [x, y, w, h]
+      case_id_column: case_id
+      patient_id_column: patient_id    # several images per patient stay on one side of every split
+      # centre_column: centre          # needed for split.by_centre (external validation)
+      # spacing_column: pixel_size     # pixel size, when PNG/JPEG files do not carry it
+      # spacing_unit: mm               # mm or cm
+      clinical_columns: [age, menopause, ER, PR, Ki67, tumour_size]
+      clinical_types: {menopause: categorical}   # numeric | categorical | multi; guessed when absent
+      label_columns: [ihc, ish]        # kept for the label rule
+      multi_value_separator: "&"
+      # time_column: rfs_months        # survival follow-up
+      # event_column: recurrence
+      # treatment_column: anti_her2
+    # A folder per class, X.png with X_mask.png / X_mask_1.png (BUSI layout):
+    # - kind: folders
+    #   path: data/busi
+    #   classes: [benign, malignant]
+    #   label_column: class
+    # A flat folder of volumes with masks found by a template (NRRD / NIfTI / DICOM):
+    # - kind: files
+    #   path: data/mri
+    #   modality: MR
+    #   image_glob: "*_image.nrrd"
+    #   strip_from_stem: _image
+    #   mask_template: "{stem_base}_label.nrrd"
+
+label:
+  # column: any column, positive / negative values listed.
+  # her2_status: HER2-positive vs negative from IHC + ISH (ASCO/CAP 2018).
+  # her2_low: HER2-low (IHC 1+, or 2+ with ISH negative) vs HER2-zero.
+  # her2_three_class: HER2-zero / HER2-low / HER2-positive.
+  # IHC 2+ without an ISH result is reported and left out, never guessed.
+  rule: her2_status
+  ihc_column: ihc
+  ish_column: ish
+  # rule: column
+  # column: Classification
+  # positive: [malignant]
+  # negative: [benign]
+
+split:
+  seed: 2024                 # splits depend on labels, groups and this seed only
+  holdout:
+    test_size: 0.3           # stratified, patient-level
+  kfold:
+    n_splits: 5              # repeated stratified group k-fold
+    n_repeats: 3
+  # by_centre:               # external validation: these centres form the test set
+  #   test_centres: [hospital-B]
+
+qc:
+  lesion_policy: largest     # several lesions per image: largest | union | each (each lesion a case)
+  # near_duplicate_distance: 10   # perceptual-hash Hamming distance for near-duplicates
+
+radiomics:
+  params: us2d               # us2d (2D ultrasound), video (per frame), mri3d, or a PyRadiomics YAML path
+  roi: mask                  # mask, or bbox: the lesion's bounding rectangle
+  n_jobs: -1                 # -1: all cores
+  backend: loky              # loky | threading | sequential | dask | ray
+"""
+
+
+def write_example(path: str | Path, *, force: bool = False) -> Path:
+    """Write :data:`EXAMPLE_STUDY` to ``path`` (refuses to overwrite unless ``force``)."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise InputError(f"{path} already exists; use --force to overwrite it.")
+    return write_text_atomic(path, EXAMPLE_STUDY)
