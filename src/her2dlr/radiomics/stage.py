@@ -1,0 +1,79 @@
+"""The study's radiomics stage: manifest in, ``<run>/features/radiomics_<params>_<roi>.parquet`` out."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from her2dlr.cohort.build import manifest_path
+from her2dlr.cohort.manifest import Manifest
+from her2dlr.config import RadiomicsSettings, Study
+from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
+from her2dlr.io.images import mask_to_bbox, read_mask_array
+from her2dlr.radiomics.extract import extract_radiomics, load_params, params_hash, write_features
+
+__all__ = ["RadiomicsStageResult", "run_radiomics_stage", "rows_for_roi", "features_name"]
+
+
+@dataclass
+class RadiomicsStageResult:
+    path: Path
+    failures_path: Path
+    n_cases: int
+    n_features: int
+    n_failed: int
+    seconds: float
+
+
+def features_name(settings: RadiomicsSettings) -> str:
+    """File stem of a feature table: ``radiomics_<params>_<roi>``."""
+    params = Path(settings.params).stem if settings.params.endswith((".yaml", ".yml")) else settings.params
+    return f"radiomics_{params}_{settings.roi}"
+
+
+def rows_for_roi(table: pd.DataFrame, roi: str) -> pd.DataFrame:
+    """Rows to extract; for ``roi='bbox'`` each mask is replaced by its bounding rectangle (seed 000)."""
+    cols = ["case_id", "image", "mask", "bbox", "spacing"]
+    rows = table[cols].copy()
+    if roi == "bbox":
+        for idx, mask in rows["mask"].items():
+            if isinstance(mask, str) and mask:
+                rows.at[idx, "bbox"] = json.dumps(list(mask_to_bbox(read_mask_array(mask))))
+                rows.at[idx, "mask"] = pd.NA
+    return rows
+
+
+def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None, *, progress: bool = True) -> RadiomicsStageResult:
+    """Extract features for the included rows of the study's manifest (cached, failures recorded)."""
+    settings = settings or study.radiomics
+    manifest = Manifest.load(manifest_path(study))
+    rows = rows_for_roi(manifest.included, settings.roi)
+    params = load_params(settings.params if not settings.params.endswith((".yaml", ".yml")) else str(study.resolve(settings.params)))
+    out_dir = study.run_dir / "features"
+    n_jobs = (os.cpu_count() or 1) if settings.n_jobs == -1 else settings.n_jobs
+    result = extract_radiomics(
+        rows, params, n_jobs=n_jobs, backend=settings.backend, cache_dir=out_dir / "cache", progress=progress
+    )
+    name = features_name(settings)
+    path = out_dir / f"{name}.parquet"
+    write_features(result, path)
+    failures_path = out_dir / f"{name}_failures.csv"
+    write_csv_atomic(result.failures, failures_path)
+    import radiomics  # noqa: PLC0415 - version record only
+
+    write_text_atomic(out_dir / f"{name}.json", json.dumps({
+        "params": settings.params, "roi": settings.roi, "params_hash": params_hash(params),
+        "n_cases": int(len(result.features)), "n_features": int(result.features.shape[1]),
+        "n_failed": int(len(result.failures)), "pyradiomics": radiomics.__version__,
+        "python": platform.python_version(),
+    }, indent=2))
+    return RadiomicsStageResult(
+        path=path, failures_path=failures_path, n_cases=len(result.features),
+        n_features=result.features.shape[1], n_failed=len(result.failures),
+        seconds=float(getattr(result, "seconds", float("nan"))),
+    )
