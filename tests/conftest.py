@@ -1,0 +1,58 @@
+"""Shared fixtures: the real-data folder and small synthetic cohorts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The public datasets folder; skips the test with a message when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+def lesion_image(seed: int, size: tuple[int, int] = (96, 80), texture: str = "smooth", rgb: bool = False) -> np.ndarray:
+    """A synthetic ultrasound-like image: speckle background and an elliptic lesion of a given texture."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    img = rng.gamma(2.0, 30.0, size=(h, w))
+    yy, xx = np.mgrid[:h, :w]
+    cy, cx = h // 2 + rng.integers(-5, 6), w // 2 + rng.integers(-5, 6)
+    inside = ((yy - cy) / (h / 4)) ** 2 + ((xx - cx) / (w / 4)) ** 2 <= 1
+    lesion = rng.normal(40, 5, size=(h, w)) if texture == "smooth" else rng.normal(60, 35, size=(h, w))
+    img[inside] = lesion[inside]
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    if rgb:
+        img = np.stack([img, img, img], axis=-1)
+    return img
+
+
+def lesion_mask(size: tuple[int, int] = (96, 80)) -> np.ndarray:
+    h, w = size
+    yy, xx = np.mgrid[:h, :w]
+    return ((((yy - h // 2) / (h / 4)) ** 2 + ((xx - w // 2) / (w / 4)) ** 2) <= 1).astype(np.uint8) * 255
+
+
+def write_png(path: Path, arr: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture
+def folder_cohort(tmp_path: Path) -> Path:
+    """A BUSI-like folder cohort: 12 benign (smooth) and 12 malignant (rough) lesions with masks."""
+    root = tmp_path / "cohort"
+    for cls, texture, offset in (("benign", "smooth", 0), ("malignant", "rough", 100)):
+        for i in range(12):
+            write_png(root / cls / f"{cls} ({i + 1}).png", lesion_image(offset + i, texture=texture))
+            write_png(root / cls / f"{cls} ({i + 1})_mask.png", lesion_mask())
+    return root
