@@ -154,7 +154,7 @@ class HoldoutSettings(_Strict):
 
 class KFoldSettings(_Strict):
     n_splits: int = Field(5, ge=2, le=20)
-    n_repeats: int = Field(1, ge=1, le=100)
+    n_repeats: int = Field(3, ge=1, le=100)
 
 
 class CentreSettings(_Strict):
