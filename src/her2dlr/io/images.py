@@ -83,14 +83,32 @@ def read_image(path: PathLike, *, spacing: float | tuple[float, ...] | None = No
     InputError
         When the file is missing or cannot be decoded; the message names the file.
     """
+    return read_image_and_channels(path, spacing=spacing)[0]
+
+
+def read_image_and_channels(
+    path: PathLike, *, spacing: float | tuple[float, ...] | None = None
+) -> tuple[sitk.Image, int]:
+    """Read an image as :func:`read_image` does, and say how many channels the file had.
+
+    Returns
+    -------
+    image : SimpleITK.Image
+        The scalar (grey) image.
+    channels : int
+        Components per pixel in the file: 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA. Anything
+        above 1 was converted to grey.
+    """
     path = Path(path)
-    image = to_grey(_squeeze_single_slice(_read_any(path)))
+    raw = _squeeze_single_slice(_read_any(path))
+    channels = raw.GetNumberOfComponentsPerPixel()
+    image = to_grey(raw)
     if spacing is not None:
         values = (spacing,) * image.GetDimension() if np.isscalar(spacing) else tuple(spacing)
         if len(values) != image.GetDimension() or min(values) <= 0:
             raise InputError(f"Spacing {spacing!r} does not fit the {image.GetDimension()}D image {path}.")
         image.SetSpacing([float(v) for v in values])
-    return image
+    return image, channels
 
 
 def read_mask_array(path: PathLike) -> np.ndarray:
@@ -113,18 +131,48 @@ def mask_problems(mask: np.ndarray, image_shape: tuple[int, ...] | None, path: P
 
     Checks: same size as the image, only the values 0/1/255, at least one foreground pixel.
     """
+    return [message for _, message in check_mask(mask, image_shape, path)]
+
+
+MASK_PROBLEM_CODES = ("mask_size", "mask_values", "mask_empty")
+"""Codes returned by :func:`check_mask`, one per kind of problem."""
+
+
+def check_mask(
+    mask: np.ndarray, image_shape: tuple[int, ...] | None, path: PathLike
+) -> list[tuple[str, str]]:
+    """List what is wrong with a mask array as ``(code, message)`` pairs.
+
+    Parameters
+    ----------
+    mask : ndarray of shape (height, width) or (depth, height, width)
+        The mask as read by :func:`read_mask_array`.
+    image_shape : tuple of int or None
+        Shape of the image array in the same order, or None to skip the size check.
+    path : path-like
+        The mask file, named in the messages.
+
+    Returns
+    -------
+    list of (str, str)
+        ``code`` is one of :data:`MASK_PROBLEM_CODES`; empty list when the mask is usable.
+    """
     problems = []
     if image_shape is not None and tuple(mask.shape) != tuple(image_shape):
-        problems.append(
-            f"mask {path} has size {tuple(mask.shape)[::-1]} but its image has size {tuple(image_shape)[::-1]}"
-        )
+        problems.append((
+            "mask_size",
+            f"mask {path} has size {tuple(mask.shape)[::-1]} but its image has size {tuple(image_shape)[::-1]}",
+        ))
     values = set(np.unique(mask).tolist())
     extra = sorted(values - ALLOWED_MASK_VALUES)
     if extra:
         shown = ", ".join(str(v) for v in extra[:6]) + (" ..." if len(extra) > 6 else "")
-        problems.append(f"mask {path} has values {shown}; a lesion mask may hold only 0 and 1 or 0 and 255")
+        problems.append((
+            "mask_values",
+            f"mask {path} has values {shown}; a lesion mask may hold only 0 and 1 or 0 and 255",
+        ))
     if not (mask > 0).any():
-        problems.append(f"mask {path} is empty (no lesion pixel)")
+        problems.append(("mask_empty", f"mask {path} is empty (no lesion pixel)"))
     return problems
 
 

@@ -20,12 +20,12 @@ __all__ = ["SurvivalResult", "format_p", "format_hr"]
 
 
 def format_p(p: float) -> str:
-    """``"p < 0.001"``, ``"p = 0.004"`` or ``"p = 0.66"`` (NaN gives ``"p = NA"``)."""
+    """``"p < 0.001"``, ``"p = 0.048"`` (below 0.1) or ``"p = 0.66"`` (NaN gives ``"p = NA"``)."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "p = NA"
     if p < 0.001:
         return "p < 0.001"
-    if p < 0.01:
+    if p < 0.1:
         return f"p = {p:.3f}"
     return f"p = {p:.2f}"
 

@@ -1,0 +1,155 @@
+"""Settings of the survival stage (the ``survival:`` section of a study file).
+
+Every model forbids unknown keys, so a typo is reported with the allowed keys instead of
+being silently ignored. Times in the data are in ``time_unit``; horizons are given in years.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from her2dlr.errors import StudyFileError
+
+__all__ = ["SurvivalSettings", "MatchSettings", "Her2LowSettings", "load_survival_settings", "DAYS_PER"]
+
+#: Length of one year in each supported time unit.
+DAYS_PER = {"days": 365.25, "weeks": 365.25 / 7.0, "months": 12.0, "years": 1.0}
+
+Scalar = Union[bool, int, float, str]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MatchSettings(_Strict):
+    """Propensity score matching of the treatment arms."""
+
+    enabled: bool = Field(True, description="Run propensity score matching when a treatment column is set.")
+    covariates: list[str] | None = Field(None, description="Propensity covariates (default: `covariates`).")
+    caliper: float | None = Field(0.2, gt=0, description="Caliper in SDs of the logit propensity; null = none.")
+    ratio: int = Field(1, ge=1, description="Controls per treated case (1:k).")
+    replace: bool = Field(False, description="Match with replacement.")
+    order: Literal["largest", "random", "data"] = Field("largest", description="Order treated cases pick controls.")
+    within_groups: bool = Field(True, description="Also match inside each risk group for the headline HR.")
+
+
+class Her2LowSettings(_Strict):
+    """HER2-low vs HER2-zero prognosis by true and predicted status (seed 003)."""
+
+    true_column: str = Field(..., description="True (pathology) status column, two values.")
+    pred_column: str = Field(..., description="Predicted status column, same two values.")
+    positive: Scalar | None = Field(None, description="Value meaning HER2-low (default: second sorted value).")
+    covariates: list[str] | None = Field(None, description="Clinical covariates (default: `covariates`).")
+    stepwise: bool = Field(True, description="AIC stepwise selection of the covariates (status kept in).")
+
+
+class SurvivalSettings(_Strict):
+    """What the survival stage computes; see each field's description."""
+
+    time_column: str = Field("time", description="Follow-up time column.")
+    event_column: str = Field("event", description="Event column: 1 = event, 0 = censored.")
+    time_unit: Literal["days", "weeks", "months", "years"] = Field("days", description="Unit of the time column.")
+    id_column: str | None = Field(None, description="Case id column written next to per-case outputs.")
+    group_columns: list[str] = Field(default_factory=list, description="Columns to draw KM curves and log-rank tests by.")
+    covariates: list[str] = Field(default_factory=list, description="Clinical covariates of the Cox models.")
+    categorical: list[str] = Field(default_factory=list, description="Numeric covariates to treat as categories.")
+    stepwise: Literal["both", "forward", "backward", "none"] = Field("both", description="AIC stepwise direction.")
+    penalizer: float = Field(0.0, ge=0, description="Ridge/elastic-net penalty of the Cox models (0 = none).")
+    score_column: str | None = Field(None, description="Risk score column for risk groups (higher = riskier).")
+    score_covariates: list[str] | None = Field(
+        None, description="If no score column: covariates of an out-of-fold Cox score built here."
+    )
+    higher_score_is_riskier: bool = Field(True, description="Direction of the score.")
+    treatment_column: str | None = Field(None, description="Treatment arm column.")
+    treatment_name: str | None = Field(None, description="Treatment name used in sentences (e.g. 'trastuzumab').")
+    reference_arm: Scalar | None = Field(None, description="Reference arm (default: first sorted value).")
+    horizons: list[float] = Field(default_factory=lambda: [1.0, 2.0, 5.0], description="Survival reported at these years.")
+    risk_horizon: float = Field(5.0, gt=0, description="Years: event horizon of the Youden cut-off.")
+    risk_censoring: Literal["ipcw", "exclude"] = Field("ipcw", description="Censoring before the horizon.")
+    risk_clusters: int = Field(2, ge=1, description="k-means clusters above the cut-off.")
+    risk_covariates: list[str] = Field(default_factory=list, description="Covariates adjusting the risk-group HRs.")
+    split_column: str | None = Field(None, description="Column holding train/test; cut-offs are fitted on train.")
+    train_value: Scalar = Field("train", description="Value of `split_column` marking training cases.")
+    psm: MatchSettings = Field(default_factory=MatchSettings)
+    her2low: Her2LowSettings | None = None
+    n_bootstrap: int = Field(1000, ge=0, description="Bootstrap replicates of C-index intervals.")
+    cv_folds: int = Field(5, ge=2, description="Folds of the cross-validated C-index and out-of-fold scores.")
+    min_arm_size: int = Field(2, ge=1, description="Smallest arm compared inside a group.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="1 - confidence level.")
+    seed: int = Field(0, description="Seed of folds, bootstrap, k-means and matching.")
+    figure_format: Literal["png", "pdf", "svg"] = Field("png", description="Figure file type.")
+
+    @field_validator("horizons")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(h <= 0 for h in v):
+            raise ValueError("every horizon must be > 0 (years)")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SurvivalSettings:
+        if self.time_column == self.event_column:
+            raise ValueError(f"time_column and event_column are both '{self.time_column}'")
+        return self
+
+    @property
+    def per_year(self) -> float:
+        """Time-column units in one year."""
+        return DAYS_PER[self.time_unit]
+
+
+def _format(exc: ValidationError, source: str) -> str:
+    try:  # the study file's formatter names keys and suggests the nearest allowed one
+        from her2dlr.config import format_validation_error
+
+        return format_validation_error(exc, source, model=SurvivalSettings).replace(
+            "is not a valid study file", "is not a valid survival settings file"
+        )
+    except ImportError:  # pragma: no cover - config.py is part of the package
+        return f"{source}: {exc}"
+
+
+def load_survival_settings(source: str | os.PathLike[str] | dict[str, Any] | None = None, **overrides: Any) -> SurvivalSettings:
+    """Read settings from a YAML file (a study file's ``survival:`` section or a bare mapping).
+
+    Parameters
+    ----------
+    source : path, dict or None
+        YAML path, an already-parsed mapping, or None for the defaults.
+    **overrides
+        Keys that replace those of ``source`` (None values are ignored), e.g. from CLI flags.
+
+    Raises
+    ------
+    StudyFileError
+        Missing file, bad YAML, unknown keys or bad values, naming each key.
+    """
+    name = "settings"
+    raw: dict[str, Any] = {}
+    if isinstance(source, dict):
+        raw = dict(source)
+    elif source is not None:
+        path = Path(source)
+        name = str(path)
+        if not path.exists():
+            raise StudyFileError(f"Survival settings file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise StudyFileError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise StudyFileError(f"{path} must hold a mapping of survival settings.")
+        raw = loaded.get("survival", loaded) if "survival" in loaded else loaded
+        if not isinstance(raw, dict):
+            raise StudyFileError(f"{path}: the 'survival' key must hold a mapping of settings.")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return SurvivalSettings(**raw)
+    except ValidationError as exc:
+        raise StudyFileError(_format(exc, name)) from None
