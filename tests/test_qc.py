@@ -114,6 +114,7 @@ def test_colour_images_are_converted_and_recorded(tmp_path, mode, channels):
     assert res.manifest.table.loc[0, "channels"] == channels
     # the grey picture is the same as the grey file's, so it hashes alike
     assert res.manifest.table.loc[0, "phash"] == fingerprint(grey).phash_hex
+    assert res.manifest.table.loc[0, "pixel_sha1"] == fingerprint(grey).sha1
 
 
 def test_bbox_without_mask_is_fine_and_bad_bbox_is_not(tmp_path):
@@ -121,10 +122,12 @@ def test_bbox_without_mask_is_fine_and_bad_bbox_is_not(tmp_path):
     m = make_manifest([
         {"case_id": "box", "image": img, "bbox": "[10, 10, 30, 20]"},
         {"case_id": "outside", "image": img, "bbox": "[500, 500, 10, 10]", "patient_id": "p2"},
+        {"case_id": "nothing", "image": img, "patient_id": "p3"},
     ])
     res = qc(m, tmp_path)
-    assert res.table["include"].tolist() == [True, False]
-    assert pd.isna(res.manifest.table.loc[0, "mask"])
+    assert res.table["include"].tolist() == [True, False, True]
+    assert res.manifest.table["mask"].isna().all()
+    assert res.summary["rows_without_roi"] == 1  # "nothing": whole-image models only
     assert "bbox" in res.table.loc[1, "exclude_reason"] and img in res.table.loc[1, "exclude_reason"]
 
 
@@ -171,6 +174,7 @@ def test_policy_each_makes_one_row_per_lesion(tmp_path):
     res = qc(m, tmp_path, lesion_policy="each")
     t = res.manifest.table
     assert t["case_id"].tolist() == ["case#1", "case#2"]
+    assert t["n_lesions"].tolist() == [2, 2] and pd.api.types.is_integer_dtype(t["n_lesions"])
     assert t["patient_id"].tolist() == ["p1", "p1"] and t["group"].nunique() == 1
     assert [mask_pixels(p) for p in t["mask"]] == [int((BIG > 0).sum()), int((SMALL > 0).sum())]
     assert len(res.table) == 1 and res.summary["n_output_rows"] == 2
@@ -229,7 +233,7 @@ def test_shifted_crop_is_grouped_by_the_overlap_check(tmp_path):
     wide = scan(20, size=(160, 260))
     m = make_manifest([
         {"case_id": "wide", "image": save(tmp_path / "wide.png", wide)},
-        {"case_id": "crop", "image": save(tmp_path / "crop.png", wide[:, 70:250])},
+        {"case_id": "crop", "image": save(tmp_path / "crop.png", wide[5:155, 23:243])},  # odd offsets
     ])
     on = qc(m, tmp_path)
     off = qc(m, tmp_path, overlap_ncc=None)

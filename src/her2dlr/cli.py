@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 
-from her2dlr.errors import Her2dlrError
+from her2dlr.cli_common import console, friendly
+from her2dlr.survival.cli import app as survival_app
 
 app = typer.Typer(help="her2dlr: HER2 deep learning radiomics, from cohort to report.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -20,22 +18,9 @@ extract_app = typer.Typer(help="Extract features.", no_args_is_help=True)
 app.add_typer(cohort_app, name="cohort")
 app.add_typer(extract_app, name="extract")
 
-console = Console(stderr=True)
 StudyArg = typer.Argument(Path("study.yaml"), help="Study file.", show_default=True)
 
 
-def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Show the toolkit's own errors as one clear message and exit code 2, without a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Her2dlrError as exc:
-            console.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 @app.command()
@@ -146,12 +131,4 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def _mount_optional() -> None:
-    try:
-        from her2dlr.survival.cli import app as survival_app
-    except ModuleNotFoundError:
-        return
-    app.add_typer(survival_app, name="survival", help="Survival, risk groups and treatment benefit.")
-
-
-_mount_optional()
+app.add_typer(survival_app, name="survival", help="Survival, risk groups and treatment benefit.")

@@ -110,7 +110,7 @@ def _resolve_lesions(
     if not lesions:
         report.problems.append((
             "mask_specks",
-            f"mask {', '.join(masks)} holds only specks smaller than {min_pixels} pixels "
+            f"mask(s) {', '.join(masks)} hold only specks smaller than {min_pixels} pixels "
             f"(largest {int(sizes.max())}); expected a lesion",
         ))
         return
@@ -150,6 +150,9 @@ def _inspect_row(
         return report
     report.readable = True
     report.shape = tuple(int(s) for s in grey.shape)
+    if grey.ndim not in (2, 3):
+        report.problems.append(("image_shape", f"image {image_path} has shape {grey.shape}; expected 2D or 3D"))
+        return report
     report.fingerprint = fingerprint(grey)
 
     union = np.zeros(grey.shape, dtype=bool)
@@ -157,7 +160,8 @@ def _inspect_row(
         try:
             arr = read_mask_array(mask_path)
         except Exception as exc:
-            report.problems.append(("mask_unreadable", f"mask {mask_path} of image {image_path} cannot be read: {exc}"))
+            message = f"mask {mask_path} of image {image_path} cannot be read: {exc}"
+            report.problems.append(("mask_unreadable", message))
             continue
         found = check_mask(arr, grey.shape, mask_path)
         report.problems.extend(found)
@@ -174,26 +178,33 @@ def _inspect_row(
 
 
 # --------------------------------------------------------------------------- manifest cells
+def _missing(cell: Any) -> bool:
+    if isinstance(cell, (list, tuple, np.ndarray)):
+        return False
+    return cell is None or bool(pd.isna(cell)) or (isinstance(cell, str) and not cell.strip())
+
+
 def _mask_list(row: pd.Series) -> tuple[list[str], str | None]:
     """The row's mask files from ``masks`` (JSON list), else from ``mask``; plus a problem."""
     cell = row.get("masks")
     if isinstance(cell, (list, tuple, np.ndarray)):
         return [str(m) for m in cell], None
-    if cell is not None and not (isinstance(cell, float) and np.isnan(cell)) and not pd.isna(cell):
+    if not _missing(cell):
         try:
-            value = json.loads(str(cell)) if str(cell).strip() else []
+            value = json.loads(str(cell))
         except json.JSONDecodeError:
             value = None
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             return [], f"masks cell {cell!r} is not a JSON list of file paths"
         return value, None
     single = row.get("mask")
-    return ([str(single)] if single is not None and not pd.isna(single) and str(single) else []), None
+    return ([] if _missing(single) else [str(single)]), None
 
 
-def _bbox(row: pd.Series) -> tuple[Any, str | None]:
+def _bbox(row: pd.Series) -> tuple[list[float] | None, str | None]:
+    """The row's box ``[x, y, w, h]`` (or None), plus a problem when the cell is malformed."""
     cell = row.get("bbox")
-    if cell is None or (not isinstance(cell, (list, tuple, np.ndarray)) and pd.isna(cell)):
+    if _missing(cell):
         return None, None
     try:
         value = json.loads(cell) if isinstance(cell, str) else list(cell)
@@ -224,9 +235,10 @@ def _nonsingleton(labels: np.ndarray) -> pd.Series:
 
 
 def _patient_pairs(patient_ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    codes = pd.factorize(patient_ids.astype(str))[0]
+    """Pairs chaining the rows of each patient (rows without a patient id stay alone)."""
+    codes = pd.factorize(patient_ids, use_na_sentinel=True)[0]
     order = np.argsort(codes, kind="stable")
-    same = codes[order][1:] == codes[order][:-1]
+    same = (codes[order][1:] == codes[order][:-1]) & (codes[order][1:] >= 0)
     return order[:-1][same], order[1:][same]
 
 
@@ -246,7 +258,12 @@ class QCResult:
         ``case_a, case_b, distance, dhash_distance, overlap_ncc, exact, method, label_a,
         label_b, cross_label``.
     summary : dict
-        Counts (see :meth:`summary_text`), settings and run time.
+        Counts: ``n_rows``, ``n_output_rows``, ``n_included``, ``n_excluded``,
+        ``excluded_by_reason`` (rows per problem code; a row may have several),
+        ``exact_duplicate_groups``, ``near_duplicate_groups`` (groups of two or more images),
+        ``rows_in_duplicate_groups``, ``duplicate_pairs``, ``pairs_by_method``,
+        ``cross_label_pairs``, ``rgb_converted``, ``multi_lesion_rows``, ``n_groups``,
+        ``label_balance`` (included rows per label), plus ``settings`` and ``seconds``.
     """
 
     manifest: Manifest
@@ -266,7 +283,7 @@ class QCResult:
             f"{s['n_output_rows']} manifest rows",
             f"  included {s['n_included']}, excluded {s['n_excluded']} ({reasons})",
             f"  colour images converted to grey: {s['rgb_converted']}; multi-lesion rows: "
-            f"{s['multi_lesion_rows']}; rows with neither mask nor box: {s['rows_without_roi']}",
+            f"{s['multi_lesion_rows']}; included rows with neither mask nor box: {s['rows_without_roi']}",
             f"  duplicates: {s['exact_duplicate_groups']} exact groups, {s['near_duplicate_groups']} "
             f"near-duplicate groups (size >= 2) holding {s['rows_in_duplicate_groups']} rows; "
             f"{s['duplicate_pairs']} pairs ({methods})",
@@ -305,17 +322,28 @@ class QCResult:
 
 # --------------------------------------------------------------------------- run
 def _check_arguments(manifest: Manifest, lesion_policy: str, near_duplicate_distance: int,
-                     label_column: str | None) -> str | None:
+                     overlap_ncc: float | None, min_lesion_pixels: int, label_column: str | None) -> str | None:
+    """Refuse bad arguments (naming the parameter and what is allowed); return the label column."""
     if lesion_policy not in LESION_POLICIES:
         raise InputError(
             f"The 'lesion_policy' parameter of run_qc must be one of {list(LESION_POLICIES)}. "
             f"Got {lesion_policy!r} instead.{nearest(lesion_policy, LESION_POLICIES)}"
         )
-    if isinstance(near_duplicate_distance, bool) or not isinstance(near_duplicate_distance, (int, np.integer)) \
-            or not 0 <= near_duplicate_distance <= 64:
+    distance = near_duplicate_distance
+    if isinstance(distance, bool) or not isinstance(distance, (int, np.integer)) or not 0 <= distance <= 64:
         raise InputError(
             "The 'near_duplicate_distance' parameter of run_qc must be an int from 0 to 64 "
             f"(bits of the 64-bit perceptual hash). Got {near_duplicate_distance!r} instead."
+        )
+    if overlap_ncc is not None and not (isinstance(overlap_ncc, (int, float)) and 0 < overlap_ncc <= 1):
+        raise InputError(
+            "The 'overlap_ncc' parameter of run_qc must be a correlation in (0, 1] or None. "
+            f"Got {overlap_ncc!r} instead."
+        )
+    if isinstance(min_lesion_pixels, bool) or not isinstance(min_lesion_pixels, (int, np.integer)) \
+            or min_lesion_pixels < 1:
+        raise InputError(
+            f"The 'min_lesion_pixels' parameter of run_qc must be an int >= 1. Got {min_lesion_pixels!r} instead."
         )
     columns = list(manifest.table.columns)
     if label_column is None:
@@ -355,7 +383,7 @@ def run_qc(
     near_duplicate_distance : int, default 10
         Largest perceptual-hash Hamming distance (bits of 64) of a near duplicate; tuned on
         BUSI (see :mod:`her2dlr.cohort.duplicates`).
-    overlap_ncc : float or None, default 0.95
+    overlap_ncc : float or None, default 0.9
         Smallest overlap correlation for a shifted crop of the same scan; None turns the
         crop check off.
     label_column : str, optional
@@ -378,7 +406,9 @@ def run_qc(
         data exclude the row instead.
     """
     start = time.perf_counter()
-    label_column = _check_arguments(manifest, lesion_policy, near_duplicate_distance, label_column)
+    label_column = _check_arguments(
+        manifest, lesion_policy, near_duplicate_distance, overlap_ncc, min_lesion_pixels, label_column
+    )
     table = manifest.table.reset_index(drop=True)
     derived_dir = Path(derived_mask_dir)
     cells = [(_mask_list(row), _bbox(row)) for _, row in table.iterrows()]
@@ -399,10 +429,10 @@ def run_qc(
             reports.append(report)
             bar.update()
     bar.close()
-    for report, ((_, mask_err), (_, bbox_err)) in zip(reports, cells):
+    for report, case_id, ((_, mask_err), (_, bbox_err)) in zip(reports, table["case_id"], cells):
         for code, err in (("masks_cell", mask_err), ("bbox_invalid", bbox_err)):
             if err:
-                report.problems.append((code, f"row of image: {err}"))
+                report.problems.append((code, f"row {case_id}: {err}"))
 
     pairs = find_duplicate_pairs(
         [r.fingerprint for r in reports], near_distance=near_duplicate_distance,
@@ -429,14 +459,16 @@ def run_qc(
         "hash": "imagehash.phash 64-bit on the grey image (middle slice of volumes)",
     }
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    out_manifest.meta["qc_result"] = {k: summary[k] for k in ("settings", "n_rows", "n_included", "n_groups")}
+    out_manifest.meta["qc_result"] = {
+        k: summary[k] for k in ("settings", "n_rows", "n_included", "n_groups", "cross_label_pairs")
+    }
     return QCResult(manifest=out_manifest, table=qc_table, duplicate_pairs=pair_table, summary=summary)
 
 
 def _qc_table(table: pd.DataFrame, reports: list[_RowReport], exact_groups: np.ndarray,
               near_groups: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
     before = _was_included(table)
-    old_reason = table["exclude_reason"] if "exclude_reason" in table.columns else pd.Series(pd.NA, index=table.index)
+    old_reason = table.get("exclude_reason", pd.Series(pd.NA, index=table.index))
     include, reasons = [], []
     for k, r in enumerate(reports):
         parts = [] if before[k] or pd.isna(old_reason[k]) else [str(old_reason[k])]
@@ -453,7 +485,9 @@ def _qc_table(table: pd.DataFrame, reports: list[_RowReport], exact_groups: np.n
         "size": ["x".join(str(s) for s in r.shape[::-1]) if r.shape else pd.NA for r in reports],
         "n_masks": [r.n_masks for r in reports],
         "n_lesions": pd.array([r.n_lesions for r in reports], dtype="Int64"),
-        "mask_problems": ["; ".join(m for c, m in r.problems if c.startswith("mask")) or pd.NA for r in reports],
+        "mask_problems": [
+            "; ".join(m for c, m in r.problems if c.startswith("mask")) or pd.NA for r in reports
+        ],
         "mask": ["; ".join(p for _, p in r.outputs if p) or pd.NA for r in reports],
         "phash": [r.fingerprint.phash_hex if r.fingerprint else pd.NA for r in reports],
         "exact_dup_group": _nonsingleton(exact_groups).to_numpy(),
@@ -495,7 +529,8 @@ def _output_manifest(manifest: Manifest, table: pd.DataFrame, reports: list[_Row
     out["width"] = pd.array([r.shape[-1] if r.shape else None for r in reports], dtype="Int64")
     out["height"] = pd.array([r.shape[-2] if r.shape else None for r in reports], dtype="Int64")
     if any(r.shape and len(r.shape) == 3 for r in reports):
-        out["depth"] = pd.array([r.shape[0] if r.shape and len(r.shape) == 3 else None for r in reports], dtype="Int64")
+        depth = [r.shape[0] if r.shape and len(r.shape) == 3 else None for r in reports]
+        out["depth"] = pd.array(depth, dtype="Int64")
     out["phash"] = qc_table["phash"].astype(object).to_numpy()
     out["pixel_sha1"] = [r.fingerprint.sha1 if r.fingerprint else None for r in reports]
     out["mask"] = pd.Series([pd.NA] * len(out), dtype=object)
@@ -508,7 +543,7 @@ def _output_manifest(manifest: Manifest, table: pd.DataFrame, reports: list[_Row
             if suffix is not None:
                 row["case_id"] = f"{base['case_id']}#{suffix}"
             rows.append(row)
-    expanded = pd.DataFrame(rows, columns=out.columns).reset_index(drop=True)
+    expanded = pd.DataFrame(rows, columns=out.columns).reset_index(drop=True).astype(out.dtypes.to_dict())
     return manifest.copy(expanded)
 
 
@@ -524,10 +559,10 @@ def _summary(qc_table: pd.DataFrame, pairs: pd.DataFrame, out: Manifest, reports
     near_sizes = np.bincount(near_groups)
     exact_sizes = np.bincount(exact_groups)
     included = out.table[out.table["include"].astype(bool)]
-    balance = (
-        {str(k): int(v) for k, v in included[label_column].value_counts(dropna=False).sort_index().items()}
-        if label_column is not None else {}
-    )
+    balance: dict[str, int] = {}
+    if label_column is not None:
+        counts = included[label_column].value_counts(dropna=False)
+        balance = {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))}
     return {
         "n_rows": int(len(qc_table)),
         "n_output_rows": int(len(out.table)),
@@ -555,5 +590,6 @@ def _summary(qc_table: pd.DataFrame, pairs: pd.DataFrame, out: Manifest, reports
 
 
 def _rows_without_roi(table: pd.DataFrame) -> int:
-    has_box = table["bbox"].notna() if "bbox" in table.columns else pd.Series(False, index=table.index)
-    return int((table["mask"].isna() & ~has_box).sum())
+    """Included rows with neither a mask nor a box (whole-image models only)."""
+    has_box = table["bbox"].map(lambda c: not _missing(c)) if "bbox" in table.columns else False
+    return int((table["include"].astype(bool) & table["mask"].isna() & ~has_box).sum())

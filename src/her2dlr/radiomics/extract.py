@@ -29,6 +29,7 @@ import os
 import platform
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ __all__ = [
     "load_case",
     "load_params",
     "params_hash",
+    "parse_bbox",
     "write_features",
 ]
 
@@ -196,7 +198,9 @@ def _extractor(params: Params, digest: str, ndim: int) -> Any:
         with _EXTRACTORS_LOCK:
             extractor = _EXTRACTORS.get(key)
             if extractor is None:
-                extractor = RadiomicsFeatureExtractor(extractor_params(params, ndim))
+                with warnings.catch_warnings():  # pykwalify's deprecated load_module()
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    extractor = RadiomicsFeatureExtractor(extractor_params(params, ndim))
                 _EXTRACTORS[key] = extractor
     return extractor
 
@@ -247,10 +251,6 @@ def _compute(
     }
 
 
-def _resolve(params: ParamsLike) -> Params:
-    return load_params(params)
-
-
 def extract_case(
     image_path: PathLike,
     mask_path: PathLike | None = None,
@@ -289,7 +289,7 @@ def extract_case(
         Unreadable input, bad mask or box, or PyRadiomics refusing the ROI; the message
         names the file.
     """
-    resolved = _resolve(params)
+    resolved = load_params(params)
     return _compute(image_path, mask_path, bbox, spacing, label, resolved, params_hash(resolved))
 
 
@@ -489,7 +489,7 @@ def extract_radiomics(
     check_backend(backend)
     n_workers = effective_workers(n_jobs, backend)
     table = _manifest_table(manifest_df)
-    resolved = _resolve(params)
+    resolved = load_params(params)
     digest = params_hash(resolved)
     cases, failures = _cases(table)
     cache = FeatureCache(cache_dir, digest) if cache_dir is not None else None
@@ -512,7 +512,8 @@ def extract_radiomics(
         todo.append(case)
     lookup_done = time.perf_counter()
 
-    warnings: list[dict[str, str]] = []
+    by_id = {case.case_id: case for case in todo}
+    warning_rows: list[dict[str, str]] = []
     n_failed_before = len(failures)
     with tqdm(
         total=len(table), desc="radiomics", unit="case", disable=not progress, initial=len(found) + n_failed_before
@@ -523,9 +524,9 @@ def extract_radiomics(
             params=resolved, digest=digest, label=label,
         ):
             for out in outcomes:
-                warnings.extend({"case_id": out.case_id, "message": m} for m in out.warnings)
+                warning_rows.extend({"case_id": out.case_id, "message": m} for m in out.warnings)
                 if out.features is None:
-                    case = next(c for c in todo if c.case_id == out.case_id)
+                    case = by_id[out.case_id]
                     failures.append(
                         {"case_id": out.case_id, "image": case.image, "mask": case.mask, "reason": out.reason}
                     )
@@ -562,7 +563,7 @@ def extract_radiomics(
     return ExtractionResult(
         features=features,
         failures=failures_df,
-        warnings=pd.DataFrame(warnings, columns=_WARNING_COLUMNS),
+        warnings=pd.DataFrame(warning_rows, columns=_WARNING_COLUMNS),
         timing=timing,
         provenance=_provenance(resolved, digest),
     )

@@ -119,12 +119,14 @@ def run_chunks(
 ) -> Iterator[R]:
     """Yield ``fn(chunk, sitk_threads=..., **kwargs)`` for each chunk, as they finish.
 
-    With one worker (or ``backend="sequential"``) the chunks run here, in order. With
+    With one worker, ``backend="sequential"``, or a single chunk on a local backend, the
+    chunks run here, in order. With
     ``threading`` the process-wide SimpleITK thread count is lowered for the duration;
     with process backends each worker sets its own through ``sitk_threads``.
     """
     chunks = list(chunks)
-    if n_workers <= 1 or backend == "sequential":
+    local = backend in ("loky", "threading") and len(chunks) <= 1  # no pool for one task
+    if n_workers <= 1 or backend == "sequential" or local:
         for chunk in chunks:
             yield fn(chunk, sitk_threads=None, **kwargs)
         return

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -104,15 +105,21 @@ def validate_params(params: Mapping[str, Any], source: str = "<dict>") -> None:
     previous = log.level
     log.setLevel(logging.CRITICAL)  # the validator logs each error before raising it
     try:
-        core = pykwalify.core.Core(
-            source_data=copy.deepcopy(dict(params)),
-            schema_files=[schema_file],
-            extensions=[schema_funcs],
-        )
-        core.validate(raise_exception=True)
+        with warnings.catch_warnings():
+            # pykwalify loads PyRadiomics' schema extension with the deprecated load_module()
+            warnings.simplefilter("ignore", DeprecationWarning)
+            core = pykwalify.core.Core(
+                source_data=copy.deepcopy(dict(params)),
+                schema_files=[schema_file],
+                extensions=[schema_funcs],
+            )
+            core.validate(raise_exception=True)
     except (PyKwalifyException, ValueError) as exc:
-        msg = getattr(exc, "msg", None) or str(exc)
-        raise InputError(f"Invalid PyRadiomics params {source}: {msg}") from None
+        text = str(getattr(exc, "msg", None) or exc)
+        lines = [line.strip().lstrip("- ").strip() for line in text.splitlines() if line.strip()]
+        if len(lines) > 1 and lines[0].endswith(":"):
+            lines = [lines[0] + " " + "; ".join(lines[1:])]
+        raise InputError(f"Invalid PyRadiomics params {source}: {' '.join(lines)}") from None
     finally:
         log.setLevel(previous)
 

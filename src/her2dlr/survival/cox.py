@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
 from lifelines.exceptions import ConvergenceError, ConvergenceWarning
-from lifelines.statistics import proportional_hazard_test
+from lifelines.statistics import StatisticalResult, proportional_hazard_test
 from scipy import stats
 
 from her2dlr.errors import InputError
@@ -117,10 +117,19 @@ class CoxResult(SurvivalResult):
         """Log hazard ratios by design column."""
         return self.fitter.params_.copy()
 
-    def likelihood_ratio_test(self) -> tuple[float, int, float]:
-        """``(chi2, df, p)`` of this model against the model with no covariates."""
+    def likelihood_ratio_test(self) -> StatisticalResult:
+        """Likelihood-ratio test of this model against the model with no covariates.
+
+        Returns
+        -------
+        lifelines.statistics.StatisticalResult
+            ``test_statistic`` (chi-square), ``p_value`` and ``degrees_freedom``.
+        """
         chi2 = 2.0 * (self.log_likelihood - self.log_likelihood_null)
-        return chi2, self.n_params, float(stats.chi2.sf(chi2, self.n_params))
+        return StatisticalResult(
+            float(stats.chi2.sf(chi2, self.n_params)), chi2, test_name="likelihood ratio test",
+            null_distribution="chi squared", degrees_freedom=self.n_params,
+        )
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -147,7 +156,8 @@ class CoxResult(SurvivalResult):
         return out
 
     def _header(self) -> dict[str, Any]:
-        chi2, dof, p = self.likelihood_ratio_test()
+        lrt = self.likelihood_ratio_test()
+        chi2, dof, p = lrt.test_statistic, self.n_params, lrt.p_value
         head: dict[str, Any] = {
             "duration col": self.time_col,
             "event col": self.event_col,
@@ -264,8 +274,8 @@ def fit_cox(
     --------
     >>> from lifelines.datasets import load_gbsg2
     >>> res = fit_cox(load_gbsg2(), "time", "cens", ["horTh", "pnodes"])
-    >>> res.summary.loc["horTh[yes]", "hr"].round(2)
-    0.68
+    >>> round(float(res.summary.loc["horTh[yes]", "hr"]), 2)
+    0.7
     """
     t, e = survival_arrays(df, time, event, require_events=True, purpose="a Cox model")
     strata = [strata] if isinstance(strata, str) else list(strata or [])

@@ -31,7 +31,7 @@ import pandas as pd
 from her2dlr.errors import InputError
 from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
 from her2dlr.survival._data import check_columns, group_levels, survival_arrays
-from her2dlr.survival.concordance import concordance, cross_validated_concordance, out_of_fold_cox_risk
+from her2dlr.survival.cindex import concordance, cross_validated_concordance, out_of_fold_cox_risk
 from her2dlr.survival.cox import fit_cox, univariate_cox
 from her2dlr.survival.her2low import her2low_prognosis
 from her2dlr.survival.km import kaplan_meier
@@ -147,6 +147,15 @@ def _km_section(df: pd.DataFrame, s: SurvivalSettings, w: _Writer, rep: Survival
     km = kaplan_meier(df, s.time_column, s.event_column, horizons=hz, horizon_labels=labels, alpha=s.alpha)
     rep.results["km_overall"] = km
     w.table("km_overall", km.summary)
+    # number at risk at every whole year of follow-up (the figures show the same at their ticks)
+    years = np.arange(0, int(np.floor(df[s.time_column].astype(float).max() / scale)) + 1)
+
+    def at_risk(res: Any) -> pd.DataFrame:
+        table = res.at_risk_table(years * scale)
+        table.columns = [f"{y}y" for y in years]
+        return table
+
+    w.table("km_overall_at_risk", at_risk(km))
     w.figure("km_overall", km.plot(time_scale=scale, time_label=time_label, title="All cases"))
     tests = []
     for col in s.group_columns:
@@ -154,6 +163,7 @@ def _km_section(df: pd.DataFrame, s: SurvivalSettings, w: _Writer, rep: Survival
         rep.results[f"km_{col}"] = km
         w.table(f"km_{_slug(col)}", km.summary)
         w.table(f"km_{_slug(col)}_survival", km.survival_at(), index=False)
+        w.table(f"km_{_slug(col)}_at_risk", at_risk(km))
         w.figure(f"km_{_slug(col)}", km.plot(time_scale=scale, time_label=time_label, title=f"By {col}"))
         rep.notes.extend(f"KM by {col}: {n}" for n in km.notes)
         for test in (km.logrank, km.trend):
@@ -278,7 +288,7 @@ def _risk_section(df: pd.DataFrame, s: SurvivalSettings, w: _Writer, rep: Surviv
                           reference={RISK_GROUP_COL: strat.labels_[0]}, alpha=s.alpha)
             rep.results[f"risk_cox_{name}"] = cox
             w.table(f"risk_hr_{name}", cox.summary)
-            for term, r in cox.summary[cox.summary["covariate"] == RISK_GROUP_COL].iterrows():
+            for _, r in cox.summary[cox.summary["covariate"] == RISK_GROUP_COL].iterrows():
                 adj = f", adjusted for {', '.join(s.risk_covariates)}" if s.risk_covariates else ""
                 rep.sentences.append(f"{r['level']} vs {strat.labels_[0]} risk ({name} cases{adj}): "
                                      f"{format_hr(r['hr'], r['hr_lower'], r['hr_upper'], level=1 - s.alpha)}, {format_p(r['p'])}")

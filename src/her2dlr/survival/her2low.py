@@ -18,7 +18,7 @@ import pandas as pd
 
 from her2dlr.errors import InputError
 from her2dlr.survival._data import check_columns, group_levels, rows_text, survival_arrays
-from her2dlr.survival.concordance import ConcordanceResult, concordance
+from her2dlr.survival.cindex import ConcordanceResult, concordance
 from her2dlr.survival.cox import CoxResult, fit_cox
 from her2dlr.survival.km import KaplanMeierResult, kaplan_meier
 from her2dlr.survival.results import SurvivalResult

@@ -278,20 +278,24 @@ def propensity_match(
     X, _ = make_design(data, covariates, categorical=categorical)
     Z = (X - X.mean()) / X.std(ddof=0)
     exog = sm.add_constant(Z.to_numpy(), has_constant="add")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
             fit = sm.Logit(is_t.astype(float), exog).fit(disp=0, maxiter=200, method="newton")
-    except Exception as exc:  # statsmodels raises several types (PerfectSeparationError, LinAlgError)
-        raise InputError(
-            f"The propensity model of '{treatment}' on {list(covariates)} could not be fitted ({type(exc).__name__}: "
-            f"{exc}); a covariate may separate the arms perfectly."
-        ) from exc
+        except Exception as exc:  # statsmodels raises several types (PerfectSeparationError, LinAlgError)
+            raise InputError(
+                f"The propensity model of '{treatment}' on {list(covariates)} could not be fitted "
+                f"({type(exc).__name__}: {exc}); a covariate may separate the arms perfectly."
+            ) from exc
     logit = exog @ fit.params
-    if not np.isfinite(logit).all() or np.abs(logit).max() > 30:
+    separated = any("PerfectSeparation" in type(w.message).__name__ for w in caught) or (
+        logit[is_t].min() > logit[~is_t].max() or logit[~is_t].min() > logit[is_t].max()
+    )
+    if separated or not np.isfinite(logit).all():
         raise InputError(
-            f"The propensity model of '{treatment}' separates the arms (near-perfect prediction); "
-            "matching is not meaningful: drop the covariate that determines treatment."
+            f"The propensity model of '{treatment}' on {list(covariates)} separates the arms perfectly: no "
+            "treated and control cases overlap, so matching is not meaningful. Drop the covariate that "
+            "determines treatment."
         )
     ps = 1.0 / (1.0 + np.exp(-logit))
     cal = float(caliper * np.std(logit, ddof=1)) if caliper is not None else np.inf

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 _RISK_COLORS = {"low": "#1a9850", "moderate": "#f08c00", "high": "#d73027"}
-_TAB10 = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+_TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
 def group_colors(groups: Sequence[Any]) -> dict[Any, str]:
@@ -82,10 +82,11 @@ def _draw_km(
     title: str | None,
     legend_title: str | None,
     label_fmt: str,
+    xmax: float | None = None,
 ) -> None:
     groups = result.groups
     colors = group_colors(groups)
-    tmax = max(float(d.max()) for d in result.durations.values() if len(d)) / time_scale
+    tmax = xmax if xmax is not None else max(float(d.max()) for d in result.durations.values() if len(d)) / time_scale
     for g in groups:
         kmf = result.fitters[g]
         sf = kmf.survival_function_.iloc[:, 0]
@@ -320,6 +321,10 @@ def plot_treatment_benefit(
 ) -> Figure:
     """Kaplan-Meier curves by treatment arm, one panel per group, with HR and at-risk tables."""
     groups = list(result.groups.values())
+    # one time axis for all panels, so curves can be compared across groups
+    longest = max((float(d.max()) for g in groups if g.km is not None for d in g.km.durations.values() if len(d)), default=0.0)
+    xmax = longest / time_scale if longest > 0 else None
+    short = {"matched Cox (robust SE)": "matched HR", "adjusted Cox": "adjusted HR", "Cox": "HR"}
     ncols = ncols or min(3, len(groups))
     nrows = int(np.ceil(len(groups) / ncols))
     n_arms = len(result.arms)
@@ -338,10 +343,11 @@ def plot_treatment_benefit(
         lines = [head]
         for r in g.rows:
             if "hr" in r and np.isfinite(r.get("hr", np.nan)):
-                lines.append(f"HR {r['hr']:.2f} ({r['hr_lower']:.2f}-{r['hr_upper']:.2f}), {format_p(r['p'])}"
+                lines.append(f"{short.get(r.get('estimate', ''), 'HR')} {r['hr']:.2f} ({r['hr_lower']:.2f}-{r['hr_upper']:.2f}), "
+                             f"{format_p(r['p'])}"
                              + (f" [{r['arm']}]" if n_arms > 2 else ""))
         ax, risk_ax = _km_axes(fig, slot, len(g.km.groups), True)
         _draw_km(g.km, ax, risk_ax, time_scale=time_scale, time_label=time_label, ci=True, show_p=True,
                  censor_marks=True, title="\n".join(lines), legend_title=result.treatment_name or result.treatment,
-                 label_fmt="{group} (n={n}, events={events})")
+                 label_fmt="{group} (n={n}, events={events})", xmax=xmax)
     return fig

@@ -145,7 +145,12 @@ def load_survival_settings(source: str | os.PathLike[str] | dict[str, Any] | Non
             raise StudyFileError(f"{path} is not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
             raise StudyFileError(f"{path} must hold a mapping of survival settings.")
-        raw = loaded.get("survival", loaded) if "survival" in loaded else loaded
+        if "survival" in loaded:
+            raw = loaded["survival"]
+        elif {"cohort", "label", "name"} & set(loaded):
+            raise StudyFileError(f"{path} looks like a study file but has no 'survival:' section.")
+        else:
+            raw = loaded
         if not isinstance(raw, dict):
             raise StudyFileError(f"{path}: the 'survival' key must hold a mapping of settings.")
     raw.update({k: v for k, v in overrides.items() if v is not None})

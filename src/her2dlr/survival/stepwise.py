@@ -135,7 +135,7 @@ def stepwise_cox(
     >>> res = stepwise_cox(load_gbsg2(), "time", "cens", ["horTh", "age", "pnodes", "estrec"],
     ...                    direction="backward")
     >>> res.selected
-    ['horTh', 'pnodes']
+    ['horTh', 'pnodes', 'estrec']
     """
     if direction not in DIRECTIONS:
         raise InputError(

@@ -153,12 +153,12 @@ class TreatmentBenefitResult(SurvivalResult):
                 rows.append({**base, **r})
         if self.stratified is not None:
             s = self.stratified.summary
-            for term, r in s[s["covariate"] == self.treatment].iterrows():
+            for _, r in s[s["covariate"] == self.treatment].iterrows():
                 rows.append({
                     "group": f"all (stratified by {self.group_col})", "n": self.stratified.n, "status": "ok",
                     "arm": r["level"], "hr": r["hr"], "hr_lower": r["hr_lower"], "hr_upper": r["hr_upper"],
                     "p": r["p"], "estimate": "stratified Cox",
-                    "conclusion": benefit_sentence(self._what(r["level"]), "the whole cohort, stratified by group",
+                    "conclusion": benefit_sentence(self._what(r["level"]), f"the whole cohort, stratified by {self.group_col}",
                                                    r["hr"], r["hr_lower"], r["hr_upper"], r["p"], alpha=self.alpha),
                 })
         cols = ["group", "n", "status", "arm", "n_arm", "events_arm", "n_reference", "events_reference",
@@ -256,7 +256,7 @@ def treatment_benefit(
     min_arm_size: int = 2,
     horizons: Sequence[float] = (),
     horizon_labels: Sequence[str] | None = None,
-    group_phrase: str = "the {group} group",
+    group_phrase: str = "the {column} = {group} group",
     alpha: float = 0.05,
 ) -> TreatmentBenefitResult:
     """Compare treatment arms inside each group and across groups.
@@ -289,8 +289,8 @@ def treatment_benefit(
     horizons, horizon_labels
         Survival reported at these times in each group's KM summary.
     group_phrase : str
-        How a group is named in sentences; ``{group}`` is replaced by its level
-        (the driver uses ``"the {group}-risk group"``).
+        How a group is named in sentences; ``{group}`` is replaced by its level and
+        ``{column}`` by the group column (the driver uses ``"the {group}-risk group"``).
     alpha : float
 
     Returns
@@ -318,7 +318,7 @@ def treatment_benefit(
     for level in levels:
         m = (df[group] == level).to_numpy() if group else np.ones(len(df), dtype=bool)
         sub = df[m]
-        where = group_phrase.format(group=level) if group else "the whole cohort"
+        where = group_phrase.format(group=level, column=group) if group else "the whole cohort"
         counts = {a: (int((sub[treatment] == a).sum()), int(e[m][(sub[treatment] == a).to_numpy()].sum())) for a in arms}
         gb = GroupBenefit(level, int(m.sum()), counts)
         res.groups[level] = gb

@@ -46,8 +46,9 @@ __all__ = [
 #: Allowed values of ``method``.
 METHODS = ("harrell", "uno")
 
-#: Above this many cases the bootstrap loops over replicates instead of using n x n matrices.
-_MATRIX_LIMIT = 3000
+#: Above this many cases the n x n pair matrices (about 5 x 8 n^2 bytes at peak) are not built:
+#: the point estimate loops over rows and the bootstrap over replicates (slower, O(n) memory).
+_MATRIX_LIMIT = 2000
 
 
 def _as_arrays(time: Any, event: Any, risk: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
