@@ -10,7 +10,7 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import typer
 
@@ -24,22 +24,6 @@ app = typer.Typer(help="Survival, risk groups and treatment benefit.", no_args_i
 
 
 
-def _read(path: Path) -> Any:
-    from her2dlr.errors import InputError
-
-    try:
-        from her2dlr.io.tables import read_table
-    except ImportError:  # pragma: no cover - tables.py is part of the package
-        read_table = None
-    if read_table is not None:
-        return read_table(path)
-    import pandas as pd
-
-    if not path.exists():
-        raise InputError(f"Table not found: {path}")
-    return pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-
-
 @app.callback()
 def _group() -> None:
     """Survival, risk groups and treatment benefit."""
@@ -48,8 +32,11 @@ def _group() -> None:
 @app.command("run")
 @friendly
 def run(
-    data: Path = typer.Option(..., "--data", help="Cohort table: CSV, TSV, XLSX or Parquet, one row per patient."),
-    out: Path = typer.Option(..., "--out", help="Output folder for tables/, figures/ and summary.txt."),
+    study: Optional[Path] = typer.Argument(
+        None, help="Study file: its `survival:` section, its cohort manifest as data, <run>/survival as output."
+    ),
+    data: Optional[Path] = typer.Option(None, "--data", help="Cohort table (CSV, TSV, XLSX, Parquet); default: the study's manifest."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder for tables/, figures/ and summary.txt; default: <run>/survival."),
     settings: Optional[Path] = typer.Option(
         None, "--settings", help="YAML with survival settings (a study file's `survival:` section or a bare mapping)."
     ),
@@ -76,6 +63,7 @@ def run(
 ) -> None:
     """Kaplan-Meier, log-rank, Cox (AIC stepwise), C-index, risk groups, matching, treatment benefit."""
     from her2dlr.errors import StudyFileError
+    from her2dlr.io.tables import read_table
     from her2dlr.survival.driver import run_survival
     from her2dlr.survival.settings import load_survival_settings
 
@@ -84,6 +72,19 @@ def run(
         if not (her2low_true and her2low_pred):
             raise StudyFileError("Give both --her2low-true and --her2low-pred.")
         her2low = {"true_column": her2low_true, "pred_column": her2low_pred}
+    if study is not None:
+        from her2dlr.cohort.build import manifest_path
+        from her2dlr.cohort.manifest import Manifest
+        from her2dlr.config import load_study
+
+        st = load_study(study)
+        settings = settings or study
+        df = read_table(data) if data else Manifest.load(manifest_path(st)).included
+        out = out or st.run_dir / "survival"
+    elif data is None or out is None:
+        raise StudyFileError("Give a study file, or both --data and --out.")
+    else:
+        df = read_table(data)
     s = load_survival_settings(
         settings,
         time_column=time, event_column=event, time_unit=time_unit, group_columns=group or None,
@@ -92,7 +93,6 @@ def run(
         horizons=horizon or None, risk_horizon=risk_horizon, split_column=split, her2low=her2low,
         n_bootstrap=bootstrap, seed=seed,
     )
-    df = _read(data)
     report = run_survival(df, s, out)
     console.print(f"Wrote {len(report.tables)} tables and {len(report.figures)} figures to {out} "
                   f"in {report.seconds:.1f} s.")
