@@ -92,10 +92,10 @@ class Manifest:
     # ------------------------------------------------------------------ views
     @property
     def included(self) -> pd.DataFrame:
-        """Rows that enter analyses (``include`` true; all rows when QC has not run)."""
+        """Rows that enter analyses (``include`` true or not yet decided; all rows when QC has not run)."""
         if "include" not in self.table.columns:
             return self.table
-        return self.table[self.table["include"].fillna(False).astype(bool)]
+        return self.table[self.table["include"].fillna(True).astype(bool)]
 
     @property
     def fold_columns(self) -> list[str]:

@@ -102,7 +102,7 @@ def assign_splits(manifest: Manifest, settings: SplitSettings) -> Manifest:
     table = manifest.table.copy()
     usable = table["label"].notna()
     if "include" in table.columns:
-        usable &= table["include"].fillna(False).astype(bool)
+        usable &= table["include"].fillna(True).astype(bool)
     sub = table[usable]
     y = sub["label"].astype(int).to_numpy()
     groups = _group_ids(sub).to_numpy()
