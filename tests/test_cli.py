@@ -86,3 +86,18 @@ def test_bench_needs_data_flag():
     res = runner.invoke(app, ["bench", "busi-qc"])
     assert res.exit_code == 2
     assert "--data" in res.output
+
+
+def test_failed_rebuild_leaves_previous_cohort_untouched(tmp_path: Path, folder_cohort: Path):
+    path = _study_file(tmp_path, folder_cohort)
+    assert runner.invoke(app, ["cohort", "build", str(path), "--n-jobs", "1"]).exit_code == 0
+    manifest = tmp_path / "runs" / "synthetic" / "cohort" / "manifest.parquet"
+    before = manifest.read_bytes()
+    raw = yaml.safe_load(path.read_text())
+    raw["label"]["positive"] = ["no-such-class"]  # every labelled row becomes negative: one class only
+    path.write_text(yaml.safe_dump(raw))
+    res = runner.invoke(app, ["cohort", "build", str(path), "--n-jobs", "1"])
+    assert res.exit_code == 2
+    assert "one class only" in res.output
+    assert manifest.read_bytes() == before
+    assert not list(manifest.parent.rglob("*.tmp"))

@@ -177,3 +177,18 @@ def test_manifest_roundtrip_keeps_metadata_and_mixed_columns(tmp_path: Path):
 def test_manifest_refuses_duplicate_case_ids():
     with pytest.raises(InputError, match="Duplicate case_id"):
         Manifest(pd.DataFrame({"case_id": ["a", "a"], "patient_id": ["1", "2"], "image": ["x", "y"]}))
+
+
+def test_folder_layout_with_dicom_files(tmp_path: Path):
+    import SimpleITK as sitk
+
+    for cls, offset in (("a", 0), ("b", 50)):
+        (tmp_path / "dcm" / cls).mkdir(parents=True)
+        for i in range(3):
+            sitk.WriteImage(sitk.GetImageFromArray(lesion_image(offset + i).astype(np.uint16)), str(tmp_path / "dcm" / cls / f"x{i}.dcm"))
+            sitk.WriteImage(sitk.GetImageFromArray((lesion_mask() > 0).astype(np.uint8)), str(tmp_path / "dcm" / cls / f"x{i}_mask.dcm"))
+    m = import_sources(_study(tmp_path, {"kind": "folders", "path": str(tmp_path / "dcm")}, {"rule": "column", "column": "class", "positive": ["b"]}))
+    assert len(m) == 6
+    # same file names in two class folders: ids are made unique by the folder
+    assert sorted(m.table["case_id"])[:3] == ["a/x0", "a/x1", "a/x2"]
+    assert all(json.loads(s)[0].endswith("_mask.dcm") for s in m.table["masks"])
