@@ -4,21 +4,27 @@
 
 Cases: every fifth lesion image of ``benign/`` + ``malignant/`` whose first mask
 ``X_mask.png`` is not empty, sorted by file name; the first 120 (24 with ``--quick``).
-Params: the shipped ``us2d`` set. Timed after one untimed warm-up case:
+Params: the shipped ``us2d`` set. Contenders:
 
-1. a plain single-process PyRadiomics loop (one ``RadiomicsFeatureExtractor``, images
-   read the same way, since PyRadiomics alone cannot read RGB PNGs);
-2. :func:`~her2dlr.radiomics.extract.extract_radiomics` with 1 worker (fresh cache).
-   1 and 2 alternate over 6 blocks of cases (4 with ``--quick``) in ABBA order; each
-   block runs twice per side and its faster time counts (timeit's rule: noise only
-   ever adds time), and the block times are summed;
-3. all cases with 2 loky workers (fresh cache; worker start-up included), best of 2;
-4. all cases with 1 worker and the cache of 2: every case comes from the cache.
+- ``plain``: a single-process PyRadiomics loop (one ``RadiomicsFeatureExtractor``,
+  images read the same way, since PyRadiomics alone cannot read RGB PNGs);
+- ``one``: :func:`~her2dlr.radiomics.extract.extract_radiomics` with 1 worker, with a
+  fresh cache (hashing and cache writes included);
+- ``two``: the same with 2 loky workers.
 
-Metrics: ``overhead_vs_pyradiomics`` (t2 / t1 - 1, target <= 0.10),
-``speedup_2_workers`` (t2 / t3, target >= 1.7), ``cache_speedup`` (t2 / t4, target
->= 20), ``cases_per_s_pyradiomics``, ``cases_per_s_1_worker``, ``cases_per_s_2_workers``,
-``n_features`` and ``max_rel_diff_vs_pyradiomics`` (the two paths must agree).
+Untimed warm-up: one case through each path, and the 2-worker pool is started (a new
+pool costs ~1-2 s once per session). The contenders then take turns over blocks of
+cases (6 blocks of 20; ``--quick``: 2 of 12), the order rotating every block and repeat;
+each block runs 2 times per contender (``--quick``: 3) and keeps its fastest time
+(timeit's rule: noise only ever adds time); block times are summed. A slow spell of a
+shared machine then hits no contender's total. Finally all cases run once more with
+1 worker and the first cache of ``one``: every case comes from the cache.
+
+Metrics: ``overhead_vs_pyradiomics`` (t_one / t_plain - 1, target <= 0.10),
+``speedup_2_workers`` (t_one / t_two, target >= 1.7), ``cache_speedup``
+(t_one / t_cached, target >= 20), ``cases_per_s_pyradiomics``,
+``cases_per_s_1_worker``, ``cases_per_s_2_workers``, ``n_features`` and
+``max_rel_diff_vs_pyradiomics`` (ours against the plain loop: must be 0).
 """
 
 from __future__ import annotations
@@ -44,8 +50,10 @@ QUICK_CASES = 24
 STEP = 5
 PARAMS = "us2d"
 BLOCKS_FULL = 6
-BLOCKS_QUICK = 4
-REPEATS = 2
+BLOCKS_QUICK = 2
+REPEATS_FULL = 2
+REPEATS_QUICK = 3
+SIDES = ("plain", "one", "two")
 
 
 def _blocks(manifest: pd.DataFrame, n_blocks: int) -> list[pd.DataFrame]:
@@ -133,54 +141,52 @@ def bench_extraction(options: BenchOptions) -> Iterator[dict[str, Any]]:
     warm = manifest.iloc[0]
     extract_case(warm["image"], warm["mask"], None, params)
     plain_pyradiomics_loop(manifest.iloc[:1], params)
+    extract_radiomics(manifest.iloc[:2], params, n_jobs=2, progress=False)  # start the worker pool
 
     if options.work_dir is not None:
         Path(options.work_dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="her2dlr-bench-extraction-", dir=options.work_dir))
     try:
-        # The plain loop and 1 worker alternate over blocks of cases (ABBA order), each
-        # block timed REPEATS times per side and its fastest time kept: a slow spell of a
-        # shared machine then hits neither side's total.
+        # The three contenders take turns over blocks of cases (the order rotates every
+        # block and repeat); each block keeps its fastest time per contender (timeit's
+        # rule: noise only ever adds time) and the block times are summed. A slow spell
+        # of a shared machine then hits no contender's total.
         blocks = _blocks(manifest, BLOCKS_QUICK if options.quick else BLOCKS_FULL)
-        best_plain = [math.inf] * len(blocks)
-        best_one = [math.inf] * len(blocks)
+        repeats = REPEATS_QUICK if options.quick else REPEATS_FULL
+        best = {side: [math.inf] * len(blocks) for side in SIDES}
         plain: dict[str, dict[str, float]] = {}
-        ones = []
-        for rep in range(REPEATS):
+        runs: dict[str, list[Any]] = {"one": [], "two": []}
+        for rep in range(repeats):
             for i, block in enumerate(blocks):
-                for side in ("plain", "ours") if (i + rep) % 2 == 0 else ("ours", "plain"):
+                shift = (i + rep) % len(SIDES)
+                for side in SIDES[shift:] + SIDES[:shift]:
                     t = time.perf_counter()
                     if side == "plain":
                         plain.update(plain_pyradiomics_loop(block, params))
-                        best_plain[i] = min(best_plain[i], time.perf_counter() - t)
                     else:
-                        cache = work / f"cache1-{rep}"
-                        ones.append(extract_radiomics(block, params, n_jobs=1, cache_dir=cache, progress=False))
-                        best_one[i] = min(best_one[i], time.perf_counter() - t)
-        t_plain, t_one = sum(best_plain), sum(best_one)
-        one_features = pd.concat([r.features for r in ones[: len(blocks)]])
-        one_failures = sum(len(r.failures) for r in ones)
-
-        t_two = math.inf
-        for rep in range(REPEATS):
-            t = time.perf_counter()
-            two = extract_radiomics(
-                manifest, params, n_jobs=2, backend="loky", cache_dir=work / f"cache2-{rep}", progress=False
-            )
-            t_two = min(t_two, time.perf_counter() - t)
+                        n_jobs = 1 if side == "one" else 2
+                        cache = work / f"cache-{side}-{rep}"
+                        runs[side].append(
+                            extract_radiomics(block, params, n_jobs=n_jobs, cache_dir=cache, progress=False)
+                        )
+                    best[side][i] = min(best[side][i], time.perf_counter() - t)
+        t_plain, t_one, t_two = (sum(best[side]) for side in SIDES)
+        failures = sum(len(r.failures) for side in runs for r in runs[side])
+        one_features = pd.concat([r.features for r in runs["one"][: len(blocks)]])
+        two_features = pd.concat([r.features for r in runs["two"][: len(blocks)]])
 
         t = time.perf_counter()
-        cached = extract_radiomics(manifest, params, n_jobs=1, cache_dir=work / "cache1-0", progress=False)
+        cached = extract_radiomics(manifest, params, n_jobs=1, cache_dir=work / "cache-one-0", progress=False)
         t_cached = time.perf_counter() - t
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    if one_failures or cached.timing["n_computed"]:
+    if failures or cached.timing["n_computed"]:
         raise RuntimeError(
-            f"extraction benchmark is invalid: {one_failures} failures, "
+            f"extraction benchmark is invalid: {failures} failures, "
             f"{cached.timing['n_computed']} cases recomputed on the cached run."
         )
-    diff = max(_max_rel_diff(one_features, plain), _max_rel_diff(two.features, plain))
+    diff = max(_max_rel_diff(one_features, plain), _max_rel_diff(two_features, plain))
     yield result(BENCH, "overhead_vs_pyradiomics", t_one / t_plain - 1.0, n=n, seconds=t_one, target=0.10)
     yield result(BENCH, "speedup_2_workers", t_one / t_two, n=n, seconds=t_two, target=1.7)
     yield result(BENCH, "cache_speedup", t_one / t_cached, n=n, seconds=t_cached, target=20)
