@@ -120,9 +120,10 @@ def run_chunks(
     """Yield ``fn(chunk, sitk_threads=..., **kwargs)`` for each chunk, as they finish.
 
     With one worker, ``backend="sequential"``, or a single chunk on a local backend, the
-    chunks run here, in order. With
-    ``threading`` the process-wide SimpleITK thread count is lowered for the duration;
-    with process backends each worker sets its own through ``sitk_threads``.
+    chunks run here, in order. With ``threading`` the process-wide SimpleITK thread count
+    is lowered for the duration; with ``loky`` each worker process sets its own through
+    ``sitk_threads`` (cores // workers); on ``dask``/``ray`` clusters, whose workers
+    already get one task per core, each task runs SimpleITK on one thread.
     """
     chunks = list(chunks)
     local = backend in ("loky", "threading") and len(chunks) <= 1  # no pool for one task
@@ -142,7 +143,7 @@ def run_chunks(
         parallel = joblib.Parallel(n_jobs=n_workers, backend="loky", return_as="generator_unordered")
         yield from parallel(joblib.delayed(fn)(c, sitk_threads=threads, **kwargs) for c in chunks)
         return
-    tasks = [joblib.delayed(fn)(c, sitk_threads=threads, **kwargs) for c in chunks]
+    tasks = [joblib.delayed(fn)(c, sitk_threads=1, **kwargs) for c in chunks]
     with _backend_context(backend, n_workers):
         try:
             results = joblib.Parallel(return_as="generator_unordered")(tasks)

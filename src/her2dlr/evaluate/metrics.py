@@ -1,0 +1,208 @@
+"""Classification metrics with confidence intervals, and the per-model, per-split results table.
+
+Threshold metrics (accuracy, sensitivity, specificity, PPV, NPV, Youden index) use a threshold
+chosen on training predictions (:mod:`her2dlr.learn.thresholds`) and applied unchanged.
+
+**Repeated cross-validation.** Out-of-fold predictions of one repetition cover every case once,
+so they are pooled per repetition: one AUC (with its DeLong CI) and one set of threshold metrics
+per repetition, each case classified with the threshold of the fold that predicted it. The
+summary row (``scope="mean"``) gives the mean over repetitions of each metric; its ``ci_low`` /
+``ci_high`` are the means of the per-repetition DeLong limits (a CI of the width one repetition
+supports, centred near the mean), and ``auc_min`` / ``auc_max`` give the range over repetitions.
+Pooled out-of-fold predictions of different folds come from different models, so that CI is
+approximate; it is what the CV literature reports (e.g. pROC on pooled OOF predictions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from her2dlr.errors import InputError
+from her2dlr.evaluate.delong import AUCResult, delong_auc_ci
+from her2dlr.learn._validation import binary_target
+
+__all__ = ["auc_ci", "bootstrap_auc_ci", "threshold_metrics", "metrics_table", "METRIC_COLUMNS"]
+
+METRIC_COLUMNS = [
+    "model", "split", "scope", "n", "n_pos", "auc", "ci_low", "ci_high", "auc_min", "auc_max",
+    "accuracy", "sensitivity", "specificity", "ppv", "npv", "youden", "threshold",
+]
+
+
+def auc_ci(y_true: Any, score: Any, *, level: float = 0.95) -> AUCResult:
+    """AUC with its DeLong confidence interval (see :func:`her2dlr.evaluate.delong.delong_auc_ci`)."""
+    return delong_auc_ci(y_true, score, level=level)
+
+
+def bootstrap_auc_ci(y_true: Any, score: Any, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+                     stratified: bool = True) -> AUCResult:
+    """AUC with a percentile bootstrap CI (resampling cases; stratified keeps the class counts).
+
+    Slower than DeLong; use it to check DeLong or for statistics with no closed form.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = binary_target(y_true, where="bootstrap_auc_ci")
+    s = np.asarray(score, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    aucs = np.empty(n_boot)
+    for b in range(n_boot):
+        if stratified:
+            idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        else:
+            idx = rng.integers(0, len(y), len(y))
+            while len(np.unique(y[idx])) < 2:
+                idx = rng.integers(0, len(y), len(y))
+        aucs[b] = roc_auc_score(y[idx], s[idx])
+    auc = float(roc_auc_score(y, s))
+    lo, hi = np.quantile(aucs, [(1 - level) / 2, (1 + level) / 2])
+    return AUCResult(auc, float(aucs.std(ddof=1)), float(lo), float(hi), level, len(pos), len(neg), "bootstrap")
+
+
+def threshold_metrics(y_true: Any, prob: Any | None = None, threshold: float | None = None, *,
+                      predicted: Any | None = None) -> dict[str, float]:
+    """Accuracy, sensitivity, specificity, PPV, NPV and Youden index at a threshold.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_cases,)
+        0/1 labels.
+    prob : array-like of shape (n_cases,), optional
+    threshold : float, optional
+        Positive when ``prob >= threshold``.
+    predicted : array-like of shape (n_cases,), optional
+        Classes already decided (instead of ``prob`` and ``threshold``).
+
+    Returns
+    -------
+    dict
+        ``tp, fp, tn, fn, accuracy, sensitivity, specificity, ppv, npv, youden``; a ratio with
+        an empty denominator is NaN.
+    """
+    y = np.asarray(y_true).astype(int)
+    if predicted is None:
+        if prob is None or threshold is None:
+            raise InputError("threshold_metrics needs either prob and threshold, or predicted classes.")
+        pred = (np.asarray(prob, dtype=np.float64) >= threshold).astype(int)
+    else:
+        pred = np.asarray(predicted).astype(int)
+    tp = int(((pred == 1) & (y == 1)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    tn = int(((pred == 0) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
+    sens, spec = ratio(tp, tp + fn), ratio(tn, tn + fp)
+    return {"tp": tp, "fp": fp, "tn": tn, "fn": fn, "accuracy": ratio(tp + tn, len(y)),
+            "sensitivity": sens, "specificity": spec, "ppv": ratio(tp, tp + fp), "npv": ratio(tn, tn + fn),
+            "youden": sens + spec - 1.0}
+
+
+def _classes(frame: pd.DataFrame, thresholds: Any) -> tuple[np.ndarray, float]:
+    """Predicted classes of ``frame`` rows and the (mean) threshold used."""
+    if thresholds is None:
+        if "class" in frame.columns and frame["class"].notna().all():
+            thr = frame["threshold"].mean() if "threshold" in frame.columns else float("nan")
+            return frame["class"].astype(int).to_numpy(), float(thr)
+        raise InputError("Predictions have no 'class' column: pass thresholds (chosen on training predictions).")
+    if isinstance(thresholds, Mapping):
+        keys = list(zip(frame["model"], frame["fold"]))
+        try:
+            values = np.array([thresholds[k] if k in thresholds else thresholds[k[1]] for k in keys], dtype=float)
+        except KeyError as exc:
+            raise InputError(f"No threshold for (model, fold) {exc.args[0]!r}; give one per (model, fold).") from None
+    else:
+        values = np.full(len(frame), float(thresholds))
+    return (frame["prob"].to_numpy(dtype=float) >= values).astype(int), float(values.mean())
+
+
+def _row(frame: pd.DataFrame, thresholds: Any, level: float) -> dict[str, Any]:
+    y = frame["label"].astype(int).to_numpy()
+    prob = frame["prob"].to_numpy(dtype=float)
+    row: dict[str, Any] = {"n": len(y), "n_pos": int(y.sum())}
+    if 0 < y.sum() < len(y):
+        if min(y.sum(), len(y) - y.sum()) >= 2:
+            res = delong_auc_ci(y, prob, level=level)
+            row.update(auc=res.auc, ci_low=res.ci_low, ci_high=res.ci_high)
+        else:
+            from sklearn.metrics import roc_auc_score
+
+            row.update(auc=float(roc_auc_score(y, prob)), ci_low=np.nan, ci_high=np.nan)
+    pred, thr = _classes(frame, thresholds)
+    met = threshold_metrics(y, predicted=pred)
+    row.update({k: met[k] for k in ("accuracy", "sensitivity", "specificity", "ppv", "npv", "youden")})
+    row["threshold"] = thr
+    return row
+
+
+def metrics_table(predictions: pd.DataFrame, thresholds: Any = None, *, level: float = 0.95) -> pd.DataFrame:
+    """Metrics per model and split (and per repetition for repeated CV).
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        Columns ``model, fold, split, prob, label`` and ``class`` (or pass ``thresholds``).
+    thresholds : None, float or dict, optional
+        ``None``: use the ``class`` column (each row classified with its own fold's training
+        threshold). A float: one threshold for all rows. A dict ``(model, fold) -> value`` (or
+        ``fold -> value``), e.g. :meth:`her2dlr.learn.cv.CVResult.thresholds`.
+    level : float, default=0.95
+
+    Returns
+    -------
+    DataFrame with columns :data:`METRIC_COLUMNS`
+        ``scope``: ``"holdout"`` / ``"final"`` for single fits; ``"r<k>"`` for the pooled
+        out-of-fold rows of repetition k and ``"mean"`` for their mean (see the module notes);
+        for CV ``train`` / ``train_oof`` rows (a case appears in several folds) ``"fold-mean"``:
+        the mean of per-fold metrics.
+    """
+    need = {"model", "fold", "split", "prob", "label"}
+    if not need.issubset(predictions.columns):
+        raise InputError(f"metrics_table: predictions lack column(s) {sorted(need - set(predictions.columns))}.")
+    rows: list[dict[str, Any]] = []
+    for (model, split), frame in predictions.groupby(["model", "split"], sort=True):
+        folds = frame["fold"].astype(str)
+        is_cv = folds.str.match(r"^r\d+f\d+$")
+        for fold in sorted(set(folds[~is_cv])):
+            rows.append({"model": model, "split": split, "scope": fold,
+                         **_row(frame[folds == fold], thresholds, level)})
+        if not is_cv.any():
+            continue
+        cv = frame[is_cv]
+        reps = folds[is_cv].str.extract(r"^r(\d+)f")[0].astype(int)
+        if split == "test":
+            per_rep = []
+            for rep in sorted(reps.unique()):
+                r = {"model": model, "split": split, "scope": f"r{rep}", **_row(cv[reps == rep], thresholds, level)}
+                per_rep.append(r)
+            rows.extend(per_rep)
+            rows.append(_mean_row(model, split, "mean", per_rep))
+        else:
+            per_fold = [_row(cv[folds[is_cv] == f], thresholds, level) for f in sorted(folds[is_cv].unique())]
+            rows.append(_mean_row(model, split, "fold-mean", per_fold))
+    table = pd.DataFrame(rows)
+    for col in METRIC_COLUMNS:
+        if col not in table.columns:
+            table[col] = np.nan
+    return table[METRIC_COLUMNS]
+
+
+def _mean_row(model: str, split: str, scope: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    frame = pd.DataFrame(rows)
+    # per repetition every case appears once (n is the cohort); per fold, n is the mean fold size
+    out: dict[str, Any] = {"model": model, "split": split, "scope": scope,
+                           "n": int(round(frame["n"].mean())), "n_pos": int(round(frame["n_pos"].mean()))}
+    for col in ("auc", "ci_low", "ci_high", "accuracy", "sensitivity", "specificity", "ppv", "npv", "youden",
+                "threshold"):
+        if col in frame.columns:
+            out[col] = float(frame[col].mean())
+    if "auc" in frame.columns:
+        out["auc_min"], out["auc_max"] = float(frame["auc"].min()), float(frame["auc"].max())
+    return out

@@ -1,0 +1,374 @@
+"""Outer loop from the manifest: hold-out or repeated group k-fold, nested search in every fold.
+
+For each outer fold the training rows alone go through :func:`her2dlr.learn.tuning.tune`
+(selection + model, inner StratifiedGroupKFold, pick by median AUC, refit), the operating
+threshold is chosen on training predictions only, and the fold's test rows are predicted
+once. Nothing about the test rows - values, labels, count - reaches any fitted step.
+
+Predictions follow the DESIGN contract ``case_id, patient_id, model, fold, split, prob, class``
+plus ``label`` and ``threshold``:
+
+* ``fold`` is ``"holdout"`` or ``"r{rep}f{k}"`` (repetition ``rep`` of the repeated k-fold,
+  outer fold ``k``); :func:`fit_final` uses ``"final"``;
+* ``split`` is ``"test"`` for the held-out / out-of-fold rows, ``"train_oof"`` for the inner
+  out-of-fold predictions of the chosen setting on the training rows (what the threshold is
+  chosen from), and ``"train"`` for the final model's apparent predictions on its own
+  training rows (kept when ``keep_train=True``, as papers report a "training cohort" AUC).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import cross_val_predict
+from sklearn.pipeline import Pipeline
+
+from her2dlr.cohort.manifest import Manifest
+from her2dlr.errors import InputError
+from her2dlr.learn._validation import binary_target, check_choice
+from her2dlr.learn.selection import selection_funnel
+from her2dlr.learn.thresholds import Threshold, ThresholdRule, apply_threshold, choose_threshold
+from her2dlr.learn.tuning import SearchSettings, Steps, tune
+from her2dlr.learn.zoo import get_model
+
+__all__ = ["LearningData", "FoldFit", "CVResult", "learning_data", "outer_folds", "fit_fold", "fit_final",
+           "run_outer_cv", "PREDICTION_COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = ["case_id", "patient_id", "model", "fold", "split", "prob", "class", "label", "threshold"]
+
+
+@dataclass
+class LearningData:
+    """Feature rows aligned with the manifest rows that take part.
+
+    Attributes
+    ----------
+    X : DataFrame of shape (n_cases, n_features)
+        Indexed by case id, columns as in the feature table.
+    y : ndarray of shape (n_cases,)
+        0/1 labels.
+    patient : ndarray of shape (n_cases,)
+    groups : ndarray of shape (n_cases,)
+        Near-duplicate group (``group`` column) or, when QC has not run, the patient.
+    table : DataFrame
+        The manifest rows (same order), with ``split`` and ``fold_r*`` columns when present.
+    """
+
+    X: pd.DataFrame
+    y: np.ndarray
+    patient: np.ndarray
+    groups: np.ndarray
+    table: pd.DataFrame
+
+
+@dataclass
+class FoldFit:
+    """One outer fold: the fitted pipeline and everything chosen inside it.
+
+    Attributes
+    ----------
+    fold : str
+    repeat : int or None
+    pipeline : Pipeline
+    params : dict
+    inner_median_auc, inner_mean_auc : float
+    inner_results : DataFrame
+        Per-setting inner AUCs (see :class:`~her2dlr.learn.tuning.TunedModel`).
+    threshold : Threshold
+    funnel : DataFrame
+        ``step, n_in, n_out`` of the fitted selection.
+    train_cases, test_cases : list of str
+    features : list of str
+        Features reaching the model.
+    notes : list of str
+    seconds : float
+    """
+
+    fold: str
+    repeat: int | None
+    pipeline: Pipeline
+    params: dict[str, Any]
+    inner_median_auc: float
+    inner_mean_auc: float
+    inner_results: pd.DataFrame
+    threshold: Threshold
+    funnel: pd.DataFrame
+    train_cases: list[str]
+    test_cases: list[str]
+    features: list[str]
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class CVResult:
+    """All outer folds of one model.
+
+    Attributes
+    ----------
+    model : str
+    scheme : str
+        ``"kfold"`` or ``"holdout"``.
+    predictions : DataFrame
+        Columns :data:`PREDICTION_COLUMNS`.
+    fits : list of FoldFit
+    """
+
+    model: str
+    scheme: str
+    predictions: pd.DataFrame
+    fits: list[FoldFit]
+
+    def thresholds(self) -> dict[tuple[str, str], float]:
+        """``(model, fold) -> threshold value`` (for :func:`her2dlr.evaluate.metrics.metrics_table`)."""
+        return {(self.model, f.fold): f.threshold.value for f in self.fits}
+
+    def funnel(self) -> pd.DataFrame:
+        """Selection funnel of every fold: ``fold, step, n_in, n_out``."""
+        parts = [f.funnel.assign(fold=f.fold) for f in self.fits]
+        if not parts:
+            return pd.DataFrame(columns=["fold", "step", "n_in", "n_out"])
+        return pd.concat(parts, ignore_index=True)[["fold", "step", "n_in", "n_out"]]
+
+    def params(self) -> pd.DataFrame:
+        """Chosen hyper-parameters and inner AUCs, one row per fold."""
+        rows = [{"fold": f.fold, **f.params, "inner_median_auc": f.inner_median_auc,
+                 "inner_mean_auc": f.inner_mean_auc, "n_features": len(f.features),
+                 "threshold": f.threshold.value} for f in self.fits]
+        return pd.DataFrame(rows)
+
+    def feature_frequency(self) -> pd.Series:
+        """How often each feature reached the model, over the folds (stability of the selection)."""
+        counts = pd.Series([c for f in self.fits for c in f.features], dtype=object).value_counts()
+        return (counts / max(len(self.fits), 1)).rename("frequency")
+
+
+def _group_ids(table: pd.DataFrame) -> pd.Series:
+    if "group" in table.columns and table["group"].notna().all():
+        return table["group"].astype(str)
+    return table["patient_id"].astype(str)
+
+
+def learning_data(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, label: str = "label") -> LearningData:
+    """Align a feature table with the manifest's included, labelled rows.
+
+    Parameters
+    ----------
+    features : DataFrame
+        Indexed by case id (or with a ``case_id`` column).
+    manifest : Manifest or DataFrame
+        Needs ``case_id``, ``patient_id``, ``label``; ``include``, ``group``, ``split``,
+        ``fold_r*`` are used when present.
+    label : str, default="label"
+
+    Raises
+    ------
+    InputError
+        No label column, or included cases without a feature row (lists them).
+    """
+    table = manifest.included if isinstance(manifest, Manifest) else manifest
+    if isinstance(manifest, pd.DataFrame) and "include" in table.columns:
+        table = table[table["include"].fillna(True).astype(bool)]
+    for col in ("case_id", "patient_id", label):
+        if col not in table.columns:
+            raise InputError(f"The manifest has no '{col}' column; apply the label rule and splits first.")
+    table = table[table[label].notna()].copy()
+    table["case_id"] = table["case_id"].astype(str)
+    feats = features.set_index("case_id") if "case_id" in features.columns else features
+    feats = feats.copy()
+    feats.index = feats.index.astype(str)
+    missing = table.loc[~table["case_id"].isin(feats.index), "case_id"].tolist()
+    if missing:
+        raise InputError(
+            f"{len(missing)} included case(s) have no row in the feature table: {missing[:10]}"
+            f"{' ...' if len(missing) > 10 else ''}. Re-run extraction or exclude them in QC."
+        )
+    X = feats.loc[table["case_id"].to_numpy()]
+    numeric = X.select_dtypes(include=[np.number, "bool"])
+    if numeric.shape[1] != X.shape[1]:
+        bad = [c for c in X.columns if c not in numeric.columns]
+        raise InputError(f"Feature table has non-numeric column(s) {bad[:5]}: encode them first (clinical module).")
+    y = binary_target(table[label].to_numpy(), where="the cohort")
+    return LearningData(X.astype(np.float64), y, table["patient_id"].astype(str).to_numpy(),
+                        _group_ids(table).to_numpy(), table.reset_index(drop=True))
+
+
+def outer_folds(table: pd.DataFrame, scheme: str) -> Iterator[tuple[str, int | None, np.ndarray, np.ndarray]]:
+    """``(fold name, repetition, train mask, test mask)`` of each outer fold.
+
+    ``scheme="holdout"``: the ``split`` column (train / test). ``scheme="kfold"``: every
+    ``fold_r<rep>`` column, rows with fold -1 out of that repetition.
+    """
+    check_choice("outer_folds", "scheme", scheme, ("holdout", "kfold"))
+    if scheme == "holdout":
+        if "split" not in table.columns:
+            raise InputError("The manifest has no 'split' column: run `her2dlr cohort split` (hold-out) first.")
+        split = table["split"].astype("string")
+        yield "holdout", None, (split == "train").fillna(False).to_numpy(), (split == "test").fillna(False).to_numpy()
+        return
+    cols = sorted((c for c in table.columns if str(c).startswith("fold_r")), key=lambda c: int(str(c)[6:]))
+    if not cols:
+        raise InputError("The manifest has no fold_r* columns: run the repeated k-fold split first.")
+    for col in cols:
+        rep = int(str(col)[6:])
+        fold = table[col].fillna(-1).astype(int).to_numpy()
+        for k in sorted(set(fold[fold >= 0])):
+            yield f"r{rep}f{k}", rep, (fold >= 0) & (fold != k), fold == k
+
+
+def fit_fold(X_train: pd.DataFrame, y_train: np.ndarray, groups_train: np.ndarray, *, model: str,
+             selection: Steps, grid: Mapping[str, list[Any]] | None = None,
+             params: Mapping[str, Any] | None = None, search: SearchSettings | None = None,
+             threshold: ThresholdRule | None = None, threshold_source: str = "inner_oof",
+             fold: str = "final") -> tuple[FoldFit, np.ndarray]:
+    """Tune, refit and choose the threshold on one training set.
+
+    Parameters
+    ----------
+    X_train : DataFrame of shape (n_train, n_features)
+    y_train : ndarray of shape (n_train,)
+    groups_train : ndarray of shape (n_train,)
+    model, selection, grid, params, search
+        See :func:`her2dlr.learn.tuning.tune`.
+    threshold : ThresholdRule, default=Youden
+    threshold_source : {"inner_oof", "train_fit"}
+        ``inner_oof``: the chosen setting's out-of-fold predictions over the inner splits
+        (honest for trees, which fit training rows almost perfectly); ``train_fit``: the
+        final model's predictions on its own training rows.
+    fold : str
+        Name used in messages and results.
+
+    Returns
+    -------
+    (FoldFit, ndarray of shape (n_train,))
+        The fold fit and the inner out-of-fold predictions (NaN with ``train_fit``).
+    """
+    check_choice("fit_fold", "threshold_source", threshold_source, ("inner_oof", "train_fit"))
+    where = f"Training fold '{fold}'"
+    start = time.perf_counter()
+    y_train = binary_target(y_train, where=where)
+    tuned = tune(X_train, y_train, groups_train, selection=selection, model=model, grid=grid, params=params,
+                 settings=search, where=where)
+    if threshold_source == "inner_oof":
+        oof = cross_val_predict(clone(tuned.pipeline), X_train, y_train, groups=groups_train, cv=tuned.inner_cv,
+                                method="predict_proba")[:, 1]
+        thr = choose_threshold(y_train, oof, threshold, source="inner_oof")
+    else:
+        oof = np.full(len(y_train), np.nan)
+        thr = choose_threshold(y_train, tuned.pipeline.predict_proba(X_train)[:, 1], threshold, source="train_fit")
+    names = tuned.pipeline[:-1].get_feature_names_out() if len(tuned.pipeline) > 1 else X_train.columns
+    fit = FoldFit(
+        fold=fold, repeat=None, pipeline=tuned.pipeline, params=tuned.params,
+        inner_median_auc=tuned.inner_median_auc, inner_mean_auc=tuned.inner_mean_auc,
+        inner_results=tuned.results, threshold=thr, funnel=selection_funnel(tuned.pipeline),
+        train_cases=[str(c) for c in X_train.index], test_cases=[], features=[str(n) for n in names],
+        notes=list(tuned.warnings), seconds=time.perf_counter() - start,
+    )
+    return fit, oof
+
+
+def fit_final(data: LearningData, *, model: str, selection: Steps, rows: np.ndarray | None = None,
+              **kwargs: Any) -> FoldFit:
+    """Fit the model to deploy: the same procedure as one outer fold, on all (or ``rows``) training cases.
+
+    Parameters
+    ----------
+    data : LearningData
+    model, selection
+    rows : bool ndarray of shape (n_cases,), optional
+        Training rows (default: the hold-out's ``split == "train"`` when present, else all).
+    **kwargs
+        Passed to :func:`fit_fold`.
+    """
+    if rows is None:
+        rows = ((data.table["split"] == "train").fillna(False).to_numpy() if "split" in data.table.columns
+                else np.ones(len(data.y), dtype=bool))
+    fit, _ = fit_fold(data.X[rows], data.y[rows], data.groups[rows], model=model, selection=selection,
+                      fold="final", **kwargs)
+    return fit
+
+
+def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, model: str, selection: Steps,
+                 scheme: str = "kfold", grid: Mapping[str, list[Any]] | None = None,
+                 params: Mapping[str, Any] | None = None, search: SearchSettings | None = None,
+                 threshold: ThresholdRule | None = None, threshold_source: str = "inner_oof",
+                 keep_train: bool = True, label: str = "label", model_name: str | None = None,
+                 progress: bool = False) -> CVResult:
+    """Nested evaluation of one model over the manifest's outer folds.
+
+    Parameters
+    ----------
+    features : DataFrame
+        Feature table indexed by case id (any column names).
+    manifest : Manifest or DataFrame
+    model : str
+        Zoo name.
+    selection : list of dict or list of (name, transformer)
+        Fresh copies are fitted in every fold.
+    scheme : {"kfold", "holdout"}, default="kfold"
+    grid, params, search, threshold, threshold_source
+        See :func:`fit_fold`.
+    keep_train : bool, default=True
+        Also return ``train`` and ``train_oof`` prediction rows.
+    label : str, default="label"
+    model_name : str, optional
+        Value of the ``model`` column (default: the zoo name), e.g. ``"radiomics-lr"``.
+    progress : bool, default=False
+        Show a progress bar (rich).
+
+    Returns
+    -------
+    CVResult
+
+    Raises
+    ------
+    InputError
+        A training fold with one class (names the fold), cases without features, no split columns.
+    StudyFileError
+        Unknown model name, selection step or hyper-parameter.
+    """
+    spec = get_model(model)  # fail fast on a bad name, before any fitting
+    name = model_name or spec.name
+    data = learning_data(features, manifest, label=label)
+    folds = list(outer_folds(data.table, scheme))
+    frames: list[pd.DataFrame] = []
+    fits: list[FoldFit] = []
+    iterator: Any = folds
+    if progress:
+        from rich.progress import track
+
+        iterator = track(folds, description=f"{name} ({scheme})")
+    for fold, rep, train, test in iterator:
+        if not train.any():
+            raise InputError(f"Outer fold '{fold}' has no training rows.")
+        fit, oof = fit_fold(data.X[train], data.y[train], data.groups[train], model=spec.name, selection=selection,
+                            grid=grid, params=params, search=search, threshold=threshold,
+                            threshold_source=threshold_source, fold=fold)
+        fit.repeat = rep
+        fit.test_cases = data.X.index[test].tolist()
+        fits.append(fit)
+        parts = [("test", test, None)]
+        if keep_train:
+            parts += [("train", train, None), ("train_oof", train, oof)]
+        for split, rows, given in parts:
+            if not rows.any() or (given is not None and np.isnan(given).all()):
+                continue
+            prob = given if given is not None else fit.pipeline.predict_proba(data.X[rows])[:, 1]
+            frames.append(pd.DataFrame({
+                "case_id": data.X.index[rows], "patient_id": data.patient[rows], "model": name, "fold": fold,
+                "split": split, "prob": prob, "class": apply_threshold(prob, fit.threshold),
+                "label": data.y[rows], "threshold": fit.threshold.value,
+            }))
+        log.info("%s %s: inner median AUC %.3f, %d features, %.1fs", name, fold, fit.inner_median_auc,
+                 len(fit.features), fit.seconds)
+    predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
+    return CVResult(name, scheme, predictions[PREDICTION_COLUMNS], fits)

@@ -1,0 +1,60 @@
+"""Feature selection as scikit-learn transformers, each fitted on the training fold only.
+
+Every selector takes a DataFrame (names kept as given, any characters) or an array, and
+returns the same kind; ``get_support`` and ``get_feature_names_out`` say what survived.
+
+======================  ==========================================================
+study-file name         class
+======================  ==========================================================
+``variance``            :class:`MissingVarianceFilter` (drop all-missing/constant, impute median)
+``zscore``              :class:`ZScore`
+``ttest``               :class:`UnivariateFilter` (``test="ttest"``)
+``mannwhitney``         :class:`UnivariateFilter` (``test="mannwhitney"``)
+``pearson``             :class:`PearsonRedundancy`
+``greedy``              :class:`GreedyElimination` (seed 002)
+``mrmr``                :class:`MRMR`
+``lasso``               :class:`LassoSelector` (L1 logistic, 10-fold CV)
+``rfe``                 :class:`RFESelector`
+``chi2``                :class:`ChiSquareSelector`
+``mutual_info``         :class:`MutualInfoSelector`
+``icc``                 :class:`ICCFilter` (seed 003)
+======================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from her2dlr.learn.selection._base import BaseSelector
+from her2dlr.learn.selection.build import SELECTION_STEPS, build_selection, selection_funnel, step_parameters
+from her2dlr.learn.selection.embedded import LassoSelector, RFESelector
+from her2dlr.learn.selection.filters import MissingVarianceFilter, ZScore
+from her2dlr.learn.selection.icc import ICC_FORMS, ICCFilter, intraclass_correlation
+from her2dlr.learn.selection.redundancy import MRMR, GreedyElimination, PearsonRedundancy, abs_correlation
+from her2dlr.learn.selection.univariate import (
+    ChiSquareSelector,
+    MutualInfoSelector,
+    TopKSelector,
+    UnivariateFilter,
+)
+
+__all__ = [
+    "BaseSelector",
+    "MissingVarianceFilter",
+    "ZScore",
+    "UnivariateFilter",
+    "TopKSelector",
+    "ChiSquareSelector",
+    "MutualInfoSelector",
+    "PearsonRedundancy",
+    "GreedyElimination",
+    "MRMR",
+    "LassoSelector",
+    "RFESelector",
+    "ICCFilter",
+    "intraclass_correlation",
+    "ICC_FORMS",
+    "abs_correlation",
+    "SELECTION_STEPS",
+    "build_selection",
+    "selection_funnel",
+    "step_parameters",
+]
