@@ -329,6 +329,17 @@ def test_separation_is_handled_in_selection():
     assert dropped.univariable_.set_index("feature").loc["perfect", "note"] == "dropped: separation"
 
 
+@pytest.mark.parametrize("criterion", ["p", "aic"])
+def test_duplicated_variable_leaves_the_model_with_a_reason(criterion: str):
+    X, y = synthetic(n=300, seed=7)
+    arr = np.column_stack([X["Age"], X["Age"], X["noise0"]])  # a plain array: names x0, x1, x2
+    sel = UnivariableMultivariableSelector(criterion=criterion).fit(arr, y)
+    assert sel.selected_features_ == ["x0"]
+    removed = sel.steps_.set_index("group").loc["x1"]
+    assert removed["action"] == "-" and "collinear" in removed["note"] and math.isnan(removed["p_value"])
+    assert list(sel.get_feature_names_out()) == ["x0"]
+
+
 def test_fallback_when_nothing_passes():
     rng = np.random.default_rng(4)
     y = rng.integers(0, 2, 80)
