@@ -167,7 +167,7 @@ def delong_auc_ci(y_true: Any, score: Any, *, level: float = 0.95) -> AUCResult:
     auc = float(aucs[0])
     se = float(np.sqrt(max(cov[0, 0], 0.0)))
     z = stats.norm.ppf(0.5 + level / 2.0)
-    return AUCResult(auc, se, max(0.0, auc - z * se), min(1.0, auc + z * se), level,
+    return AUCResult(auc, se, float(max(0.0, auc - z * se)), float(min(1.0, auc + z * se)), level,
                      int(y.sum()), int((1 - y).sum()))
 
 

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from her2dlr.errors import InputError
-from her2dlr.evaluate.delong import AUCResult, delong_auc_ci
+from her2dlr.evaluate.delong import AUCResult, delong_auc_ci, placement_values
 from her2dlr.learn._validation import binary_target
 
 __all__ = ["auc_ci", "bootstrap_auc_ci", "threshold_metrics", "metrics_table", "METRIC_COLUMNS"]
@@ -42,24 +43,41 @@ def bootstrap_auc_ci(y_true: Any, score: Any, *, n_boot: int = 2000, level: floa
                      stratified: bool = True) -> AUCResult:
     """AUC with a percentile bootstrap CI (resampling cases; stratified keeps the class counts).
 
-    Slower than DeLong; use it to check DeLong or for statistics with no closed form.
-    """
-    from sklearn.metrics import roc_auc_score
+    Use it to check DeLong or for statistics with no closed form. Resamples with a single
+    class (unstratified only) are drawn again. Vectorised: all resamples are ranked at once.
 
+    Parameters
+    ----------
+    y_true : array-like of shape (n_cases,)
+    score : array-like of shape (n_cases,)
+    n_boot : int, default=2000
+    level : float, default=0.95
+    seed : int, default=0
+    stratified : bool, default=True
+
+    Returns
+    -------
+    AUCResult
+        ``se`` is the SD of the bootstrap AUCs; ``method="bootstrap"``.
+    """
     y = binary_target(y_true, where="bootstrap_auc_ci")
     s = np.asarray(score, dtype=np.float64)
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    aucs = np.empty(n_boot)
-    for b in range(n_boot):
-        if stratified:
-            idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        else:
-            idx = rng.integers(0, len(y), len(y))
-            while len(np.unique(y[idx])) < 2:
-                idx = rng.integers(0, len(y), len(y))
-        aucs[b] = roc_auc_score(y[idx], s[idx])
-    auc = float(roc_auc_score(y, s))
+    if stratified:
+        idx = np.concatenate([rng.choice(pos, (n_boot, len(pos))), rng.choice(neg, (n_boot, len(neg)))], axis=1)
+    else:
+        idx = rng.integers(0, len(y), (n_boot, len(y)))
+        m = y[idx].sum(axis=1)
+        while ((m == 0) | (m == len(y))).any():
+            bad = (m == 0) | (m == len(y))
+            idx[bad] = rng.integers(0, len(y), (int(bad.sum()), len(y)))
+            m = y[idx].sum(axis=1)
+    yb, sb = y[idx], s[idx]
+    ranks = stats.rankdata(sb, axis=1)
+    m = yb.sum(axis=1)
+    aucs = ((ranks * yb).sum(axis=1) - m * (m + 1) / 2.0) / (m * (len(y) - m))
+    auc = float(placement_values(y, s)[0][0])
     lo, hi = np.quantile(aucs, [(1 - level) / 2, (1 + level) / 2])
     return AUCResult(auc, float(aucs.std(ddof=1)), float(lo), float(hi), level, len(pos), len(neg), "bootstrap")
 
@@ -198,7 +216,7 @@ def _mean_row(model: str, split: str, scope: str, rows: list[dict[str, Any]]) ->
     frame = pd.DataFrame(rows)
     # per repetition every case appears once (n is the cohort); per fold, n is the mean fold size
     out: dict[str, Any] = {"model": model, "split": split, "scope": scope,
-                           "n": int(round(frame["n"].mean())), "n_pos": int(round(frame["n_pos"].mean()))}
+                           "n": round(float(frame["n"].mean())), "n_pos": round(float(frame["n_pos"].mean()))}
     for col in ("auc", "ci_low", "ci_high", "accuracy", "sensitivity", "specificity", "ppv", "npv", "youden",
                 "threshold"):
         if col in frame.columns:

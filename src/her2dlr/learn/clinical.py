@@ -48,7 +48,10 @@ from sklearn.utils.validation import check_is_fitted
 from her2dlr.cohort.clinical import infer_clinical_types
 from her2dlr.errors import InputError, nearest
 from her2dlr.learn._validation import check_choice, param_error
-from her2dlr.learn.clinical_stats import UnivariableMultivariableSelector, feature_source
+from her2dlr.learn.clinical_stats import (
+    UnivariableMultivariableSelector,
+    feature_source,
+)
 
 __all__ = [
     "CLINICAL_TYPES",

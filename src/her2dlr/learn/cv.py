@@ -21,20 +21,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
-from sklearn.model_selection import cross_val_predict
+from joblib import Parallel, delayed
 from sklearn.pipeline import Pipeline
 
 from her2dlr.cohort.manifest import Manifest
 from her2dlr.errors import InputError
 from her2dlr.learn._validation import binary_target, check_choice
-from her2dlr.learn.selection import selection_funnel
-from her2dlr.learn.thresholds import Threshold, ThresholdRule, apply_threshold, choose_threshold
+from her2dlr.learn.selection import build_selection, selection_funnel
+from her2dlr.learn.thresholds import (
+    Threshold,
+    ThresholdRule,
+    apply_threshold,
+    choose_threshold,
+)
 from her2dlr.learn.tuning import SearchSettings, Steps, tune
 from her2dlr.learn.zoo import get_model
 
@@ -250,7 +254,7 @@ def fit_fold(X_train: pd.DataFrame, y_train: np.ndarray, groups_train: np.ndarra
     Returns
     -------
     (FoldFit, ndarray of shape (n_train,))
-        The fold fit and the inner out-of-fold predictions (NaN with ``train_fit``).
+        The fold fit and the inner out-of-fold predictions of the chosen setting.
     """
     check_choice("fit_fold", "threshold_source", threshold_source, ("inner_oof", "train_fit"))
     where = f"Training fold '{fold}'"
@@ -258,12 +262,13 @@ def fit_fold(X_train: pd.DataFrame, y_train: np.ndarray, groups_train: np.ndarra
     y_train = binary_target(y_train, where=where)
     tuned = tune(X_train, y_train, groups_train, selection=selection, model=model, grid=grid, params=params,
                  settings=search, where=where)
-    if threshold_source == "inner_oof":
-        oof = cross_val_predict(clone(tuned.pipeline), X_train, y_train, groups=groups_train, cv=tuned.inner_cv,
-                                method="predict_proba")[:, 1]
+    notes = list(tuned.notes)
+    oof = tuned.oof
+    if threshold_source == "inner_oof" and np.isfinite(oof).all():
         thr = choose_threshold(y_train, oof, threshold, source="inner_oof")
     else:
-        oof = np.full(len(y_train), np.nan)
+        if threshold_source == "inner_oof":
+            notes.append(f"{where}: some inner predictions failed; threshold chosen on the training fit")
         thr = choose_threshold(y_train, tuned.pipeline.predict_proba(X_train)[:, 1], threshold, source="train_fit")
     names = tuned.pipeline[:-1].get_feature_names_out() if len(tuned.pipeline) > 1 else X_train.columns
     fit = FoldFit(
@@ -271,7 +276,7 @@ def fit_fold(X_train: pd.DataFrame, y_train: np.ndarray, groups_train: np.ndarra
         inner_median_auc=tuned.inner_median_auc, inner_mean_auc=tuned.inner_mean_auc,
         inner_results=tuned.results, threshold=thr, funnel=selection_funnel(tuned.pipeline),
         train_cases=[str(c) for c in X_train.index], test_cases=[], features=[str(n) for n in names],
-        notes=list(tuned.warnings), seconds=time.perf_counter() - start,
+        notes=notes, seconds=time.perf_counter() - start,
     )
     return fit, oof
 
@@ -302,7 +307,7 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
                  params: Mapping[str, Any] | None = None, search: SearchSettings | None = None,
                  threshold: ThresholdRule | None = None, threshold_source: str = "inner_oof",
                  keep_train: bool = True, label: str = "label", model_name: str | None = None,
-                 progress: bool = False) -> CVResult:
+                 n_jobs: int = 1, progress: bool = False) -> CVResult:
     """Nested evaluation of one model over the manifest's outer folds.
 
     Parameters
@@ -322,6 +327,10 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
     label : str, default="label"
     model_name : str, optional
         Value of the ``model`` column (default: the zoo name), e.g. ``"radiomics-lr"``.
+    n_jobs : int, default=1
+        Outer folds fitted in parallel (joblib processes). When > 1 the inner search runs
+        sequentially inside each worker, so ``n_jobs=2`` keeps 2 cores busy without
+        oversubscribing them. Results do not depend on ``n_jobs``.
     progress : bool, default=False
         Show a progress bar (rich).
 
@@ -337,22 +346,32 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
         Unknown model name, selection step or hyper-parameter.
     """
     spec = get_model(model)  # fail fast on a bad name, before any fitting
+    if selection and isinstance(next(iter(selection)), Mapping):
+        build_selection(selection)  # type: ignore[arg-type]  # fail fast on a bad step
     name = model_name or spec.name
     data = learning_data(features, manifest, label=label)
     folds = list(outer_folds(data.table, scheme))
-    frames: list[pd.DataFrame] = []
-    fits: list[FoldFit] = []
-    iterator: Any = folds
+    for fold, _, train, _ in folds:
+        if not train.any():
+            raise InputError(f"Outer fold '{fold}' has no training rows.")
+        binary_target(data.y[train], where=f"Training fold '{fold}'")
+    search = search or SearchSettings()
+    if n_jobs != 1 and search.n_jobs != 1:
+        search = replace(search, n_jobs=1)
+    jobs = (
+        delayed(fit_fold)(data.X[train], data.y[train], data.groups[train], model=spec.name, selection=selection,
+                          grid=grid, params=params, search=search, threshold=threshold,
+                          threshold_source=threshold_source, fold=fold)
+        for fold, _, train, _ in folds
+    )
+    outputs: Any = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
     if progress:
         from rich.progress import track
 
-        iterator = track(folds, description=f"{name} ({scheme})")
-    for fold, rep, train, test in iterator:
-        if not train.any():
-            raise InputError(f"Outer fold '{fold}' has no training rows.")
-        fit, oof = fit_fold(data.X[train], data.y[train], data.groups[train], model=spec.name, selection=selection,
-                            grid=grid, params=params, search=search, threshold=threshold,
-                            threshold_source=threshold_source, fold=fold)
+        outputs = track(outputs, total=len(folds), description=f"{name} ({scheme})")
+    frames: list[pd.DataFrame] = []
+    fits: list[FoldFit] = []
+    for (fold, rep, train, test), (fit, oof) in zip(folds, outputs):
         fit.repeat = rep
         fit.test_cases = data.X.index[test].tolist()
         fits.append(fit)
@@ -360,7 +379,7 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
         if keep_train:
             parts += [("train", train, None), ("train_oof", train, oof)]
         for split, rows, given in parts:
-            if not rows.any() or (given is not None and np.isnan(given).all()):
+            if not rows.any():
                 continue
             prob = given if given is not None else fit.pipeline.predict_proba(data.X[rows])[:, 1]
             frames.append(pd.DataFrame({

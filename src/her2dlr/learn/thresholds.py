@@ -45,12 +45,11 @@ class ThresholdRule:
 
     def __post_init__(self) -> None:
         check_choice(self, "method", self.method, METHODS)
-        if self.method != "youden":
-            if self.target is None or not (0.0 <= float(self.target) <= 1.0):
-                raise InputError(
-                    f"The 'target' parameter of ThresholdRule must be a float in [0, 1] for method "
-                    f"'{self.method}'. Got {self.target!r} instead."
-                )
+        if self.method != "youden" and (self.target is None or not 0.0 <= float(self.target) <= 1.0):
+            raise InputError(
+                f"The 'target' parameter of ThresholdRule must be a float in [0, 1] for method "
+                f"'{self.method}'. Got {self.target!r} instead."
+            )
 
 
 @dataclass(frozen=True)

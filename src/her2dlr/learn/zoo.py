@@ -85,7 +85,7 @@ class ArrayInputClassifier(ClassifierMixin, BaseEstimator):
     def _array(X: Any) -> np.ndarray:
         return np.asarray(X.to_numpy(dtype=np.float64) if isinstance(X, pd.DataFrame) else X, dtype=np.float64)
 
-    def fit(self, X: Any, y: Any, **fit_params: Any) -> "ArrayInputClassifier":
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> ArrayInputClassifier:
         """Fit a clone of ``estimator`` on ``X`` as a float array.
 
         Parameters

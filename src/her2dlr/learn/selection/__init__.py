@@ -24,11 +24,21 @@ study-file name         class
 from __future__ import annotations
 
 from her2dlr.learn.selection._base import BaseSelector
-from her2dlr.learn.selection.build import SELECTION_STEPS, build_selection, selection_funnel, step_parameters
+from her2dlr.learn.selection.build import (
+    SELECTION_STEPS,
+    build_selection,
+    selection_funnel,
+    step_parameters,
+)
 from her2dlr.learn.selection.embedded import LassoSelector, RFESelector
 from her2dlr.learn.selection.filters import MissingVarianceFilter, ZScore
 from her2dlr.learn.selection.icc import ICC_FORMS, ICCFilter, intraclass_correlation
-from her2dlr.learn.selection.redundancy import MRMR, GreedyElimination, PearsonRedundancy, abs_correlation
+from her2dlr.learn.selection.redundancy import (
+    MRMR,
+    GreedyElimination,
+    PearsonRedundancy,
+    abs_correlation,
+)
 from her2dlr.learn.selection.univariate import (
     ChiSquareSelector,
     MutualInfoSelector,

@@ -48,7 +48,7 @@ class BaseSelector(SelectorMixin, BaseEstimator):
         return X
 
     # -------------------------------------------------------------- API
-    def fit(self, X: Any, y: Any = None) -> "BaseSelector":
+    def fit(self, X: Any, y: Any = None) -> BaseSelector:
         """Learn which features to keep from the training rows ``X`` and labels ``y``.
 
         Parameters
@@ -69,6 +69,12 @@ class BaseSelector(SelectorMixin, BaseEstimator):
         return self
 
     def _validate_fit(self, X: Any) -> np.ndarray:
+        if self._accepts_missing:  # infinite values count as missing
+            if isinstance(X, pd.DataFrame):
+                X = X.replace([np.inf, -np.inf], np.nan)
+            else:
+                X = np.asarray(X, dtype=np.float64)
+                X = np.where(np.isinf(X), np.nan, X)
         Xa = validate_data(
             self, X, dtype=np.float64, ensure_all_finite="allow-nan" if self._accepts_missing else False,
             reset=True, ensure_min_samples=2,
@@ -106,7 +112,7 @@ class BaseSelector(SelectorMixin, BaseEstimator):
         Xa = validate_data(self, X, dtype=np.float64, ensure_all_finite=False, reset=False)
         return self._values_out(Xa[:, mask].copy())
 
-    def __sklearn_tags__(self):  # noqa: D105 - scikit-learn hook
+    def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = self._accepts_missing
         tags.target_tags.required = self._needs_y

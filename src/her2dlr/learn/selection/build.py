@@ -16,8 +16,16 @@ from her2dlr.io.tables import read_table
 from her2dlr.learn.selection.embedded import LassoSelector, RFESelector
 from her2dlr.learn.selection.filters import MissingVarianceFilter, ZScore
 from her2dlr.learn.selection.icc import ICCFilter
-from her2dlr.learn.selection.redundancy import MRMR, GreedyElimination, PearsonRedundancy
-from her2dlr.learn.selection.univariate import ChiSquareSelector, MutualInfoSelector, UnivariateFilter
+from her2dlr.learn.selection.redundancy import (
+    MRMR,
+    GreedyElimination,
+    PearsonRedundancy,
+)
+from her2dlr.learn.selection.univariate import (
+    ChiSquareSelector,
+    MutualInfoSelector,
+    UnivariateFilter,
+)
 
 __all__ = ["SELECTION_STEPS", "build_selection", "selection_funnel", "step_parameters"]
 
@@ -45,11 +53,13 @@ def step_parameters(name: str) -> list[str]:
     return [p for p in params if p not in fixed]
 
 
-def _read_table(value: Any, where: str) -> pd.DataFrame:
+def _read_table(value: Any, where: str, base_dir: Path | None) -> pd.DataFrame:
     if isinstance(value, pd.DataFrame):
         return value
     if isinstance(value, (str, os.PathLike)):
         path = Path(value)
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
         if not path.exists():
             raise StudyFileError(f"{where}: repeat feature table not found: {path}.")
         table = read_table(path)
@@ -59,7 +69,8 @@ def _read_table(value: Any, where: str) -> pd.DataFrame:
     raise StudyFileError(f"{where}: 'repeat' must be a path to a feature table; got {type(value).__name__}.")
 
 
-def build_selection(steps: Sequence[Mapping[str, Any]]) -> list[tuple[str, BaseEstimator]]:
+def build_selection(steps: Sequence[Mapping[str, Any]], *, base_dir: str | os.PathLike[str] | None = None,
+                    check_only: bool = False) -> list[tuple[str, BaseEstimator]]:
     """Turn study-file selection steps into ``(name, transformer)`` pairs for a Pipeline.
 
     Parameters
@@ -70,6 +81,11 @@ def build_selection(steps: Sequence[Mapping[str, Any]]) -> list[tuple[str, BaseE
         {"name": "lasso"}]``. Names: see :data:`SELECTION_STEPS`. A repeated name gets a ``_2``
         suffix in the pipeline. ``icc`` takes ``repeat`` as a path (or list of paths) to a feature
         table and must come first.
+    base_dir : path, optional
+        Folder that relative ``repeat`` paths are relative to (the study file's folder).
+    check_only : bool, default=False
+        Validate names, keys and values without reading any table (study-file validation);
+        the ICC step is then returned without its repeat table.
 
     Returns
     -------
@@ -115,14 +131,20 @@ def build_selection(steps: Sequence[Mapping[str, Any]]) -> list[tuple[str, BaseE
             rep = params.get("repeat")
             if rep is None:
                 raise StudyFileError(f"{where}: 'repeat' (path to the repeat-segmentation feature table) is required.")
-            params["repeat"] = (
-                [_read_table(r, where) for r in rep] if isinstance(rep, list) else _read_table(rep, where)
-            )
+            if check_only:
+                if not isinstance(rep, (str, os.PathLike, list, pd.DataFrame)):
+                    raise StudyFileError(f"{where}: 'repeat' must be a path (or list of paths); got {rep!r}.")
+                params["repeat"] = None
+            else:
+                base = Path(base_dir) if base_dir is not None else None
+                params["repeat"] = (
+                    [_read_table(r, where, base) for r in rep] if isinstance(rep, list) else _read_table(rep, where, base)
+                )
         cls, fixed = SELECTION_STEPS[name]
         try:
             step = cls(**fixed, **params)
             check = getattr(step, "_check_params", None)
-            if check is not None:
+            if check is not None and not (check_only and name == "icc"):
                 check()
         except (Her2dlrError, TypeError, ValueError) as exc:
             raise StudyFileError(f"{where}: {exc}") from None

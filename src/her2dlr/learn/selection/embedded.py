@@ -5,10 +5,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from sklearn import config_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_selection import RFE
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import l1_min_c
 
@@ -24,9 +24,11 @@ def _standardise(X: np.ndarray) -> np.ndarray:
     return (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
-def _l1_logistic(C: float, max_iter: int) -> LogisticRegression:
-    # liblinear is scikit-learn's recommended solver for small L1 problems.
-    return LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", max_iter=max_iter, tol=1e-4)
+def _l1_logistic(C: float, max_iter: int, seed: int) -> LogisticRegression:
+    # liblinear is scikit-learn's recommended solver for small L1 problems; it shuffles with
+    # random_state, so a seed is needed for reproducible selections.
+    return LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", max_iter=max_iter, tol=1e-4,
+                              random_state=seed)
 
 
 class LassoSelector(BaseSelector):
@@ -61,7 +63,7 @@ class LassoSelector(BaseSelector):
     max_features : int or None, default=None
         Keep at most this many (largest ``|coef|``).
     random_state : int, default=0
-        Seeds the CV shuffling.
+        Seeds the CV shuffling and liblinear.
     max_iter : int, default=1000
 
     Attributes
@@ -101,8 +103,9 @@ class LassoSelector(BaseSelector):
     def _score(self, model: LogisticRegression, X: np.ndarray, y: np.ndarray) -> float:
         prob = model.predict_proba(X)[:, 1]
         if self.scoring == "auc":
-            return float(roc_auc_score(y, prob)) if len(np.unique(y)) == 2 else np.nan
-        return -float(log_loss(y, prob, labels=[0, 1]))
+            return float(column_auc(prob[:, None], y)[0]) if 0 < y.sum() < len(y) else np.nan
+        p = np.clip(prob, 1e-15, 1 - 1e-15)  # mean binomial deviance / 2 = log loss
+        return float(np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> np.ndarray:
         Z = _standardise(X)
@@ -111,11 +114,12 @@ class LassoSelector(BaseSelector):
         n_folds = max(2, min(self.cv, int(np.bincount(y).min())))
         folds = StratifiedKFold(n_folds, shuffle=True, random_state=self.random_state)
         scores = np.full((n_folds, self.n_cs), np.nan)
-        with warnings.catch_warnings():
+        # scikit-learn's per-call parameter checks cost more than these tiny fits: skip them here
+        with warnings.catch_warnings(), config_context(skip_parameter_validation=True, assume_finite=True):
             warnings.simplefilter("ignore", ConvergenceWarning)
             for f, (tr, va) in enumerate(folds.split(Z, y)):
                 for i, C in enumerate(self.Cs_):
-                    model = _l1_logistic(C, self.max_iter).fit(Z[tr], y[tr])
+                    model = _l1_logistic(C, self.max_iter, self.random_state).fit(Z[tr], y[tr])
                     scores[f, i] = self._score(model, Z[va], y[va])
             self.cv_scores_ = scores
             mean = np.nanmean(scores, axis=0)
@@ -126,7 +130,7 @@ class LassoSelector(BaseSelector):
             self.fallback_: str | None = None
             coef = np.zeros(X.shape[1])
             for i in range(best, self.n_cs):
-                coef = _l1_logistic(self.Cs_[i], self.max_iter).fit(Z, y).coef_.ravel()
+                coef = _l1_logistic(self.Cs_[i], self.max_iter, self.random_state).fit(Z, y).coef_.ravel()
                 if np.count_nonzero(coef) >= self.min_features:
                     if i > best:
                         self.fallback_ = (

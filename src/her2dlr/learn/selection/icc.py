@@ -134,7 +134,7 @@ class ICCFilter(BaseSelector):
             return []
         return [self.repeat] if isinstance(self.repeat, pd.DataFrame) else list(self.repeat)
 
-    def fit(self, X: pd.DataFrame, y: object = None) -> "ICCFilter":
+    def fit(self, X: pd.DataFrame, y: object = None) -> ICCFilter:
         """Compute the ICC of each feature over the training cases of ``X`` that have repeats.
 
         Parameters

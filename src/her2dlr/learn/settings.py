@@ -1,0 +1,157 @@
+"""Settings of the learning stage: the ``learn:`` section of a study file (proposed).
+
+Every model forbids unknown keys, and model names, hyper-parameter names and selection steps
+are checked against the zoo and the selection registry when the study file is read, so a typo
+fails before any fitting, with the allowed values and the nearest match.
+
+Example (YAML)::
+
+    learn:
+      features: [radiomics_us2d_mask]
+      selection:
+        - {name: variance}
+        - {name: zscore}
+        - {name: ttest, alpha: 0.05}
+        - {name: pearson, threshold: 0.9}
+        - {name: greedy, threshold: 0.9}
+        - {name: lasso, cv: 10}
+      models: [lr, svm, rf, extratrees, xgboost, {name: lightgbm, grid: {num_leaves: [4, 8]}}]
+      schemes: [kfold, holdout]
+      search: {inner_splits: 5, search: grid}
+      threshold: {method: youden}
+      n_jobs: 2
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from her2dlr.errors import Her2dlrError
+
+__all__ = ["LearnSettings", "ModelEntry", "SearchConfig", "ThresholdConfig", "DEFAULT_SELECTION", "DEFAULT_MODELS"]
+
+#: Seed 002's radiomics selection.
+DEFAULT_SELECTION: list[dict[str, Any]] = [
+    {"name": "variance"},
+    {"name": "zscore"},
+    {"name": "ttest", "alpha": 0.05},
+    {"name": "pearson", "threshold": 0.9},
+    {"name": "greedy", "threshold": 0.9},
+    {"name": "lasso", "cv": 10},
+]
+#: Seed 002's classifiers.
+DEFAULT_MODELS = ["lr", "svm", "rf", "extratrees", "xgboost", "lightgbm"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelEntry(_Strict):
+    """One classifier of the zoo, with an optional grid and fixed hyper-parameters."""
+
+    name: str = Field(..., description="Zoo name: lr, svm, rf, extratrees, xgboost, lightgbm, knn, nb.")
+    label: str | None = Field(None, description="Name in results (default: the zoo name).")
+    grid: dict[str, list[Any]] | None = Field(None, description="Replaces the default grid; {} = no search.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Fixed hyper-parameters.")
+
+    @model_validator(mode="after")
+    def _known(self) -> ModelEntry:
+        from her2dlr.learn.zoo import get_model, make_model, model_grid
+
+        try:
+            spec = get_model(self.name)
+            model_grid(spec.name, self.grid)
+            make_model(spec.name, params=self.params)
+        except Her2dlrError as exc:
+            raise ValueError(str(exc)) from None
+        self.__dict__["name"] = spec.name
+        return self
+
+
+class SearchConfig(_Strict):
+    """Inner hyper-parameter search (see :class:`her2dlr.learn.tuning.SearchSettings`)."""
+
+    inner_splits: int = Field(5, ge=2, le=20, description="Inner StratifiedGroupKFold splits.")
+    search: Literal["grid", "random"] = "grid"
+    n_iter: int = Field(10, ge=1, description="Settings sampled by the random search.")
+
+
+class ThresholdConfig(_Strict):
+    """Operating threshold, chosen on training predictions and applied unchanged to test ones."""
+
+    method: Literal["youden", "sensitivity", "specificity", "fixed"] = "youden"
+    target: float | None = Field(None, ge=0.0, le=1.0, description="Sensitivity, specificity or fixed value.")
+    source: Literal["inner_oof", "train_fit"] = Field(
+        "inner_oof", description="Training predictions it is chosen on: inner out-of-fold, or the training fit."
+    )
+
+    @model_validator(mode="after")
+    def _target_needed(self) -> ThresholdConfig:
+        if self.method != "youden" and self.target is None:
+            raise ValueError(f"threshold method '{self.method}' needs 'target' (a number in [0, 1])")
+        return self
+
+
+class LearnSettings(_Strict):
+    """What the learning stage fits and how it is evaluated."""
+
+    features: list[str] = Field(
+        default_factory=lambda: ["radiomics"],
+        description="Feature tables (names under <run>/features, or paths) joined by case id.",
+    )
+    selection: list[dict[str, Any]] = Field(
+        default_factory=lambda: [dict(s) for s in DEFAULT_SELECTION],
+        description="Selection steps in order: variance, zscore, ttest, mannwhitney, pearson, greedy, mrmr, "
+        "lasso, rfe, chi2, mutual_info, icc.",
+    )
+    models: list[ModelEntry] = Field(default_factory=lambda: [ModelEntry(name=m) for m in DEFAULT_MODELS])
+    schemes: list[Literal["kfold", "holdout"]] = Field(
+        default_factory=lambda: ["kfold", "holdout"],
+        description="Outer evaluation: the manifest's repeated group k-fold and/or its hold-out.",
+    )
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    keep_train_predictions: bool = Field(True, description="Also save train / train_oof predictions.")
+    n_jobs: int = Field(1, ge=-1, description="Outer folds fitted in parallel (-1: all cores).")
+    seed: int = Field(0, description="Seeds inner splits, random search, selectors and models.")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _names_to_entries(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("selection")
+    @classmethod
+    def _known_steps(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from her2dlr.learn.selection import build_selection
+
+        try:
+            build_selection(value, check_only=True)
+        except Her2dlrError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("schemes")
+    @classmethod
+    def _some_scheme(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one of 'kfold', 'holdout'")
+        return list(dict.fromkeys(value))
+
+    def search_settings(self) -> Any:
+        """The :class:`her2dlr.learn.tuning.SearchSettings` of these settings."""
+        from her2dlr.learn.tuning import SearchSettings
+
+        return SearchSettings(inner_splits=self.search.inner_splits, search=self.search.search,
+                              n_iter=self.search.n_iter, n_jobs=1, random_state=self.seed)
+
+    def threshold_rule(self) -> Any:
+        """The :class:`her2dlr.learn.thresholds.ThresholdRule` of these settings."""
+        from her2dlr.learn.thresholds import ThresholdRule
+
+        return ThresholdRule(self.threshold.method, self.threshold.target)
