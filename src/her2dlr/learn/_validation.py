@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from her2dlr.errors import InputError
+from her2dlr.errors import InputError, nearest
 
-__all__ = ["binary_target", "param_error", "check_choice", "check_no_missing", "feature_label"]
+__all__ = ["binary_target", "param_error", "check_choice", "check_number", "check_no_missing", "feature_label"]
 
 
 def param_error(owner: object | str, name: str, allowed: str, got: Any) -> InputError:
@@ -24,8 +24,6 @@ def param_error(owner: object | str, name: str, allowed: str, got: Any) -> Input
 
 def check_choice(owner: object, name: str, value: Any, options: Iterable[str]) -> None:
     """Raise :func:`param_error` listing ``options`` (and the nearest one) when ``value`` is not one."""
-    from her2dlr.errors import nearest
-
     options = list(options)
     if value not in options:
         err = param_error(owner, name, "one of " + ", ".join(repr(o) for o in options), value)

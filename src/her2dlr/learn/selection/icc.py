@@ -129,6 +129,12 @@ class ICCFilter(BaseSelector):
                 f"segmentation features indexed by case id. Got {type(self.repeat).__name__} instead."
             )
 
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:  # scikit-learn's signature
+        tables = self._tables() if isinstance(self.repeat, (pd.DataFrame, list, tuple)) else []
+        shapes = ", ".join(f"<DataFrame {t.shape[0]}x{t.shape[1]}>" for t in tables if isinstance(t, pd.DataFrame))
+        return (f"ICCFilter(repeat=[{shapes}], threshold={self.threshold!r}, form={self.form!r}, "
+                f"missing={self.missing!r}, min_cases={self.min_cases!r})")
+
     def _tables(self) -> list[pd.DataFrame]:
         if self.repeat is None:
             return []
