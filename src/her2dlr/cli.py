@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -15,8 +15,10 @@ app = typer.Typer(help="her2dlr: HER2 deep learning radiomics, from cohort to re
                   pretty_exceptions_enable=False)
 cohort_app = typer.Typer(help="Import, QC and split the cohort.", no_args_is_help=True)
 extract_app = typer.Typer(help="Extract features.", no_args_is_help=True)
+learn_app = typer.Typer(help="Feature selection, model zoo, nested cross-validation.", no_args_is_help=True)
 app.add_typer(cohort_app, name="cohort")
 app.add_typer(extract_app, name="extract")
+app.add_typer(learn_app, name="learn")
 
 StudyArg = typer.Argument(Path("study.yaml"), help="Study file.", show_default=True)
 
@@ -83,6 +85,44 @@ def extract_radiomics_cmd(
         f"{out.n_cases} cases x {out.n_features} features -> {out.path}"
         + (f"; {out.n_failed} failed (see {out.failures_path})" if out.n_failed else "")
     )
+
+
+@learn_app.command("run")
+@friendly
+def learn_run(
+    study: Path = StudyArg,
+    features: Optional[List[str]] = typer.Option(None, "--features", help="Feature table name under <run>/features (repeatable); default from the study."),
+    model: Optional[List[str]] = typer.Option(None, "--model", help="Zoo model (repeatable); default from the study."),
+    scheme: Optional[List[str]] = typer.Option(None, "--scheme", help="kfold and/or holdout; default from the study."),
+    n_jobs: Optional[int] = typer.Option(None, "--n-jobs", help="Parallel outer folds."),
+) -> None:
+    """Select features and evaluate every model on the study's splits (predictions, metrics, funnel)."""
+    from her2dlr.config import load_study
+    from her2dlr.learn.study import run_study_learning
+    from her2dlr.report_console import print_frame
+
+    s = load_study(study)
+    for result in run_study_learning(s, features=features, models=model, schemes=scheme, n_jobs=n_jobs):
+        cols = [c for c in ("model", "split", "scope", "n", "auc", "ci_low", "ci_high", "sensitivity", "specificity", "threshold") if c in result.metrics.columns]
+        print_frame(result.metrics[cols], f"Models on {result.out_dir.name} (written to {result.out_dir})")
+
+
+@learn_app.command("models")
+def learn_models() -> None:
+    """List the classifiers of the model zoo."""
+    from her2dlr.learn.zoo import list_models
+
+    for name, desc in list_models().items():
+        typer.echo(f"{name:12s} {desc}")
+
+
+@learn_app.command("steps")
+def learn_steps() -> None:
+    """List the feature-selection steps and their parameters."""
+    from her2dlr.learn.selection import SELECTION_STEPS, step_parameters
+
+    for name in SELECTION_STEPS:
+        typer.echo(f"{name:12s} {step_parameters(name)}")
 
 
 @app.command()

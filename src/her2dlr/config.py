@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from her2dlr.errors import StudyFileError, nearest
+from her2dlr.learn.settings import LearnSettings
 from her2dlr.survival.settings import SurvivalSettings
 
 __all__ = [
@@ -199,6 +200,7 @@ class Study(_Strict):
     split: SplitSettings = Field(default_factory=SplitSettings)
     qc: QCSettings = Field(default_factory=QCSettings)
     radiomics: RadiomicsSettings = Field(default_factory=RadiomicsSettings)
+    learn: LearnSettings | None = Field(None, description="Feature selection, model zoo and validation.")
     survival: SurvivalSettings | None = Field(None, description="Survival stage (time, event, score, treatment columns).")
 
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -41,6 +41,7 @@ BENCHES: dict[str, tuple[BenchFn, str]] = {}
 _BENCH_MODULES = (
     "her2dlr.bench.cohort_benches",
     "her2dlr.bench.extraction",
+    "her2dlr.bench.learn_benches",
     "her2dlr.bench.survival_benches",
 )
 

@@ -1,0 +1,83 @@
+"""The learning stage of a study: manifest + feature tables in ``<run>/features`` -> ``<run>/learn/<set>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from her2dlr.cohort.build import manifest_path
+from her2dlr.cohort.manifest import Manifest
+from her2dlr.config import Study
+from her2dlr.errors import InputError
+from her2dlr.learn.settings import LearnSettings
+from her2dlr.learn.stage import LearnStageResult, run_learn_stage
+
+__all__ = ["resolve_feature_table", "load_feature_tables", "run_study_learning"]
+
+
+def resolve_feature_table(study: Study, name: str) -> Path:
+    """Path of a feature table given by path, by exact name under ``<run>/features``, or by unique prefix."""
+    if name.endswith(".parquet"):
+        path = study.resolve(name)
+        if not path.exists():
+            raise InputError(f"Feature table {path} does not exist.")
+        return path
+    folder = study.run_dir / "features"
+    exact = folder / f"{name}.parquet"
+    if exact.exists():
+        return exact
+    matches = sorted(folder.glob(f"{name}*.parquet"))
+    if len(matches) == 1:
+        return matches[0]
+    have = sorted(p.stem for p in folder.glob("*.parquet"))
+    if not matches:
+        raise InputError(
+            f"No feature table '{name}' under {folder}. Tables: {have or 'none (run `her2dlr extract radiomics` first)'}."
+        )
+    raise InputError(f"Feature table name '{name}' matches several tables {[p.stem for p in matches]}: give the full name.")
+
+
+def load_feature_tables(study: Study, names: list[str]) -> tuple[pd.DataFrame, str]:
+    """Join the named tables by case id (columns prefixed by table when names collide); return table and set name."""
+    tables = []
+    for name in names:
+        path = resolve_feature_table(study, name)
+        df = pd.read_parquet(path)
+        if df.index.name != "case_id":
+            if "case_id" not in df.columns:
+                raise InputError(f"Feature table {path} has no case_id index or column.")
+            df = df.set_index("case_id")
+        tables.append((path.stem, df))
+    clash = set()
+    seen: set[str] = set()
+    for _, df in tables:
+        clash |= seen & set(df.columns)
+        seen |= set(df.columns)
+    joined = pd.concat(
+        [df.rename(columns={c: f"{stem}:{c}" for c in df.columns if c in clash}) for stem, df in tables],
+        axis=1, join="inner",
+    )
+    return joined, "+".join(stem for stem, _ in tables)
+
+
+def run_study_learning(
+    study: Study,
+    *,
+    features: list[str] | None = None,
+    models: list[str] | None = None,
+    schemes: list[str] | None = None,
+    n_jobs: int | None = None,
+    progress: bool = True,
+) -> list[LearnStageResult]:
+    """Run the learning stage of the study (its ``learn:`` section, overridden by the arguments)."""
+    settings = study.learn or LearnSettings()
+    updates = {k: v for k, v in {"models": models, "schemes": schemes, "n_jobs": n_jobs}.items() if v}
+    if updates:
+        settings = LearnSettings.model_validate({**settings.model_dump(mode="json"), **updates})
+    manifest = Manifest.load(manifest_path(study))
+    table, set_name = load_feature_tables(study, features or settings.features)
+    result = run_learn_stage(
+        table, manifest, settings, study.run_dir / "learn" / set_name, feature_set=set_name, progress=progress
+    )
+    return [result]
