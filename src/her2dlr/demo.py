@@ -14,8 +14,9 @@ from rich.console import Console
 from her2dlr.cohort.build import build_cohort
 from her2dlr.config import Study, study_from_dict
 from her2dlr.io.atomic import write_text_atomic
+from her2dlr.learn.study import run_study_learning
 from her2dlr.radiomics.stage import run_radiomics_stage
-from her2dlr.report_console import print_cohort
+from her2dlr.report_console import print_cohort, print_frame
 
 __all__ = ["demo_data_dir", "demo_studies", "run_demo"]
 
@@ -38,6 +39,8 @@ def demo_studies(out: Path) -> dict[str, dict[str, Any]]:
     common = {
         "split": {"seed": 2024, "holdout": {"test_size": 0.3}, "kfold": {"n_splits": 3, "n_repeats": 2}},
         "radiomics": {"params": "us2d", "roi": "mask"},
+        # Seed 002's selection; two classifiers and the repeated k-fold keep the demo short.
+        "learn": {"features": ["radiomics_us2d_mask"], "models": ["lr", "rf"], "schemes": ["kfold"], "n_jobs": -1},
     }
     return {
         "busi": {
@@ -64,7 +67,7 @@ def demo_studies(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def run_demo(out: str | Path = "runs/demo", *, n_jobs: int = -1) -> dict[str, Any]:
-    """Run import -> QC -> splits -> radiomics on both demo studies and write ``demo_summary.json``."""
+    """Run import -> QC -> splits -> radiomics -> models on both demo studies; write ``demo_summary.json``."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}
@@ -78,10 +81,16 @@ def run_demo(out: str | Path = "runs/demo", *, n_jobs: int = -1) -> dict[str, An
         print_cohort(build)
         rad = run_radiomics_stage(study, study.radiomics.model_copy(update={"n_jobs": n_jobs}))
         console.print(f"[bold]Radiomics[/] {rad.n_cases} cases x {rad.n_features} features, {rad.n_failed} failed -> {rad.path}")
+        learned = run_study_learning(study, progress=True)[0]
+        shown = learned.metrics[learned.metrics["scope"] == "mean"].assign(
+            model=lambda d: d["model"].str.rsplit("-", n=1).str[-1])
+        print_frame(shown[["model", "n", "auc", "ci_low", "ci_high", "sensitivity", "specificity"]],
+                    f"Radiomics models, {key}: out-of-fold AUC, mean over repetitions")
         summary[key] = {
             "rows": len(build.manifest), "included": len(build.manifest.included),
             "qc": {k: v for k, v in build.qc.summary.items() if isinstance(v, (int, float, str))},
             "radiomics": {"cases": rad.n_cases, "features": rad.n_features, "failed": rad.n_failed},
+            "models": {r["model"]: round(float(r["auc"]), 3) for _, r in shown.iterrows()},
             "seconds": round(time.perf_counter() - t0, 1),
         }
     summary["seconds_total"] = round(time.perf_counter() - t_all, 1)

@@ -371,7 +371,8 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
         outputs = track(outputs, total=len(folds), description=f"{name} ({scheme})")
     frames: list[pd.DataFrame] = []
     fits: list[FoldFit] = []
-    for (fold, rep, train, test), (fit, oof) in zip(folds, outputs):
+    # outputs first: zip then drains the progress generator, so the bar reaches 100%
+    for (fit, oof), (fold, rep, train, test) in zip(outputs, folds):
         fit.repeat = rep
         fit.test_cases = data.X.index[test].tolist()
         fits.append(fit)
