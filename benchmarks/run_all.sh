@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run every benchmark the data allows; append JSON lines to benchmarks/results.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin/her2dlr
+DATA=${DATA:-../shared/data}
+OUT=benchmarks/results.jsonl
+run() { echo "# $*" >&2; "$BIN" bench "$@" | tee -a "$OUT"; }
+run leakage
+run gbsg2
+if [ -d "$DATA/busi" ]; then
+  run busi-qc --data "$DATA/busi"
+  run extraction --data "$DATA/busi"
+fi
