@@ -86,6 +86,29 @@ radiomics:
   roi: mask                  # mask, or bbox: the lesion's bounding rectangle
   n_jobs: -1                 # -1: all cores
   backend: loky              # loky | threading | sequential | dask | ray
+
+learn:
+  features: [radiomics_us2d_mask]   # tables under runs/<name>/features, joined by case id
+  selection:                 # fitted inside every training fold, in this order (her2dlr learn steps)
+    - {name: variance}
+    - {name: zscore}
+    - {name: ttest, alpha: 0.05}
+    - {name: pearson, threshold: 0.9}
+    - {name: greedy, threshold: 0.9}
+    - {name: lasso, cv: 10}
+  models: [lr, svm, rf, extratrees, xgboost, lightgbm]   # her2dlr learn models
+  schemes: [kfold, holdout]  # outer evaluation on the splits above
+  search: {inner_splits: 5, search: grid}   # best setting by inner-CV median AUC
+  threshold: {method: youden}               # chosen on training data, applied unchanged to test
+
+# survival:                  # her2dlr survival run study.yaml
+#   time_column: time        # the manifest's time / event / treatment columns (see the table source)
+#   event_column: event
+#   time_unit: months
+#   group_columns: [treatment]
+#   covariates: [age, tumour_size]
+#   score_column: risk_score
+#   treatment_column: treatment
 """
 
 
