@@ -162,7 +162,8 @@ def _group_ids(table: pd.DataFrame) -> pd.Series:
     return table["patient_id"].astype(str)
 
 
-def learning_data(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, label: str = "label") -> LearningData:
+def learning_data(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, label: str = "label",
+                  numeric_only: bool = True) -> LearningData:
     """Align a feature table with the manifest's included, labelled rows.
 
     Parameters
@@ -173,6 +174,10 @@ def learning_data(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, 
         Needs ``case_id``, ``patient_id``, ``label``; ``include``, ``group``, ``split``,
         ``fold_r*`` are used when present.
     label : str, default="label"
+    numeric_only : bool, default=True
+        Refuse non-numeric columns (radiomics tables). ``False`` keeps raw columns (text,
+        mixed, missing) as they are, for pipelines that encode them in-fold (the clinical
+        model, :mod:`her2dlr.learn.fusion`); numeric columns are still cast to float.
 
     Raises
     ------
@@ -200,9 +205,13 @@ def learning_data(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, 
     numeric = X.select_dtypes(include=[np.number, "bool"])
     if numeric.shape[1] != X.shape[1]:
         bad = [c for c in X.columns if c not in numeric.columns]
-        raise InputError(f"Feature table has non-numeric column(s) {bad[:5]}: encode them first (clinical module).")
+        if numeric_only:
+            raise InputError(f"Feature table has non-numeric column(s) {bad[:5]}: encode them first (clinical module).")
+        X = X.astype({c: np.float64 for c in numeric.columns})
+    else:
+        X = X.astype(np.float64)
     y = binary_target(table[label].to_numpy(), where="the cohort")
-    return LearningData(X.astype(np.float64), y, table["patient_id"].astype(str).to_numpy(),
+    return LearningData(X, y, table["patient_id"].astype(str).to_numpy(),
                         _group_ids(table).to_numpy(), table.reset_index(drop=True))
 
 
@@ -307,7 +316,7 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
                  params: Mapping[str, Any] | None = None, search: SearchSettings | None = None,
                  threshold: ThresholdRule | None = None, threshold_source: str = "inner_oof",
                  keep_train: bool = True, label: str = "label", model_name: str | None = None,
-                 n_jobs: int = 1, progress: bool = False) -> CVResult:
+                 n_jobs: int = 1, progress: bool = False, numeric_only: bool = True) -> CVResult:
     """Nested evaluation of one model over the manifest's outer folds.
 
     Parameters
@@ -333,6 +342,9 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
         oversubscribing them. Results do not depend on ``n_jobs``.
     progress : bool, default=False
         Show a progress bar (rich).
+    numeric_only : bool, default=True
+        ``False`` lets raw (text) columns through to ``selection``, whose first steps must then
+        encode them in-fold (see :func:`learning_data` and :mod:`her2dlr.learn.fusion`).
 
     Returns
     -------
@@ -349,7 +361,7 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
     if selection and isinstance(next(iter(selection)), Mapping):
         build_selection(selection)  # type: ignore[arg-type]  # fail fast on a bad step
     name = model_name or spec.name
-    data = learning_data(features, manifest, label=label)
+    data = learning_data(features, manifest, label=label, numeric_only=numeric_only)
     folds = list(outer_folds(data.table, scheme))
     for fold, _, train, _ in folds:
         if not train.any():

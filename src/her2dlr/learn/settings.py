@@ -20,6 +20,18 @@ Example (YAML)::
       search: {inner_splits: 5, search: grid}
       threshold: {method: youden}
       n_jobs: 2
+
+The name ``clinical`` in ``features`` is not a table: it is the manifest's clinical columns
+(raw, typed by ``manifest.clinical_types``), encoded and selected inside every training fold
+(:mod:`her2dlr.learn.fusion`). With ``features: [radiomics_us2d_mask, clinical]`` the stage
+fits, for every classifier of ``models``, the radiomics model, the clinical model
+(encoder -> univariable + stepwise multivariable selection -> classifier), the combined
+model (early fusion: radiomics selection || clinical selection, concatenated -> classifier)
+and the late fusion (mean probability of the clinical and radiomics models, same folds);
+``clinical.fusion`` picks which combinations. Options of the clinical branch::
+
+      clinical: {columns: [Age, Shape, Margin], alpha_uni: 0.05, alpha_multi: 0.05,
+                 direction: backward, min_frequency: 5, fusion: [early, late]}
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from her2dlr.errors import Her2dlrError
 
-__all__ = ["LearnSettings", "ModelEntry", "SearchConfig", "ThresholdConfig", "DEFAULT_SELECTION", "DEFAULT_MODELS"]
+__all__ = ["LearnSettings", "ClinicalConfig", "ModelEntry", "SearchConfig", "ThresholdConfig", "DEFAULT_SELECTION", "DEFAULT_MODELS"]
 
 #: Seed 002's radiomics selection.
 DEFAULT_SELECTION: list[dict[str, Any]] = [
@@ -95,13 +107,37 @@ class ThresholdConfig(_Strict):
         return self
 
 
+class ClinicalConfig(_Strict):
+    """The clinical branch (feature name ``clinical``): encoder + seed-002 selection, and fusion."""
+
+    columns: list[str] | None = Field(None, description="Clinical columns used (default: all of the manifest's).")
+    alpha_uni: float = Field(0.05, gt=0, lt=1, description="Univariable p-value threshold.")
+    alpha_multi: float = Field(0.05, gt=0, lt=1, description="Stepwise multivariable p-value threshold.")
+    direction: Literal["backward", "forward", "both"] = "backward"
+    min_frequency: float | None = Field(5, ge=0, description="Rarer levels are pooled into <other>.")
+    fusion: list[Literal["early", "late"]] = Field(
+        default_factory=lambda: ["early", "late"],
+        description="With an imaging table too: early fusion (combined model) and/or late fusion (mean probability).",
+    )
+
+    def options(self) -> dict[str, Any]:
+        """Keyword options of :func:`her2dlr.learn.fusion.clinical_steps`."""
+        mf = self.min_frequency
+        if mf is not None and float(mf).is_integer() and mf >= 1:
+            mf = int(mf)
+        return {"alpha_uni": self.alpha_uni, "alpha_multi": self.alpha_multi, "direction": self.direction,
+                "min_frequency": mf}
+
+
 class LearnSettings(_Strict):
     """What the learning stage fits and how it is evaluated."""
 
     features: list[str] = Field(
         default_factory=lambda: ["radiomics"],
-        description="Feature tables (names under <run>/features, or paths) joined by case id.",
+        description="Feature tables (names under <run>/features, or paths) joined by case id; 'clinical': the "
+        "manifest's clinical columns (see the module docstring).",
     )
+    clinical: ClinicalConfig = Field(default_factory=ClinicalConfig)
     selection: list[dict[str, Any]] = Field(
         default_factory=lambda: [dict(s) for s in DEFAULT_SELECTION],
         description="Selection steps in order: variance, zscore, ttest, mannwhitney, pearson, greedy, mrmr, "

@@ -11,7 +11,12 @@ For every model of the settings and every outer scheme (``kfold``, ``holdout``) 
 ``inner_results.csv``      inner AUC of every setting in every fold (the model search itself)
 ``feature_frequency.csv``  how often each feature reached the model over the outer folds
 ``settings.json``          the settings used (with the feature-set name)
+``clinical_variables.csv`` (with ``clinical=True``) how often each clinical variable was kept
 =========================  ====================================================================
+
+With ``clinical=True`` the manifest's clinical columns are a second input (see
+:mod:`her2dlr.learn.fusion`): models ``clinical-<clf>``, and with an imaging table
+``<set>-<clf>``, ``<set>+clinical-<clf>`` (early fusion) and ``late(<set>,clinical)-<clf>``.
 
 Fitted fold pipelines stay in the returned :class:`LearnStageResult`; the deployable model
 artefact (``model_card.json``) is built from :func:`her2dlr.learn.cv.fit_final` elsewhere.
@@ -28,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from her2dlr.cohort.manifest import Manifest
+from her2dlr.errors import InputError
 from her2dlr.evaluate.metrics import metrics_table
 from her2dlr.io.atomic import write_csv_atomic, write_parquet_atomic, write_text_atomic
 from her2dlr.learn.cv import CVResult, run_outer_cv
@@ -47,15 +53,15 @@ class LearnStageResult:
     files: list[Path] = field(default_factory=list)
 
 
-def run_learn_stage(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, settings: LearnSettings,
+def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataFrame, settings: LearnSettings,
                     out_dir: str | os.PathLike[str], *, feature_set: str = "features",
-                    progress: bool = False) -> LearnStageResult:
+                    progress: bool = False, clinical: bool = False) -> LearnStageResult:
     """Evaluate every model of ``settings`` on ``features`` and write the stage outputs.
 
     Parameters
     ----------
-    features : DataFrame of shape (n_cases, n_features)
-        Indexed by case id.
+    features : DataFrame of shape (n_cases, n_features) or None
+        Indexed by case id (None: clinical model only).
     manifest : Manifest or DataFrame
         With ``label`` and the split columns the schemes need.
     settings : LearnSettings
@@ -64,27 +70,63 @@ def run_learn_stage(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, s
     feature_set : str
         Prefix of the ``model`` column (``"<feature_set>-<model>"``).
     progress : bool
+    clinical : bool
+        Also fit the clinical model (and the fusions of ``settings.clinical.fusion``) from the
+        manifest's clinical columns (``manifest`` must be a Manifest).
 
     Returns
     -------
     LearnStageResult
     """
+    from her2dlr.learn.fusion import (
+        clinical_frame,
+        clinical_steps,
+        early_fusion_steps,
+        late_fusion,
+    )
+
     out = Path(out_dir)
+    has_imaging = features is not None and features.shape[1] > 0
+    if not has_imaging and not clinical:
+        raise InputError("The learning stage got no feature table and no clinical model to fit.")
+    inputs: list[tuple[str, pd.DataFrame, Any, bool]] = []  # (set name, frame, selection steps, numeric only)
+    if has_imaging:
+        inputs.append((feature_set, features, settings.selection, True))
+    if clinical:
+        raw, types = clinical_frame(manifest, settings.clinical.columns)  # type: ignore[arg-type]
+        options = settings.clinical.options()
+        inputs.append(("clinical", raw, clinical_steps(types, options), False))
+        if has_imaging and "early" in settings.clinical.fusion:
+            imaging = features.set_index("case_id") if "case_id" in features.columns else features
+            clash = set(imaging.columns) & set(raw.columns)
+            if clash:
+                raise InputError(f"Feature table column(s) {sorted(clash)[:5]} clash with clinical column names.")
+            both = imaging.join(raw, how="inner")
+            inputs.append((f"{feature_set}+clinical", both,
+                           early_fusion_steps(list(imaging.columns), types, settings.selection, options), False))
     results: list[CVResult] = []
     for entry in settings.models:
         for scheme in settings.schemes:
-            results.append(run_outer_cv(
-                features, manifest, model=entry.name, selection=settings.selection, scheme=scheme,
-                grid=entry.grid, params=entry.params or None, search=settings.search_settings(),
-                threshold=settings.threshold_rule(), threshold_source=settings.threshold.source,
-                keep_train=settings.keep_train_predictions, model_name=f"{feature_set}-{entry.label or entry.name}",
-                n_jobs=settings.n_jobs, progress=progress,
-            ))
+            by_set: dict[str, CVResult] = {}
+            for set_name, frame, steps, numeric_only in inputs:
+                by_set[set_name] = run_outer_cv(
+                    frame, manifest, model=entry.name, selection=steps, scheme=scheme,
+                    grid=entry.grid, params=entry.params or None, search=settings.search_settings(),
+                    threshold=settings.threshold_rule(), threshold_source=settings.threshold.source,
+                    keep_train=settings.keep_train_predictions,
+                    model_name=f"{set_name}-{entry.label or entry.name}",
+                    n_jobs=settings.n_jobs, progress=progress, numeric_only=numeric_only,
+                )
+                results.append(by_set[set_name])
+            if clinical and has_imaging and "late" in settings.clinical.fusion:
+                results.append(late_fusion([by_set["clinical"], by_set[feature_set]],
+                                           name=f"late({feature_set},clinical)-{entry.label or entry.name}",
+                                           threshold=settings.threshold_rule()))
     predictions = pd.concat([r.predictions for r in results], ignore_index=True)
     metrics = metrics_table(predictions)
 
     def per_fold(getter: Any) -> pd.DataFrame:
-        parts = [getter(r).assign(model=r.model, scheme=r.scheme) for r in results]
+        parts = [getter(r).assign(model=r.model, scheme=r.scheme) for r in results if r.fits]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
     inner = pd.concat(
@@ -101,4 +143,10 @@ def run_learn_stage(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, s
         write_text_atomic(out / "settings.json",
                           json.dumps({"feature_set": feature_set, **settings.model_dump(mode="json")}, indent=2)),
     ]
+    if clinical:
+        from her2dlr.learn.fusion import selected_clinical_variables
+
+        kept = per_fold(lambda r: selected_clinical_variables(r).rename_axis("variable").reset_index()
+                        if "clinical" in r.model else pd.DataFrame(columns=["variable", "frequency"]))
+        files.append(write_csv_atomic(kept, out / "clinical_variables.csv"))
     return LearnStageResult(results, predictions, metrics, out, files)

@@ -70,14 +70,25 @@ def run_study_learning(
     n_jobs: int | None = None,
     progress: bool = True,
 ) -> list[LearnStageResult]:
-    """Run the learning stage of the study (its ``learn:`` section, overridden by the arguments)."""
+    """Run the learning stage of the study (its ``learn:`` section, overridden by the arguments).
+
+    The feature name ``clinical`` adds the clinical model (and fusions) from the manifest's
+    clinical columns (see :mod:`her2dlr.learn.settings`).
+    """
     settings = study.learn or LearnSettings()
     updates = {k: v for k, v in {"models": models, "schemes": schemes, "n_jobs": n_jobs}.items() if v}
     if updates:
         settings = LearnSettings.model_validate({**settings.model_dump(mode="json"), **updates})
+    from her2dlr.learn.fusion import CLINICAL_FEATURE
+
     manifest = Manifest.load(manifest_path(study))
-    table, set_name = load_feature_tables(study, features or settings.features)
+    names = list(features or settings.features)
+    clinical = CLINICAL_FEATURE in names
+    names = [n for n in names if n != CLINICAL_FEATURE]
+    table, set_name = load_feature_tables(study, names) if names else (None, "")
+    folder = "+".join([set_name] * bool(set_name) + [CLINICAL_FEATURE] * clinical)
     result = run_learn_stage(
-        table, manifest, settings, study.run_dir / "learn" / set_name, feature_set=set_name, progress=progress
+        table, manifest, settings, study.run_dir / "learn" / folder, feature_set=set_name or "features",
+        progress=progress, clinical=clinical,
     )
     return [result]

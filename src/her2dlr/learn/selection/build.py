@@ -159,7 +159,9 @@ def selection_funnel(steps: Any) -> pd.DataFrame:
     Parameters
     ----------
     steps : fitted Pipeline, or list of (name, fitted transformer)
-        Steps without ``get_support`` (the model, a scaler) are skipped.
+        Steps without ``get_support`` (the model, a scaler) are skipped; the steps of nested
+        pipelines and of a ``ColumnTransformer`` (early fusion) are listed as
+        ``<outer>/<inner>`` (e.g. ``fusion/clinical/clinical_select``).
 
     Returns
     -------
@@ -168,6 +170,13 @@ def selection_funnel(steps: Any) -> pd.DataFrame:
     pairs = steps.steps if hasattr(steps, "steps") else list(steps)
     rows = []
     for name, step in pairs:
+        inner = getattr(step, "steps", None)
+        if inner is None and hasattr(step, "transformers_"):
+            inner = [(n, t) for n, t, _ in step.transformers_ if hasattr(t, "fit")]
+        if inner is not None:
+            sub = selection_funnel(inner)
+            rows += [{**r, "step": f"{name}/{r['step']}"} for r in sub.to_dict("records")]
+            continue
         if not hasattr(step, "get_support") or not hasattr(step, "n_features_in_"):
             continue
         rows.append({"step": name, "n_in": int(step.n_features_in_), "n_out": int(step.get_support().sum())})
