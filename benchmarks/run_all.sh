@@ -12,3 +12,6 @@ if [ -d "$DATA/busi" ]; then
   run busi-qc --data "$DATA/busi"
   run extraction --data "$DATA/busi"
 fi
+if [ -d "$DATA/breast-lesions-usg" ]; then
+  run breast-usg --data "$DATA/breast-lesions-usg"
+fi
