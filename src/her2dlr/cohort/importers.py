@@ -18,6 +18,7 @@ from her2dlr.cohort.clinical import clean_missing, infer_clinical_types
 from her2dlr.cohort.manifest import CORE_COLUMNS, Manifest
 from her2dlr.config import FilesSource, FolderSource, Study, TableSource
 from her2dlr.errors import InputError, nearest
+from her2dlr.io.cells import parse_bbox
 from her2dlr.io.tables import read_table
 
 __all__ = ["import_sources", "import_folders", "import_files", "import_table"]
@@ -128,16 +129,12 @@ def _split_multi(cell: object, sep: str) -> list[str]:
 
 
 def _parse_bbox(value: object, where: str) -> str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+    box = parse_bbox(value, where=f"{where}: bounding box")
+    if box is None:
         return None
-    try:
-        box = json.loads(value) if isinstance(value, str) else list(value)
-        box = [float(v) for v in box]
-    except (TypeError, ValueError, json.JSONDecodeError):
-        raise InputError(f"{where}: bounding box {value!r} is not a list [x, y, w, h] of numbers.") from None
-    if len(box) != 4 or box[2] <= 0 or box[3] <= 0 or min(box[:2]) < 0:
+    if box[2] <= 0 or box[3] <= 0 or min(box[:2]) < 0:
         raise InputError(f"{where}: bounding box {value!r} must be [x, y, w, h] with x, y >= 0 and w, h > 0.")
-    return json.dumps(box)
+    return json.dumps(list(box))
 
 
 def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tuple[pd.DataFrame, dict[str, str]]:

@@ -47,6 +47,7 @@ from her2dlr.cohort.duplicates import (
 from her2dlr.cohort.manifest import Manifest
 from her2dlr.errors import InputError, nearest
 from her2dlr.io.atomic import atomic_path, write_csv_atomic, write_text_atomic
+from her2dlr.io.cells import is_missing, parse_bbox
 from her2dlr.io.images import bbox_mask, check_mask, read_image_and_channels, read_mask_array
 
 __all__ = ["LESION_POLICIES", "MIN_LESION_PIXELS", "QCResult", "run_qc"]
@@ -178,18 +179,12 @@ def _inspect_row(
 
 
 # --------------------------------------------------------------------------- manifest cells
-def _missing(cell: Any) -> bool:
-    if isinstance(cell, (list, tuple, np.ndarray)):
-        return False
-    return cell is None or bool(pd.isna(cell)) or (isinstance(cell, str) and not cell.strip())
-
-
 def _mask_list(row: pd.Series) -> tuple[list[str], str | None]:
     """The row's mask files from ``masks`` (JSON list), else from ``mask``; plus a problem."""
     cell = row.get("masks")
     if isinstance(cell, (list, tuple, np.ndarray)):
         return [str(m) for m in cell], None
-    if not _missing(cell):
+    if not is_missing(cell):
         try:
             value = json.loads(str(cell))
         except json.JSONDecodeError:
@@ -198,21 +193,16 @@ def _mask_list(row: pd.Series) -> tuple[list[str], str | None]:
             return [], f"masks cell {cell!r} is not a JSON list of file paths"
         return value, None
     single = row.get("mask")
-    return ([] if _missing(single) else [str(single)]), None
+    return ([] if is_missing(single) else [str(single)]), None
 
 
 def _bbox(row: pd.Series) -> tuple[list[float] | None, str | None]:
     """The row's box ``[x, y, w, h]`` (or None), plus a problem when the cell is malformed."""
-    cell = row.get("bbox")
-    if _missing(cell):
-        return None, None
     try:
-        value = json.loads(cell) if isinstance(cell, str) else list(cell)
-        if len(value) != 4:
-            raise ValueError
-        return [float(v) for v in value], None
-    except (ValueError, TypeError):
-        return None, f"bbox cell {cell!r} is not a JSON list [x, y, w, h]"
+        box = parse_bbox(row.get("bbox"), where="bbox cell")
+    except InputError as exc:
+        return None, str(exc)
+    return (None if box is None else list(box)), None
 
 
 def _was_included(table: pd.DataFrame) -> pd.Series:
@@ -591,5 +581,5 @@ def _summary(qc_table: pd.DataFrame, pairs: pd.DataFrame, out: Manifest, reports
 
 def _rows_without_roi(table: pd.DataFrame) -> int:
     """Included rows with neither a mask nor a box (whole-image models only)."""
-    has_box = table["bbox"].map(lambda c: not _missing(c)) if "bbox" in table.columns else False
+    has_box = table["bbox"].map(lambda c: not is_missing(c)) if "bbox" in table.columns else False
     return int((table["include"].astype(bool) & table["mask"].isna() & ~has_box).sum())

@@ -1,11 +1,14 @@
 """Readers for images, volumes and tables, and atomic writers."""
 
 from her2dlr.io.atomic import atomic_path, write_csv_atomic, write_parquet_atomic, write_text_atomic
+from her2dlr.io.cells import is_missing, parse_bbox
 from her2dlr.io.images import read_image, read_mask, to_grey
 from her2dlr.io.tables import read_table
 
 __all__ = [
     "atomic_path",
+    "is_missing",
+    "parse_bbox",
     "read_image",
     "read_mask",
     "read_table",

@@ -30,7 +30,7 @@ import platform
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,7 @@ import SimpleITK as sitk
 
 from her2dlr.errors import InputError
 from her2dlr.io.atomic import atomic_path
+from her2dlr.io.cells import BBox, is_missing, parse_bbox
 from her2dlr.io.images import bbox_mask, read_image, read_mask, read_mask_array
 from her2dlr.radiomics.cache import FeatureCache, case_key
 from her2dlr.radiomics.parameters import Params, load_params, params_hash
@@ -63,7 +64,6 @@ __all__ = [
 
 PathLike = str | os.PathLike[str]
 ParamsLike = str | os.PathLike[str] | Mapping[str, Any]
-BBox = tuple[float, float, float, float]
 
 _FAILURE_COLUMNS = ["case_id", "image", "mask", "reason"]
 _WARNING_COLUMNS = ["case_id", "message"]
@@ -81,32 +81,6 @@ class _Case:
     mask: str | None
     bbox: BBox | None
     spacing: float | None
-
-
-def parse_bbox(value: Any, where: str = "bbox") -> BBox | None:
-    """Parse a box given as JSON text ``"[x, y, w, h]"`` or a sequence; missing -> None.
-
-    Raises
-    ------
-    InputError
-        When the value is not four numbers; the message names ``where``.
-    """
-    if value is None or (not isinstance(value, (str, Sequence, np.ndarray)) and pd.isna(value)):
-        return None
-    if isinstance(value, str):
-        if not value.strip():
-            return None
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise InputError(f"{where} {value!r} is not JSON; expected \"[x, y, w, h]\".") from None
-    try:
-        numbers = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        raise InputError(f"{where} {value!r} must be four numbers [x, y, w, h].") from None
-    if len(numbers) != 4 or not all(math.isfinite(v) for v in numbers):
-        raise InputError(f"{where} {value!r} must be four finite numbers [x, y, w, h].")
-    return numbers  # type: ignore[return-value]
 
 
 def _selected_label_mask(path: PathLike, image: sitk.Image, label: int) -> sitk.Image:
@@ -385,29 +359,18 @@ def _manifest_table(manifest: Any) -> pd.DataFrame:
     return table
 
 
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _cases(table: pd.DataFrame) -> tuple[list[_Case], list[dict[str, Any]]]:
     cases, failures = [], []
     for row in table.to_dict("records"):
         case_id = str(row["case_id"])
-        image = None if _missing(row.get("image")) else str(row["image"])
-        mask = None if _missing(row.get("mask")) else str(row["mask"])
+        image = None if is_missing(row.get("image")) else str(row["image"])
+        mask = None if is_missing(row.get("mask")) else str(row["mask"])
         try:
             if image is None:
                 raise InputError(f"case {case_id} has no image path.")
             bbox = parse_bbox(row.get("bbox"), where=f"bbox of case {case_id}")
             spacing_raw = row.get("spacing")
-            spacing = None if _missing(spacing_raw) else float(spacing_raw)
+            spacing = None if is_missing(spacing_raw) else float(spacing_raw)
             if mask is None and bbox is None:
                 raise InputError(f"case {case_id} (image {image}) has neither a mask nor a bbox.")
         except (InputError, TypeError, ValueError) as exc:
