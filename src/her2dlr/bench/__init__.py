@@ -44,6 +44,11 @@ _BENCH_MODULES = (
     "her2dlr.bench.learn_benches",
     "her2dlr.bench.breast_usg",
     "her2dlr.bench.survival_benches",
+    "her2dlr.bench.busi_radiomics",
+    "her2dlr.bench.external",
+    "her2dlr.bench.evaluate_benches",
+    "her2dlr.bench.report_benches",
+    "her2dlr.bench.deep_benches",
 )
 
 
