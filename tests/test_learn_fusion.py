@@ -169,7 +169,8 @@ def test_stage_fits_clinical_radiomics_combined_and_late(tmp_path):
         warnings.simplefilter("ignore")
         out = run_learn_stage(_radiomics(m), m, settings, tmp_path / "learn", feature_set="radiomics", clinical=True)
     assert set(out.predictions["model"]) == {"radiomics-lr", "clinical-lr", "radiomics+clinical-lr",
-                                             "late(radiomics,clinical)-lr"}
+                                             "late(radiomics,clinical)-lr", "stack(radiomics,clinical)-lr",
+                                             "combined(radiomics-lr,clinical)-lr"}
     kept = pd.read_csv(tmp_path / "learn" / "clinical_variables.csv")
     assert "Shape" in set(kept["variable"])
     mean = out.metrics[(out.metrics["split"] == "test") & (out.metrics["scope"] == "mean")].set_index("model")

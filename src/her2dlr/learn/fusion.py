@@ -205,7 +205,7 @@ def clinical_variables(features: Sequence[str]) -> list[str]:
     out: list[str] = []
     for f in features:
         name = f.removeprefix(CLINICAL_PREFIX)
-        if f.startswith(RADIOMICS_PREFIX):
+        if f.startswith(RADIOMICS_PREFIX) or f == "rad_score":  # the combined model's imaging signature
             continue
         col = feature_source(name)[0]
         if col not in out:

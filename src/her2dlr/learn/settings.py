@@ -31,7 +31,10 @@ and the late fusion (mean probability of the clinical and radiomics models, same
 ``clinical.fusion`` picks which combinations. Options of the clinical branch::
 
       clinical: {columns: [Age, Shape, Margin], alpha_uni: 0.05, alpha_multi: 0.05,
-                 direction: backward, min_frequency: 5, fusion: [early, late]}
+                 direction: backward, min_frequency: 5,
+                 fusion: [early, late, stack, combined, pairs], pair_method: stack}
+
+``stack``, ``combined`` and ``pairs`` are described in :mod:`her2dlr.learn.integration`.
 """
 
 from __future__ import annotations
@@ -115,10 +118,14 @@ class ClinicalConfig(_Strict):
     alpha_multi: float = Field(0.05, gt=0, lt=1, description="Stepwise multivariable p-value threshold.")
     direction: Literal["backward", "forward", "both"] = "backward"
     min_frequency: float | None = Field(5, ge=0, description="Rarer levels are pooled into <other>.")
-    fusion: list[Literal["early", "late"]] = Field(
-        default_factory=lambda: ["early", "late"],
-        description="With an imaging table too: early fusion (combined model) and/or late fusion (mean probability).",
+    fusion: list[Literal["early", "late", "stack", "combined", "pairs"]] = Field(
+        default_factory=lambda: ["early", "late", "stack", "combined"],
+        description="With an imaging table too: early fusion (concatenate, then select), late fusion (mean "
+        "probability), stack (logistic regression on both models' logits), combined (seed 002: logistic "
+        "regression on the imaging signature + selected clinical variables, the nomogram model), pairs (every "
+        "imaging classifier x every clinical classifier, seed 001).",
     )
+    pair_method: Literal["stack", "mean"] = Field("stack", description="How 'pairs' integrates two classifiers.")
 
     def options(self) -> dict[str, Any]:
         """Keyword options of :func:`her2dlr.learn.fusion.clinical_steps`."""

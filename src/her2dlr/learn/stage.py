@@ -16,7 +16,10 @@ For every model of the settings and every outer scheme (``kfold``, ``holdout``) 
 
 With ``clinical=True`` the manifest's clinical columns are a second input (see
 :mod:`her2dlr.learn.fusion`): models ``clinical-<clf>``, and with an imaging table
-``<set>-<clf>``, ``<set>+clinical-<clf>`` (early fusion) and ``late(<set>,clinical)-<clf>``.
+``<set>-<clf>``, ``<set>+clinical-<clf>`` (early fusion), ``late(<set>,clinical)-<clf>``,
+``stack(<set>,clinical)-<clf>``, ``combined(<set>-<clf>,clinical)-lr`` (seed 002) and, with
+``pairs``, ``pair(<set>,clinical)(<imaging clf>,<clinical clf>)`` (see
+:mod:`her2dlr.learn.integration`).
 
 Fitted fold pipelines stay in the returned :class:`LearnStageResult`; the deployable model
 artefact (``model_card.json``) is built from :func:`her2dlr.learn.cv.fit_final` elsewhere.
@@ -51,6 +54,14 @@ class LearnStageResult:
     metrics: pd.DataFrame
     out_dir: Path
     files: list[Path] = field(default_factory=list)
+
+
+def _groups(manifest: Manifest | pd.DataFrame) -> dict[str, str]:
+    """Case id -> near-duplicate group (or patient) for inner splits of second-level models."""
+    from her2dlr.learn.cv import _group_ids
+
+    table = manifest.table if isinstance(manifest, Manifest) else manifest
+    return dict(zip(table["case_id"].astype(str), _group_ids(table)))
 
 
 def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataFrame, settings: LearnSettings,
@@ -104,8 +115,14 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
             both = imaging.join(raw, how="inner")
             inputs.append((f"{feature_set}+clinical", both,
                            early_fusion_steps(list(imaging.columns), types, settings.selection, options), False))
+    from her2dlr.learn.integration import classifier_pairings, combined_logistic, stacking
+
+    fusion = set(settings.clinical.fusion) if clinical and has_imaging else set()
+    rule = settings.threshold_rule()
     results: list[CVResult] = []
+    pair_inputs: dict[str, dict[str, dict[str, CVResult]]] = {}  # scheme -> set -> classifier -> result
     for entry in settings.models:
+        clf = entry.label or entry.name
         for scheme in settings.schemes:
             by_set: dict[str, CVResult] = {}
             for set_name, frame, steps, numeric_only in inputs:
@@ -118,10 +135,25 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
                     n_jobs=settings.n_jobs, progress=progress, numeric_only=numeric_only,
                 )
                 results.append(by_set[set_name])
-            if clinical and has_imaging and "late" in settings.clinical.fusion:
-                results.append(late_fusion([by_set["clinical"], by_set[feature_set]],
-                                           name=f"late({feature_set},clinical)-{entry.label or entry.name}",
-                                           threshold=settings.threshold_rule()))
+            if not fusion:
+                continue
+            pair = [by_set[feature_set], by_set["clinical"]]
+            if "late" in fusion:
+                results.append(late_fusion(pair, name=f"late({feature_set},clinical)-{clf}", threshold=rule))
+            if "stack" in fusion:
+                results.append(stacking(pair, name=f"stack({feature_set},clinical)-{clf}", threshold=rule))
+            if "combined" in fusion:
+                results.append(combined_logistic(
+                    by_set[feature_set], raw, types, groups=_groups(manifest),
+                    name=f"combined({feature_set}-{clf},clinical)-lr", options=settings.clinical.options(),
+                    threshold=rule, threshold_source=settings.threshold.source,
+                    search=settings.search_settings()))
+            for set_name in (feature_set, "clinical"):
+                pair_inputs.setdefault(scheme, {}).setdefault(set_name, {})[clf] = by_set[set_name]
+    if "pairs" in fusion:
+        for sets in pair_inputs.values():
+            results += classifier_pairings(sets[feature_set], sets["clinical"], method=settings.clinical.pair_method,
+                                           threshold=rule, prefix=f"pair({feature_set},clinical)")
     predictions = pd.concat([r.predictions for r in results], ignore_index=True)
     metrics = metrics_table(predictions)
 
