@@ -219,9 +219,13 @@ def outer_folds(table: pd.DataFrame, scheme: str) -> Iterator[tuple[str, int | N
     """``(fold name, repetition, train mask, test mask)`` of each outer fold.
 
     ``scheme="holdout"``: the ``split`` column (train / test). ``scheme="kfold"``: every
-    ``fold_r<rep>`` column, rows with fold -1 out of that repetition.
+    ``fold_r<rep>`` column, rows with fold -1 out of that repetition. ``scheme="final"``: one
+    fold, all rows training, none test (the model to deploy when there is no hold-out).
     """
-    check_choice("outer_folds", "scheme", scheme, ("holdout", "kfold"))
+    check_choice("outer_folds", "scheme", scheme, ("holdout", "kfold", "final"))
+    if scheme == "final":  # the deployable model: every row trains, none is tested
+        yield "final", None, np.ones(len(table), dtype=bool), np.zeros(len(table), dtype=bool)
+        return
     if scheme == "holdout":
         if "split" not in table.columns:
             raise InputError("The manifest has no 'split' column: run `her2dlr cohort split` (hold-out) first.")

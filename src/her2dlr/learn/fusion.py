@@ -133,6 +133,11 @@ def early_fusion_steps(radiomics_columns: Sequence[str], types: Mapping[str, str
     return [("fusion", ct.set_output(transform="pandas"))]
 
 
+def _folds(*frames: pd.DataFrame) -> list[str]:
+    """Fold names of ``(fold, case_id)``-indexed frames, in order of appearance (test rows may be absent)."""
+    return list(dict.fromkeys(f for frame in frames for f in frame.index.get_level_values("fold")))
+
+
 def _fold_probs(result: CVResult, split: str) -> pd.DataFrame:
     p = result.predictions
     return p[p["split"] == split].set_index(["fold", "case_id"])
@@ -177,10 +182,13 @@ def late_fusion(results: Sequence[CVResult], *, name: str, threshold: ThresholdR
         if not other.index.sort_values().equals(test[0].index.sort_values()):
             raise InputError("Late fusion: the models were not evaluated on the same folds and cases.")
     frames = []
-    for fold in test[0].index.get_level_values("fold").unique():
-        te = test[0].loc[fold]
-        prob_te = sum(wi * t.loc[fold].loc[te.index, "prob"].to_numpy() for wi, t in zip(w, test))
-        parts = [("test", te, prob_te)]
+    test_folds = set(test[0].index.get_level_values("fold"))
+    for fold in _folds(test[0], train[0]):
+        parts = []
+        if fold in test_folds:
+            te = test[0].loc[fold]
+            prob_te = sum(wi * t.loc[fold].loc[te.index, "prob"].to_numpy() for wi, t in zip(w, test))
+            parts.append(("test", te, prob_te))
         if train[0].empty or fold not in train[0].index.get_level_values("fold"):
             thr = choose_threshold(te["label"].to_numpy(), prob_te, threshold, source="train_fit")  # pragma: no cover
         else:

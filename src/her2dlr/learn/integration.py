@@ -34,6 +34,7 @@ from sklearn.pipeline import Pipeline
 
 from her2dlr.errors import InputError
 from her2dlr.learn.cv import PREDICTION_COLUMNS, CVResult, fit_fold
+from her2dlr.learn.fusion import _folds
 from her2dlr.learn.thresholds import ThresholdRule, apply_threshold, choose_threshold
 from her2dlr.learn.tuning import SearchSettings
 
@@ -61,6 +62,10 @@ def logit(p: Any) -> np.ndarray:
     """``log(p / (1 - p))`` with ``p`` clipped to ``[1e-6, 1 - 1e-6]``."""
     q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
     return np.log(q / (1 - q))
+
+
+def _has_fold(frame: pd.DataFrame, fold: str) -> bool:
+    return fold in set(frame.index.get_level_values("fold"))
 
 
 def _split_rows(result: CVResult, split: str) -> pd.DataFrame:
@@ -119,18 +124,21 @@ def stacking(results: Sequence[CVResult], *, name: str, threshold: ThresholdRule
     """
     test, train = _aligned(results, "Stacking")
     frames, meta = [], {}
-    for fold in test[0].index.get_level_values("fold").unique():
-        tr, te = train[0].loc[fold], test[0].loc[fold]
+    for fold in _folds(test[0], train[0]):
+        tr = train[0].loc[fold]
         x_tr = np.column_stack([logit(t.loc[fold].loc[tr.index, "prob"]) for t in train])
-        x_te = np.column_stack([logit(t.loc[fold].loc[te.index, "prob"]) for t in test])
         y_tr = tr["label"].to_numpy().astype(int)
         if len(np.unique(y_tr)) < 2:
             raise InputError(f"Stacking: training fold '{fold}' has one class only.")
         model = LogisticRegression(C=C, max_iter=1000).fit(x_tr, y_tr)
-        p_tr, p_te = model.predict_proba(x_tr)[:, 1], model.predict_proba(x_te)[:, 1]
+        p_tr = model.predict_proba(x_tr)[:, 1]
         thr = choose_threshold(y_tr, p_tr, threshold, source="train_fit")
-        frames += [_rows_frame(te, name=name, fold=fold, split="test", prob=p_te, thr=thr),
-                   _rows_frame(tr, name=name, fold=fold, split="train", prob=p_tr, thr=thr)]
+        frames.append(_rows_frame(tr, name=name, fold=fold, split="train", prob=p_tr, thr=thr))
+        if _has_fold(test[0], fold):
+            te = test[0].loc[fold]
+            x_te = np.column_stack([logit(t.loc[fold].loc[te.index, "prob"]) for t in test])
+            frames.append(_rows_frame(te, name=name, fold=fold, split="test", prob=model.predict_proba(x_te)[:, 1],
+                                      thr=thr))
         meta[fold] = {"intercept": float(model.intercept_[0]),
                       "coefficients": {r.model: float(c) for r, c in zip(results, model.coef_[0])}}
     out = CVResult(name, results[0].scheme, pd.concat(frames, ignore_index=True)[PREDICTION_COLUMNS], [])
@@ -187,8 +195,9 @@ def combined_logistic(imaging: CVResult, clinical: pd.DataFrame, types: Mapping[
     steps = combined_steps(types, options)
     test, train = _split_rows(imaging, "test"), _split_rows(imaging, "train_oof")
     frames, fits = [], []
-    for fold in test.index.get_level_values("fold").unique():
-        tr, te = train.loc[fold], test.loc[fold]
+    for fold in _folds(test, train):
+        tr = train.loc[fold]
+        te = test.loc[fold] if _has_fold(test, fold) else tr.iloc[:0]
         missing = [c for c in list(tr.index) + list(te.index) if c not in clinical.index]
         if missing:
             raise InputError(f"Combined model: case(s) {missing[:5]} have no clinical row.")
@@ -201,9 +210,10 @@ def combined_logistic(imaging: CVResult, clinical: pd.DataFrame, types: Mapping[
         fit.repeat = _repeat_of(str(fold))
         fit.test_cases = list(te.index)
         fits.append(fit)
-        p_te = fit.pipeline.predict_proba(x_te)[:, 1]
-        frames += [_rows_frame(te, name=name, fold=fold, split="test", prob=p_te, thr=fit.threshold),
-                   _rows_frame(tr, name=name, fold=fold, split="train_oof", prob=oof, thr=fit.threshold)]
+        frames.append(_rows_frame(tr, name=name, fold=fold, split="train_oof", prob=oof, thr=fit.threshold))
+        if len(te):
+            frames.append(_rows_frame(te, name=name, fold=fold, split="test",
+                                      prob=fit.pipeline.predict_proba(x_te)[:, 1], thr=fit.threshold))
     return CVResult(name, imaging.scheme, pd.concat(frames, ignore_index=True)[PREDICTION_COLUMNS], fits)
 
 

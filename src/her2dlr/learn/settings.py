@@ -158,6 +158,8 @@ class LearnSettings(_Strict):
     search: SearchConfig = Field(default_factory=SearchConfig)
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     keep_train_predictions: bool = Field(True, description="Also save train / train_oof predictions.")
+    save_models: bool = Field(True, description="Save a model artefact per model under <run>/models (the hold-out's "
+                              "training fit, or a fit on all cases when only k-fold is evaluated).")
     n_jobs: int = Field(1, ge=-1, description="Outer folds fitted in parallel (-1: all cores).")
     seed: int = Field(0, description="Seeds inner splits, random search, selectors and models.")
 

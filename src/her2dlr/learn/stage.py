@@ -40,6 +40,7 @@ from her2dlr.errors import InputError
 from her2dlr.evaluate.metrics import metrics_table
 from her2dlr.io.atomic import write_csv_atomic, write_parquet_atomic, write_text_atomic
 from her2dlr.learn.cv import CVResult, run_outer_cv
+from her2dlr.learn.deploy import ModelInputs, save_stage_artefacts
 from her2dlr.learn.settings import LearnSettings
 
 __all__ = ["LearnStageResult", "run_learn_stage"]
@@ -66,7 +67,9 @@ def _groups(manifest: Manifest | pd.DataFrame) -> dict[str, str]:
 
 def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataFrame, settings: LearnSettings,
                     out_dir: str | os.PathLike[str], *, feature_set: str = "features",
-                    progress: bool = False, clinical: bool = False) -> LearnStageResult:
+                    progress: bool = False, clinical: bool = False, models_dir: str | os.PathLike[str] | None = None,
+                    feature_tables: list[dict[str, Any]] | None = None,
+                    radiomics_params: dict[str, Any] | None = None) -> LearnStageResult:
     """Evaluate every model of ``settings`` on ``features`` and write the stage outputs.
 
     Parameters
@@ -84,6 +87,13 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
     clinical : bool
         Also fit the clinical model (and the fusions of ``settings.clinical.fusion``) from the
         manifest's clinical columns (``manifest`` must be a Manifest).
+    models_dir : path, optional
+        With ``settings.save_models``: where the model artefacts go (``<run>/models``); see
+        :mod:`her2dlr.learn.deploy`.
+    feature_tables : list of dict, optional
+        Provenance of the feature table(s) (name, params, roi, params hash), for the model cards.
+    radiomics_params : dict, optional
+        Resolved PyRadiomics parameters of the radiomics table, stored with the artefacts.
 
     Returns
     -------
@@ -103,6 +113,7 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
     inputs: list[tuple[str, pd.DataFrame, Any, bool]] = []  # (set name, frame, selection steps, numeric only)
     if has_imaging:
         inputs.append((feature_set, features, settings.selection, True))
+    types: dict[str, str] = {}
     if clinical:
         raw, types = clinical_frame(manifest, settings.clinical.columns)  # type: ignore[arg-type]
         options = settings.clinical.options()
@@ -119,20 +130,30 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
 
     fusion = set(settings.clinical.fusion) if clinical and has_imaging else set()
     rule = settings.threshold_rule()
+    deploy_scheme = None
+    if settings.save_models and models_dir is not None:
+        deploy_scheme = "holdout" if "holdout" in settings.schemes else "final"
+    schemes = list(settings.schemes) + ["final"] * (deploy_scheme == "final")
+    model_inputs: dict[str, ModelInputs] = {}
     results: list[CVResult] = []
     pair_inputs: dict[str, dict[str, dict[str, CVResult]]] = {}  # scheme -> set -> classifier -> result
     for entry in settings.models:
         clf = entry.label or entry.name
-        for scheme in settings.schemes:
+        for set_name, frame, _, _ in inputs:
+            model_inputs[f"{set_name}-{clf}"] = ModelInputs(
+                list(frame.columns), clinical={c: t for c, t in types.items() if c in frame.columns} if clinical else {},
+                feature_tables=list(feature_tables or []) if set_name != "clinical" else [], frame=frame)
+        pair_names = [f"{feature_set}-{clf}", f"clinical-{clf}"]
+        for scheme in schemes:
             by_set: dict[str, CVResult] = {}
             for set_name, frame, steps, numeric_only in inputs:
                 by_set[set_name] = run_outer_cv(
                     frame, manifest, model=entry.name, selection=steps, scheme=scheme,
                     grid=entry.grid, params=entry.params or None, search=settings.search_settings(),
-                    threshold=settings.threshold_rule(), threshold_source=settings.threshold.source,
-                    keep_train=settings.keep_train_predictions,
-                    model_name=f"{set_name}-{entry.label or entry.name}",
-                    n_jobs=settings.n_jobs, progress=progress, numeric_only=numeric_only,
+                    threshold=rule, threshold_source=settings.threshold.source,
+                    keep_train=settings.keep_train_predictions or scheme == "final",
+                    model_name=f"{set_name}-{clf}", n_jobs=settings.n_jobs, progress=progress,
+                    numeric_only=numeric_only,
                 )
                 results.append(by_set[set_name])
             if not fusion:
@@ -140,20 +161,29 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
             pair = [by_set[feature_set], by_set["clinical"]]
             if "late" in fusion:
                 results.append(late_fusion(pair, name=f"late({feature_set},clinical)-{clf}", threshold=rule))
+                model_inputs[results[-1].model] = ModelInputs([], components=pair_names)
             if "stack" in fusion:
                 results.append(stacking(pair, name=f"stack({feature_set},clinical)-{clf}", threshold=rule))
+                model_inputs[results[-1].model] = ModelInputs([], components=pair_names)
             if "combined" in fusion:
                 results.append(combined_logistic(
                     by_set[feature_set], raw, types, groups=_groups(manifest),
                     name=f"combined({feature_set}-{clf},clinical)-lr", options=settings.clinical.options(),
                     threshold=rule, threshold_source=settings.threshold.source,
                     search=settings.search_settings()))
+                model_inputs[results[-1].model] = ModelInputs(list(raw.columns), clinical=dict(types), frame=raw,
+                                                              components=pair_names[:1])
             for set_name in (feature_set, "clinical"):
                 pair_inputs.setdefault(scheme, {}).setdefault(set_name, {})[clf] = by_set[set_name]
     if "pairs" in fusion:
         for sets in pair_inputs.values():
-            results += classifier_pairings(sets[feature_set], sets["clinical"], method=settings.clinical.pair_method,
-                                           threshold=rule, prefix=f"pair({feature_set},clinical)")
+            for r in classifier_pairings(sets[feature_set], sets["clinical"], method=settings.clinical.pair_method,
+                                         threshold=rule, prefix=f"pair({feature_set},clinical)"):
+                results.append(r)
+                img_clf, clin_clf = r.model.rsplit("(", 1)[1].rstrip(")").split(",")
+                model_inputs[r.model] = ModelInputs([], components=[f"{feature_set}-{img_clf}", f"clinical-{clin_clf}"])
+    deploy = [r for r in results if r.scheme == deploy_scheme]
+    results = [r for r in results if r.scheme != "final"]
     predictions = pd.concat([r.predictions for r in results], ignore_index=True)
     metrics = metrics_table(predictions)
 
@@ -181,4 +211,11 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
         kept = per_fold(lambda r: selected_clinical_variables(r).rename_axis("variable").reset_index()
                         if "clinical" in r.model else pd.DataFrame(columns=["variable", "frequency"]))
         files.append(write_csv_atomic(kept, out / "clinical_variables.csv"))
+    if deploy:
+        from her2dlr.provenance import config_hash
+
+        table_meta = manifest.meta if isinstance(manifest, Manifest) else {}
+        files += save_stage_artefacts(
+            deploy, model_inputs, Path(models_dir), metrics=metrics, task=table_meta.get("label", {}),  # type: ignore[arg-type]
+            config_hash=config_hash(settings), rule=rule, radiomics_params=radiomics_params)
     return LearnStageResult(results, predictions, metrics, out, files)

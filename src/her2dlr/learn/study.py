@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -13,7 +15,7 @@ from her2dlr.errors import InputError
 from her2dlr.learn.settings import LearnSettings
 from her2dlr.learn.stage import LearnStageResult, run_learn_stage
 
-__all__ = ["resolve_feature_table", "load_feature_tables", "run_study_learning"]
+__all__ = ["resolve_feature_table", "load_feature_tables", "feature_table_provenance", "run_study_learning"]
 
 
 def resolve_feature_table(study: Study, name: str) -> Path:
@@ -86,9 +88,36 @@ def run_study_learning(
     clinical = CLINICAL_FEATURE in names
     names = [n for n in names if n != CLINICAL_FEATURE]
     table, set_name = load_feature_tables(study, names) if names else (None, "")
+    provenance = [feature_table_provenance(study, n) for n in names]
     folder = "+".join([set_name] * bool(set_name) + [CLINICAL_FEATURE] * clinical)
     result = run_learn_stage(
         table, manifest, settings, study.run_dir / "learn" / folder, feature_set=set_name or "features",
-        progress=progress, clinical=clinical,
+        progress=progress, clinical=clinical, models_dir=study.run_dir / "models", feature_tables=provenance,
+        radiomics_params=_radiomics_params(provenance),
     )
     return [result]
+
+
+def feature_table_provenance(study: Study, name: str) -> dict[str, Any]:
+    """Name, path and extraction settings (params, roi, params hash) of a feature table, from its JSON sidecar."""
+    path = resolve_feature_table(study, name)
+    info: dict[str, Any] = {"name": path.stem, "path": str(path)}
+    sidecar = path.with_suffix(".json")
+    if sidecar.exists():
+        meta = json.loads(sidecar.read_text())
+        info.update({k: meta[k] for k in ("params", "roi", "params_hash", "pyradiomics") if k in meta})
+    return info
+
+
+def _radiomics_params(provenance: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The resolved parameters of the one radiomics table, when they still hash to what was extracted."""
+    from her2dlr.radiomics.parameters import load_params, params_hash
+
+    tables = [t for t in provenance if t.get("params_hash")]
+    if len(tables) != 1:
+        return None
+    try:
+        params = load_params(tables[0]["params"])
+    except Exception:  # a params file that moved: the model still predicts from feature rows
+        return None
+    return params if params_hash(params) == tables[0]["params_hash"] else None

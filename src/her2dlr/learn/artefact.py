@@ -1,0 +1,306 @@
+"""Model artefacts: a folder per deployable model, with ``model_card.json`` and what ``predict`` needs.
+
+Layout of ``<run>/models/<slug>/``::
+
+    model_card.json          name, kind, task, inputs, threshold, chosen hyper-parameters, kept
+                             features, training cohort, metrics, versions, config hash
+    model.joblib             the fitted scikit-learn pipeline (kinds "pipeline" and "combined")
+    radiomics_params.json    the resolved PyRadiomics parameters (when the inputs are radiomics
+                             features), so a new image is extracted exactly as in training
+    components/<slug>/       component artefacts (kinds "late", "stack", "combined")
+
+Kinds:
+
+``pipeline``  one fitted pipeline (selection + classifier) on feature and/or raw clinical columns;
+``late``      weighted mean of the components' probabilities (seed 003);
+``stack``     logistic regression on the components' logits (``card["meta"]``);
+``combined``  seed 002: the imaging component's logit (``rad_score``) + clinical columns through
+              ``model.joblib``; ``card["logistic"]`` holds its coefficients for a nomogram.
+
+Artefacts are written to a temporary folder and renamed into place, so a folder that exists is
+complete. The card's ``format`` is checked on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from her2dlr.errors import InputError
+from her2dlr.learn.thresholds import Threshold, apply_threshold
+from her2dlr.provenance import package_versions
+
+__all__ = ["FORMAT", "CARD", "ModelArtefact", "artefact_slug", "save_artefact", "load_artefact", "list_artefacts"]
+
+FORMAT = "her2dlr-model/1"
+CARD = "model_card.json"
+PIPELINE = "model.joblib"
+RADIOMICS_PARAMS = "radiomics_params.json"
+KINDS = ("pipeline", "late", "stack", "combined")
+
+
+def artefact_slug(name: str) -> str:
+    """Folder name of a model: ``late(radiomics,clinical)-lr`` -> ``late_radiomics_clinical_-lr``."""
+    slug = re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_.")
+    return slug or "model"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+@dataclass
+class ModelArtefact:
+    """A loaded model artefact.
+
+    Attributes
+    ----------
+    path : Path
+    card : dict
+        The model card.
+    pipeline : Pipeline or None
+    components : list of ModelArtefact
+    """
+
+    path: Path
+    card: dict[str, Any]
+    pipeline: Any = None
+    components: list[ModelArtefact] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.card["name"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.card["kind"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.card["threshold"]["value"])
+
+    @property
+    def clinical_types(self) -> dict[str, str]:
+        """Raw clinical columns this model (or a component) reads, with their types."""
+        out = dict(self.card["inputs"].get("clinical", {}))
+        for c in self.components:
+            out.update(c.clinical_types)
+        return out
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Numeric feature columns (radiomics, deep, user table) this model (or a component) reads."""
+        cols = list(self.card["inputs"].get("features", []))
+        for c in self.components:
+            cols += [f for f in c.feature_columns if f not in cols]
+        return cols
+
+    @property
+    def feature_tables(self) -> list[dict[str, Any]]:
+        """Provenance of the feature tables (name, params, roi, params hash) of the model and its components."""
+        out = list(self.card["inputs"].get("feature_tables", []))
+        for c in self.components:
+            out += [t for t in c.feature_tables if t not in out]
+        return out
+
+    def radiomics_params(self) -> dict[str, Any] | None:
+        """The resolved PyRadiomics parameters stored with the model (or a component), if any."""
+        path = self.path / RADIOMICS_PARAMS
+        if path.exists():
+            return json.loads(path.read_text())
+        for c in self.components:
+            found = c.radiomics_params()
+            if found is not None:
+                return found
+        return None
+
+    def check_inputs(self, frame: pd.DataFrame, *, where: str = "the input") -> None:
+        """Refuse inputs that lack a column the model needs (names the missing columns)."""
+        missing_feats = [c for c in self.feature_columns if c not in frame.columns]
+        missing_clin = [c for c in self.clinical_types if c not in frame.columns]
+        if missing_feats:
+            raise InputError(
+                f"Model '{self.name}' needs {len(self.feature_columns)} feature column(s); {where} lacks "
+                f"{len(missing_feats)}: {missing_feats[:5]}{' ...' if len(missing_feats) > 5 else ''}. "
+                f"Give features extracted with the model's settings ({self.feature_tables or 'see model_card.json'})."
+            )
+        if missing_clin:
+            raise InputError(
+                f"Model '{self.name}' needs clinical column(s) {missing_clin}; {where} lacks them. "
+                f"Needed: {sorted(self.clinical_types)}."
+            )
+
+    def _own_inputs(self, frame: pd.DataFrame) -> pd.DataFrame:
+        cols = list(self.card["inputs"].get("columns", []))
+        x = frame[cols].copy()
+        clinical = set(self.card["inputs"].get("clinical", {}))
+        for c in cols:
+            if c not in clinical:
+                x[c] = pd.to_numeric(x[c], errors="coerce").astype(np.float64)
+        return x
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probability of the positive class for every row of ``frame`` (one column per input).
+
+        Raises
+        ------
+        InputError
+            A needed column is missing (see :meth:`check_inputs`).
+        """
+        self.check_inputs(frame)
+        kind = self.kind
+        if kind == "pipeline":
+            return self.pipeline.predict_proba(self._own_inputs(frame))[:, 1]
+        probs = [c.predict_proba(frame) for c in self.components]
+        if kind == "late":
+            w = np.asarray(self.card["weights"], dtype=float)
+            return np.sum([wi * p for wi, p in zip(w / w.sum(), probs)], axis=0)
+        from her2dlr.learn.integration import SIGNATURE, logit
+
+        if kind == "stack":
+            meta = self.card["meta"]
+            lin = meta["intercept"] + sum(meta["coefficients"][c.name] * logit(p) for c, p in zip(self.components, probs))
+            return 1.0 / (1.0 + np.exp(-lin))
+        if kind == "combined":
+            x = frame[list(self.card["inputs"]["clinical"])].copy()
+            x[SIGNATURE] = logit(probs[0])
+            return self.pipeline.predict_proba(x)[:, 1]
+        raise InputError(f"Model card of {self.path} has unknown kind '{kind}'. Known: {', '.join(KINDS)}.")
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``case_id, model, prob, class, threshold`` for every row (index of ``frame`` = case id)."""
+        prob = self.predict_proba(frame)
+        thr = Threshold(**self.card["threshold"])
+        return pd.DataFrame({"case_id": [str(i) for i in frame.index], "model": self.name, "prob": prob,
+                             "class": apply_threshold(prob, thr), "threshold": thr.value})
+
+
+def save_artefact(out_dir: str | os.PathLike[str], *, name: str, kind: str, threshold: Threshold,
+                  inputs: Mapping[str, Any], pipeline: Any = None, components: Sequence[str | os.PathLike[str]] = (),
+                  radiomics_params: Mapping[str, Any] | None = None, **card: Any) -> Path:
+    """Write a model artefact folder atomically and return its path.
+
+    Parameters
+    ----------
+    out_dir : path
+        The artefact folder (replaced if it exists).
+    name : str
+        Model name (as in the predictions' ``model`` column).
+    kind : {"pipeline", "late", "stack", "combined"}
+    threshold : Threshold
+        Operating threshold chosen on training predictions.
+    inputs : dict
+        ``columns`` (the pipeline's input columns, in order), ``features`` (numeric ones),
+        ``clinical`` (raw clinical column -> type), ``feature_tables`` (provenance list).
+    pipeline : fitted Pipeline, optional
+    components : list of path
+        Artefact folders copied under ``components/``.
+    radiomics_params : dict, optional
+        Resolved PyRadiomics parameters of the feature table.
+    **card
+        More card fields (``task``, ``training``, ``metrics``, ``params``, ``selected_features``,
+        ``config_hash``, ``weights``, ``meta``, ``logistic`` ...).
+    """
+    if kind not in KINDS:
+        raise InputError(f"Unknown artefact kind '{kind}'. Known: {', '.join(KINDS)}.")
+    if kind in ("pipeline", "combined") and pipeline is None:
+        raise InputError(f"An artefact of kind '{kind}' needs its fitted pipeline.")
+    if kind != "pipeline" and not components:
+        raise InputError(f"An artefact of kind '{kind}' needs component artefacts.")
+    target = Path(out_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        comp_names = []
+        for comp in components:
+            src = Path(comp)
+            comp_card = json.loads((src / CARD).read_text())
+            shutil.copytree(src, tmp / "components" / src.name)
+            comp_names.append(comp_card["name"])
+        if pipeline is not None:
+            joblib.dump(pipeline, tmp / PIPELINE)
+        if radiomics_params is not None:
+            (tmp / RADIOMICS_PARAMS).write_text(json.dumps(dict(radiomics_params), indent=2, default=_json_default))
+        body = {
+            "format": FORMAT, "name": name, "kind": kind,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "inputs": {"columns": [], "features": [], "clinical": {}, "feature_tables": [], **dict(inputs)},
+            "threshold": asdict(threshold), "components": comp_names, **card,
+            "versions": package_versions(),
+        }
+        (tmp / CARD).write_text(json.dumps(body, indent=2, default=_json_default))
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+        tmp.rename(target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load_artefact(path: str | os.PathLike[str]) -> ModelArtefact:
+    """Load a model artefact folder (or its ``model_card.json``).
+
+    Raises
+    ------
+    InputError
+        No card, another format, or missing files (names the folder and what is missing).
+    """
+    folder = Path(path)
+    if folder.name == CARD:
+        folder = folder.parent
+    card_path = folder / CARD
+    if not card_path.exists():
+        raise InputError(f"{folder} is not a model artefact: it has no {CARD}. "
+                         f"Models of a study are under <run>/models/ (`her2dlr learn run` writes them).")
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{card_path} is not valid JSON: {exc}.") from None
+    if card.get("format") != FORMAT:
+        raise InputError(f"{card_path} has format {card.get('format')!r}; this version reads {FORMAT!r}.")
+    pipeline = None
+    if card["kind"] in ("pipeline", "combined"):
+        if not (folder / PIPELINE).exists():
+            raise InputError(f"Model artefact {folder} lacks {PIPELINE}.")
+        pipeline = joblib.load(folder / PIPELINE)
+    comps = [load_artefact(p) for p in sorted((folder / "components").glob("*")) if (p / CARD).exists()]
+    order = {n: i for i, n in enumerate(card.get("components", []))}
+    comps.sort(key=lambda c: order.get(c.name, len(order)))
+    if len(comps) != len(card.get("components", [])):
+        raise InputError(f"Model artefact {folder} lists components {card.get('components')} but holds "
+                         f"{[c.name for c in comps]}.")
+    return ModelArtefact(folder, card, pipeline, comps)
+
+
+def list_artefacts(models_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """One row per artefact under ``models_dir``: name, kind, folder, threshold, test AUC when known."""
+    rows = []
+    for card_path in sorted(Path(models_dir).glob(f"*/{CARD}")):
+        card = json.loads(card_path.read_text())
+        rows.append({"model": card["name"], "kind": card["kind"], "folder": card_path.parent.name,
+                     "threshold": card["threshold"]["value"], "test_auc": card.get("metrics", {}).get("test_auc")})
+    return pd.DataFrame(rows, columns=["model", "kind", "folder", "threshold", "test_auc"])

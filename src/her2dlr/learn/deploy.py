@@ -1,0 +1,166 @@
+"""From the learning stage's results to model artefacts under ``<run>/models/``.
+
+The deployable model of every model name is the one fitted on the hold-out's training split
+(its test metrics are the hold-out's), or, when the study evaluates by k-fold only, the one
+fitted on every labelled case (scheme ``"final"``: same tuning, selection and threshold rule,
+no test rows). Composite models (late fusion, stacking, seed 002's combined model) are saved
+with copies of their component artefacts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from her2dlr.learn.artefact import artefact_slug, save_artefact
+from her2dlr.learn.cv import CVResult
+from her2dlr.learn.thresholds import Threshold, ThresholdRule
+
+__all__ = ["ModelInputs", "save_stage_artefacts"]
+
+
+@dataclass
+class ModelInputs:
+    """What one model of the stage reads.
+
+    Attributes
+    ----------
+    columns : list of str
+        The pipeline's input columns in order.
+    clinical : dict
+        Raw clinical columns among them -> type.
+    feature_tables : list of dict
+        Provenance of the feature tables (name, params, roi, params hash).
+    frame : DataFrame
+        The inputs of every case (to record variable ranges for the nomogram).
+    components : list of str
+        For composites: names of the component models.
+    """
+
+    columns: list[str]
+    clinical: dict[str, str] = field(default_factory=dict)
+    feature_tables: list[dict[str, Any]] = field(default_factory=list)
+    frame: pd.DataFrame | None = None
+    components: list[str] = field(default_factory=list)
+
+    def card_inputs(self) -> dict[str, Any]:
+        return {"columns": self.columns, "features": [c for c in self.columns if c not in self.clinical],
+                "clinical": self.clinical, "feature_tables": self.feature_tables}
+
+
+def _threshold_of(result: CVResult, fold: str, rule: ThresholdRule | None) -> Threshold:
+    """The threshold a composite used in ``fold``, with its training sensitivity and specificity."""
+    p = result.predictions
+    rows = p[(p["fold"] == fold) & p["split"].isin(["train_oof", "train"])]
+    value = float(rows["threshold"].iloc[0])
+    y, cls = rows["label"].to_numpy().astype(int), rows["class"].to_numpy().astype(int)
+    sens = float(((cls == 1) & (y == 1)).sum() / max((y == 1).sum(), 1))
+    spec = float(((cls == 0) & (y == 0)).sum() / max((y == 0).sum(), 1))
+    return Threshold(value, rule.method if rule else "youden", rule.target if rule else None, sens, spec,
+                     len(rows), str(rows["split"].iloc[0]))
+
+
+def _metrics_of(metrics: pd.DataFrame, model: str) -> dict[str, Any]:
+    m = metrics[metrics["model"] == model]
+    out: dict[str, Any] = {}
+    hold = m[(m["split"] == "test") & (m["scope"] == "holdout")]
+    if len(hold):
+        r = hold.iloc[0]
+        out.update(test_auc=r["auc"], test_ci=[r["ci_low"], r["ci_high"]], test_n=int(r["n"]))
+    cv = m[(m["split"] == "test") & (m["scope"] == "mean")]
+    if len(cv):
+        r = cv.iloc[0]
+        out.update(cv_auc=r["auc"], cv_ci=[r["ci_low"], r["ci_high"]], cv_n=int(r["n"]))
+    out["table"] = m.replace({np.nan: None}).to_dict(orient="records")
+    return out
+
+
+def save_stage_artefacts(deploy: Sequence[CVResult], inputs: Mapping[str, ModelInputs], models_dir: Path, *,
+                         metrics: pd.DataFrame, task: Mapping[str, Any], config_hash: str,
+                         rule: ThresholdRule | None = None, radiomics_params: Mapping[str, Any] | None = None,
+                         ) -> list[Path]:
+    """Save one artefact per deployable result (components first) and return their folders.
+
+    Parameters
+    ----------
+    deploy : list of CVResult
+        Results of the ``holdout`` or ``final`` scheme (one fold each).
+    inputs : dict of model name -> ModelInputs
+    models_dir : Path
+        ``<run>/models``.
+    metrics : DataFrame
+        The stage's metrics table (hold-out and k-fold rows go into each card).
+    task : dict
+        Label rule of the cohort (the manifest's ``meta["label"]``).
+    config_hash : str
+    rule : ThresholdRule, optional
+    radiomics_params : dict, optional
+        Resolved PyRadiomics parameters, stored with models that read the radiomics table.
+    """
+    from her2dlr.learn.integration import SIGNATURE, logistic_coefficients, logit
+
+    saved: dict[str, Path] = {}
+    pending = list(deploy)
+    while pending:
+        progressed = False
+        for result in list(pending):
+            spec = inputs.get(result.model)
+            if spec is None:
+                pending.remove(result)
+                continue
+            if any(c not in saved for c in spec.components):
+                continue
+            fold = str(result.predictions["fold"].iloc[0])
+            train = result.predictions[result.predictions["split"].isin(["train_oof", "train"])]
+            common: dict[str, Any] = {
+                "task": dict(task), "config_hash": config_hash, "metrics": _metrics_of(metrics, result.model),
+                "training": {"scheme": result.scheme, "n_cases": int(train["case_id"].nunique()),
+                             "n_positive": int(train.drop_duplicates("case_id")["label"].sum()),
+                             "n_patients": int(train["patient_id"].nunique())},
+            }
+            out = models_dir / artefact_slug(result.model)
+            comps = [saved[c] for c in spec.components]
+            uses_radiomics = any(t.get("params_hash") for t in spec.feature_tables)
+            params = radiomics_params if uses_radiomics else None
+            if result.fits and not spec.components:
+                fit = result.fits[0]
+                saved[result.model] = save_artefact(
+                    out, name=result.model, kind="pipeline", threshold=fit.threshold, inputs=spec.card_inputs(),
+                    pipeline=fit.pipeline, radiomics_params=params, params=fit.params,
+                    selected_features=fit.features, inner_median_auc=fit.inner_median_auc, **common)
+            elif result.fits:  # combined: imaging component + clinical columns
+                fit = result.fits[0]
+                extra: dict[str, Any] = {}
+                if spec.frame is not None:
+                    oof = train.set_index("case_id")
+                    img_prob = result_prob(deploy, spec.components[0], oof.index)
+                    x = spec.frame.loc[oof.index, list(spec.clinical)].assign(**{SIGNATURE: logit(img_prob)})
+                    extra["logistic"] = logistic_coefficients(fit.pipeline, x)
+                saved[result.model] = save_artefact(
+                    out, name=result.model, kind="combined", threshold=fit.threshold, inputs=spec.card_inputs(),
+                    pipeline=fit.pipeline, components=comps, selected_features=fit.features, **extra, **common)
+            else:
+                kind = "stack" if hasattr(result, "meta") else "late"
+                extra = {"meta": result.meta[fold]} if kind == "stack" else {"weights": [1.0] * len(comps)}
+                saved[result.model] = save_artefact(
+                    out, name=result.model, kind=kind, threshold=_threshold_of(result, fold, rule),
+                    inputs=spec.card_inputs(), components=comps, **extra, **common)
+            pending.remove(result)
+            progressed = True
+        if not progressed:
+            break
+    return list(saved.values())
+
+
+def result_prob(results: Sequence[CVResult], model: str, cases: pd.Index) -> np.ndarray:
+    """Training (inner out-of-fold) probabilities of ``model`` for ``cases`` in its deploy result."""
+    for r in results:
+        if r.model == model:
+            p = r.predictions[r.predictions["split"] == "train_oof"].set_index("case_id")
+            return p.loc[cases, "prob"].to_numpy()
+    raise KeyError(model)
