@@ -95,16 +95,59 @@ def learn_run(
     model: Optional[List[str]] = typer.Option(None, "--model", help="Zoo model (repeatable); default from the study."),
     scheme: Optional[List[str]] = typer.Option(None, "--scheme", help="kfold and/or holdout; default from the study."),
     n_jobs: Optional[int] = typer.Option(None, "--n-jobs", help="Parallel outer folds."),
+    pairs: bool = typer.Option(False, "--pairs", help="Also every imaging x clinical classifier pairing (seed 001); needs 'clinical' among the features."),
 ) -> None:
-    """Select features and evaluate every model on the study's splits (predictions, metrics, funnel)."""
+    """Select features and evaluate every model on the study's splits (predictions, metrics, funnel, model artefacts).
+
+    Example, the 4 x 4 pairings of seed 001 in one command:
+    her2dlr learn run study.yaml --features radiomics_us2d_mask --features clinical --pairs
+    --model svm --model rf --model lr --model xgboost
+    """
     from her2dlr.config import load_study
     from her2dlr.learn.study import run_study_learning
     from her2dlr.report_console import print_frame
 
     s = load_study(study)
-    for result in run_study_learning(s, features=features, models=model, schemes=scheme, n_jobs=n_jobs):
+    for result in run_study_learning(s, features=features, models=model, schemes=scheme, n_jobs=n_jobs, pairs=pairs):
         cols = [c for c in ("model", "split", "scope", "n", "auc", "ci_low", "ci_high", "sensitivity", "specificity", "threshold") if c in result.metrics.columns]
         print_frame(result.metrics[cols], f"Models on {result.out_dir.name} (written to {result.out_dir})")
+
+
+@app.command()
+@friendly
+def predict(
+    model: Path = typer.Argument(..., help="Model artefact folder (<run>/models/<name>)."),
+    features: Optional[Path] = typer.Option(None, "--features", help="Feature table (Parquet/CSV) with the model's feature columns (and clinical columns)."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Image of one case."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Lesion mask of the image."),
+    box: Optional[str] = typer.Option(None, "--box", help="Lesion box x,y,w,h in pixels (models trained on boxes)."),
+    spacing: Optional[float] = typer.Option(None, "--spacing", help="Pixel size in mm, when the file does not carry it."),
+    clinical: Optional[List[str]] = typer.Option(None, "--clinical", help="COLUMN=VALUE (repeatable)."),
+    clinical_table: Optional[Path] = typer.Option(None, "--clinical-table", help="Table holding the case's clinical row."),
+    case: str = typer.Option("case", "--case", help="Case id (row of --clinical-table; name in the output)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the predictions as CSV."),
+) -> None:
+    """Apply a saved model to new cases: probability, class at the stored threshold."""
+    from her2dlr.io.atomic import write_csv_atomic
+    from her2dlr.learn.artefact import load_artefact
+    from her2dlr.learn.predict import case_inputs, clinical_row, feature_rows, parse_clinical
+    from her2dlr.report_console import print_frame
+
+    art = load_artefact(model)
+    if features is not None:
+        frame = feature_rows(art, features)
+        extra = parse_clinical(clinical)
+        for key, value in extra.items():
+            frame[key] = value
+    else:
+        values = clinical_row(clinical_table, case) if clinical_table else {}
+        values.update(parse_clinical(clinical))
+        frame = case_inputs(art, case_id=case, image=image, mask=mask, box=box, spacing=spacing,
+                            clinical={k: values[k] for k in art.clinical_types if k in values})
+    result = art.predict(frame)
+    print_frame(result, f"{art.name} (threshold {art.threshold:.3f})")
+    if out is not None:
+        write_csv_atomic(result, out)
 
 
 @learn_app.command("models")

@@ -62,8 +62,40 @@ def demo_studies(out: Path) -> dict[str, dict[str, Any]]:
             }]},
             "label": {"rule": "column", "column": "Classification", "positive": ["malignant"], "negative": ["benign"]},
             **common,
+            # radiomics, clinical, early fusion, late fusion, stacking and seed 002's combined model
+            "learn": {**common["learn"], "features": ["radiomics_us2d_mask", "clinical"]},
         },
     }
+
+
+def _number(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if v != v else v
+
+
+def _predict_example(study: Study, manifest: Any) -> dict[str, Any] | None:
+    """Apply the study's combined (or else radiomics) model artefact to its first case, as a user would."""
+    from her2dlr.learn.artefact import load_artefact
+    from her2dlr.learn.predict import case_inputs
+
+    models = study.run_dir / "models"
+    folders = sorted(models.glob("combined*")) or sorted(models.glob("radiomics*"))
+    if not folders:
+        return None
+    art = load_artefact(folders[0])
+    row = manifest.included.iloc[0]
+    clinical = {c: row[c] for c in art.clinical_types}
+    frame = case_inputs(art, case_id=str(row["case_id"]), image=row["image"], mask=row["mask"],
+                        spacing=_number(row.get("spacing")), clinical=clinical)
+    pred = art.predict(frame).iloc[0]
+    args = " ".join(f"--clinical {k}={v}" for k, v in list(clinical.items())[:2]) + (" ..." if len(clinical) > 2 else "")
+    return {"model": art.name, "case": str(row["case_id"]), "label": int(row["label"]),
+            "command": f"{folders[0]} --image {Path(row['image']).name} --mask {Path(str(row['mask'])).name} {args}".strip(),
+            "result": f"prob {pred['prob']:.3f}, class {int(pred['class'])} (threshold {pred['threshold']:.3f}), "
+                      f"true label {int(row['label'])}"}
 
 
 def run_demo(out: str | Path = "runs/demo", *, n_jobs: int = -1) -> dict[str, Any]:
@@ -82,16 +114,20 @@ def run_demo(out: str | Path = "runs/demo", *, n_jobs: int = -1) -> dict[str, An
         rad = run_radiomics_stage(study, study.radiomics.model_copy(update={"n_jobs": n_jobs}))
         console.print(f"[bold]Radiomics[/] {rad.n_cases} cases x {rad.n_features} features, {rad.n_failed} failed -> {rad.path}")
         learned = run_study_learning(study, progress=True)[0]
-        shown = learned.metrics[learned.metrics["scope"] == "mean"].assign(
-            model=lambda d: d["model"].str.rsplit("-", n=1).str[-1])
+        shown = learned.metrics[(learned.metrics["scope"] == "mean") & (learned.metrics["split"] == "test")].assign(
+            model=lambda d: d["model"].str.replace("radiomics_us2d_mask", "radiomics", regex=False))
         print_frame(shown[["model", "n", "auc", "ci_low", "ci_high", "sensitivity", "specificity"]],
-                    f"Radiomics models, {key}: out-of-fold AUC, mean over repetitions")
+                    f"Models, {key}: out-of-fold AUC, mean over repetitions")
+        example = _predict_example(study, build.manifest)
+        if example:
+            console.print(f"[bold]her2dlr predict[/] {example['command']}\n  -> {example['result']}")
         summary[key] = {
             "rows": len(build.manifest), "included": len(build.manifest.included),
             "qc": {k: v for k, v in build.qc.summary.items() if isinstance(v, (int, float, str))},
             "radiomics": {"cases": rad.n_cases, "features": rad.n_features, "failed": rad.n_failed},
             "models": {r["model"]: round(float(r["auc"]), 3) for _, r in shown.iterrows()},
             "seconds": round(time.perf_counter() - t0, 1),
+            "predict_example": example,
         }
     summary["seconds_total"] = round(time.perf_counter() - t_all, 1)
     write_text_atomic(out / "demo_summary.json", json.dumps(summary, indent=2, default=str))

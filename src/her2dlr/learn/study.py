@@ -71,6 +71,7 @@ def run_study_learning(
     schemes: list[str] | None = None,
     n_jobs: int | None = None,
     progress: bool = True,
+    pairs: bool = False,
 ) -> list[LearnStageResult]:
     """Run the learning stage of the study (its ``learn:`` section, overridden by the arguments).
 
@@ -81,6 +82,9 @@ def run_study_learning(
     updates = {k: v for k, v in {"models": models, "schemes": schemes, "n_jobs": n_jobs}.items() if v}
     if updates:
         settings = LearnSettings.model_validate({**settings.model_dump(mode="json"), **updates})
+    if pairs and "pairs" not in settings.clinical.fusion:
+        settings = settings.model_copy(deep=True)
+        settings.clinical.fusion = [*settings.clinical.fusion, "pairs"]
     from her2dlr.learn.fusion import CLINICAL_FEATURE
 
     manifest = Manifest.load(manifest_path(study))

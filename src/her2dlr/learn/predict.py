@@ -1,0 +1,133 @@
+"""Apply a saved model artefact to new cases: feature rows, or an image with its mask or box plus a clinical row.
+
+Inputs are checked against the model card before anything is computed:
+
+* a feature table whose extraction settings (params hash, ROI kind, read from its JSON sidecar)
+  differ from the model's is refused;
+* an image is extracted with the parameters stored in the artefact, which must still hash to
+  the card's value; a model trained on bounding boxes gets the box of a given mask, a model
+  trained on delineated masks refuses a box;
+* a missing clinical column is refused by name; a clinical value never seen in training is
+  encoded as the encoder's ``<other>`` level (or missing) and reported by the encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from her2dlr.errors import InputError
+from her2dlr.learn.artefact import ModelArtefact
+
+__all__ = ["parse_clinical", "clinical_row", "feature_rows", "image_features", "case_inputs", "predict_cases"]
+
+
+def parse_clinical(items: list[str] | None) -> dict[str, str]:
+    """``["Age=52", "Shape=irregular"]`` -> ``{"Age": "52", "Shape": "irregular"}``."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"Clinical value '{item}' must be written COLUMN=VALUE (e.g. Age=52).")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def clinical_row(table: str | os.PathLike[str], case: str, *, id_column: str | None = None) -> dict[str, Any]:
+    """The row of case ``case`` in a clinical table (CSV/TSV/XLSX/Parquet), as column -> value."""
+    from her2dlr.io.tables import read_table
+
+    df = read_table(table)
+    col = id_column or next((c for c in ("case_id", "CaseID", "Case_ID", "id", "ID") if c in df.columns), df.columns[0])
+    if col not in df.columns:
+        raise InputError(f"Clinical table {table} has no column '{col}'. Columns: {list(df.columns)[:10]}.")
+    rows = df[df[col].astype(str) == str(case)]
+    if rows.empty:
+        raise InputError(f"Clinical table {table} has no row with {col} = '{case}'.")
+    if len(rows) > 1:
+        raise InputError(f"Clinical table {table} has {len(rows)} rows with {col} = '{case}'.")
+    return rows.iloc[0].to_dict()
+
+
+def _check_provenance(artefact: ModelArtefact, meta: Mapping[str, Any], source: str) -> None:
+    tables = [t for t in artefact.feature_tables if t.get("params_hash")]
+    if not tables or not meta.get("params_hash"):
+        return
+    want = tables[0]
+    if meta["params_hash"] != want["params_hash"]:
+        raise InputError(
+            f"{source} was extracted with other radiomics parameters (params hash {meta['params_hash']}, "
+            f"'{meta.get('params')}') than model '{artefact.name}' (hash {want['params_hash']}, "
+            f"'{want.get('params')}'). Extract the features again with the model's parameters.")
+    if meta.get("roi") and want.get("roi") and meta["roi"] != want["roi"]:
+        raise InputError(f"{source} has ROI '{meta['roi']}' but model '{artefact.name}' was trained on "
+                         f"ROI '{want['roi']}'.")
+
+
+def feature_rows(artefact: ModelArtefact, path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Rows of a feature table (Parquet/CSV, indexed or with ``case_id``), checked against the model's settings."""
+    from her2dlr.io.tables import read_table
+
+    p = Path(path)
+    sidecar = p.with_suffix(".json")
+    if sidecar.exists():
+        _check_provenance(artefact, json.loads(sidecar.read_text()), str(p))
+    df = pd.read_parquet(p) if p.suffix == ".parquet" else read_table(p)
+    if df.index.name != "case_id":
+        if "case_id" not in df.columns:
+            raise InputError(f"Feature table {p} has no case_id index or column.")
+        df = df.set_index("case_id")
+    df.index = df.index.astype(str)
+    return df
+
+
+def image_features(artefact: ModelArtefact, image: str | os.PathLike[str], *, mask: str | os.PathLike[str] | None = None,
+                   box: Any = None, spacing: float | None = None) -> dict[str, float]:
+    """Radiomics features of one image, extracted exactly as the model's training table was."""
+    from her2dlr.io.images import mask_to_bbox, read_mask_array
+    from her2dlr.radiomics.extract import extract_case
+    from her2dlr.radiomics.parameters import params_hash
+
+    params = artefact.radiomics_params()
+    tables = [t for t in artefact.feature_tables if t.get("params_hash")]
+    if params is None or not tables:
+        raise InputError(f"Model '{artefact.name}' does not read radiomics features extracted by her2dlr; "
+                         "give its feature row with --features instead of an image.")
+    if params_hash(params) != tables[0]["params_hash"]:
+        raise InputError(f"The radiomics parameters stored with model '{artefact.name}' hash to "
+                         f"{params_hash(params)}, not to the card's {tables[0]['params_hash']}: the artefact was altered.")
+    roi = tables[0].get("roi", "mask")
+    if mask is None and box is None:
+        raise InputError("Give the lesion as --mask FILE or --box x,y,w,h.")
+    if roi == "mask" and mask is None:
+        raise InputError(f"Model '{artefact.name}' was trained on delineated masks (roi: mask); a box is not the "
+                         "same input. Give --mask.")
+    if roi == "bbox" and mask is not None:
+        box, mask = mask_to_bbox(read_mask_array(mask)), None
+    return extract_case(image, mask_path=mask, bbox=box, params=params, spacing=spacing)
+
+
+def case_inputs(artefact: ModelArtefact, *, case_id: str = "case", image: str | os.PathLike[str] | None = None,
+                mask: str | os.PathLike[str] | None = None, box: Any = None, spacing: float | None = None,
+                clinical: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """One input row for ``artefact`` from an image (+ mask or box) and a clinical row."""
+    row: dict[str, Any] = {}
+    if artefact.feature_columns:
+        if image is None:
+            raise InputError(f"Model '{artefact.name}' needs imaging features: give --image with --mask/--box, "
+                             "or --features.")
+        row.update(image_features(artefact, image, mask=mask, box=box, spacing=spacing))
+    row.update(dict(clinical or {}))
+    frame = pd.DataFrame([row], index=pd.Index([case_id], name="case_id"))
+    artefact.check_inputs(frame, where=f"case '{case_id}'")
+    return frame
+
+
+def predict_cases(artefact: ModelArtefact, frame: pd.DataFrame) -> pd.DataFrame:
+    """``case_id, model, prob, class, threshold`` for every row of ``frame``."""
+    return artefact.predict(frame)
