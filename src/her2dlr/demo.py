@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from importlib import resources
 from pathlib import Path
@@ -91,9 +92,11 @@ def _predict_example(study: Study, manifest: Any) -> dict[str, Any] | None:
     frame = case_inputs(art, case_id=str(row["case_id"]), image=row["image"], mask=row["mask"],
                         spacing=_number(row.get("spacing")), clinical=clinical)
     pred = art.predict(frame).iloc[0]
-    args = " ".join(f"--clinical {k}={v}" for k, v in list(clinical.items())[:2]) + (" ..." if len(clinical) > 2 else "")
+    args = " ".join(f"--clinical {shlex.quote(f'{k}={v}')}" for k, v in list(clinical.items())[:2])
+    args += " ..." if len(clinical) > 2 else ""
     return {"model": art.name, "case": str(row["case_id"]), "label": int(row["label"]),
-            "command": f"{folders[0]} --image {Path(row['image']).name} --mask {Path(str(row['mask'])).name} {args}".strip(),
+            "command": f"{folders[0]} --image {shlex.quote(Path(row['image']).name)} "
+                       f"--mask {shlex.quote(Path(str(row['mask'])).name)} {args}".strip(),
             "result": f"prob {pred['prob']:.3f}, class {int(pred['class'])} (threshold {pred['threshold']:.3f}), "
                       f"true label {int(row['label'])}"}
 

@@ -26,7 +26,16 @@ from her2dlr.errors import InputError
 from her2dlr.evaluate.delong import AUCResult, delong_auc_ci, placement_values
 from her2dlr.learn._validation import binary_target
 
-__all__ = ["auc_ci", "bootstrap_auc_ci", "threshold_metrics", "metrics_table", "METRIC_COLUMNS"]
+__all__ = [
+    "METRIC_COLUMNS",
+    "auc_ci",
+    "bootstrap_auc_ci",
+    "bootstrap_indices",
+    "check_binary_probs",
+    "metrics_table",
+    "resampled_aucs",
+    "threshold_metrics",
+]
 
 METRIC_COLUMNS = [
     "model", "split", "scope", "n", "n_pos", "auc", "ci_low", "ci_high", "auc_min", "auc_max",
@@ -61,25 +70,99 @@ def bootstrap_auc_ci(y_true: Any, score: Any, *, n_boot: int = 2000, level: floa
         ``se`` is the SD of the bootstrap AUCs; ``method="bootstrap"``.
     """
     y = binary_target(y_true, where="bootstrap_auc_ci")
-    s = np.asarray(score, dtype=np.float64)
+    s = np.asarray(score, dtype=np.float64).ravel()
+    if s.shape != y.shape:
+        raise InputError(f"bootstrap_auc_ci: score has {s.size} values but y_true has {len(y)}.")
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    if stratified:
-        idx = np.concatenate([rng.choice(pos, (n_boot, len(pos))), rng.choice(neg, (n_boot, len(neg)))], axis=1)
-    else:
-        idx = rng.integers(0, len(y), (n_boot, len(y)))
-        m = y[idx].sum(axis=1)
-        while ((m == 0) | (m == len(y))).any():
-            bad = (m == 0) | (m == len(y))
-            idx[bad] = rng.integers(0, len(y), (int(bad.sum()), len(y)))
-            m = y[idx].sum(axis=1)
-    yb, sb = y[idx], s[idx]
-    ranks = stats.rankdata(sb, axis=1)
-    m = yb.sum(axis=1)
-    aucs = ((ranks * yb).sum(axis=1) - m * (m + 1) / 2.0) / (m * (len(y) - m))
+    idx = bootstrap_indices(y, n_boot, rng, stratified=stratified)
+    aucs = resampled_aucs(y[idx], s[idx])
     auc = float(placement_values(y, s)[0][0])
     lo, hi = np.quantile(aucs, [(1 - level) / 2, (1 + level) / 2])
     return AUCResult(auc, float(aucs.std(ddof=1)), float(lo), float(hi), level, len(pos), len(neg), "bootstrap")
+
+
+def check_binary_probs(y: Any, p: Any, *, where: str, probabilities: bool = True,
+                       name: str = "p") -> tuple[np.ndarray, np.ndarray]:
+    """Check 0/1 labels and matching predictions; return them as int and float arrays.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_cases,)
+        0/1 (or boolean) labels with both classes present.
+    p : array-like of shape (n_cases,)
+        Predictions; finite, and in [0, 1] when ``probabilities``.
+    where : str
+        Name of the calling function, for messages.
+    probabilities : bool, default=True
+    name : str, default="p"
+        Name of the prediction argument, for messages.
+
+    Raises
+    ------
+    InputError
+        Labels not 0/1, missing, a single class, a length mismatch, or bad predictions.
+    """
+    yy = np.asarray(y)
+    if yy.ndim != 1:
+        raise InputError(f"{where}: y must be one-dimensional; got shape {yy.shape}.")
+    if yy.dtype == bool:
+        yy = yy.astype(np.int64)
+    try:
+        yf = yy.astype(np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: y must hold 0/1 labels; got values {pd.unique(yy.ravel()).tolist()[:5]}.") from None
+    if np.isnan(yf).any():
+        raise InputError(f"{where}: y has {int(np.isnan(yf).sum())} missing label(s).")
+    if not np.isin(yf, (0.0, 1.0)).all():
+        bad = sorted(set(yf[~np.isin(yf, (0.0, 1.0))].tolist()))[:5]
+        raise InputError(f"{where}: y must be binary (0/1); got value(s) {bad}.")
+    yi = yf.astype(np.int64)
+    try:
+        pp = p.to_numpy(dtype=np.float64) if isinstance(p, pd.Series) else np.asarray(p, dtype=np.float64)
+    except (TypeError, ValueError):
+        values = pd.unique(np.asarray(p).ravel()).tolist()[:5]
+        raise InputError(f"{where}: {name} must be numbers; got {values}.") from None
+    if pp.ndim != 1:
+        raise InputError(f"{where}: {name} must be one-dimensional; got shape {pp.shape}.")
+    if len(pp) != len(yi):
+        raise InputError(f"{where}: length mismatch, y has {len(yi)} values but {name} has {len(pp)}.")
+    if not np.isfinite(pp).all():
+        raise InputError(f"{where}: {name} has {int((~np.isfinite(pp)).sum())} missing or infinite value(s).")
+    if probabilities and ((pp < 0) | (pp > 1)).any():
+        raise InputError(f"{where}: {name} must be probabilities in [0, 1]; got range "
+                         f"[{pp.min():.4g}, {pp.max():.4g}].")
+    n1 = int(yi.sum())
+    if n1 == 0 or n1 == len(yi):
+        raise InputError(f"{where}: y holds a single class ({n1} positive of {len(yi)}); both classes are needed.")
+    return yi, pp
+
+
+def bootstrap_indices(y: np.ndarray, n_boot: int, rng: np.random.Generator, *, stratified: bool = True) -> np.ndarray:
+    """Case indices of ``n_boot`` bootstrap resamples, shape (n_boot, n_cases).
+
+    Stratified resamples keep the class counts (positives first, then negatives); otherwise
+    resamples with a single class are drawn again.
+    """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise InputError(f"The 'n_boot' parameter must be an int >= 1. Got {n_boot!r} instead.")
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    if stratified:
+        return np.concatenate([rng.choice(pos, (n_boot, len(pos))), rng.choice(neg, (n_boot, len(neg)))], axis=1)
+    idx = rng.integers(0, len(y), (n_boot, len(y)))
+    m = y[idx].sum(axis=1)
+    while ((m == 0) | (m == len(y))).any():
+        bad = (m == 0) | (m == len(y))
+        idx[bad] = rng.integers(0, len(y), (int(bad.sum()), len(y)))
+        m = y[idx].sum(axis=1)
+    return idx
+
+
+def resampled_aucs(yb: np.ndarray, sb: np.ndarray) -> np.ndarray:
+    """AUC of each row of resampled labels ``yb`` and scores ``sb`` (midranks, ties count 1/2)."""
+    ranks = stats.rankdata(sb, axis=1)
+    m = yb.sum(axis=1)
+    return ((ranks * yb).sum(axis=1) - m * (m + 1) / 2.0) / (m * (yb.shape[1] - m))
 
 
 def threshold_metrics(y_true: Any, prob: Any | None = None, threshold: float | None = None, *,
