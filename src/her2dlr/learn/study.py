@@ -18,9 +18,27 @@ from her2dlr.learn.stage import LearnStageResult, run_learn_stage
 __all__ = ["resolve_feature_table", "load_feature_tables", "feature_table_provenance", "run_study_learning"]
 
 
+#: Feature tables a user brings (computed by another tool), given by path.
+USER_TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".xlsx")
+
+
+def _user_table(path: Path) -> pd.DataFrame:
+    """A CSV/TSV/XLSX feature table: ``case_id`` column (or the first column) as index, numeric columns."""
+    from her2dlr.io.tables import read_table
+
+    df = read_table(path)
+    key = "case_id" if "case_id" in df.columns else df.columns[0]
+    df = df.set_index(key).rename_axis("case_id")
+    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise InputError(f"Feature table {path} has non-numeric column(s) {bad[:5]}; a feature table holds numbers "
+                         f"only (clinical columns belong in the cohort table).")
+    return df
+
+
 def resolve_feature_table(study: Study, name: str) -> Path:
     """Path of a feature table given by path, by exact name under ``<run>/features``, or by unique prefix."""
-    if name.endswith(".parquet"):
+    if name.lower().endswith(USER_TABLE_SUFFIXES):
         path = study.resolve(name)
         if not path.exists():
             raise InputError(f"Feature table {path} does not exist.")
@@ -45,7 +63,7 @@ def load_feature_tables(study: Study, names: list[str]) -> tuple[pd.DataFrame, s
     tables = []
     for name in names:
         path = resolve_feature_table(study, name)
-        df = pd.read_parquet(path)
+        df = pd.read_parquet(path) if path.suffix == ".parquet" else _user_table(path)
         if df.index.name != "case_id":
             if "case_id" not in df.columns:
                 raise InputError(f"Feature table {path} has no case_id index or column.")
