@@ -215,3 +215,8 @@ def version() -> None:
 
 
 app.add_typer(survival_app, name="survival", help="Survival, risk groups and treatment benefit.")
+
+# Study report (her2dlr.report.cli)
+from her2dlr.report.cli import report_command  # noqa: E402
+
+app.command("report")(report_command)

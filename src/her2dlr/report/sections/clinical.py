@@ -1,0 +1,228 @@
+"""Clinical tables (baseline characteristics, odds ratios) and the nomogram of the combined logistic model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from her2dlr.errors import InputError
+from her2dlr.report.context import ReportContext
+from her2dlr.report.document import Section
+from her2dlr.report.nomogram import nomogram_from_card, plot_nomogram
+from her2dlr.report.sections.cohort import class_names, included_table
+from her2dlr.report.tables import fmt_ci, fmt_num, fmt_p
+
+__all__ = ["clinical_tables_section", "nomogram_section", "clinical_frame_for_tables", "MAX_TOKENS", "MAX_LEVELS"]
+
+#: Values of a multi-valued clinical column turned into yes/no rows.
+MAX_TOKENS = 8
+#: Categorical columns with more levels than this (free text, identifiers) are left out of the tables.
+MAX_LEVELS = 15
+_SEPARATOR = "&"
+
+
+def clinical_frame_for_tables(ctx: ReportContext) -> tuple[pd.DataFrame, list[str], dict[str, str], list[str]]:
+    """One row per patient (first image) with the clinical columns, ``label`` and ``split``.
+
+    Multi-valued columns (``"palpable&skin retraction"``) become one yes/no column per value
+    (``"Signs: palpable"``), the :data:`MAX_TOKENS` most frequent.
+
+    Returns
+    -------
+    frame : DataFrame
+    variables : list of str
+    types : dict
+        ``variable -> "numeric" | "categorical"`` for :func:`her2dlr.evaluate.tables.baseline_table`.
+    notes : list of str
+    """
+    m = ctx.run.manifest
+    inc = included_table(ctx)
+    notes: list[str] = []
+    if m is None or inc.empty:
+        return pd.DataFrame(), [], {}, notes
+    per_patient = inc.drop_duplicates("patient_id", keep="first")
+    if len(per_patient) < len(inc):
+        notes.append(f"one row per patient ({len(per_patient)} patients; the first image of each)")
+    out = pd.DataFrame(index=per_patient.index)
+    types: dict[str, str] = {}
+    variables: list[str] = []
+    for col in m.clinical_columns:
+        if col not in per_patient.columns:
+            continue
+        kind = m.clinical_types.get(col, "categorical")
+        values = per_patient[col]
+        if kind == "multi":
+            tokens = values.dropna().astype(str).str.split(_SEPARATOR).explode().str.strip()
+            top = tokens[tokens != ""].value_counts().head(MAX_TOKENS)
+            for tok in top.index:
+                name = f"{col}: {tok}"
+                has = values.map(lambda v, t=tok: np.nan if v is None or (isinstance(v, float) and np.isnan(v))
+                                 else ("yes" if t in [x.strip() for x in str(v).split(_SEPARATOR)] else "no"))
+                out[name] = has
+                types[name] = "categorical"
+                variables.append(name)
+            continue
+        if kind in ("numeric", "ordinal"):
+            num = pd.to_numeric(values, errors="coerce")
+            if num.notna().sum() == values.notna().sum() and num.notna().any():
+                out[col] = num
+                types[col] = "numeric"
+                variables.append(col)
+                continue
+        n_levels = values.dropna().nunique()
+        if n_levels > MAX_LEVELS:
+            notes.append(f"'{col}' left out ({n_levels} distinct values; more than {MAX_LEVELS} levels)")
+            continue
+        out[col] = values.astype(object).where(values.notna(), np.nan)
+        types[col] = "categorical"
+        variables.append(col)
+    out["label"] = per_patient["label"].astype(int)
+    if "split" in per_patient.columns:
+        out["split"] = per_patient["split"]
+    return out, variables, types, notes
+
+
+def _baseline_display(table: pd.DataFrame, tokens: set[str]) -> pd.DataFrame:
+    """The baseline table for the page: p-values formatted, variable names once, and for the yes/no
+    columns made from multi-valued variables only the "yes" (and "missing") rows."""
+    p_of = table.dropna(subset=["p"]).groupby("variable")["p"].first()
+    test_of = table[table["test"].astype(str) != ""].groupby("variable")["test"].first()
+    disp = table[~(table["variable"].isin(tokens) & (table["level"] == "no"))].copy()
+    first = disp["variable"] != disp["variable"].shift()
+    disp["p"] = [fmt_p(p_of.get(v)) if f else "" for v, f in zip(disp["variable"], first)]
+    disp["test"] = [test_of.get(v, "") if f else "" for v, f in zip(disp["variable"], first)]
+    disp["variable"] = disp["variable"].where(first, "")
+    return disp.fillna("")
+
+
+def _or_display(t: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "Variable": t["variable"].where(t["variable"] != t["variable"].shift(), ""),
+        "Level": t["level"],
+        "OR (95% CI)": [("1 (reference)" if note == "reference" else fmt_ci(o, lo, hi, 2))
+                        for o, lo, hi, note in zip(t["OR"], t["ci_low"], t["ci_high"], t["note"].fillna(""))],
+        "p": t["p"].map(fmt_p),
+        "p (variable)": [fmt_p(p) if first else "" for p, first in
+                         zip(t["p_overall"], t["variable"] != t["variable"].shift())],
+    })
+
+
+def clinical_tables_section(ctx: ReportContext) -> Section:
+    """Baseline characteristics by split and by label; univariable and multivariable odds ratios."""
+    from her2dlr.evaluate.tables import baseline_table, odds_ratio_table
+
+    sec = Section("tables", "Clinical characteristics and odds ratios")
+    frame, variables, types, notes = clinical_frame_for_tables(ctx)
+    if frame.empty:
+        return sec.note("The run has no cohort manifest: baseline tables cannot be made.", "missing")
+    if not variables:
+        sec.note("The manifest has no clinical columns (clinical_columns of the cohort source): the baseline table "
+                 "shows the label only and no odds ratios are computed.", "missing")
+    neg, pos = class_names(ctx)
+    group = pd.Categorical(frame["label"].map({0: neg, 1: pos}), categories=[neg, pos])
+    tokens = {v for v in variables if ": " in v and set(frame[v].dropna().unique()) <= {"yes", "no"}}
+    src = ["cohort/manifest.parquet"]
+    note = "; ".join(notes)
+    has_split = "split" in frame.columns and frame["split"].nunique() >= 2
+    if has_split:
+        split_names = frame["split"].map({"train": "Training", "test": "Test"}).fillna(frame["split"].astype(str))
+        order = [g for g in ("Training", "Test") if g in set(split_names)]
+        order += sorted(set(split_names.dropna()) - set(order))
+        by_split = frame.assign(**{"class": group, "split": pd.Categorical(split_names, categories=order)})
+        try:
+            table = baseline_table(by_split, "split", variables=[*variables, "class"],
+                                   types={**types, "class": "categorical"})
+        except InputError as exc:
+            sec.note(f"The baseline table by split could not be made: {exc}", "warning")
+        else:
+            sec.add(ctx.table("baseline_by_split", "Baseline characteristics by data split. Numeric: mean \u00b1 SD "
+                              "or median [IQR]; categorical: n (%).", table, display=_baseline_display(table, tokens),
+                              note="; ".join(x for x in [note, *table.attrs.get("notes", [])] if x), sources=src))
+    else:
+        sec.note("The cohort has no hold-out split column: the baseline table by split is not shown.", "missing")
+    if variables:
+        by_label = frame[variables].assign(**{"class": group})
+        try:
+            table = baseline_table(by_label, "class", variables=variables, types=types)
+        except InputError as exc:
+            sec.note(f"The baseline table by class could not be made: {exc}", "warning")
+        else:
+            sec.add(ctx.table("baseline_by_label", f"Baseline characteristics by class ({pos} vs {neg}).", table,
+                              display=_baseline_display(table, tokens), note=note, sources=src))
+        train = frame[frame["split"] == "train"] if "split" in frame.columns and (frame["split"] == "train").any() \
+            else frame
+        where = "training set" if len(train) < len(frame) else "included patients"
+        try:
+            ors = odds_ratio_table(train, "label", variables, types=types, stepwise="backward")
+        except Exception as exc:  # noqa: BLE001 - a degenerate clinical table should not sink the report
+            sec.note(f"Odds ratios could not be estimated: {exc}", "warning")
+        else:
+            ornote = _short_notes(ors.notes)
+            sec.add(ctx.table("odds_ratios_univariable", f"Univariable logistic regression of {pos} on each clinical "
+                              f"variable ({where}, {ors.n} complete cases, {ors.n_events} events).", ors.univariable,
+                              display=_or_display(ors.univariable), note=ornote, sources=src))
+            if len(ors.multivariable):
+                sec.add(ctx.table("odds_ratios_multivariable", f"Multivariable logistic regression (backward "
+                                  f"stepwise, p < {ors.p_enter}) of the variables with univariable p < {ors.p_enter}.",
+                                  ors.multivariable, display=_or_display(ors.multivariable), sources=src))
+                sel = ", ".join(ors.selected)
+                sec.text(f"In univariable analysis {len(ors.candidates)} variable(s) had p < {ors.p_enter}; the "
+                         f"multivariable model kept {sel or 'none'}.")
+            else:
+                sec.note(f"No multivariable model: no variable had univariable p < {ors.p_enter}.", "info")
+    f = ctx.facts
+    f.set("baseline", "Baseline characteristics by split and by class, with tests.", sec.title)
+    if has_split:
+        f.set("baseline_split", "Baseline table by split compares training and test data.", sec.title)
+    if variables:
+        m = ctx.run.manifest
+        f.set("predictors", f"Candidate predictors: imaging features and {len(m.clinical_columns)} clinical "
+                            f"variable(s) ({', '.join(m.clinical_columns)}), screened by univariable and stepwise "
+                            "multivariable logistic regression.", sec.title)
+    return sec
+
+
+def nomogram_section(ctx: ReportContext) -> Section:
+    """Nomogram of every model card with a ``"logistic"`` entry (``models/*/model_card.json``)."""
+    sec = Section("nomogram", "Nomogram")
+    cards = [(p, c) for p, c in ctx.run.model_cards if isinstance(c, dict) and isinstance(c.get("logistic"), dict)]
+    if not cards:
+        return sec.note("The run has no combined logistic model (models/<name>/model_card.json with a 'logistic' "
+                        "entry): no nomogram.", "missing")
+    for path, card in cards[:3]:
+        name = card.get("name") or path.parent.name
+        src = [ctx.run.rel(path)]
+        try:
+            nomo = nomogram_from_card(card)
+        except Exception as exc:  # noqa: BLE001 - report a malformed card instead of failing
+            sec.note(f"{ctx.run.rel(path)}: the nomogram could not be built: {exc}", "warning")
+            continue
+        lg = card["logistic"]
+        sec.add(ctx.figure(f"nomogram_{name}", plot_nomogram(nomo, title=str(name)),
+                           f"Nomogram of {name}. For a patient, read the points of each variable on the Points "
+                           "axis, add them, and read the probability below the total.", sources=src, width="90%",
+                           data=nomo.table()))
+        coef = pd.DataFrame({"term": ["(intercept)", *lg["coefficients"].keys()],
+                             "coefficient": [lg["intercept"], *[_num(v) for v in lg["coefficients"].values()]]})
+        coef["odds_ratio"] = np.exp(pd.to_numeric(coef["coefficient"], errors="coerce"))
+        coef.loc[0, "odds_ratio"] = np.nan
+        sec.add(ctx.table(f"nomogram_coefficients_{name}", f"Coefficients of {name} (log-odds).", coef,
+                          display=pd.DataFrame({"Term": coef["term"], "Coefficient": coef["coefficient"].map(fmt_num),
+                                                "OR": coef["odds_ratio"].map(fmt_num)}), sources=src))
+        ctx.facts.set("model_spec", f"Full logistic model of {name} (intercept and coefficients) and its nomogram; "
+                                    f"model card {ctx.run.rel(path)}.", sec.title)
+    return sec
+
+
+def _short_notes(notes: list[str], keep: int = 2, width: int = 220) -> str:
+    """The first notes of a fit, each cut to ``width`` characters, and how many more there are."""
+    shown = [n if len(n) <= width else n[: width - 1] + "\u2026" for n in notes[:keep]]
+    more = len(notes) - keep
+    return "; ".join(shown) + (f"; and {more} more fitting note(s) (e.g. Firth's method used where a variable "
+                               "separates the classes)" if more > 0 else "")
+
+
+def _num(v: Any) -> Any:
+    return v if not isinstance(v, dict) else np.nan

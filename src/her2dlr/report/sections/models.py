@@ -1,0 +1,115 @@
+"""Models section: the metrics table of every model and how the models were built and tuned."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from her2dlr.report.context import ReportContext
+from her2dlr.report.document import Section
+from her2dlr.report.sections.cohort import class_names
+from her2dlr.report.tables import metrics_display
+
+__all__ = ["models_section"]
+
+_ZOO = {"lr": "logistic regression", "svm": "support vector machine", "rf": "random forest",
+        "extratrees": "extremely randomised trees", "xgboost": "XGBoost", "lightgbm": "LightGBM",
+        "knn": "k-nearest neighbours", "nb": "naive Bayes", "mlp": "multilayer perceptron"}
+
+
+def _settings_facts(ctx: ReportContext) -> dict[str, str]:
+    """Facts about algorithms, tuning and the model output from the sets' ``settings.json``."""
+    facts: dict[str, str] = {}
+    algos: set[str] = set()
+    schemes: set[str] = set()
+    for ls in ctx.run.learn_sets:
+        st = ls.settings
+        if not st:
+            continue
+        for m in st.get("models", []):
+            name = m.get("name") if isinstance(m, dict) else str(m)
+            algos.add(_ZOO.get(name, name))
+        schemes.update(st.get("schemes", []))
+        search = st.get("search") or {}
+        thr = st.get("threshold") or {}
+        if search:
+            facts["tuning"] = (f"Nested {search.get('search', 'grid')} search of hyper-parameters with "
+                               f"{search.get('inner_splits')}-fold patient-grouped inner cross-validation inside "
+                               "every outer training fold, chosen by median inner AUC; seed "
+                               f"{st.get('seed', 'not recorded')}.")
+        if thr:
+            target = f" (target {thr['target']})" if thr.get("target") is not None else ""
+            facts["model_output"] = (f"Predicted probability of the positive class and a class at an operating threshold "
+                                     f"chosen by the {thr.get('method')} rule{target} on the "
+                                     f"{'inner out-of-fold' if thr.get('source') == 'inner_oof' else 'training'} "
+                                     "predictions of each training fold, then applied unchanged to test cases.")
+    if algos:
+        facts["algorithms"] = "Classifiers: " + ", ".join(sorted(algos)) + " (scikit-learn / XGBoost / LightGBM)."
+    if schemes:
+        facts["schemes"] = ", ".join(sorted(schemes))
+    return facts
+
+
+def models_section(ctx: ReportContext) -> Section:
+    """Metrics of every model (``learn/*/metrics.csv``), the reference model and the modelling facts."""
+    sec = Section("models", "Models")
+    metrics = ctx.run.metrics
+    if metrics.empty and not ctx.views:
+        return sec.note("The run has no learn/<set>/metrics.csv or predictions: no models to report.", "missing")
+    n_models = len(set(metrics["model"])) if len(metrics) else len(ctx.models)
+    sets = [ls.name for ls in ctx.run.learn_sets]
+    sec.text(f"{n_models} models were evaluated from {len(sets)} feature set(s): {', '.join(sets)}. "
+             + (f"The reference model for comparisons is {ctx.reference}, the model with the {ctx.reference_reason}."
+                if ctx.reference else ""))
+    if len(metrics):
+        data, display = metrics_display(metrics)
+        sec.add(ctx.table("models_metrics", "Performance of every model (metrics.csv). AUC with DeLong 95% CI; "
+                          "threshold metrics at the operating threshold chosen on training data. k-fold rows are "
+                          "means over repetitions (test: pooled out-of-fold predictions of each repetition) or "
+                          "over folds (train); per-repetition rows are in metrics.csv.", data, display=display, sources=ctx.sources_of("metrics")))
+    else:
+        sec.note("No learn/<set>/metrics.csv: the metrics table is not shown.", "missing")
+    params = ctx.run.concat("params")
+    if len(params) and "model" in params.columns:
+        cols = [c for c in params.columns if "__" in c]
+        rows = []
+        for model, part in params.groupby("model", sort=False):
+            chosen = []
+            for c in cols:
+                vc = part[c].dropna().astype(str).value_counts()
+                if len(vc):
+                    chosen.append(f"{c.split('__', 1)[1]}: " + ", ".join(f"{k} ({v})" for k, v in vc.items()))
+            rows.append({"model": model, "folds": len(part),
+                         "features (median)": float(part["n_features"].median()) if "n_features" in part else None,
+                         "inner AUC (median)": float(part["inner_median_auc"].median())
+                         if "inner_median_auc" in part else None,
+                         "threshold (median)": float(part["threshold"].median()) if "threshold" in part else None,
+                         "chosen settings (folds)": "; ".join(chosen)})
+        sec.add(ctx.table("model_tuning", "Hyper-parameters chosen by the inner search in each outer fold "
+                          "(params.csv), features reaching the model and thresholds.", pd.DataFrame(rows),
+                          sources=[ctx.run.rel(ls.file("params.csv")) for ls in ctx.run.learn_sets
+                                   if ls.file("params.csv").exists()]))
+    facts = _settings_facts(ctx)
+    f = ctx.facts
+    for key in ("algorithms", "tuning", "model_output"):
+        f.set(key, facts.get(key), sec.title)
+    f.set("model_selection", f"All models are reported; the reference model ({ctx.reference}) has the "
+                             f"{ctx.reference_reason}." if ctx.reference else None, sec.title)
+    selection = f.get("feature_selection")
+    f.set("modelling", " ".join(x for x in (facts.get("algorithms"), selection, facts.get("tuning")) if x) or None,
+          sec.title)
+    f.set("feature_processing", (selection + " " + (f.get("scaling") or "")).strip() if selection else None, sec.title)
+    neg, pos = class_names(ctx)
+    f.set("objectives", f"Development and internal validation of models that predict {pos} (vs {neg}) from "
+                        f"{', '.join(sets)}.", sec.title)
+    f.set("intended_use", None)
+    models_lower = " ".join(ctx.models).lower()
+    if "-lr" in models_lower or "logistic" in models_lower:
+        f.set("simple_model", "Logistic regression is among the compared models.", sec.title)
+    if "clinical" in models_lower:
+        f.set("non_radiomic", "A clinical-only model is compared with the imaging and combined models (DeLong test).",
+              sec.title)
+    if ctx.run.model_cards:
+        names = ", ".join(ctx.run.rel(p.parent) for p, _ in ctx.run.model_cards)
+        f.set("model_spec", f"Model artefacts with model cards: {names}.", sec.title)
+        f.set("model_files", f"Fitted models saved in the run folder ({names}).", sec.title)
+    return sec
