@@ -266,9 +266,10 @@ def logistic_coefficients(pipeline: Pipeline, training: pd.DataFrame | None = No
     Returns
     -------
     dict
-        ``{"intercept", "coefficients": {name: coef}, "ranges": {name: [min, max]}, "levels": {}}``;
-        names are the model's inputs (``rad_score``, numeric clinical columns, and encoded
-        level indicators ``Column=level`` that are 0/1).
+        ``{"intercept", "coefficients": {name: coef}, "ranges": {name: [min, max]},
+        "levels": {name: ["no", "yes"]}}``; names are the model's inputs (``rad_score`` and
+        numeric clinical columns, with their training ranges, and the encoded 0/1 indicators of
+        clinical levels or tokens, drawn as two-point axes).
     """
     model = pipeline[-1]
     if not isinstance(model, LogisticRegression):
@@ -288,6 +289,8 @@ def logistic_coefficients(pipeline: Pipeline, training: pd.DataFrame | None = No
         encoded = pipeline[0].transform(training)
         for col in names:
             values = pd.to_numeric(pd.Series(np.asarray(encoded[col])), errors="coerce").dropna()
-            if len(values):
+            if len(values) and set(values.unique()) <= {0.0, 1.0}:
+                out["levels"][col] = ["no", "yes"]  # a level / token indicator: a two-point axis
+            elif len(values):
                 out["ranges"][col] = [float(values.min()), float(values.max())]
     return out
