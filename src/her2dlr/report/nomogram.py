@@ -284,7 +284,7 @@ def _tick_values(var: VariableScale, nbins: int = 6) -> list[Any]:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:.3g}"
     return str(value)
 
 

@@ -49,8 +49,12 @@ def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], labels: Mappin
     ax.grid(alpha=0.25, lw=0.5)
     if title:
         ax.set_title(title)
-    ax.legend(loc="lower right", frameon=True, framealpha=0.9, edgecolor="0.85", title="AUC (95% CI)",
-              title_fontsize=7.5)
+    if len(curves) > 3:  # many models: the legend goes under the axes so no curve is hidden
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), frameon=False, title="AUC (95% CI)",
+                  title_fontsize=7.5, fontsize=7)
+    else:
+        ax.legend(loc="lower right", frameon=True, framealpha=0.9, edgecolor="0.85", title="AUC (95% CI)",
+                  title_fontsize=7.5)
     return fig
 
 
