@@ -220,3 +220,8 @@ app.add_typer(survival_app, name="survival", help="Survival, risk groups and tre
 from her2dlr.report.cli import report_command  # noqa: E402
 
 app.command("report")(report_command)
+
+# Network training on the study's outer folds (her2dlr.deep.cli)
+from her2dlr.deep.cli import app as train_app  # noqa: E402
+
+app.add_typer(train_app, name="train", help="Train networks on the study's outer folds.")

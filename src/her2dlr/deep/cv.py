@@ -1,0 +1,419 @@
+"""Deep models on the study's outer folds, and prediction with a saved checkpoint.
+
+:func:`run_deep_cv` trains one network per outer fold of the manifest - the same ``fold_r<k>``
+columns (repeated group k-fold) or ``split`` column (hold-out) the radiomics models use, see
+:func:`her2dlr.learn.cv.outer_folds` - and returns predictions in the learning contract
+(:data:`her2dlr.learn.cv.PREDICTION_COLUMNS`):
+
+* ``split="test"``: the fold's held-out rows, predicted once by the fold's network;
+* ``split="train_oof"``: the fold's inner validation rows (held out from the gradient steps,
+  used for early stopping), from which the Youden threshold is chosen
+  (:func:`her2dlr.learn.thresholds.choose_threshold`); unlike the radiomics models' inner
+  out-of-fold rows they cover only the validation share of the training rows;
+* ``split="train"``: the network's apparent predictions on all of its training rows.
+
+When a fold has no inner validation (too few cases of a class, see
+:mod:`her2dlr.deep.train`) the threshold comes from the training predictions and the fold's
+notes say so. The threshold is applied unchanged to the test rows (``class``).
+
+Output folder (``RUN/deep/<arch>/`` for a study)::
+
+    <fold>/best.pt, <fold>/last.pt   checkpoints of every fold (``r0f0`` .. , ``holdout``, ``final``);
+                                     ``best.pt`` carries in ``extra`` the ROI settings (``roi``), the
+                                     fold's ``threshold``, ``train_cases`` and ``val_cases``
+    predictions.parquet              the rows above, all folds
+    metrics.csv                      :func:`her2dlr.evaluate.metrics.metrics_table` of them
+    folds.csv                        per fold: best epoch, epochs run, validation AUC, threshold, seconds
+    history.csv                      per fold and epoch: losses, validation AUC, learning rate
+    settings.json                    training and ROI settings, scheme
+
+:func:`predict_images` turns a checkpoint and new images (with their masks or boxes) into
+probabilities, preparing the ROIs exactly as in training (the ROI settings travel in the
+checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from her2dlr.cohort.manifest import Manifest
+from her2dlr.deep.data import RoiInput, load_rois, manifest_rois, torch_threads
+from her2dlr.deep.train import (
+    TrainResult,
+    TrainSettings,
+    default_threads,
+    load_checkpoint,
+    model_from_checkpoint,
+    predict_proba,
+    resolve_device,
+    save_checkpoint,
+    train_network,
+)
+from her2dlr.errors import InputError
+from her2dlr.imaging.roi import RoiSpec
+from her2dlr.learn.cv import PREDICTION_COLUMNS, outer_folds
+from her2dlr.learn.thresholds import Threshold, ThresholdRule, apply_threshold, choose_threshold
+
+__all__ = ["DeepFold", "DeepCVResult", "deep_table", "run_deep_cv", "predict_images", "load_deep_model",
+           "roi_spec_of", "write_deep_outputs"]
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass
+class DeepFold:
+    """One trained fold.
+
+    Attributes
+    ----------
+    fold : str
+        ``"r<rep>f<k>"``, ``"holdout"`` or ``"final"``.
+    repeat : int or None
+    threshold : Threshold
+    best_epoch, epochs_run : int
+    val_auc : float
+        Inner validation AUC of the kept weights (NaN without validation).
+    checkpoint : Path or None
+        ``best.pt`` of the fold.
+    train_cases, test_cases : list of str
+    seconds : float
+    history : DataFrame
+    notes : list of str
+    """
+
+    fold: str
+    repeat: int | None
+    threshold: Threshold
+    best_epoch: int
+    epochs_run: int
+    val_auc: float
+    checkpoint: Path | None
+    train_cases: list[str]
+    test_cases: list[str]
+    seconds: float
+    history: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DeepCVResult:
+    """All folds of one network.
+
+    Attributes
+    ----------
+    model : str
+        Value of the ``model`` column, e.g. ``"deep-densenet3block"``.
+    scheme : str
+    predictions : DataFrame
+        Columns :data:`her2dlr.learn.cv.PREDICTION_COLUMNS`.
+    folds : list of DeepFold
+    metrics : DataFrame
+        :func:`her2dlr.evaluate.metrics.metrics_table` of ``predictions``.
+    out_dir : Path or None
+    """
+
+    model: str
+    scheme: str
+    predictions: pd.DataFrame
+    folds: list[DeepFold]
+    metrics: pd.DataFrame
+    out_dir: Path | None = None
+
+    def thresholds(self) -> dict[tuple[str, str], float]:
+        """``(model, fold) -> threshold`` (for :func:`her2dlr.evaluate.metrics.metrics_table`)."""
+        return {(self.model, f.fold): f.threshold.value for f in self.folds}
+
+    def fold_table(self) -> pd.DataFrame:
+        """One row per fold: best epoch, epochs run, validation AUC, threshold and its source, seconds."""
+        return pd.DataFrame([{
+            "fold": f.fold, "repeat": f.repeat, "n_train": len(f.train_cases), "n_test": len(f.test_cases),
+            "best_epoch": f.best_epoch, "epochs_run": f.epochs_run, "val_auc": f.val_auc,
+            "threshold": f.threshold.value, "threshold_source": f.threshold.source, "seconds": f.seconds,
+            "checkpoint": str(f.checkpoint) if f.checkpoint else None, "notes": " | ".join(f.notes),
+        } for f in self.folds])
+
+    def history(self) -> pd.DataFrame:
+        """Per fold and epoch: losses, validation AUC, learning rate, seconds."""
+        parts = [f.history.assign(fold=f.fold) for f in self.folds if len(f.history)]
+        if not parts:
+            return pd.DataFrame(columns=["fold", "epoch", "train_loss", "val_loss", "val_auc", "lr", "seconds"])
+        frame = pd.concat(parts, ignore_index=True)
+        return frame[["fold"] + [c for c in frame.columns if c != "fold"]]
+
+
+def _group_ids(table: pd.DataFrame) -> pd.Series:
+    if "group" in table.columns and table["group"].notna().all():
+        return table["group"].astype(str)
+    return table["patient_id"].astype(str)
+
+
+def deep_table(manifest: Manifest | pd.DataFrame, *, label: str = "label") -> pd.DataFrame:
+    """The included, labelled manifest rows the deep models use (same rows as the learning stage), reindexed."""
+    from her2dlr.learn._validation import binary_target
+
+    table = manifest.included if isinstance(manifest, Manifest) else manifest
+    if isinstance(manifest, pd.DataFrame) and "include" in table.columns:
+        table = table[table["include"].fillna(True).astype(bool)]
+    for col in ("case_id", "patient_id", "image", label):
+        if col not in table.columns:
+            raise InputError(f"The manifest has no '{col}' column; build the cohort (label rule, splits) first.")
+    table = table[table[label].notna()].reset_index(drop=True).copy()
+    table["case_id"] = table["case_id"].astype(str)
+    table["_y"] = binary_target(table[label].to_numpy(), where="the cohort")
+    table["_group"] = _group_ids(table).to_numpy()
+    return table
+
+
+def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | None = None,
+                roi: RoiSpec | None = None, scheme: str | Sequence[str] = "kfold", out_dir: PathLike | None = None,
+                model_name: str | None = None, keep_train: bool = True, resume: bool = False,
+                rois: np.ndarray | None = None, repeats: Sequence[int] | None = None, final: bool = False,
+                threshold: ThresholdRule | None = None, label: str = "label", n_jobs: int = 1,
+                progress: bool = True) -> DeepCVResult:
+    """Train and evaluate a network on every outer fold of the manifest.
+
+    Parameters
+    ----------
+    manifest : Manifest or DataFrame
+        With ``image`` and ``mask`` / ``bbox``, ``label``, ``patient_id`` (and ``group``), and the
+        ``fold_r<k>`` (``scheme="kfold"``) or ``split`` (``scheme="holdout"``) columns.
+    settings : TrainSettings, default=TrainSettings()
+    roi : RoiSpec, optional
+        Default: ``RoiSpec(size=settings.image_size, channels=settings.in_channels)``.
+    scheme : {"kfold", "holdout"} or a sequence of both
+    out_dir : path, optional
+        Checkpoints and tables (see the module docstring); nothing written when None.
+    model_name : str, optional
+        Default ``"deep-<arch>"``.
+    keep_train : bool, default=True
+        Also return ``train`` rows (apparent predictions).
+    resume : bool, default=False
+        Continue interrupted folds from their ``last.pt``; finished folds are only reloaded.
+    rois : ndarray of shape (n_cases, C, S, S), optional
+        Prepared ROIs of :func:`deep_table` rows (in its order), to share them between calls.
+    repeats : sequence of int, optional
+        Only these repetitions of the k-fold (e.g. ``[0]`` for a quick run).
+    final : bool, default=False
+        Also train the model to deploy (fold ``"final"``) on the hold-out's training rows (all rows
+        without a hold-out).
+    threshold : ThresholdRule, default=Youden
+    label : str, default="label"
+    n_jobs : int, default=1
+        Threads reading images.
+    progress : bool, default=True
+
+    Returns
+    -------
+    DeepCVResult
+
+    Raises
+    ------
+    InputError
+        Missing columns or split columns, ROI settings that do not fit the network, a training
+        fold of one class, unreadable images (named).
+    """
+    from her2dlr.evaluate.metrics import metrics_table
+
+    settings = settings or TrainSettings()
+    settings = replace(settings, progress=progress and settings.progress)
+    roi = roi or RoiSpec(size=settings.image_size, channels=settings.in_channels)
+    if roi.size != settings.image_size or roi.channels != settings.in_channels:
+        raise InputError(f"ROI settings give {roi.channels}-channel {roi.size} px inputs but the network is set up "
+                         f"for {settings.in_channels}-channel {settings.image_size} px inputs.")
+    if settings.n_classes != 2:
+        raise InputError("Cross-validated deep models predict a binary label (n_classes=2).")
+    table = deep_table(manifest, label=label)
+    if rois is None:
+        rois = manifest_rois(table, roi, n_jobs=n_jobs, progress=progress)
+    elif len(rois) != len(table):
+        raise InputError(f"Got {len(rois)} prepared ROIs for {len(table)} included, labelled cases.")
+    y = table["_y"].to_numpy()
+    groups = table["_group"].to_numpy()
+    schemes = [scheme] if isinstance(scheme, str) else list(scheme)
+    folds = [f for s in schemes for f in outer_folds(table, s)
+             if repeats is None or f[1] is None or f[1] in set(repeats)]
+    if not folds:
+        raise InputError(f"No outer fold left for scheme '{scheme}' and repeats {list(repeats or [])}.")
+    if final:
+        rows = ((table["split"] == "train").fillna(False).to_numpy() if "split" in table.columns
+                else np.ones(len(table), dtype=bool))
+        folds.append(("final", None, rows, np.zeros(len(table), dtype=bool)))
+    name = model_name or f"deep-{settings.arch}"
+    out = Path(out_dir) if out_dir is not None else None
+    frames: list[pd.DataFrame] = []
+    results: list[DeepFold] = []
+    scheme_name = "+".join(schemes)
+    cases = table["case_id"].to_numpy()
+    patients = table["patient_id"].astype(str).to_numpy()
+    extra_base = {"roi": roi.to_dict(), "model": name, "scheme": scheme_name, "label": label}
+    for fold, rep, train, test in folds:
+        t0 = time.perf_counter()
+        train_idx = np.flatnonzero(train)
+        fold_dir = out / fold if out is not None else None
+        res = train_network(rois[train_idx], y[train_idx], groups[train_idx], settings=settings, out_dir=fold_dir,
+                            resume=resume, extra={**extra_base, "fold": fold}, name=f"fold {fold}")
+        threads = settings.num_threads or default_threads(settings.num_workers)
+        with torch_threads(threads):
+            thr, notes = _fold_threshold(res, rois[train_idx], y[train_idx], threshold, fold)
+        seconds = time.perf_counter() - t0
+        if res.best_path is not None and _is_main_process():
+            _stamp(res.best_path, threshold=thr.to_dict(), train_cases=cases[train_idx].tolist(),
+                   val_cases=cases[train_idx[res.val_index]].tolist())
+
+        def rows_of(idx: np.ndarray, prob: np.ndarray, split: str, fold: str = fold,
+                    thr: Threshold = thr) -> pd.DataFrame:
+            return pd.DataFrame({
+                "case_id": cases[idx], "patient_id": patients[idx], "model": name, "fold": fold, "split": split,
+                "prob": prob, "class": apply_threshold(prob, thr), "label": y[idx], "threshold": thr.value,
+            })
+
+        test_idx = np.flatnonzero(test)
+        with torch_threads(threads):
+            if len(test_idx):
+                frames.append(rows_of(test_idx, predict_proba(res.model, rois[test_idx])[:, 1], "test"))
+            if len(res.val_index):
+                frames.append(rows_of(train_idx[res.val_index], res.val_prob[:, 1], "train_oof"))
+            if keep_train or fold == "final":
+                frames.append(rows_of(train_idx, predict_proba(res.model, rois[train_idx])[:, 1], "train"))
+        val_auc = float(res.history.loc[res.history["epoch"] == res.best_epoch, "val_auc"].iloc[0]) \
+            if len(res.history) and (res.history["epoch"] == res.best_epoch).any() else float("nan")
+        results.append(DeepFold(
+            fold=fold, repeat=rep, threshold=thr, best_epoch=res.best_epoch, epochs_run=res.epochs_run,
+            val_auc=val_auc, checkpoint=res.best_path, train_cases=cases[train_idx].tolist(),
+            test_cases=cases[test_idx].tolist(), seconds=seconds, history=res.history, notes=res.notes + notes,
+        ))
+        log.info("%s %s: best epoch %d/%d, val AUC %.3f, %.1fs", name, fold, res.best_epoch, res.epochs_run,
+                 val_auc, seconds)
+    predictions = (pd.concat(frames, ignore_index=True)[PREDICTION_COLUMNS] if frames
+                   else pd.DataFrame(columns=PREDICTION_COLUMNS))
+    evaluated = predictions[predictions["fold"] != "final"]
+    metrics = metrics_table(evaluated) if len(evaluated) else pd.DataFrame()
+    result = DeepCVResult(name, scheme_name, predictions, results, metrics, out)
+    if out is not None and _is_main_process():
+        write_deep_outputs(result, out, settings=settings, roi=roi)
+    return result
+
+
+def _is_main_process() -> bool:
+    """False in the other processes of a distributed launch (only rank 0 writes)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _fold_threshold(res: TrainResult, rois: np.ndarray, y: np.ndarray, rule: ThresholdRule | None,
+                    fold: str) -> tuple[Threshold, list[str]]:
+    """Youden (or ``rule``) threshold on the inner validation predictions, else on the training fit."""
+    if len(res.val_index) and len(np.unique(y[res.val_index])) == 2:
+        return choose_threshold(y[res.val_index], res.val_prob[:, 1], rule, source="inner_val"), []
+    prob = predict_proba(res.model, rois)[:, 1]
+    return (choose_threshold(y, prob, rule, source="train_fit"),
+            [f"fold {fold}: threshold chosen on the training predictions (no inner validation split)"])
+
+
+def _stamp(path: Path, **items: Any) -> None:
+    """Record the fold's operating threshold and its cases in its ``best.pt`` (``extra``)."""
+    ckpt = load_checkpoint(path)
+    ckpt["extra"] = {**dict(ckpt.get("extra") or {}), **items}
+    save_checkpoint(ckpt, path)
+
+
+def write_deep_outputs(result: DeepCVResult, out_dir: PathLike, *, settings: TrainSettings,
+                       roi: RoiSpec) -> list[Path]:
+    """Write predictions, metrics, fold and history tables and the settings (atomically)."""
+    from her2dlr.io.atomic import write_csv_atomic, write_parquet_atomic, write_text_atomic
+
+    out = Path(out_dir)
+    files = [
+        write_parquet_atomic(result.predictions, out / "predictions.parquet", index=False),
+        write_csv_atomic(result.metrics, out / "metrics.csv"),
+        write_csv_atomic(result.fold_table(), out / "folds.csv"),
+        write_csv_atomic(result.history(), out / "history.csv"),
+        write_text_atomic(out / "settings.json", json.dumps(
+            {"model": result.model, "scheme": result.scheme, "train": settings.to_dict(), "roi": roi.to_dict(),
+             "torch": torch.__version__}, indent=2, default=str)),
+    ]
+    return files
+
+
+# --------------------------------------------------------------------------- inference
+def roi_spec_of(checkpoint: dict[str, Any]) -> RoiSpec:
+    """The ROI settings a checkpoint was trained with (default ROI settings at its input size if absent)."""
+    saved = (checkpoint.get("extra") or {}).get("roi")
+    if saved:
+        return RoiSpec.from_dict(dict(saved))
+    return RoiSpec(size=int(checkpoint["image_size"]), channels=int(checkpoint["in_channels"]))
+
+
+def load_deep_model(checkpoint: PathLike, *, arch: str | None = None) -> tuple[nn.Module, RoiSpec, dict[str, Any]]:
+    """A checkpoint's network (eval mode, CPU), its ROI settings and the checkpoint's metadata.
+
+    Parameters
+    ----------
+    checkpoint : path
+        ``best.pt`` (or ``last.pt``) written by training.
+    arch : str, optional
+        Refuse a checkpoint of another architecture.
+
+    Returns
+    -------
+    (model, roi_spec, info)
+        ``info`` holds ``arch``, ``image_size``, ``in_channels``, ``epoch``, ``seed``, ``extra``
+        (fold, threshold, ...), without the weights.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt, arch=arch)
+    info = {k: v for k, v in ckpt.items() if k not in ("model_state", "optimizer_state", "scheduler_state",
+                                                        "scaler_state")}
+    return model, roi_spec_of(ckpt), info
+
+
+def predict_images(checkpoint: PathLike, images: Sequence[PathLike | np.ndarray],
+                   rois: Sequence[RoiInput] | None = None, *, batch_size: int = 64, device: str = "cpu",
+                   n_jobs: int = 1) -> np.ndarray:
+    """Probabilities of new images from a saved network.
+
+    Parameters
+    ----------
+    checkpoint : path
+        A ``best.pt`` of :func:`run_deep_cv` / ``her2dlr train deep`` (or any her2dlr checkpoint).
+    images : sequence of path or ndarray
+        Image files, or arrays ``(H, W)`` / ``(H, W, 3)``.
+    rois : sequence, optional
+        Per image: mask file, mask array, box ``(x, y, w, h)`` or None (whole image). The ROI is
+        cropped, padded, resized and normalised with the checkpoint's ROI settings.
+    batch_size : int, default=64
+    device : str, default="cpu"
+        ``"auto"`` uses CUDA when present.
+    n_jobs : int, default=1
+        Threads reading images.
+
+    Returns
+    -------
+    ndarray
+        Shape (n_images,): probability of class 1, for a two-class network; (n_images, n_classes)
+        otherwise.
+
+    Raises
+    ------
+    InputError
+        Not a checkpoint, unreadable images, bad masks (the message names the image).
+    """
+    model, spec, info = load_deep_model(checkpoint)
+    arrays = load_rois(images, rois, spec=spec, n_jobs=n_jobs)
+    dev = resolve_device(device)
+    model.to(dev)
+    prob = predict_proba(model, arrays, batch_size=batch_size, device=dev)
+    return prob[:, 1] if int(info["n_classes"]) == 2 else prob

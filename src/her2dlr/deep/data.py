@@ -1,0 +1,186 @@
+"""ROI arrays for the networks: from manifest rows or from image files, and the training dataset.
+
+Every case becomes one ``(C, size, size)`` float32 array made by
+:func:`her2dlr.imaging.roi.prepare_roi` (bounding rectangle of the mask or box + margin,
+padded at the border, resized, z-scored). The arrays of a cohort are made once and kept in
+memory (a few hundred 64 x 64 ROIs take a few MB), so every fold and epoch reuses them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from her2dlr.errors import InputError
+from her2dlr.imaging.roi import RoiSpec, load_roi, prepare_roi
+from her2dlr.io.cells import is_missing, parse_bbox
+
+__all__ = ["RoiInput", "roi_of_row", "load_rois", "manifest_rois", "RoiDataset", "AugmentCollate", "torch_threads"]
+
+PathLike = str | os.PathLike[str]
+RoiInput = PathLike | np.ndarray | tuple[float, float, float, float] | None
+"""A lesion given as a mask file, a mask array, a box ``(x, y, w, h)``, or None (whole image)."""
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)`` and restore the previous count (None: unchanged)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)
+
+
+def roi_of_row(row: pd.Series | dict[str, Any]) -> RoiInput:
+    """The lesion of one manifest row: its ``mask`` file, else its ``bbox``, else None."""
+    mask = row.get("mask")
+    if not is_missing(mask):
+        return str(mask)
+    return parse_bbox(row.get("bbox"), where=f"bbox of case {row.get('case_id')}")
+
+
+def _one(image: PathLike | np.ndarray, roi: RoiInput, spec: RoiSpec) -> np.ndarray:
+    mask: PathLike | np.ndarray | None = None
+    bbox = None
+    if isinstance(roi, np.ndarray):
+        mask = roi
+    elif isinstance(roi, (tuple, list)):
+        bbox = parse_bbox(list(roi))
+    elif roi is not None:
+        mask = roi
+    if isinstance(image, np.ndarray):
+        if mask is not None and not isinstance(mask, np.ndarray):
+            from her2dlr.io.images import read_mask_array
+
+            mask = read_mask_array(mask)
+        return prepare_roi(image, mask=mask, bbox=bbox, spec=spec)
+    return load_roi(image, mask=mask, bbox=bbox, spec=spec)
+
+
+def load_rois(images: Sequence[PathLike | np.ndarray], rois: Sequence[RoiInput] | None = None, *,
+              spec: RoiSpec | None = None, n_jobs: int = 1, progress: bool = False) -> np.ndarray:
+    """Prepare the network input of every image.
+
+    Parameters
+    ----------
+    images : sequence of path or ndarray
+        Image files, or arrays ``(H, W)`` / ``(H, W, 3)``.
+    rois : sequence, optional
+        Per image: mask file, mask array, box ``(x, y, w, h)`` or None (whole image).
+    spec : RoiSpec, default=RoiSpec()
+    n_jobs : int, default=1
+        Threads reading files.
+    progress : bool, default=False
+
+    Returns
+    -------
+    ndarray of shape (n_images, spec.channels, spec.size, spec.size), float32
+
+    Raises
+    ------
+    InputError
+        Unreadable image, a mask of another size, an empty mask; the message names the image.
+    """
+    spec = spec or RoiSpec()
+    rois = list(rois) if rois is not None else [None] * len(images)
+    if len(rois) != len(images):
+        raise InputError(f"Got {len(images)} images but {len(rois)} ROIs: give one ROI (or None) per image.")
+
+    def job(i: int) -> np.ndarray:
+        try:
+            return _one(images[i], rois[i], spec)
+        except InputError as exc:
+            name = images[i] if not isinstance(images[i], np.ndarray) else f"image #{i}"
+            raise InputError(f"{name}: {exc}") from None
+
+    if n_jobs == 1 or len(images) < 8:
+        it: Any = range(len(images))
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="ROIs", leave=False)
+        out = [job(i) for i in it]
+    else:
+        from joblib import Parallel, delayed
+
+        out = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(job)(i) for i in range(len(images)))
+    if not out:
+        return np.zeros((0, spec.channels, spec.size, spec.size), dtype=np.float32)
+    return np.stack(out).astype(np.float32, copy=False)
+
+
+def manifest_rois(table: pd.DataFrame, spec: RoiSpec | None = None, *, n_jobs: int = 1,
+                  progress: bool = False) -> np.ndarray:
+    """ROI arrays of manifest rows (``image`` plus ``mask`` or ``bbox``), in row order.
+
+    Only 2D images are supported (``modality`` US); the message names the first other row.
+    """
+    if "image" not in table.columns:
+        raise InputError("The manifest has no 'image' column.")
+    if "modality" in table.columns:
+        other = table[~table["modality"].fillna("US").astype(str).isin(["US"])]
+        if len(other):
+            row = other.iloc[0]
+            raise InputError(f"Case {row.get('case_id')} has modality {row['modality']!r}: the deep stage takes "
+                             "2D ultrasound images (modality 'US') for now.")
+    rois = [roi_of_row(row) for _, row in table.iterrows()]
+    return load_rois(table["image"].astype(str).tolist(), rois, spec=spec, n_jobs=n_jobs, progress=progress)
+
+
+class RoiDataset(Dataset):
+    """ROI arrays and labels as a PyTorch dataset of ``(roi tensor, label)``.
+
+    Parameters
+    ----------
+    rois : ndarray of shape (n_cases, C, H, W)
+    labels : ndarray of shape (n_cases,), optional
+        Integer classes (``-1`` when absent).
+    """
+
+    def __init__(self, rois: np.ndarray, labels: np.ndarray | None = None) -> None:
+        self.rois = np.ascontiguousarray(rois, dtype=np.float32)
+        self.labels = (np.full(len(rois), -1, dtype=np.int64) if labels is None
+                       else np.asarray(labels, dtype=np.int64))
+        if len(self.labels) != len(self.rois):
+            raise InputError(f"{len(self.rois)} ROIs but {len(self.labels)} labels.")
+
+    def __len__(self) -> int:
+        return len(self.rois)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        return self.rois[index], int(self.labels[index])
+
+
+class AugmentCollate:
+    """Batch maker: augments each ROI (single-threaded: small ops are fastest so) and stacks them.
+
+    Parameters
+    ----------
+    augment : callable, optional
+        ``(C, H, W) array -> tensor`` (e.g. :class:`her2dlr.deep.transforms.Augment`); None: no augmentation.
+    """
+
+    def __init__(self, augment: Callable[[np.ndarray], torch.Tensor] | None = None) -> None:
+        self.augment = augment
+
+    def __call__(self, batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.as_tensor([b[1] for b in batch], dtype=torch.long)
+        if self.augment is None:
+            return torch.from_numpy(np.stack([b[0] for b in batch])), labels
+        with torch_threads(1):
+            x = torch.stack([self.augment(b[0]) for b in batch])
+        return x, labels

@@ -1,0 +1,60 @@
+"""The deep stage of a study: manifest -> ``<run>/deep/<arch>/`` (checkpoints, predictions, metrics).
+
+Reads the cohort manifest of ``her2dlr cohort build`` (its ``fold_r<k>`` and ``split`` columns
+are the same outer folds the radiomics models use) and runs :func:`her2dlr.deep.cv.run_deep_cv`.
+The ``predictions.parquet`` it writes has the learning stage's columns, so the evaluation and
+report stages read deep and radiomics models alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from her2dlr.config import Study
+from her2dlr.deep.cv import DeepCVResult, run_deep_cv
+from her2dlr.deep.train import TrainSettings
+from her2dlr.imaging.roi import RoiSpec
+
+__all__ = ["deep_dir", "run_deep_stage"]
+
+
+def deep_dir(study: Study, arch: str) -> Path:
+    """Where the deep stage of ``arch`` writes: ``<run>/deep/<arch>``."""
+    return study.run_dir / "deep" / arch
+
+
+def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None = None,
+                   schemes: Sequence[str] = ("kfold",), repeats: Sequence[int] | None = None, resume: bool = False,
+                   final: bool = False, n_jobs: int = 1, progress: bool = True) -> DeepCVResult:
+    """Train ``settings.arch`` on every outer fold of the study's manifest and write the outputs.
+
+    Parameters
+    ----------
+    study : Study
+    settings : TrainSettings
+    roi : RoiSpec, optional
+        Default: margin 10 px, the network's input size and channels.
+    schemes : sequence of {"kfold", "holdout"}
+    repeats : sequence of int, optional
+        Only these k-fold repetitions.
+    resume : bool
+        Continue interrupted folds; reload finished ones.
+    final : bool
+        Also train the deployable model (``final/best.pt``) on the hold-out's training rows.
+    n_jobs : int
+        Threads reading images.
+    progress : bool
+
+    Raises
+    ------
+    InputError
+        No manifest yet (run ``her2dlr cohort build``), or any error of :func:`run_deep_cv`.
+    """
+    from her2dlr.cohort.build import manifest_path
+    from her2dlr.cohort.manifest import Manifest
+
+    manifest = Manifest.load(manifest_path(study))
+    return run_deep_cv(manifest, settings=settings, roi=roi, scheme=list(schemes),
+                       out_dir=deep_dir(study, settings.arch),
+                       repeats=repeats, resume=resume, final=final, n_jobs=n_jobs, progress=progress)

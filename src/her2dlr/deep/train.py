@@ -1,0 +1,901 @@
+"""Training one network on one training set: inner validation, early stopping, checkpoints, resume.
+
+:func:`train_network` takes ROI arrays and labels (one training fold) and
+
+1. holds out an inner validation split, stratified and by group (patient / near-duplicate
+   group), with :func:`her2dlr.cohort.splits.stratified_group_holdout`;
+2. weights the cross-entropy by the inverse class frequencies of the remaining training
+   cases (seed 000), or uses a focal loss;
+3. trains with AdamW and a cosine (or on-plateau) learning-rate schedule, augmenting on the fly
+   (:mod:`her2dlr.deep.transforms`);
+4. after every epoch scores the validation split (loss, AUC), keeps the best epoch's weights
+   (highest AUC, then lowest loss) in ``best.pt`` and the latest state in ``last.pt``, and stops
+   when the AUC has not improved for ``patience`` epochs (with ``ema``, the moving average of
+   the weights is what is scored and kept);
+5. returns the network with the best weights.
+
+A training set with too few cases of a class for an inner split (``min_class_cases``) is
+trained for the full ``epochs`` without early stopping, with a :class:`FewCasesWarning`; the
+last epoch's weights are used and :attr:`TrainResult.notes` says so.
+
+Reproducibility: a seed fixes the initial weights (``torch.manual_seed``), the global NumPy
+and Python generators, the inner split, and - reseeded at every epoch from ``seed`` and the
+epoch number - the shuffling, dropout and augmentation (DataLoader workers are seeded from the
+epoch's generator); ``torch.use_deterministic_algorithms`` is switched on (``warn_only``) for
+the run. The global states are restored afterwards. On one machine, with the same number of
+threads, two runs give the same weights, and a run resumed from ``last.pt`` gives the weights
+of the uninterrupted run.
+
+Threads: ``num_threads`` (default :func:`default_threads`: the idle CPUs) is set for the run
+and restored afterwards; augmentation runs single-threaded (small tensors are fastest so).
+
+Devices: CUDA (with mixed precision, ``torch.autocast`` + gradient scaling) when present,
+else the CPU. Asking for a GPU that is not there is an error unless ``allow_cpu_fallback``.
+
+Several GPUs (DDP): launch the same script once per GPU with ``torchrun --nproc_per_node=N``
+and set ``distributed=True``. Each process trains on its shard of every epoch
+(``DistributedSampler``), gradients are averaged by ``DistributedDataParallel``, rank 0 scores
+the validation split and writes the checkpoints, and its early-stopping decision is broadcast.
+``batch_size`` is per process. Without a launcher (no ``RANK`` / ``WORLD_SIZE`` in the
+environment) a one-process group is made, which is how it is tested here (gloo, world size 1);
+several processes are not tested here. The deep stage (:mod:`her2dlr.deep.cv`) runs its folds
+one after another in every process, and only rank 0 writes the tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from her2dlr.deep.data import AugmentCollate, RoiDataset, torch_threads
+from her2dlr.deep.networks import CHECKPOINT_FORMAT, build_network
+from her2dlr.deep.transforms import Augment, AugmentSettings
+from her2dlr.errors import InputError, nearest
+
+__all__ = [
+    "TrainSettings",
+    "TrainResult",
+    "FewCasesWarning",
+    "train_network",
+    "predict_proba",
+    "resolve_device",
+    "load_checkpoint",
+    "save_checkpoint",
+    "make_checkpoint",
+    "default_threads",
+    "seeded",
+    "model_from_checkpoint",
+    "class_weights",
+    "LOSSES",
+    "SCHEDULERS",
+]
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("weighted_ce", "ce", "focal")
+SCHEDULERS = ("cosine", "plateau", "none")
+CHECKPOINT_VERSION = 1
+
+
+class FewCasesWarning(UserWarning):
+    """A training set has too few cases of a class for an inner validation split."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train one network (all fields are stored in the checkpoints).
+
+    Parameters
+    ----------
+    arch : str, default="densenet3block"
+        See :data:`her2dlr.deep.networks.ARCHS`.
+    image_size : int, default=64
+        Side of the ROI arrays.
+    in_channels : int, default=1
+    n_classes : int, default=2
+    arch_options : dict, optional
+        Extra arguments of the network (see :func:`her2dlr.deep.networks.build_network`).
+    weights : str, optional
+        Local file of starting weights (never downloaded).
+    epochs : int, default=40
+        Most epochs.
+    batch_size : int, default=32
+    lr : float, default=1e-3
+    weight_decay : float, default=1e-4
+    loss : {"weighted_ce", "ce", "focal"}, default="weighted_ce"
+        ``weighted_ce``: cross-entropy weighted by inverse class frequency (seed 000);
+        ``focal``: MONAI's focal loss with the same class weights.
+    focal_gamma : float, default=2.0
+    scheduler : {"cosine", "plateau", "none"}, default="cosine"
+        Cosine annealing over ``epochs``, or halving the rate when the validation AUC stalls.
+    val_fraction : float, default=0.2
+        Share of the training cases (by group) held out for early stopping.
+    patience : int, default=10
+        Epochs without a better validation AUC before stopping; 0 trains all ``epochs``.
+    ema : float, default=0.0
+        Decay of an exponential moving average of the weights (and batch-norm statistics),
+        updated after every step, e.g. 0.98; the average is what is validated, kept and
+        returned. 0 switches it off.
+    min_epochs : int, default=5
+        No early stop before this many epochs.
+    min_class_cases : int, default=10
+        Fewer cases of a class than this: no inner validation (see the module docstring).
+    seed : int, default=0
+    device : str, default="auto"
+        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    allow_cpu_fallback : bool, default=False
+        Train on the CPU, with a warning, when the asked GPU is absent.
+    amp : bool, default=True
+        Mixed precision on CUDA (ignored on the CPU).
+    num_workers : int, default=0
+        DataLoader worker processes (0: augment in the main process).
+    num_threads : int, optional
+        Torch CPU threads during training (default: the CPUs this process may use, less the workers).
+    deterministic : bool, default=True
+        ``torch.use_deterministic_algorithms(True, warn_only=True)`` and deterministic cuDNN.
+    augment : AugmentSettings
+    distributed : bool, default=False
+        DistributedDataParallel (see the module docstring).
+    progress : bool, default=True
+        tqdm bar over epochs with the training loss and validation AUC.
+    """
+
+    arch: str = "densenet3block"
+    image_size: int = 64
+    in_channels: int = 1
+    n_classes: int = 2
+    arch_options: Mapping[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: str = "weighted_ce"
+    focal_gamma: float = 2.0
+    scheduler: str = "cosine"
+    val_fraction: float = 0.2
+    patience: int = 10
+    ema: float = 0.0
+    min_epochs: int = 5
+    min_class_cases: int = 10
+    seed: int = 0
+    device: str = "auto"
+    allow_cpu_fallback: bool = False
+    amp: bool = True
+    num_workers: int = 0
+    num_threads: int | None = None
+    deterministic: bool = True
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    distributed: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from her2dlr.deep.networks import ARCHS
+
+        _choice("arch", self.arch, ARCHS)
+        _choice("loss", self.loss, LOSSES)
+        _choice("scheduler", self.scheduler, SCHEDULERS)
+        for name, low in (("image_size", 8), ("in_channels", 1), ("n_classes", 2), ("epochs", 1), ("batch_size", 1),
+                          ("patience", 0), ("min_epochs", 0), ("min_class_cases", 2), ("num_workers", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise InputError(f"The '{name}' parameter of TrainSettings must be an int >= {low}. "
+                                 f"Got {value!r} instead.")
+        for name in ("lr", "weight_decay", "focal_gamma"):
+            if not float(getattr(self, name)) >= 0 or (name == "lr" and not self.lr > 0):
+                raise InputError(f"The '{name}' parameter of TrainSettings must be a number "
+                                 f"{'> 0' if name == 'lr' else '>= 0'}. Got {getattr(self, name)!r} instead.")
+        if not 0.0 <= float(self.ema) < 1.0:
+            raise InputError(f"The 'ema' parameter of TrainSettings must be in [0, 1). Got {self.ema!r} instead.")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise InputError(f"The 'val_fraction' parameter of TrainSettings must be in (0, 1). "
+                             f"Got {self.val_fraction!r} instead.")
+        if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
+            raise InputError(f"The 'num_threads' parameter of TrainSettings must be an int >= 1 or None. "
+                             f"Got {self.num_threads!r} instead.")
+        if isinstance(self.augment, Mapping):
+            object.__setattr__(self, "augment", AugmentSettings(**self.augment))
+        object.__setattr__(self, "arch_options", dict(self.arch_options))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready; stored in checkpoints)."""
+        out = asdict(self)
+        out["augment"] = self.augment.to_dict()
+        out["arch_options"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.arch_options.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainSettings":
+        """Inverse of :meth:`to_dict`; unknown keys are refused with the allowed ones."""
+        allowed = {f.name for f in fields(cls)}
+        bad = sorted(set(data) - allowed)
+        if bad:
+            raise InputError(f"Unknown training setting(s) {bad}. Allowed: {sorted(allowed)}."
+                             f"{nearest(bad[0], allowed)}")
+        data = dict(data)
+        if isinstance(data.get("augment"), Mapping):
+            data["augment"] = AugmentSettings(**data["augment"])
+        return cls(**data)
+
+
+def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise InputError(f"The '{name}' parameter of TrainSettings must be one of "
+                         f"{', '.join(repr(o) for o in options)}. Got {value!r} instead.{nearest(str(value), options)}")
+
+
+@dataclass
+class TrainResult:
+    """One trained network and how it got there.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        In eval mode on the CPU, with the weights of ``best_epoch``.
+    best_epoch : int
+        1-based epoch whose weights were kept.
+    epochs_run : int
+    history : DataFrame
+        ``epoch, train_loss, val_loss, val_auc, lr, seconds`` per epoch.
+    val_index : ndarray of int
+        Rows of the training arrays held out as the inner validation split (empty without one).
+    val_prob : ndarray of shape (len(val_index),) or (len(val_index), n_classes)
+        The kept weights' predictions on those rows.
+    class_weights : list of float
+    device : str
+    best_path, last_path : Path or None
+        Checkpoints (None when no ``out_dir`` was given).
+    stopped_early : bool
+    notes : list of str
+    """
+
+    model: nn.Module
+    best_epoch: int
+    epochs_run: int
+    history: pd.DataFrame
+    val_index: np.ndarray
+    val_prob: np.ndarray
+    class_weights: list[float]
+    device: str
+    best_path: Path | None = None
+    last_path: Path | None = None
+    stopped_early: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- devices, threads, seeds
+def resolve_device(device: str = "auto", *, allow_cpu_fallback: bool = False) -> torch.device:
+    """The torch device for ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``gpu``).
+
+    Raises
+    ------
+    InputError
+        A GPU was asked for and none is visible (unless ``allow_cpu_fallback``), or an unknown name.
+    """
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "gpu":
+        name = "cuda"
+    if name == "cuda" or name.startswith("cuda:"):
+        index = 0 if name == "cuda" else _cuda_index(name)
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if index < count:
+            return torch.device(name)
+        why = ("no CUDA GPU is visible (torch.cuda.is_available() is False; torch "
+               f"{torch.__version__}{' is a CPU-only build' if torch.version.cuda is None else ''})"
+               if count == 0 else f"only {count} CUDA GPU(s) are visible")
+        if allow_cpu_fallback:
+            warnings.warn(f"Device '{device}' was asked for but {why}: training on the CPU.", stacklevel=2)
+            return torch.device("cpu")
+        raise InputError(f"Device '{device}' was asked for but {why}. Use --device cpu (or auto), install a CUDA "
+                         "build of torch, or allow the CPU fallback (allow_cpu_fallback=True / --allow-cpu-fallback).")
+    options = ("auto", "cpu", "cuda", "cuda:N", "gpu")
+    raise InputError(f"Unknown device '{device}'. Use one of {', '.join(options)}.{nearest(name, options)}")
+
+
+def _cuda_index(name: str) -> int:
+    try:
+        return int(name.split(":", 1)[1])
+    except ValueError:
+        raise InputError(f"Device '{name}' must be 'cuda' or 'cuda:N' with N a GPU number.") from None
+
+
+def default_threads(num_workers: int = 0) -> int:
+    """CPU threads for torch: the CPUs this process may use, less the DataLoader workers and busy CPUs.
+
+    On a shared machine threads that wait for busy cores slow small convolutions down many-fold
+    (measured: 15x with 2 threads on 2 cores at load 5), so the CPUs other processes keep busy
+    (1-minute load average, counting this process as one) are left out; at least 1.
+    Pass ``num_threads`` to fix the count (two runs agree bit for bit only with the same count).
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    n = cpus - num_workers
+    try:
+        idle = cpus - os.getloadavg()[0] + 1.0
+        n = min(n, int(idle))
+    except (AttributeError, OSError):  # no load average on this system
+        pass
+    return max(1, n)
+
+
+@contextmanager
+def seeded(seed: int, *, deterministic: bool = True, devices: list[int] | None = None) -> Iterator[None]:
+    """Seed torch, NumPy and ``random``; switch deterministic algorithms on; restore all afterwards."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    det_before = torch.are_deterministic_algorithms_enabled()
+    det_warn_before = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn_before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    env_before = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    with torch.random.fork_rng(devices=devices or []):
+        torch.manual_seed(seed)
+        np.random.seed(seed % (2**32))
+        random.seed(seed)
+        if deterministic:
+            if devices and env_before is None:
+                os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(det_before, warn_only=det_warn_before)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_before
+            if env_before is None:
+                os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+# --------------------------------------------------------------------------- losses, splits
+def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse-frequency class weights ``n / (n_classes * n_c)`` (scikit-learn's "balanced")."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes).astype(float)
+    return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
+
+
+def _loss(settings: TrainSettings, weights: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if settings.loss == "focal":
+        from monai.losses import FocalLoss
+
+        focal = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=settings.focal_gamma, weight=weights)
+        return lambda logits, y: focal(logits.float(), y[:, None])
+    ce = nn.CrossEntropyLoss(weight=weights if settings.loss == "weighted_ce" else None)
+    return lambda logits, y: ce(logits.float(), y)
+
+
+def _inner_split(y: np.ndarray, groups: np.ndarray, settings: TrainSettings) -> tuple[np.ndarray, str | None]:
+    """Boolean validation mask, or all-False with the reason there is none."""
+    from her2dlr.cohort.splits import stratified_group_holdout
+
+    counts = np.bincount(y, minlength=settings.n_classes)
+    fewest = int(counts.min())
+    if fewest < settings.min_class_cases:
+        cls = int(counts.argmin())
+        return np.zeros(len(y), dtype=bool), (
+            f"only {fewest} case(s) of class {cls} (fewer than min_class_cases={settings.min_class_cases})")
+    val = stratified_group_holdout(y, groups, settings.val_fraction, settings.seed)
+    for part, name in ((val, "validation"), (~val, "training")):
+        present = np.bincount(y[part], minlength=settings.n_classes)
+        if (present == 0).any():
+            return np.zeros(len(y), dtype=bool), f"the inner {name} split would miss class {int(np.argmin(present))}"
+    return val, None
+
+
+def _auc(y: np.ndarray, prob: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    if prob.ndim == 2 and prob.shape[1] == 2:
+        return float(roc_auc_score(y, prob[:, 1]))
+    return float(roc_auc_score(y, prob, multi_class="ovr"))
+
+
+# --------------------------------------------------------------------------- checkpoints
+def make_checkpoint(model: nn.Module, settings: TrainSettings, *, epoch: int, kind: str, optimizer: Any = None,
+                    scheduler: Any = None, scaler: Any = None, state: dict[str, Any] | None = None,
+                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint dict of ``model`` (weights, arch, input size, channels, seed, epoch, optimizer state ...).
+
+    Only tensors and plain Python types, so ``torch.load(weights_only=True)`` reads it.
+    """
+    import her2dlr
+
+    config = model.config
+    return {
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": kind,
+        "arch": config["arch"], "image_size": config["image_size"], "in_channels": config["in_channels"],
+        "n_classes": config["n_classes"], "arch_options": _plain(config.get("options", {})),
+        "seed": settings.seed, "epoch": epoch,
+        "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
+        "scaler_state": scaler.state_dict() if scaler is not None else None,
+        "settings": settings.to_dict(), "state": _plain(state or {}), "extra": _plain(dict(extra or {})),
+        "versions": {"her2dlr": str(her2dlr.__version__), "torch": str(torch.__version__)},
+    }
+
+
+def _plain(obj: Any) -> Any:
+    """Only the types ``torch.load(weights_only=True)`` accepts."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (Path, str)):
+        return str(obj)  # also str subclasses such as torch's TorchVersion
+    return obj
+
+
+def save_checkpoint(payload: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write a checkpoint dict atomically (temporary file, then rename); return the path."""
+    from her2dlr.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(dict(payload), tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a her2dlr checkpoint (safely: tensors and plain types only).
+
+    Raises
+    ------
+    InputError
+        Missing file, or a file that is not a her2dlr checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"Checkpoint not found: {path}.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"Cannot read checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}.") from None
+    if not isinstance(ckpt, Mapping) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path} is not a her2dlr network checkpoint (written by `her2dlr train deep`).")
+    return dict(ckpt)
+
+
+def model_from_checkpoint(checkpoint: str | os.PathLike[str] | Mapping[str, Any], *, arch: str | None = None,
+                          image_size: int | None = None, in_channels: int | None = None) -> nn.Module:
+    """Rebuild the network of a checkpoint with its weights, in eval mode on the CPU.
+
+    Parameters
+    ----------
+    checkpoint : path or dict
+    arch, image_size, in_channels : optional
+        When given, must match the checkpoint (else a clear error).
+
+    Raises
+    ------
+    InputError
+        Not a checkpoint, or one of another arch / input size / channel count than asked.
+    """
+    ckpt = load_checkpoint(checkpoint) if not isinstance(checkpoint, Mapping) else dict(checkpoint)
+    where = checkpoint if not isinstance(checkpoint, Mapping) else "the checkpoint"
+    for key, want in (("arch", arch), ("image_size", image_size), ("in_channels", in_channels)):
+        if want is not None and ckpt.get(key) != want:
+            raise InputError(f"{where} holds a network with {key}={ckpt.get(key)!r}, not {want!r} "
+                             f"(arch {ckpt.get('arch')!r}, {ckpt.get('image_size')} px, "
+                             f"{ckpt.get('in_channels')} channel(s)).")
+    options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(ckpt.get("arch_options") or {}).items()}
+    model = build_network(ckpt["arch"], in_channels=ckpt["in_channels"], n_classes=ckpt["n_classes"],
+                          image_size=ckpt["image_size"], **options)
+    model.load_state_dict(ckpt["model_state"])
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- prediction
+def predict_proba(model: nn.Module, rois: np.ndarray | torch.Tensor, *, batch_size: int = 128,
+                  device: str | torch.device = "cpu", amp: bool = True) -> np.ndarray:
+    """Class probabilities of ROI arrays, shape (n_cases, n_classes) (softmax of the logits).
+
+    The model is put in eval mode (and back into its former mode afterwards).
+    """
+    device = torch.device(device) if not isinstance(device, torch.device) else device
+    was_training = model.training
+    model.eval()
+    x_all = torch.as_tensor(rois, dtype=torch.float32)
+    out = []
+    use_amp = amp and device.type == "cuda"
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(x_all), batch_size):
+                x = x_all[start:start + batch_size].to(device, non_blocking=True)
+                with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
+                    logits = model(x)
+                out.append(torch.softmax(logits.float(), dim=1).cpu())
+    finally:
+        model.train(was_training)
+    if not out:
+        n_classes = int(getattr(model, "config", {}).get("n_classes", 2))
+        return np.zeros((0, n_classes), dtype=np.float64)
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def _evaluate(model: nn.Module, rois: np.ndarray, y: np.ndarray, loss_fn: Callable[..., torch.Tensor],
+              device: torch.device, settings: TrainSettings) -> tuple[float, float, np.ndarray]:
+    prob = predict_proba(model, rois, batch_size=max(settings.batch_size, 64), device=device, amp=settings.amp)
+    with torch.no_grad():
+        logp = torch.log(torch.as_tensor(prob).clamp_min(1e-12)).float()
+        loss = float(loss_fn(logp, torch.as_tensor(y, dtype=torch.long)))
+    return loss, _auc(y, prob), prob
+
+
+# --------------------------------------------------------------------------- distributed
+@dataclass
+class _Dist:
+    enabled: bool = False
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+    env_set: tuple[str, ...] = ()
+
+
+def _init_distributed(settings: TrainSettings) -> _Dist:
+    if not settings.distributed:
+        return _Dist()
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise InputError("distributed=True but this torch build has no torch.distributed.")
+    owns = False
+    env_set: list[str] = []
+    if not dist.is_initialized():
+        env = os.environ
+        if "RANK" not in env or "WORLD_SIZE" not in env:  # no launcher: a one-process group
+            defaults = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
+                        "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
+            env_set = [k for k in defaults if k not in env]
+            for k in env_set:
+                env[k] = defaults[k]
+        backend = "nccl" if torch.cuda.is_available() and settings.device != "cpu" else "gloo"
+        dist.init_process_group(backend=backend, init_method="env://")
+        owns = True
+    return _Dist(True, dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns,
+                 tuple(env_set))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- training
+def train_network(rois: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None, *,
+                  settings: TrainSettings | None = None, out_dir: str | os.PathLike[str] | None = None,
+                  resume: bool = False, extra: Mapping[str, Any] | None = None, name: str = "training",
+                  callback: Callable[[dict[str, Any]], bool | None] | None = None) -> TrainResult:
+    """Train one network on ROI arrays (one training fold), with early stopping on an inner split.
+
+    Parameters
+    ----------
+    rois : ndarray of shape (n_cases, in_channels, image_size, image_size)
+        Prepared ROIs (:func:`her2dlr.deep.data.manifest_rois`).
+    labels : ndarray of shape (n_cases,)
+        Integer classes 0 .. n_classes - 1.
+    groups : ndarray of shape (n_cases,), optional
+        Patient or near-duplicate group; the inner split keeps groups whole (default: one per case).
+    settings : TrainSettings
+    out_dir : path, optional
+        Folder for ``best.pt`` and ``last.pt`` (nothing written when None).
+    resume : bool, default=False
+        Continue from ``out_dir/last.pt`` when it exists (same arch, input, seed and cases).
+    extra : mapping, optional
+        Stored in the checkpoints (e.g. the ROI settings, the fold name).
+    name : str
+        Names the training set in messages and the progress bar.
+    callback : callable, optional
+        Called after every epoch with that epoch's history row; returning True stops the run
+        after writing ``last.pt`` (it can be resumed).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    InputError
+        Arrays of the wrong shape, labels outside 0 .. n_classes - 1 or of one class, a GPU
+        asked for and absent, a checkpoint to resume from that belongs to another run.
+    """
+    settings = settings or TrainSettings()
+    rois = np.asarray(rois, dtype=np.float32)
+    y = np.asarray(labels)
+    want = (settings.in_channels, settings.image_size, settings.image_size)
+    if rois.ndim != 4 or tuple(rois.shape[1:]) != want:
+        raise InputError(f"{name}: ROI arrays must have shape (n, {want[0]}, {want[1]}, {want[2]}) for these "
+                         f"settings; got {rois.shape}.")
+    if len(y) != len(rois):
+        raise InputError(f"{name}: {len(rois)} ROIs but {len(y)} labels.")
+    if y.dtype.kind == "f" and (np.isnan(y).any() or not np.all(y == np.round(y))):
+        raise InputError(f"{name}: labels must be whole class numbers without missing values.")
+    y = y.astype(np.int64)
+    if y.min(initial=0) < 0 or y.max(initial=0) >= settings.n_classes:
+        raise InputError(f"{name}: labels must lie in 0 .. {settings.n_classes - 1}; got {sorted(set(y.tolist()))}.")
+    present = np.bincount(y, minlength=settings.n_classes)
+    if (present == 0).any():
+        raise InputError(f"{name}: no case of class {int(np.argmin(present))} among {len(y)} training cases; "
+                         "a network cannot learn from one class.")
+    groups = np.arange(len(y)).astype(str) if groups is None else np.asarray(groups).astype(str)
+    out = Path(out_dir) if out_dir is not None else None
+
+    dist_info = _init_distributed(settings)
+    device = resolve_device(settings.device, allow_cpu_fallback=settings.allow_cpu_fallback)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device(f"cuda:{dist_info.local_rank}")
+    threads = settings.num_threads or default_threads(settings.num_workers)
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with seeded(settings.seed, deterministic=settings.deterministic, devices=cuda_devices), torch_threads(threads):
+            return _train(rois, y, groups, settings, out, resume, dict(extra or {}), name, callback, device,
+                          dist_info)
+    finally:
+        if dist_info.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            for key in dist_info.env_set:
+                os.environ.pop(key, None)
+
+
+def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainSettings, out: Path | None,
+           resume: bool, extra: dict[str, Any], name: str, callback: Callable[[dict[str, Any]], bool | None] | None,
+           device: torch.device, dist_info: _Dist) -> TrainResult:
+    notes: list[str] = []
+    val_mask, no_val = _inner_split(y, groups, settings)
+    if no_val:
+        message = (f"{name}: {no_val}; no inner validation split: training all {settings.epochs} epochs without "
+                   "early stopping and keeping the last epoch's weights.")
+        warnings.warn(message, FewCasesWarning, stacklevel=3)
+        notes.append(message)
+    fit_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+    weights_np = class_weights(y[fit_idx], settings.n_classes)
+    weights = torch.as_tensor(weights_np, dtype=torch.float32)
+
+    model = build_network(settings.arch, in_channels=settings.in_channels, n_classes=settings.n_classes,
+                          image_size=settings.image_size, weights=settings.weights, **settings.arch_options)
+    model.to(device)
+    loss_fn = _loss(settings, weights.to(device))
+    loss_cpu = _loss(settings, weights)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler: Any = None
+    if settings.scheduler == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs,
+                                                               eta_min=settings.lr * 0.01)
+    elif settings.scheduler == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max" if len(val_idx) else "min",
+                                                               factor=0.5, patience=max(2, settings.patience // 3))
+    use_amp = settings.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    averaged: Any = None
+    if settings.ema > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema), use_buffers=True)
+    kept: nn.Module = averaged.module if averaged is not None else model  # what is validated and kept
+
+    state: dict[str, Any] = {"best_epoch": 0, "best_auc": -math.inf, "best_loss": math.inf, "bad_epochs": 0,
+                             "finished": False, "stopped_early": False, "history": [], "n_cases": int(len(y)),
+                             "n_val": int(len(val_idx)), "class_weights": weights_np.tolist()}
+    extra = {**extra, "notes": notes}
+    start_epoch = 0
+    best_path = out / "best.pt" if out is not None else None
+    last_path = out / "last.pt" if out is not None else None
+    if resume and last_path is not None and last_path.is_file():
+        ckpt = load_checkpoint(last_path)
+        _check_resumable(ckpt, settings, state, last_path)
+        model.load_state_dict(ckpt["model_state"])
+        optimizer.load_state_dict(ckpt["optimizer_state"])
+        if scheduler is not None and ckpt.get("scheduler_state"):
+            scheduler.load_state_dict(ckpt["scheduler_state"])
+        if scaler is not None and ckpt.get("scaler_state"):
+            scaler.load_state_dict(ckpt["scaler_state"])
+        if averaged is not None and ckpt.get("ema_state"):
+            averaged.load_state_dict(ckpt["ema_state"])
+        state.update(ckpt["state"])
+        start_epoch = int(ckpt["epoch"])
+        log.info("%s: resuming after epoch %d from %s", name, start_epoch, last_path)
+    best_state = None
+    if best_path is not None and best_path.is_file() and start_epoch > 0:
+        best_state = load_checkpoint(best_path)["model_state"]
+
+    net: nn.Module = model
+    if dist_info.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    augment = Augment(settings.image_size, settings.augment, seed=settings.seed)
+    collate = AugmentCollate(augment)
+    dataset = RoiDataset(rois[fit_idx], y[fit_idx])
+    is_main = dist_info.rank == 0
+    bar: Any = None
+    if settings.progress and is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=settings.epochs, initial=start_epoch, desc=f"{settings.arch} {name}", unit="epoch",
+                   leave=False)
+    stopped_early = bool(state.get("stopped_early", False))
+    epoch = start_epoch
+    try:
+        while epoch < settings.epochs and not state["finished"]:
+            t0 = time.perf_counter()
+            epoch_seed = (settings.seed * 1_000_003 + epoch) % (2**32)
+            torch.manual_seed(epoch_seed)  # dropout; a resumed run draws what the uninterrupted one drew
+            np.random.seed(epoch_seed)
+            augment.set_random_state(epoch_seed)
+            loader = _loader(dataset, settings, collate, epoch_seed, dist_info, epoch)
+            net.train()
+            total, count = 0.0, 0
+            for xb, yb in loader:
+                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
+                    logits = net(xb)
+                loss = loss_fn(logits, yb)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                if averaged is not None:
+                    averaged.update_parameters(model)
+                total += float(loss.detach()) * len(yb)
+                count += len(yb)
+            epoch += 1
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1),
+                                   "val_loss": float("nan"), "val_auc": float("nan"),
+                                   "lr": float(optimizer.param_groups[0]["lr"])}
+            improved = False
+            if len(val_idx):
+                v_loss, v_auc, _ = _evaluate(kept, rois[val_idx], y[val_idx], loss_cpu, device, settings)
+                v_loss, v_auc = _agree(dist_info, v_loss, v_auc)
+                row.update(val_loss=v_loss, val_auc=v_auc)
+                better_auc = v_auc > state["best_auc"] + 1e-9
+                tie = abs(v_auc - state["best_auc"]) <= 1e-9 and v_loss < state["best_loss"]
+                improved = bool(better_auc or tie)
+            else:
+                improved = True  # no validation: the latest epoch is the one kept
+            if scheduler is not None:
+                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    scheduler.step(row["val_auc"] if len(val_idx) else row["train_loss"])
+                else:
+                    scheduler.step()
+            if improved:
+                state.update(best_epoch=epoch, bad_epochs=0)
+                if len(val_idx):
+                    state.update(best_auc=row["val_auc"], best_loss=row["val_loss"])
+                best_state = {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}
+            else:
+                state["bad_epochs"] += 1
+            row["seconds"] = time.perf_counter() - t0
+            state["history"].append(row)
+            if (len(val_idx) and settings.patience and state["bad_epochs"] >= settings.patience
+                    and epoch >= settings.min_epochs):
+                state["finished"] = True
+                state["stopped_early"] = stopped_early = True
+            if epoch >= settings.epochs:
+                state["finished"] = True
+            interrupted = bool(callback(dict(row))) if callback is not None else False
+            if is_main and out is not None:
+                if improved:
+                    save_checkpoint(make_checkpoint(kept, settings, epoch=epoch, kind="best", state=state,
+                                                    extra=extra), best_path)
+                last = make_checkpoint(model, settings, epoch=epoch, kind="last", optimizer=optimizer,
+                                       scheduler=scheduler, scaler=scaler, state=state, extra=extra)
+                if averaged is not None:  # last.pt: training weights to go on from, and their average
+                    last["ema_state"] = averaged.state_dict()
+                save_checkpoint(last, last_path)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}",
+                                val_auc="-" if math.isnan(row["val_auc"]) else f"{row['val_auc']:.3f}",
+                                best=state["best_epoch"])
+            if interrupted:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.to("cpu").eval()
+    val_prob = (predict_proba(model, rois[val_idx], batch_size=128) if len(val_idx)
+                else np.zeros((0, settings.n_classes)))
+    if stopped_early:
+        notes.append(f"{name}: stopped early after epoch {epoch} (best epoch {state['best_epoch']}).")
+    return TrainResult(
+        model=model, best_epoch=int(state["best_epoch"]), epochs_run=epoch,
+        history=pd.DataFrame(state["history"], columns=["epoch", "train_loss", "val_loss", "val_auc", "lr",
+                                                         "seconds"]),
+        val_index=val_idx, val_prob=val_prob, class_weights=weights_np.tolist(), device=str(device),
+        best_path=best_path if best_path is not None and best_path.is_file() else None,
+        last_path=last_path if last_path is not None and last_path.is_file() else None,
+        stopped_early=stopped_early, notes=notes,
+    )
+
+
+def _loader(dataset: RoiDataset, settings: TrainSettings, collate: AugmentCollate, seed: int, dist_info: _Dist,
+            epoch: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    sampler = None
+    if dist_info.enabled:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(dataset, num_replicas=dist_info.world, rank=dist_info.rank, shuffle=True,
+                                     seed=settings.seed)
+        sampler.set_epoch(epoch)
+    return DataLoader(dataset, batch_size=settings.batch_size, shuffle=sampler is None, sampler=sampler,
+                      collate_fn=collate, num_workers=settings.num_workers, generator=generator,
+                      worker_init_fn=_seed_worker if settings.num_workers else None,
+                      drop_last=len(dataset) > settings.batch_size and len(dataset) % settings.batch_size == 1)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed a DataLoader worker from its torch seed (itself drawn from the epoch's generator)."""
+    seed = torch.initial_seed() % (2**32)
+    np.random.seed(seed)
+    random.seed(seed)
+    torch.set_num_threads(1)
+
+
+def _agree(dist_info: _Dist, loss: float, auc: float) -> tuple[float, float]:
+    """Rank 0's validation scores on every rank, so all take the same early-stopping decision."""
+    if not dist_info.enabled or dist_info.world == 1:
+        return loss, auc
+    import torch.distributed as dist
+
+    t = torch.tensor([loss, auc], dtype=torch.float64)
+    dist.broadcast(t, src=0)
+    return float(t[0]), float(t[1])
+
+
+def _check_resumable(ckpt: Mapping[str, Any], settings: TrainSettings, state: dict[str, Any], path: Path) -> None:
+    saved = ckpt.get("settings", {})
+    for key in ("arch", "image_size", "in_channels", "n_classes", "seed", "batch_size", "lr", "loss", "scheduler",
+                "val_fraction"):
+        if saved.get(key) != getattr(settings, key):
+            raise InputError(f"Cannot resume from {path}: it was trained with {key}={saved.get(key)!r}, these "
+                             f"settings have {getattr(settings, key)!r}. Use another output folder or the same "
+                             "settings.")
+    if saved.get("epochs") != settings.epochs and settings.scheduler == "cosine":
+        raise InputError(f"Cannot resume from {path} with epochs={settings.epochs}: it was trained for "
+                         f"epochs={saved.get('epochs')} and the cosine schedule depends on it.")
+    old = ckpt.get("state", {})
+    for key in ("n_cases", "n_val"):
+        if old.get(key) != state[key]:
+            raise InputError(f"Cannot resume from {path}: it was trained on {old.get(key)} cases ({key}), "
+                             f"this training set gives {state[key]}.")
+

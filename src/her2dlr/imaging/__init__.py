@@ -1,0 +1,18 @@
+"""Image preparation for the networks: ROI crop with margin, padding, resizing, normalisation."""
+
+from her2dlr.imaging.roi import (
+    PAD_MODES,
+    Box,
+    RoiSpec,
+    crop_box,
+    crop_roi,
+    load_roi,
+    prepare_roi,
+    resize_image,
+    roi_box,
+    to_channels,
+    zscore,
+)
+
+__all__ = ["PAD_MODES", "Box", "RoiSpec", "crop_box", "crop_roi", "load_roi", "prepare_roi", "resize_image",
+           "roi_box", "to_channels", "zscore"]
