@@ -11,6 +11,7 @@ run gbsg2
 if [ -d "$DATA/busi" ]; then
   run busi-qc --data "$DATA/busi"
   run extraction --data "$DATA/busi"
+  run busi-dlr --data "$DATA/busi"   # trains busi-deep's fold networks unless the work dir has them
 fi
 if [ -d "$DATA/breast-lesions-usg" ]; then
   run breast-usg --data "$DATA/breast-lesions-usg"

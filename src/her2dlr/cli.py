@@ -216,12 +216,18 @@ def version() -> None:
 
 app.add_typer(survival_app, name="survival", help="Survival, risk groups and treatment benefit.")
 
-# Study report (her2dlr.report.cli)
-from her2dlr.report.cli import report_command  # noqa: E402
+# Deep features and heat maps of the fold networks (her2dlr.deep.explain_cli)
+from her2dlr.deep.explain_cli import explain_cmd, extract_deep_cmd  # noqa: E402
 
-app.command("report")(report_command)
+extract_app.command("deep")(extract_deep_cmd)
+app.command("explain")(explain_cmd)
 
 # Network training on the study's outer folds (her2dlr.deep.cli)
 from her2dlr.deep.cli import app as train_app  # noqa: E402
 
 app.add_typer(train_app, name="train", help="Train networks on the study's outer folds.")
+
+# Study report (her2dlr.report.cli)
+from her2dlr.report.cli import report_command  # noqa: E402
+
+app.command("report")(report_command)

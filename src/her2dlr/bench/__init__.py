@@ -49,6 +49,7 @@ _BENCH_MODULES = (
     "her2dlr.bench.evaluate_benches",
     "her2dlr.bench.report_benches",
     "her2dlr.bench.deep_benches",
+    "her2dlr.bench.dlr_benches",
 )
 
 

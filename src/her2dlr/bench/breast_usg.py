@@ -47,7 +47,8 @@ from her2dlr.bench import BenchOptions, register, result
 from her2dlr.bench.cohort_benches import require_data
 from her2dlr.errors import InputError
 
-__all__ = ["BREAST_CLINICAL", "FAMILIES", "breast_study", "breast_usg_bench"]
+__all__ = ["BREAST_CLINICAL", "FAMILIES", "breast_study", "breast_usg_bench", "best_by_prefix",
+           "labelled_cases", "radiomics_or_drop", "subset_cases"]
 
 BENCH = "breast-usg"
 TABLE = "BrEaST-Lesions-USG-clinical-data-Dec-15-2023.xlsx"
@@ -82,7 +83,7 @@ def breast_study(data: Path, out: Path) -> Any:
     return study_from_dict(raw, base_dir=out)
 
 
-def _subset(manifest: Any, n_cases: int, seed: int) -> Any:
+def subset_cases(manifest: Any, n_cases: int, seed: int) -> Any:
     """``n_cases`` labelled cases (stratified by label, seeded), repetition 0 of the k-fold only."""
     table = manifest.table
     labelled = table[table["label"].notna() & table["include"].fillna(True).astype(bool)]
@@ -97,7 +98,41 @@ def _subset(manifest: Any, n_cases: int, seed: int) -> Any:
     return manifest.copy(sub.reset_index(drop=True))
 
 
-def _best(metrics: pd.DataFrame, prefix: str) -> tuple[pd.Series | None, pd.DataFrame]:
+def labelled_cases(manifest: Any) -> Any:
+    """The manifest's included rows that have a label."""
+    table = manifest.table
+    labelled = table["label"].notna() & table["include"].fillna(True).astype(bool)
+    return manifest.copy(table[labelled].reset_index(drop=True))
+
+
+def radiomics_or_drop(manifest: Any, params: Any, cache_dir: Path, n_jobs: int, bench: str,
+                      table: pd.DataFrame | None = None) -> tuple[pd.DataFrame, Any, float]:
+    """Radiomics of the manifest's rows (cached per case); cases that fail are warned about and left out.
+
+    ``table`` gives the rows to extract when they differ from the manifest's (e.g. boxes
+    instead of masks, see :func:`her2dlr.radiomics.stage.rows_for_roi`).
+
+    Returns
+    -------
+    (features, manifest without the failed cases, seconds of the extraction)
+    """
+    from her2dlr.radiomics.extract import extract_radiomics
+
+    t0 = time.perf_counter()
+    extraction = extract_radiomics(manifest.table if table is None else table, params, n_jobs=n_jobs,
+                                   cache_dir=cache_dir, progress=False)
+    seconds = time.perf_counter() - t0
+    features = extraction.features
+    failed = sorted(set(manifest.table["case_id"].astype(str)) - set(features.index.astype(str)))
+    if failed:
+        warnings.warn(f"{bench}: radiomics failed for {len(failed)} case(s) {failed[:5]}; left out", stacklevel=2)
+        manifest = manifest.copy(manifest.table[~manifest.table["case_id"].astype(str).isin(failed)]
+                                 .reset_index(drop=True))
+    return features, manifest, seconds
+
+
+def best_by_prefix(metrics: pd.DataFrame, prefix: str) -> tuple[pd.Series | None, pd.DataFrame]:
+    """The test-split ``scope="mean"`` rows of models named ``prefix*`` and the one with the best AUC."""
     rows = metrics[(metrics["split"] == "test") & (metrics["scope"] == "mean")
                    & metrics["model"].str.startswith(prefix, na=False)]
     if rows.empty:
@@ -111,7 +146,6 @@ def breast_usg_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     from her2dlr.cohort.build import build_cohort
     from her2dlr.learn.settings import LearnSettings
     from her2dlr.learn.stage import run_learn_stage
-    from her2dlr.radiomics.extract import extract_radiomics
 
     data = require_data(opts, BENCH, "the breast-lesions-usg folder with the clinical .xlsx and images/")
     work = Path(opts.work_dir) if opts.work_dir else Path(tempfile.gettempdir()) / "her2dlr-bench-breast-usg"
@@ -120,22 +154,10 @@ def breast_usg_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
         build = build_cohort(breast_study(data, Path(tmp)), n_jobs=opts.n_jobs, progress=False)
         manifest = build.manifest
         if opts.quick:
-            manifest = _subset(manifest, QUICK_CASES, opts.seed)
-        table = manifest.table
-        labelled = table["label"].notna() & table["include"].fillna(True).astype(bool)
-        manifest = manifest.copy(table[labelled].reset_index(drop=True))
-
-        t0 = time.perf_counter()
-        extraction = extract_radiomics(manifest.table, "us2d", n_jobs=opts.n_jobs, cache_dir=work / "cache",
-                                       progress=False)
-        seconds_extraction = time.perf_counter() - t0
-        features = extraction.features
-        failed = sorted(set(manifest.table["case_id"].astype(str)) - set(features.index.astype(str)))
-        if failed:
-            warnings.warn(f"breast-usg: radiomics failed for {len(failed)} case(s) {failed[:5]}; left out",
-                          stacklevel=1)
-            manifest = manifest.copy(manifest.table[~manifest.table["case_id"].astype(str).isin(failed)]
-                                     .reset_index(drop=True))
+            manifest = subset_cases(manifest, QUICK_CASES, opts.seed)
+        manifest = labelled_cases(manifest)
+        features, manifest, seconds_extraction = radiomics_or_drop(manifest, "us2d", work / "cache", opts.n_jobs,
+                                                                   BENCH)
 
         models = QUICK_MODELS if opts.quick else FULL_MODELS
         settings = LearnSettings(features=["radiomics", "clinical"], models=models, schemes=["kfold"],
@@ -153,7 +175,7 @@ def breast_usg_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
             "quick": opts.quick}
     per_classifier = []
     for family, prefix in FAMILIES.items():
-        best, rows = _best(stage.metrics, prefix)
+        best, rows = best_by_prefix(stage.metrics, prefix)
         if best is None:
             continue
         yield result(BENCH, f"auc_{family}", float(best["auc"]), ci_low=float(best["ci_low"]),

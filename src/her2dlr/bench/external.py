@@ -1,0 +1,430 @@
+"""Benchmark ``external``: a BUSI model applied unchanged to BrEaST-Lesions-USG (external validation).
+
+``her2dlr bench external --train ../shared/data/busi --test ../shared/data/breast-lesions-usg
+[--quick] [--work-dir DIR] [--n-jobs 2]``
+
+Training: every labelled BUSI image (437 benign, 210 malignant; Baheya hospital, Cairo, one
+GE LOGIQ E9). Test: every labelled BrEaST-Lesions-USG image (154 benign, 98 malignant; a Polish
+centre, several scanners), benign vs malignant from its ``Classification`` column. No test
+label is used for any choice: the model, its features, its hyper-parameters and the operating
+threshold all come from BUSI alone; BrEaST labels are read only to score the predictions.
+
+Radiomics: the Original-image set ``us2d_original`` (100 features: shape, first order,
+texture; see its YAML), on the tumour masks (``mask``) or on their bounding rectangles
+(``box``, seed 000). Features are cached per case under ``--work-dir`` (default: the folder
+shared with ``her2dlr bench busi-radiomics``).
+
+Model: for each classifier of :data:`MODELS`, seed 002's selection and the classifier tuned by
+an inner group 5-fold grid search (median AUC) on all of BUSI
+(:func:`her2dlr.learn.cv.fit_fold`), refitted on all of BUSI, then applied to BrEaST. The
+classifier reported as ``auc_external_<roi>`` is the one with the best *inner* (BUSI) median
+AUC - a choice made on training data only; ``auc_external_<roi>_<clf>`` lines give every
+classifier, so the spread is visible.
+
+Levers (one variant each; :data:`VARIANTS`):
+
+- **physical scale** (``resampled``): BrEaST gives its pixel size (0.043-0.139 mm, median
+  0.078), BUSI none. Texture and shape are measured in pixels, so one pixel must mean the same
+  length in both cohorts. BUSI's pixel size is taken as the one that gives both cohorts the
+  same median field of view (image height and width in mm; image geometry only, no label):
+  0.086 mm (:func:`busi_nominal_spacing`). Each BrEaST image and mask is resampled to that
+  pixel size (Lanczos, anti-aliased; masks bilinear then >= 0.5) before extraction; BUSI is
+  left as it is. Without it (``pixels``) a BrEaST pixel is taken as a BUSI pixel.
+- **intensity normalisation** (``normalised``): PyRadiomics ``normalize`` (each image to zero
+  mean and unit SD over the whole image, times 50, so that the fixed bin width of 5 still
+  gives about as many grey levels as on the raw 8-bit images: ``us2d_original_norm``).
+  Ultrasound grey levels depend on gain, dynamic range and post-processing, which differ
+  between scanners and operators.
+- **binning** (``bincount``): 32 bins per ROI (``us2d_original_bincount``) instead of a fixed
+  width: texture then ignores the ROI's grey-level range.
+- **harmonisation** (``harmonised``): ComBat-style location/scale alignment of every feature of
+  the BrEaST cases to the BUSI distribution
+  (:class:`her2dlr.learn.harmonise.LocationScaleHarmoniser`, empirical Bayes, no covariates).
+  **This step is transductive**: it uses the unlabelled feature values of all BrEaST cases
+  (never their labels) before predicting them, as a site would calibrate on a batch of its
+  own cases.
+
+The shipped default (``auc_external_mask`` / ``auc_external_box``) is :data:`DEFAULT_VARIANT`:
+physical scale + intensity normalisation + harmonisation, chosen by principle (each corrects a
+known source of site difference: pixel size, gain, and the remaining per-feature shifts) before
+any BrEaST score was seen. **The variants were also explored on BrEaST during development**,
+so every variant is reported (``auc_external_<roi>_<variant>``, each with its own classifier
+chosen by BUSI inner CV), and the reader sees the spread rather than one picked number.
+
+Metrics: ``auc_external_mask`` and ``auc_external_box`` with ``ci_low``/``ci_high`` (DeLong
+95% CI on the BrEaST cases), ``n``, ``positives``, ``model``, ``variant``, ``inner_auc`` (the
+chosen classifier's BUSI inner-CV median AUC) and the threshold metrics at the operating
+threshold chosen on BUSI (Youden on inner out-of-fold predictions); one
+``auc_external_<roi>_<clf>`` line per classifier of the default variant; one
+``auc_external_<roi>_<variant>`` line per variant; ``busi_pixel_mm`` (the assumed BUSI pixel
+size); ``seconds`` (everything after extraction) and ``seconds_extraction``.
+
+``--quick``: 120 BUSI and 60 BrEaST cases (stratified, seeded), logistic regression only,
+variants ``plain`` and the default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from her2dlr.bench import BenchOptions, register, result
+from her2dlr.errors import InputError
+
+__all__ = ["DEFAULT_VARIANT", "MODELS", "VARIANTS", "Variant", "busi_nominal_spacing", "external_bench",
+           "resample_rows"]
+
+BENCH = "external"
+#: The six classifiers of seed 002 (zoo default grids).
+MODELS = ["lr", "svm", "rf", "extratrees", "xgboost", "lightgbm"]
+QUICK_MODELS = ["lr"]
+QUICK_TRAIN = 120
+QUICK_TEST = 60
+ROIS = {"mask": "mask", "box": "bbox"}
+#: Simulated scanner change of :func:`perturbed_rows`: grey-level curve, gain, blur (pixels).
+PERTURB_GAMMA = 0.8
+PERTURB_GAIN = 1.1
+PERTURB_BLUR = 0.7
+#: ICC threshold of the ``stable`` variant (seed 003).
+ICC_THRESHOLD = 0.75
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of preparing the two cohorts' features.
+
+    Attributes
+    ----------
+    name : str
+    params : str
+        Shipped params set (a YAML of ``her2dlr/radiomics/params``).
+    resample : bool
+        Resample the test images to the training cohort's pixel size.
+    harmonise : bool
+        Align the test features to the training ones (transductive, see the module docstring).
+    note : str
+    features : tuple of str, optional
+        Keep only the features whose names end with one of these (default: all).
+    stable : bool
+        Put an ICC filter first in the selection: keep the features whose ICC between each
+        training image and a copy with simulated scanner changes (:func:`perturbed_rows`)
+        exceeds 0.75, fitted on the training rows of each fold like every other step.
+    """
+
+    name: str
+    params: str
+    resample: bool
+    harmonise: bool
+    note: str
+    features: tuple[str, ...] | None = None
+    stable: bool = False
+
+    def columns(self, names: Any) -> list[str]:
+        """The feature names of ``names`` this variant uses."""
+        if self.features is None:
+            return [str(n) for n in names]
+        return [str(n) for n in names if str(n).endswith(self.features)]
+
+
+#: Shape features that do not change with the pixel size (ratios of lengths and areas).
+SHAPE_INVARIANT = ("shape2D_Sphericity", "shape2D_SphericalDisproportion", "shape2D_Elongation")
+#: Every variant reported; ``plain`` is what a plain PyRadiomics + classifier script does.
+VARIANTS: tuple[Variant, ...] = (
+    Variant("plain", "us2d_original", False, False, "pixels as pixels, raw grey levels"),
+    Variant("resampled", "us2d_original", True, False, "test images resampled to the training pixel size"),
+    Variant("normalised", "us2d_original_norm", True, False, "resampled + PyRadiomics normalize"),
+    Variant("bincount", "us2d_original_bincount", True, False, "resampled + 32 bins per ROI"),
+    Variant("harmonised_raw", "us2d_original", True, True, "resampled + ComBat-style alignment (transductive)"),
+    Variant("harmonised", "us2d_original_norm", True, True,
+            "resampled + normalize + ComBat-style alignment (transductive)"),
+    Variant("stable", "us2d_original", True, False,
+            "resampled + features with ICC > 0.75 under simulated scanner changes (training images only)",
+            stable=True),
+    Variant("shape_invariant", "us2d_original", False, False,
+            "scale-invariant shape features only (no pixel size needed)", SHAPE_INVARIANT),
+)
+DEFAULT_VARIANT = "harmonised"
+QUICK_VARIANTS = ("plain", DEFAULT_VARIANT)
+
+
+def busi_nominal_spacing(train: pd.DataFrame, test: pd.DataFrame) -> float:
+    """Pixel size (mm) to assume for a cohort without one (BUSI), from the fields of view of both cohorts.
+
+    Both cohorts are breast B-mode images cropped from the scanner screen, so their fields of
+    view (image height and width in mm) should match in the median. The test cohort gives its
+    pixel size (``spacing``, mm), the training cohort only its image sizes in pixels: the
+    assumed size is the mean of ``median(test spacing x height) / median(train height)`` and the
+    same for widths, rounded to 1 micrometre. Uses image geometry only, never a label.
+
+    Raises
+    ------
+    InputError
+        When a manifest lacks ``width``/``height`` or the test cohort has no pixel size.
+    """
+    for name, table in (("training", train), ("test", test)):
+        missing = [c for c in ("width", "height") if c not in table.columns]
+        if missing:
+            raise InputError(f"The {name} manifest lacks column(s) {missing}: run the cohort build (QC) first.")
+    spacing = pd.to_numeric(test["spacing"], errors="coerce")
+    if spacing.notna().sum() == 0:
+        raise InputError("The test cohort has no pixel size ('spacing'): the training pixel size cannot be matched.")
+    ok = spacing.notna()
+    by_height = float(np.median(spacing[ok] * test.loc[ok, "height"]) / np.median(train["height"]))
+    by_width = float(np.median(spacing[ok] * test.loc[ok, "width"]) / np.median(train["width"]))
+    return round((by_height + by_width) / 2.0, 3)
+
+
+def _resample_one(image: str, mask: str, factor: float, out_image: Path, out_mask: Path) -> None:
+    import SimpleITK as sitk
+    from PIL import Image
+
+    from her2dlr.io.atomic import atomic_path
+    from her2dlr.io.images import read_image, read_mask_array
+
+    grey = sitk.GetArrayFromImage(read_image(image))
+    arr = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    h, w = arr.shape
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    # PIL widens the filter support when shrinking: Lanczos resampling with anti-aliasing
+    out = Image.fromarray(arr).resize(size, Image.Resampling.LANCZOS)
+    m = (read_mask_array(mask) > 0).astype(np.uint8) * 255
+    m_out = np.asarray(Image.fromarray(m).resize(size, Image.Resampling.BILINEAR)) >= 128
+    for img, path in ((out, out_image), (Image.fromarray(m_out.astype(np.uint8) * 255), out_mask)):
+        with atomic_path(path) as tmp:
+            img.save(tmp, format="PNG")
+
+
+def resample_rows(table: pd.DataFrame, target: float, out_dir: Path) -> pd.DataFrame:
+    """Copies of the rows' images and masks resampled to ``target`` mm per pixel (written once under ``out_dir``).
+
+    Rows need ``case_id``, ``image``, ``mask`` and ``spacing`` (mm); rows without a spacing or a
+    mask are returned as they are. The returned rows point at the resampled files and have no
+    spacing: one new pixel is one training-cohort pixel. Images: Lanczos (anti-aliased when
+    shrinking); masks: bilinear, then >= 0.5. Files are named by a hash of the source files'
+    bytes and the factor, so a second run reuses them.
+    """
+    from her2dlr.radiomics.cache import file_fingerprint
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = table.copy()
+    for idx, row in rows.iterrows():
+        spacing = pd.to_numeric(pd.Series([row.get("spacing")]), errors="coerce").iloc[0]
+        if pd.isna(spacing) or not isinstance(row.get("mask"), str):
+            continue
+        factor = float(spacing) / float(target)
+        text = f"{file_fingerprint(row['image'])}|{file_fingerprint(row['mask'])}|{factor:.6f}"
+        stem = f"{row['case_id']}-{hashlib.blake2b(text.encode(), digest_size=6).hexdigest()}"
+        out_image, out_mask = out_dir / f"{stem}.png", out_dir / f"{stem}_mask.png"
+        if not (out_image.is_file() and out_mask.is_file()):
+            _resample_one(row["image"], row["mask"], factor, out_image, out_mask)
+        rows.at[idx, "image"] = str(out_image)
+        rows.at[idx, "mask"] = str(out_mask)
+        rows.at[idx, "spacing"] = np.nan
+    return rows
+
+
+def _perturb_one(image: str, out_image: Path) -> None:
+    import SimpleITK as sitk
+    from PIL import Image
+    from scipy.ndimage import gaussian_filter
+
+    from her2dlr.io.atomic import atomic_path
+    from her2dlr.io.images import read_image
+
+    grey = np.clip(sitk.GetArrayFromImage(read_image(image)).astype(np.float64), 0, 255) / 255.0
+    out = gaussian_filter(PERTURB_GAIN * 255.0 * grey**PERTURB_GAMMA, PERTURB_BLUR)
+    with atomic_path(out_image) as tmp:
+        Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8)).save(tmp, format="PNG")
+
+
+def perturbed_rows(table: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    """Copies of the rows' images as another scanner might show them; masks and case ids unchanged.
+
+    Each image gets a different grey-level curve and gain (``255 * 1.1 * (I / 255) ** 0.8``,
+    clipped) and a softer point-spread function (Gaussian blur, sigma 0.7 pixel): the
+    differences between B-mode scanners and presets that resampling does not remove. Features
+    of these copies are the "repeat" table of the ICC filter (seed 003's reproducibility filter,
+    here against acquisition rather than delineation). Written once under ``out_dir``.
+    """
+    from her2dlr.radiomics.cache import file_fingerprint
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = table.copy()
+    tag = f"g{PERTURB_GAMMA}-k{PERTURB_GAIN}-b{PERTURB_BLUR}"
+    for idx, row in rows.iterrows():
+        text = f"{file_fingerprint(row['image'])}|{tag}"
+        out_image = out_dir / f"{row['case_id']}-{hashlib.blake2b(text.encode(), digest_size=6).hexdigest()}.png"
+        if not out_image.is_file():
+            _perturb_one(row["image"], out_image)
+        rows.at[idx, "image"] = str(out_image)
+    return rows
+
+
+def _require(path: Path | None, flag: str, expect: str) -> Path:
+    if path is None:
+        raise InputError(f"Benchmark '{BENCH}' needs {flag}: {expect}.")
+    if not Path(path).is_dir():
+        raise InputError(f"{flag} {path} is not a folder ({expect}).")
+    return Path(path).resolve()
+
+
+def _stratified(table: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frac = min(1.0, n / max(len(table), 1))
+    keep: list[Any] = []
+    for _, part in table.groupby("label"):
+        keep += list(rng.choice(part.index.to_numpy(), size=round(len(part) * frac), replace=False))
+    return table.loc[sorted(keep)].reset_index(drop=True)
+
+
+def fit_models(X_train: pd.DataFrame, y_train: np.ndarray, groups: np.ndarray, models: list[str], *, seed: int,
+               n_jobs: int, memo_dir: Path, selection: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Tune and fit every classifier on the whole training cohort (selection inside, shared between them).
+
+    ``selection`` defaults to :data:`her2dlr.bench.busi_radiomics.SELECTION`.
+
+    Returns
+    -------
+    dict
+        Classifier name -> :class:`her2dlr.learn.cv.FoldFit` (pipeline, inner median AUC, threshold).
+    """
+    from her2dlr.bench.busi_radiomics import SELECTION, SharedSelection
+    from her2dlr.learn.cv import fit_fold
+    from her2dlr.learn.tuning import SearchSettings
+
+    steps = [("selection", SharedSelection(SELECTION if selection is None else selection, str(memo_dir)))]
+    search = SearchSettings(inner_splits=5, n_jobs=n_jobs, random_state=seed)
+    return {model: fit_fold(X_train, y_train, groups, model=model, selection=steps, search=search,
+                            fold="final")[0] for model in models}
+
+
+def score_models(fits: dict[str, Any], X_train: pd.DataFrame, X_test: pd.DataFrame, y_test: np.ndarray, *,
+                 harmonise: bool) -> list[dict[str, Any]]:
+    """Apply the fitted classifiers to the test cohort (optionally harmonised first); one dict per classifier."""
+    from her2dlr.evaluate.metrics import auc_ci, threshold_metrics
+    from her2dlr.learn.harmonise import LocationScaleHarmoniser
+    from her2dlr.learn.thresholds import apply_threshold
+
+    X_test = X_test[X_train.columns]
+    if harmonise:
+        X_test = LocationScaleHarmoniser().fit(X_train).transform(X_test)
+    out = []
+    for model, fit in fits.items():
+        prob = fit.pipeline.predict_proba(X_test)[:, 1]
+        auc = auc_ci(y_test, prob)
+        met = threshold_metrics(y_test, predicted=apply_threshold(prob, fit.threshold))
+        out.append({"model": model, "auc": auc.auc, "ci_low": auc.ci_low, "ci_high": auc.ci_high,
+                    "inner_auc": fit.inner_median_auc, "n_features": len(fit.features),
+                    **{k: met[k] for k in ("sensitivity", "specificity", "accuracy")}})
+    return out
+
+
+@register(BENCH, "External validation: BUSI-trained radiomics model on BrEaST-Lesions-USG, masks and boxes, levers")
+def external_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
+    """Yield the benchmark's result lines (see the module docstring)."""
+    from her2dlr.bench.breast_usg import breast_study, labelled_cases, radiomics_or_drop
+    from her2dlr.bench.busi_radiomics import SELECTION, busi_cases, default_work_dir, params_path
+    from her2dlr.cohort.build import build_cohort
+    from her2dlr.radiomics.stage import rows_for_roi
+
+    train_dir = _require(opts.train or opts.data, "--train", "the BUSI folder with benign/, malignant/, normal/")
+    test_dir = _require(opts.test, "--test", "the breast-lesions-usg folder with the clinical .xlsx and images/")
+    work = default_work_dir(opts)
+    models = QUICK_MODELS if opts.quick else MODELS
+    variants = [v for v in VARIANTS if not opts.quick or v.name in QUICK_VARIANTS]
+    per_variant: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    seconds_extraction = 0.0
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        train = busi_cases(train_dir, Path(tmp) / "busi", opts.n_jobs)
+        test = labelled_cases(build_cohort(breast_study(test_dir, Path(tmp) / "breast"), n_jobs=opts.n_jobs,
+                                           progress=False).manifest)
+        if opts.quick:
+            train = train.copy(_stratified(train.table, QUICK_TRAIN, opts.seed))
+            test = test.copy(_stratified(test.table, QUICK_TEST, opts.seed))
+        busi_mm = busi_nominal_spacing(train.table, test.table)
+        test_tables = {False: test.table.assign(spacing=np.nan),
+                       True: resample_rows(test.table, busi_mm, work / "resampled")}
+        seconds_extraction += time.perf_counter() - t_start
+        for setting, roi in ROIS.items():
+            features: dict[tuple[str, str, bool], tuple[pd.DataFrame, Any]] = {}
+            for v in variants:
+                params = params_path(v.params)
+                key_train = (v.params, "train", False)
+                if key_train not in features:
+                    X, man, secs = radiomics_or_drop(train, params, work / "cache", opts.n_jobs, BENCH,
+                                                     table=rows_for_roi(train.table, roi))
+                    features[key_train] = (X, man)
+                    seconds_extraction += secs
+                key_repeat = (v.params, "repeat", False)
+                if v.stable and key_repeat not in features:
+                    rows = rows_for_roi(perturbed_rows(train.table, work / "perturbed"), roi)
+                    X, _, secs = radiomics_or_drop(train, params, work / "cache", opts.n_jobs, BENCH, table=rows)
+                    features[key_repeat] = (X, None)
+                    seconds_extraction += secs
+                key_test = (v.params, "test", v.resample)
+                if key_test not in features:
+                    rows = rows_for_roi(test_tables[v.resample], roi)
+                    X, man, secs = radiomics_or_drop(test, params, work / "cache", opts.n_jobs, BENCH, table=rows)
+                    features[key_test] = (X, man)
+                    seconds_extraction += secs
+            fits: dict[tuple[Any, ...], dict[str, Any]] = {}
+            for v in variants:
+                X_train, man_train = features[(v.params, "train", False)]
+                X_test, man_test = features[(v.params, "test", v.resample)]
+                tr, te = man_train.table, man_test.table
+                cols = v.columns(X_train.columns)
+                X_train = X_train.loc[tr["case_id"].astype(str), cols]
+                key = (v.params, v.features, v.stable)  # the training side depends on these only
+                selection = list(SELECTION)
+                if v.stable:
+                    repeat = features[(v.params, "repeat", False)][0]
+                    selection = [{"name": "icc", "repeat": repeat[cols], "threshold": ICC_THRESHOLD,
+                                  "missing": "drop"}, *selection]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    if key not in fits:
+                        fits[key] = fit_models(X_train, tr["label"].astype(int).to_numpy(),
+                                               tr["group"].astype(str).to_numpy(), models, seed=opts.seed,
+                                               n_jobs=opts.n_jobs, memo_dir=Path(tmp) / "selection",
+                                               selection=selection)
+                    rows = score_models(fits[key], X_train, X_test.loc[te["case_id"].astype(str), cols],
+                                        te["label"].astype(int).to_numpy(), harmonise=v.harmonise)
+                per_variant[(setting, v.name)] = [
+                    {**r, "n": len(te), "positives": int(te["label"].sum()), "n_train": len(tr)} for r in rows]
+    seconds = time.perf_counter() - t_start - seconds_extraction
+    # the classifier of each variant: best BUSI inner-CV AUC (training data only)
+    chosen = {k: max(rows, key=lambda r: r["inner_auc"]) for k, rows in per_variant.items()}
+    for setting in ROIS:
+        best = chosen[(setting, DEFAULT_VARIANT)]
+        yield result(BENCH, f"auc_external_{setting}", best["auc"], ci_low=best["ci_low"], ci_high=best["ci_high"],
+                     n=best["n"], positives=best["positives"], n_train=best["n_train"], model=best["model"],
+                     variant=DEFAULT_VARIANT, inner_auc=round(best["inner_auc"], 4),
+                     sensitivity=best["sensitivity"], specificity=best["specificity"], accuracy=best["accuracy"],
+                     transductive=True, quick=opts.quick)
+    for setting in ROIS:
+        for r in per_variant[(setting, DEFAULT_VARIANT)]:
+            yield result(BENCH, f"auc_external_{setting}_{r['model']}", r["auc"], ci_low=r["ci_low"],
+                         ci_high=r["ci_high"], n=r["n"], inner_auc=round(r["inner_auc"], 4),
+                         variant=DEFAULT_VARIANT)
+    for setting in ROIS:
+        for v in variants:
+            best = chosen[(setting, v.name)]
+            yield result(BENCH, f"auc_external_{setting}_{v.name}", best["auc"], ci_low=best["ci_low"],
+                         ci_high=best["ci_high"], n=best["n"], model=best["model"],
+                         inner_auc=round(best["inner_auc"], 4), params=v.params, resampled=v.resample,
+                         harmonised=v.harmonise, note=v.note,
+                         auc_by_model={r["model"]: round(r["auc"], 4) for r in per_variant[(setting, v.name)]})
+    yield result(BENCH, "busi_pixel_mm", busi_mm, note="assumed BUSI pixel size: same median field of view")
+    yield result(BENCH, "seconds", round(seconds, 2), seconds=round(seconds, 2), n_jobs=opts.n_jobs,
+                 models=len(models), variants=len(variants))
+    yield result(BENCH, "seconds_extraction", round(seconds_extraction, 2), seconds=round(seconds_extraction, 2))

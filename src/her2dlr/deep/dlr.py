@@ -1,0 +1,335 @@
+"""Deep learning radiomics (seed 002): deep features + radiomics, early and late fusion, same folds.
+
+Three models and one fusion, all on the cohort's outer folds (:func:`her2dlr.learn.cv.outer_folds`):
+
+``deep-<clf>`` (:func:`run_dlr_cv` without radiomics)
+    The fold network's penultimate features (:mod:`her2dlr.deep.features`) -> z-score + PCA to
+    64 components (:class:`~her2dlr.deep.features.DeepPCA`) -> the selection -> classifier.
+``dlr-<clf>``, early fusion (:func:`run_dlr_cv` with radiomics)
+    ``ColumnTransformer``: deep columns -> z-score + PCA 64, radiomics columns passed through;
+    the 64 + n_radiomics columns concatenated, then seed 002's selection (variance, z-score,
+    t-test, Pearson, greedy, LASSO) -> classifier.
+``deep_signature`` (:func:`deep_signature`)
+    The fold network's own positive-class probability (seed 002's "DL signature"): out-of-fold
+    for the fold's test cases, apparent (in-sample) for its training cases.
+``late(dlr)-<clf>`` / ``late(deep_signature,radiomics)`` (:func:`late_dlr`)
+    Mean of the deep signature's and the radiomics model's probabilities, fold by fold
+    (:func:`her2dlr.learn.fusion.late_fusion`).
+
+Honesty: in outer fold ``r<rep>f<k>`` the deep columns of every case come from the network of
+that fold, trained without the fold's test cases (checked by
+:func:`~her2dlr.deep.features.check_out_of_fold`), and PCA, selection and classifier are fitted
+by :func:`her2dlr.learn.cv.fit_fold` on the fold's training rows - including the inner
+search, where PCA is refitted on every inner training part. This module is the outer loop of
+:func:`her2dlr.learn.cv.run_outer_cv` with one table per fold; predictions follow the same
+contract (``test``, ``train``, ``train_oof`` rows).
+
+A limit worth knowing: the training rows' deep features are in-sample for the fold's network
+(it was fitted on them), so they separate the classes better than the test rows' features do;
+inner-CV scores and thresholds of the deep models are optimistic, the test predictions are not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.compose import ColumnTransformer
+
+from her2dlr.cohort.manifest import Manifest
+from her2dlr.deep.features import DeepPCA, FoldFeatures, check_out_of_fold, deep_columns
+from her2dlr.errors import InputError
+from her2dlr.learn.cv import (
+    PREDICTION_COLUMNS,
+    CVResult,
+    fit_fold,
+    learning_data,
+    outer_folds,
+)
+from her2dlr.learn.settings import DEFAULT_SELECTION
+from her2dlr.learn.thresholds import ThresholdRule, apply_threshold, choose_threshold
+from her2dlr.learn.tuning import SearchSettings, Steps, _as_steps
+
+__all__ = ["DEEP_SIGNATURE", "DLR_SELECTION", "deep_signature", "dlr_steps", "late_dlr", "run_dlr_cv"]
+
+log = logging.getLogger(__name__)
+
+#: Selection after the fusion (seed 002: as for radiomics).
+DLR_SELECTION: list[dict[str, Any]] = [dict(s) for s in DEFAULT_SELECTION]
+#: Model name of the network's own probabilities.
+DEEP_SIGNATURE = "deep_signature"
+
+
+def dlr_steps(deep_cols: Sequence[str], radiomics_cols: Sequence[str], selection: Steps, *,
+              n_components: int = 64, random_state: int = 0) -> list[tuple[str, Any]]:
+    """``[("deep_pca", ColumnTransformer), *selection]``: PCA of the deep block, radiomics kept, then selection.
+
+    Parameters
+    ----------
+    deep_cols : list of str
+        Deep-feature columns (``deep_0 ..``).
+    radiomics_cols : list of str
+        Radiomics columns (may be empty: deep-only model).
+    selection : list of dict or list of (name, transformer)
+        Applied to the concatenation.
+    n_components : int, default=64
+    random_state : int, default=0
+
+    Returns
+    -------
+    list of (name, transformer)
+        Output names: ``deep__deep_pc<j>`` and ``radiomics__<feature>``.
+    """
+    if not deep_cols:
+        raise InputError("The DLR model needs deep-feature columns (deep_0, deep_1, ...).")
+    blocks: list[tuple[str, Any, list[str]]] = [
+        ("deep", DeepPCA(n_components, random_state=random_state), list(deep_cols))]
+    if len(radiomics_cols):
+        blocks.append(("radiomics", "passthrough", list(radiomics_cols)))
+    ct = ColumnTransformer(blocks, remainder="drop", verbose_feature_names_out=True).set_output(transform="pandas")
+    return [("deep_pca", ct), *_as_steps(selection)]
+
+
+def _fold_table(folds: Mapping[str, FoldFeatures | pd.DataFrame], fold: str) -> pd.DataFrame:
+    if fold not in folds:
+        raise InputError(f"No deep features for outer fold '{fold}'; folds with features: {sorted(folds)[:8]}.")
+    entry = folds[fold]
+    frame = entry.features if isinstance(entry, FoldFeatures) else entry
+    cols = deep_columns(frame.columns)
+    if not cols:
+        raise InputError(f"The deep features of fold '{fold}' have no deep_<j> columns.")
+    out = frame[cols].copy()
+    out.index = out.index.astype(str)
+    return out
+
+
+def run_dlr_cv(folds: Mapping[str, FoldFeatures | pd.DataFrame], radiomics: pd.DataFrame | None,
+               manifest: Manifest | pd.DataFrame, *, model: str = "lr", selection: Steps | None = None,
+               n_components: int = 64, scheme: str = "kfold", grid: Mapping[str, list[Any]] | None = None,
+               params: Mapping[str, Any] | None = None, search: SearchSettings | None = None,
+               threshold: ThresholdRule | None = None, keep_train: bool = True, model_name: str | None = None,
+               n_jobs: int = 1) -> CVResult:
+    """Nested evaluation of the deep-only (``radiomics=None``) or DLR model over the outer folds.
+
+    Parameters
+    ----------
+    folds : dict
+        Outer fold name -> :class:`~her2dlr.deep.features.FoldFeatures` (or a DataFrame of
+        deep features from that fold's network, indexed by case id; then no bookkeeping check).
+    radiomics : DataFrame of shape (n_cases, n_features) or None
+        Indexed by case id; the same table in every fold.
+    manifest : Manifest or DataFrame
+        ``case_id, patient_id, label`` and the outer-fold columns.
+    model : str, default="lr"
+        Zoo name.
+    selection : steps, default=:data:`DLR_SELECTION`
+        After the PCA / concatenation.
+    n_components : int, default=64
+    scheme : {"kfold", "holdout"}, default="kfold"
+    grid, params, search, threshold
+        As in :func:`her2dlr.learn.cv.fit_fold`.
+    keep_train : bool, default=True
+        Also return ``train`` and ``train_oof`` rows.
+    model_name : str, optional
+        Default ``"dlr-<model>"`` (``"deep-<model>"`` without radiomics).
+    n_jobs : int, default=1
+        Outer folds in parallel.
+
+    Returns
+    -------
+    CVResult
+
+    Raises
+    ------
+    InputError
+        A fold without deep features, a fold's network trained on one of its test cases, cases
+        without radiomics or deep features, clashing column names.
+    """
+    selection = DLR_SELECTION if selection is None else selection
+    search = search or SearchSettings()
+    if n_jobs != 1 and search.n_jobs != 1:
+        search = replace(search, n_jobs=1)
+    name = model_name or f"{'dlr' if radiomics is not None else 'deep'}-{model}"
+    typed = {f: v for f, v in folds.items() if isinstance(v, FoldFeatures)}
+    table_all = manifest.included if isinstance(manifest, Manifest) else manifest
+    if typed:
+        check_out_of_fold(typed, table_all[table_all["label"].notna()] if "label" in table_all else table_all)
+    first = _fold_table(folds, next(iter(folds)))
+    base = radiomics if radiomics is not None else first
+    if radiomics is not None:
+        rad = radiomics.set_index("case_id") if "case_id" in radiomics.columns else radiomics
+        rad = rad.copy()
+        rad.index = rad.index.astype(str)
+        clash = sorted(set(rad.columns.astype(str)) & set(first.columns))
+        if clash:
+            raise InputError(f"Radiomics column(s) {clash[:5]} clash with the deep-feature names.")
+        base = rad
+    data = learning_data(base, manifest)
+    ids = data.X.index.astype(str)
+    plan = []
+    for fold, rep, train, test in outer_folds(data.table, scheme):
+        deep = _fold_table(folds, fold)
+        missing = sorted(set(ids) - set(deep.index))
+        if missing:
+            raise InputError(f"Fold '{fold}': {len(missing)} case(s) have no deep features, e.g. {missing[:5]}.")
+        X = deep.loc[ids]
+        if radiomics is not None:
+            X = pd.concat([X, data.X], axis=1)
+        X.index.name = "case_id"
+        plan.append((fold, rep, train, test, X))
+    rad_cols = list(data.X.columns) if radiomics is not None else []
+    steps = dlr_steps(list(first.columns), rad_cols, selection, n_components=n_components,
+                      random_state=search.random_state)
+    jobs = (delayed(fit_fold)(X[train], data.y[train], data.groups[train], model=model, selection=steps, grid=grid,
+                              params=params, search=search, threshold=threshold, fold=fold)
+            for fold, _, train, _, X in plan)
+    outputs = Parallel(n_jobs=n_jobs)(jobs)
+    frames, fits = [], []
+    for (fit, oof), (fold, rep, train, test, X) in zip(outputs, plan):
+        fit.repeat = rep
+        fit.test_cases = ids[test].tolist()
+        fits.append(fit)
+        parts: list[tuple[str, np.ndarray, np.ndarray | None]] = [("test", test, None)]
+        if keep_train:
+            parts += [("train", train, None), ("train_oof", train, oof)]
+        for split, rows, given in parts:
+            if not rows.any():
+                continue
+            prob = given if given is not None else fit.pipeline.predict_proba(X[rows])[:, 1]
+            frames.append(pd.DataFrame({
+                "case_id": ids[rows], "patient_id": data.patient[rows], "model": name, "fold": fold, "split": split,
+                "prob": prob, "class": apply_threshold(prob, fit.threshold), "label": data.y[rows],
+                "threshold": fit.threshold.value,
+            }))
+        log.info("%s %s: inner median AUC %.3f, %d features", name, fold, fit.inner_median_auc, len(fit.features))
+    predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
+    return CVResult(name, scheme, predictions[PREDICTION_COLUMNS], fits)
+
+
+def deep_signature(folds: Mapping[str, FoldFeatures], manifest: Manifest | pd.DataFrame, *,
+                   scheme: str = "kfold", threshold: ThresholdRule | None = None, keep_train: bool = True,
+                   name: str = DEEP_SIGNATURE) -> CVResult:
+    """The fold networks' own probabilities as predictions (seed 002's deep-learning signature).
+
+    ``test`` rows: each fold's test cases, scored by the network trained without them.
+    ``train`` rows: the fold's training cases scored by the same network (apparent, in-sample);
+    the fold's threshold is chosen on them (there are no inner out-of-fold predictions of a
+    network).
+
+    Returns
+    -------
+    CVResult
+        ``fits`` is empty.
+    """
+    table_all = manifest.included if isinstance(manifest, Manifest) else manifest
+    labelled = table_all[table_all["label"].notna()] if "label" in table_all else table_all
+    check_out_of_fold(folds, labelled)
+    first = next(iter(folds.values()))
+    data = learning_data(first.features, manifest)
+    ids = data.X.index.astype(str)
+    frames = []
+    for fold, _, train, test in outer_folds(data.table, scheme):
+        if fold not in folds:
+            raise InputError(f"No network probabilities for outer fold '{fold}'.")
+        prob_all = folds[fold].prob.reindex(ids).to_numpy(dtype=float)
+        if np.isnan(prob_all[train | test]).any():
+            raise InputError(f"Fold '{fold}': the network has no probability for some cases.")
+        thr = choose_threshold(data.y[train], prob_all[train], threshold, source="train_fit")
+        parts = [("test", test)] + ([("train", train)] if keep_train else [])
+        for split, rows in parts:
+            if not rows.any():
+                continue
+            prob = prob_all[rows]
+            frames.append(pd.DataFrame({
+                "case_id": ids[rows], "patient_id": data.patient[rows], "model": name, "fold": fold, "split": split,
+                "prob": prob, "class": apply_threshold(prob, thr), "label": data.y[rows], "threshold": thr.value,
+            }))
+    predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
+    return CVResult(name, scheme, predictions[PREDICTION_COLUMNS], [])
+
+
+def late_dlr(signature: CVResult, radiomics: CVResult, *, name: str | None = None,
+             threshold: ThresholdRule | None = None, weights: Sequence[float] | None = None) -> CVResult:
+    """Late fusion: mean of the deep signature's and the radiomics model's probabilities, fold by fold.
+
+    The fused threshold is chosen on the training rows both have (the radiomics model needs
+    ``keep_train=True``: its ``train`` rows pair with the signature's).
+    """
+    from her2dlr.learn.fusion import late_fusion
+
+    rad = radiomics
+    if not (signature.predictions["split"] == "train_oof").any():
+        rad = CVResult(radiomics.model, radiomics.scheme,
+                       radiomics.predictions[radiomics.predictions["split"] != "train_oof"], radiomics.fits)
+    return late_fusion([signature, rad], name=name or f"late({signature.model},{radiomics.model})",
+                       threshold=threshold, weights=weights)
+
+
+@dataclass
+class DLRResult:
+    """What :func:`run_study_dlr` computed and wrote.
+
+    Attributes
+    ----------
+    results : list of CVResult
+        ``deep-<clf>``, ``dlr-<clf>``, the radiomics model, ``deep_signature`` and the late fusion.
+    predictions, metrics : DataFrame
+    out_dir : Path
+    files : list of Path
+    """
+
+    results: list[CVResult]
+    predictions: pd.DataFrame
+    metrics: pd.DataFrame
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+
+
+def run_study_dlr(study: Any, *, arch: str = "densenet3block", radiomics: str = "radiomics", model: str = "lr",
+                  n_components: int = 64, n_jobs: int = 1) -> DLRResult:
+    """The study's DLR models on its k-fold: ``RUN/learn/dlr_<arch>/`` (predictions, metrics).
+
+    Reads the per-fold deep features of ``her2dlr extract deep`` (``RUN/features/deep_<arch>/``)
+    and a radiomics table (name or path, see :func:`her2dlr.learn.study.resolve_feature_table`);
+    uses the study's ``learn:`` selection, search and threshold settings.
+
+    Raises
+    ------
+    InputError
+        No deep features (run ``her2dlr extract deep``), no radiomics table.
+    """
+    from her2dlr.cohort.build import manifest_path
+    from her2dlr.deep.features import features_folder_name, read_fold_features
+    from her2dlr.evaluate.metrics import metrics_table
+    from her2dlr.io.atomic import write_csv_atomic, write_parquet_atomic
+    from her2dlr.learn.cv import run_outer_cv
+    from her2dlr.learn.settings import LearnSettings
+    from her2dlr.learn.study import load_feature_tables
+
+    settings = study.learn or LearnSettings()
+    manifest = Manifest.load(manifest_path(study))
+    folds = read_fold_features(study.run_dir / "features" / features_folder_name(arch))
+    rad, rad_name = load_feature_tables(study, [radiomics])
+    common: dict[str, Any] = {"model": model, "selection": settings.selection, "search": settings.search_settings(),
+                              "threshold": settings.threshold_rule(), "n_jobs": n_jobs}
+    deep = run_dlr_cv(folds, None, manifest, n_components=n_components, model_name=f"deep_{arch}-{model}", **common)
+    dlr = run_dlr_cv(folds, rad, manifest, n_components=n_components,
+                     model_name=f"deep_{arch}+{rad_name}-{model}", **common)
+    rad_res = run_outer_cv(rad, manifest, model_name=f"{rad_name}-{model}", **common)
+    signature = deep_signature(folds, manifest, threshold=settings.threshold_rule(), name=f"deep_{arch}-signature")
+    late = late_dlr(signature, rad_res, threshold=settings.threshold_rule())
+    results = [deep, dlr, rad_res, signature, late]
+    predictions = pd.concat([r.predictions for r in results], ignore_index=True)
+    metrics = metrics_table(predictions)
+    out = study.run_dir / "learn" / f"dlr_{arch}"
+    files = [write_parquet_atomic(predictions, out / "predictions.parquet", index=False),
+             write_csv_atomic(metrics, out / "metrics.csv"),
+             write_csv_atomic(pd.concat([r.funnel().assign(model=r.model) for r in results if r.fits],
+                                        ignore_index=True), out / "funnel.csv")]
+    return DLRResult(results, predictions, metrics, out, files)

@@ -1,0 +1,487 @@
+"""Where a network looks: CAM, Grad-CAM and Grad-CAM++ heat maps, mapped back onto the image.
+
+Methods (seed 000 shows class activation maps, seed 002 Grad-CAM):
+
+``cam``
+    Class activation map (Zhou et al. 2016) of a network whose head is global average
+    pooling + one linear layer: ``sum_k w[c, k] * A_k(x, y)``, with ``A`` the feature map of
+    the network's ``target_layer`` and ``w`` the linear layer's weights (its bias, a constant
+    shift, is left out). Computed by :class:`monai.visualize.CAM`. The head is checked on
+    the first batch: the pooled feature map must equal ``embed(x)`` and the linear layer of
+    it the logits, else :class:`~her2dlr.errors.InputError` says to use ``gradcam``.
+``gradcam``
+    Grad-CAM (Selvaraju et al. 2017) by :class:`monai.visualize.GradCAM`:
+    ``relu(sum_k mean_xy(d logit_c / d A_k) * A_k)``. For a GAP + linear head the gradient
+    is ``w[c, k] / (H * W)`` everywhere, so Grad-CAM is ``relu(CAM) / (H * W)``: the two
+    agree up to scale (tested).
+``gradcampp``
+    Grad-CAM++ (Chattopadhyay et al. 2018) by :class:`monai.visualize.GradCAMpp`, run one
+    image at a time (its weighting broadcasts the class score over the batch incorrectly).
+
+Every method explains, per image, the predicted class by default (``class_idx=None``), or a
+given class. MONAI's hook wrapper picks ``logits[:, class_idx]``, which mixes images when
+the classes differ within a batch, so images are grouped by class first. Maps are returned
+at the network's input size, non-negative, on their raw scale (:class:`HeatMaps`);
+:meth:`HeatMaps.normalised` scales each to a maximum of 1 for display. The explainer works
+on a private copy of the network (MONAI's hooks stay on the copy and turn in-place
+activations off), so the caller's network is never changed.
+
+Back on the image: the network saw a crop (the ROI box with its margin, resized);
+:func:`paste_heat` resizes a map to the crop box and places it in a full-size canvas, and
+:func:`heat_in_mask` scores where the heat is: the fraction of the heat mass that lies inside
+the lesion mask, against the fraction of the crop the lesion covers (what heat spread evenly
+over the crop would give). A fraction well above the lesion's area share means the network
+looks at the lesion, not at text, calipers or the background.
+
+The study-level driver (the crop boxes, checkpoints and the run folder's ``explain/``
+outputs) is :func:`her2dlr.deep.explain_study.explain_study`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from her2dlr.errors import InputError, nearest
+
+__all__ = [
+    "METHODS",
+    "CamExplainer",
+    "HeatMaps",
+    "HeatScore",
+    "Method",
+    "box_region",
+    "check_gap_head",
+    "find_fc_layer",
+    "heat_in_mask",
+    "heat_maps",
+    "paste_heat",
+]
+
+Method = Literal["cam", "gradcam", "gradcampp"]
+#: Allowed values of ``method``.
+METHODS: tuple[str, ...] = ("cam", "gradcam", "gradcampp")
+
+
+@dataclass
+class HeatMaps:
+    """Heat maps of a batch of images.
+
+    Attributes
+    ----------
+    maps : ndarray of shape (n_images, height, width)
+        Non-negative, at the network's input size, raw scale.
+    prob : ndarray of shape (n_images,)
+        Probability of the positive class (softmax column 1; sigmoid for one logit).
+    explained_class : ndarray of shape (n_images,)
+        Class each map explains.
+    method : str
+    target_layer : str
+    """
+
+    maps: np.ndarray
+    prob: np.ndarray
+    explained_class: np.ndarray
+    method: str
+    target_layer: str
+
+    def normalised(self) -> np.ndarray:
+        """Each map divided by its maximum (all-zero maps stay zero), shape (n_images, height, width)."""
+        peak = self.maps.reshape(len(self.maps), -1).max(axis=1) if len(self.maps) else np.zeros(0)
+        scale = np.where(peak > 0, peak, 1.0)
+        return self.maps / scale[:, None, None]
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+
+@dataclass(frozen=True)
+class HeatScore:
+    """Where the heat of one map lies.
+
+    Attributes
+    ----------
+    in_lesion : float
+        Fraction of the heat mass inside the lesion mask (within the region scored).
+    lesion_area : float
+        Fraction of the region the lesion covers: ``in_lesion`` of heat spread evenly.
+    lift : float
+        ``in_lesion / lesion_area`` (1: no preference for the lesion; NaN without lesion).
+    total : float
+        Heat mass in the region (0: the map is empty, the fractions are NaN).
+    """
+
+    in_lesion: float
+    lesion_area: float
+    lift: float
+    total: float
+
+
+def _positive_prob(logits: torch.Tensor) -> np.ndarray:
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0]).detach().cpu().numpy()
+    return torch.softmax(logits, dim=1)[:, 1].detach().cpu().numpy()
+
+
+def _module_names(model: nn.Module) -> list[str]:
+    return [name for name, _ in model.named_modules() if name]
+
+
+def _target_layer(model: nn.Module, target_layer: str | None) -> str:
+    name = target_layer if target_layer is not None else getattr(model, "target_layer", None)
+    if not isinstance(name, str) or not name:
+        raise InputError(
+            f"{type(model).__name__} has no 'target_layer' attribute: give target_layer, the name of its last "
+            f"convolutional feature map (one of model.named_modules())."
+        )
+    names = _module_names(model)
+    if name not in names:
+        raise InputError(
+            f"Target layer '{name}' is not a module of {type(model).__name__}.{nearest(name, names)} "
+            f"Layers: {names[-8:]} (last 8)."
+        )
+    return name
+
+
+def find_fc_layer(model: nn.Module, n_outputs: int | None = None) -> str:
+    """Name of the network's classification layer: its ``fc_layer`` attribute, else its last ``nn.Linear``.
+
+    Parameters
+    ----------
+    model : nn.Module
+    n_outputs : int, optional
+        Required ``out_features`` (the number of logits).
+
+    Raises
+    ------
+    InputError
+        No linear layer (with ``n_outputs`` outputs).
+    """
+    given = getattr(model, "fc_layer", None)
+    if isinstance(given, str) and given:
+        return given
+    linear = [name for name, mod in model.named_modules()
+              if isinstance(mod, nn.Linear) and (n_outputs is None or mod.out_features == n_outputs)]
+    if not linear:
+        raise InputError(
+            f"{type(model).__name__} has no linear layer with {n_outputs} outputs: CAM needs a global-average-"
+            f"pooling + linear head (use method='gradcam')."
+        )
+    return linear[-1]
+
+
+def _activations(model: nn.Module, layer: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(feature map of ``layer``, logits) of one forward pass, without gradients."""
+    store: dict[str, torch.Tensor] = {}
+    handle = model.get_submodule(layer).register_forward_hook(lambda _m, _i, out: store.__setitem__("a", out))
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        handle.remove()
+    return store["a"], logits
+
+
+def check_gap_head(model: nn.Module, x: torch.Tensor, *, target_layer: str | None = None,
+                   fc_layer: str | None = None, rtol: float = 1e-3, atol: float = 1e-4) -> str:
+    """Check that ``logits = fc(mean_xy(A))`` with ``A`` the target layer's map; return the fc layer name.
+
+    CAM is exact only for such a head (global average pooling of the target feature map,
+    then one linear layer).
+
+    Parameters
+    ----------
+    model : nn.Module
+        In eval mode.
+    x : Tensor of shape (n_images, channels, height, width)
+    target_layer, fc_layer : str, optional
+        Default: ``model.target_layer`` and :func:`find_fc_layer`.
+    rtol, atol : float
+        Tolerances of the comparison.
+
+    Raises
+    ------
+    InputError
+        The head is not GAP + linear (names what differs and suggests ``gradcam``).
+    """
+    layer = _target_layer(model, target_layer)
+    acti, logits = _activations(model, layer, x)
+    fc_name = fc_layer or find_fc_layer(model, logits.shape[1])
+    fc = model.get_submodule(fc_name)
+    if not isinstance(fc, nn.Linear):
+        raise InputError(f"Layer '{fc_name}' of {type(model).__name__} is a {type(fc).__name__}, not nn.Linear.")
+    if acti.ndim < 3 or acti.shape[1] != fc.in_features:
+        raise InputError(
+            f"CAM needs the target layer '{layer}' to have {fc.in_features} channels (the inputs of '{fc_name}'); "
+            f"it has shape {tuple(acti.shape)}. Use method='gradcam'."
+        )
+    pooled = acti.flatten(2).mean(dim=2)
+    with torch.no_grad():
+        recomputed = fc(pooled)
+    if not torch.allclose(recomputed, logits, rtol=rtol, atol=atol):
+        diff = float((recomputed - logits).abs().max())
+        raise InputError(
+            f"{type(model).__name__}'s logits are not '{fc_name}' of the average-pooled '{layer}' "
+            f"(max difference {diff:.3g}): CAM does not apply to this head. Use method='gradcam'."
+        )
+    return fc_name
+
+
+def _class_indices(logits: torch.Tensor, class_idx: int | Sequence[int] | np.ndarray | None) -> np.ndarray:
+    n, n_classes = logits.shape
+    if class_idx is None:
+        if n_classes == 1:
+            return np.zeros(n, dtype=int)
+        return logits.argmax(dim=1).cpu().numpy().astype(int)
+    idx = np.broadcast_to(np.asarray(class_idx, dtype=int), (n,)).copy() if np.ndim(class_idx) == 0 else \
+        np.asarray(class_idx, dtype=int)
+    if idx.shape != (n,):
+        raise InputError(f"class_idx has {idx.size} values for {n} images.")
+    bad = idx[(idx < 0) | (idx >= n_classes)]
+    if bad.size:
+        raise InputError(f"class_idx {int(bad[0])} is out of range: the network has {n_classes} class(es).")
+    return idx
+
+
+class CamExplainer:
+    """Heat maps of one network by one method.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A toolkit network (``target_layer``, ``embed``, ``forward``); copied, never changed.
+    method : {"cam", "gradcam", "gradcampp"}, default="gradcam"
+    target_layer : str, optional
+        Default: ``model.target_layer``.
+    fc_layer : str, optional
+        Classification layer for ``cam`` (default: :func:`find_fc_layer`).
+    batch_size : int, default=32
+    device : str or torch.device, optional
+        Default: the device of the network's parameters.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> class Net(nn.Module):
+    ...     target_layer = "conv"
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.conv, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4, 2)
+    ...     def embed(self, x):
+    ...         return torch.relu(self.conv(x)).mean(dim=(2, 3))
+    ...     def forward(self, x):
+    ...         return self.fc(self.embed(x))
+    >>> heat = CamExplainer(Net(), method="gradcam")(torch.rand(3, 1, 16, 16))
+    >>> heat.maps.shape
+    (3, 16, 16)
+    """
+
+    def __init__(self, model: nn.Module, *, method: Method = "gradcam", target_layer: str | None = None,
+                 fc_layer: str | None = None, batch_size: int = 32, device: str | torch.device | None = None) -> None:
+        if method not in METHODS:
+            raise InputError(
+                f"The 'method' parameter of CamExplainer must be one of {list(METHODS)}. Got {method!r} instead."
+                f"{nearest(str(method), METHODS)}"
+            )
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"The 'batch_size' parameter of CamExplainer must be an int >= 1. Got {batch_size!r}.")
+        self.method = method
+        self.target_layer = _target_layer(model, target_layer)
+        self.fc_layer = fc_layer
+        self.batch_size = batch_size
+        params = list(model.parameters())
+        self.device = torch.device(device) if device is not None else (params[0].device if params else
+                                                                          torch.device("cpu"))
+        self._model = copy.deepcopy(model).to(self.device).eval()
+        for p in self._model.parameters():
+            p.requires_grad_(True)
+        self._cam: Any = None
+        self._checked = False
+
+    def _build(self, x: torch.Tensor) -> Any:
+        from monai.visualize import CAM, GradCAM, GradCAMpp
+
+        keep = lambda a: a
+        if self.method == "cam":
+            fc_name = check_gap_head(self._model, x, target_layer=self.target_layer, fc_layer=self.fc_layer)
+            fc = self._model.get_submodule(fc_name)
+            self.fc_layer = fc_name
+            weight_only = lambda _m: (lambda a: F.linear(a, fc.weight))
+            return CAM(self._model, target_layers=self.target_layer, fc_layers=weight_only, postprocessing=keep)
+        cls = GradCAM if self.method == "gradcam" else GradCAMpp
+        return cls(self._model, target_layers=self.target_layer, postprocessing=keep)
+
+    def __call__(self, x: torch.Tensor | np.ndarray, class_idx: int | Sequence[int] | np.ndarray | None = None
+                 ) -> HeatMaps:
+        """Heat maps of ``x``.
+
+        Parameters
+        ----------
+        x : Tensor or ndarray of shape (n_images, channels, height, width)
+            Network inputs (already cropped, resized and normalised).
+        class_idx : int or sequence of int, optional
+            Class to explain (one for all images or one per image); default: the predicted class.
+
+        Returns
+        -------
+        HeatMaps
+        """
+        from her2dlr.deep.data import torch_threads
+        from her2dlr.deep.train import default_threads
+
+        x = torch.as_tensor(np.asarray(x, dtype=np.float32) if isinstance(x, np.ndarray) else x).float()
+        if x.ndim != 4:
+            raise InputError(f"Images must have shape (n_images, channels, height, width); got {tuple(x.shape)}.")
+        # threads waiting for busy cores slow small convolutions down many-fold (see default_threads)
+        with torch_threads(default_threads() if self.device.type == "cpu" else None):
+            return self._explain(x, class_idx)
+
+    def _explain(self, x: torch.Tensor, class_idx: Any) -> HeatMaps:
+        n, _, h, w = x.shape
+        maps = np.zeros((n, h, w), np.float32)
+        prob = np.zeros(n, np.float64)
+        classes = np.zeros(n, int)
+        per_image = self.method == "gradcampp"
+        step = 1 if per_image else self.batch_size
+        for start in range(0, n, self.batch_size):
+            xb = x[start:start + self.batch_size].to(self.device)
+            if self._cam is None:
+                self._cam = self._build(xb)
+            with torch.no_grad():
+                logits = self._model(xb)
+            idx = _class_indices(logits, None if class_idx is None else
+                                 _slice(class_idx, start, len(xb), n))
+            prob[start:start + len(xb)] = _positive_prob(logits)
+            classes[start:start + len(xb)] = idx
+            if self.method == "cam":  # MONAI's CAM takes one class per image
+                out = self._cam(xb, class_idx=torch.as_tensor(idx))
+                maps[start:start + len(xb)] = out.detach().float().cpu().numpy()[:, 0]
+                continue
+            for c in np.unique(idx):
+                rows = np.flatnonzero(idx == c)
+                for r0 in range(0, len(rows), step):
+                    sel = torch.as_tensor(rows[r0:r0 + step], device=self.device)
+                    xs = xb.index_select(0, sel).requires_grad_(True)  # keeps MONAI's full backward hook quiet
+                    with torch.enable_grad():
+                        out = self._cam(xs, class_idx=int(c))
+                    maps[start + rows[r0:r0 + step]] = out.detach().float().cpu().numpy()[:, 0]
+        if self.method == "cam":
+            maps = np.maximum(maps, 0.0)
+        return HeatMaps(maps, prob, classes, self.method, self.target_layer)
+
+
+def _slice(class_idx: Any, start: int, size: int, n: int) -> Any:
+    if np.ndim(class_idx) == 0:
+        return class_idx
+    arr = np.asarray(class_idx)
+    if arr.shape != (n,):
+        raise InputError(f"class_idx has {arr.size} values for {n} images.")
+    return arr[start:start + size]
+
+
+def heat_maps(model: nn.Module, x: torch.Tensor | np.ndarray, *, method: Method = "gradcam",
+              class_idx: int | Sequence[int] | np.ndarray | None = None, target_layer: str | None = None,
+              batch_size: int = 32) -> HeatMaps:
+    """Heat maps of ``x`` by ``method`` (see :class:`CamExplainer`)."""
+    return CamExplainer(model, method=method, target_layer=target_layer, batch_size=batch_size)(x, class_idx)
+
+
+def paste_heat(heat: np.ndarray, box: Sequence[int], image_shape: Sequence[int]) -> np.ndarray:
+    """Put a crop's heat map back where the crop came from.
+
+    Parameters
+    ----------
+    heat : ndarray of shape (height, width)
+        Map at the network's input size.
+    box : (x0, y0, x1, y1)
+        The crop in image pixels, half-open, as cut before resizing
+        (:func:`her2dlr.imaging.roi.roi_box`); it may reach past the image border (the crop
+        was padded there): the part outside is dropped.
+    image_shape : (rows, columns)
+
+    Returns
+    -------
+    ndarray of shape image_shape, float32
+        The map resized (bilinear) to the box, zero outside it.
+
+    Raises
+    ------
+    InputError
+        The box has no area inside the image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> full = paste_heat(np.ones((4, 4)), (-2, 1, 6, 5), (6, 6))
+    >>> float(full.sum()), float(full[0].sum()), full[1, :4].tolist()
+    (24.0, 0.0, [1.0, 1.0, 1.0, 1.0])
+    """
+    rows, cols = int(image_shape[0]), int(image_shape[1])
+    x0, y0, x1, y1 = (int(v) for v in box)
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, cols), min(y1, rows)
+    if x1 <= x0 or y1 <= y0 or ix1 <= ix0 or iy1 <= iy0:
+        raise InputError(f"Crop box {list(box)} (x0, y0, x1, y1) has no area inside the {cols}x{rows} image.")
+    t = torch.as_tensor(np.asarray(heat, dtype=np.float32))[None, None]
+    resized = F.interpolate(t, size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0, 0].numpy()
+    out = np.zeros((rows, cols), np.float32)
+    out[iy0:iy1, ix0:ix1] = resized[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+    return out
+
+
+def box_region(box: Sequence[int], image_shape: Sequence[int]) -> np.ndarray:
+    """Boolean mask of the part of box ``(x0, y0, x1, y1)`` inside an image of ``(rows, columns)``."""
+    rows, cols = int(image_shape[0]), int(image_shape[1])
+    x0, y0, x1, y1 = (int(v) for v in box)
+    out = np.zeros((rows, cols), bool)
+    out[max(y0, 0):max(min(y1, rows), 0), max(x0, 0):max(min(x1, cols), 0)] = True
+    return out
+
+
+def heat_in_mask(heat: np.ndarray, lesion: np.ndarray, region: np.ndarray | None = None) -> HeatScore:
+    """Fraction of the heat mass inside the lesion, within ``region`` (the crop).
+
+    Parameters
+    ----------
+    heat : ndarray of shape (rows, columns)
+        Negative values count as 0.
+    lesion : ndarray of shape (rows, columns)
+        Lesion mask (non-zero inside).
+    region : ndarray of shape (rows, columns), optional
+        Pixels scored (default: all), e.g. the crop box on the full image.
+
+    Returns
+    -------
+    HeatScore
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> heat = np.zeros((4, 4)); heat[:2, :2] = 1.0
+    >>> lesion = np.zeros((4, 4), bool); lesion[:2, :] = True
+    >>> s = heat_in_mask(heat, lesion)
+    >>> s.in_lesion, s.lesion_area, s.lift
+    (1.0, 0.5, 2.0)
+    """
+    heat = np.maximum(np.asarray(heat, dtype=np.float64), 0.0)
+    lesion = np.asarray(lesion) > 0
+    if lesion.shape != heat.shape:
+        raise InputError(f"Lesion mask shape {lesion.shape} differs from the heat map's {heat.shape}.")
+    region = np.ones(heat.shape, bool) if region is None else np.asarray(region) > 0
+    if region.shape != heat.shape:
+        raise InputError(f"Region shape {region.shape} differs from the heat map's {heat.shape}.")
+    if not region.any():
+        raise InputError("The region scored is empty.")
+    total = float(heat[region].sum())
+    inside = float(heat[region & lesion].sum())
+    area = float((region & lesion).sum() / region.sum())
+    frac = inside / total if total > 0 else float("nan")
+    lift = frac / area if area > 0 and np.isfinite(frac) else float("nan")
+    return HeatScore(frac, area, lift, total)

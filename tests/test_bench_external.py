@@ -1,0 +1,76 @@
+"""The ``external`` benchmark (BUSI -> BrEaST-Lesions-USG) in its quick mode (skipped without ../shared/data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from her2dlr.bench import BenchOptions, list_benches, run_bench
+from her2dlr.errors import InputError
+
+pytestmark = pytest.mark.realdata
+
+
+def test_external_registered_and_needs_both_cohorts(tmp_path: Path):
+    assert "external" in list_benches()
+    with pytest.raises(InputError, match="--train"):
+        list(run_bench("external", BenchOptions(test=tmp_path)))
+    with pytest.raises(InputError, match="--test"):
+        list(run_bench("external", BenchOptions(train=tmp_path)))
+
+
+def test_nominal_spacing_from_fields_of_view():
+    from her2dlr.bench.external import busi_nominal_spacing
+
+    train = pd.DataFrame({"width": [500, 520, 540], "height": [400, 410, 420], "spacing": np.nan})
+    test = pd.DataFrame({"width": [400, 400, 400], "height": [328, 328, 328], "spacing": [0.1, 0.1, 0.1]})
+    # height: 32.8 mm / 410 px = 0.08; width: 40 mm / 520 px = 0.0769
+    assert busi_nominal_spacing(train, test) == pytest.approx(0.078, abs=1e-3)
+    with pytest.raises(InputError, match="pixel size"):
+        busi_nominal_spacing(train, test.assign(spacing=np.nan))
+
+
+def test_resample_rows_writes_scaled_copies(tmp_path: Path):
+    from PIL import Image
+
+    from her2dlr.bench.external import resample_rows
+
+    img = (np.arange(100 * 80) % 251).astype(np.uint8).reshape(100, 80)
+    mask = np.zeros((100, 80), np.uint8)
+    mask[20:60, 10:50] = 255
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(mask).save(tmp_path / "a_mask.png")
+    rows = pd.DataFrame({"case_id": ["a", "b"], "image": [str(tmp_path / "a.png")] * 2,
+                         "mask": [str(tmp_path / "a_mask.png")] * 2, "spacing": [0.05, np.nan]})
+    out = resample_rows(rows, 0.1, tmp_path / "out")
+    new = np.asarray(Image.open(out.loc[0, "image"]))
+    new_mask = np.asarray(Image.open(out.loc[0, "mask"]))
+    assert new.shape == (50, 40) and new_mask.shape == (50, 40)
+    assert 350 <= (new_mask > 0).sum() <= 450  # 40 x 40 px at 0.05 mm -> 20 x 20 px at 0.1 mm
+    assert np.isnan(out.loc[0, "spacing"])
+    assert out.loc[1, "image"] == rows.loc[1, "image"]  # no spacing: left as it is
+    again = resample_rows(rows, 0.1, tmp_path / "out")
+    assert again.loc[0, "image"] == out.loc[0, "image"]
+
+
+def test_external_quick(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import her2dlr.bench.external as bench
+
+    monkeypatch.setattr(bench, "QUICK_TRAIN", 80)
+    monkeypatch.setattr(bench, "QUICK_TEST", 40)
+    opts = BenchOptions(train=shared_data / "busi", test=shared_data / "breast-lesions-usg", quick=True,
+                        work_dir=tmp_path, n_jobs=2)
+    lines = {line["metric"]: line for line in run_bench("external", opts)}
+    for setting in ("mask", "box"):
+        line = lines[f"auc_external_{setting}"]
+        assert 0.0 <= line["ci_low"] <= line["value"] <= line["ci_high"] <= 1.0
+        assert line["n"] == 40 and line["n_train"] == 80 and line["model"] == "lr"
+        assert line["variant"] == bench.DEFAULT_VARIANT and line["transductive"] is True
+        for variant in bench.QUICK_VARIANTS:
+            assert 0.0 <= lines[f"auc_external_{setting}_{variant}"]["value"] <= 1.0
+    assert lines["auc_external_mask"]["value"] > 0.6
+    assert 0.05 < lines["busi_pixel_mm"]["value"] < 0.15
+    assert lines["seconds"]["value"] > 0
