@@ -21,9 +21,10 @@ def test_busi_radiomics_registered_and_needs_data():
 
 
 def test_shared_selection_is_reused_and_identical(tmp_path: Path):
+    from sklearn.pipeline import Pipeline
+
     from her2dlr.bench.busi_radiomics import SELECTION, SharedSelection
     from her2dlr.learn.selection import build_selection, selection_funnel
-    from sklearn.pipeline import Pipeline
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 40)

@@ -56,11 +56,9 @@ def test_resample_rows_writes_scaled_copies(tmp_path: Path):
     assert again.loc[0, "image"] == out.loc[0, "image"]
 
 
-def test_external_quick(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_external_quick(shared_data: Path, tmp_path: Path):
     import her2dlr.bench.external as bench
 
-    monkeypatch.setattr(bench, "QUICK_TRAIN", 80)
-    monkeypatch.setattr(bench, "QUICK_TEST", 40)
     opts = BenchOptions(train=shared_data / "busi", test=shared_data / "breast-lesions-usg", quick=True,
                         work_dir=tmp_path, n_jobs=2)
     lines = {line["metric"]: line for line in run_bench("external", opts)}

@@ -47,8 +47,8 @@ from her2dlr.bench import BenchOptions, register, result
 from her2dlr.bench.cohort_benches import require_data
 from her2dlr.errors import InputError
 
-__all__ = ["BREAST_CLINICAL", "FAMILIES", "breast_study", "breast_usg_bench", "best_by_prefix",
-           "labelled_cases", "radiomics_or_drop", "subset_cases"]
+__all__ = ["BREAST_CLINICAL", "FAMILIES", "best_by_prefix", "breast_study", "breast_usg_bench", "labelled_cases",
+           "radiomics_or_drop", "subset_cases"]
 
 BENCH = "breast-usg"
 TABLE = "BrEaST-Lesions-USG-clinical-data-Dec-15-2023.xlsx"
