@@ -113,6 +113,40 @@ def learn_run(
         print_frame(result.metrics[cols], f"Models on {result.out_dir.name} (written to {result.out_dir})")
 
 
+@learn_app.command("dlr")
+@friendly
+def learn_dlr(
+    study: Path = StudyArg,
+    arch: str = typer.Option("densenet3block", "--arch", help="Network whose deep features to use (`her2dlr extract deep` first)."),
+    radiomics: str = typer.Option("radiomics", "--radiomics", help="Radiomics table name under <run>/features (or a path)."),
+    model: str = typer.Option("lr", "--model", help="Zoo classifier."),
+    n_components: int = typer.Option(64, "--n-components", help="PCA components of the deep features, fitted in-fold."),
+    n_jobs: int = typer.Option(1, "--n-jobs", help="Parallel outer folds."),
+) -> None:
+    """Deep learning radiomics (seed 002): deep, DLR (early fusion) and late-fusion models on the study's k-fold.
+
+    Writes <run>/learn/dlr_<arch>/ (predictions, metrics, funnel) and, when a hold-out or final
+    network was trained (`her2dlr train deep --scheme holdout` or `--final`), the deployable
+    signature, DLR and late-fusion artefacts under <run>/models/.
+    """
+    from her2dlr.config import load_study
+    from her2dlr.deep.deploy import save_dlr_artefacts
+    from her2dlr.deep.dlr import run_study_dlr
+    from her2dlr.report_console import print_frame
+
+    s = load_study(study)
+    result = run_study_dlr(s, arch=arch, radiomics=radiomics, model=model, n_components=n_components, n_jobs=n_jobs)
+    cols = [c for c in ("model", "split", "scope", "n", "auc", "ci_low", "ci_high", "sensitivity", "specificity", "threshold") if c in result.metrics.columns]
+    print_frame(result.metrics[cols], f"DLR models (written to {result.out_dir})")
+    saved = save_dlr_artefacts(s, arch=arch, radiomics=radiomics, model=model, n_components=n_components,
+                               metrics=result.metrics)
+    for path in saved:
+        console.print(f"Deployable model: {path}", highlight=False)
+    if not saved:
+        console.print(f"No deployable DLR model: train a hold-out or final network first "
+                      f"(`her2dlr train deep --arch {arch} --final`).", highlight=False)
+
+
 @app.command()
 @friendly
 def predict(
@@ -126,14 +160,17 @@ def predict(
     clinical_table: Optional[Path] = typer.Option(None, "--clinical-table", help="Table holding the case's clinical row."),
     case: str = typer.Option("case", "--case", help="Case id (row of --clinical-table; name in the output)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the predictions as CSV."),
+    heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Deep and DLR models: write the network's heat map over the image (PNG)."),
+    method: str = typer.Option("gradcam", "--method", help="Heat map: cam, gradcam or gradcampp."),
 ) -> None:
-    """Apply a saved model to new cases: probability, class at the stored threshold."""
+    """Apply a saved model to new cases: probability, class at the stored threshold (and a heat map for deep models)."""
     from her2dlr.io.atomic import write_csv_atomic
     from her2dlr.learn.artefact import load_artefact
-    from her2dlr.learn.predict import case_inputs, clinical_row, feature_rows, parse_clinical
+    from her2dlr.learn.predict import case_inputs, clinical_row, feature_rows, parse_box, parse_clinical
     from her2dlr.report_console import print_frame
 
     art = load_artefact(model)
+    lesion_box = parse_box(box)
     if features is not None:
         frame = feature_rows(art, features)
         extra = parse_clinical(clinical)
@@ -142,12 +179,21 @@ def predict(
     else:
         values = clinical_row(clinical_table, case) if clinical_table else {}
         values.update(parse_clinical(clinical))
-        frame = case_inputs(art, case_id=case, image=image, mask=mask, box=box, spacing=spacing,
+        frame = case_inputs(art, case_id=case, image=image, mask=mask, box=lesion_box, spacing=spacing,
                             clinical={k: values[k] for k in art.clinical_types if k in values})
     result = art.predict(frame)
     print_frame(result, f"{art.name} (threshold {art.threshold:.3f})")
     if out is not None:
         write_csv_atomic(result, out)
+    if heatmap is not None:
+        from her2dlr.deep.deploy import case_heat_map
+        from her2dlr.errors import InputError
+
+        if image is None:
+            raise InputError("--heatmap needs --image (with --mask or --box).")
+        heat = case_heat_map(art, image, heatmap, mask=mask, box=lesion_box, method=method)
+        typer.echo(f"Heat map ({heat.method}, class {heat.explained_class}, {heat.lesion_share:.0%} of the heat "
+                   f"inside the lesion): {heat.path}")
 
 
 @learn_app.command("models")

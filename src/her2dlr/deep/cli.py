@@ -87,6 +87,12 @@ def train_deep(
     for fold in result.folds:
         for note in fold.notes:
             console.print(f"[yellow]Note:[/] {note}", highlight=False)
+    if result.artefact is not None:
+        console.print(f"Deployable model: {result.artefact} (apply it with `her2dlr predict {result.artefact} "
+                      "--image IMG --box x,y,w,h --heatmap heat.png`)", highlight=False)
+    else:
+        console.print("No deployable model written: train with --scheme holdout or --final for one.",
+                      highlight=False)
 
 
 @app.command("archs")

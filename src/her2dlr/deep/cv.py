@@ -124,6 +124,8 @@ class DeepCVResult:
     metrics : DataFrame
         :func:`her2dlr.evaluate.metrics.metrics_table` of ``predictions``.
     out_dir : Path or None
+    artefact : Path or None
+        The deployable model artefact written by the study's deep stage, if any.
     """
 
     model: str
@@ -132,6 +134,7 @@ class DeepCVResult:
     folds: list[DeepFold]
     metrics: pd.DataFrame
     out_dir: Path | None = None
+    artefact: Path | None = None
 
     def thresholds(self) -> dict[tuple[str, str], float]:
         """``(model, fold) -> threshold`` (for :func:`her2dlr.evaluate.metrics.metrics_table`)."""

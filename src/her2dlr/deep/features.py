@@ -218,8 +218,11 @@ def fold_features(networks: Iterable[tuple[str, Any, Iterable[str], str | None]]
 
 
 def fold_test_cases(table: pd.DataFrame, fold: str) -> list[str]:
-    """Test cases of outer fold ``fold`` (``r<rep>f<k>`` or ``holdout``) in a manifest table."""
+    """Test cases of outer fold ``fold`` (``r<rep>f<k>`` or ``holdout``) in a manifest table; none for ``final``."""
     from her2dlr.learn.cv import outer_folds
+
+    if fold == "final":  # the network to deploy: no case is held out from it
+        return []
 
     scheme = "holdout" if fold == "holdout" else "kfold"
     for name, _, _, test in outer_folds(table, scheme):

@@ -41,7 +41,10 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
     resume : bool
         Continue interrupted folds; reload finished ones.
     final : bool
-        Also train the deployable model (``final/best.pt``) on the hold-out's training rows.
+        Also train the deployable model (``final/best.pt``) on the hold-out's training rows (all
+        labelled rows without a hold-out). With a hold-out or final network, the deployable
+        ``deep_<arch>-signature`` artefact is written to ``<run>/models/``
+        (:func:`her2dlr.deep.deploy.save_deep_artefact`).
     n_jobs : int
         Threads reading images.
     progress : bool
@@ -53,8 +56,14 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
     """
     from her2dlr.cohort.build import manifest_path
     from her2dlr.cohort.manifest import Manifest
+    from her2dlr.deep.deploy import save_deep_artefact
+    from her2dlr.provenance import config_hash
 
     manifest = Manifest.load(manifest_path(study))
-    return run_deep_cv(manifest, settings=settings, roi=roi, scheme=list(schemes),
-                       out_dir=deep_dir(study, settings.arch),
-                       repeats=repeats, resume=resume, final=final, n_jobs=n_jobs, progress=progress)
+    result = run_deep_cv(manifest, settings=settings, roi=roi, scheme=list(schemes),
+                         out_dir=deep_dir(study, settings.arch),
+                         repeats=repeats, resume=resume, final=final, n_jobs=n_jobs, progress=progress)
+    result.artefact = save_deep_artefact(
+        study.run_dir / "models", deep_dir(study, settings.arch), name=f"deep_{settings.arch}-signature",
+        metrics=result.metrics, task=manifest.meta.get("label", {}), config_hash=config_hash(settings.to_dict()))
+    return result

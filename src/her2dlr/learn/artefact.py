@@ -7,6 +7,8 @@ Layout of ``<run>/models/<slug>/``::
     model.joblib             the fitted scikit-learn pipeline (kinds "pipeline" and "combined")
     radiomics_params.json    the resolved PyRadiomics parameters (when the inputs are radiomics
                              features), so a new image is extracted exactly as in training
+    network.pt               the trained network (deep and DLR models): it turns the image's
+                             ROI into the ``deep_prob`` / ``deep_<j>`` input columns
     components/<slug>/       component artefacts (kinds "late", "stack", "combined")
 
 Kinds:
@@ -15,7 +17,12 @@ Kinds:
 ``late``      weighted mean of the components' probabilities (seed 003);
 ``stack``     logistic regression on the components' logits (``card["meta"]``);
 ``combined``  seed 002: the imaging component's logit (``rad_score``) + clinical columns through
-              ``model.joblib``; ``card["logistic"]`` holds its coefficients for a nomogram.
+              ``model.joblib``; ``card["logistic"]`` holds its coefficients for a nomogram;
+``deep``      the network's own probability (seed 002's deep-learning signature): the
+              ``deep_prob`` column that :mod:`her2dlr.deep.deploy` computes from ``network.pt``.
+
+A ``pipeline`` artefact with a ``network.pt`` is a DLR model: its deep-feature columns come from
+the network's penultimate layer (PCA, selection and classifier are in ``model.joblib``).
 
 Artefacts are written to a temporary folder and renamed into place, so a folder that exists is
 complete. The card's ``format`` is checked on load.
@@ -42,13 +49,14 @@ from her2dlr.errors import InputError
 from her2dlr.learn.thresholds import Threshold, apply_threshold
 from her2dlr.provenance import package_versions
 
-__all__ = ["FORMAT", "CARD", "ModelArtefact", "artefact_slug", "save_artefact", "load_artefact", "list_artefacts"]
+__all__ = ["FORMAT", "CARD", "NETWORK", "ModelArtefact", "artefact_slug", "save_artefact", "load_artefact", "list_artefacts"]
 
 FORMAT = "her2dlr-model/1"
 CARD = "model_card.json"
 PIPELINE = "model.joblib"
 RADIOMICS_PARAMS = "radiomics_params.json"
-KINDS = ("pipeline", "late", "stack", "combined")
+NETWORK = "network.pt"
+KINDS = ("pipeline", "late", "stack", "combined", "deep")
 
 
 def artefact_slug(name: str) -> str:
@@ -121,6 +129,17 @@ class ModelArtefact:
             out += [t for t in c.feature_tables if t not in out]
         return out
 
+    @property
+    def network_path(self) -> Path | None:
+        """This artefact's own trained network (``network.pt``), if it has one."""
+        path = self.path / NETWORK
+        return path if path.is_file() else None
+
+    def with_networks(self) -> list[ModelArtefact]:
+        """This artefact and its components (depth first) that carry a network."""
+        own = [self] if self.network_path is not None else []
+        return own + [n for c in self.components for n in c.with_networks()]
+
     def radiomics_params(self) -> dict[str, Any] | None:
         """The resolved PyRadiomics parameters stored with the model (or a component), if any."""
         path = self.path / RADIOMICS_PARAMS
@@ -169,6 +188,8 @@ class ModelArtefact:
         kind = self.kind
         if kind == "pipeline":
             return self.pipeline.predict_proba(self._own_inputs(frame))[:, 1]
+        if kind == "deep":
+            return self._own_inputs(frame).iloc[:, 0].to_numpy(dtype=np.float64)
         probs = [c.predict_proba(frame) for c in self.components]
         if kind == "late":
             w = np.asarray(self.card["weights"], dtype=float)
@@ -195,7 +216,8 @@ class ModelArtefact:
 
 def save_artefact(out_dir: str | os.PathLike[str], *, name: str, kind: str, threshold: Threshold,
                   inputs: Mapping[str, Any], pipeline: Any = None, components: Sequence[str | os.PathLike[str]] = (),
-                  radiomics_params: Mapping[str, Any] | None = None, **card: Any) -> Path:
+                  radiomics_params: Mapping[str, Any] | None = None, network: str | os.PathLike[str] | None = None,
+                  **card: Any) -> Path:
     """Write a model artefact folder atomically and return its path.
 
     Parameters
@@ -204,7 +226,7 @@ def save_artefact(out_dir: str | os.PathLike[str], *, name: str, kind: str, thre
         The artefact folder (replaced if it exists).
     name : str
         Model name (as in the predictions' ``model`` column).
-    kind : {"pipeline", "late", "stack", "combined"}
+    kind : {"pipeline", "late", "stack", "combined", "deep"}
     threshold : Threshold
         Operating threshold chosen on training predictions.
     inputs : dict
@@ -215,6 +237,8 @@ def save_artefact(out_dir: str | os.PathLike[str], *, name: str, kind: str, thre
         Artefact folders copied under ``components/``.
     radiomics_params : dict, optional
         Resolved PyRadiomics parameters of the feature table.
+    network : path, optional
+        A network checkpoint, copied as ``network.pt`` (kind ``"deep"`` and DLR pipelines).
     **card
         More card fields (``task``, ``training``, ``metrics``, ``params``, ``selected_features``,
         ``config_hash``, ``weights``, ``meta``, ``logistic`` ...).
@@ -223,8 +247,10 @@ def save_artefact(out_dir: str | os.PathLike[str], *, name: str, kind: str, thre
         raise InputError(f"Unknown artefact kind '{kind}'. Known: {', '.join(KINDS)}.")
     if kind in ("pipeline", "combined") and pipeline is None:
         raise InputError(f"An artefact of kind '{kind}' needs its fitted pipeline.")
-    if kind != "pipeline" and not components:
+    if kind not in ("pipeline", "deep") and not components:
         raise InputError(f"An artefact of kind '{kind}' needs component artefacts.")
+    if kind == "deep" and network is None:
+        raise InputError("An artefact of kind 'deep' needs its network checkpoint.")
     target = Path(out_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -237,6 +263,8 @@ def save_artefact(out_dir: str | os.PathLike[str], *, name: str, kind: str, thre
             comp_names.append(comp_card["name"])
         if pipeline is not None:
             joblib.dump(pipeline, tmp / PIPELINE)
+        if network is not None:
+            shutil.copyfile(network, tmp / NETWORK)
         if radiomics_params is not None:
             (tmp / RADIOMICS_PARAMS).write_text(json.dumps(dict(radiomics_params), indent=2, default=_json_default))
         body = {
@@ -287,6 +315,8 @@ def load_artefact(path: str | os.PathLike[str]) -> ModelArtefact:
         if not (folder / PIPELINE).exists():
             raise InputError(f"Model artefact {folder} lacks {PIPELINE}.")
         pipeline = joblib.load(folder / PIPELINE)
+    if card["kind"] == "deep" and not (folder / NETWORK).is_file():
+        raise InputError(f"Model artefact {folder} lacks {NETWORK}.")
     comps = [load_artefact(p) for p in sorted((folder / "components").glob("*")) if (p / CARD).exists()]
     order = {n: i for i, n in enumerate(card.get("components", []))}
     comps.sort(key=lambda c: order.get(c.name, len(order)))

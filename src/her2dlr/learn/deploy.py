@@ -21,7 +21,7 @@ from her2dlr.learn.artefact import artefact_slug, save_artefact
 from her2dlr.learn.cv import CVResult
 from her2dlr.learn.thresholds import Threshold, ThresholdRule
 
-__all__ = ["ModelInputs", "save_stage_artefacts"]
+__all__ = ["ModelInputs", "metrics_of", "save_stage_artefacts"]
 
 
 @dataclass
@@ -65,7 +65,8 @@ def _threshold_of(result: CVResult, fold: str, rule: ThresholdRule | None) -> Th
                      len(rows), str(rows["split"].iloc[0]))
 
 
-def _metrics_of(metrics: pd.DataFrame, model: str) -> dict[str, Any]:
+def metrics_of(metrics: pd.DataFrame, model: str) -> dict[str, Any]:
+    """Hold-out and k-fold test AUC (with CI, n) of ``model`` and all its metric rows, for a model card."""
     m = metrics[metrics["model"] == model]
     out: dict[str, Any] = {}
     hold = m[(m["split"] == "test") & (m["scope"] == "holdout")]
@@ -83,6 +84,7 @@ def _metrics_of(metrics: pd.DataFrame, model: str) -> dict[str, Any]:
 def save_stage_artefacts(deploy: Sequence[CVResult], inputs: Mapping[str, ModelInputs], models_dir: Path, *,
                          metrics: pd.DataFrame, task: Mapping[str, Any], config_hash: str,
                          rule: ThresholdRule | None = None, radiomics_params: Mapping[str, Any] | None = None,
+                         saved: Mapping[str, Path] | None = None, networks: Mapping[str, Path] | None = None,
                          ) -> list[Path]:
     """Save one artefact per deployable result (components first) and return their folders.
 
@@ -101,10 +103,16 @@ def save_stage_artefacts(deploy: Sequence[CVResult], inputs: Mapping[str, ModelI
     rule : ThresholdRule, optional
     radiomics_params : dict, optional
         Resolved PyRadiomics parameters, stored with models that read the radiomics table.
+    saved : dict of model name -> Path, optional
+        Artefacts already written that composites may use as components (e.g. a deep signature).
+    networks : dict of model name -> Path, optional
+        Network checkpoints of DLR pipelines (saved as their ``network.pt``).
     """
     from her2dlr.learn.integration import SIGNATURE, logistic_coefficients, logit
 
-    saved: dict[str, Path] = {}
+    given = dict(saved or {})
+    done: dict[str, Path] = dict(given)
+    networks = dict(networks or {})
     pending = list(deploy)
     while pending:
         progressed = False
@@ -113,25 +121,25 @@ def save_stage_artefacts(deploy: Sequence[CVResult], inputs: Mapping[str, ModelI
             if spec is None:
                 pending.remove(result)
                 continue
-            if any(c not in saved for c in spec.components):
+            if any(c not in done for c in spec.components):
                 continue
             fold = str(result.predictions["fold"].iloc[0])
             train = result.predictions[result.predictions["split"].isin(["train_oof", "train"])]
             common: dict[str, Any] = {
-                "task": dict(task), "config_hash": config_hash, "metrics": _metrics_of(metrics, result.model),
+                "task": dict(task), "config_hash": config_hash, "metrics": metrics_of(metrics, result.model),
                 "training": {"scheme": result.scheme, "n_cases": int(train["case_id"].nunique()),
                              "n_positive": int(train.drop_duplicates("case_id")["label"].sum()),
                              "n_patients": int(train["patient_id"].nunique())},
             }
             out = models_dir / artefact_slug(result.model)
-            comps = [saved[c] for c in spec.components]
+            comps = [done[c] for c in spec.components]
             uses_radiomics = any(t.get("params_hash") for t in spec.feature_tables)
             params = radiomics_params if uses_radiomics else None
             if result.fits and not spec.components:
                 fit = result.fits[0]
-                saved[result.model] = save_artefact(
+                done[result.model] = save_artefact(
                     out, name=result.model, kind="pipeline", threshold=fit.threshold, inputs=spec.card_inputs(),
-                    pipeline=fit.pipeline, radiomics_params=params, params=fit.params,
+                    pipeline=fit.pipeline, radiomics_params=params, network=networks.get(result.model), params=fit.params,
                     selected_features=fit.features, inner_median_auc=fit.inner_median_auc, **common)
             elif result.fits:  # combined: imaging component + clinical columns
                 fit = result.fits[0]
@@ -141,20 +149,20 @@ def save_stage_artefacts(deploy: Sequence[CVResult], inputs: Mapping[str, ModelI
                     img_prob = result_prob(deploy, spec.components[0], oof.index)
                     x = spec.frame.loc[oof.index, list(spec.clinical)].assign(**{SIGNATURE: logit(img_prob)})
                     extra["logistic"] = logistic_coefficients(fit.pipeline, x)
-                saved[result.model] = save_artefact(
+                done[result.model] = save_artefact(
                     out, name=result.model, kind="combined", threshold=fit.threshold, inputs=spec.card_inputs(),
                     pipeline=fit.pipeline, components=comps, selected_features=fit.features, **extra, **common)
             else:
                 kind = "stack" if hasattr(result, "meta") else "late"
                 extra = {"meta": result.meta[fold]} if kind == "stack" else {"weights": [1.0] * len(comps)}
-                saved[result.model] = save_artefact(
+                done[result.model] = save_artefact(
                     out, name=result.model, kind=kind, threshold=_threshold_of(result, fold, rule),
                     inputs=spec.card_inputs(), components=comps, **extra, **common)
             pending.remove(result)
             progressed = True
         if not progressed:
             break
-    return list(saved.values())
+    return [p for name, p in done.items() if name not in given]
 
 
 def result_prob(results: Sequence[CVResult], model: str, cases: pd.Index) -> np.ndarray:

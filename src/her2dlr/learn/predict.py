@@ -8,7 +8,10 @@ Inputs are checked against the model card before anything is computed:
   the card's value; a model trained on bounding boxes gets the box of a given mask, a model
   trained on delineated masks refuses a box;
 * a missing clinical column is refused by name; a clinical value never seen in training is
-  encoded as the encoder's ``<other>`` level (or missing) and reported by the encoder.
+  encoded as the encoder's ``<other>`` level (or missing) and reported by the encoder;
+* a deep or DLR model (one with a network) gets its ``deep_prob`` / ``deep_<j>`` columns from
+  its own network, the ROI prepared with the settings stored in the checkpoint
+  (:func:`her2dlr.deep.deploy.network_columns`); a mask or a box gives the same crop.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import pandas as pd
 from her2dlr.errors import InputError
 from her2dlr.learn.artefact import ModelArtefact
 
-__all__ = ["parse_clinical", "clinical_row", "feature_rows", "image_features", "case_inputs", "predict_cases"]
+__all__ = ["parse_box", "parse_clinical", "clinical_row", "feature_rows", "image_features", "case_inputs", "predict_cases"]
 
 
 def parse_clinical(items: list[str] | None) -> dict[str, str]:
@@ -36,6 +39,16 @@ def parse_clinical(items: list[str] | None) -> dict[str, str]:
             raise InputError(f"Clinical value '{item}' must be written COLUMN=VALUE (e.g. Age=52).")
         out[key.strip()] = value.strip()
     return out
+
+
+def parse_box(text: str | None) -> tuple[float, float, float, float] | None:
+    """``"x,y,w,h"`` (or ``"[x, y, w, h]"``) in pixels -> a box; None stays None."""
+    from her2dlr.io.cells import parse_bbox
+
+    if text is None:
+        return None
+    body = text.strip()
+    return parse_bbox(body if body.startswith("[") else f"[{body}]", where="--box")
 
 
 def clinical_row(table: str | os.PathLike[str], case: str, *, id_column: str | None = None) -> dict[str, Any]:
@@ -96,6 +109,8 @@ def image_features(artefact: ModelArtefact, image: str | os.PathLike[str], *, ma
     params = artefact.radiomics_params()
     tables = [t for t in artefact.feature_tables if t.get("params_hash")]
     if params is None or not tables:
+        if artefact.with_networks():
+            return {}
         raise InputError(f"Model '{artefact.name}' does not read radiomics features extracted by her2dlr; "
                          "give its feature row with --features instead of an image.")
     if params_hash(params) != tables[0]["params_hash"]:
@@ -122,6 +137,11 @@ def case_inputs(artefact: ModelArtefact, *, case_id: str = "case", image: str | 
             raise InputError(f"Model '{artefact.name}' needs imaging features: give --image with --mask/--box, "
                              "or --features.")
         row.update(image_features(artefact, image, mask=mask, box=box, spacing=spacing))
+        if artefact.with_networks():
+            from her2dlr.deep.deploy import network_columns
+
+            lesion = mask if mask is not None else (tuple(box) if box is not None else None)
+            row.update(network_columns(artefact, [image], [lesion]).iloc[0].to_dict())
     row.update(dict(clinical or {}))
     frame = pd.DataFrame([row], index=pd.Index([case_id], name="case_id"))
     artefact.check_inputs(frame, where=f"case '{case_id}'")

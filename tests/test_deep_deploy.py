@@ -1,0 +1,148 @@
+"""Deep and DLR model artefacts: `train deep` / `learn dlr` write them, `predict` applies them to an image."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import lesion_image, lesion_mask, write_png
+from typer.testing import CliRunner
+
+from her2dlr.cli import app
+from her2dlr.learn.artefact import artefact_slug
+
+runner = CliRunner()
+ARCH = "densenet3block"
+LATE = f"late(deep_{ARCH}-signature,radiomics_video_mask-lr)"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """Synthetic cohort (smooth benign vs rough malignant) with radiomics, k-fold + hold-out networks, DLR models."""
+    tmp = tmp_path_factory.mktemp("deploy")
+    root = tmp / "cohort"
+    for cls, texture, offset in (("benign", "smooth", 0), ("malignant", "rough", 100)):
+        for i in range(12):
+            write_png(root / cls / f"{cls} ({i + 1}).png", lesion_image(offset + i, texture=texture))
+            write_png(root / cls / f"{cls} ({i + 1})_mask.png", lesion_mask())
+    raw = {
+        "name": "synthetic",
+        "cohort": {"sources": [{"kind": "folders", "path": str(root)}]},
+        "label": {"rule": "column", "column": "class", "positive": ["malignant"], "negative": ["benign"]},
+        "split": {"seed": 1, "holdout": {"test_size": 0.25}, "kfold": {"n_splits": 2, "n_repeats": 1}},
+        "radiomics": {"params": "video", "n_jobs": 1, "backend": "sequential"},
+        "learn": {"selection": [{"name": "variance"}, {"name": "zscore"}], "models": [{"name": "lr", "grid": {}}],
+                  "search": {"inner_splits": 2}},
+    }
+    study = tmp / "study.yaml"
+    study.write_text(yaml.safe_dump(raw))
+    steps = [["cohort", "build", str(study), "--n-jobs", "1"], ["extract", "radiomics", str(study)],
+             ["train", "deep", str(study), "--epochs", "2", "--image-size", "32", "--threads", "1", "--batch-size", "8",
+              "--n-jobs", "1", "--scheme", "kfold", "--scheme", "holdout", "--patience", "0"],
+             ["extract", "deep", str(study), "--pca", "4"],
+             ["learn", "dlr", str(study), "--radiomics", "radiomics_video_mask", "--n-components", "4"]]
+    for args in steps:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, (args, res.output)
+    out = tmp / "runs" / "synthetic"
+    (out / "new").mkdir()
+    write_png(out / "new" / "case.png", lesion_image(777, texture="rough"))
+    write_png(out / "new" / "case_mask.png", lesion_mask())
+    return out
+
+
+def _box_of_mask(path: Path) -> tuple[int, int, int, int]:
+    from her2dlr.io.images import mask_to_bbox, read_mask_array
+
+    return mask_to_bbox(read_mask_array(path) > 0)
+
+
+def test_train_deep_writes_the_holdout_network_as_a_deep_artefact(run: Path):
+    from her2dlr.learn.artefact import load_artefact
+
+    art = load_artefact(run / "models" / f"deep_{ARCH}-signature")
+    assert art.kind == "deep" and art.network_path is not None
+    assert art.card["inputs"]["image"]["arch"] == ARCH and art.card["inputs"]["image"]["fold"] == "holdout"
+    assert art.card["metrics"]["test_n"] == 6  # the hold-out's 6 test cases scored its network
+
+
+def test_predict_deep_artefact_matches_the_checkpoint_and_draws_a_heat_map(run: Path):
+    from PIL import Image
+
+    from her2dlr.deep.cv import predict_images
+
+    model = run / "models" / f"deep_{ARCH}-signature"
+    image, mask = run / "new" / "case.png", run / "new" / "case_mask.png"
+    x, y, w, h = _box_of_mask(mask)
+    res = runner.invoke(app, ["predict", str(model), "--image", str(image), "--box", f"{x},{y},{w},{h}",
+                              "--out", str(run / "new" / "deep.csv"), "--heatmap", str(run / "new" / "heat.png")])
+    assert res.exit_code == 0, res.output
+    got = pd.read_csv(run / "new" / "deep.csv").iloc[0]
+    # independent path: the trained hold-out checkpoint applied to the same image and lesion
+    want = predict_images(run / "deep" / ARCH / "holdout" / "best.pt", [str(image)], [str(mask)])[0]
+    assert got["prob"] == pytest.approx(want, abs=1e-6)
+    assert got["class"] == int(got["prob"] >= got["threshold"])
+    assert Image.open(run / "new" / "heat.png").size == (80, 96)
+    assert "inside the lesion" in res.output
+    by_mask = runner.invoke(app, ["predict", str(model), "--image", str(image), "--mask", str(mask),
+                                  "--out", str(run / "new" / "deep_mask.csv")])
+    assert by_mask.exit_code == 0, by_mask.output
+    assert pd.read_csv(run / "new" / "deep_mask.csv").iloc[0]["prob"] == pytest.approx(got["prob"], abs=1e-9)
+    no_roi = runner.invoke(app, ["predict", str(model), "--image", str(image)])
+    assert no_roi.exit_code == 2 and "--mask or --box" in no_roi.output
+
+
+def test_dlr_and_late_artefacts_predict_from_an_image_as_from_their_feature_rows(run: Path):
+    from her2dlr.deep.cv import load_deep_model
+    from her2dlr.deep.data import load_rois
+    from her2dlr.deep.features import embed_arrays
+    from her2dlr.learn.artefact import load_artefact
+    from her2dlr.learn.predict import case_inputs
+    from her2dlr.radiomics.extract import extract_case
+
+    image, mask = run / "new" / "case.png", run / "new" / "case_mask.png"
+    dlr = load_artefact(run / "models" / f"deep_{ARCH}+radiomics_video_mask-lr")
+    assert dlr.kind == "pipeline" and dlr.network_path is not None
+    card = dlr.card
+    assert any(c.startswith("deep_") for c in card["inputs"]["features"])
+    assert card["training"]["scheme"] == "holdout" and card["metrics"]["test_n"] == 6
+    frame = case_inputs(dlr, case_id="new", image=image, mask=mask)
+    # the same row built by hand: PyRadiomics on the image, the network's penultimate features
+    network, spec, _ = load_deep_model(run / "deep" / ARCH / "holdout" / "best.pt")
+    emb, prob = embed_arrays(network, load_rois([str(image)], [str(mask)], spec=spec))
+    rad = extract_case(image, mask_path=mask, params=dlr.radiomics_params())
+    by_hand = pd.DataFrame([{**rad, **{f"deep_{j}": v for j, v in enumerate(emb[0])}}], index=["new"])
+    assert dlr.predict_proba(frame)[0] == pytest.approx(dlr.predict_proba(by_hand)[0], abs=1e-9)
+    late = load_artefact(run / "models" / artefact_slug(LATE))
+    assert late.kind == "late" and [c.kind for c in late.components] == ["deep", "pipeline"]
+    frame = case_inputs(late, case_id="new", image=image, mask=mask)
+    rad_prob = late.components[1].predict_proba(by_hand)[0]
+    assert late.predict_proba(frame)[0] == pytest.approx((prob[0] + rad_prob) / 2, abs=1e-9)
+    metrics = pd.read_csv(run / "learn" / f"dlr_{ARCH}" / "metrics.csv")
+    assert {f"deep_{ARCH}+radiomics_video_mask-lr", f"deep_{ARCH}-signature"} <= set(metrics["model"])
+
+
+def test_a_model_with_two_networks_is_refused(run: Path, tmp_path: Path):
+    import shutil
+
+    import torch
+
+    from her2dlr.deep.deploy import network_columns
+    from her2dlr.errors import InputError
+    from her2dlr.learn.artefact import load_artefact
+
+    late = run / "models" / artefact_slug(LATE)
+    copy = tmp_path / "late"
+    shutil.copytree(late, copy)
+    other = copy / "components" / "radiomics_video_mask-lr" / "network.pt"
+    ckpt = torch.load(run / "deep" / ARCH / "r0f0" / "best.pt", weights_only=False)
+    torch.save(ckpt, other)
+    with pytest.raises(InputError, match="2 different networks"):
+        network_columns(load_artefact(copy), [str(run / "new" / "case.png")], [str(run / "new" / "case_mask.png")])
+    card = json.loads((run / "models" / f"deep_{ARCH}-signature" / "model_card.json").read_text())
+    assert card["threshold"]["source"] in ("inner_val", "train_fit")
+    assert np.isfinite(card["threshold"]["value"])
