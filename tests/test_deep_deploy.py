@@ -94,6 +94,10 @@ def test_predict_deep_artefact_matches_the_checkpoint_and_draws_a_heat_map(run: 
     assert pd.read_csv(run / "new" / "deep_mask.csv").iloc[0]["prob"] == pytest.approx(got["prob"], abs=1e-9)
     no_roi = runner.invoke(app, ["predict", str(model), "--image", str(image)])
     assert no_roi.exit_code == 2 and "--mask or --box" in no_roi.output
+    radiomics_model = run / "models" / "radiomics_video_mask-lr"
+    no_net = runner.invoke(app, ["predict", str(radiomics_model), "--image", str(image), "--mask", str(mask),
+                                 "--heatmap", str(run / "new" / "none.png")])
+    assert no_net.exit_code == 2 and "has no network" in no_net.output
 
 
 def test_dlr_and_late_artefacts_predict_from_an_image_as_from_their_feature_rows(run: Path):

@@ -164,6 +164,7 @@ def predict(
     method: str = typer.Option("gradcam", "--method", help="Heat map: cam, gradcam or gradcampp."),
 ) -> None:
     """Apply a saved model to new cases: probability, class at the stored threshold (and a heat map for deep models)."""
+    from her2dlr.errors import InputError
     from her2dlr.io.atomic import write_csv_atomic
     from her2dlr.learn.artefact import load_artefact
     from her2dlr.learn.predict import case_inputs, clinical_row, feature_rows, parse_box, parse_clinical
@@ -171,6 +172,10 @@ def predict(
 
     art = load_artefact(model)
     lesion_box = parse_box(box)
+    if heatmap is not None and (image is None or (mask is None and lesion_box is None)):
+        raise InputError("--heatmap needs --image with --mask or --box.")
+    if heatmap is not None and not art.with_networks():
+        raise InputError(f"Model '{art.name}' has no network: --heatmap is for deep and DLR models.")
     if features is not None:
         frame = feature_rows(art, features)
         extra = parse_clinical(clinical)
@@ -187,10 +192,7 @@ def predict(
         write_csv_atomic(result, out)
     if heatmap is not None:
         from her2dlr.deep.deploy import case_heat_map
-        from her2dlr.errors import InputError
 
-        if image is None:
-            raise InputError("--heatmap needs --image (with --mask or --box).")
         heat = case_heat_map(art, image, heatmap, mask=mask, box=lesion_box, method=method)
         typer.echo(f"Heat map ({heat.method}, class {heat.explained_class}, {heat.lesion_share:.0%} of the heat "
                    f"inside the lesion): {heat.path}")
