@@ -8,11 +8,18 @@ OUT=benchmarks/results.jsonl
 run() { echo "# $*" >&2; "$BIN" bench "$@" | tee -a "$OUT"; }
 run leakage
 run gbsg2
+run reference
+run report
+run deep-speed
 if [ -d "$DATA/busi" ]; then
   run busi-qc --data "$DATA/busi"
   run extraction --data "$DATA/busi"
+  run busi-radiomics --data "$DATA/busi"
   run busi-dlr --data "$DATA/busi"   # trains busi-deep's fold networks unless the work dir has them
 fi
 if [ -d "$DATA/breast-lesions-usg" ]; then
   run breast-usg --data "$DATA/breast-lesions-usg"
+fi
+if [ -d "$DATA/busi" ] && [ -d "$DATA/breast-lesions-usg" ]; then
+  run external --train "$DATA/busi" --test "$DATA/breast-lesions-usg"
 fi
