@@ -83,6 +83,20 @@ def test_resume_gives_the_uninterrupted_run(tmp_path, ema):
     assert _state_equal(best, full.model)
 
 
+def test_keep_last_trains_the_whole_schedule_and_returns_its_last_weights(tmp_path):
+    x, y = two_texture_rois(40)
+    flat = tiny(epochs=4, patience=1, min_epochs=0, scheduler="none", lr=1e-6)  # nothing improves: stops early
+    early = train_network(x, y, settings=flat)
+    assert early.epochs_run < 4 and early.stopped_early
+    res = train_network(x, y, settings=tiny(epochs=4, patience=1, min_epochs=0, scheduler="none", lr=1e-6,
+                                            keep="last"), out_dir=tmp_path)
+    assert res.epochs_run == 4 and res.best_epoch == 4 and not res.stopped_early
+    assert res.history["val_auc"].notna().all()  # validation still monitored
+    assert _state_equal(model_from_checkpoint(tmp_path / "best.pt"), res.model)
+    with pytest.raises(InputError, match="keep"):
+        tiny(keep="median")
+
+
 def test_few_positives_warn_and_train_without_validation():
     x, y = two_texture_rois(40)
     y = np.zeros(40, dtype=int)

@@ -46,6 +46,7 @@ def train_deep(
     loss: str = typer.Option("weighted_ce", "--loss", help="weighted_ce, ce or focal."),
     scheduler: str = typer.Option("cosine", "--scheduler", help="cosine, plateau or none."),
     patience: int = typer.Option(10, "--patience", help="Early-stopping patience in epochs (0: off)."),
+    keep: str = typer.Option("best", "--keep", help="best (early stopping on validation AUC) or last (full schedule)."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Inner validation share of each training fold."),
     scheme: Optional[List[str]] = typer.Option(None, "--scheme", help="kfold and/or holdout (default: kfold)."),
     repeat: Optional[List[int]] = typer.Option(None, "--repeat", help="Only this k-fold repetition (repeatable)."),
@@ -73,7 +74,7 @@ def train_deep(
     size = image_size or DEFAULT_IMAGE_SIZE[arch]
     settings = TrainSettings(
         arch=arch, image_size=size, in_channels=channels, weights=str(weights) if weights else None, epochs=epochs,
-        batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss, scheduler=scheduler, patience=patience,
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss, scheduler=scheduler, patience=patience, keep=keep,
         val_fraction=val_fraction, seed=seed, device=device, allow_cpu_fallback=allow_cpu_fallback,
         num_workers=num_workers, num_threads=threads, distributed=distributed,
     )

@@ -89,6 +89,7 @@ log = logging.getLogger(__name__)
 
 LOSSES = ("weighted_ce", "ce", "focal")
 SCHEDULERS = ("cosine", "plateau", "none")
+KEEP = ("best", "last")
 CHECKPOINT_VERSION = 1
 
 
@@ -127,6 +128,12 @@ class TrainSettings:
         Share of the training cases (by group) held out for early stopping.
     patience : int, default=10
         Epochs without a better validation AUC before stopping; 0 trains all ``epochs``.
+    keep : {"best", "last"}, default="best"
+        Which weights to keep and return: the epoch with the best validation AUC (early
+        stopping), or the last epoch of the full schedule (no early stopping: ``patience`` is
+        ignored, the validation split only monitors training and gives unselected predictions
+        for the operating threshold). On a small validation split the best epoch is partly
+        chosen by noise; ``"last"`` with the cosine schedule ends at a learning rate near zero.
     ema : float, default=0.0
         Decay of an exponential moving average of the weights (and batch-norm statistics),
         updated after every step, e.g. 0.98; the average is what is validated, kept and
@@ -170,6 +177,7 @@ class TrainSettings:
     scheduler: str = "cosine"
     val_fraction: float = 0.2
     patience: int = 10
+    keep: str = "best"
     ema: float = 0.0
     min_epochs: int = 5
     min_class_cases: int = 10
@@ -190,6 +198,7 @@ class TrainSettings:
         _choice("arch", self.arch, ARCHS)
         _choice("loss", self.loss, LOSSES)
         _choice("scheduler", self.scheduler, SCHEDULERS)
+        _choice("keep", self.keep, KEEP)
         for name, low in (("image_size", 8), ("in_channels", 1), ("n_classes", 2), ("epochs", 1), ("batch_size", 1),
                           ("patience", 0), ("min_epochs", 0), ("min_class_cases", 2), ("num_workers", 0)):
             value = getattr(self, name)
@@ -789,6 +798,8 @@ def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainS
                 improved = bool(better_auc or tie)
             else:
                 improved = True  # no validation: the latest epoch is the one kept
+            if settings.keep == "last":
+                improved = True
             if scheduler is not None:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(row["val_auc"] if len(val_idx) else row["train_loss"])
@@ -803,8 +814,8 @@ def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainS
                 state["bad_epochs"] += 1
             row["seconds"] = time.perf_counter() - t0
             state["history"].append(row)
-            if (len(val_idx) and settings.patience and state["bad_epochs"] >= settings.patience
-                    and epoch >= settings.min_epochs):
+            if (len(val_idx) and settings.patience and settings.keep == "best"
+                    and state["bad_epochs"] >= settings.patience and epoch >= settings.min_epochs):
                 state["finished"] = True
                 state["stopped_early"] = stopped_early = True
             if epoch >= settings.epochs:
