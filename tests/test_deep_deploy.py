@@ -150,3 +150,38 @@ def test_a_model_with_two_networks_is_refused(run: Path, tmp_path: Path):
     card = json.loads((run / "models" / f"deep_{ARCH}-signature" / "model_card.json").read_text())
     assert card["threshold"]["source"] in ("inner_val", "train_fit")
     assert np.isfinite(card["threshold"]["value"])
+
+
+def test_kfold_only_study_deploys_the_final_network(tmp_path: Path, folder_cohort: Path):
+    from her2dlr.learn.artefact import load_artefact
+
+    raw = {"name": "kf", "cohort": {"sources": [{"kind": "folders", "path": str(folder_cohort)}]},
+           "label": {"rule": "column", "column": "class", "positive": ["malignant"], "negative": ["benign"]},
+           "split": {"seed": 1, "kfold": {"n_splits": 2, "n_repeats": 1}},
+           "radiomics": {"params": "video", "n_jobs": 1, "backend": "sequential"},
+           "learn": {"selection": [{"name": "variance"}, {"name": "zscore"}], "models": [{"name": "lr", "grid": {}}],
+                     "search": {"inner_splits": 2}}}
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(raw))
+    train = ["train", "deep", str(study), "--epochs", "1", "--image-size", "32", "--threads", "1", "--batch-size", "8",
+             "--n-jobs", "1"]
+    for args in (["cohort", "build", str(study), "--n-jobs", "1"], ["extract", "radiomics", str(study)], train):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, (args, res.output)
+    assert "No deployable model" in res.output  # k-fold networks only: none to deploy
+    res = runner.invoke(app, [*train, "--final", "--resume"])
+    assert res.exit_code == 0 and "Deployable model" in res.output, res.output
+    for args in (["extract", "deep", str(study), "--pca", "4"],
+                 ["learn", "dlr", str(study), "--radiomics", "radiomics_video_mask", "--n-components", "4"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, (args, res.output)
+    from her2dlr.cohort.manifest import Manifest
+
+    manifest = Manifest.load(tmp_path / "runs" / "kf" / "cohort" / "manifest.parquet").table
+    n_train = int((manifest["split"] == "train").sum())  # the final network: the hold-out's training rows
+    models = tmp_path / "runs" / "kf" / "models"
+    dlr = load_artefact(models / f"deep_{ARCH}+radiomics_video_mask-lr")
+    assert dlr.card["training"]["scheme"] == "final" and dlr.card["training"]["n_cases"] == n_train
+    assert dlr.card["inputs"]["feature_tables"][-1]["fold"] == "final"
+    sig = load_artefact(models / f"deep_{ARCH}-signature")
+    assert sig.card["inputs"]["image"]["fold"] == "final" and sig.card["training"]["n_cases"] == n_train

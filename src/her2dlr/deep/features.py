@@ -257,7 +257,7 @@ def check_out_of_fold(folds: Mapping[str, FoldFeatures], manifest: Any) -> pd.Da
 
     rows = []
     for fold, ff in folds.items():
-        scheme = "holdout" if fold == "holdout" else "kfold"
+        scheme = fold if fold in ("holdout", "final") else "kfold"
         found = [(tr, te) for name, _, tr, te in outer_folds(table, scheme) if name == fold]
         if not found:
             raise InputError(f"Deep features of fold '{fold}' match no outer fold of the manifest.")
