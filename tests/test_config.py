@@ -102,3 +102,17 @@ def test_paths_resolve_against_study_folder(tmp_path: Path):
 
 def test_example_text_parses_as_yaml():
     assert yaml.safe_load(EXAMPLE_STUDY)["radiomics"]["params"] == "us2d"
+
+
+def test_deep_section_is_validated_and_in_the_example(tmp_path: Path):
+    study = load_study(write_example(tmp_path / "study.yaml"))
+    assert study.deep is not None and study.deep.arch == "densenet3block" and study.deep.schemes == ["kfold", "holdout"]
+    assert study.deep.dlr.n_components == 64
+    with pytest.raises(StudyFileError) as err:
+        study_from_dict(_with(deep={"loss": "focall"}))
+    assert "deep.loss" in str(err.value) and "focal" in str(err.value)
+    with pytest.raises(StudyFileError) as err:
+        study_from_dict(_with(deep={"dlr": {"n_component": 8}}))
+    assert "deep.dlr.n_component" in str(err.value)
+    merged = study_from_dict(_with(deep={"epochs": 5})).deep.merged(epochs=None, margin=3)
+    assert (merged.epochs, merged.margin) == (5, 3)

@@ -148,3 +148,32 @@ def test_cli_train_deep(tmp_path):
     assert bad.exit_code == 2 and "Did you mean" in bad.output
     listed = runner.invoke(app, ["train", "archs"])
     assert listed.exit_code == 0 and "densenet3block" in listed.output and "vit" in listed.output
+
+
+@pytest.mark.filterwarnings("ignore::her2dlr.deep.train.FewCasesWarning")
+def test_study_file_deep_section_drives_train_deep(tmp_path, folder_cohort):
+    import json
+
+    from typer.testing import CliRunner
+
+    from her2dlr.cli import app
+
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        "name: t\n"
+        f"output_dir: {tmp_path / 'run'}\n"
+        f"cohort:\n  sources:\n    - kind: folders\n      path: {folder_cohort}\n"
+        "label:\n  rule: column\n  column: class\n  positive: [malignant]\n  negative: [benign]\n"
+        "split:\n  kfold:\n    n_splits: 2\n    n_repeats: 1\n"
+        "deep:\n  epochs: 1\n  image_size: 32\n  margin: 4\n  batch_size: 8\n  schemes: [holdout]\n  keep: last\n"
+    )
+    runner = CliRunner()
+    assert runner.invoke(app, ["cohort", "build", str(study), "--n-jobs", "1"]).exit_code == 0
+    bad = runner.invoke(app, ["train", "deep", str(study), "--keep", "median"])
+    assert bad.exit_code == 2 and "--keep" in bad.output
+    out = runner.invoke(app, ["train", "deep", str(study), "--threads", "1", "--n-jobs", "1", "--margin", "6"])
+    assert out.exit_code == 0, out.output
+    saved = json.loads((tmp_path / "run" / "deep" / "densenet3block" / "settings.json").read_text())
+    assert saved["scheme"] == "holdout" and saved["train"]["epochs"] == 1 and saved["train"]["keep"] == "last"
+    assert saved["roi"]["size"] == 32 and saved["roi"]["margin"] == 6  # the option overrides the study file
+    assert (tmp_path / "run" / "models" / "deep_densenet3block-signature" / "network.pt").is_file()

@@ -117,10 +117,10 @@ def learn_run(
 @friendly
 def learn_dlr(
     study: Path = StudyArg,
-    arch: str = typer.Option("densenet3block", "--arch", help="Network whose deep features to use (`her2dlr extract deep` first)."),
-    radiomics: str = typer.Option("radiomics", "--radiomics", help="Radiomics table name under <run>/features (or a path)."),
-    model: str = typer.Option("lr", "--model", help="Zoo classifier."),
-    n_components: int = typer.Option(64, "--n-components", help="PCA components of the deep features, fitted in-fold."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Network whose deep features to use (`her2dlr extract deep` first); default: the study's deep.arch."),
+    radiomics: Optional[str] = typer.Option(None, "--radiomics", help="Radiomics table name under <run>/features (or a path); default: deep.dlr.radiomics."),
+    model: Optional[str] = typer.Option(None, "--model", help="Zoo classifier; default: deep.dlr.model (lr)."),
+    n_components: Optional[int] = typer.Option(None, "--n-components", help="PCA components of the deep features, fitted in-fold; default 64."),
     n_jobs: int = typer.Option(1, "--n-jobs", help="Parallel outer folds."),
 ) -> None:
     """Deep learning radiomics (seed 002): deep, DLR (early fusion) and late-fusion models on the study's k-fold.
@@ -132,14 +132,18 @@ def learn_dlr(
     from her2dlr.config import load_study
     from her2dlr.deep.deploy import save_dlr_artefacts
     from her2dlr.deep.dlr import run_study_dlr
+    from her2dlr.deep.settings import DeepSettings
     from her2dlr.report_console import print_frame
 
     s = load_study(study)
-    result = run_study_dlr(s, arch=arch, radiomics=radiomics, model=model, n_components=n_components, n_jobs=n_jobs)
+    d = s.deep or DeepSettings()
+    arch = arch or d.arch
+    opts = {"radiomics": radiomics or d.dlr.radiomics, "model": model or d.dlr.model,
+            "n_components": n_components or d.dlr.n_components}
+    result = run_study_dlr(s, arch=arch, n_jobs=n_jobs, **opts)
     cols = [c for c in ("model", "split", "scope", "n", "auc", "ci_low", "ci_high", "sensitivity", "specificity", "threshold") if c in result.metrics.columns]
     print_frame(result.metrics[cols], f"DLR models (written to {result.out_dir})")
-    saved = save_dlr_artefacts(s, arch=arch, radiomics=radiomics, model=model, n_components=n_components,
-                               metrics=result.metrics)
+    saved = save_dlr_artefacts(s, arch=arch, metrics=result.metrics, **opts)
     for path in saved:
         console.print(f"Deployable model: {path}", highlight=False)
     if not saved:

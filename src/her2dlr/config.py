@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from her2dlr.deep.settings import DeepSettings
 from her2dlr.errors import StudyFileError, nearest
 from her2dlr.learn.settings import LearnSettings
 from her2dlr.survival.settings import SurvivalSettings
@@ -201,6 +202,7 @@ class Study(_Strict):
     qc: QCSettings = Field(default_factory=QCSettings)
     radiomics: RadiomicsSettings = Field(default_factory=RadiomicsSettings)
     learn: LearnSettings | None = Field(None, description="Feature selection, model zoo and validation.")
+    deep: DeepSettings | None = Field(None, description="Networks: ROI input, training, folds (her2dlr train deep, learn dlr).")
     survival: SurvivalSettings | None = Field(None, description="Survival stage (time, event, score, treatment columns).")
 
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

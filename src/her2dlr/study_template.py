@@ -101,6 +101,16 @@ learn:
   search: {inner_splits: 5, search: grid}   # best setting by inner-CV median AUC
   threshold: {method: youden}               # chosen on training data, applied unchanged to test
 
+deep:                        # her2dlr train deep study.yaml (options on the command line override)
+  arch: densenet3block       # seed 000's network; her2dlr train archs lists the others
+  margin: 10                 # px around the lesion's bounding rectangle (seed 002)
+  epochs: 40
+  patience: 10               # early stopping on the inner validation AUC (keep: last = full schedule)
+  schemes: [kfold, holdout]  # the same outer folds as the radiomics models
+  final: false               # true: also train the network to deploy (for a k-fold-only study)
+  device: auto               # CUDA when present, else the CPU
+  dlr: {radiomics: radiomics_us2d_mask, model: lr, n_components: 64}   # her2dlr learn dlr study.yaml
+
 # survival:                  # her2dlr survival run study.yaml
 #   time_column: time        # the manifest's time / event / treatment columns (see the table source)
 #   event_column: event

@@ -7,7 +7,8 @@ Example::
         --weights ~/weights/resnet101_imagenet.pt --device cuda
     torchrun --nproc_per_node=4 "$(which her2dlr)" train deep study.yaml --arch resnet50 --distributed
 
-Settings come from the options (the study file gives the cohort, label and splits).
+Settings come from the study file's ``deep:`` section (:mod:`her2dlr.deep.settings`); an
+option given on the command line overrides it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from pydantic import ValidationError
 
 from her2dlr.cli_common import console, friendly
+from her2dlr.errors import InputError
 
 __all__ = ["app"]
 
@@ -34,57 +37,72 @@ def _group() -> None:
 @friendly
 def train_deep(
     study: Path = typer.Argument(Path("study.yaml"), help="Study file (cohort built with `her2dlr cohort build`)."),
-    arch: str = typer.Option("densenet3block", "--arch", help="Network (see `her2dlr train archs`)."),
-    epochs: int = typer.Option(40, "--epochs", help="Most epochs per fold."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Batch size (per process with --distributed)."),
-    lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
-    weight_decay: float = typer.Option(1e-4, "--weight-decay"),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Network (see `her2dlr train archs`; default densenet3block)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Most epochs per fold (default 40)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (per process with --distributed; default 32)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="AdamW learning rate (default 1e-3)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Default 1e-4."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="ROI side in px (default: 64 for densenet3block, 224 otherwise)."),
-    channels: int = typer.Option(1, "--channels", help="1 (grey) or 3."),
-    margin: int = typer.Option(10, "--margin", help="Pixels added around the lesion's bounding rectangle."),
-    keep_aspect: bool = typer.Option(False, "--keep-aspect", help="Square the ROI with image context instead of stretching it."),
-    loss: str = typer.Option("weighted_ce", "--loss", help="weighted_ce, ce or focal."),
-    scheduler: str = typer.Option("cosine", "--scheduler", help="cosine, plateau or none."),
-    patience: int = typer.Option(10, "--patience", help="Early-stopping patience in epochs (0: off)."),
-    keep: str = typer.Option("best", "--keep", help="best (early stopping on validation AUC) or last (full schedule)."),
-    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Inner validation share of each training fold."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="1 (grey, default) or 3."),
+    margin: Optional[int] = typer.Option(None, "--margin", help="Pixels added around the lesion's bounding rectangle (default 10)."),
+    keep_aspect: Optional[bool] = typer.Option(None, "--keep-aspect/--stretch", help="Square the ROI with image context instead of stretching it."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="weighted_ce (default), ce or focal."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="cosine (default), plateau or none."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Early-stopping patience in epochs (0: off; default 10)."),
+    keep: Optional[str] = typer.Option(None, "--keep", help="best (early stopping on validation AUC, default) or last (full schedule)."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Inner validation share of each training fold (default 0.2)."),
     scheme: Optional[List[str]] = typer.Option(None, "--scheme", help="kfold and/or holdout (default: kfold)."),
     repeat: Optional[List[int]] = typer.Option(None, "--repeat", help="Only this k-fold repetition (repeatable)."),
-    final: bool = typer.Option(False, "--final", help="Also train the deployable model on the hold-out's training rows."),
+    final: Optional[bool] = typer.Option(None, "--final/--no-final", help="Also train the deployable model on the hold-out's training rows."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Local file of starting weights (never downloaded)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    allow_cpu_fallback: bool = typer.Option(False, "--allow-cpu-fallback", help="Use the CPU when the asked GPU is absent."),
-    seed: int = typer.Option(0, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto (default), cpu, cuda or cuda:N."),
+    allow_cpu_fallback: Optional[bool] = typer.Option(None, "--allow-cpu-fallback/--no-cpu-fallback", help="Use the CPU when the asked GPU is absent."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
     num_workers: int = typer.Option(0, "--num-workers", help="DataLoader worker processes."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads (default: idle CPUs)."),
     n_jobs: int = typer.Option(2, "--n-jobs", help="Threads reading images."),
     resume: bool = typer.Option(False, "--resume", help="Continue interrupted folds from their last.pt."),
     distributed: bool = typer.Option(False, "--distributed", help="DistributedDataParallel (launch with torchrun)."),
 ) -> None:
-    """Train a network on every outer fold; write checkpoints, predictions and metrics to <run>/deep/<arch>."""
+    """Train a network on every outer fold; write checkpoints, predictions and metrics to <run>/deep/<arch>.
+
+    Settings come from the study file's `deep:` section; an option given here overrides it.
+    """
     from her2dlr.config import load_study
     from her2dlr.deep.networks import DEFAULT_IMAGE_SIZE, check_arch
+    from her2dlr.deep.settings import DeepSettings
     from her2dlr.deep.stage import deep_dir, run_deep_stage
     from her2dlr.deep.train import TrainSettings
     from her2dlr.imaging.roi import RoiSpec
     from her2dlr.report_console import print_frame
 
     s = load_study(study)
-    check_arch(arch)
-    size = image_size or DEFAULT_IMAGE_SIZE[arch]
+    try:
+        d = (s.deep or DeepSettings()).merged(
+            arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, image_size=image_size,
+            channels=channels, margin=margin, keep_aspect=keep_aspect, loss=loss, scheduler=scheduler,
+            patience=patience, keep=keep, val_fraction=val_fraction, schemes=scheme or None, final=final,
+            weights=weights, device=device, allow_cpu_fallback=allow_cpu_fallback, seed=seed)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(f"Option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']} "
+                         f"(got {err.get('input')!r}).") from None
+    check_arch(d.arch)
+    size = d.image_size or DEFAULT_IMAGE_SIZE[d.arch]
+    start = s.resolve(d.weights) if d.weights is not None else None
     settings = TrainSettings(
-        arch=arch, image_size=size, in_channels=channels, weights=str(weights) if weights else None, epochs=epochs,
-        batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss, scheduler=scheduler, patience=patience, keep=keep,
-        val_fraction=val_fraction, seed=seed, device=device, allow_cpu_fallback=allow_cpu_fallback,
-        num_workers=num_workers, num_threads=threads, distributed=distributed,
+        arch=d.arch, image_size=size, in_channels=d.channels, weights=str(start) if start else None, epochs=d.epochs,
+        batch_size=d.batch_size, lr=d.lr, weight_decay=d.weight_decay, loss=d.loss, scheduler=d.scheduler,
+        patience=d.patience, keep=d.keep, val_fraction=d.val_fraction, seed=d.seed, device=d.device,
+        allow_cpu_fallback=d.allow_cpu_fallback, num_workers=num_workers, num_threads=threads, distributed=distributed,
     )
-    roi = RoiSpec(size=size, margin=margin, channels=channels, keep_aspect=keep_aspect)
-    result = run_deep_stage(s, settings=settings, roi=roi, schemes=scheme or ["kfold"], repeats=repeat,
-                            resume=resume, final=final, n_jobs=n_jobs)
+    roi = RoiSpec(size=size, margin=d.margin, channels=d.channels, keep_aspect=d.keep_aspect)
+    result = run_deep_stage(s, settings=settings, roi=roi, schemes=d.schemes, repeats=repeat,
+                            resume=resume, final=d.final, n_jobs=n_jobs)
     if len(result.metrics):
         cols = [c for c in ("model", "split", "scope", "n", "auc", "ci_low", "ci_high", "sensitivity", "specificity",
                             "threshold") if c in result.metrics.columns]
-        print_frame(result.metrics[cols], f"{result.model} (written to {deep_dir(s, arch)})")
+        print_frame(result.metrics[cols], f"{result.model} (written to {deep_dir(s, d.arch)})")
     for fold in result.folds:
         for note in fold.notes:
             console.print(f"[yellow]Note:[/] {note}", highlight=False)

@@ -1,0 +1,85 @@
+"""Settings of the deep stage: the ``deep:`` section of a study file.
+
+Read by ``her2dlr train deep`` (network, ROI input, training, which folds) and ``her2dlr learn
+dlr`` (``dlr:``). A command-line option, when given, overrides the study file. Unknown keys
+are refused with the allowed ones; the architecture is checked when training starts (the
+network registry needs torch, which reading a study file does not load).
+
+Example (YAML)::
+
+    deep:
+      arch: densenet3block        # her2dlr train archs
+      image_size: 64              # default: 64 for densenet3block, 224 for the others
+      channels: 1
+      margin: 10                  # px around the lesion's bounding rectangle (seed 002)
+      epochs: 40
+      batch_size: 32
+      lr: 0.001
+      loss: weighted_ce           # or ce, focal
+      scheduler: cosine           # or plateau, none
+      patience: 10                # early stopping on the inner validation AUC
+      keep: best                  # or last: the full schedule's last weights
+      schemes: [kfold, holdout]
+      final: true                 # also the network to deploy
+      weights: null               # local file of pretrained weights (never downloaded)
+      device: auto
+      dlr: {radiomics: radiomics_us2d_bbox, model: lr, n_components: 64}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["DLRSettings", "DeepSettings"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DLRSettings(_Strict):
+    """``deep.dlr``: the deep learning radiomics models of ``her2dlr learn dlr``."""
+
+    radiomics: str = Field("radiomics", description="Radiomics table name under <run>/features (or a path).")
+    model: str = Field("lr", description="Zoo classifier (her2dlr learn models).")
+    n_components: int = Field(64, ge=1, description="PCA components of the deep features, fitted in-fold (seed 002).")
+
+
+class DeepSettings(_Strict):
+    """``deep:``: network, ROI input and training of ``her2dlr train deep``."""
+
+    arch: str = Field("densenet3block", description="Network (her2dlr train archs).")
+    image_size: int | None = Field(None, ge=8, description="ROI side in px (default by network).")
+    channels: Literal[1, 3] = 1
+    margin: int = Field(10, ge=0, description="Pixels added around the lesion's bounding rectangle.")
+    keep_aspect: bool = Field(False, description="Square the ROI with image context instead of stretching it.")
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    loss: Literal["weighted_ce", "ce", "focal"] = "weighted_ce"
+    scheduler: Literal["cosine", "plateau", "none"] = "cosine"
+    patience: int = Field(10, ge=0, description="Early-stopping patience in epochs (0: off).")
+    keep: Literal["best", "last"] = "best"
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="Inner validation share of each training fold.")
+    schemes: list[Literal["kfold", "holdout"]] = Field(default_factory=lambda: ["kfold"])
+    final: bool = Field(False, description="Also train the deployable network on the hold-out's training rows.")
+    weights: Path | None = Field(None, description="Local file of starting weights (never downloaded).")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    allow_cpu_fallback: bool = False
+    seed: int = 0
+    dlr: DLRSettings = Field(default_factory=DLRSettings)
+
+    def merged(self, **overrides: Any) -> DeepSettings:
+        """A validated copy with the given values (``None`` = keep the study file's).
+
+        Raises
+        ------
+        pydantic.ValidationError
+            A given value is not allowed.
+        """
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return type(self).model_validate({**self.model_dump(), **given}) if given else self
