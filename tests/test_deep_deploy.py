@@ -185,3 +185,29 @@ def test_kfold_only_study_deploys_the_final_network(tmp_path: Path, folder_cohor
     assert dlr.card["inputs"]["feature_tables"][-1]["fold"] == "final"
     sig = load_artefact(models / f"deep_{ARCH}-signature")
     assert sig.card["inputs"]["image"]["fold"] == "final" and sig.card["training"]["n_cases"] == n_train
+
+
+def test_predict_a_table_of_new_cases_with_heat_maps(run: Path):
+    model = run / "models" / f"deep_{ARCH}+radiomics_video_mask-lr"
+    x, y, w, h = _box_of_mask(run / "new" / "case_mask.png")
+    table = run / "new" / "cases.csv"
+    pd.DataFrame({"case_id": ["a", "b"], "image": ["case.png", "case.png"], "mask": ["case_mask.png", None],
+                  "box": [None, f"{x},{y},{w},{h}"]}).to_csv(table, index=False)
+    refused = runner.invoke(app, ["predict", str(model), "--cases", str(table)])  # radiomics on masks: no box
+    assert refused.exit_code == 2 and "row 3 (case 'b')" in refused.output and "Give --mask" in refused.output
+    pd.DataFrame({"case_id": ["a", "b"], "image": ["case.png", "case.png"],
+                  "mask": ["case_mask.png", "case_mask.png"]}).to_csv(table, index=False)
+    out = run / "new" / "cases_pred.csv"
+    res = runner.invoke(app, ["predict", str(model), "--cases", str(table), "--out", str(out),
+                              "--heatmap", str(run / "new" / "heat")])
+    assert res.exit_code == 0, res.output
+    got = pd.read_csv(out)
+    assert got["case_id"].tolist() == ["a", "b"]
+    single = runner.invoke(app, ["predict", str(model), "--image", str(run / "new" / "case.png"), "--mask",
+                                 str(run / "new" / "case_mask.png"), "--out", str(run / "new" / "one.csv")])
+    assert single.exit_code == 0, single.output
+    assert got.loc[0, "prob"] == pytest.approx(pd.read_csv(run / "new" / "one.csv").loc[0, "prob"], abs=1e-9)
+    assert sorted(p.name for p in (run / "new" / "heat").glob("*.png")) == ["a.png", "b.png"]
+    pd.DataFrame({"image": ["case.png", None], "mask": ["case_mask.png", "case_mask.png"]}).to_csv(table, index=False)
+    bad = runner.invoke(app, ["predict", str(model), "--cases", str(table)])
+    assert bad.exit_code == 2 and "row 3: no image" in bad.output

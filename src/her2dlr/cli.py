@@ -156,6 +156,7 @@ def learn_dlr(
 def predict(
     model: Path = typer.Argument(..., help="Model artefact folder (<run>/models/<name>)."),
     features: Optional[Path] = typer.Option(None, "--features", help="Feature table (Parquet/CSV) with the model's feature columns (and clinical columns)."),
+    cases: Optional[Path] = typer.Option(None, "--cases", help="Table of new cases: image, mask or box (x,y,w,h), optional case_id, spacing and clinical columns."),
     image: Optional[Path] = typer.Option(None, "--image", help="Image of one case."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Lesion mask of the image."),
     box: Optional[str] = typer.Option(None, "--box", help="Lesion box x,y,w,h in pixels (models trained on boxes)."),
@@ -164,23 +165,36 @@ def predict(
     clinical_table: Optional[Path] = typer.Option(None, "--clinical-table", help="Table holding the case's clinical row."),
     case: str = typer.Option("case", "--case", help="Case id (row of --clinical-table; name in the output)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the predictions as CSV."),
-    heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Deep and DLR models: write the network's heat map over the image (PNG)."),
+    heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Deep and DLR models: write the network's heat map over the image (PNG; with --cases a folder, one PNG per case)."),
     method: str = typer.Option("gradcam", "--method", help="Heat map: cam, gradcam or gradcampp."),
 ) -> None:
     """Apply a saved model to new cases: probability, class at the stored threshold (and a heat map for deep models)."""
     from her2dlr.errors import InputError
     from her2dlr.io.atomic import write_csv_atomic
-    from her2dlr.learn.artefact import load_artefact
-    from her2dlr.learn.predict import case_inputs, clinical_row, feature_rows, parse_box, parse_clinical
+    from her2dlr.learn.artefact import artefact_slug, load_artefact
+    from her2dlr.learn.predict import (
+        case_inputs,
+        cases_inputs,
+        cases_table,
+        clinical_row,
+        feature_rows,
+        parse_box,
+        parse_clinical,
+    )
     from her2dlr.report_console import print_frame
 
     art = load_artefact(model)
     lesion_box = parse_box(box)
-    if heatmap is not None and (image is None or (mask is None and lesion_box is None)):
-        raise InputError("--heatmap needs --image with --mask or --box.")
+    if sum(x is not None for x in (cases, image, features)) > 1:
+        raise InputError("Give one of --cases, --image or --features.")
+    if heatmap is not None and cases is None and (image is None or (mask is None and lesion_box is None)):
+        raise InputError("--heatmap needs --image with --mask or --box (or --cases).")
     if heatmap is not None and not art.with_networks():
         raise InputError(f"Model '{art.name}' has no network: --heatmap is for deep and DLR models.")
-    if features is not None:
+    new_cases = cases_table(cases) if cases is not None else []
+    if cases is not None:
+        frame = cases_inputs(art, new_cases)
+    elif features is not None:
         frame = feature_rows(art, features)
         extra = parse_clinical(clinical)
         for key, value in extra.items():
@@ -197,9 +211,12 @@ def predict(
     if heatmap is not None:
         from her2dlr.deep.deploy import case_heat_map
 
-        heat = case_heat_map(art, image, heatmap, mask=mask, box=lesion_box, method=method)
-        typer.echo(f"Heat map ({heat.method}, class {heat.explained_class}, {heat.lesion_share:.0%} of the heat "
-                   f"inside the lesion): {heat.path}")
+        jobs = ([(c["image"], heatmap / f"{artefact_slug(c['case_id'])}.png", c["mask"], c["box"]) for c in new_cases]
+                if cases is not None else [(image, heatmap, mask, lesion_box)])
+        for img, path, lesion_mask, lesion in jobs:
+            heat = case_heat_map(art, img, path, mask=lesion_mask, box=lesion, method=method)
+            typer.echo(f"Heat map ({heat.method}, class {heat.explained_class}, {heat.lesion_share:.0%} of the heat "
+                       f"inside the lesion): {heat.path}")
 
 
 @learn_app.command("models")

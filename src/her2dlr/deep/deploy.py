@@ -221,6 +221,7 @@ def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: 
     share = heat_in_mask(full, lesion_mask, box_region(crop, img.shape)).in_lesion
     peak = float(full.max())
     rgb = draw_outline(draw_box(overlay_rgb(img, full / peak if peak > 0 else full), crop, width=2), lesion_mask)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     out = save_png(rgb, path)
     return HeatMapResult(out, float(heat.prob[0]), int(heat.explained_class[0]), method, float(share))
 

@@ -27,7 +27,8 @@ import pandas as pd
 from her2dlr.errors import InputError
 from her2dlr.learn.artefact import ModelArtefact
 
-__all__ = ["parse_box", "parse_clinical", "clinical_row", "feature_rows", "image_features", "case_inputs", "predict_cases"]
+__all__ = ["case_inputs", "cases_inputs", "cases_table", "clinical_row", "feature_rows", "image_features", "parse_box",
+           "parse_clinical", "predict_cases"]
 
 
 def parse_clinical(items: list[str] | None) -> dict[str, str]:
@@ -146,6 +147,73 @@ def case_inputs(artefact: ModelArtefact, *, case_id: str = "case", image: str | 
     frame = pd.DataFrame([row], index=pd.Index([case_id], name="case_id"))
     artefact.check_inputs(frame, where=f"case '{case_id}'")
     return frame
+
+
+def _cell(row: Mapping[str, Any], *names: str) -> Any:
+    from her2dlr.io.cells import is_missing
+
+    for name in names:
+        if name in row and not is_missing(row[name]):
+            return row[name]
+    return None
+
+
+def cases_table(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The new cases of a table: one dict per row with ``case_id``, ``image``, ``mask``, ``box``, ``spacing``, ``row``.
+
+    The table (CSV/TSV/XLSX/Parquet) has an ``image`` column and, per row, a ``mask`` file or a
+    ``box`` (``x,y,w,h`` in pixels, or ``[x, y, w, h]``); optional ``case_id`` and ``spacing``
+    (mm) columns; any other column is passed on (clinical values). Relative paths are read
+    against the table's folder.
+
+    Raises
+    ------
+    InputError
+        No ``image`` column, a row without image, a malformed box (names the row).
+    """
+    from her2dlr.io.tables import read_table
+
+    table_path = Path(path)
+    df = read_table(table_path)
+    if "image" not in df.columns:
+        raise InputError(f"Cases table {table_path} has no 'image' column. Columns: {list(df.columns)[:10]}.")
+    base = table_path.resolve().parent
+    out = []
+    for i, rec in enumerate(df.to_dict(orient="records")):
+        where = f"{table_path} row {i + 2}"  # row 1 is the header
+        image = _cell(rec, "image")
+        if image is None:
+            raise InputError(f"{where}: no image.")
+        mask = _cell(rec, "mask")
+        box_text = _cell(rec, "box", "bbox")
+        try:
+            box = parse_box(str(box_text)) if box_text is not None else None
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        spacing = _cell(rec, "spacing")
+        case_id = _cell(rec, "case_id", "case")
+        out.append({**{k: v for k, v in rec.items() if k not in ("image", "mask", "box", "bbox", "spacing")},
+                    "case_id": str(case_id) if case_id is not None else f"row{i + 2}", "row": where,
+                    "image": base / str(image), "mask": base / str(mask) if mask is not None else None,
+                    "box": box, "spacing": float(spacing) if spacing is not None else None})
+    return out
+
+
+def cases_inputs(artefact: ModelArtefact, cases: list[dict[str, Any]], *, progress: bool = True) -> pd.DataFrame:
+    """Input rows of ``artefact`` for the cases of :func:`cases_table` (an error names the row and case)."""
+    from tqdm.auto import tqdm
+
+    frames = []
+    for case in tqdm(cases, desc="cases", disable=not progress or len(cases) < 2, leave=False):
+        clinical = {k: case[k] for k in artefact.clinical_types if k in case}
+        try:
+            frames.append(case_inputs(artefact, case_id=case["case_id"], image=case["image"], mask=case["mask"],
+                                      box=case["box"], spacing=case["spacing"], clinical=clinical))
+        except InputError as exc:
+            raise InputError(f"{case['row']} (case '{case['case_id']}'): {exc}") from None
+    if not frames:
+        raise InputError("The cases table has no rows.")
+    return pd.concat(frames)
 
 
 def predict_cases(artefact: ModelArtefact, frame: pd.DataFrame) -> pd.DataFrame:
