@@ -26,6 +26,7 @@ a box gives the same crop (the network reads the lesion's bounding rectangle plu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
@@ -113,8 +114,17 @@ def save_deep_artefact(models_dir: str | os.PathLike[str], deep_folder: str | os
                          network=net.path, **card)
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+@functools.lru_cache(maxsize=4)
+def _digest_and_model(path: str, mtime_ns: int) -> tuple[str, Any, Any]:
+    """SHA-256 of a network file and the loaded network, cached while the file is unchanged (many cases, one load)."""
+    from her2dlr.deep.cv import load_deep_model
+
+    model, spec, _ = load_deep_model(path)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest(), model, spec
+
+
+def _network(path: Path) -> tuple[str, Any, Any]:
+    return _digest_and_model(str(path), path.stat().st_mtime_ns)
 
 
 def network_columns(artefact: ModelArtefact, images: Sequence[Any], rois: Sequence[Any]) -> pd.DataFrame:
@@ -138,20 +148,19 @@ def network_columns(artefact: ModelArtefact, images: Sequence[Any], rois: Sequen
         The model combines two different networks (their columns would clash), a missing ROI,
         unreadable images or masks (named).
     """
-    from her2dlr.deep.cv import load_deep_model
     from her2dlr.deep.data import load_rois
     from her2dlr.deep.features import deep_columns, embed_arrays
 
     nodes = artefact.with_networks()
     if not nodes:
         return pd.DataFrame(index=range(len(images)))
-    digests = {_file_digest(n.network_path) for n in nodes if n.network_path is not None}
+    digests = {_network(n.network_path)[0] for n in nodes if n.network_path is not None}
     if len(digests) > 1:
         raise InputError(f"Model '{artefact.name}' combines {len(digests)} different networks; predicting it from "
                          "images is not supported (give its feature rows with --features).")
     if any(r is None for r in rois):
         raise InputError(f"Model '{artefact.name}' reads the lesion's ROI: give --mask or --box.")
-    model, spec, _ = load_deep_model(nodes[0].network_path)
+    _, model, spec = _network(nodes[0].network_path)  # type: ignore[arg-type]
     x = load_rois(list(images), list(rois), spec=spec)
     emb, prob = embed_arrays(model, x)
     out = pd.DataFrame(emb, columns=[f"deep_{j}" for j in range(emb.shape[1])])
