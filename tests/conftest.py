@@ -47,12 +47,16 @@ def write_png(path: Path, arr: np.ndarray) -> Path:
     return path
 
 
-@pytest.fixture
-def folder_cohort(tmp_path: Path) -> Path:
-    """A BUSI-like folder cohort: 12 benign (smooth) and 12 malignant (rough) lesions with masks."""
-    root = tmp_path / "cohort"
+def write_lesion_folders(root: Path, n_per_class: int) -> Path:
+    """BUSI-like folders under ``root``: ``n_per_class`` benign (smooth) and malignant (rough) lesions with masks."""
     for cls, texture, offset in (("benign", "smooth", 0), ("malignant", "rough", 100)):
-        for i in range(12):
+        for i in range(n_per_class):
             write_png(root / cls / f"{cls} ({i + 1}).png", lesion_image(offset + i, texture=texture))
             write_png(root / cls / f"{cls} ({i + 1})_mask.png", lesion_mask())
     return root
+
+
+@pytest.fixture
+def folder_cohort(tmp_path: Path) -> Path:
+    """A BUSI-like folder cohort: 12 benign (smooth) and 12 malignant (rough) lesions with masks."""
+    return write_lesion_folders(tmp_path / "cohort", 12)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import lesion_image, lesion_mask, write_png
+from conftest import lesion_image, lesion_mask, write_lesion_folders, write_png
 from typer.testing import CliRunner
 
 from her2dlr.cli import app
@@ -21,10 +21,7 @@ def trained(tmp_path_factory) -> Path:
     """A synthetic folder cohort (smooth benign vs rough malignant), radiomics, an LR model."""
     tmp = tmp_path_factory.mktemp("predict")
     root = tmp / "cohort"
-    for cls, texture, offset in (("benign", "smooth", 0), ("malignant", "rough", 100)):
-        for i in range(15):
-            write_png(root / cls / f"{cls} ({i + 1}).png", lesion_image(offset + i, texture=texture))
-            write_png(root / cls / f"{cls} ({i + 1})_mask.png", lesion_mask())
+    write_lesion_folders(root, 15)
     raw = {
         "name": "synthetic",
         "cohort": {"sources": [{"kind": "folders", "path": str(root)}]},

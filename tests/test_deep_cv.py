@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import lesion_image, lesion_mask, write_png
+from conftest import lesion_image, lesion_mask, write_lesion_folders, write_png
 from test_deep_synthetic import _one_thread  # noqa: F401  (autouse fixture)
 
 from her2dlr.cohort.splits import repeated_group_kfold, stratified_group_holdout
@@ -124,10 +124,7 @@ def test_cli_train_deep(tmp_path):
     from her2dlr.cli import app
 
     root = tmp_path / "cohort"
-    for cls, texture, offset in (("benign", "smooth", 0), ("malignant", "rough", 100)):
-        for i in range(10):
-            write_png(root / cls / f"{cls} ({i + 1}).png", lesion_image(offset + i, texture=texture))
-            write_png(root / cls / f"{cls} ({i + 1})_mask.png", lesion_mask())
+    write_lesion_folders(root, 10)
     study = tmp_path / "study.yaml"
     study.write_text(
         "name: t\n"

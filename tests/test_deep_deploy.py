@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import lesion_image, lesion_mask, write_png
+from conftest import lesion_image, lesion_mask, write_lesion_folders, write_png
 from typer.testing import CliRunner
 
 from her2dlr.cli import app
@@ -25,10 +25,7 @@ def run(tmp_path_factory) -> Path:
     """Synthetic cohort (smooth benign vs rough malignant) with radiomics, k-fold + hold-out networks, DLR models."""
     tmp = tmp_path_factory.mktemp("deploy")
     root = tmp / "cohort"
-    for cls, texture, offset in (("benign", "smooth", 0), ("malignant", "rough", 100)):
-        for i in range(12):
-            write_png(root / cls / f"{cls} ({i + 1}).png", lesion_image(offset + i, texture=texture))
-            write_png(root / cls / f"{cls} ({i + 1})_mask.png", lesion_mask())
+    write_lesion_folders(root, 12)
     raw = {
         "name": "synthetic",
         "cohort": {"sources": [{"kind": "folders", "path": str(root)}]},
