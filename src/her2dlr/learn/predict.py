@@ -191,11 +191,15 @@ def cases_table(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
         spacing = _cell(rec, "spacing")
+        try:
+            spacing = float(spacing) if spacing is not None else None
+        except ValueError:
+            raise InputError(f"{where}: spacing {spacing!r} is not a number (pixel size in mm).") from None
         case_id = _cell(rec, "case_id", "case")
         out.append({**{k: v for k, v in rec.items() if k not in ("image", "mask", "box", "bbox", "spacing")},
                     "case_id": str(case_id) if case_id is not None else f"row{i + 2}", "row": where,
                     "image": base / str(image), "mask": base / str(mask) if mask is not None else None,
-                    "box": box, "spacing": float(spacing) if spacing is not None else None})
+                    "box": box, "spacing": spacing})
     return out
 
 
