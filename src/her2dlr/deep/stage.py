@@ -8,6 +8,7 @@ report stages read deep and radiomics models alike.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,6 +64,8 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
     result = run_deep_cv(manifest, settings=settings, roi=roi, scheme=list(schemes),
                          out_dir=deep_dir(study, settings.arch),
                          repeats=repeats, resume=resume, final=final, n_jobs=n_jobs, progress=progress)
+    if int(os.environ.get("RANK", "0")) != 0:  # distributed launch: rank 0 writes
+        return result
     result.artefact = save_deep_artefact(
         study.run_dir / "models", deep_dir(study, settings.arch), name=f"deep_{settings.arch}-signature",
         metrics=result.metrics, task=manifest.meta.get("label", {}), config_hash=config_hash(settings.to_dict()))
