@@ -69,11 +69,8 @@ def train_deep(
     Settings come from the study file's `deep:` section; an option given here overrides it.
     """
     from her2dlr.config import load_study
-    from her2dlr.deep.networks import DEFAULT_IMAGE_SIZE, check_arch
     from her2dlr.deep.settings import DeepSettings
     from her2dlr.deep.stage import deep_dir, run_deep_stage
-    from her2dlr.deep.train import TrainSettings
-    from her2dlr.imaging.roi import RoiSpec
     from her2dlr.report_console import print_frame
 
     s = load_study(study)
@@ -82,21 +79,14 @@ def train_deep(
             arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, image_size=image_size,
             channels=channels, margin=margin, keep_aspect=keep_aspect, loss=loss, scheduler=scheduler,
             patience=patience, keep=keep, val_fraction=val_fraction, schemes=scheme or None, final=final,
-            weights=weights, device=device, allow_cpu_fallback=allow_cpu_fallback, seed=seed)
+            weights=weights.resolve() if weights else None, device=device, allow_cpu_fallback=allow_cpu_fallback,
+            seed=seed)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise InputError(f"Option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']} "
                          f"(got {err.get('input')!r}).") from None
-    check_arch(d.arch)
-    size = d.image_size or DEFAULT_IMAGE_SIZE[d.arch]
-    start = s.resolve(d.weights) if d.weights is not None else None
-    settings = TrainSettings(
-        arch=d.arch, image_size=size, in_channels=d.channels, weights=str(start) if start else None, epochs=d.epochs,
-        batch_size=d.batch_size, lr=d.lr, weight_decay=d.weight_decay, loss=d.loss, scheduler=d.scheduler,
-        patience=d.patience, keep=d.keep, val_fraction=d.val_fraction, seed=d.seed, device=d.device,
-        allow_cpu_fallback=d.allow_cpu_fallback, num_workers=num_workers, num_threads=threads, distributed=distributed,
-    )
-    roi = RoiSpec(size=size, margin=d.margin, channels=d.channels, keep_aspect=d.keep_aspect)
+    settings, roi = d.training(weights_dir=s.base_dir, num_workers=num_workers, num_threads=threads,
+                               distributed=distributed)
     result = run_deep_stage(s, settings=settings, roi=roi, schemes=d.schemes, repeats=repeat,
                             resume=resume, final=d.final, n_jobs=n_jobs)
     if len(result.metrics):
