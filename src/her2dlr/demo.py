@@ -51,6 +51,8 @@ def demo_studies(out: Path) -> dict[str, dict[str, Any]]:
             "label": {"rule": "column", "column": "class", "positive": ["malignant"], "negative": ["benign"]},
             "qc": {"lesion_policy": "largest"},
             **common,
+            # seed 000's network on 64 x 64 box ROIs, trained on the hold-out's training rows (a short demo run)
+            "deep": {"epochs": 15, "patience": 5, "schemes": ["holdout"]},
         },
         "breast": {
             "name": "breast",
@@ -101,8 +103,40 @@ def _predict_example(study: Study, manifest: Any) -> dict[str, Any] | None:
                       f"true label {int(row['label'])}"}
 
 
+def _deep_example(study: Study, manifest: Any, n_jobs: int) -> dict[str, Any] | None:
+    """Train the study's network on the hold-out, then apply its artefact to a test case with a heat map."""
+    from her2dlr.deep.deploy import case_heat_map
+    from her2dlr.deep.stage import run_deep_stage
+    from her2dlr.learn.artefact import artefact_slug, load_artefact
+    from her2dlr.learn.predict import case_inputs
+
+    if study.deep is None:
+        return None
+    settings, roi = study.deep.training(weights_dir=study.base_dir)
+    result = run_deep_stage(study, settings=settings, roi=roi, schemes=study.deep.schemes, final=study.deep.final,
+                            n_jobs=max(n_jobs, 1))
+    if result.artefact is None:
+        return None
+    m = result.metrics
+    test = m[(m["split"] == "test") & (m["scope"] == "holdout")]
+    art = load_artefact(result.artefact)
+    table = manifest.included
+    row = table[table["split"] == "test"].iloc[0]
+    frame = case_inputs(art, case_id=str(row["case_id"]), image=row["image"], mask=row["mask"])
+    pred = art.predict(frame).iloc[0]
+    heat_path = study.run_dir / "deep" / f"heat_{artefact_slug(Path(str(row['image'])).stem)}.png"
+    heat = case_heat_map(art, row["image"], heat_path, mask=row["mask"])
+    return {"model": art.name, "test_auc": round(float(test["auc"].iloc[0]), 3) if len(test) else None,
+            "test_n": int(test["n"].iloc[0]) if len(test) else None, "case": str(row["case_id"]),
+            "command": f"{result.artefact} --image {shlex.quote(Path(row['image']).name)} "
+                       f"--mask {shlex.quote(Path(str(row['mask'])).name)} --heatmap {shlex.quote(heat_path.name)}",
+            "result": f"prob {pred['prob']:.3f}, class {int(pred['class'])} (threshold {pred['threshold']:.3f}), "
+                      f"true label {int(row['label'])}; {heat.lesion_share:.0%} of the Grad-CAM heat inside the "
+                      f"lesion -> {heat_path}"}
+
+
 def run_demo(out: str | Path = "runs/demo", *, n_jobs: int = -1) -> dict[str, Any]:
-    """Run import -> QC -> splits -> radiomics -> models on both demo studies; write ``demo_summary.json``."""
+    """Run import -> QC -> splits -> radiomics -> models (-> network) on both demo studies; write ``demo_summary.json``."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}
@@ -124,6 +158,11 @@ def run_demo(out: str | Path = "runs/demo", *, n_jobs: int = -1) -> dict[str, An
         example = _predict_example(study, build.manifest)
         if example:
             console.print(f"[bold]her2dlr predict[/] {example['command']}\n  -> {example['result']}")
+        deep = _deep_example(study, build.manifest, n_jobs)
+        if deep:
+            console.print(f"[bold]Deep model[/] {deep['model']}: hold-out test AUC {deep['test_auc']} "
+                          f"(n = {deep['test_n']}; a {study.deep.epochs}-epoch demo run, not a result)\n"
+                          f"[bold]her2dlr predict[/] {deep['command']}\n  -> {deep['result']}")
         summary[key] = {
             "rows": len(build.manifest), "included": len(build.manifest.included),
             "qc": {k: v for k, v in build.qc.summary.items() if isinstance(v, (int, float, str))},
@@ -131,6 +170,7 @@ def run_demo(out: str | Path = "runs/demo", *, n_jobs: int = -1) -> dict[str, An
             "models": {r["model"]: round(float(r["auc"]), 3) for _, r in shown.iterrows()},
             "seconds": round(time.perf_counter() - t0, 1),
             "predict_example": example,
+            "deep_example": deep,
         }
     summary["seconds_total"] = round(time.perf_counter() - t_all, 1)
     write_text_atomic(out / "demo_summary.json", json.dumps(summary, indent=2, default=str))
