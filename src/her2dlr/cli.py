@@ -105,12 +105,11 @@ def learn_run(
     """
     from her2dlr.config import load_study
     from her2dlr.learn.study import run_study_learning
-    from her2dlr.report_console import print_frame
+    from her2dlr.report_console import print_metrics
 
     s = load_study(study)
     for result in run_study_learning(s, features=features, models=model, schemes=scheme, n_jobs=n_jobs, pairs=pairs):
-        cols = [c for c in ("model", "split", "scope", "n", "auc", "ci_low", "ci_high", "sensitivity", "specificity", "threshold") if c in result.metrics.columns]
-        print_frame(result.metrics[cols], f"Models on {result.out_dir.name} (written to {result.out_dir})")
+        print_metrics(result.metrics, f"Models on {result.out_dir.name} (written to {result.out_dir})")
 
 
 @learn_app.command("dlr")
@@ -133,7 +132,7 @@ def learn_dlr(
     from her2dlr.deep.deploy import save_dlr_artefacts
     from her2dlr.deep.dlr import run_study_dlr
     from her2dlr.deep.settings import DeepSettings
-    from her2dlr.report_console import print_frame
+    from her2dlr.report_console import print_metrics
 
     s = load_study(study)
     d = s.deep or DeepSettings()
@@ -141,8 +140,7 @@ def learn_dlr(
     opts = {"radiomics": radiomics or d.dlr.radiomics, "model": model or d.dlr.model,
             "n_components": n_components or d.dlr.n_components}
     result = run_study_dlr(s, arch=arch, n_jobs=n_jobs, **opts)
-    cols = [c for c in ("model", "split", "scope", "n", "auc", "ci_low", "ci_high", "sensitivity", "specificity", "threshold") if c in result.metrics.columns]
-    print_frame(result.metrics[cols], f"DLR models (written to {result.out_dir})")
+    print_metrics(result.metrics, f"DLR models (written to {result.out_dir})")
     saved = save_dlr_artefacts(s, arch=arch, metrics=result.metrics, **opts)
     for path in saved:
         console.print(f"Deployable model: {path}", highlight=False)

@@ -7,9 +7,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["print_cohort", "print_frame"]
+__all__ = ["METRIC_COLUMNS", "print_cohort", "print_frame", "print_metrics"]
 
 console = Console()
+
+#: Columns of a metrics table shown on the console (those present).
+METRIC_COLUMNS = ("model", "split", "scope", "n", "auc", "ci_low", "ci_high", "sensitivity", "specificity", "threshold")
 
 
 def print_frame(df: Any, title: str, max_rows: int = 40) -> None:
@@ -20,6 +23,11 @@ def print_frame(df: Any, title: str, max_rows: int = 40) -> None:
     for _, row in df.head(max_rows).iterrows():
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.tolist()])
     console.print(table)
+
+
+def print_metrics(metrics: Any, title: str) -> None:
+    """Print the :data:`METRIC_COLUMNS` of a metrics table (:func:`her2dlr.evaluate.metrics.metrics_table`)."""
+    print_frame(metrics[[c for c in METRIC_COLUMNS if c in metrics.columns]], title)
 
 
 def print_cohort(build: Any) -> None:

@@ -71,7 +71,7 @@ def train_deep(
     from her2dlr.config import load_study
     from her2dlr.deep.settings import DeepSettings
     from her2dlr.deep.stage import deep_dir, run_deep_stage
-    from her2dlr.report_console import print_frame
+    from her2dlr.report_console import print_metrics
 
     s = load_study(study)
     try:
@@ -90,9 +90,7 @@ def train_deep(
     result = run_deep_stage(s, settings=settings, roi=roi, schemes=d.schemes, repeats=repeat,
                             resume=resume, final=d.final, n_jobs=n_jobs)
     if len(result.metrics):
-        cols = [c for c in ("model", "split", "scope", "n", "auc", "ci_low", "ci_high", "sensitivity", "specificity",
-                            "threshold") if c in result.metrics.columns]
-        print_frame(result.metrics[cols], f"{result.model} (written to {deep_dir(s, d.arch)})")
+        print_metrics(result.metrics, f"{result.model} (written to {deep_dir(s, d.arch)})")
     for fold in result.folds:
         for note in fold.notes:
             console.print(f"[yellow]Note:[/] {note}", highlight=False)
