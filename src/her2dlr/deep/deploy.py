@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from her2dlr.errors import InputError
@@ -200,6 +199,7 @@ def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: 
 
     from her2dlr.deep.cv import load_deep_model
     from her2dlr.deep.explain import CamExplainer, box_region, heat_in_mask, paste_heat
+    from her2dlr.deep.explain_study import lesion_region
     from her2dlr.deep.figures import draw_box, draw_outline, overlay_rgb, save_png
     from her2dlr.imaging.roi import prepare_roi, roi_box
     from her2dlr.io.cells import parse_bbox
@@ -223,13 +223,10 @@ def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: 
     crop = roi_box(img.shape, mask=lesion_mask, bbox=bbox, margin=spec.margin, min_size=spec.min_size,
                    square=spec.keep_aspect)
     full = paste_heat(heat.maps[0], crop, img.shape)
-    if lesion_mask is None:
-        bx, by, bw, bh = bbox  # type: ignore[misc]
-        lesion_mask = np.zeros(img.shape, bool)
-        lesion_mask[max(int(by), 0):max(int(np.ceil(by + bh)), 0), max(int(bx), 0):max(int(np.ceil(bx + bw)), 0)] = True
-    share = heat_in_mask(full, lesion_mask, box_region(crop, img.shape)).in_lesion
+    lesion = lesion_region(img.shape, lesion_mask, bbox)
+    share = heat_in_mask(full, lesion, box_region(crop, img.shape)).in_lesion
     peak = float(full.max())
-    rgb = draw_outline(draw_box(overlay_rgb(img, full / peak if peak > 0 else full), crop, width=2), lesion_mask)
+    rgb = draw_outline(draw_box(overlay_rgb(img, full / peak if peak > 0 else full), crop, width=2), lesion)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     out = save_png(rgb, path)
     return HeatMapResult(out, float(heat.prob[0]), int(heat.explained_class[0]), method, float(share))

@@ -71,6 +71,7 @@ __all__ = [
     "embedding_figure",
     "explain_cases",
     "explain_study",
+    "lesion_region",
     "select_montage",
 ]
 
@@ -139,7 +140,8 @@ def _read_case(row: pd.Series) -> tuple[np.ndarray, np.ndarray | None, tuple[flo
     return image, mask, bbox
 
 
-def _lesion_of(shape: tuple[int, ...], mask: np.ndarray | None, bbox: tuple[float, ...] | None) -> np.ndarray:
+def lesion_region(shape: tuple[int, ...], mask: np.ndarray | None, bbox: tuple[float, ...] | None) -> np.ndarray:
+    """The lesion as a boolean image: the mask, else the box ``(x, y, w, h)`` filled (clipped to the image)."""
     if mask is not None:
         return mask
     out = np.zeros(shape[:2], bool)
@@ -304,7 +306,7 @@ def explain_cases(checkpoints: Mapping[str, FoldCheckpoint], manifest: Any, out_
         image, mask, bbox = _read_case(row)
         box = roi_box(image.shape, mask=mask, bbox=None if mask is not None else bbox, margin=spec.margin,
                       min_size=spec.min_size, square=spec.keep_aspect)
-        lesion = _lesion_of(image.shape, mask, bbox)
+        lesion = lesion_region(image.shape, mask, bbox)
         heat_full = paste_heat(maps[rec["case_id"]], box, image.shape[:2])
         score = heat_in_mask(heat_full, lesion, box_region(box, image.shape[:2]))
         rec.update({"heat_in_lesion": score.in_lesion, "lesion_area": score.lesion_area, "lift": score.lift,
