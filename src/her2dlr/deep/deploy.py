@@ -253,11 +253,10 @@ def save_dlr_artefacts(study: Any, *, arch: str = "densenet3block", radiomics: s
     from her2dlr.cohort.manifest import Manifest
     from her2dlr.deep.cv import load_deep_model
     from her2dlr.deep.data import manifest_rois
-    from her2dlr.deep.dlr import deep_signature, late_dlr, run_dlr_cv
+    from her2dlr.deep.dlr import fit_dlr_models
     from her2dlr.deep.features import fold_features
     from her2dlr.deep.stage import deep_dir
     from her2dlr.evaluate.metrics import metrics_table
-    from her2dlr.learn.cv import run_outer_cv
     from her2dlr.learn.deploy import ModelInputs, save_stage_artefacts
     from her2dlr.learn.settings import LearnSettings
     from her2dlr.learn.study import (
@@ -288,16 +287,10 @@ def save_dlr_artefacts(study: Any, *, arch: str = "densenet3block", radiomics: s
     x = manifest_rois(table, spec, progress=progress)
     folds = fold_features([(scheme, network, net.train_cases, str(net.path))], x, table["case_id"].tolist())
     rad, rad_name = load_feature_tables(study, [radiomics])
-    rule = settings.threshold_rule()
-    common: dict[str, Any] = {"model": model, "selection": settings.selection, "search": settings.search_settings(),
-                              "threshold": rule, "scheme": scheme}
-    dlr_name = f"deep_{arch}+{rad_name}-{model}"
-    dlr = run_dlr_cv({scheme: folds[scheme].features}, rad, table, n_components=n_components, model_name=dlr_name,
-                     **common)
-    rad_res = run_outer_cv(rad, table, model_name=f"{rad_name}-{model}", **common)
-    sig_name = f"deep_{arch}-signature"
-    signature = deep_signature(folds, table, scheme=scheme, threshold=rule, name=sig_name)
-    late = late_dlr(signature, rad_res, threshold=rule)
+    models = fit_dlr_models(folds, rad, rad_name, table, arch=arch, model=model, settings=settings,
+                            n_components=n_components, scheme=scheme, deep_only=False)
+    dlr, rad_res, signature, late = models.dlr, models.radiomics, models.signature, models.late
+    dlr_name, sig_name, rule = dlr.model, signature.model, settings.threshold_rule()
     held = pd.concat([r.predictions for r in (dlr, rad_res, signature, late)], ignore_index=True)
     held = held[held["split"] == "test"]
     tables = [m for m in (metrics, metrics_table(held) if len(held) else None) if m is not None and len(m)]

@@ -56,7 +56,8 @@ from her2dlr.learn.settings import DEFAULT_SELECTION
 from her2dlr.learn.thresholds import ThresholdRule, apply_threshold, choose_threshold
 from her2dlr.learn.tuning import SearchSettings, Steps, _as_steps
 
-__all__ = ["DEEP_SIGNATURE", "DLR_SELECTION", "deep_signature", "dlr_steps", "late_dlr", "run_dlr_cv"]
+__all__ = ["DEEP_SIGNATURE", "DLR_SELECTION", "DLRModels", "deep_signature", "dlr_steps", "fit_dlr_models",
+           "late_dlr", "run_dlr_cv"]
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +273,46 @@ def late_dlr(signature: CVResult, radiomics: CVResult, *, name: str | None = Non
 
 
 @dataclass
+class DLRModels:
+    """The models of :func:`fit_dlr_models`, named as in the predictions and the model artefacts."""
+
+    dlr: CVResult
+    radiomics: CVResult
+    signature: CVResult
+    late: CVResult
+    deep: CVResult | None = None
+
+    def results(self) -> list[CVResult]:
+        """``deep`` (when fitted), ``dlr``, ``radiomics``, ``signature``, ``late``."""
+        return [r for r in (self.deep, self.dlr, self.radiomics, self.signature, self.late) if r is not None]
+
+
+def fit_dlr_models(folds: Mapping[str, FoldFeatures], radiomics: pd.DataFrame, radiomics_name: str,
+                   manifest: Manifest | pd.DataFrame, *, arch: str, model: str, settings: Any,
+                   n_components: int = 64, scheme: str = "kfold", deep_only: bool = True, n_jobs: int = 1
+                   ) -> DLRModels:
+    """The DLR models of one network on the outer folds of ``scheme``, with the study's learning settings.
+
+    ``deep_<arch>-<model>`` (deep features only, when ``deep_only``), ``deep_<arch>+<radiomics_name>-<model>``
+    (early fusion), ``<radiomics_name>-<model>``, ``deep_<arch>-signature`` and their late fusion;
+    selection, search and threshold rule come from ``settings``
+    (:class:`~her2dlr.learn.settings.LearnSettings`).
+    """
+    from her2dlr.learn.cv import run_outer_cv
+
+    rule = settings.threshold_rule()
+    common: dict[str, Any] = {"model": model, "selection": settings.selection, "search": settings.search_settings(),
+                              "threshold": rule, "scheme": scheme, "n_jobs": n_jobs}
+    deep = (run_dlr_cv(folds, None, manifest, n_components=n_components, model_name=f"deep_{arch}-{model}", **common)
+            if deep_only else None)
+    dlr = run_dlr_cv(folds, radiomics, manifest, n_components=n_components,
+                     model_name=f"deep_{arch}+{radiomics_name}-{model}", **common)
+    rad = run_outer_cv(radiomics, manifest, model_name=f"{radiomics_name}-{model}", **common)
+    signature = deep_signature(folds, manifest, scheme=scheme, threshold=rule, name=f"deep_{arch}-signature")
+    return DLRModels(dlr, rad, signature, late_dlr(signature, rad, threshold=rule), deep)
+
+
+@dataclass
 class DLRResult:
     """What :func:`run_study_dlr` computed and wrote.
 
@@ -308,7 +349,6 @@ def run_study_dlr(study: Any, *, arch: str = "densenet3block", radiomics: str = 
     from her2dlr.deep.features import features_folder_name, read_fold_features
     from her2dlr.evaluate.metrics import metrics_table
     from her2dlr.io.atomic import write_csv_atomic, write_parquet_atomic
-    from her2dlr.learn.cv import run_outer_cv
     from her2dlr.learn.settings import LearnSettings
     from her2dlr.learn.study import load_feature_tables
 
@@ -316,15 +356,8 @@ def run_study_dlr(study: Any, *, arch: str = "densenet3block", radiomics: str = 
     manifest = Manifest.load(manifest_path(study))
     folds = read_fold_features(study.run_dir / "features" / features_folder_name(arch))
     rad, rad_name = load_feature_tables(study, [radiomics])
-    common: dict[str, Any] = {"model": model, "selection": settings.selection, "search": settings.search_settings(),
-                              "threshold": settings.threshold_rule(), "n_jobs": n_jobs}
-    deep = run_dlr_cv(folds, None, manifest, n_components=n_components, model_name=f"deep_{arch}-{model}", **common)
-    dlr = run_dlr_cv(folds, rad, manifest, n_components=n_components,
-                     model_name=f"deep_{arch}+{rad_name}-{model}", **common)
-    rad_res = run_outer_cv(rad, manifest, model_name=f"{rad_name}-{model}", **common)
-    signature = deep_signature(folds, manifest, threshold=settings.threshold_rule(), name=f"deep_{arch}-signature")
-    late = late_dlr(signature, rad_res, threshold=settings.threshold_rule())
-    results = [deep, dlr, rad_res, signature, late]
+    results = fit_dlr_models(folds, rad, rad_name, manifest, arch=arch, model=model, settings=settings,
+                             n_components=n_components, n_jobs=n_jobs).results()
     predictions = pd.concat([r.predictions for r in results], ignore_index=True)
     metrics = metrics_table(predictions)
     out = study.run_dir / "learn" / f"dlr_{arch}"
