@@ -110,8 +110,6 @@ def image_features(artefact: ModelArtefact, image: str | os.PathLike[str], *, ma
     params = artefact.radiomics_params()
     tables = [t for t in artefact.feature_tables if t.get("params_hash")]
     if params is None or not tables:
-        if artefact.with_networks():
-            return {}
         raise InputError(f"Model '{artefact.name}' does not read radiomics features extracted by her2dlr; "
                          "give its feature row with --features instead of an image.")
     if params_hash(params) != tables[0]["params_hash"]:
@@ -137,8 +135,10 @@ def case_inputs(artefact: ModelArtefact, *, case_id: str = "case", image: str | 
         if image is None:
             raise InputError(f"Model '{artefact.name}' needs imaging features: give --image with --mask/--box, "
                              "or --features.")
-        row.update(image_features(artefact, image, mask=mask, box=box, spacing=spacing))
-        if artefact.with_networks():
+        has_network = bool(artefact.with_networks())
+        if not has_network or any(t.get("params_hash") for t in artefact.feature_tables):
+            row.update(image_features(artefact, image, mask=mask, box=box, spacing=spacing))
+        if has_network:
             from her2dlr.deep.deploy import network_columns
 
             lesion = mask if mask is not None else (tuple(box) if box is not None else None)
