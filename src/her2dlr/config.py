@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from her2dlr.deep.settings import DeepSettings
 from her2dlr.errors import StudyFileError, nearest
+from her2dlr.runfolder import RunPaths
 from her2dlr.learn.settings import LearnSettings
 from her2dlr.survival.settings import SurvivalSettings
 
@@ -222,6 +223,11 @@ class Study(_Strict):
     @property
     def run_dir(self) -> Path:
         return self.resolve(self.output_dir) if self.output_dir else self.resolve(Path("runs") / self.name)
+
+    @property
+    def paths(self) -> RunPaths:
+        """Every path of the study's run folder."""
+        return RunPaths(self.run_dir)
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:

@@ -84,7 +84,7 @@ def _predict_example(study: Study, manifest: Any) -> dict[str, Any] | None:
     from her2dlr.learn.artefact import load_artefact
     from her2dlr.learn.predict import case_inputs
 
-    models = study.run_dir / "models"
+    models = study.paths.models
     folders = sorted(models.glob("combined*")) or sorted(models.glob("radiomics*"))
     if not folders:
         return None
@@ -124,7 +124,7 @@ def _deep_example(study: Study, manifest: Any, n_jobs: int) -> dict[str, Any] | 
     row = table[table["split"] == "test"].iloc[0]
     frame = case_inputs(art, case_id=str(row["case_id"]), image=row["image"], mask=row["mask"])
     pred = art.predict(frame).iloc[0]
-    heat_path = study.run_dir / "deep" / f"heat_{artefact_slug(Path(str(row['image'])).stem)}.png"
+    heat_path = study.paths.deep / f"heat_{artefact_slug(Path(str(row['image'])).stem)}.png"
     heat = case_heat_map(art, row["image"], heat_path, mask=row["mask"])
     return {"model": art.name, "test_auc": round(float(test["auc"].iloc[0]), 3) if len(test) else None,
             "test_n": int(test["n"].iloc[0]) if len(test) else None, "case": str(row["case_id"]),

@@ -51,6 +51,7 @@ import numpy as np
 
 from her2dlr.bench import BenchOptions, register, result
 from her2dlr.bench.cohort_benches import busi_study, require_data
+from her2dlr.runfolder import BEST_CHECKPOINT
 
 __all__ = ["busi_deep_bench", "deep_speed_bench", "busi_deep_dir", "BUSI_DEEP_ARCH"]
 
@@ -73,7 +74,7 @@ def _busi_manifest(data: Path, work: Path, n_jobs: int) -> Any:
 
     study = busi_study(data, work)
     path = manifest_path(study)
-    stamp = work / "cohort" / "source.json"
+    stamp = study.paths.cohort / "source.json"
     if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("data") == str(data):
         return Manifest.load(path)
     manifest = build_cohort(study, n_jobs=n_jobs, progress=False).manifest
@@ -198,7 +199,7 @@ def deep_speed_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
 
     with tempfile.TemporaryDirectory() as tmp, torch_threads(threads):
         folder = Path(tmp)
-        ckpt = save_checkpoint(make_checkpoint(model, settings, epoch=0, kind="best"), folder / "best.pt")
+        ckpt = save_checkpoint(make_checkpoint(model, settings, epoch=0, kind="best"), folder / BEST_CHECKPOINT)
         images, masks = [], []
         n_files = 16 if opts.quick else 64
         for i in range(n_files):

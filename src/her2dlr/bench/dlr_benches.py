@@ -55,6 +55,7 @@ import pandas as pd
 
 from her2dlr.bench import BenchOptions, register, result
 from her2dlr.bench.cohort_benches import require_data
+from her2dlr.runfolder import BEST_CHECKPOINT, PREDICTIONS
 
 __all__ = ["DLR_MODEL", "busi_dlr_bench", "pooled_delong"]
 
@@ -105,15 +106,15 @@ def _checkpoints_ready(folder: Path, repeats: list[int]) -> bool:
     from her2dlr.deep.train import load_checkpoint
     from her2dlr.errors import InputError
 
-    want = [folder / f"r{r}f{k}" / "best.pt" for r in repeats for k in range(5)]
-    if not (all(p.is_file() for p in want) and (folder / "predictions.parquet").is_file()):
+    want = [folder / f"r{r}f{k}" / BEST_CHECKPOINT for r in repeats for k in range(5)]
+    if not (all(p.is_file() for p in want) and (folder / PREDICTIONS).is_file()):
         return False
     try:
         for path in want:
             load_checkpoint(path)
     except InputError:
         return False
-    folds = set(pd.read_parquet(folder / "predictions.parquet", columns=["fold"])["fold"])
+    folds = set(pd.read_parquet(folder / PREDICTIONS, columns=["fold"])["fold"])
     return {p.parent.name for p in want} <= folds
 
 

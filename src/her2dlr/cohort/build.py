@@ -25,7 +25,7 @@ __all__ = ["CohortBuild", "build_cohort", "manifest_path", "split_summary"]
 
 def manifest_path(study: Study) -> Path:
     """Where the study's manifest lives."""
-    return study.run_dir / "cohort" / "manifest.parquet"
+    return study.paths.manifest
 
 
 @dataclass
@@ -68,7 +68,8 @@ def build_cohort(study: Study, *, n_jobs: int = 1, progress: bool = True) -> Coh
     Writes ``manifest.parquet`` (+ ``.csv``), ``qc.csv``, ``qc_pairs.csv``, ``qc_summary.txt``,
     ``qc_summary.json``, ``labels.csv`` and ``splits.csv``.
     """
-    out_dir = study.run_dir / "cohort"
+    paths = study.paths
+    out_dir = paths.cohort
     manifest = import_sources(study)
     rule = study.label
     labels = apply_label_rule(
@@ -85,7 +86,7 @@ def build_cohort(study: Study, *, n_jobs: int = 1, progress: bool = True) -> Coh
     if study.qc.near_duplicate_distance is not None:
         qc_kwargs["near_duplicate_distance"] = study.qc.near_duplicate_distance
     qc = run_qc(
-        manifest, lesion_policy=study.qc.lesion_policy, derived_mask_dir=out_dir / "masks",
+        manifest, lesion_policy=study.qc.lesion_policy, derived_mask_dir=paths.derived_masks,
         n_jobs=n_jobs, progress=progress, **qc_kwargs,
     )
     manifest = assign_splits(qc.manifest, study.split)
@@ -96,8 +97,8 @@ def build_cohort(study: Study, *, n_jobs: int = 1, progress: bool = True) -> Coh
     label_report = pd.DataFrame({
         "case_id": table["case_id"], "label": labels.label, "reason": labels.reason, "flag": labels.flags,
     })
-    write_csv_atomic(label_report, out_dir / "labels.csv")
-    write_csv_atomic(splits, out_dir / "splits.csv")
-    manifest.save(out_dir / "manifest.parquet")
-    write_text_atomic(out_dir / "label_counts.json", json.dumps(labels.counts(), indent=2))
+    write_csv_atomic(label_report, paths.labels)
+    write_csv_atomic(splits, paths.splits)
+    manifest.save(paths.manifest)
+    write_text_atomic(paths.label_counts, json.dumps(labels.counts(), indent=2))
     return CohortBuild(manifest=manifest, qc=qc, splits=splits, out_dir=out_dir)

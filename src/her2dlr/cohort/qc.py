@@ -48,6 +48,7 @@ from her2dlr.cohort.manifest import Manifest
 from her2dlr.errors import InputError, nearest
 from her2dlr.io.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from her2dlr.io.cells import is_missing, parse_bbox
+from her2dlr.runfolder import QC_PAIRS, QC_SUMMARY_JSON, QC_SUMMARY_TEXT, QC_TABLE
 from her2dlr.io.images import bbox_mask, check_mask, read_image_and_channels, read_mask_array
 
 __all__ = ["LESION_POLICIES", "MIN_LESION_PIXELS", "QCResult", "run_qc"]
@@ -294,11 +295,11 @@ class QCResult:
         """
         out_dir = Path(out_dir)
         return {
-            "qc.csv": write_csv_atomic(self.table, out_dir / "qc.csv"),
-            "qc_pairs.csv": write_csv_atomic(self.duplicate_pairs, out_dir / "qc_pairs.csv"),
-            "qc_summary.txt": write_text_atomic(out_dir / "qc_summary.txt", self.summary_text()),
-            "qc_summary.json": write_text_atomic(
-                out_dir / "qc_summary.json", json.dumps(self.summary, indent=2, default=str)
+            QC_TABLE: write_csv_atomic(self.table, out_dir / QC_TABLE),
+            QC_PAIRS: write_csv_atomic(self.duplicate_pairs, out_dir / QC_PAIRS),
+            QC_SUMMARY_TEXT: write_text_atomic(out_dir / QC_SUMMARY_TEXT, self.summary_text()),
+            QC_SUMMARY_JSON: write_text_atomic(
+                out_dir / QC_SUMMARY_JSON, json.dumps(self.summary, indent=2, default=str)
             ),
         }
 

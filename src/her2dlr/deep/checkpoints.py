@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from her2dlr.errors import InputError
+from her2dlr.runfolder import BEST_CHECKPOINT, PREDICTIONS
 
 __all__ = ["FoldCheckpoint", "find_fold_checkpoints", "roi_spec_of", "threshold_of"]
 
@@ -88,7 +89,7 @@ def _train_cases(meta: Mapping[str, Any], fold: str, table: pd.DataFrame | None,
 
 
 def find_fold_checkpoints(folder: str | os.PathLike[str], *, manifest: Any = None,
-                          name: str = "best.pt") -> dict[str, FoldCheckpoint]:
+                          name: str = BEST_CHECKPOINT) -> dict[str, FoldCheckpoint]:
     """Every fold network under ``folder`` (``<fold>/best.pt``), by fold name.
 
     The cases each network was fitted on come from, in this order: the checkpoint's own
@@ -122,7 +123,7 @@ def find_fold_checkpoints(folder: str | os.PathLike[str], *, manifest: Any = Non
         table = manifest.included if hasattr(manifest, "included") else manifest
         if "label" in table.columns:
             table = table[table["label"].notna()]
-    recorded = _recorded_training_cases(folder / "predictions.parquet")
+    recorded = _recorded_training_cases(folder / PREDICTIONS)
     found: dict[str, FoldCheckpoint] = {}
     for path in sorted(folder.rglob(name)) if folder.is_dir() else []:
         ckpt = load_checkpoint(path)

@@ -65,6 +65,7 @@ from her2dlr.errors import InputError
 from her2dlr.imaging.roi import RoiSpec
 from her2dlr.learn.cv import PREDICTION_COLUMNS, outer_folds
 from her2dlr.learn.thresholds import Threshold, ThresholdRule, apply_threshold, choose_threshold
+from her2dlr.runfolder import FOLDS, HISTORY, METRICS, PREDICTIONS, SETTINGS
 
 __all__ = ["DeepFold", "DeepCVResult", "deep_table", "run_deep_cv", "predict_images", "load_deep_model",
            "roi_spec_of", "write_deep_outputs"]
@@ -340,11 +341,11 @@ def write_deep_outputs(result: DeepCVResult, out_dir: PathLike, *, settings: Tra
 
     out = Path(out_dir)
     files = [
-        write_parquet_atomic(result.predictions, out / "predictions.parquet", index=False),
-        write_csv_atomic(result.metrics, out / "metrics.csv"),
-        write_csv_atomic(result.fold_table(), out / "folds.csv"),
-        write_csv_atomic(result.history(), out / "history.csv"),
-        write_text_atomic(out / "settings.json", json.dumps(
+        write_parquet_atomic(result.predictions, out / PREDICTIONS, index=False),
+        write_csv_atomic(result.metrics, out / METRICS),
+        write_csv_atomic(result.fold_table(), out / FOLDS),
+        write_csv_atomic(result.history(), out / HISTORY),
+        write_text_atomic(out / SETTINGS, json.dumps(
             {"model": result.model, "scheme": result.scheme, "train": settings.to_dict(), "roi": roi.to_dict(),
              "torch": torch.__version__}, indent=2, default=str)),
     ]

@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from her2dlr.errors import InputError
+from her2dlr.runfolder import BEST_CHECKPOINT
 from her2dlr.learn.artefact import ModelArtefact, artefact_slug, save_artefact
 
 __all__ = ["DEEP_PROB", "DeployNetwork", "HeatMapResult", "case_heat_map", "deploy_network", "network_columns",
@@ -61,7 +62,7 @@ def deploy_network(deep_folder: str | os.PathLike[str]) -> DeployNetwork | None:
     from her2dlr.deep.train import load_checkpoint
 
     for fold in ("holdout", "final"):
-        path = Path(deep_folder) / fold / "best.pt"
+        path = Path(deep_folder) / fold / BEST_CHECKPOINT
         if path.is_file():
             ckpt = load_checkpoint(path)
             meta = {k: v for k, v in ckpt.items() if not k.endswith("_state")}
@@ -299,7 +300,7 @@ def save_dlr_artefacts(study: Any, *, arch: str = "densenet3block", radiomics: s
     deep_prov = {"name": f"deep_{arch}", "network": arch, "fold": scheme, "n_components": n_components}
     task = dict(manifest.meta.get("label", {}))
     chash = config_hash(settings)
-    models_dir = study.run_dir / "models"
+    models_dir = study.paths.models
     sig_path = save_deep_artefact(models_dir, folder, name=sig_name, metrics=card_metrics, task=task,
                                   config_hash=chash)
     assert sig_path is not None

@@ -55,6 +55,7 @@ from her2dlr.learn.cv import (
 from her2dlr.learn.settings import DEFAULT_SELECTION
 from her2dlr.learn.thresholds import ThresholdRule, apply_threshold, choose_threshold
 from her2dlr.learn.tuning import SearchSettings, Steps, _as_steps
+from her2dlr.runfolder import FUNNEL, METRICS, PREDICTIONS, dlr_set_name
 
 __all__ = ["DEEP_SIGNATURE", "DLR_SELECTION", "DLRModels", "deep_signature", "dlr_steps", "fit_dlr_models",
            "late_dlr", "run_dlr_cv"]
@@ -346,7 +347,7 @@ def run_study_dlr(study: Any, *, arch: str = "densenet3block", radiomics: str = 
         No deep features (run ``her2dlr extract deep``), no radiomics table.
     """
     from her2dlr.cohort.build import manifest_path
-    from her2dlr.deep.features import features_folder_name, read_fold_features
+    from her2dlr.deep.features import read_fold_features
     from her2dlr.evaluate.metrics import metrics_table
     from her2dlr.io.atomic import write_csv_atomic, write_parquet_atomic
     from her2dlr.learn.settings import LearnSettings
@@ -354,15 +355,15 @@ def run_study_dlr(study: Any, *, arch: str = "densenet3block", radiomics: str = 
 
     settings = study.learn or LearnSettings()
     manifest = Manifest.load(manifest_path(study))
-    folds = read_fold_features(study.run_dir / "features" / features_folder_name(arch))
+    folds = read_fold_features(study.paths.deep_features(arch))
     rad, rad_name = load_feature_tables(study, [radiomics])
     results = fit_dlr_models(folds, rad, rad_name, manifest, arch=arch, model=model, settings=settings,
                              n_components=n_components, n_jobs=n_jobs).results()
     predictions = pd.concat([r.predictions for r in results], ignore_index=True)
     metrics = metrics_table(predictions)
-    out = study.run_dir / "learn" / f"dlr_{arch}"
-    files = [write_parquet_atomic(predictions, out / "predictions.parquet", index=False),
-             write_csv_atomic(metrics, out / "metrics.csv"),
+    out = study.paths.learn_set(dlr_set_name(arch))
+    files = [write_parquet_atomic(predictions, out / PREDICTIONS, index=False),
+             write_csv_atomic(metrics, out / METRICS),
              write_csv_atomic(pd.concat([r.funnel().assign(model=r.model) for r in results if r.fits],
-                                        ignore_index=True), out / "funnel.csv")]
+                                        ignore_index=True), out / FUNNEL)]
     return DLRResult(results, predictions, metrics, out, files)

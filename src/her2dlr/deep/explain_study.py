@@ -63,6 +63,7 @@ from her2dlr.deep.figures import (
 )
 from her2dlr.errors import InputError, nearest
 from her2dlr.io.atomic import atomic_path, write_csv_atomic, write_text_atomic
+from her2dlr.runfolder import PREDICTIONS
 
 __all__ = [
     "OVERLAYS",
@@ -410,8 +411,8 @@ def explain_study(study: Any, *, arch: str = "densenet3block", method: str = "gr
     manifest = Manifest.load(manifest_path(study))
     folder = deep_dir(study, arch)
     checkpoints = find_fold_checkpoints(folder, manifest=manifest)
-    preds_path = folder / "predictions.parquet"
+    preds_path = folder / PREDICTIONS
     predictions = pd.read_parquet(preds_path) if preds_path.is_file() else None
-    return explain_cases(checkpoints, manifest, folder / "explain", method=method, repetition=repetition,
+    return explain_cases(checkpoints, manifest, study.paths.explain(arch), method=method, repetition=repetition,
                          n_per_group=n_per_group, overlays=overlays, predictions=predictions, embedding=embedding,
                          n_jobs=n_jobs, progress=progress)

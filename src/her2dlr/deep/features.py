@@ -52,6 +52,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from her2dlr.errors import InputError
 from her2dlr.io.atomic import atomic_path, write_csv_atomic, write_text_atomic
+from her2dlr.runfolder import PROVENANCE, deep_features_name
 
 __all__ = [
     "DEEP_PREFIX",
@@ -79,7 +80,7 @@ DEEP_PREFIX = "deep_"
 
 def features_folder_name(arch: str) -> str:
     """Name of a network's per-fold feature folder under ``<run>/features``: ``deep_<arch>``."""
-    return f"deep_{arch}"
+    return deep_features_name(arch)
 
 
 def deep_columns(columns: Iterable[Any]) -> list[str]:
@@ -448,7 +449,7 @@ def write_fold_features(folds: Mapping[str, FoldFeatures], features_dir: str | o
         for fold, ff in folds.items():
             ff.features.to_parquet(tmp / f"{fold}.parquet", index=True)
         prov = pd.concat([ff.provenance() for ff in folds.values()], ignore_index=True)
-        prov.to_csv(tmp / "provenance.csv", index=False)
+        prov.to_csv(tmp / PROVENANCE, index=False)
     first = next(iter(folds.values()))
     info = {"arch": arch, "embed_dim": first.embed_dim, "folds": list(folds), "n_cases": len(first.features),
             "layout": "one table per outer fold; a fold's network never saw that fold's test cases",
@@ -466,7 +467,7 @@ def read_fold_features(folder: str | os.PathLike[str]) -> dict[str, FoldFeatures
         No such folder, or no ``provenance.csv`` in it.
     """
     folder = Path(folder)
-    prov_path = folder / "provenance.csv"
+    prov_path = folder / PROVENANCE
     if not folder.is_dir() or not prov_path.is_file():
         raise InputError(f"No per-fold deep features in {folder} (run `her2dlr extract deep` first).")
     prov = pd.read_csv(prov_path, dtype={"case_id": str, "fold": str})
@@ -577,8 +578,8 @@ def extract_deep_features(study: Any, *, arch: str = "densenet3block", n_compone
     folds = extract_fold_features(checkpoints, manifest, n_jobs=n_jobs, progress=progress)
     bookkeeping = check_out_of_fold(folds, manifest.included[manifest.included["label"].notna()])
     pca = in_fold_pca(folds, manifest, n_components=n_components)
-    features_dir = study.run_dir / "features"
+    features_dir = study.paths.features
     folder = write_fold_features(folds, features_dir, arch, extra={"pca_components": n_components,
                                                                    "pca": pca.summary()})
-    write_csv_atomic(pca.table, features_dir / f"{features_folder_name(arch)}_pca.csv")
+    write_csv_atomic(pca.table, study.paths.deep_pca(arch))
     return DeepFeaturesResult(folder, folds, pca, bookkeeping)

@@ -22,7 +22,7 @@ __all__ = ["deep_dir", "run_deep_stage"]
 
 def deep_dir(study: Study, arch: str) -> Path:
     """Where the deep stage of ``arch`` writes: ``<run>/deep/<arch>``."""
-    return study.run_dir / "deep" / arch
+    return study.paths.deep_arch(arch)
 
 
 def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None = None,
@@ -67,6 +67,6 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
     if int(os.environ.get("RANK", "0")) != 0:  # distributed launch: rank 0 writes
         return result
     result.artefact = save_deep_artefact(
-        study.run_dir / "models", deep_dir(study, settings.arch), name=f"deep_{settings.arch}-signature",
+        study.paths.models, deep_dir(study, settings.arch), name=f"deep_{settings.arch}-signature",
         metrics=result.metrics, task=manifest.meta.get("label", {}), config_hash=config_hash(settings.to_dict()))
     return result

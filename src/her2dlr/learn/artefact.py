@@ -48,11 +48,12 @@ import pandas as pd
 from her2dlr.errors import InputError
 from her2dlr.learn.thresholds import Threshold, apply_threshold
 from her2dlr.provenance import package_versions
+from her2dlr.runfolder import MODEL_CARD
 
 __all__ = ["FORMAT", "CARD", "NETWORK", "ModelArtefact", "artefact_slug", "save_artefact", "load_artefact", "list_artefacts"]
 
 FORMAT = "her2dlr-model/1"
-CARD = "model_card.json"
+CARD = MODEL_CARD
 PIPELINE = "model.joblib"
 RADIOMICS_PARAMS = "radiomics_params.json"
 NETWORK = "network.pt"

@@ -42,6 +42,16 @@ from her2dlr.io.atomic import write_csv_atomic, write_parquet_atomic, write_text
 from her2dlr.learn.cv import CVResult, run_outer_cv
 from her2dlr.learn.deploy import ModelInputs, save_stage_artefacts
 from her2dlr.learn.settings import LearnSettings
+from her2dlr.runfolder import (
+    CLINICAL_VARIABLES,
+    FEATURE_FREQUENCY,
+    FUNNEL,
+    INNER_RESULTS,
+    METRICS,
+    PARAMS,
+    PREDICTIONS,
+    SETTINGS,
+)
 
 __all__ = ["LearnStageResult", "run_learn_stage"]
 
@@ -99,26 +109,53 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
     -------
     LearnStageResult
     """
-    from her2dlr.learn.fusion import (
-        clinical_frame,
-        clinical_steps,
-        early_fusion_steps,
-        late_fusion,
-    )
-
     out = Path(out_dir)
     has_imaging = features is not None and features.shape[1] > 0
     if not has_imaging and not clinical:
         raise InputError("The learning stage got no feature table and no clinical model to fit.")
-    inputs: list[tuple[str, pd.DataFrame, Any, bool]] = []  # (set name, frame, selection steps, numeric only)
-    if has_imaging:
+    inputs, raw, types = _stage_inputs(features if has_imaging else None, manifest, settings, feature_set, clinical)
+    deploy_scheme = None
+    if settings.save_models and models_dir is not None:
+        deploy_scheme = "holdout" if "holdout" in settings.schemes else "final"
+    runs = _ModelRuns(inputs, manifest, settings, feature_set, raw, types, clinical=clinical,
+                      fusion=set(settings.clinical.fusion) if clinical and has_imaging else set(),
+                      feature_tables=list(feature_tables or []), progress=progress)
+    for entry in settings.models:
+        runs.run_model(entry, list(settings.schemes) + ["final"] * (deploy_scheme == "final"))
+    runs.add_pairings()
+    results = runs.results
+    deploy = [r for r in results if r.scheme == deploy_scheme]
+    results = [r for r in results if r.scheme != "final"]
+    predictions = pd.concat([r.predictions for r in results], ignore_index=True)
+    metrics = metrics_table(predictions)
+    files = _write_outputs(out, results, predictions, metrics, settings, feature_set, clinical)
+    if deploy:
+        from her2dlr.provenance import config_hash
+
+        table_meta = manifest.meta if isinstance(manifest, Manifest) else {}
+        files += save_stage_artefacts(
+            deploy, runs.model_inputs, Path(models_dir), metrics=metrics, task=table_meta.get("label", {}),  # type: ignore[arg-type]
+            config_hash=config_hash(settings), rule=runs.rule, radiomics_params=radiomics_params)
+    return LearnStageResult(results, predictions, metrics, out, files)
+
+
+_Input = tuple[str, pd.DataFrame, Any, bool]  # (set name, frame, selection steps, numeric only)
+
+
+def _stage_inputs(features: pd.DataFrame | None, manifest: Manifest | pd.DataFrame, settings: LearnSettings,
+                  feature_set: str, clinical: bool) -> tuple[list[_Input], pd.DataFrame | None, dict[str, str]]:
+    """The model inputs: the imaging table, the clinical frame and their early fusion."""
+    from her2dlr.learn.fusion import clinical_frame, clinical_steps, early_fusion_steps
+
+    inputs: list[_Input] = []
+    if features is not None:
         inputs.append((feature_set, features, settings.selection, True))
-    types: dict[str, str] = {}
+    raw, types = None, {}
     if clinical:
         raw, types = clinical_frame(manifest, settings.clinical.columns)  # type: ignore[arg-type]
         options = settings.clinical.options()
         inputs.append(("clinical", raw, clinical_steps(types, options), False))
-        if has_imaging and "early" in settings.clinical.fusion:
+        if features is not None and "early" in settings.clinical.fusion:
             imaging = features.set_index("case_id") if "case_id" in features.columns else features
             clash = set(imaging.columns) & set(raw.columns)
             if clash:
@@ -126,66 +163,105 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
             both = imaging.join(raw, how="inner")
             inputs.append((f"{feature_set}+clinical", both,
                            early_fusion_steps(list(imaging.columns), types, settings.selection, options), False))
-    from her2dlr.learn.integration import classifier_pairings, combined_logistic, stacking
+    return inputs, raw, types
 
-    fusion = set(settings.clinical.fusion) if clinical and has_imaging else set()
-    rule = settings.threshold_rule()
-    deploy_scheme = None
-    if settings.save_models and models_dir is not None:
-        deploy_scheme = "holdout" if "holdout" in settings.schemes else "final"
-    schemes = list(settings.schemes) + ["final"] * (deploy_scheme == "final")
-    model_inputs: dict[str, ModelInputs] = {}
-    results: list[CVResult] = []
-    pair_inputs: dict[str, dict[str, dict[str, CVResult]]] = {}  # scheme -> set -> classifier -> result
-    for entry in settings.models:
+
+@dataclass
+class _ModelRuns:
+    """Outer CV of every input x classifier x scheme, then the clinical fusions, in a fixed order."""
+
+    inputs: list[_Input]
+    manifest: Manifest | pd.DataFrame
+    settings: LearnSettings
+    feature_set: str
+    raw: pd.DataFrame | None
+    types: dict[str, str]
+    clinical: bool
+    fusion: set[str]
+    feature_tables: list[dict[str, Any]]
+    progress: bool
+    results: list[CVResult] = field(default_factory=list)
+    model_inputs: dict[str, ModelInputs] = field(default_factory=dict)
+    # scheme -> set -> classifier -> result, for the classifier pairings
+    pair_inputs: dict[str, dict[str, dict[str, CVResult]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rule = self.settings.threshold_rule()
+
+    def run_model(self, entry: Any, schemes: list[str]) -> None:
+        """One classifier of the zoo on every input and scheme (and its fusions)."""
         clf = entry.label or entry.name
-        for set_name, frame, _, _ in inputs:
-            model_inputs[f"{set_name}-{clf}"] = ModelInputs(
-                list(frame.columns), clinical={c: t for c, t in types.items() if c in frame.columns} if clinical else {},
-                feature_tables=list(feature_tables or []) if set_name != "clinical" else [], frame=frame)
-        pair_names = [f"{feature_set}-{clf}", f"clinical-{clf}"]
+        for set_name, frame, _, _ in self.inputs:
+            self.model_inputs[f"{set_name}-{clf}"] = ModelInputs(
+                list(frame.columns),
+                clinical={c: t for c, t in self.types.items() if c in frame.columns} if self.clinical else {},
+                feature_tables=list(self.feature_tables) if set_name != "clinical" else [], frame=frame)
         for scheme in schemes:
-            by_set: dict[str, CVResult] = {}
-            for set_name, frame, steps, numeric_only in inputs:
-                by_set[set_name] = run_outer_cv(
-                    frame, manifest, model=entry.name, selection=steps, scheme=scheme,
-                    grid=entry.grid, params=entry.params or None, search=settings.search_settings(),
-                    threshold=rule, threshold_source=settings.threshold.source,
-                    keep_train=settings.keep_train_predictions or scheme == "final",
-                    model_name=f"{set_name}-{clf}", n_jobs=settings.n_jobs, progress=progress,
-                    numeric_only=numeric_only,
-                )
-                results.append(by_set[set_name])
-            if not fusion:
-                continue
-            pair = [by_set[feature_set], by_set["clinical"]]
-            if "late" in fusion:
-                results.append(late_fusion(pair, name=f"late({feature_set},clinical)-{clf}", threshold=rule))
-                model_inputs[results[-1].model] = ModelInputs([], components=pair_names)
-            if "stack" in fusion:
-                results.append(stacking(pair, name=f"stack({feature_set},clinical)-{clf}", threshold=rule))
-                model_inputs[results[-1].model] = ModelInputs([], components=pair_names)
-            if "combined" in fusion:
-                results.append(combined_logistic(
-                    by_set[feature_set], raw, types, groups=_groups(manifest),
-                    name=f"combined({feature_set}-{clf},clinical)-lr", options=settings.clinical.options(),
-                    threshold=rule, threshold_source=settings.threshold.source,
-                    search=settings.search_settings()))
-                model_inputs[results[-1].model] = ModelInputs(list(raw.columns), clinical=dict(types), frame=raw,
-                                                              components=pair_names[:1])
-            for set_name in (feature_set, "clinical"):
-                pair_inputs.setdefault(scheme, {}).setdefault(set_name, {})[clf] = by_set[set_name]
-    if "pairs" in fusion:
-        for sets in pair_inputs.values():
-            for r in classifier_pairings(sets[feature_set], sets["clinical"], method=settings.clinical.pair_method,
-                                         threshold=rule, prefix=f"pair({feature_set},clinical)"):
-                results.append(r)
+            by_set = {set_name: self._outer_cv(entry, clf, scheme, set_name, frame, steps, numeric_only)
+                      for set_name, frame, steps, numeric_only in self.inputs}
+            if self.fusion:
+                self._fuse(by_set, clf, scheme)
+
+    def _outer_cv(self, entry: Any, clf: str, scheme: str, set_name: str, frame: pd.DataFrame, steps: Any,
+                  numeric_only: bool) -> CVResult:
+        s = self.settings
+        result = run_outer_cv(
+            frame, self.manifest, model=entry.name, selection=steps, scheme=scheme,
+            grid=entry.grid, params=entry.params or None, search=s.search_settings(),
+            threshold=self.rule, threshold_source=s.threshold.source,
+            keep_train=s.keep_train_predictions or scheme == "final",
+            model_name=f"{set_name}-{clf}", n_jobs=s.n_jobs, progress=self.progress,
+            numeric_only=numeric_only,
+        )
+        self.results.append(result)
+        return result
+
+    def _fuse(self, by_set: dict[str, CVResult], clf: str, scheme: str) -> None:
+        """Late fusion, stacking and seed 002's combined model of one classifier's imaging and clinical runs."""
+        from her2dlr.learn.fusion import late_fusion
+        from her2dlr.learn.integration import combined_logistic, stacking
+
+        fs, s = self.feature_set, self.settings
+        pair = [by_set[fs], by_set["clinical"]]
+        pair_names = [f"{fs}-{clf}", f"clinical-{clf}"]
+        if "late" in self.fusion:
+            self._add(late_fusion(pair, name=f"late({fs},clinical)-{clf}", threshold=self.rule),
+                      ModelInputs([], components=pair_names))
+        if "stack" in self.fusion:
+            self._add(stacking(pair, name=f"stack({fs},clinical)-{clf}", threshold=self.rule),
+                      ModelInputs([], components=pair_names))
+        if "combined" in self.fusion:
+            assert self.raw is not None
+            combined = combined_logistic(
+                by_set[fs], self.raw, self.types, groups=_groups(self.manifest),
+                name=f"combined({fs}-{clf},clinical)-lr", options=s.clinical.options(),
+                threshold=self.rule, threshold_source=s.threshold.source, search=s.search_settings())
+            self._add(combined, ModelInputs(list(self.raw.columns), clinical=dict(self.types), frame=self.raw,
+                                            components=pair_names[:1]))
+        for set_name in (fs, "clinical"):
+            self.pair_inputs.setdefault(scheme, {}).setdefault(set_name, {})[clf] = by_set[set_name]
+
+    def _add(self, result: CVResult, inputs: ModelInputs) -> None:
+        self.results.append(result)
+        self.model_inputs[result.model] = inputs
+
+    def add_pairings(self) -> None:
+        """Every imaging x clinical classifier pairing (seed 001), when ``pairs`` is among the fusions."""
+        if "pairs" not in self.fusion:
+            return
+        from her2dlr.learn.integration import classifier_pairings
+
+        fs = self.feature_set
+        for sets in self.pair_inputs.values():
+            for r in classifier_pairings(sets[fs], sets["clinical"], method=self.settings.clinical.pair_method,
+                                         threshold=self.rule, prefix=f"pair({fs},clinical)"):
                 img_clf, clin_clf = r.model.rsplit("(", 1)[1].rstrip(")").split(",")
-                model_inputs[r.model] = ModelInputs([], components=[f"{feature_set}-{img_clf}", f"clinical-{clin_clf}"])
-    deploy = [r for r in results if r.scheme == deploy_scheme]
-    results = [r for r in results if r.scheme != "final"]
-    predictions = pd.concat([r.predictions for r in results], ignore_index=True)
-    metrics = metrics_table(predictions)
+                self._add(r, ModelInputs([], components=[f"{fs}-{img_clf}", f"clinical-{clin_clf}"]))
+
+
+def _write_outputs(out: Path, results: list[CVResult], predictions: pd.DataFrame, metrics: pd.DataFrame,
+                   settings: LearnSettings, feature_set: str, clinical: bool) -> list[Path]:
+    """The stage's tables under ``out`` (see the module docstring), each written atomically."""
 
     def per_fold(getter: Any) -> pd.DataFrame:
         parts = [getter(r).assign(model=r.model, scheme=r.scheme) for r in results if r.fits]
@@ -196,13 +272,13 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
          for r in results for f in r.fits], ignore_index=True)
     freq = per_fold(lambda r: r.feature_frequency().rename_axis("feature").reset_index())
     files = [
-        write_parquet_atomic(predictions, out / "predictions.parquet", index=False),
-        write_csv_atomic(metrics, out / "metrics.csv"),
-        write_csv_atomic(per_fold(CVResult.funnel), out / "funnel.csv"),
-        write_csv_atomic(per_fold(CVResult.params), out / "params.csv"),
-        write_csv_atomic(inner, out / "inner_results.csv"),
-        write_csv_atomic(freq, out / "feature_frequency.csv"),
-        write_text_atomic(out / "settings.json",
+        write_parquet_atomic(predictions, out / PREDICTIONS, index=False),
+        write_csv_atomic(metrics, out / METRICS),
+        write_csv_atomic(per_fold(CVResult.funnel), out / FUNNEL),
+        write_csv_atomic(per_fold(CVResult.params), out / PARAMS),
+        write_csv_atomic(inner, out / INNER_RESULTS),
+        write_csv_atomic(freq, out / FEATURE_FREQUENCY),
+        write_text_atomic(out / SETTINGS,
                           json.dumps({"feature_set": feature_set, **settings.model_dump(mode="json")}, indent=2)),
     ]
     if clinical:
@@ -210,12 +286,5 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
 
         kept = per_fold(lambda r: selected_clinical_variables(r).rename_axis("variable").reset_index()
                         if "clinical" in r.model else pd.DataFrame(columns=["variable", "frequency"]))
-        files.append(write_csv_atomic(kept, out / "clinical_variables.csv"))
-    if deploy:
-        from her2dlr.provenance import config_hash
-
-        table_meta = manifest.meta if isinstance(manifest, Manifest) else {}
-        files += save_stage_artefacts(
-            deploy, model_inputs, Path(models_dir), metrics=metrics, task=table_meta.get("label", {}),  # type: ignore[arg-type]
-            config_hash=config_hash(settings), rule=rule, radiomics_params=radiomics_params)
-    return LearnStageResult(results, predictions, metrics, out, files)
+        files.append(write_csv_atomic(kept, out / CLINICAL_VARIABLES))
+    return files

@@ -43,8 +43,8 @@ def resolve_feature_table(study: Study, name: str) -> Path:
         if not path.exists():
             raise InputError(f"Feature table {path} does not exist.")
         return path
-    folder = study.run_dir / "features"
-    exact = folder / f"{name}.parquet"
+    folder = study.paths.features
+    exact = study.paths.feature_table(name)
     if exact.exists():
         return exact
     matches = sorted(folder.glob(f"{name}*.parquet"))
@@ -113,8 +113,8 @@ def run_study_learning(
     provenance = [feature_table_provenance(study, n) for n in names]
     folder = "+".join([set_name] * bool(set_name) + [CLINICAL_FEATURE] * clinical)
     result = run_learn_stage(
-        table, manifest, settings, study.run_dir / "learn" / folder, feature_set=set_name or "features",
-        progress=progress, clinical=clinical, models_dir=study.run_dir / "models", feature_tables=provenance,
+        table, manifest, settings, study.paths.learn_set(folder), feature_set=set_name or "features",
+        progress=progress, clinical=clinical, models_dir=study.paths.models, feature_tables=provenance,
         radiomics_params=_radiomics_params(provenance),
     )
     return [result]

@@ -54,19 +54,19 @@ def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None,
     manifest = Manifest.load(manifest_path(study))
     rows = rows_for_roi(manifest.included, settings.roi)
     params = load_params(settings.params if not settings.params.endswith((".yaml", ".yml")) else str(study.resolve(settings.params)))
-    out_dir = study.run_dir / "features"
+    paths = study.paths
     n_jobs = (os.cpu_count() or 1) if settings.n_jobs == -1 else settings.n_jobs
     result = extract_radiomics(
-        rows, params, n_jobs=n_jobs, backend=settings.backend, cache_dir=out_dir / "cache", progress=progress
+        rows, params, n_jobs=n_jobs, backend=settings.backend, cache_dir=paths.feature_cache, progress=progress
     )
     name = features_name(settings)
-    path = out_dir / f"{name}.parquet"
+    path = paths.feature_table(name)
     write_features(result, path)
-    failures_path = out_dir / f"{name}_failures.csv"
+    failures_path = paths.feature_failures(name)
     write_csv_atomic(result.failures, failures_path)
     import radiomics  # noqa: PLC0415 - version record only
 
-    write_text_atomic(out_dir / f"{name}.json", json.dumps({
+    write_text_atomic(paths.feature_record(name), json.dumps({
         "params": settings.params, "roi": settings.roi, "params_hash": params_hash(params),
         "n_cases": int(len(result.features)), "n_features": int(result.features.shape[1]),
         "n_failed": int(len(result.failures)), "pyradiomics": radiomics.__version__,

@@ -177,7 +177,7 @@ def build_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
     """
     t0 = time.perf_counter()
     run = RunFolder(Path(run_dir))
-    out_dir = Path(out).expanduser().resolve() if out is not None else run.root / "report"
+    out_dir = Path(out).expanduser().resolve() if out is not None else run.paths.report
     _check_out(out_dir)
     from her2dlr import __version__
     from her2dlr.report.html import render_html

@@ -13,6 +13,7 @@ from her2dlr.report.document import FigureBlock, TableBlock, slug
 from her2dlr.report.figures._base import model_colors, png_bytes
 from her2dlr.report.run import RunFolder
 from her2dlr.report.views import View, model_order, prediction_views, reference_model
+from her2dlr.runfolder import FEATURE_FREQUENCY, FUNNEL, METRICS, PREDICTIONS, PREDICTIONS_CSV
 
 __all__ = ["ReportContext", "MAX_PANELS", "MAX_CURVES"]
 
@@ -97,8 +98,8 @@ class ReportContext:
 
     def sources_of(self, attr: str) -> list[str]:
         """Run-relative paths of one per-set file (``"predictions"`` -> every predictions file)."""
-        names = {"predictions": ("predictions.parquet", "predictions.csv"), "metrics": ("metrics.csv",),
-                 "funnel": ("funnel.csv",), "feature_frequency": ("feature_frequency.csv",)}[attr]
+        names = {"predictions": (PREDICTIONS, PREDICTIONS_CSV), "metrics": (METRICS,),
+                 "funnel": (FUNNEL,), "feature_frequency": (FEATURE_FREQUENCY,)}[attr]
         out = []
         for s in self.run.learn_sets:
             for n in names:

@@ -1,17 +1,7 @@
 """Reading a study's run folder for the report.
 
-A run folder is what the stages write (``study.run_dir``)::
-
-    RUN/
-      cohort/    manifest.parquet, qc_summary.json, label_counts.json, labels.csv, splits.csv
-      features/  <table>.parquet with <table>.json (extraction record)
-      learn/<set>/  predictions.parquet, metrics.csv, funnel.csv, feature_frequency.csv, settings.json, ...
-      models/<name>/model_card.json     (deployable model artefacts)
-      deep/      deep-learning outputs (predictions, Grad-CAM montages as PNG)
-      survival/  tables/*.csv, figures/*.png, summary.txt
-
-:class:`RunFolder` finds these parts, loads them once, and says which are absent. Only a
-folder with neither ``cohort/manifest.parquet`` nor any ``learn/<set>/predictions.parquet``
+The layout is :mod:`her2dlr.runfolder` (the contract between the stages). :class:`RunFolder`
+finds its parts, loads them once, and says which are absent. Only a folder with neither ``cohort/manifest.parquet`` nor any ``learn/<set>/predictions.parquet``
 is refused; every other part is optional and its report section says when it is missing.
 """
 
@@ -28,6 +18,18 @@ from typing import Any
 import pandas as pd
 
 from her2dlr.errors import InputError
+from her2dlr.runfolder import (
+    CLINICAL_VARIABLES,
+    FEATURE_FREQUENCY,
+    FUNNEL,
+    METRICS,
+    MODEL_CARD,
+    PARAMS,
+    PREDICTIONS,
+    PREDICTIONS_CSV,
+    SETTINGS,
+    RunPaths,
+)
 
 __all__ = ["RunFolder", "LearnSet", "PREDICTION_REQUIRED", "file_sha256"]
 
@@ -75,7 +77,7 @@ class LearnSet:
     @cached_property
     def predictions(self) -> pd.DataFrame | None:
         """``predictions.parquet`` (or ``.csv``), or None."""
-        for name in ("predictions.parquet", "predictions.csv"):
+        for name in (PREDICTIONS, PREDICTIONS_CSV):
             p = self.path / name
             if p.exists():
                 df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, dtype={"case_id": str})
@@ -88,32 +90,32 @@ class LearnSet:
     @cached_property
     def metrics(self) -> pd.DataFrame | None:
         """``metrics.csv`` or None."""
-        return _read_csv(self.path / "metrics.csv")
+        return _read_csv(self.path / METRICS)
 
     @cached_property
     def funnel(self) -> pd.DataFrame | None:
         """``funnel.csv`` or None."""
-        return _read_csv(self.path / "funnel.csv")
+        return _read_csv(self.path / FUNNEL)
 
     @cached_property
     def feature_frequency(self) -> pd.DataFrame | None:
         """``feature_frequency.csv`` or None."""
-        return _read_csv(self.path / "feature_frequency.csv")
+        return _read_csv(self.path / FEATURE_FREQUENCY)
 
     @cached_property
     def params(self) -> pd.DataFrame | None:
         """``params.csv`` or None."""
-        return _read_csv(self.path / "params.csv")
+        return _read_csv(self.path / PARAMS)
 
     @cached_property
     def clinical_variables(self) -> pd.DataFrame | None:
         """``clinical_variables.csv`` or None."""
-        return _read_csv(self.path / "clinical_variables.csv")
+        return _read_csv(self.path / CLINICAL_VARIABLES)
 
     @cached_property
     def settings(self) -> dict[str, Any]:
         """``settings.json`` (empty dict when absent)."""
-        p = self.path / "settings.json"
+        p = self.path / SETTINGS
         return _read_json(p) if p.exists() else {}
 
 
@@ -138,6 +140,7 @@ class RunFolder:
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).expanduser().resolve()
+        self.paths = RunPaths(self.root)
         if not self.root.exists():
             raise InputError(f"Run folder {self.root} does not exist.")
         if self.root.is_file():
@@ -163,11 +166,11 @@ class RunFolder:
 
     @property
     def cohort_dir(self) -> Path:
-        return self.root / "cohort"
+        return self.paths.cohort
 
     @property
     def manifest_path(self) -> Path:
-        return self.cohort_dir / "manifest.parquet"
+        return self.paths.manifest
 
     @property
     def has_manifest(self) -> bool:
@@ -175,11 +178,11 @@ class RunFolder:
 
     @property
     def deep_dir(self) -> Path:
-        return self.root / "deep"
+        return self.paths.deep
 
     @property
     def survival_dir(self) -> Path:
-        return self.root / "survival"
+        return self.paths.survival
 
     # ------------------------------------------------------------------ cohort
     @cached_property
@@ -205,10 +208,10 @@ class RunFolder:
     def learn_sets(self) -> list[LearnSet]:
         """Every ``learn/<set>/`` with predictions, then every ``deep/**/`` folder with predictions."""
         sets: list[LearnSet] = []
-        learn = self.root / "learn"
+        learn = self.paths.learn
         if learn.is_dir():
             for p in sorted(learn.iterdir()):
-                if p.is_dir() and any((p / n).exists() for n in ("predictions.parquet", "predictions.csv")):
+                if p.is_dir() and any((p / n).exists() for n in (PREDICTIONS, PREDICTIONS_CSV)):
                     sets.append(LearnSet(p.name, p, "learn"))
         if self.deep_dir.is_dir():
             for pred in sorted(self.deep_dir.rglob("predictions.*")):
@@ -259,21 +262,21 @@ class RunFolder:
     @cached_property
     def feature_tables(self) -> dict[str, Path]:
         """Name -> path of every ``features/*.parquet``."""
-        folder = self.root / "features"
+        folder = self.paths.features
         return {p.stem: p for p in sorted(folder.glob("*.parquet"))} if folder.is_dir() else {}
 
     def feature_record(self, name: str) -> dict[str, Any] | None:
         """The extraction record ``features/<name>.json``, or None."""
-        p = self.root / "features" / f"{name}.json"
+        p = self.paths.feature_record(name)
         return _read_json(p) if p.exists() else None
 
     @cached_property
     def model_cards(self) -> list[tuple[Path, dict[str, Any]]]:
         """``(path, card)`` of every ``models/*/model_card.json``."""
-        folder = self.root / "models"
+        folder = self.paths.models
         if not folder.is_dir():
             return []
-        return [(p, _read_json(p)) for p in sorted(folder.glob("*/model_card.json"))]
+        return [(p, _read_json(p)) for p in sorted(folder.glob(f"*/{MODEL_CARD}"))]
 
     # ------------------------------------------------------------------ deep, survival
     @cached_property

@@ -80,7 +80,7 @@ def run(
         st = load_study(study)
         settings = settings or study
         df = read_table(data) if data else Manifest.load(manifest_path(st)).included
-        out = out or st.run_dir / "survival"
+        out = out or st.paths.survival
     elif data is None or out is None:
         raise StudyFileError("Give a study file, or both --data and --out.")
     else:
