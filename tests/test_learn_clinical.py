@@ -22,7 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import her2dlr.learn.clinical as clinical_module
-import her2dlr.learn.clinical_stats as stats_module
+import her2dlr.evaluate.logistic as stats_module
 from her2dlr.errors import InputError
 from her2dlr.learn.clinical import (
     ClinicalEncoder,
@@ -30,7 +30,7 @@ from her2dlr.learn.clinical import (
     clinical_pipeline,
     feature_source,
 )
-from her2dlr.learn.clinical_stats import fit_logit
+from her2dlr.evaluate.logistic import fit_logit
 
 BIRADS_ORDER = ["2", "3", "4a", "4b", "4c", "5"]
 TYPES = {"Age": "numeric", "Shape": "categorical", "Signs": "multi", "BIRADS": "ordinal"}

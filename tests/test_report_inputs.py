@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from her2dlr.errors import InputError
 from her2dlr.report.build import build_report
 from her2dlr.report.run import RunFolder
-from her2dlr.report.synthetic import make_synthetic_run
+from her2dlr.bench.synthetic_run import make_synthetic_run
 from her2dlr.report.views import prediction_views, reference_model
 
 

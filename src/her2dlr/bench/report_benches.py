@@ -1,6 +1,6 @@
 """Report benchmark: ``her2dlr bench report``.
 
-Builds a synthetic run folder in the stages' formats (:func:`her2dlr.report.synthetic.make_synthetic_run`:
+Builds a synthetic run folder in the stages' formats (:func:`her2dlr.bench.synthetic_run.make_synthetic_run`:
 800 included images of 600 patients, 6 models with hold-out train / inner-CV / test
 predictions, ``metrics.csv`` from :func:`her2dlr.evaluate.metrics.metrics_table`, a feature
 table, clinical columns, a model card with a logistic model, Grad-CAM and survival outputs),
@@ -33,7 +33,7 @@ TARGET_SECONDS = 30.0
 def report_bench(options: BenchOptions) -> Iterator[dict[str, Any]]:
     """Time :func:`her2dlr.report.build.build_report` on a synthetic run folder."""
     from her2dlr.report.build import build_report
-    from her2dlr.report.synthetic import make_synthetic_run
+    from her2dlr.bench.synthetic_run import make_synthetic_run
 
     n_cases, n_models = (200, 3) if options.quick else (800, 6)
     name = "report"

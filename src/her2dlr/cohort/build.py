@@ -6,6 +6,8 @@ the previous cohort folder as it was.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +19,10 @@ from her2dlr.cohort.labels import apply_label_rule
 from her2dlr.cohort.manifest import Manifest
 from her2dlr.cohort.qc import QCResult, run_qc
 from her2dlr.cohort.splits import assign_splits, groups_straddling
-from her2dlr.config import Study
 from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
+
+if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
+    from her2dlr.config import Study
 
 __all__ = ["CohortBuild", "build_cohort", "manifest_path", "split_summary"]
 

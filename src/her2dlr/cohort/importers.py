@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 import re
 from pathlib import Path
@@ -16,10 +18,13 @@ import pandas as pd
 
 from her2dlr.cohort.clinical import clean_missing, infer_clinical_types
 from her2dlr.cohort.manifest import CORE_COLUMNS, Manifest
-from her2dlr.config import FilesSource, FolderSource, Study, TableSource
+from her2dlr.cohort.settings import FilesSource, FolderSource, TableSource
 from her2dlr.errors import InputError, nearest
 from her2dlr.io.cells import parse_bbox
 from her2dlr.io.tables import read_table
+
+if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
+    from her2dlr.config import Study
 
 __all__ = ["import_sources", "import_folders", "import_files", "import_table"]
 

@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from her2dlr.cohort.manifest import Manifest
-from her2dlr.config import SplitSettings
+from her2dlr.cohort.settings import SplitSettings
 from her2dlr.errors import InputError, nearest
 
 __all__ = ["assign_splits", "stratified_group_holdout", "repeated_group_kfold", "groups_straddling"]

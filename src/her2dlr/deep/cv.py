@@ -167,7 +167,7 @@ def _group_ids(table: pd.DataFrame) -> pd.Series:
 
 def deep_table(manifest: Manifest | pd.DataFrame, *, label: str = "label") -> pd.DataFrame:
     """The included, labelled manifest rows the deep models use (same rows as the learning stage), reindexed."""
-    from her2dlr.learn._validation import binary_target
+    from her2dlr.checks import binary_target
 
     table = manifest.included if isinstance(manifest, Manifest) else manifest
     if isinstance(manifest, pd.DataFrame) and "include" in table.columns:

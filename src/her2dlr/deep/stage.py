@@ -8,14 +8,18 @@ report stages read deep and radiomics models alike.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from her2dlr.config import Study
 from her2dlr.deep.cv import DeepCVResult, run_deep_cv
 from her2dlr.deep.train import TrainSettings
 from her2dlr.imaging.roi import RoiSpec
+
+if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
+    from her2dlr.config import Study
 
 __all__ = ["deep_dir", "run_deep_stage"]
 

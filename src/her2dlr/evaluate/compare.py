@@ -29,7 +29,7 @@ from her2dlr.evaluate.metrics import (
     resampled_aucs,
     threshold_metrics,
 )
-from her2dlr.learn._validation import check_choice, param_error
+from her2dlr.checks import check_choice, param_error
 
 __all__ = ["COMPARE_METRICS", "bootstrap_compare", "delong_unpaired", "threshold_metrics_ci", "wilson_ci"]
 

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 
 from her2dlr.errors import InputError
-from her2dlr.learn._validation import binary_target
+from her2dlr.checks import binary_target
 
 __all__ = ["AUCResult", "DeLongTest", "delong_covariance", "delong_auc_ci", "delong_test", "placement_values"]
 

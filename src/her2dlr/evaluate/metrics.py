@@ -24,7 +24,7 @@ from scipy import stats
 
 from her2dlr.errors import InputError
 from her2dlr.evaluate.delong import AUCResult, delong_auc_ci, placement_values
-from her2dlr.learn._validation import binary_target
+from her2dlr.checks import binary_target
 
 __all__ = [
     "METRIC_COLUMNS",

@@ -17,14 +17,14 @@ the ``test`` column. Missing values are left out of summaries and tests and coun
 ``missing`` row (n (%) of the group).
 
 **Odds ratio table** (:func:`odds_ratio_table`). Logistic regressions fitted by
-:func:`her2dlr.learn.clinical_stats.fit_logit` (statsmodels ``Logit``; Firth's penalized
+:func:`her2dlr.evaluate.logistic.fit_logit` (statsmodels ``Logit``; Firth's penalized
 likelihood when a variable separates the outcome) on the complete cases of the outcome and all
 listed variables. Categorical variables enter as indicator columns against a named reference
 level (the first level unless ``reference`` says otherwise), and a categorical variable's
 levels enter and leave the model together. Variables whose univariable p-value (the joint
 Wald test of all its levels) is below ``p_enter`` are candidates; the multivariable model is
 all candidates (``stepwise=None``) or the result of backward / forward selection by p-value
-(:class:`her2dlr.learn.clinical_stats.UnivariableMultivariableSelector`, threshold
+(:class:`her2dlr.evaluate.logistic.UnivariableMultivariableSelector`, threshold
 ``p_enter`` to enter and to stay).
 """
 
@@ -39,8 +39,8 @@ import pandas as pd
 from scipy import stats
 
 from her2dlr.errors import InputError, nearest
-from her2dlr.learn._validation import check_choice, param_error
-from her2dlr.learn.clinical_stats import (
+from her2dlr.checks import check_choice, param_error
+from her2dlr.evaluate.logistic import (
     SEPARATION_FALLBACKS,
     LogitFit,
     UnivariableMultivariableSelector,
@@ -439,7 +439,7 @@ def odds_ratio_table(
         categorical dtype's order).
     conf_level : float, default=0.95
     on_separation : {"firth", "l2", "drop"}, default="firth"
-        Passed to :func:`her2dlr.learn.clinical_stats.fit_logit`.
+        Passed to :func:`her2dlr.evaluate.logistic.fit_logit`.
 
     Returns
     -------

@@ -12,7 +12,7 @@ that they are fitted inside each training fold only:
     ``categorical`` columns are one-hot encoded (``Shape=irregular``); ``multi`` columns
     (several values per cell joined by a separator, "palpable&skin retraction") get one binary
     column per value seen in training (``Signs:palpable``).
-:class:`UnivariableMultivariableSelector` (in :mod:`her2dlr.learn.clinical_stats`)
+:class:`UnivariableMultivariableSelector` (in :mod:`her2dlr.evaluate.logistic`)
     Univariable logistic regression of every encoded variable (OR, 95% CI, Wald p), keep those
     with p < ``alpha_uni``, then stepwise multivariable logistic regression keeping p <
     ``alpha_multi`` (or by AIC).
@@ -47,8 +47,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from her2dlr.cohort.clinical import infer_clinical_types
 from her2dlr.errors import InputError, nearest
-from her2dlr.learn._validation import check_choice, param_error
-from her2dlr.learn.clinical_stats import (
+from her2dlr.checks import check_choice, param_error
+from her2dlr.evaluate.logistic import (
     UnivariableMultivariableSelector,
     feature_source,
 )
@@ -58,9 +58,9 @@ __all__ = [
     "MISSING",
     "OTHER",
     "ClinicalEncoder",
-    "UnivariableMultivariableSelector",  # re-exported from her2dlr.learn.clinical_stats
+    "UnivariableMultivariableSelector",  # re-exported from her2dlr.evaluate.logistic
     "clinical_pipeline",
-    "feature_source",  # re-exported from her2dlr.learn.clinical_stats
+    "feature_source",  # re-exported from her2dlr.evaluate.logistic
 ]
 
 #: Column types the encoder understands (the manifest's three plus ``ordinal``).

@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline
 
 from her2dlr.cohort.manifest import Manifest
 from her2dlr.errors import InputError
-from her2dlr.learn._validation import binary_target, check_choice
+from her2dlr.checks import binary_target, check_choice
 from her2dlr.learn.selection import build_selection, selection_funnel
 from her2dlr.learn.thresholds import (
     Threshold,

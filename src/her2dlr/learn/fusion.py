@@ -8,7 +8,7 @@ selection are fitted inside each outer (and inner) training fold like any select
 clinical model (:func:`clinical_steps`)
     The manifest's clinical columns, raw (text, numbers, ``&``-joined cells, missing values),
     typed by ``manifest.clinical_types`` -> :class:`~her2dlr.learn.clinical.ClinicalEncoder`
-    -> :class:`~her2dlr.learn.clinical_stats.UnivariableMultivariableSelector` (seed 002:
+    -> :class:`~her2dlr.evaluate.logistic.UnivariableMultivariableSelector` (seed 002:
     univariable logistic regression, p < ``alpha_uni``, then backward stepwise multivariable,
     p < ``alpha_multi``) -> classifier (tuned in-fold).
 combined model, early fusion (:func:`early_fusion_steps`)
@@ -98,7 +98,7 @@ def clinical_steps(types: Mapping[str, str], options: Mapping[str, Any] | None =
         ``criterion``, ``on_separation``, ``fallback`` (selector).
     """
     from her2dlr.learn.clinical import ClinicalEncoder
-    from her2dlr.learn.clinical_stats import UnivariableMultivariableSelector
+    from her2dlr.evaluate.logistic import UnivariableMultivariableSelector
 
     opts = dict(options or {})
     enc_keys = ("min_frequency", "drop", "ordinal", "separator", "add_indicator")
@@ -208,7 +208,7 @@ def late_fusion(results: Sequence[CVResult], *, name: str, threshold: ThresholdR
 
 def clinical_variables(features: Sequence[str]) -> list[str]:
     """Original clinical columns behind encoded names (``clinical__Shape=oval`` -> ``Shape``)."""
-    from her2dlr.learn.clinical_stats import feature_source
+    from her2dlr.evaluate.logistic import feature_source
 
     out: list[str] = []
     for f in features:

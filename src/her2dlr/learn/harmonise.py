@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from her2dlr.errors import InputError
-from her2dlr.learn._validation import check_choice, check_number
+from her2dlr.checks import check_choice, check_number
 
 __all__ = ["LocationScaleHarmoniser", "harmonise_to_reference"]
 

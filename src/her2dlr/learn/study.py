@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from her2dlr.cohort.build import manifest_path
 from her2dlr.cohort.manifest import Manifest
-from her2dlr.config import Study
 from her2dlr.errors import InputError
 from her2dlr.learn.settings import LearnSettings
 from her2dlr.learn.stage import LearnStageResult, run_learn_stage
+
+if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
+    from her2dlr.config import Study
 
 __all__ = ["resolve_feature_table", "load_feature_tables", "feature_table_provenance", "run_study_learning"]
 

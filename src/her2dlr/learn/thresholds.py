@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from her2dlr.errors import InputError
-from her2dlr.learn._validation import binary_target, check_choice
+from her2dlr.checks import binary_target, check_choice
 
 __all__ = ["Threshold", "ThresholdRule", "choose_threshold", "apply_threshold", "youden_threshold"]
 

@@ -38,7 +38,7 @@ from sklearn.pipeline import Pipeline
 
 from her2dlr.errors import InputError
 from her2dlr.learn._univariate import column_auc
-from her2dlr.learn._validation import binary_target, check_choice, check_number
+from her2dlr.checks import binary_target, check_choice, check_number
 from her2dlr.learn.selection import ZScore, build_selection
 from her2dlr.learn.zoo import get_model, make_model, model_grid
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 import os
 import platform
@@ -12,10 +14,13 @@ import pandas as pd
 
 from her2dlr.cohort.build import manifest_path
 from her2dlr.cohort.manifest import Manifest
-from her2dlr.config import RadiomicsSettings, Study
+from her2dlr.radiomics.settings import RadiomicsSettings
 from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
 from her2dlr.io.images import mask_to_bbox, read_mask_array
 from her2dlr.radiomics.extract import extract_radiomics, load_params, params_hash, write_features
+
+if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
+    from her2dlr.config import Study
 
 __all__ = ["RadiomicsStageResult", "run_radiomics_stage", "rows_for_roi", "features_name"]
 

@@ -106,7 +106,7 @@ class SurvivalSettings(_Strict):
 
 def _format(exc: ValidationError, source: str) -> str:
     try:  # the study file's formatter names keys and suggests the nearest allowed one
-        from her2dlr.config import format_validation_error
+        from her2dlr.schema import format_validation_error
 
         return format_validation_error(exc, source, model=SurvivalSettings).replace(
             "is not a valid study file", "is not a valid survival settings file"

@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator
 from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from her2dlr.learn._validation import binary_target, check_no_missing
+from her2dlr.checks import binary_target, check_no_missing
 
 __all__ = ["BaseSelector"]
 

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from her2dlr.learn._validation import check_number
+from her2dlr.checks import check_number
 from her2dlr.learn.selection._base import BaseSelector
 
 __all__ = ["MissingVarianceFilter", "ZScore"]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from her2dlr.errors import InputError
-from her2dlr.learn._validation import check_choice, check_number, feature_label
+from her2dlr.checks import check_choice, check_number, feature_label
 from her2dlr.learn.selection._base import BaseSelector
 
 __all__ = ["intraclass_correlation", "ICCFilter", "ICC_FORMS"]

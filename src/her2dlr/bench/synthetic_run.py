@@ -18,6 +18,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from her2dlr.runfolder import (
+    FEATURE_FREQUENCY,
+    FUNNEL,
+    METRICS,
+    MODEL_CARD,
+    PARAMS,
+    PREDICTIONS,
+    SETTINGS,
+    RunPaths,
+)
+
 __all__ = ["make_synthetic_run"]
 
 _CLASSIFIERS = ["lr", "svm", "rf", "extratrees", "xgboost", "lightgbm", "knn", "nb"]
@@ -43,7 +54,7 @@ def _cohort(root: Path, n_cases: int, n_patients: int, scheme: str, rng: np.rand
     from her2dlr.cohort.build import split_summary
     from her2dlr.cohort.manifest import Manifest
     from her2dlr.cohort.splits import assign_splits
-    from her2dlr.config import SplitSettings
+    from her2dlr.cohort.settings import SplitSettings
     from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
 
     patient_of = np.concatenate([np.arange(n_patients), rng.choice(n_patients, n_cases - n_patients, replace=False)])
@@ -86,8 +97,9 @@ def _cohort(root: Path, n_cases: int, n_patients: int, scheme: str, rng: np.rand
         "study": "synthetic"})
     manifest = assign_splits(manifest, SplitSettings.model_validate(split_cfg))
     manifest.meta["split"] = split_cfg
-    cohort = root / "cohort"
-    manifest.save(cohort / "manifest.parquet")
+    paths = RunPaths(root)
+    cohort = paths.cohort
+    manifest.save(paths.manifest)
     inc = manifest.table[manifest.table["include"]]
     qc = {"n_rows": len(table), "n_output_rows": len(table), "n_included": len(inc), "n_excluded": n_excluded,
           "n_input_rows_excluded": n_excluded, "excluded_by_reason": {"excluded_before_qc": n_excluded},
@@ -119,8 +131,8 @@ def _features(root: Path, table: pd.DataFrame, n_features: int, rng: np.random.G
     base[:, 8:12] = base[:, :4] * 0.8 + rng.normal(scale=0.4, size=(len(inc), 4))
     feats = pd.DataFrame(base, index=pd.Index(inc["case_id"].astype(str), name="case_id"), columns=names)
     name = "radiomics_us2d_mask"
-    write_parquet_atomic(feats, root / "features" / f"{name}.parquet")
-    write_text_atomic(root / "features" / f"{name}.json", json.dumps({
+    write_parquet_atomic(feats, RunPaths(root).feature_table(name))
+    write_text_atomic(RunPaths(root).feature_record(name), json.dumps({
         "params": "us2d", "roi": "mask", "params_hash": "0123456789abcdef", "n_cases": len(inc),
         "n_features": n_features, "n_failed": 0, "pyradiomics": "v3.1.4", "python": "3.11.7"}, indent=2))
     return name, names
@@ -180,13 +192,13 @@ def _learn(root: Path, table: pd.DataFrame, set_name: str, feature_names: list[s
             freq.append({"feature": f, "frequency": max(0.0, 1.0 - i * 0.07 - 0.02 * k) if n_f else 0,
                          "model": model, "scheme": scheme})
     pred = pd.concat(rows, ignore_index=True)
-    out = root / "learn" / set_name
-    write_parquet_atomic(pred, out / "predictions.parquet", index=False)
-    write_csv_atomic(metrics_table(pred), out / "metrics.csv")
-    write_csv_atomic(pd.DataFrame(funnel), out / "funnel.csv")
-    write_csv_atomic(pd.DataFrame(freq), out / "feature_frequency.csv")
-    write_csv_atomic(pd.DataFrame(params), out / "params.csv")
-    write_text_atomic(out / "settings.json", json.dumps({
+    out = RunPaths(root).learn_set(set_name)
+    write_parquet_atomic(pred, out / PREDICTIONS, index=False)
+    write_csv_atomic(metrics_table(pred), out / METRICS)
+    write_csv_atomic(pd.DataFrame(funnel), out / FUNNEL)
+    write_csv_atomic(pd.DataFrame(freq), out / FEATURE_FREQUENCY)
+    write_csv_atomic(pd.DataFrame(params), out / PARAMS)
+    write_text_atomic(out / SETTINGS, json.dumps({
         "feature_set": set_name, "features": [set_name, "clinical"],
         "selection": [{"name": s} for s in _STEPS], "models": [{"name": c} for c in _CLASSIFIERS[:n_models]],
         "schemes": [scheme], "search": {"inner_splits": 5, "search": "grid", "n_iter": 10},
@@ -201,15 +213,16 @@ def _extras(root: Path, rng: np.random.Generator) -> None:
             "logistic": {"intercept": -2.2, "coefficients": {"Age": 0.025, "PR=positive": -1.1, "rad_score": 1.9},
                          "ranges": {"Age": [25, 85], "rad_score": [-3, 3]},
                          "levels": {"PR": ["negative", "positive"]}}}
-    (root / "models" / "combined").mkdir(parents=True, exist_ok=True)
-    write_text_atomic(root / "models" / "combined" / "model_card.json", json.dumps(card, indent=2))
-    (root / "deep" / "gradcam").mkdir(parents=True, exist_ok=True)
+    paths = RunPaths(root)
+    paths.model("combined").mkdir(parents=True, exist_ok=True)
+    write_text_atomic(paths.model("combined") / MODEL_CARD, json.dumps(card, indent=2))
+    (paths.deep / "gradcam").mkdir(parents=True, exist_ok=True)
     yy, xx = np.mgrid[:96, :192]
     heat = np.exp(-(((yy - 48) / 20) ** 2 + ((xx % 96 - 48) / 25) ** 2))
     img = np.stack([(255 * heat).astype(np.uint8), (rng.random((96, 192)) * 120).astype(np.uint8),
                     (255 * (1 - heat)).astype(np.uint8)], axis=-1)
-    (root / "deep" / "gradcam" / "gradcam_montage_test.png").write_bytes(_png(img))
-    surv = root / "survival"
+    (paths.deep / "gradcam" / "gradcam_montage_test.png").write_bytes(_png(img))
+    surv = paths.survival
     write_text_atomic(surv / "summary.txt", "Kaplan-Meier: 120 patients, 30 events.\n\nHigh-risk group had shorter "
                                             "disease-free survival (log-rank p = 0.01).")
     write_csv_atomic(pd.DataFrame({"group": ["low", "high"], "n": [60, 60], "events": [10, 20],

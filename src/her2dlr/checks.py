@@ -1,4 +1,4 @@
-"""Input checks shared by the learning stage: binary targets, parameter messages, missing values."""
+"""Input checks shared by every stage: binary targets, parameter messages, numbers, choices, missing values."""
 
 from __future__ import annotations
 

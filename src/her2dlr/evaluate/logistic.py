@@ -60,7 +60,7 @@ from statsmodels.tools.sm_exceptions import (
 )
 
 from her2dlr.errors import InputError
-from her2dlr.learn._validation import check_choice, param_error
+from her2dlr.checks import check_choice, param_error
 
 __all__ = ["INTERCEPT", "SEPARATION_FALLBACKS", "LogitFit", "UnivariableMultivariableSelector", "feature_source",
            "fit_logit"]
@@ -467,7 +467,7 @@ class UnivariableMultivariableSelector(SelectorMixin, BaseEstimator):
     names to groups explicitly.
 
     **Collinearity and separation.** Models are fitted by
-    :func:`her2dlr.learn.clinical_stats.fit_logit`: constant and collinear columns are set
+    :func:`her2dlr.evaluate.logistic.fit_logit`: constant and collinear columns are set
     aside before fitting (within a full one-hot group the most frequent level goes, i.e.
     becomes the reference), and perfect or quasi-complete separation triggers
     ``on_separation`` (``"firth"`` by default: Firth's penalized likelihood; ``"l2"``: a small

@@ -1,0 +1,164 @@
+"""Settings of the cohort: its sources, the label rule, the splits and QC (study file keys
+``cohort``, ``label``, ``split``, ``qc``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from her2dlr.schema import StrictModel
+
+__all__ = [
+    "DEFAULT_MISSING_VALUES", "FolderSource", "FilesSource", "TableSource", "Source", "CohortSettings",
+    "LabelRule", "HoldoutSettings", "KFoldSettings", "CentreSettings", "SplitSettings", "QCSettings",
+]
+
+DEFAULT_MISSING_VALUES = [
+    "",
+    "na",
+    "n/a",
+    "nan",
+    "none",
+    "null",
+    "missing",
+    "unknown",
+    "not available",
+    "not applicable",
+    "-",
+    "?",
+]
+
+
+class _SourceBase(StrictModel):
+    name: str | None = Field(None, description="Name of the source (default: the folder or file name).")
+    centre: str | None = Field(None, description="Centre of every row of this source (external validation).")
+    modality: Literal["US", "US-video", "MR"] = "US"
+    spacing_mm: float | None = Field(
+        None, gt=0, description="Pixel spacing in mm for images that do not carry it (PNG/JPEG)."
+    )
+
+
+class FolderSource(_SourceBase):
+    """One subfolder per class (BUSI layout): ``benign/X.png`` with ``X_mask.png``, ``X_mask_1.png`` ..."""
+
+    kind: Literal["folders"]
+    path: Path
+    label_column: str = Field("class", description="Column receiving the subfolder name.")
+    classes: list[str] | None = Field(None, description="Subfolders to import (default: all).")
+    mask_suffix: str = "_mask"
+    extensions: list[str] = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm"]
+
+
+class FilesSource(_SourceBase):
+    """A flat folder of images (or volumes) with masks found by a name template."""
+
+    kind: Literal["files"]
+    path: Path
+    image_glob: str = Field("*", description="Glob of image files, e.g. '*_image.nrrd'.")
+    mask_template: str | None = Field(
+        "{stem}_mask{ext}",
+        description="Mask file name from the image's {stem} and {ext}; e.g. '{stem_base}_label.nrrd'.",
+    )
+    strip_from_stem: str = Field("", description="Text removed from the stem to form {stem_base} and the case id.")
+
+
+class TableSource(_SourceBase):
+    """A manifest table (CSV / XLSX / Parquet) listing image and mask paths and clinical columns."""
+
+    kind: Literal["table"]
+    path: Path
+    sheet: str | int = 0
+    image_root: Path | None = Field(None, description="Folder the image paths are relative to (default: the table's folder).")
+    image_column: str
+    mask_column: str | None = None
+    bbox_columns: list[str] | None = Field(None, description="Four columns x, y, w, h (pixels).")
+    bbox_column: str | None = Field(None, description="One column holding a JSON list [x, y, w, h].")
+    case_id_column: str | None = None
+    patient_id_column: str | None = None
+    centre_column: str | None = None
+    spacing_column: str | None = None
+    spacing_unit: Literal["mm", "cm"] = "mm"
+    clinical_columns: list[str] = []
+    label_columns: list[str] = Field([], description="Extra columns kept as possible targets.")
+    time_column: str | None = None
+    event_column: str | None = None
+    treatment_column: str | None = None
+    multi_value_separator: str = Field("&", description="Separator of several values in one cell.")
+    clinical_types: dict[str, Literal["numeric", "categorical", "multi"]] = {}
+
+    @model_validator(mode="after")
+    def _one_box_form(self) -> "TableSource":
+        if self.bbox_columns is not None and len(self.bbox_columns) != 4:
+            raise ValueError(f"bbox_columns needs 4 names (x, y, w, h), got {self.bbox_columns}")
+        if self.bbox_columns and self.bbox_column:
+            raise ValueError("give either bbox_columns (x, y, w, h) or bbox_column (JSON list), not both")
+        return self
+
+
+Source = Annotated[FolderSource | FilesSource | TableSource, Field(discriminator="kind")]
+
+
+class CohortSettings(StrictModel):
+    sources: list[Source] = Field(..., min_length=1)
+    missing_values: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_MISSING_VALUES),
+        description="Cell texts read as missing (case-insensitive).",
+    )
+
+
+class LabelRule(StrictModel):
+    """How the target is derived.
+
+    ``column``: any column, with the values counted as positive / negative.
+    ``her2_status``: HER2 positive (1) vs negative (0) from IHC and ISH (ASCO/CAP 2018).
+    ``her2_low``: HER2-low (1) vs HER2-zero (0) among HER2-negative cases.
+    ``her2_three_class``: HER2-zero (0), HER2-low (1), HER2-positive (2).
+    """
+
+    rule: Literal["column", "her2_status", "her2_low", "her2_three_class"] = "column"
+    column: str | None = None
+    positive: list[Any] | None = None
+    negative: list[Any] | None = None
+    ihc_column: str = "ihc"
+    ish_column: str = "ish"
+
+    @model_validator(mode="after")
+    def _column_needed(self) -> "LabelRule":
+        if self.rule == "column" and not self.column:
+            raise ValueError("rule 'column' needs 'column': the name of the label column")
+        return self
+
+
+class HoldoutSettings(StrictModel):
+    test_size: float = Field(0.3, gt=0.0, lt=1.0)
+
+
+class KFoldSettings(StrictModel):
+    n_splits: int = Field(5, ge=2, le=20)
+    n_repeats: int = Field(3, ge=1, le=100)
+
+
+class CentreSettings(StrictModel):
+    test_centres: list[str] = Field(..., min_length=1)
+
+
+class SplitSettings(StrictModel):
+    """Patient-level splits, fixed by ``seed`` and written into the manifest."""
+
+    seed: int = 2024
+    holdout: HoldoutSettings | None = Field(default_factory=HoldoutSettings)
+    kfold: KFoldSettings | None = Field(default_factory=KFoldSettings)
+    by_centre: CentreSettings | None = None
+
+    @model_validator(mode="after")
+    def _centre_or_holdout(self) -> "SplitSettings":
+        if self.by_centre is not None and self.holdout is not None:
+            self.__dict__["holdout"] = None  # external validation replaces the random hold-out
+        return self
+
+
+class QCSettings(StrictModel):
+    lesion_policy: Literal["largest", "union", "each"] = "largest"
+    near_duplicate_distance: int | None = Field(None, ge=0, le=32, description="Hamming distance of perceptual hashes (default: tuned value).")

@@ -1,0 +1,18 @@
+"""Settings of the radiomics stage: the ``radiomics:`` section of a study file."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from her2dlr.schema import StrictModel
+
+__all__ = ["RadiomicsSettings"]
+
+
+class RadiomicsSettings(StrictModel):
+    params: str = Field("us2d", description="Shipped set (us2d, video, mri3d) or a PyRadiomics params YAML path.")
+    roi: Literal["mask", "bbox"] = Field("mask", description="'bbox': the mask's (or given box's) bounding rectangle, as in seed 000.")
+    n_jobs: int = Field(-1, description="Parallel workers (-1: all cores).")
+    backend: Literal["loky", "threading", "sequential", "dask", "ray"] = "loky"
