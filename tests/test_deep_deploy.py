@@ -102,7 +102,7 @@ def test_dlr_and_late_artefacts_predict_from_an_image_as_from_their_feature_rows
     from her2dlr.deep.data import load_rois
     from her2dlr.deep.features import embed_arrays
     from her2dlr.learn.artefact import load_artefact
-    from her2dlr.learn.predict import case_inputs
+    from her2dlr.predict.inputs import case_inputs
     from her2dlr.radiomics.extract import extract_case
 
     image, mask = run / "new" / "case.png", run / "new" / "case_mask.png"
@@ -132,7 +132,7 @@ def test_a_model_with_two_networks_is_refused(run: Path, tmp_path: Path):
 
     import torch
 
-    from her2dlr.deep.deploy import network_columns
+    from her2dlr.predict.network import network_columns
     from her2dlr.errors import InputError
     from her2dlr.learn.artefact import load_artefact
 

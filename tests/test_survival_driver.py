@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from her2dlr.errors import InputError, StudyFileError
 from her2dlr.survival import RiskStratifier, SurvivalSettings, load_survival_settings, run_survival
-from her2dlr.survival.cli import app
+from her2dlr.cli.survival import app
 
 FIX = Path(__file__).parent / "fixtures" / "survival"
 

@@ -17,7 +17,7 @@ from her2dlr.config import Study, study_from_dict
 from her2dlr.io.atomic import write_text_atomic
 from her2dlr.learn.study import run_study_learning
 from her2dlr.radiomics.stage import run_radiomics_stage
-from her2dlr.report_console import print_cohort, print_frame
+from her2dlr.console import print_cohort, print_frame
 
 __all__ = ["demo_data_dir", "demo_studies", "run_demo"]
 
@@ -82,7 +82,7 @@ def _number(value: Any) -> float | None:
 def _predict_example(study: Study, manifest: Any) -> dict[str, Any] | None:
     """Apply the study's combined (or else radiomics) model artefact to its first case, as a user would."""
     from her2dlr.learn.artefact import load_artefact
-    from her2dlr.learn.predict import case_inputs
+    from her2dlr.predict import Case, predict
 
     models = study.paths.models
     folders = sorted(models.glob("combined*")) or sorted(models.glob("radiomics*"))
@@ -91,24 +91,22 @@ def _predict_example(study: Study, manifest: Any) -> dict[str, Any] | None:
     art = load_artefact(folders[0])
     row = manifest.included.iloc[0]
     clinical = {c: row[c] for c in art.clinical_types}
-    frame = case_inputs(art, case_id=str(row["case_id"]), image=row["image"], mask=row["mask"],
-                        spacing=_number(row.get("spacing")), clinical=clinical)
-    pred = art.predict(frame).iloc[0]
+    pred = predict(art, Case(case_id=str(row["case_id"]), image=row["image"], mask=row["mask"],
+                             spacing=_number(row.get("spacing")), clinical=clinical))[0]
     args = " ".join(f"--clinical {shlex.quote(f'{k}={v}')}" for k, v in list(clinical.items())[:2])
     args += " ..." if len(clinical) > 2 else ""
     return {"model": art.name, "case": str(row["case_id"]), "label": int(row["label"]),
             "command": f"{folders[0]} --image {shlex.quote(Path(row['image']).name)} "
                        f"--mask {shlex.quote(Path(str(row['mask'])).name)} {args}".strip(),
-            "result": f"prob {pred['prob']:.3f}, class {int(pred['class'])} (threshold {pred['threshold']:.3f}), "
+            "result": f"prob {pred.probability:.3f}, class {pred.predicted_class} (threshold {pred.threshold:.3f}), "
                       f"true label {int(row['label'])}"}
 
 
 def _deep_example(study: Study, manifest: Any, n_jobs: int) -> dict[str, Any] | None:
     """Train the study's network on the hold-out, then apply its artefact to a test case with a heat map."""
-    from her2dlr.deep.deploy import case_heat_map
     from her2dlr.deep.stage import run_deep_stage
     from her2dlr.learn.artefact import artefact_slug, load_artefact
-    from her2dlr.learn.predict import case_inputs
+    from her2dlr.predict import Case, predict
 
     if study.deep is None:
         return None
@@ -122,15 +120,16 @@ def _deep_example(study: Study, manifest: Any, n_jobs: int) -> dict[str, Any] | 
     art = load_artefact(result.artefact)
     table = manifest.included
     row = table[table["split"] == "test"].iloc[0]
-    frame = case_inputs(art, case_id=str(row["case_id"]), image=row["image"], mask=row["mask"])
-    pred = art.predict(frame).iloc[0]
     heat_path = study.paths.deep / f"heat_{artefact_slug(Path(str(row['image'])).stem)}.png"
-    heat = case_heat_map(art, row["image"], heat_path, mask=row["mask"])
+    pred = predict(art, Case(case_id=str(row["case_id"]), image=row["image"], mask=row["mask"]),
+                   heat_maps=heat_path)[0]
+    heat = pred.heat_map
+    assert heat is not None
     return {"model": art.name, "test_auc": round(float(test["auc"].iloc[0]), 3) if len(test) else None,
             "test_n": int(test["n"].iloc[0]) if len(test) else None, "case": str(row["case_id"]),
             "command": f"{result.artefact} --image {shlex.quote(Path(row['image']).name)} "
                        f"--mask {shlex.quote(Path(str(row['mask'])).name)} --heatmap {shlex.quote(heat_path.name)}",
-            "result": f"prob {pred['prob']:.3f}, class {int(pred['class'])} (threshold {pred['threshold']:.3f}), "
+            "result": f"prob {pred.probability:.3f}, class {pred.predicted_class} (threshold {pred.threshold:.3f}), "
                       f"true label {int(row['label'])}; {heat.lesion_share:.0%} of the Grad-CAM heat inside the "
                       f"lesion -> {heat_path}"}
 

@@ -54,7 +54,7 @@ from her2dlr.learn.cv import (
 )
 from her2dlr.learn.settings import DEFAULT_SELECTION
 from her2dlr.learn.thresholds import ThresholdRule, apply_threshold, choose_threshold
-from her2dlr.learn.tuning import SearchSettings, Steps, _as_steps
+from her2dlr.learn.tuning import SearchSettings, Steps, as_steps
 from her2dlr.runfolder import FUNNEL, METRICS, PREDICTIONS, dlr_set_name
 
 __all__ = ["DEEP_SIGNATURE", "DLR_SELECTION", "DLRModels", "deep_signature", "dlr_steps", "fit_dlr_models",
@@ -95,7 +95,7 @@ def dlr_steps(deep_cols: Sequence[str], radiomics_cols: Sequence[str], selection
     if len(radiomics_cols):
         blocks.append(("radiomics", "passthrough", list(radiomics_cols)))
     ct = ColumnTransformer(blocks, remainder="drop", verbose_feature_names_out=True).set_output(transform="pandas")
-    return [("deep_pca", ct), *_as_steps(selection)]
+    return [("deep_pca", ct), *as_steps(selection)]
 
 
 def _fold_table(folds: Mapping[str, FoldFeatures | pd.DataFrame], fold: str) -> pd.DataFrame:

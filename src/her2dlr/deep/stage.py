@@ -8,7 +8,7 @@ report stages read deep and radiomics models alike.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import os
 from collections.abc import Sequence
@@ -21,7 +21,7 @@ from her2dlr.imaging.roi import RoiSpec
 if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
     from her2dlr.config import Study
 
-__all__ = ["deep_dir", "run_deep_stage"]
+__all__ = ["deep_dir", "run_deep_stage", "run_dlr_stage"]
 
 
 def deep_dir(study: Study, arch: str) -> Path:
@@ -74,3 +74,24 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
         study.paths.models, deep_dir(study, settings.arch), name=f"deep_{settings.arch}-signature",
         metrics=result.metrics, task=manifest.meta.get("label", {}), config_hash=config_hash(settings.to_dict()))
     return result
+
+
+def run_dlr_stage(study: Study, *, arch: str | None = None, radiomics: str | None = None, model: str | None = None,
+                  n_components: int | None = None, n_jobs: int = 1) -> tuple[Any, list[Path]]:
+    """Deep learning radiomics of a study (``her2dlr learn dlr``): k-fold models, then the deployable artefacts.
+
+    Options left None come from the study's ``deep:`` section (``deep.arch``, ``deep.dlr``).
+    Returns the :func:`her2dlr.deep.dlr.run_study_dlr` result and the artefact folders written
+    (none when no hold-out or final network was trained).
+    """
+    from her2dlr.deep.deploy import save_dlr_artefacts
+    from her2dlr.deep.dlr import run_study_dlr
+    from her2dlr.deep.settings import DeepSettings
+
+    d = study.deep or DeepSettings()
+    arch = arch or d.arch
+    opts = {"radiomics": radiomics or d.dlr.radiomics, "model": model or d.dlr.model,
+            "n_components": n_components or d.dlr.n_components}
+    result = run_study_dlr(study, arch=arch, n_jobs=n_jobs, **opts)
+    saved = save_dlr_artefacts(study, arch=arch, metrics=result.metrics, **opts)
+    return result, saved

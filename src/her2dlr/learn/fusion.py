@@ -122,9 +122,9 @@ def early_fusion_steps(radiomics_columns: Sequence[str], types: Mapping[str, str
     options : dict, optional
         See :func:`clinical_steps`.
     """
-    from her2dlr.learn.tuning import _as_steps
+    from her2dlr.learn.tuning import as_steps
 
-    rad = Pipeline(_as_steps(selection)) if len(selection) else "passthrough"
+    rad = Pipeline(as_steps(selection)) if len(selection) else "passthrough"
     clin = Pipeline(clinical_steps(types, options))
     ct = ColumnTransformer(
         [("radiomics", rad, list(radiomics_columns)), ("clinical", clin, list(types))],

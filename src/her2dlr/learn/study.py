@@ -17,7 +17,8 @@ from her2dlr.learn.stage import LearnStageResult, run_learn_stage
 if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
     from her2dlr.config import Study
 
-__all__ = ["resolve_feature_table", "load_feature_tables", "feature_table_provenance", "run_study_learning"]
+__all__ = ["resolve_feature_table", "load_feature_tables", "feature_table_provenance", "radiomics_params_of",
+           "run_study_learning"]
 
 
 #: Feature tables a user brings (computed by another tool), given by path.
@@ -117,7 +118,7 @@ def run_study_learning(
     result = run_learn_stage(
         table, manifest, settings, study.paths.learn_set(folder), feature_set=set_name or "features",
         progress=progress, clinical=clinical, models_dir=study.paths.models, feature_tables=provenance,
-        radiomics_params=_radiomics_params(provenance),
+        radiomics_params=radiomics_params_of(provenance),
     )
     return [result]
 
@@ -133,7 +134,7 @@ def feature_table_provenance(study: Study, name: str) -> dict[str, Any]:
     return info
 
 
-def _radiomics_params(provenance: list[dict[str, Any]]) -> dict[str, Any] | None:
+def radiomics_params_of(provenance: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The resolved parameters of the one radiomics table, when they still hash to what was extracted."""
     from her2dlr.radiomics.parameters import load_params, params_hash
 

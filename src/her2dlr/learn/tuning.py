@@ -44,6 +44,7 @@ from her2dlr.learn.zoo import get_model, make_model, model_grid
 
 __all__ = [
     "SearchSettings",
+    "as_steps",
     "TunedModel",
     "build_pipeline",
     "candidate_settings",
@@ -117,7 +118,8 @@ class TunedModel:
     notes: list[str] = field(default_factory=list)
 
 
-def _as_steps(selection: Steps) -> list[tuple[str, BaseEstimator]]:
+def as_steps(selection: Steps) -> list[tuple[str, BaseEstimator]]:
+    """Selection steps as ``(name, estimator)`` pairs: built from their settings, or given as estimators."""
     steps = list(selection)
     if steps and isinstance(steps[0], Mapping):
         return build_selection(steps)  # type: ignore[arg-type]
@@ -144,7 +146,7 @@ def build_pipeline(selection: Steps, model: str, *, params: Mapping[str, Any] | 
     before them, fitted in-fold like every other step; harmless after an earlier z-score.
     """
     spec = get_model(model)
-    steps = _as_steps(selection)
+    steps = as_steps(selection)
     if spec.needs_scaling:
         steps.append(("scale", ZScore()))
     steps.append(("model", make_model(spec.name, random_state=random_state, params=params)))

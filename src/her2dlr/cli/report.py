@@ -1,24 +1,24 @@
-"""``her2dlr report RUN``: the study report of a run folder (mounted by :mod:`her2dlr.cli`)."""
+"""``her2dlr report RUN``: the study report of a run folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
-from her2dlr.cli_common import console, friendly
+from her2dlr.cli.common import console, friendly
 
 __all__ = ["report_command"]
 
 
 @friendly
 def report_command(
-    run: Path = typer.Argument(..., help="Run folder of the study (with cohort/, features/, learn/<set>/ ...)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: RUN/report)."),
-    pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Also write report.pdf (WeasyPrint)."),
-    strict: bool = typer.Option(False, "--strict", help="Stop at the first section that fails instead of noting it."),
-    title: Optional[str] = typer.Option(None, "--title", help="Report title (default: 'Study report: <study>')."),
+    run: Annotated[Path, typer.Argument(help="Run folder of the study (with cohort/, features/, learn/<set>/ ...).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Report folder (default: RUN/report).")] = None,
+    pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write report.pdf (WeasyPrint).")] = True,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first section that fails instead of noting it.")] = False,
+    title: Annotated[str | None, typer.Option("--title", help="Report title (default: 'Study report: <study>').")] = None,
 ) -> None:
     """Write the study report: one self-contained HTML file, its PDF, PNG figures and CSV tables."""
     from her2dlr.report.build import build_report

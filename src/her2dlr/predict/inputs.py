@@ -1,4 +1,4 @@
-"""Apply a saved model artefact to new cases: feature rows, or an image with its mask or box plus a clinical row.
+"""The input rows of a model artefact for new cases: feature rows, or an image with its mask or box plus a clinical row.
 
 Inputs are checked against the model card before anything is computed:
 
@@ -11,7 +11,7 @@ Inputs are checked against the model card before anything is computed:
   encoded as the encoder's ``<other>`` level (or missing) and reported by the encoder;
 * a deep or DLR model (one with a network) gets its ``deep_prob`` / ``deep_<j>`` columns from
   its own network, the ROI prepared with the settings stored in the checkpoint
-  (:func:`her2dlr.deep.deploy.network_columns`); a mask or a box gives the same crop.
+  (:func:`her2dlr.predict.network.network_columns`); a mask or a box gives the same crop.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from her2dlr.errors import InputError
 from her2dlr.learn.artefact import ModelArtefact
 
 __all__ = ["case_inputs", "cases_inputs", "cases_table", "clinical_row", "feature_rows", "image_features", "parse_box",
-           "parse_clinical", "predict_cases"]
+           "parse_clinical"]
 
 
 def parse_clinical(items: list[str] | None) -> dict[str, str]:
@@ -139,7 +139,7 @@ def case_inputs(artefact: ModelArtefact, *, case_id: str = "case", image: str | 
         if not has_network or any(t.get("params_hash") for t in artefact.feature_tables):
             row.update(image_features(artefact, image, mask=mask, box=box, spacing=spacing))
         if has_network:
-            from her2dlr.deep.deploy import network_columns
+            from her2dlr.predict.network import network_columns
 
             lesion = mask if mask is not None else (tuple(box) if box is not None else None)
             row.update(network_columns(artefact, [image], [lesion]).iloc[0].to_dict())
@@ -218,8 +218,3 @@ def cases_inputs(artefact: ModelArtefact, cases: list[dict[str, Any]], *, progre
     if not frames:
         raise InputError("The cases table has no rows.")
     return pd.concat(frames)
-
-
-def predict_cases(artefact: ModelArtefact, frame: pd.DataFrame) -> pd.DataFrame:
-    """``case_id, model, prob, class, threshold`` for every row of ``frame``."""
-    return artefact.predict(frame)

@@ -1,4 +1,4 @@
-"""Pretty console summaries (rich) of stage outputs."""
+"""Console summaries (rich tables) of stage outputs, for the command line, the demo and `her2dlr run`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,55 @@
+"""``her2dlr init`` and ``her2dlr cohort``: the study file and the cohort (import, labels, QC, splits)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from her2dlr.cli.common import StudyArg, console, friendly, sub_app
+
+__all__ = ["app", "init"]
+
+app = sub_app("Import, QC and split the cohort.")
+
+NJobs = Annotated[int, typer.Option(help="Parallel workers (-1: all cores).")]
+
+
+@friendly
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the example study file.")] = Path("study.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented example study file."""
+    from her2dlr.study_template import write_example
+
+    write_example(path, force=force)
+    console.print(f"Wrote {path}. Edit the cohort sources and label, then run `her2dlr cohort qc {path}`.")
+
+
+def _build(study_path: Path, n_jobs: int) -> Any:
+    from her2dlr.cohort.build import build_cohort
+    from her2dlr.config import load_study
+
+    return build_cohort(load_study(study_path), n_jobs=n_jobs, progress=True)
+
+
+@app.command("build")
+@friendly
+def cohort_build(study: StudyArg = Path("study.yaml"), n_jobs: NJobs = -1) -> None:
+    """Import sources, apply the label rule, run QC and write the splits into the manifest."""
+    from her2dlr.console import print_cohort
+
+    print_cohort(_build(study, n_jobs))
+
+
+@app.command("qc")
+@friendly
+def cohort_qc(study: StudyArg = Path("study.yaml"), n_jobs: NJobs = -1) -> None:
+    """Build the cohort and print the QC summary (QC table and summary written to <run>/cohort/)."""
+    from her2dlr.console import print_cohort
+
+    build = _build(study, n_jobs)
+    print_cohort(build)
+    typer.echo(build.qc.summary_text())

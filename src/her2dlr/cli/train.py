@@ -1,0 +1,110 @@
+"""``her2dlr train``: networks trained on the study's outer folds.
+
+Example::
+
+    her2dlr train deep study.yaml --arch densenet3block --epochs 40 --batch-size 32
+    her2dlr train deep study.yaml --arch resnet101 --image-size 224 --channels 3 \\
+        --weights ~/weights/resnet101_imagenet.pt --device cuda
+    torchrun --nproc_per_node=4 "$(which her2dlr)" train deep study.yaml --arch resnet50 --distributed
+
+Settings come from the study file's ``deep:`` section (:mod:`her2dlr.deep.settings`); an
+option given on the command line overrides it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from her2dlr.cli.common import console, friendly, sub_app
+from her2dlr.errors import InputError
+
+__all__ = ["app"]
+
+app = sub_app("Train networks on the study's outer folds.")
+
+
+@app.callback()
+def _group() -> None:
+    """Train networks on the study's outer folds."""
+
+
+@app.command("deep")
+@friendly
+def train_deep(
+    study: Annotated[Path, typer.Argument(help="Study file (cohort built with `her2dlr cohort build`).")] = Path("study.yaml"),
+    arch: Annotated[str | None, typer.Option("--arch", help="Network (see `her2dlr train archs`; default densenet3block).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Most epochs per fold (default 40).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size (per process with --distributed; default 32).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate (default 1e-3).")] = None,
+    weight_decay: Annotated[float | None, typer.Option("--weight-decay", help="Default 1e-4.")] = None,
+    image_size: Annotated[int | None, typer.Option("--image-size", help="ROI side in px (default: 64 for densenet3block, 224 otherwise).")] = None,
+    channels: Annotated[int | None, typer.Option("--channels", help="1 (grey, default) or 3.")] = None,
+    margin: Annotated[int | None, typer.Option("--margin", help="Pixels added around the lesion's bounding rectangle (default 10).")] = None,
+    keep_aspect: Annotated[bool | None, typer.Option("--keep-aspect/--stretch", help="Square the ROI with image context instead of stretching it.")] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="weighted_ce (default), ce or focal.")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="cosine (default), plateau or none.")] = None,
+    patience: Annotated[int | None, typer.Option("--patience", help="Early-stopping patience in epochs (0: off; default 10).")] = None,
+    keep: Annotated[str | None, typer.Option("--keep", help="best (early stopping on validation AUC, default) or last (full schedule).")] = None,
+    val_fraction: Annotated[float | None, typer.Option("--val-fraction", help="Inner validation share of each training fold (default 0.2).")] = None,
+    scheme: Annotated[list[str] | None, typer.Option("--scheme", help="kfold and/or holdout (default: kfold).")] = None,
+    repeat: Annotated[list[int] | None, typer.Option("--repeat", help="Only this k-fold repetition (repeatable).")] = None,
+    final: Annotated[bool | None, typer.Option("--final/--no-final", help="Also train the deployable model on the hold-out's training rows.")] = None,
+    weights: Annotated[Path | None, typer.Option("--weights", help="Local file of starting weights (never downloaded).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto (default), cpu, cuda or cuda:N.")] = None,
+    allow_cpu_fallback: Annotated[bool | None, typer.Option("--allow-cpu-fallback/--no-cpu-fallback", help="Use the CPU when the asked GPU is absent.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    num_workers: Annotated[int, typer.Option("--num-workers", help="DataLoader worker processes.")] = 0,
+    threads: Annotated[int | None, typer.Option("--threads", help="Torch CPU threads (default: idle CPUs).")] = None,
+    n_jobs: Annotated[int, typer.Option("--n-jobs", help="Threads reading images.")] = 2,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue interrupted folds from their last.pt.")] = False,
+    distributed: Annotated[bool, typer.Option("--distributed", help="DistributedDataParallel (launch with torchrun).")] = False,
+) -> None:
+    """Train a network on every outer fold; write checkpoints, predictions and metrics to <run>/deep/<arch>.
+
+    Settings come from the study file's `deep:` section; an option given here overrides it.
+    """
+    from her2dlr.config import load_study
+    from her2dlr.deep.settings import DeepSettings
+    from her2dlr.deep.stage import deep_dir, run_deep_stage
+    from her2dlr.console import print_metrics
+
+    s = load_study(study)
+    try:
+        d = (s.deep or DeepSettings()).merged(
+            arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, image_size=image_size,
+            channels=channels, margin=margin, keep_aspect=keep_aspect, loss=loss, scheduler=scheduler,
+            patience=patience, keep=keep, val_fraction=val_fraction, schemes=scheme or None, final=final,
+            weights=weights.resolve() if weights else None, device=device, allow_cpu_fallback=allow_cpu_fallback,
+            seed=seed)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(f"Option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']} "
+                         f"(got {err.get('input')!r}).") from None
+    settings, roi = d.training(weights_dir=s.base_dir, num_workers=num_workers, num_threads=threads,
+                               distributed=distributed)
+    result = run_deep_stage(s, settings=settings, roi=roi, schemes=d.schemes, repeats=repeat,
+                            resume=resume, final=d.final, n_jobs=n_jobs)
+    if len(result.metrics):
+        print_metrics(result.metrics, f"{result.model} (written to {deep_dir(s, d.arch)})")
+    for fold in result.folds:
+        for note in fold.notes:
+            console.print(f"[yellow]Note:[/] {note}", highlight=False)
+    if result.artefact is not None:
+        console.print(f"Deployable model: {result.artefact} (apply it with `her2dlr predict {result.artefact} "
+                      "--image IMG --box x,y,w,h --heatmap heat.png`)", highlight=False)
+    else:
+        console.print("No deployable model written: train with --scheme holdout or --final for one.",
+                      highlight=False)
+
+
+@app.command("archs")
+def archs() -> None:
+    """List the networks."""
+    from her2dlr.deep.networks import DEFAULT_IMAGE_SIZE, list_archs
+
+    for name, desc in list_archs().items():
+        typer.echo(f"{name:16s} {DEFAULT_IMAGE_SIZE[name]:4d} px  {desc}")

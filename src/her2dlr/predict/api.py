@@ -1,0 +1,175 @@
+"""One entry point: a model artefact and new cases in, one result object per case out.
+
+The command line (``her2dlr predict``) and the server call :func:`predict` and nothing else;
+what a case may hold and what is checked is decided here once:
+
+* a :class:`Case` is an image with its lesion (mask file or box), a clinical row, or a row of
+  precomputed features (:mod:`her2dlr.predict.inputs` turns it into the model's input row and
+  refuses what does not match the model card);
+* every case gets a :class:`PredictionResult`: probability, class at the stored threshold, the
+  threshold, the model's name and kind, the toolkit version that wrote it, where each input came
+  from (provenance), warnings raised while computing it, and, for models with a network and
+  when asked, the heat map (:func:`her2dlr.predict.network.case_heat_map`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from her2dlr.errors import InputError
+from her2dlr.learn.artefact import ModelArtefact, artefact_slug, load_artefact
+from her2dlr.predict.cases import Case
+from her2dlr.predict.network import HeatMapResult
+
+__all__ = ["Case", "PredictionResult", "predict", "results_frame"]
+
+
+@dataclass
+class PredictionResult:
+    """What a model says about one case, with where it came from."""
+
+    case_id: str
+    model: str
+    kind: str
+    probability: float
+    predicted_class: int
+    threshold: float
+    version: str | None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    heat_map: HeatMapResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the heat map as its path and scores)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "heat_map"}
+        if self.heat_map is not None:
+            h = self.heat_map
+            out["heat_map"] = {"path": str(h.path), "method": h.method, "explained_class": h.explained_class,
+                               "lesion_share": h.lesion_share}
+        return out
+
+
+def _input_row(artefact: ModelArtefact, case: Case) -> pd.DataFrame:
+    from her2dlr.predict.inputs import case_inputs
+
+    if case.features is not None:
+        row = {**dict(case.features), **case.clinical}
+        frame = pd.DataFrame([row], index=pd.Index([case.case_id], name="case_id"))
+        artefact.check_inputs(frame, where=f"case '{case.case_id}'")
+        return frame
+    clinical = {k: case.clinical[k] for k in artefact.clinical_types if k in case.clinical}
+    return case_inputs(artefact, case_id=case.case_id, image=case.image, mask=case.mask, box=case.box,
+                       spacing=case.spacing, clinical=clinical)
+
+
+def _provenance(artefact: ModelArtefact, case: Case) -> dict[str, Any]:
+    card = artefact.card
+    tables = artefact.feature_tables
+    out: dict[str, Any] = {"artefact": str(artefact.path), "config_hash": card.get("config_hash"),
+                           "training_cohort": card.get("training") or card.get("cohort")}
+    if case.features is not None:
+        out["inputs"] = "feature row"
+    elif case.image is not None:
+        out["inputs"] = "image"
+        out["lesion"] = "mask" if case.mask is not None else ("box" if case.box is not None else None)
+        out["spacing_mm"] = case.spacing
+        if tables:
+            out["radiomics"] = {k: tables[0].get(k) for k in ("params", "roi", "params_hash")}
+    nets = artefact.with_networks()
+    if nets and nets[0].network_path is not None:
+        from her2dlr.predict.network import network_digest
+
+        out["network_sha256"] = network_digest(nets[0].network_path)
+    return out
+
+
+def predict(model: ModelArtefact | str | os.PathLike[str], cases: Case | Sequence[Case], *,
+            heat_maps: str | os.PathLike[str] | None = None, method: str = "gradcam",
+            progress: bool = True) -> list[PredictionResult]:
+    """Apply a model artefact to new cases.
+
+    Parameters
+    ----------
+    model : ModelArtefact or path
+        A model artefact (``RUN/models/<name>``).
+    cases : Case or sequence of Case
+    heat_maps : path, optional
+        Deep and DLR models: write each case's heat map here: a PNG file for one case (given
+        alone, or a one-case list and a ``.png`` path), else a folder of ``<case>.png``.
+    method : {"cam", "gradcam", "gradcampp"}
+        How the heat map is computed.
+    progress : bool
+        A progress bar over the cases (when there are several).
+
+    Returns
+    -------
+    list of PredictionResult
+        One per case, in order.
+
+    Raises
+    ------
+    InputError
+        An input the model cannot read (missing column, other radiomics settings, a box for a
+        mask model, unreadable file); the message names the case (and its table row).
+    """
+    from tqdm.auto import tqdm
+
+    artefact = model if isinstance(model, ModelArtefact) else load_artefact(model)
+    batch = [cases] if isinstance(cases, Case) else list(cases)
+    if not batch:
+        raise InputError("No cases to predict.")
+    if heat_maps is not None:
+        _check_heat_maps(artefact, batch)
+    frames, caught = [], []
+    for case in tqdm(batch, desc="cases", disable=not progress or len(batch) < 2, leave=False):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            try:
+                frames.append(_input_row(artefact, case))
+            except InputError as exc:
+                where = f"{case.where} (case '{case.case_id}'): " if case.where else ""
+                raise InputError(f"{where}{exc}") from None
+        caught.append([str(w.message) for w in seen])
+    frame = pd.concat(frames)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        table = artefact.predict(frame)
+    common = [str(w.message) for w in seen]
+    version = artefact.card.get("versions", {}).get("her2dlr") if isinstance(artefact.card.get("versions"), dict) else None
+    results = []
+    for i, (case, row) in enumerate(zip(batch, table.to_dict(orient="records"))):
+        heat = None
+        if heat_maps is not None:
+            one_file = isinstance(cases, Case) or (len(batch) == 1 and Path(heat_maps).suffix.lower() == ".png")
+            path = Path(heat_maps) if one_file else Path(heat_maps) / f"{artefact_slug(case.case_id)}.png"
+            from her2dlr.predict.network import case_heat_map
+
+            heat = case_heat_map(artefact, case.image, path, mask=case.mask, box=case.box,  # type: ignore[arg-type]
+                                 method=method)
+        results.append(PredictionResult(
+            case_id=case.case_id, model=artefact.name, kind=artefact.kind, probability=float(row["prob"]),
+            predicted_class=int(row["class"]), threshold=float(row["threshold"]), version=version,
+            provenance=_provenance(artefact, case), warnings=list(dict.fromkeys(caught[i] + common)), heat_map=heat))
+    return results
+
+
+def _check_heat_maps(artefact: ModelArtefact, batch: list[Case]) -> None:
+    if not artefact.with_networks():
+        raise InputError(f"Model '{artefact.name}' has no network: heat maps are for deep and DLR models.")
+    for case in batch:
+        if case.image is None or (case.mask is None and case.box is None):
+            raise InputError(f"A heat map needs the image with its mask or box (case '{case.case_id}').")
+
+
+def results_frame(results: Sequence[PredictionResult]) -> pd.DataFrame:
+    """``case_id, model, prob, class, threshold`` (the predictions contract), one row per result."""
+    return pd.DataFrame({"case_id": [r.case_id for r in results], "model": [r.model for r in results],
+                         "prob": [r.probability for r in results], "class": [r.predicted_class for r in results],
+                         "threshold": [r.threshold for r in results]})

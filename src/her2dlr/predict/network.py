@@ -1,0 +1,150 @@
+"""The network of a deep or DLR model artefact applied to new images: its input columns and heat maps.
+
+A deep artefact's ``network.pt`` turns the lesion's ROI into the ``deep_prob`` / ``deep_<j>``
+columns its model reads (:func:`network_columns`). The lesion is cropped, padded, resized and
+normalised with the ROI settings stored in the network's checkpoint, as in training; a mask or
+a box gives the same crop (the network reads the lesion's bounding rectangle plus a margin).
+:func:`case_heat_map` draws where the network looked (Grad-CAM by default).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from her2dlr.deep.deploy import DEEP_PROB
+from her2dlr.errors import InputError
+from her2dlr.learn.artefact import ModelArtefact
+
+__all__ = ["HeatMapResult", "case_heat_map", "network_columns", "network_digest"]
+
+
+@functools.lru_cache(maxsize=4)
+def _digest_and_model(path: str, mtime_ns: int) -> tuple[str, Any, Any]:
+    """SHA-256 of a network file and the loaded network, cached while the file is unchanged (many cases, one load)."""
+    from her2dlr.deep.cv import load_deep_model
+
+    model, spec, _ = load_deep_model(path)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest(), model, spec
+
+
+def _network(path: Path) -> tuple[str, Any, Any]:
+    return _digest_and_model(str(path), path.stat().st_mtime_ns)
+
+
+def network_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a network file (cached while the file is unchanged)."""
+    return _network(Path(path))[0]
+
+
+def network_columns(artefact: ModelArtefact, images: Sequence[Any], rois: Sequence[Any]) -> pd.DataFrame:
+    """The columns the networks of ``artefact`` (and its components) compute from images and lesions.
+
+    Parameters
+    ----------
+    artefact : ModelArtefact
+    images : sequence of path or ndarray
+    rois : sequence
+        Per image: mask file, mask array or box ``(x, y, w, h)``.
+
+    Returns
+    -------
+    DataFrame
+        One row per image: ``deep_prob`` and/or ``deep_<j>``, as the models need them.
+
+    Raises
+    ------
+    InputError
+        The model combines two different networks (their columns would clash), a missing ROI,
+        unreadable images or masks (named).
+    """
+    from her2dlr.deep.data import load_rois
+    from her2dlr.deep.features import deep_columns, embed_arrays
+
+    nodes = artefact.with_networks()
+    if not nodes:
+        return pd.DataFrame(index=range(len(images)))
+    digests = {_network(n.network_path)[0] for n in nodes if n.network_path is not None}
+    if len(digests) > 1:
+        raise InputError(f"Model '{artefact.name}' combines {len(digests)} different networks; predicting it from "
+                         "images is not supported (give its feature rows with --features).")
+    if any(r is None for r in rois):
+        raise InputError(f"Model '{artefact.name}' reads the lesion's ROI: give --mask or --box.")
+    _, model, spec = _network(nodes[0].network_path)  # type: ignore[arg-type]
+    x = load_rois(list(images), list(rois), spec=spec)
+    emb, prob = embed_arrays(model, x)
+    out = pd.DataFrame(emb, columns=[f"deep_{j}" for j in range(emb.shape[1])])
+    needed = {c for n in nodes for c in n.card["inputs"].get("features", [])}
+    wanted = deep_columns(sorted(needed))
+    if len(wanted) > emb.shape[1] or any(c not in out.columns for c in wanted):
+        raise InputError(f"Model '{artefact.name}' needs deep features {wanted[:3]} ... that its network "
+                         f"({emb.shape[1]} features) does not give: the artefact is inconsistent.")
+    out = out[[c for c in out.columns if c in needed]]
+    if DEEP_PROB in needed:
+        out[DEEP_PROB] = prob
+    return out
+
+
+@dataclass
+class HeatMapResult:
+    """A heat map written by :func:`case_heat_map`."""
+
+    path: Path
+    prob: float
+    explained_class: int
+    method: str
+    lesion_share: float
+
+
+def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: str | os.PathLike[str], *,
+                  mask: str | os.PathLike[str] | None = None, box: Sequence[float] | None = None,
+                  method: str = "gradcam") -> HeatMapResult:
+    """Where the artefact's network looked on one image: overlay PNG of the heat map on the whole image.
+
+    The map explains the class the network predicts (``method``: ``"cam"``, ``"gradcam"`` or
+    ``"gradcampp"``), is computed on the network's input and pasted back onto the crop it came
+    from; the crop is drawn in yellow, a given mask's outline in green. ``lesion_share`` is the
+    share of the heat inside the lesion (mask, else box) within the crop.
+    """
+    import SimpleITK as sitk
+
+    from her2dlr.deep.cv import load_deep_model
+    from her2dlr.deep.explain import CamExplainer, box_region, heat_in_mask, paste_heat
+    from her2dlr.deep.explain_study import lesion_region
+    from her2dlr.deep.figures import draw_box, draw_outline, overlay_rgb, save_png
+    from her2dlr.imaging.roi import prepare_roi, roi_box
+    from her2dlr.io.cells import parse_bbox
+    from her2dlr.io.images import read_image, read_mask_array
+
+    nodes = artefact.with_networks()
+    if not nodes:
+        raise InputError(f"Model '{artefact.name}' has no network: a heat map needs a deep or DLR model.")
+    if mask is None and box is None:
+        raise InputError("A heat map needs the lesion: give --mask or --box.")
+    model, spec, _ = load_deep_model(nodes[0].network_path)
+    img = sitk.GetArrayFromImage(read_image(str(image)))
+    if img.ndim != 2:
+        raise InputError(f"{image}: heat maps are drawn on 2D images; this one has shape {img.shape}.")
+    lesion_mask = read_mask_array(mask) > 0 if mask is not None else None
+    if lesion_mask is not None and lesion_mask.shape != img.shape:
+        raise InputError(f"Mask {mask} has shape {lesion_mask.shape}, image {image} has {img.shape}.")
+    bbox = parse_bbox(list(box), where="--box") if box is not None else None
+    x = prepare_roi(img, mask=lesion_mask, bbox=bbox, spec=spec)
+    heat = CamExplainer(model, method=method)(x[None])
+    crop = roi_box(img.shape, mask=lesion_mask, bbox=bbox, margin=spec.margin, min_size=spec.min_size,
+                   square=spec.keep_aspect)
+    full = paste_heat(heat.maps[0], crop, img.shape)
+    lesion = lesion_region(img.shape, lesion_mask, bbox)
+    share = heat_in_mask(full, lesion, box_region(crop, img.shape)).in_lesion
+    peak = float(full.max())
+    rgb = draw_outline(draw_box(overlay_rgb(img, full / peak if peak > 0 else full), crop, width=2), lesion)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    out = save_png(rgb, path)
+    return HeatMapResult(out, float(heat.prob[0]), int(heat.explained_class[0]), method, float(share))
