@@ -10,7 +10,7 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -20,8 +20,6 @@ __all__ = ["app"]
 
 app = typer.Typer(help="Survival, risk groups and treatment benefit.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-
-
 
 
 @app.callback()
@@ -38,7 +36,7 @@ def run(
     data: Optional[Path] = typer.Option(None, "--data", help="Cohort table (CSV, TSV, XLSX, Parquet); default: the study's manifest."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder for tables/, figures/ and summary.txt; default: <run>/survival."),
     settings: Optional[Path] = typer.Option(
-        None, "--settings", help="YAML with survival settings (a study file's `survival:` section or a bare mapping)."
+        None, "--settings", help="Study file whose `survival:` section to use (default: the STUDY's own)."
     ),
     time: Optional[str] = typer.Option(None, "--time", help="Follow-up time column."),
     event: Optional[str] = typer.Option(None, "--event", help="Event column (1 = event, 0 = censored)."),
@@ -72,27 +70,32 @@ def run(
         if not (her2low_true and her2low_pred):
             raise StudyFileError("Give both --her2low-true and --her2low-pred.")
         her2low = {"true_column": her2low_true, "pred_column": her2low_pred}
+    st = None
     if study is not None:
-        from her2dlr.cohort.build import manifest_path
-        from her2dlr.cohort.manifest import Manifest
         from her2dlr.config import load_study
 
         st = load_study(study)
-        settings = settings or study
-        df = read_table(data) if data else Manifest.load(manifest_path(st)).included
-        out = out or st.run_dir / "survival"
     elif data is None or out is None:
         raise StudyFileError("Give a study file, or both --data and --out.")
-    else:
-        df = read_table(data)
+    source: Any = st  # the study's survival section, from the Study loaded above (None: the defaults)
+    if settings is not None and (study is None or settings.resolve() != study.resolve()):
+        source = settings  # another study file's survival section
     s = load_survival_settings(
-        settings,
+        source,
         time_column=time, event_column=event, time_unit=time_unit, group_columns=group or None,
         covariates=covariate or None, categorical=categorical or None, stepwise=stepwise, score_column=score,
         score_covariates=score_covariate or None, treatment_column=treatment, treatment_name=treatment_name,
         horizons=horizon or None, risk_horizon=risk_horizon, split_column=split, her2low=her2low,
         n_bootstrap=bootstrap, seed=seed,
     )
+    if st is not None:
+        from her2dlr.cohort.build import manifest_path
+        from her2dlr.cohort.manifest import Manifest
+
+        df = read_table(data) if data else Manifest.load(manifest_path(st)).included
+        out = out or st.run_dir / "survival"
+    else:
+        df = read_table(data)
     report = run_survival(df, s, out)
     console.print(f"Wrote {len(report.tables)} tables and {len(report.figures)} figures to {out} "
                   f"in {report.seconds:.1f} s.")
