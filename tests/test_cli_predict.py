@@ -75,3 +75,45 @@ def test_predict_refuses_box_for_mask_model_and_other_params(trained: Path):
     assert res.exit_code == 2 and "other radiomics parameters" in res.output
     res = runner.invoke(app, ["predict", str(trained)])
     assert res.exit_code == 2 and "not a model artefact" in res.output
+
+
+def test_predict_entry_point_gives_result_objects_matching_the_artefact(trained: Path):
+    """`her2dlr.predict.predict` is what the command line calls: same numbers, plus provenance."""
+    from her2dlr.learn.artefact import load_artefact
+    from her2dlr.predict import Case, predict, results_frame
+    from her2dlr.predict.inputs import image_features
+
+    model = trained / "runs" / "synthetic" / "models" / "radiomics_video_mask-lr"
+    art = load_artefact(model)
+    mask = write_png(trained / "api" / "mask.png", lesion_mask())
+    cases = [Case(case_id=f"c{seed}", image=write_png(trained / "api" / f"{seed}.png", lesion_image(seed, texture=t)),
+                  mask=mask) for seed, t in ((700, "smooth"), (701, "rough"))]
+    results = predict(art, cases, progress=False)
+    assert [r.case_id for r in results] == ["c700", "c701"]
+    assert results[1].probability > results[0].probability
+    for r in results:
+        assert r.model == art.name and r.kind == "pipeline" and r.threshold == pytest.approx(art.threshold)
+        assert r.predicted_class == int(r.probability >= r.threshold)
+        assert r.provenance["inputs"] == "image" and r.provenance["lesion"] == "mask"
+        assert r.provenance["radiomics"]["params"] == "video"
+        assert r.version and json.dumps(r.to_dict())
+    # the same case given as its feature row gives the same probability, to the last digit
+    row = image_features(art, cases[1].image, mask=mask)
+    by_row = predict(art, Case(case_id="row", features=row))[0]
+    assert by_row.probability == results[1].probability
+    assert by_row.provenance["inputs"] == "feature row"
+    frame = results_frame(results)
+    assert list(frame.columns) == ["case_id", "model", "prob", "class", "threshold"]
+
+
+def test_predict_entry_point_names_the_table_row_of_a_bad_case(trained: Path):
+    from her2dlr.errors import InputError
+    from her2dlr.predict import Case, predict
+
+    model = trained / "runs" / "synthetic" / "models" / "radiomics_video_mask-lr"
+    bad = Case(case_id="x", image=trained / "api" / "missing.png", mask=trained / "api" / "mask.png",
+               where="cases.csv row 7")
+    with pytest.raises(InputError, match=r"cases.csv row 7 \(case 'x'\)"):
+        predict(model, [bad])
+    with pytest.raises(InputError, match="No cases"):
+        predict(model, [])

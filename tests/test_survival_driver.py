@@ -97,6 +97,17 @@ def test_run_survival_bad_input(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
         run_survival(bad, small_settings(), tmp_path / "y")
 
 
+def write_study(folder: Path, survival: str | None) -> Path:
+    """A minimal valid study file, with ``survival`` (YAML lines, indented) as its survival section."""
+    text = ("name: demo\ncohort:\n  sources:\n    - {kind: table, path: cohort.csv, image_column: image}\n"
+            "label: {column: y}\n")
+    if survival is not None:
+        text += "survival:\n" + survival
+    path = folder / "study.yaml"
+    path.write_text(text)
+    return path
+
+
 def test_settings_validation(tmp_path: Path) -> None:
     with pytest.raises(StudyFileError, match="unknown key 'time_colum'.*Did you mean 'time_column'"):
         load_survival_settings({"time_colum": "t"})
@@ -104,21 +115,40 @@ def test_settings_validation(tmp_path: Path) -> None:
         load_survival_settings({"psm": {"calipr": 0.1}})
     with pytest.raises(StudyFileError, match="horizons"):
         load_survival_settings({"horizons": [1, -2]})
-    study = tmp_path / "study.yaml"
-    study.write_text("name: demo\nsurvival:\n  time_column: t\n  event_column: e\n  psm:\n    ratio: 2\n")
+    from her2dlr.config import load_study
+
+    study = load_study(write_study(tmp_path, "  time_column: t\n  event_column: e\n  psm:\n    ratio: 2\n"))
     s = load_survival_settings(study, event_column="dead")
     assert (s.time_column, s.event_column, s.psm.ratio) == ("t", "dead", 2)
     assert s.per_year == 365.25
-    (tmp_path / "no_section.yaml").write_text("name: demo\ncohort: {}\n")
+    with pytest.raises(StudyFileError, match=r"survival\.psm\.calipr.*Did you mean 'caliper'"):
+        load_survival_settings(load_study(write_study(tmp_path, "  psm: {calipr: 0.1}\n")))
     with pytest.raises(StudyFileError, match="has no 'survival:' section"):
-        load_survival_settings(tmp_path / "no_section.yaml")
+        load_survival_settings(load_study(write_study(tmp_path, None)))
+    with pytest.raises(TypeError, match="'source' parameter of load_survival_settings"):
+        load_survival_settings(42)
+
+
+def test_settings_come_from_the_loaded_study(tmp_path: Path) -> None:
+    from her2dlr.config import load_study
+
+    study = load_study(write_study(tmp_path, "  time_column: t\n  event_column: e\n  psm: {ratio: 2}\n"))
+    (tmp_path / "study.yaml").unlink()  # the loaded Study is all that is needed: no second read
+    s = load_survival_settings(study, time_unit="months")
+    assert (s.time_column, s.event_column, s.psm.ratio, s.time_unit) == ("t", "e", 2, "months")
+    assert study.survival.time_unit == "days"  # the study's own settings are left as they were
+    assert load_survival_settings(study.survival) == study.survival
+    with pytest.raises(StudyFileError, match="time_unit.*'fortnights'"):
+        load_survival_settings(study, time_unit="fortnights")
+    study.survival = None
+    with pytest.raises(StudyFileError, match="Study 'demo' has no 'survival:' section"):
+        load_survival_settings(study)
 
 
 def test_cli_run(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
     data = tmp_path / "cohort.csv"
     gbsg2.to_csv(data, index=False)
-    settings = tmp_path / "s.yaml"
-    settings.write_text("time_column: time\nevent_column: cens\nn_bootstrap: 20\nstepwise: none\n")
+    settings = write_study(tmp_path, "  time_column: time\n  event_column: cens\n  n_bootstrap: 20\n  stepwise: none\n")
     runner = CliRunner()
     res = runner.invoke(app, ["run", "--data", str(data), "--settings", str(settings), "--out", str(tmp_path / "o"),
                               "--group", "tgrade", "--covariate", "age", "--covariate", "pnodes"])
@@ -128,3 +158,21 @@ def test_cli_run(gbsg2: pd.DataFrame, tmp_path: Path) -> None:
     bad = runner.invoke(app, ["run", "--data", str(data), "--out", str(tmp_path / "p"), "--time", "tme"])
     assert bad.exit_code == 2
     assert "Did you mean 'time'" in bad.output
+
+
+def test_cli_run_reads_the_study_file_once(gbsg2: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    data = tmp_path / "cohort.csv"
+    gbsg2.to_csv(data, index=False)
+    study = write_study(tmp_path, "  time_column: time\n  event_column: cens\n  stepwise: none\n  n_bootstrap: 10\n")
+    reads = []
+    safe_load = yaml.safe_load
+    monkeypatch.setattr(yaml, "safe_load", lambda text: reads.append(1) or safe_load(text))
+    res = CliRunner().invoke(app, ["run", str(study), "--data", str(data), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert len(reads) == 1
+    assert json.loads((tmp_path / "o" / "survival_settings.json").read_text())["event_column"] == "cens"
+    no_section = write_study(tmp_path / "o", None)
+    bad = CliRunner().invoke(app, ["run", str(no_section), "--data", str(data), "--out", str(tmp_path / "p")])
+    assert bad.exit_code != 0 and "has no 'survival:' section" in bad.output

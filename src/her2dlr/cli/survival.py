@@ -34,7 +34,7 @@ def run(
     data: Annotated[Path | None, typer.Option("--data", help="Cohort table (CSV, TSV, XLSX, Parquet); default: the study's manifest.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder for tables/, figures/ and summary.txt; default: <run>/survival.")] = None,
     settings: Annotated[Path | None, typer.Option(
-        "--settings", help="YAML with survival settings (a study file's `survival:` section or a bare mapping).")] = None,
+        "--settings", help="Study file whose `survival:` section to use (default: the STUDY's own).")] = None,
     time: Annotated[str | None, typer.Option("--time", help="Follow-up time column.")] = None,
     event: Annotated[str | None, typer.Option("--event", help="Event column (1 = event, 0 = censored).")] = None,
     time_unit: Annotated[str | None, typer.Option("--time-unit", help="days, weeks, months or years.")] = None,
@@ -56,38 +56,25 @@ def run(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of folds, bootstrap, k-means, matching.")] = None,
 ) -> None:
     """Kaplan-Meier, log-rank, Cox (AIC stepwise), C-index, risk groups, matching, treatment benefit."""
+    from her2dlr.config import load_study
     from her2dlr.errors import StudyFileError
-    from her2dlr.io.tables import read_table
-    from her2dlr.survival.driver import run_survival
-    from her2dlr.survival.settings import load_survival_settings
+    from her2dlr.survival.stage import run_survival_stage
 
     her2low = None
     if her2low_true or her2low_pred:
         if not (her2low_true and her2low_pred):
             raise StudyFileError("Give both --her2low-true and --her2low-pred.")
         her2low = {"true_column": her2low_true, "pred_column": her2low_pred}
-    if study is not None:
-        from her2dlr.cohort.build import manifest_path
-        from her2dlr.cohort.manifest import Manifest
-        from her2dlr.config import load_study
-
-        st = load_study(study)
-        settings = settings or study
-        df = read_table(data) if data else Manifest.load(manifest_path(st)).included
-        out = out or st.paths.survival
-    elif data is None or out is None:
-        raise StudyFileError("Give a study file, or both --data and --out.")
-    else:
-        df = read_table(data)
-    s = load_survival_settings(
-        settings,
+    st = load_study(study) if study is not None else None
+    other = load_study(settings) if settings is not None and (study is None or settings.resolve() != study.resolve()) else None
+    report, out = run_survival_stage(
+        st, settings_from=other, data=data, out=out,
         time_column=time, event_column=event, time_unit=time_unit, group_columns=group or None,
         covariates=covariate or None, categorical=categorical or None, stepwise=stepwise, score_column=score,
         score_covariates=score_covariate or None, treatment_column=treatment, treatment_name=treatment_name,
         horizons=horizon or None, risk_horizon=risk_horizon, split_column=split, her2low=her2low,
         n_bootstrap=bootstrap, seed=seed,
     )
-    report = run_survival(df, s, out)
     console.print(f"Wrote {len(report.tables)} tables and {len(report.figures)} figures to {out} "
                   f"in {report.seconds:.1f} s.")
     for line in report.sentences:

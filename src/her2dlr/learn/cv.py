@@ -228,13 +228,15 @@ def outer_folds(table: pd.DataFrame, scheme: str) -> Iterator[tuple[str, int | N
         return
     if scheme == "holdout":
         if "split" not in table.columns:
-            raise InputError("The manifest has no 'split' column: run `her2dlr cohort split` (hold-out) first.")
+            raise InputError("The manifest has no 'split' column: run `her2dlr cohort build STUDY` first "
+                             "(it writes the hold-out split of the study's `split:` section).")
         split = table["split"].astype("string")
         yield "holdout", None, (split == "train").fillna(False).to_numpy(), (split == "test").fillna(False).to_numpy()
         return
     cols = sorted((c for c in table.columns if str(c).startswith("fold_r")), key=lambda c: int(str(c)[6:]))
     if not cols:
-        raise InputError("The manifest has no fold_r* columns: run the repeated k-fold split first.")
+        raise InputError("The manifest has no fold_r* columns: set `split.kfold` in the study file and run "
+                         "`her2dlr cohort build STUDY`.")
     for col in cols:
         rep = int(str(col)[6:])
         fold = table[col].fillna(-1).astype(int).to_numpy()

@@ -286,52 +286,15 @@ def fit_cox(
         raise InputError("A Cox model needs at least one covariate; got none.")
     if penalizer == 0:
         _check_events_per_level(X, spec, df, e, event)
-    data = X.copy()
-    data[_T], data[_E] = t, e.astype(int)
-    fit_kwargs: dict[str, Any] = {}
-    for i, col in enumerate(strata):
-        if df[col].isna().any():
-            raise InputError(f"Strata column '{col}' has missing values at {rows_text(df.index[df[col].isna()])}.")
-        data[f"{_S}{i}"] = df[col].astype(str).to_numpy()
-    if strata:
-        fit_kwargs["strata"] = [f"{_S}{i}" for i in range(len(strata))]
-    if weights is not None:
-        data[_W] = pd.to_numeric(df[weights]).to_numpy()
-        fit_kwargs["weights_col"] = _W
-    if cluster is not None:
-        data[_C] = df[cluster].to_numpy()
-        fit_kwargs["cluster_col"] = _C
+    data, fit_kwargs = _fit_frame(df, X, t, e, strata=strata, weights=weights, cluster=cluster)
     if initial_point:
         fit_kwargs["initial_point"] = np.array([float(initial_point.get(c, 0.0)) for c in spec.columns])
-    notes: list[str] = []
-    cph = CoxPHFitter(penalizer=penalizer, l1_ratio=l1_ratio, alpha=alpha)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        try:
-            cph.fit(data, _T, _E, **fit_kwargs)
-        except (ConvergenceError, np.linalg.LinAlgError) as exc:
-            raise InputError(
-                f"The Cox model on {list(spec.terms)} could not be fitted ({type(exc).__name__}); "
-                "look for collinear covariates, a level with very few cases or events, or use "
-                f"penalizer > 0. lifelines said: {str(exc).splitlines()[0][:300]}"
-            ) from exc
-    for w in caught:
-        if issubclass(w.category, ConvergenceWarning):
-            notes.append(f"lifelines: {str(w.message).splitlines()[0][:200]}")
+    cph, notes = _fit_lifelines(data, fit_kwargs, spec, penalizer=penalizer, l1_ratio=l1_ratio, alpha=alpha)
     if penalizer:
         notes.append("penalised fit: p-values and confidence intervals are not valid inference")
     strata_arr = data[fit_kwargs["strata"]].astype(str).agg("|".join, axis=1).to_numpy() if strata else None
     ll_null = null_log_likelihood(t, e, strata_arr)
-    ph = None
-    if check_ph:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = proportional_hazard_test(cph, data, time_transform="km")
-            ph = res.summary[["test_statistic", "p"]].copy()
-            ph.index = [i if isinstance(i, str) else i[0] for i in ph.index]
-        except Exception as exc:  # the PH test is a report, never a reason to fail the fit
-            notes.append(f"PH test not computed: {type(exc).__name__}: {exc}")
+    ph = _ph_table(cph, data, notes) if check_ph else None
     return CoxResult(
         fitter=cph,
         design=spec,
@@ -347,6 +310,71 @@ def fit_cox(
         ph_test=ph,
         notes=notes,
     )
+
+
+def _fit_frame(
+    df: pd.DataFrame, X: pd.DataFrame, t: np.ndarray, e: np.ndarray, *, strata: list[str],
+    weights: str | None, cluster: str | None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The table lifelines fits (design, time, event, strata, weight and cluster columns under
+    reserved names) and the matching keyword arguments of ``CoxPHFitter.fit``."""
+    data = X.copy()
+    data[_T], data[_E] = t, e.astype(int)
+    fit_kwargs: dict[str, Any] = {}
+    for i, col in enumerate(strata):
+        if df[col].isna().any():
+            raise InputError(f"Strata column '{col}' has missing values at {rows_text(df.index[df[col].isna()])}.")
+        data[f"{_S}{i}"] = df[col].astype(str).to_numpy()
+    if strata:
+        fit_kwargs["strata"] = [f"{_S}{i}" for i in range(len(strata))]
+    if weights is not None:
+        data[_W] = pd.to_numeric(df[weights]).to_numpy()
+        fit_kwargs["weights_col"] = _W
+    if cluster is not None:
+        data[_C] = df[cluster].to_numpy()
+        fit_kwargs["cluster_col"] = _C
+    return data, fit_kwargs
+
+
+def _fit_lifelines(
+    data: pd.DataFrame, fit_kwargs: dict[str, Any], spec: DesignSpec, *, penalizer: float, l1_ratio: float,
+    alpha: float,
+) -> tuple[CoxPHFitter, list[str]]:
+    """Fit ``CoxPHFitter``; convergence warnings become notes, a failed fit an :class:`InputError`."""
+    notes: list[str] = []
+    cph = CoxPHFitter(penalizer=penalizer, l1_ratio=l1_ratio, alpha=alpha)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        try:
+            cph.fit(data, _T, _E, **fit_kwargs)
+        except (ConvergenceError, np.linalg.LinAlgError) as exc:
+            raise InputError(
+                f"The Cox model on {list(spec.terms)} could not be fitted ({type(exc).__name__}); "
+                "look for collinear covariates, a level with very few cases or events, or use "
+                f"penalizer > 0. lifelines said: {str(exc).splitlines()[0][:300]}"
+            ) from exc
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            notes.append(f"lifelines: {str(w.message).splitlines()[0][:200]}")
+    return cph, notes
+
+
+def _ph_table(cph: CoxPHFitter, data: pd.DataFrame, notes: list[str]) -> pd.DataFrame | None:
+    """Schoenfeld residual test per design column (``test_statistic``, ``p``; KM time transform).
+
+    The PH test is a report, never a reason to fail the fit: an error becomes a note appended
+    to ``notes`` (the table is then None).
+    """
+    ph = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = proportional_hazard_test(cph, data, time_transform="km")
+        ph = res.summary[["test_statistic", "p"]].copy()
+        ph.index = [i if isinstance(i, str) else i[0] for i in ph.index]
+    except Exception as exc:  # the PH test is a report, never a reason to fail the fit
+        notes.append(f"PH test not computed: {type(exc).__name__}: {exc}")
+    return ph
 
 
 @dataclass(repr=False)

@@ -223,34 +223,14 @@ def _cox_section(df: pd.DataFrame, s: SurvivalSettings, w: _Writer, rep: Surviva
 
 
 def _risk_section(df: pd.DataFrame, s: SurvivalSettings, w: _Writer, rep: SurvivalReport) -> pd.DataFrame:
+    """Risk score, cut-off and groups fitted on the training cases; KM and HRs of the groups.
+
+    Returns a copy of ``df`` with the :data:`RISK_SCORE_COL` and :data:`RISK_GROUP_COL` columns.
+    """
     t, e = survival_arrays(df, s.time_column, s.event_column)
-    if s.split_column is not None:
-        is_train = (df[s.split_column] == s.train_value).to_numpy()
-        if not is_train.any():
-            raise InputError(f"No training cases: column '{s.split_column}' never equals {s.train_value!r}.")
-    else:
-        is_train = np.ones(len(df), dtype=bool)
-        rep.notes.append("risk groups: no split column, so the cut-off and centres were fitted on all cases")
+    is_train = _training_cases(df, s, rep)
     data = df.copy()
-    if s.score_column is not None:
-        score = pd.to_numeric(df[s.score_column], errors="coerce")
-        score_name = s.score_column
-    else:
-        covs = list(s.score_covariates or [])
-        train = df[is_train]
-        oof = out_of_fold_cox_risk(train, s.time_column, s.event_column, covs, n_splits=s.cv_folds, seed=s.seed,
-                                   categorical=[c for c in s.categorical if c in covs], penalizer=s.penalizer)
-        score = pd.Series(np.nan, index=df.index)
-        score[is_train] = oof["risk"].to_numpy()
-        if (~is_train).any():
-            fit = fit_cox(train, s.time_column, s.event_column, covs, categorical=[c for c in s.categorical if c in covs],
-                          penalizer=s.penalizer, check_ph=False)
-            centre = float(fit.predict_risk(train).mean())
-            score[~is_train] = fit.predict_risk(df[~is_train]).to_numpy() - centre
-        score_name = f"out-of-fold Cox score ({', '.join(covs)})"
-        rep.notes.append(f"risk score: {s.cv_folds}-fold out-of-fold Cox linear predictor of {', '.join(covs)} "
-                         "(each training case scored by a model fitted without it)")
-    score = score.rename(score_name)
+    score = _risk_score(df, s, is_train, rep)
     strat = RiskStratifier(horizon=s.risk_horizon * s.per_year, n_clusters=s.risk_clusters, censoring=s.risk_censoring,
                            higher_is_riskier=s.higher_score_is_riskier, random_state=s.seed)
     strat.fit(score[is_train], t[is_train], e[is_train])
@@ -265,36 +245,77 @@ def _risk_section(df: pd.DataFrame, s: SurvivalSettings, w: _Writer, rep: Surviv
     if s.split_column:
         per_case[s.split_column] = df[s.split_column].to_numpy()
     w.table("risk_groups", per_case, index=s.id_column is None)
-    hz, labels = _horizons(s)
-    label = "Years"
     subsets = [("all", np.ones(len(df), dtype=bool))]
     if s.split_column is not None and (~is_train).any():
         subsets = [("train", is_train), ("test", ~is_train)]
     for name, m in subsets:
-        sub = data[m]
-        km = kaplan_meier(sub, s.time_column, s.event_column, RISK_GROUP_COL, horizons=hz, horizon_labels=labels,
-                          alpha=s.alpha, order=[g for g in strat.labels_ if (sub[RISK_GROUP_COL] == g).any()])
-        rep.results[f"risk_km_{name}"] = km
-        w.table(f"risk_km_{name}", km.summary)
-        w.figure(f"km_risk_groups_{name}", km.plot(time_scale=s.per_year, time_label=label,
-                                                   title=f"Risk groups ({name} cases)", legend_title="risk group"))
-        if km.logrank is not None:
-            rep.sentences.append(
-                f"risk groups ({name} cases): log-rank chi2 = {km.logrank.test_statistic:.2f}, {format_p(km.logrank.p_value)}"
-            )
-        try:
-            cox = fit_cox(sub, s.time_column, s.event_column, [RISK_GROUP_COL, *s.risk_covariates],
-                          categorical=[RISK_GROUP_COL, *[c for c in s.categorical if c in s.risk_covariates]],
-                          reference={RISK_GROUP_COL: strat.labels_[0]}, alpha=s.alpha)
-            rep.results[f"risk_cox_{name}"] = cox
-            w.table(f"risk_hr_{name}", cox.summary)
-            for _, r in cox.summary[cox.summary["covariate"] == RISK_GROUP_COL].iterrows():
-                adj = f", adjusted for {', '.join(s.risk_covariates)}" if s.risk_covariates else ""
-                rep.sentences.append(f"{r['level']} vs {strat.labels_[0]} risk ({name} cases{adj}): "
-                                     f"{format_hr(r['hr'], r['hr_lower'], r['hr_upper'], level=1 - s.alpha)}, {format_p(r['p'])}")
-        except InputError as exc:
-            rep.notes.append(f"risk-group hazard ratios ({name} cases) not estimable: {exc}")
+        _risk_groups_in(data[m], name, strat, s, w, rep)
     return data
+
+
+def _training_cases(df: pd.DataFrame, s: SurvivalSettings, rep: SurvivalReport) -> np.ndarray:
+    """Mask of the cases the score, cut-off and centres are fitted on (all cases without a split column)."""
+    if s.split_column is not None:
+        is_train = (df[s.split_column] == s.train_value).to_numpy()
+        if not is_train.any():
+            raise InputError(f"No training cases: column '{s.split_column}' never equals {s.train_value!r}.")
+        return is_train
+    rep.notes.append("risk groups: no split column, so the cut-off and centres were fitted on all cases")
+    return np.ones(len(df), dtype=bool)
+
+
+def _risk_score(df: pd.DataFrame, s: SurvivalSettings, is_train: np.ndarray, rep: SurvivalReport) -> pd.Series:
+    """The score column, or an out-of-fold Cox linear predictor of ``score_covariates``.
+
+    Training cases get out-of-fold scores; other cases are scored by a model fitted on all
+    training cases, centred on the training cases' mean.
+    """
+    if s.score_column is not None:
+        score = pd.to_numeric(df[s.score_column], errors="coerce")
+        return score.rename(s.score_column)
+    covs = list(s.score_covariates or [])
+    train = df[is_train]
+    oof = out_of_fold_cox_risk(train, s.time_column, s.event_column, covs, n_splits=s.cv_folds, seed=s.seed,
+                               categorical=[c for c in s.categorical if c in covs], penalizer=s.penalizer)
+    score = pd.Series(np.nan, index=df.index)
+    score[is_train] = oof["risk"].to_numpy()
+    if (~is_train).any():
+        fit = fit_cox(train, s.time_column, s.event_column, covs, categorical=[c for c in s.categorical if c in covs],
+                      penalizer=s.penalizer, check_ph=False)
+        centre = float(fit.predict_risk(train).mean())
+        score[~is_train] = fit.predict_risk(df[~is_train]).to_numpy() - centre
+    rep.notes.append(f"risk score: {s.cv_folds}-fold out-of-fold Cox linear predictor of {', '.join(covs)} "
+                     "(each training case scored by a model fitted without it)")
+    return score.rename(f"out-of-fold Cox score ({', '.join(covs)})")
+
+
+def _risk_groups_in(
+    sub: pd.DataFrame, name: str, strat: RiskStratifier, s: SurvivalSettings, w: _Writer, rep: SurvivalReport
+) -> None:
+    """KM by risk group, the log-rank sentence and the groups' hazard ratios for one subset of cases."""
+    hz, labels = _horizons(s)
+    km = kaplan_meier(sub, s.time_column, s.event_column, RISK_GROUP_COL, horizons=hz, horizon_labels=labels,
+                      alpha=s.alpha, order=[g for g in strat.labels_ if (sub[RISK_GROUP_COL] == g).any()])
+    rep.results[f"risk_km_{name}"] = km
+    w.table(f"risk_km_{name}", km.summary)
+    w.figure(f"km_risk_groups_{name}", km.plot(time_scale=s.per_year, time_label="Years",
+                                               title=f"Risk groups ({name} cases)", legend_title="risk group"))
+    if km.logrank is not None:
+        rep.sentences.append(
+            f"risk groups ({name} cases): log-rank chi2 = {km.logrank.test_statistic:.2f}, {format_p(km.logrank.p_value)}"
+        )
+    try:
+        cox = fit_cox(sub, s.time_column, s.event_column, [RISK_GROUP_COL, *s.risk_covariates],
+                      categorical=[RISK_GROUP_COL, *[c for c in s.categorical if c in s.risk_covariates]],
+                      reference={RISK_GROUP_COL: strat.labels_[0]}, alpha=s.alpha)
+        rep.results[f"risk_cox_{name}"] = cox
+        w.table(f"risk_hr_{name}", cox.summary)
+        for _, r in cox.summary[cox.summary["covariate"] == RISK_GROUP_COL].iterrows():
+            adj = f", adjusted for {', '.join(s.risk_covariates)}" if s.risk_covariates else ""
+            rep.sentences.append(f"{r['level']} vs {strat.labels_[0]} risk ({name} cases{adj}): "
+                                 f"{format_hr(r['hr'], r['hr_lower'], r['hr_upper'], level=1 - s.alpha)}, {format_p(r['p'])}")
+    except InputError as exc:
+        rep.notes.append(f"risk-group hazard ratios ({name} cases) not estimable: {exc}")
 
 
 def _treatment_section(data: pd.DataFrame, s: SurvivalSettings, trt: str, w: _Writer, rep: SurvivalReport) -> None:

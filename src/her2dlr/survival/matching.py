@@ -258,110 +258,21 @@ def propensity_match(
         Unknown or missing columns/values, an arm smaller than ``min_arm_size``, a constant
         covariate, or a propensity model that cannot be fitted (perfect separation).
     """
-    if order not in ORDERS:
-        raise InputError(
-            f"The 'order' parameter of propensity_match must be one of {ORDERS}. Got {order!r} instead."
-            f"{nearest(str(order), ORDERS)}"
-        )
-    if not (isinstance(ratio, (int, np.integer)) and ratio >= 1):
-        raise InputError(f"The 'ratio' parameter of propensity_match must be an int >= 1. Got {ratio!r} instead.")
-    if caliper is not None and not caliper > 0:
-        raise InputError(f"The 'caliper' parameter of propensity_match must be > 0 or None. Got {caliper!r} instead.")
+    _check_match_parameters(order, ratio, caliper)
     treated_value, control_value = _arms(df, treatment, treated_value, control_value)
     data = df[df[treatment].isin([treated_value, control_value])]
     is_t = (data[treatment] == treated_value).to_numpy()
-    for value, n in ((treated_value, int(is_t.sum())), (control_value, int((~is_t).sum()))):
-        if n < min_arm_size:
-            raise InputError(
-                f"Arm {treatment} = {value!r} has {n} case(s); propensity matching needs at least {min_arm_size} per arm."
-            )
-    X, _ = make_design(data, covariates, categorical=categorical)
-    Z = (X - X.mean()) / X.std(ddof=0)
-    exog = sm.add_constant(Z.to_numpy(), has_constant="add")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            fit = sm.Logit(is_t.astype(float), exog).fit(disp=0, maxiter=200, method="newton")
-        except Exception as exc:  # statsmodels raises several types (PerfectSeparationError, LinAlgError)
-            raise InputError(
-                f"The propensity model of '{treatment}' on {list(covariates)} could not be fitted "
-                f"({type(exc).__name__}: {exc}); a covariate may separate the arms perfectly."
-            ) from exc
-    logit = exog @ fit.params
-    separated = any("PerfectSeparation" in type(w.message).__name__ for w in caught) or (
-        logit[is_t].min() > logit[~is_t].max() or logit[~is_t].min() > logit[is_t].max()
-    )
-    if separated or not np.isfinite(logit).all():
-        raise InputError(
-            f"The propensity model of '{treatment}' on {list(covariates)} separates the arms perfectly: no "
-            "treated and control cases overlap, so matching is not meaningful. Drop the covariate that "
-            "determines treatment."
-        )
+    _check_arm_sizes(treatment, treated_value, control_value, is_t, min_arm_size)
+    logit = _propensity_logit(data, treatment, covariates, categorical, is_t)
     ps = 1.0 / (1.0 + np.exp(-logit))
     cal = float(caliper * np.std(logit, ddof=1)) if caliper is not None else np.inf
-
-    t_idx = np.flatnonzero(is_t)
-    c_idx = np.flatnonzero(~is_t)
-    if order == "largest":
-        t_idx = t_idx[np.argsort(-ps[t_idx], kind="stable")]
-    elif order == "random":
-        t_idx = np.random.default_rng(seed).permutation(t_idx)
-    available = np.ones(len(c_idx), dtype=bool)
-    sets: list[tuple[int, list[int]]] = []
-    for i in t_idx:
-        dist = np.abs(logit[c_idx] - logit[i])
-        ok = (dist <= cal) & available
-        if not ok.any():
-            continue
-        cand = np.flatnonzero(ok)
-        chosen = cand[np.argsort(dist[cand], kind="stable")[:ratio]]
-        if not replace:
-            available[chosen] = False
-        sets.append((i, [int(c_idx[j]) for j in chosen]))
-
-    weights = np.zeros(len(data))
-    rows, set_ids, row_w = [], [], []
-    for s_id, (i, controls) in enumerate(sets):
-        weights[i] += 1.0
-        rows.append(i), set_ids.append(s_id), row_w.append(1.0)
-        for j in controls:
-            weights[j] += 1.0 / len(controls)
-            rows.append(j), set_ids.append(s_id), row_w.append(1.0 / len(controls))
-    matched = data.iloc[rows].copy()
-    matched[SET_COL] = set_ids
-    matched[WEIGHT_COL] = row_w
-    matched[PS_COL] = ps[rows]
-
-    B = _balance_design(data, covariates, categorical)
-    before = standardised_differences(B, is_t)
-    after = standardised_differences(B, is_t, weights, denominator=before["sd_pooled"]) if sets else None
-    balance = pd.DataFrame(
-        {
-            "mean_treated_before": before["mean_treated"],
-            "mean_control_before": before["mean_control"],
-            "smd_before": before["smd"],
-            "mean_treated_after": after["mean_treated"] if after is not None else np.nan,
-            "mean_control_after": after["mean_control"] if after is not None else np.nan,
-            "smd_after": after["smd"] if after is not None else np.nan,
-        }
-    )
-    balance.index.name = "covariate"
-    # the propensity score itself, on the logit scale, as the first balance row
-    lp = pd.DataFrame({LOGIT_ROW: logit}, index=data.index)
-    b_lp = standardised_differences(lp, is_t)
-    a_lp = standardised_differences(lp, is_t, weights, denominator=b_lp["sd_pooled"]) if sets else None
+    sets = _greedy_match(logit, ps, is_t, cal, ratio=ratio, replace=replace, order=order, seed=seed)
+    matched, weights = _matched_rows(data, sets, ps)
     balance = pd.concat(
         [
-            pd.DataFrame(
-                {
-                    "mean_treated_before": b_lp["mean_treated"], "mean_control_before": b_lp["mean_control"],
-                    "smd_before": b_lp["smd"],
-                    "mean_treated_after": a_lp["mean_treated"] if a_lp is not None else np.nan,
-                    "mean_control_after": a_lp["mean_control"] if a_lp is not None else np.nan,
-                    "smd_after": a_lp["smd"] if a_lp is not None else np.nan,
-                }
-            ),
-            balance,
+            # the propensity score itself, on the logit scale, as the first balance row
+            _balance_rows(pd.DataFrame({LOGIT_ROW: logit}, index=data.index), is_t, weights, bool(sets)),
+            _balance_rows(_balance_design(data, covariates, categorical), is_t, weights, bool(sets)),
         ]
     )
     balance.index.name = "covariate"
@@ -388,4 +299,126 @@ def propensity_match(
         n_treated_matched=len(sets),
         n_control_matched=int((weights[~is_t] > 0).sum()),
         notes=notes,
+    )
+
+
+def _check_match_parameters(order: str, ratio: Any, caliper: float | None) -> None:
+    """Refuse an unknown ``order``, a ``ratio`` that is not an int >= 1 and a ``caliper`` <= 0."""
+    if order not in ORDERS:
+        raise InputError(
+            f"The 'order' parameter of propensity_match must be one of {ORDERS}. Got {order!r} instead."
+            f"{nearest(str(order), ORDERS)}"
+        )
+    if not (isinstance(ratio, (int, np.integer)) and ratio >= 1):
+        raise InputError(f"The 'ratio' parameter of propensity_match must be an int >= 1. Got {ratio!r} instead.")
+    if caliper is not None and not caliper > 0:
+        raise InputError(f"The 'caliper' parameter of propensity_match must be > 0 or None. Got {caliper!r} instead.")
+
+
+def _check_arm_sizes(treatment: str, treated_value: Any, control_value: Any, is_t: np.ndarray, min_arm_size: int) -> None:
+    """Each compared arm has at least ``min_arm_size`` cases."""
+    for value, n in ((treated_value, int(is_t.sum())), (control_value, int((~is_t).sum()))):
+        if n < min_arm_size:
+            raise InputError(
+                f"Arm {treatment} = {value!r} has {n} case(s); propensity matching needs at least {min_arm_size} per arm."
+            )
+
+
+def _propensity_logit(
+    data: pd.DataFrame, treatment: str, covariates: Sequence[str], categorical: Iterable[str], is_t: np.ndarray
+) -> np.ndarray:
+    """Logit of the propensity score, shape (n_cases,), from an unpenalised logistic model on standardised covariates.
+
+    Raises when statsmodels cannot fit the model or when the arms do not overlap (perfect separation).
+    """
+    X, _ = make_design(data, covariates, categorical=categorical)
+    Z = (X - X.mean()) / X.std(ddof=0)
+    exog = sm.add_constant(Z.to_numpy(), has_constant="add")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit = sm.Logit(is_t.astype(float), exog).fit(disp=0, maxiter=200, method="newton")
+        except Exception as exc:  # statsmodels raises several types (PerfectSeparationError, LinAlgError)
+            raise InputError(
+                f"The propensity model of '{treatment}' on {list(covariates)} could not be fitted "
+                f"({type(exc).__name__}: {exc}); a covariate may separate the arms perfectly."
+            ) from exc
+    logit = exog @ fit.params
+    separated = any("PerfectSeparation" in type(w.message).__name__ for w in caught) or (
+        logit[is_t].min() > logit[~is_t].max() or logit[~is_t].min() > logit[is_t].max()
+    )
+    if separated or not np.isfinite(logit).all():
+        raise InputError(
+            f"The propensity model of '{treatment}' on {list(covariates)} separates the arms perfectly: no "
+            "treated and control cases overlap, so matching is not meaningful. Drop the covariate that "
+            "determines treatment."
+        )
+    return logit
+
+
+def _greedy_match(
+    logit: np.ndarray, ps: np.ndarray, is_t: np.ndarray, cal: float, *, ratio: int, replace: bool, order: str, seed: int
+) -> list[tuple[int, list[int]]]:
+    """Greedy nearest-neighbour matching on ``logit`` within the caliper ``cal`` (logit scale).
+
+    Returns one ``(treated position, [control positions])`` per matched treated case, in the
+    order the treated cases picked (see the module's conventions).
+    """
+    t_idx = np.flatnonzero(is_t)
+    c_idx = np.flatnonzero(~is_t)
+    if order == "largest":
+        t_idx = t_idx[np.argsort(-ps[t_idx], kind="stable")]
+    elif order == "random":
+        t_idx = np.random.default_rng(seed).permutation(t_idx)
+    available = np.ones(len(c_idx), dtype=bool)
+    sets: list[tuple[int, list[int]]] = []
+    for i in t_idx:
+        dist = np.abs(logit[c_idx] - logit[i])
+        ok = (dist <= cal) & available
+        if not ok.any():
+            continue
+        cand = np.flatnonzero(ok)
+        chosen = cand[np.argsort(dist[cand], kind="stable")[:ratio]]
+        if not replace:
+            available[chosen] = False
+        sets.append((i, [int(c_idx[j]) for j in chosen]))
+    return sets
+
+
+def _matched_rows(
+    data: pd.DataFrame, sets: list[tuple[int, list[int]]], ps: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The matched table (one row per case and set, with set id, weight and propensity) and the
+    matching weight of every case of ``data`` (0 = not matched)."""
+    weights = np.zeros(len(data))
+    rows, set_ids, row_w = [], [], []
+    for s_id, (i, controls) in enumerate(sets):
+        weights[i] += 1.0
+        rows.append(i), set_ids.append(s_id), row_w.append(1.0)
+        for j in controls:
+            weights[j] += 1.0 / len(controls)
+            rows.append(j), set_ids.append(s_id), row_w.append(1.0 / len(controls))
+    matched = data.iloc[rows].copy()
+    matched[SET_COL] = set_ids
+    matched[WEIGHT_COL] = row_w
+    matched[PS_COL] = ps[rows]
+    return matched, weights
+
+
+def _balance_rows(X: pd.DataFrame, is_t: np.ndarray, weights: np.ndarray, matched_any: bool) -> pd.DataFrame:
+    """Means and SMDs of the columns of ``X`` before and (when any set was formed) after matching.
+
+    After matching, the SMD keeps the unmatched pooled SD as its denominator.
+    """
+    before = standardised_differences(X, is_t)
+    after = standardised_differences(X, is_t, weights, denominator=before["sd_pooled"]) if matched_any else None
+    return pd.DataFrame(
+        {
+            "mean_treated_before": before["mean_treated"],
+            "mean_control_before": before["mean_control"],
+            "smd_before": before["smd"],
+            "mean_treated_after": after["mean_treated"] if after is not None else np.nan,
+            "mean_control_after": after["mean_control"] if after is not None else np.nan,
+            "smd_after": after["smd"] if after is not None else np.nan,
+        }
     )

@@ -6,14 +6,15 @@ being silently ignored. Times in the data are in ``time_unit``; horizons are giv
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any, Literal, Union
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from her2dlr.errors import StudyFileError
+
+if TYPE_CHECKING:
+    from her2dlr.config import Study
 
 __all__ = ["SurvivalSettings", "MatchSettings", "Her2LowSettings", "load_survival_settings", "DAYS_PER"]
 
@@ -105,54 +106,56 @@ class SurvivalSettings(_Strict):
 
 
 def _format(exc: ValidationError, source: str) -> str:
-    try:  # the study file's formatter names keys and suggests the nearest allowed one
-        from her2dlr.schema import format_validation_error
+    from her2dlr.schema import format_validation_error  # names keys and suggests the nearest allowed one
 
-        return format_validation_error(exc, source, model=SurvivalSettings).replace(
-            "is not a valid study file", "is not a valid survival settings file"
-        )
-    except ImportError:  # pragma: no cover - config.py is part of the package
-        return f"{source}: {exc}"
+    return format_validation_error(exc, source, model=SurvivalSettings).replace(
+        "is not a valid study file", "is not valid survival settings"
+    )
 
 
-def load_survival_settings(source: str | os.PathLike[str] | dict[str, Any] | None = None, **overrides: Any) -> SurvivalSettings:
-    """Read settings from a YAML file (a study file's ``survival:`` section or a bare mapping).
+def _is_study(source: Any) -> bool:
+    """A loaded study (:class:`her2dlr.config.Study`): the survival stage reads it, never the file again."""
+    return hasattr(source, "survival") and hasattr(source, "cohort") and hasattr(source, "run_dir")
+
+
+def load_survival_settings(
+    source: Mapping[str, Any] | SurvivalSettings | Study | None = None, **overrides: Any
+) -> SurvivalSettings:
+    """Settings of the survival stage from a loaded study or a mapping, plus overrides.
 
     Parameters
     ----------
-    source : path, dict or None
-        YAML path, an already-parsed mapping, or None for the defaults.
+    source : Study, SurvivalSettings, mapping or None
+        A study already loaded by :func:`her2dlr.config.load_study` (its ``survival`` section
+        is used, with no second read of the file), settings already validated, a mapping of
+        settings, or None for the defaults.
     **overrides
         Keys that replace those of ``source`` (None values are ignored), e.g. from CLI flags.
 
     Raises
     ------
     StudyFileError
-        Missing file, bad YAML, unknown keys or bad values, naming each key.
+        A study without a ``survival:`` section, unknown keys or bad values, naming each key.
     """
     name = "settings"
-    raw: dict[str, Any] = {}
-    if isinstance(source, dict):
+    if _is_study(source):
+        name = f"Study '{source.name}'"  # type: ignore[union-attr]
+        if source.survival is None:  # type: ignore[union-attr]
+            raise StudyFileError(
+                f"{name} has no 'survival:' section; add one (`her2dlr init` writes a commented example)."
+            )
+        source = source.survival  # type: ignore[union-attr]
+    if isinstance(source, SurvivalSettings):
+        raw = source.model_dump()
+    elif isinstance(source, Mapping):
         raw = dict(source)
-    elif source is not None:
-        path = Path(source)
-        name = str(path)
-        if not path.exists():
-            raise StudyFileError(f"Survival settings file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise StudyFileError(f"{path} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise StudyFileError(f"{path} must hold a mapping of survival settings.")
-        if "survival" in loaded:
-            raw = loaded["survival"]
-        elif {"cohort", "label", "name"} & set(loaded):
-            raise StudyFileError(f"{path} looks like a study file but has no 'survival:' section.")
-        else:
-            raw = loaded
-        if not isinstance(raw, dict):
-            raise StudyFileError(f"{path}: the 'survival' key must hold a mapping of settings.")
+    elif source is None:
+        raw = {}
+    else:
+        raise TypeError(
+            "The 'source' parameter of load_survival_settings must be a Study, SurvivalSettings, a mapping "
+            f"or None. Got {type(source).__name__} instead."
+        )
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return SurvivalSettings(**raw)

@@ -137,11 +137,43 @@ def stepwise_cox(
     >>> res.selected
     ['horTh', 'pnodes', 'estrec']
     """
+    _check_direction(direction)
+    candidates, keep = _scope(candidates, keep, start)
+    t, e = survival_arrays(df, time, event, require_events=True, purpose="a Cox model")
+    # Check every candidate once (missing values, constant columns) before any fit.
+    make_design(df, candidates, categorical=categorical, reference=reference)
+    strata_list = [strata] if isinstance(strata, str) else list(strata or [])
+    score = _ModelScore(df, time, event, t, e, candidates, set(categorical), reference, strata_list, k, alpha)
+    current = _start_terms(direction, candidates, keep, start)
+    rows, current = _search(score, current, direction, keep, max_steps)
+    selected = score.as_list(current)
+    model = None
+    if selected:
+        model = fit_cox(
+            df, time, event, selected, categorical=[c for c in selected if c in score.categorical],
+            reference=reference, strata=strata_list or None, alpha=alpha,
+        )
+    notes = [f"model {sorted(m)} skipped: {msg}" for m, msg in score.errors.items()]
+    return StepwiseResult(direction, k, pd.DataFrame(rows), selected, model, candidates, notes)
+
+
+def _check_direction(direction: str) -> None:
+    """Refuse a ``direction`` outside :data:`DIRECTIONS`, suggesting the nearest one."""
     if direction not in DIRECTIONS:
         raise InputError(
             f"The 'direction' parameter of stepwise_cox must be one of {DIRECTIONS}; got "
             f"{direction!r}.{nearest(str(direction), DIRECTIONS)}"
         )
+
+
+def _scope(
+    candidates: Sequence[str], keep: Sequence[str], start: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """The scope's upper bound (candidates, then any kept or starting term not among them) and lower bound.
+
+    Duplicates are dropped, first occurrence kept; the candidates' order is the order terms
+    are listed and tried in.
+    """
     candidates = list(dict.fromkeys(candidates))
     keep = list(dict.fromkeys(keep))
     for term in keep + list(start or []):
@@ -149,63 +181,118 @@ def stepwise_cox(
             candidates.append(term)
     if not candidates:
         raise InputError("stepwise_cox needs at least one candidate covariate.")
-    t, e = survival_arrays(df, time, event, require_events=True, purpose="a Cox model")
-    # Check every candidate once (missing values, constant columns) before any fit.
-    make_design(df, candidates, categorical=categorical, reference=reference)
-    strata_list = [strata] if isinstance(strata, str) else list(strata or [])
-    cat = set(categorical)
+    return candidates, keep
 
-    cache: dict[frozenset[str], float] = {}
-    params: dict[frozenset[str], dict[str, float]] = {}
-    errors: dict[frozenset[str], str] = {}
 
-    def score(terms: frozenset[str], warm: frozenset[str] | None = None) -> float:
-        if terms in cache:
-            return cache[terms]
-        if not terms:
-            s_arr = df[strata_list].astype(str).agg("|".join, axis=1).to_numpy() if strata_list else None
-            value = -2.0 * null_log_likelihood(t, e, s_arr)
-        else:
-            ordered = [c for c in candidates if c in terms]
-            try:
-                fit = fit_cox(
-                    df, time, event, ordered, categorical=[c for c in ordered if c in cat],
-                    reference=reference, strata=strata_list or None, check_ph=False, alpha=alpha,
-                    initial_point=params.get(warm) if warm is not None else None,
-                )
-                value = -2.0 * fit.log_likelihood + k * fit.n_params
-                params[terms] = fit.params.to_dict()
-            except InputError as exc:  # e.g. a level without events: this model is not allowed
-                errors[terms] = str(exc)
-                value = np.inf
-        cache[terms] = value
+def _start_terms(
+    direction: str, candidates: list[str], keep: list[str], start: Sequence[str] | None
+) -> frozenset[str]:
+    """Terms of the starting model: ``start`` plus ``keep``; else all candidates (backward) or ``keep``."""
+    if start is not None:
+        return frozenset(start) | frozenset(keep)
+    if direction == "backward":
+        return frozenset(candidates)
+    return frozenset(keep)
+
+
+class _ModelScore:
+    """The criterion ``-2 log L + k * edf`` of a set of terms, each model fitted once.
+
+    Calling the object with a set of terms returns its criterion (``inf`` when the model
+    cannot be fitted, e.g. a level without events; the reason is kept in :attr:`errors`).
+    The coefficients of every fitted model are kept in :attr:`params` so that a model one
+    term away can start its Newton iterations from them (``warm``).
+    """
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        time: str,
+        event: str,
+        durations: np.ndarray,
+        events: np.ndarray,
+        candidates: list[str],
+        categorical: set[str],
+        reference: Mapping[str, Any] | None,
+        strata: list[str],
+        k: float,
+        alpha: float,
+    ) -> None:
+        self.df, self.time, self.event = df, time, event
+        self.durations, self.events = durations, events
+        self.candidates, self.categorical, self.reference = candidates, categorical, reference
+        self.strata, self.k, self.alpha = strata, k, alpha
+        self.order = {c: i for i, c in enumerate(candidates)}
+        self.cache: dict[frozenset[str], float] = {}
+        self.params: dict[frozenset[str], dict[str, float]] = {}
+        self.errors: dict[frozenset[str], str] = {}
+
+    def as_list(self, terms: frozenset[str]) -> list[str]:
+        """``terms`` in candidate order."""
+        return sorted(terms, key=self.order.__getitem__)
+
+    def __call__(self, terms: frozenset[str], warm: frozenset[str] | None = None) -> float:
+        if terms in self.cache:
+            return self.cache[terms]
+        value = self._empty() if not terms else self._fit(terms, warm)
+        self.cache[terms] = value
         return value
 
-    if start is not None:
-        current = frozenset(start) | frozenset(keep)
-    elif direction == "backward":
-        current = frozenset(candidates)
-    else:
-        current = frozenset(keep)
-    order = {c: i for i, c in enumerate(candidates)}
+    def _empty(self) -> float:
+        """``-2`` times the null partial log-likelihood (per stratum when stratified)."""
+        s_arr = (
+            self.df[self.strata].astype(str).agg("|".join, axis=1).to_numpy() if self.strata else None
+        )
+        return -2.0 * null_log_likelihood(self.durations, self.events, s_arr)
 
-    def as_list(terms: frozenset[str]) -> list[str]:
-        return sorted(terms, key=order.__getitem__)
+    def _fit(self, terms: frozenset[str], warm: frozenset[str] | None) -> float:
+        """Fit the model of ``terms`` (warm-started from the model ``warm``) and return its criterion."""
+        ordered = [c for c in self.candidates if c in terms]
+        try:
+            fit = fit_cox(
+                self.df, self.time, self.event, ordered, categorical=[c for c in ordered if c in self.categorical],
+                reference=self.reference, strata=self.strata or None, check_ph=False, alpha=self.alpha,
+                initial_point=self.params.get(warm) if warm is not None else None,
+            )
+        except InputError as exc:  # e.g. a level without events: this model is not allowed
+            self.errors[terms] = str(exc)
+            return np.inf
+        self.params[terms] = fit.params.to_dict()
+        return -2.0 * fit.log_likelihood + self.k * fit.n_params
 
+
+def _moves(
+    score: _ModelScore, current: frozenset[str], direction: str, keep: list[str]
+) -> list[tuple[float, str, str]]:
+    """Every allowed single removal (``"-"``) then addition (``"+"``): ``(criterion, action, term)``."""
+    moves: list[tuple[float, str, str]] = []
+    if direction in ("both", "backward"):
+        for term in score.as_list(current):
+            if term not in keep:
+                moves.append((score(current - {term}, current), "-", term))
+    if direction in ("both", "forward"):
+        for term in score.candidates:
+            if term not in current:
+                moves.append((score(current | {term}, current), "+", term))
+    return moves
+
+
+def _search(
+    score: _ModelScore, current: frozenset[str], direction: str, keep: list[str], max_steps: int
+) -> tuple[list[dict[str, Any]], frozenset[str]]:
+    """Take the best move while it lowers the criterion by more than ``1e-7`` (as R's ``step``).
+
+    Returns the accepted steps (the start first) and the final set of terms.
+    """
     current_aic = score(current)
     if not np.isfinite(current_aic):
-        raise InputError(f"The starting model {as_list(current)} cannot be fitted: {errors[current]}")
-    rows = [{"step": 0, "action": "start", "term": "", "aic": current_aic, "terms": " + ".join(as_list(current))}]
+        raise InputError(
+            f"The starting model {score.as_list(current)} cannot be fitted: {score.errors[current]}"
+        )
+    rows = [{"step": 0, "action": "start", "term": "", "aic": current_aic,
+             "terms": " + ".join(score.as_list(current))}]
     for step in range(1, max_steps + 1):
-        moves: list[tuple[float, str, str]] = []
-        if direction in ("both", "backward"):
-            for term in as_list(current):
-                if term not in keep:
-                    moves.append((score(current - {term}, current), "-", term))
-        if direction in ("both", "forward"):
-            for term in candidates:
-                if term not in current:
-                    moves.append((score(current | {term}, current), "+", term))
+        moves = _moves(score, current, direction, keep)
         if not moves:
             break
         best_aic, action, term = min(moves, key=lambda m: m[0])
@@ -213,13 +300,6 @@ def stepwise_cox(
             break
         current = current - {term} if action == "-" else current | {term}
         current_aic = best_aic
-        rows.append({"step": step, "action": action, "term": term, "aic": best_aic, "terms": " + ".join(as_list(current))})
-    selected = as_list(current)
-    model = None
-    if selected:
-        model = fit_cox(
-            df, time, event, selected, categorical=[c for c in selected if c in cat],
-            reference=reference, strata=strata_list or None, alpha=alpha,
-        )
-    notes = [f"model {sorted(m)} skipped: {msg}" for m, msg in errors.items()]
-    return StepwiseResult(direction, k, pd.DataFrame(rows), selected, model, candidates, notes)
+        rows.append({"step": step, "action": action, "term": term, "aic": best_aic,
+                     "terms": " + ".join(score.as_list(current))})
+    return rows, current

@@ -17,7 +17,7 @@ matching that fails inside a group falls back to the unmatched estimate with a n
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -298,11 +298,35 @@ def treatment_benefit(
     TreatmentBenefitResult
     """
     t, e = survival_arrays(df, time, event, require_events=True, purpose="a treatment comparison")
+    _check_treatment_columns(df, treatment, group)
+    arms = _ordered_arms(df, treatment, reference)
+    match_covs = list(match_covariates if match_covariates is not None else covariates)
+    if match is not None and not match_covs:
+        raise InputError("Propensity matching needs covariates: give match_covariates (or covariates).")
+    plan = _Comparison(time, event, treatment, arms, covariates, categorical, match, match_covs, min_arm_size,
+                       horizons, horizon_labels, alpha)
+    levels = group_levels(df[group]) if group else ["all"]
+    res = TreatmentBenefitResult(treatment, treatment_name, arms, group, {}, time, event, alpha)
+    for level in levels:
+        m = (df[group] == level).to_numpy() if group else np.ones(len(df), dtype=bool)
+        where = group_phrase.format(group=level, column=group) if group else "the whole cohort"
+        res.groups[level] = _group_benefit(df, e, m, level, where, plan, res._what)
+    if group and len(levels) > 1:
+        _across_groups(res, df, group, levels, plan)
+    return res
+
+
+def _check_treatment_columns(df: pd.DataFrame, treatment: str, group: str | None) -> None:
+    """The treatment (and group) column exist and have no missing values."""
     check_columns(df, [treatment], role="treatment column")
     check_columns(df, [group], role="group column")
     for col in [treatment] + ([group] if group else []):
         if df[col].isna().any():
             raise InputError(f"Column '{col}' has {int(df[col].isna().sum())} missing values at {rows_text(df.index[df[col].isna()])}.")
+
+
+def _ordered_arms(df: pd.DataFrame, treatment: str, reference: Any) -> list[Any]:
+    """Arms of ``treatment``, the reference first (default: the first level); at least two."""
     arms = group_levels(df[treatment])
     if reference is not None:
         if reference not in arms:
@@ -310,83 +334,143 @@ def treatment_benefit(
         arms = [reference] + [a for a in arms if a != reference]
     if len(arms) < 2:
         raise InputError(f"Treatment column '{treatment}' has a single arm {arms!r}; nothing to compare.")
-    match_covs = list(match_covariates if match_covariates is not None else covariates)
-    if match is not None and not match_covs:
-        raise InputError("Propensity matching needs covariates: give match_covariates (or covariates).")
-    levels = group_levels(df[group]) if group else ["all"]
-    res = TreatmentBenefitResult(treatment, treatment_name, arms, group, {}, time, event, alpha)
-    for level in levels:
-        m = (df[group] == level).to_numpy() if group else np.ones(len(df), dtype=bool)
-        sub = df[m]
-        where = group_phrase.format(group=level, column=group) if group else "the whole cohort"
-        counts = {a: (int((sub[treatment] == a).sum()), int(e[m][(sub[treatment] == a).to_numpy()].sum())) for a in arms}
-        gb = GroupBenefit(level, int(m.sum()), counts)
-        res.groups[level] = gb
-        small = [a for a, (n, _) in counts.items() if n < min_arm_size]
-        if small:
-            gb.status = "not assessed"
-            gb.reason = ", ".join(f"arm {a!r} has {counts[a][0]} case(s)" for a in small) + f" in {where}; need at least {min_arm_size}"
-            continue
-        if not e[m].any():
-            gb.status = "not assessed"
-            gb.reason = f"no events in {where}"
-            continue
-        present = [a for a in arms if counts[a][0] > 0]
-        gb.km = kaplan_meier(sub, time, event, treatment, order=present, horizons=horizons,
-                             horizon_labels=horizon_labels, alpha=alpha, trend=False)
-        ref = {treatment: arms[0]}
-        try:
-            gb.cox = fit_cox(sub, time, event, [treatment, *covariates], categorical=[treatment, *categorical],
-                             reference=ref, alpha=alpha)
-        except InputError as exc:
-            gb.notes.append(f"Cox model not estimable: {exc}")
-        for arm in arms[1:]:
-            row: dict[str, Any] = {
-                "arm": arm, "n_arm": counts[arm][0], "events_arm": counts[arm][1],
-                "n_reference": counts[arms[0]][0], "events_reference": counts[arms[0]][1],
-            }
-            term = f"{treatment}[{arm}]"
-            est = gb.cox.summary.loc[term] if gb.cox is not None else None
-            label = "adjusted Cox" if covariates else "Cox"
-            if match is not None:
-                pair = sub[sub[treatment].isin([arms[0], arm])]
-                try:
-                    mr = propensity_match(pair, treatment, match_covs, treated_value=arm, control_value=arms[0],
-                                          categorical=[c for c in categorical if c in match_covs],
-                                          min_arm_size=min_arm_size, **dict(match))
-                    if len(arms) == 2:
-                        gb.match = mr
-                    mc = fit_cox(mr.matched, time, event, [treatment], categorical=[treatment], reference=ref,
-                                 cluster=SET_COL, alpha=alpha)
-                    if len(arms) == 2:
-                        gb.matched_cox = mc
-                    if est is not None:
-                        row.update(hr_unmatched=est["hr"], hr_unmatched_lower=est["hr_lower"],
-                                   hr_unmatched_upper=est["hr_upper"], p_unmatched=est["p"])
-                    est, label = mc.summary.loc[term], "matched Cox (robust SE)"
-                except InputError as exc:
-                    gb.notes.append(f"matching {arm!r} vs {arms[0]!r} failed, unmatched estimate kept: {exc}")
-            if est is None:
-                lr = gb.logrank
-                row["conclusion"] = (
-                    f"HR of {res._what(arm)} in {where} not estimable ("
-                    + (gb.notes[-1].split(": ", 1)[-1][:120] if gb.notes else "model failed")
-                    + (f"); log-rank {format_p(lr.p_value)}" if lr else ")")
-                )
-                gb.rows.append(row)
-                continue
-            row.update(hr=est["hr"], hr_lower=est["hr_lower"], hr_upper=est["hr_upper"], p=est["p"], estimate=label)
-            row["conclusion"] = benefit_sentence(res._what(arm), where, est["hr"], est["hr_lower"], est["hr_upper"],
-                                                 est["p"], alpha=alpha)
-            gb.rows.append(row)
-    if group and len(levels) > 1:
-        try:
-            res.stratified = stratified_hr(df, time, event, treatment, group, covariates=covariates,
-                                           reference=arms[0], categorical=categorical, alpha=alpha)
-        except InputError as exc:
-            res.notes.append(f"stratified HR not estimable: {exc}")
-        try:
-            res.interaction = _interaction_test(df, time, event, treatment, group, arms, levels, covariates, categorical)
-        except InputError as exc:
-            res.notes.append(f"interaction test not estimable: {exc}")
-    return res
+    return arms
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    """The arguments of :func:`treatment_benefit` every group's comparison shares (arms resolved)."""
+
+    time: str
+    event: str
+    treatment: str
+    arms: list[Any]
+    covariates: Sequence[str]
+    categorical: Iterable[str]
+    match: Mapping[str, Any] | None
+    match_covs: list[str]
+    min_arm_size: int
+    horizons: Sequence[float]
+    horizon_labels: Sequence[str] | None
+    alpha: float
+
+    @property
+    def reference(self) -> dict[str, Any]:
+        """Reference level of the treatment column for :func:`fit_cox`."""
+        return {self.treatment: self.arms[0]}
+
+
+def _group_benefit(
+    df: pd.DataFrame, events: np.ndarray, m: np.ndarray, level: Any, where: str, plan: _Comparison,
+    what: Callable[[Any], str],
+) -> GroupBenefit:
+    """Counts, KM by arm, the group's Cox model and one row per non-reference arm, for the cases ``m``.
+
+    ``where`` names the group in sentences; ``what(arm)`` names the treatment.
+    """
+    sub = df[m]
+    trt = plan.treatment
+    counts = {a: (int((sub[trt] == a).sum()), int(events[m][(sub[trt] == a).to_numpy()].sum())) for a in plan.arms}
+    gb = GroupBenefit(level, int(m.sum()), counts)
+    reason = _not_assessed_reason(counts, events[m], where, plan.min_arm_size)
+    if reason:
+        gb.status, gb.reason = "not assessed", reason
+        return gb
+    present = [a for a in plan.arms if counts[a][0] > 0]
+    gb.km = kaplan_meier(sub, plan.time, plan.event, trt, order=present, horizons=plan.horizons,
+                         horizon_labels=plan.horizon_labels, alpha=plan.alpha, trend=False)
+    try:
+        gb.cox = fit_cox(sub, plan.time, plan.event, [trt, *plan.covariates], categorical=[trt, *plan.categorical],
+                         reference=plan.reference, alpha=plan.alpha)
+    except InputError as exc:
+        gb.notes.append(f"Cox model not estimable: {exc}")
+    for arm in plan.arms[1:]:
+        gb.rows.append(_arm_row(sub, gb, arm, where, plan, what))
+    return gb
+
+
+def _not_assessed_reason(
+    counts: dict[Any, tuple[int, int]], events: np.ndarray, where: str, min_arm_size: int
+) -> str:
+    """Why a group is not assessed (an arm below ``min_arm_size``, or no events); empty when it is."""
+    small = [a for a, (n, _) in counts.items() if n < min_arm_size]
+    if small:
+        return ", ".join(f"arm {a!r} has {counts[a][0]} case(s)" for a in small) + f" in {where}; need at least {min_arm_size}"
+    if not events.any():
+        return f"no events in {where}"
+    return ""
+
+
+def _arm_row(
+    sub: pd.DataFrame, gb: GroupBenefit, arm: Any, where: str, plan: _Comparison, what: Callable[[Any], str]
+) -> dict[str, Any]:
+    """One arm against the reference in one group: counts, the headline HR and the sentence."""
+    ref_arm = plan.arms[0]
+    row: dict[str, Any] = {
+        "arm": arm, "n_arm": gb.arm_counts[arm][0], "events_arm": gb.arm_counts[arm][1],
+        "n_reference": gb.arm_counts[ref_arm][0], "events_reference": gb.arm_counts[ref_arm][1],
+    }
+    term = f"{plan.treatment}[{arm}]"
+    est = gb.cox.summary.loc[term] if gb.cox is not None else None
+    label = "adjusted Cox" if plan.covariates else "Cox"
+    if plan.match is not None:
+        est, label = _matched_estimate(sub, gb, arm, term, est, label, row, plan)
+    if est is None:
+        lr = gb.logrank
+        row["conclusion"] = (
+            f"HR of {what(arm)} in {where} not estimable ("
+            + (gb.notes[-1].split(": ", 1)[-1][:120] if gb.notes else "model failed")
+            + (f"); log-rank {format_p(lr.p_value)}" if lr else ")")
+        )
+        return row
+    row.update(hr=est["hr"], hr_lower=est["hr_lower"], hr_upper=est["hr_upper"], p=est["p"], estimate=label)
+    row["conclusion"] = benefit_sentence(what(arm), where, est["hr"], est["hr_lower"], est["hr_upper"],
+                                         est["p"], alpha=plan.alpha)
+    return row
+
+
+def _matched_estimate(
+    sub: pd.DataFrame, gb: GroupBenefit, arm: Any, term: str, est: pd.Series | None, label: str,
+    row: dict[str, Any], plan: _Comparison,
+) -> tuple[pd.Series | None, str]:
+    """Match ``arm`` to the reference arm inside the group and return the matched HR and its label.
+
+    The unmatched estimate moves to the ``*_unmatched`` columns of ``row``. With two arms the
+    match and its Cox model are kept on ``gb``. When matching fails, a note says so and the
+    unmatched ``(est, label)`` is returned unchanged.
+    """
+    ref_arm = plan.arms[0]
+    pair = sub[sub[plan.treatment].isin([ref_arm, arm])]
+    try:
+        mr = propensity_match(pair, plan.treatment, plan.match_covs, treated_value=arm, control_value=ref_arm,
+                              categorical=[c for c in plan.categorical if c in plan.match_covs],
+                              min_arm_size=plan.min_arm_size, **dict(plan.match))
+        if len(plan.arms) == 2:
+            gb.match = mr
+        mc = fit_cox(mr.matched, plan.time, plan.event, [plan.treatment], categorical=[plan.treatment],
+                     reference=plan.reference, cluster=SET_COL, alpha=plan.alpha)
+        if len(plan.arms) == 2:
+            gb.matched_cox = mc
+        if est is not None:
+            row.update(hr_unmatched=est["hr"], hr_unmatched_lower=est["hr_lower"],
+                       hr_unmatched_upper=est["hr_upper"], p_unmatched=est["p"])
+        return mc.summary.loc[term], "matched Cox (robust SE)"
+    except InputError as exc:
+        gb.notes.append(f"matching {arm!r} vs {ref_arm!r} failed, unmatched estimate kept: {exc}")
+        return est, label
+
+
+def _across_groups(
+    res: TreatmentBenefitResult, df: pd.DataFrame, group: str, levels: list[Any], plan: _Comparison
+) -> None:
+    """The HR stratified by group and the treatment x group interaction test (a note when not estimable)."""
+    try:
+        res.stratified = stratified_hr(df, plan.time, plan.event, plan.treatment, group, covariates=plan.covariates,
+                                       reference=plan.arms[0], categorical=plan.categorical, alpha=plan.alpha)
+    except InputError as exc:
+        res.notes.append(f"stratified HR not estimable: {exc}")
+    try:
+        res.interaction = _interaction_test(df, plan.time, plan.event, plan.treatment, group, plan.arms, levels,
+                                            plan.covariates, plan.categorical)
+    except InputError as exc:
+        res.notes.append(f"interaction test not estimable: {exc}")

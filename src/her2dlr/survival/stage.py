@@ -1,0 +1,63 @@
+"""The survival stage of a study: its manifest (or a table) + ``survival:`` settings -> ``RUN/survival/``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from her2dlr.errors import StudyFileError
+from her2dlr.survival.driver import SurvivalReport
+
+if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
+    from her2dlr.config import Study
+
+__all__ = ["run_survival_stage"]
+
+
+def run_survival_stage(study: Study | None = None, *, settings_from: Study | None = None,
+                       data: str | os.PathLike[str] | None = None, out: str | os.PathLike[str] | None = None,
+                       **overrides: Any) -> tuple[SurvivalReport, Path]:
+    """Run the survival analyses of a study, or of a table, and write them.
+
+    Parameters
+    ----------
+    study : Study, optional
+        Its manifest's included rows are the data (unless ``data`` is given), its ``survival:``
+        section the settings (unless ``settings_from`` is given), ``RUN/survival`` the output
+        (unless ``out`` is given).
+    settings_from : Study, optional
+        Another study whose ``survival:`` section to use.
+    data : path, optional
+        A cohort table (CSV, TSV, XLSX, Parquet) instead of the study's manifest.
+    out : path, optional
+        Output folder (needed without a study).
+    **overrides
+        Settings that replace the study's (None values are ignored), e.g. from command-line flags.
+
+    Returns
+    -------
+    (SurvivalReport, Path)
+        What was computed, and the folder it was written to.
+
+    Raises
+    ------
+    StudyFileError
+        Neither a study nor both ``data`` and ``out``; settings that do not validate (names the key).
+    """
+    from her2dlr.io.tables import read_table
+    from her2dlr.survival.driver import run_survival
+    from her2dlr.survival.settings import load_survival_settings
+
+    if study is None and (data is None or out is None):
+        raise StudyFileError("Give a study file, or both --data and --out.")
+    source: Any = settings_from if settings_from is not None else study
+    settings = load_survival_settings(source, **overrides)
+    if data is not None:
+        df = read_table(data)
+    else:
+        from her2dlr.cohort.manifest import Manifest
+
+        df = Manifest.load(study.paths.manifest).included  # type: ignore[union-attr]
+    folder = Path(out) if out is not None else study.paths.survival  # type: ignore[union-attr]
+    return run_survival(df, settings, folder), folder
