@@ -168,8 +168,8 @@ def _bbox_bounds(bbox: Sequence[float], shape: tuple[int, ...]) -> tuple[list[in
     start, extent = values[:n], values[n:]
     if not all(math.isfinite(v) for v in values) or min(extent) < 0:
         raise InputError(f"Bounding box {list(bbox)} {names} must be finite with {', '.join(_EXTENTS[:n])} >= 0.")
-    lo = [int(math.floor(s)) for s in start]
-    hi = [max(int(math.ceil(s + e)), low + 1) for s, e, low in zip(start, extent, lo)]
+    lo = [math.floor(s) for s in start]
+    hi = [max(math.ceil(s + e), low + 1) for s, e, low in zip(start, extent, lo)]
     size = shape[::-1]  # x, y[, z] order, as the box
     if any(h <= 0 for h in hi) or any(low >= s for low, s in zip(lo, size)):
         raise InputError(f"Bounding box {list(bbox)} {names} lies outside the {_size_text(shape)} image.")
