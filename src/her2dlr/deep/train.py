@@ -107,6 +107,9 @@ class TrainSettings:
         See :data:`her2dlr.deep.networks.ARCHS`.
     image_size : int, default=64
         Side of the ROI arrays.
+    spatial_dims : {2, 3}, default=2
+        ROI arrays ``(n, C, S, S)`` (images) or ``(n, C, S, S, S)`` (volumes); sets the network's
+        layers and the augmentation.
     in_channels : int, default=1
     n_classes : int, default=2
     arch_options : dict, optional
@@ -164,6 +167,7 @@ class TrainSettings:
 
     arch: str = "densenet3block"
     image_size: int = 64
+    spatial_dims: int = 2
     in_channels: int = 1
     n_classes: int = 2
     arch_options: Mapping[str, Any] = field(default_factory=dict)
@@ -193,9 +197,10 @@ class TrainSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        from her2dlr.deep.networks import ARCHS
+        from her2dlr.deep.networks import ARCHS, check_spatial_dims
 
         _choice("arch", self.arch, ARCHS)
+        check_spatial_dims(self.spatial_dims, "TrainSettings")
         _choice("loss", self.loss, LOSSES)
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("keep", self.keep, KEEP)
@@ -437,7 +442,8 @@ def make_checkpoint(model: nn.Module, settings: TrainSettings, *, epoch: int, ki
     return {
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": kind,
         "arch": config["arch"], "image_size": config["image_size"], "in_channels": config["in_channels"],
-        "n_classes": config["n_classes"], "arch_options": _plain(config.get("options", {})),
+        "n_classes": config["n_classes"], "spatial_dims": int(config.get("spatial_dims", 2)),
+        "arch_options": _plain(config.get("options", {})),
         "seed": settings.seed, "epoch": epoch,
         "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
@@ -493,30 +499,34 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def model_from_checkpoint(checkpoint: str | os.PathLike[str] | Mapping[str, Any], *, arch: str | None = None,
-                          image_size: int | None = None, in_channels: int | None = None) -> nn.Module:
+                          image_size: int | None = None, in_channels: int | None = None,
+                          spatial_dims: int | None = None) -> nn.Module:
     """Rebuild the network of a checkpoint with its weights, in eval mode on the CPU.
 
     Parameters
     ----------
     checkpoint : path or dict
-    arch, image_size, in_channels : optional
-        When given, must match the checkpoint (else a clear error).
+    arch, image_size, in_channels, spatial_dims : optional
+        When given, must match the checkpoint (else a clear error). A checkpoint without
+        ``spatial_dims`` holds a 2D network.
 
     Raises
     ------
     InputError
-        Not a checkpoint, or one of another arch / input size / channel count than asked.
+        Not a checkpoint, or one of another arch / input size / channel count / dimensionality than asked.
     """
     ckpt = load_checkpoint(checkpoint) if not isinstance(checkpoint, Mapping) else dict(checkpoint)
+    ckpt.setdefault("spatial_dims", 2)
     where = checkpoint if not isinstance(checkpoint, Mapping) else "the checkpoint"
-    for key, want in (("arch", arch), ("image_size", image_size), ("in_channels", in_channels)):
+    for key, want in (("arch", arch), ("image_size", image_size), ("in_channels", in_channels),
+                      ("spatial_dims", spatial_dims)):
         if want is not None and ckpt.get(key) != want:
             raise InputError(f"{where} holds a network with {key}={ckpt.get(key)!r}, not {want!r} "
                              f"(arch {ckpt.get('arch')!r}, {ckpt.get('image_size')} px, "
                              f"{ckpt.get('in_channels')} channel(s)).")
     options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(ckpt.get("arch_options") or {}).items()}
     model = build_network(ckpt["arch"], in_channels=ckpt["in_channels"], n_classes=ckpt["n_classes"],
-                          image_size=ckpt["image_size"], **options)
+                          image_size=ckpt["image_size"], spatial_dims=ckpt["spatial_dims"], **options)
     model.load_state_dict(ckpt["model_state"])
     return model.eval()
 
@@ -610,8 +620,9 @@ def train_network(rois: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
 
     Parameters
     ----------
-    rois : ndarray of shape (n_cases, in_channels, image_size, image_size)
-        Prepared ROIs (:func:`her2dlr.deep.data.manifest_rois`).
+    rois : ndarray of shape (n_cases, in_channels, image_size, image_size[, image_size])
+        Prepared ROIs (:func:`her2dlr.deep.data.manifest_rois`); one more ``image_size`` axis
+        for volumes (``settings.spatial_dims=3``).
     labels : ndarray of shape (n_cases,)
         Integer classes 0 .. n_classes - 1.
     groups : ndarray of shape (n_cases,), optional
@@ -642,9 +653,9 @@ def train_network(rois: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
     settings = settings or TrainSettings()
     rois = np.asarray(rois, dtype=np.float32)
     y = np.asarray(labels)
-    want = (settings.in_channels, settings.image_size, settings.image_size)
-    if rois.ndim != 4 or tuple(rois.shape[1:]) != want:
-        raise InputError(f"{name}: ROI arrays must have shape (n, {want[0]}, {want[1]}, {want[2]}) for these "
+    want = (settings.in_channels,) + (settings.image_size,) * settings.spatial_dims
+    if rois.ndim != 1 + len(want) or tuple(rois.shape[1:]) != want:
+        raise InputError(f"{name}: ROI arrays must have shape (n, {', '.join(map(str, want))}) for these "
                          f"settings; got {rois.shape}.")
     if len(y) != len(rois):
         raise InputError(f"{name}: {len(rois)} ROIs but {len(y)} labels.")
@@ -694,7 +705,8 @@ def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainS
     weights = torch.as_tensor(weights_np, dtype=torch.float32)
 
     model = build_network(settings.arch, in_channels=settings.in_channels, n_classes=settings.n_classes,
-                          image_size=settings.image_size, weights=settings.weights, **settings.arch_options)
+                          image_size=settings.image_size, spatial_dims=settings.spatial_dims, weights=settings.weights,
+                          **settings.arch_options)
     model.to(device)
     loss_fn = _loss(settings, weights.to(device))
     loss_cpu = _loss(settings, weights)
@@ -745,7 +757,7 @@ def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainS
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    augment = Augment(settings.image_size, settings.augment, seed=settings.seed)
+    augment = Augment(settings.image_size, settings.augment, seed=settings.seed, spatial_dims=settings.spatial_dims)
     collate = AugmentCollate(augment)
     dataset = RoiDataset(rois[fit_idx], y[fit_idx])
     is_main = dist_info.rank == 0
@@ -895,8 +907,9 @@ def _agree(dist_info: _Dist, loss: float, auc: float) -> tuple[float, float]:
 
 def _check_resumable(ckpt: Mapping[str, Any], settings: TrainSettings, state: dict[str, Any], path: Path) -> None:
     saved = ckpt.get("settings", {})
-    for key in ("arch", "image_size", "in_channels", "n_classes", "seed", "batch_size", "lr", "loss", "scheduler",
-                "val_fraction"):
+    saved = {"spatial_dims": 2, **saved}  # checkpoints from before 3D networks are 2D
+    for key in ("arch", "image_size", "in_channels", "spatial_dims", "n_classes", "seed", "batch_size", "lr", "loss",
+                "scheduler", "val_fraction"):
         if saved.get(key) != getattr(settings, key):
             raise InputError(f"Cannot resume from {path}: it was trained with {key}={saved.get(key)!r}, these "
                              f"settings have {getattr(settings, key)!r}. Use another output folder or the same "
