@@ -26,7 +26,8 @@ from her2dlr.errors import InputError
 from her2dlr.imaging.roi import RoiSpec, load_roi, prepare_roi
 from her2dlr.io.cells import is_missing, parse_bbox
 
-__all__ = ["MODALITY_OF_DIMS", "RoiInput", "roi_of_row", "load_rois", "manifest_rois", "RoiDataset", "AugmentCollate", "torch_threads"]
+__all__ = ["MODALITY_OF_DIMS", "RoiInput", "roi_of_row", "load_rois", "manifest_rois", "RoiDataset", "AugmentCollate",
+           "torch_threads"]
 
 PathLike = str | os.PathLike[str]
 RoiInput = PathLike | np.ndarray | tuple[float, ...] | None
