@@ -210,3 +210,42 @@ def test_real_mri_volume_roi_and_3d_forward_pass(shared_data):
     assert logits.shape == (1, 2) and torch.isfinite(logits).all()
     feats, _ = embed_arrays(net, roi[None])
     assert feats.shape == (1, net.embed_dim)
+
+
+def test_study_heat_maps_of_volumes_are_3d_with_middle_slice_pictures(tmp_path):
+    import json
+
+    import pandas as pd
+    import SimpleITK as sitk
+
+    from her2dlr.deep.checkpoints import find_fold_checkpoints
+    from her2dlr.deep.explain_study import explain_cases
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(6):
+        vol = np.zeros((12, 24, 24), np.float32)
+        vol[3:9, 6:18, 8:20] = texture_volume(i % 2, rng, size=16)[5:11, 2:14, 2:14]
+        mask = np.zeros(vol.shape, np.uint8)
+        mask[4:8, 8:16, 10:18] = 1
+        image, lesion = tmp_path / f"v{i}.nii.gz", tmp_path / f"v{i}_mask.nii.gz"
+        sitk.WriteImage(sitk.GetImageFromArray(vol), str(image))
+        sitk.WriteImage(sitk.GetImageFromArray(mask), str(lesion))
+        rows.append({"case_id": f"v{i}", "patient_id": f"p{i}", "image": str(image), "mask": str(lesion),
+                     "bbox": None, "label": i % 2, "modality": "MR", "fold_r0": i // 3})
+    manifest = pd.DataFrame(rows)
+    spec = RoiSpec(size=16, margin=2, spatial_dims=3)
+    settings = TrainSettings(image_size=16, spatial_dims=3, arch_options=TINY)
+    for k in (0, 1):
+        torch.manual_seed(k)
+        net = build_network("densenet3block", image_size=16, spatial_dims=3, **TINY)
+        extra = {"roi": spec.to_dict(), "fold": f"r0f{k}", "threshold": {"value": 0.5}}
+        save_checkpoint(make_checkpoint(net, settings, epoch=1, kind="best", extra=extra),
+                        tmp_path / "deep" / f"r0f{k}" / "best.pt")
+    found = find_fold_checkpoints(tmp_path / "deep", manifest=manifest)
+    res = explain_cases(found, manifest, tmp_path / "explain", n_per_group=1, embedding=None, overlays="all")
+    scores = pd.read_csv(tmp_path / "explain" / "heat_scores.csv")
+    assert len(scores) == 6 and scores["lesion_area"].between(0, 1).all()
+    assert all(len(json.loads(b)) == 6 for b in scores["box"])  # (x0, y0, z0, x1, y1, z1)
+    assert np.load(tmp_path / "explain" / "heat_maps.npz")["maps"].shape == (6, 16, 16, 16)
+    assert len(list((tmp_path / "explain" / "cases").glob("*.png"))) == 6 and res.montage.is_file()
