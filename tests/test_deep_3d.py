@@ -8,6 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from test_deep_synthetic import _one_thread  # noqa: F401  (autouse fixture)
 
+from her2dlr.deep.data import load_rois
 from her2dlr.deep.explain import CamExplainer, box_region, heat_in_mask, paste_heat
 from her2dlr.deep.features import embed_arrays
 from her2dlr.deep.networks import ARCHS, build_network
@@ -116,6 +117,10 @@ def test_3d_roi_crop_matches_a_hand_worked_case():
     assert out.shape == (1, 8, 8, 8) and out.dtype == np.float32
     assert out.mean() == pytest.approx(0, abs=1e-4) and out.std() == pytest.approx(1, abs=1e-3)
     assert prepare_roi(vol, mask=mask, spec=RoiSpec(size=8, channels=3, spatial_dims=3)).shape == (3, 8, 8, 8)
+    spec = RoiSpec(size=8, margin=1, min_size=1, spatial_dims=3)
+    by_box = load_rois([vol, vol], [(4, 3, 2, 5, 3, 2), mask], spec=spec)  # a 6-number box or the mask
+    assert by_box.shape == (2, 1, 8, 8, 8)
+    np.testing.assert_array_equal(by_box[0], by_box[1])
     with pytest.raises(InputError, match=r"6 numbers \(x, y, z, w, h, d\)"):
         roi_box(vol.shape, bbox=(4, 3, 5, 3), spatial_dims=3)
 
@@ -188,8 +193,6 @@ def test_real_mri_volume_roi_and_3d_forward_pass(shared_data):
     if not image.is_file() or not label.is_file():
         pytest.skip(f"{folder} holds no breast1_image.nrrd / breast1_label.nrrd")
     import SimpleITK as sitk
-
-    from her2dlr.deep.data import load_rois
 
     vol = sitk.GetArrayFromImage(sitk.ReadImage(str(image)))
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(label)))
