@@ -1,6 +1,7 @@
 """Training one network on one training set: inner validation, early stopping, checkpoints, resume.
 
-:func:`train_network` takes ROI arrays and labels (one training fold) and
+:func:`train_network` takes ROI arrays (images ``(n, C, S, S)``, or volumes ``(n, C, S, S, S)``
+with ``spatial_dims=3``) and labels (one training fold) and
 
 1. holds out an inner validation split, stratified and by group (patient / near-duplicate
    group), with :func:`her2dlr.cohort.splits.stratified_group_holdout`;
