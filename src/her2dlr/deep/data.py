@@ -1,9 +1,13 @@
 """ROI arrays for the networks: from manifest rows or from image files, and the training dataset.
 
-Every case becomes one ``(C, size, size)`` float32 array made by
-:func:`her2dlr.imaging.roi.prepare_roi` (bounding rectangle of the mask or box + margin,
-padded at the border, resized, z-scored). The arrays of a cohort are made once and kept in
-memory (a few hundred 64 x 64 ROIs take a few MB), so every fold and epoch reuses them.
+Every case becomes one ``(C, size, size)`` float32 array, or ``(C, size, size, size)`` for
+volumes (``RoiSpec.spatial_dims=3``), made by :func:`her2dlr.imaging.roi.prepare_roi`
+(bounding box of the mask or box + margin, padded at the border, resized, z-scored). The arrays
+of a cohort are made once and kept in memory (a few hundred 64 x 64 ROIs take a few MB, as many
+32^3 cubes a few tens of MB), so every fold and epoch reuses them.
+
+Images are read by :func:`her2dlr.io.images.read_image`: 2D files (modality ``US``) or, for a 3D
+ROI spec, volumes (modality ``MR``: NIfTI, NRRD, MHA or a DICOM series folder).
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ from her2dlr.errors import InputError
 from her2dlr.imaging.roi import RoiSpec, load_roi, prepare_roi
 from her2dlr.io.cells import is_missing, parse_bbox
 
-__all__ = ["RoiInput", "roi_of_row", "load_rois", "manifest_rois", "RoiDataset", "AugmentCollate", "torch_threads"]
+__all__ = ["MODALITY_OF_DIMS", "RoiInput", "roi_of_row", "load_rois", "manifest_rois", "RoiDataset", "AugmentCollate",
+           "torch_threads"]
 
 PathLike = str | os.PathLike[str]
-RoiInput = PathLike | np.ndarray | tuple[float, float, float, float] | None
-"""A lesion given as a mask file, a mask array, a box ``(x, y, w, h)``, or None (whole image)."""
+RoiInput = PathLike | np.ndarray | tuple[float, ...] | None
+"""A lesion given as a mask file, a mask array, a box ``(x, y, w, h)`` (``(x, y, z, w, h, d)`` for a
+volume), or None (whole image)."""
+#: Manifest modality that each number of spatial dimensions reads.
+MODALITY_OF_DIMS = {2: "US", 3: "MR"}
 
 
 @contextmanager
@@ -59,7 +67,7 @@ def _one(image: PathLike | np.ndarray, roi: RoiInput, spec: RoiSpec) -> np.ndarr
     if isinstance(roi, np.ndarray):
         mask = roi
     elif isinstance(roi, (tuple, list)):
-        bbox = parse_bbox(list(roi))
+        bbox = parse_bbox(list(roi)) if len(roi) == 4 else tuple(roi)  # a 3D box is checked by roi_box
     elif roi is not None:
         mask = roi
     if isinstance(image, np.ndarray):
@@ -78,9 +86,11 @@ def load_rois(images: Sequence[PathLike | np.ndarray], rois: Sequence[RoiInput] 
     Parameters
     ----------
     images : sequence of path or ndarray
-        Image files, or arrays ``(H, W)`` / ``(H, W, 3)``.
+        Image files, or arrays ``(H, W)`` / ``(H, W, 3)``; volume files or arrays ``(D, H, W)``
+        with a 3D ``spec``.
     rois : sequence, optional
-        Per image: mask file, mask array, box ``(x, y, w, h)`` or None (whole image).
+        Per image: mask file, mask array, box ``(x, y, w, h)`` (``(x, y, z, w, h, d)``) or None
+        (whole image).
     spec : RoiSpec, default=RoiSpec()
     n_jobs : int, default=1
         Threads reading files.
@@ -88,7 +98,8 @@ def load_rois(images: Sequence[PathLike | np.ndarray], rois: Sequence[RoiInput] 
 
     Returns
     -------
-    ndarray of shape (n_images, spec.channels, spec.size, spec.size), float32
+    ndarray of shape (n_images, *spec.shape), float32
+        ``(n_images, C, size, size)``, or ``(n_images, C, size, size, size)`` for volumes.
 
     Raises
     ------
@@ -119,7 +130,7 @@ def load_rois(images: Sequence[PathLike | np.ndarray], rois: Sequence[RoiInput] 
 
         out = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(job)(i) for i in range(len(images)))
     if not out:
-        return np.zeros((0, spec.channels, spec.size, spec.size), dtype=np.float32)
+        return np.zeros((0, *spec.shape), dtype=np.float32)
     return np.stack(out).astype(np.float32, copy=False)
 
 
@@ -127,16 +138,22 @@ def manifest_rois(table: pd.DataFrame, spec: RoiSpec | None = None, *, n_jobs: i
                   progress: bool = False) -> np.ndarray:
     """ROI arrays of manifest rows (``image`` plus ``mask`` or ``bbox``), in row order.
 
-    Only 2D images are supported (``modality`` US); the message names the first other row.
+    A 2D ``spec`` takes 2D images (``modality`` US), a 3D one volumes (``modality`` MR); the
+    message names the first row of another modality. A missing modality is the spec's.
     """
+    spec = spec or RoiSpec()
     if "image" not in table.columns:
         raise InputError("The manifest has no 'image' column.")
     if "modality" in table.columns:
-        other = table[~table["modality"].fillna("US").astype(str).isin(["US"])]
+        want = MODALITY_OF_DIMS[spec.spatial_dims]
+        other = table[~table["modality"].fillna(want).astype(str).isin([want])]
         if len(other):
             row = other.iloc[0]
-            raise InputError(f"Case {row.get('case_id')} has modality {row['modality']!r}: the deep stage takes "
-                             "2D ultrasound images (modality 'US') for now.")
+            if spec.spatial_dims == 2:
+                raise InputError(f"Case {row.get('case_id')} has modality {row['modality']!r}: the deep stage takes "
+                                 "2D ultrasound images (modality 'US') for now; set spatial_dims: 3 for MR volumes.")
+            raise InputError(f"Case {row.get('case_id')} has modality {row['modality']!r}: spatial_dims 3 takes "
+                             "MR volumes (modality 'MR').")
     rois = [roi_of_row(row) for _, row in table.iterrows()]
     return load_rois(table["image"].astype(str).tolist(), rois, spec=spec, n_jobs=n_jobs, progress=progress)
 
@@ -146,7 +163,7 @@ class RoiDataset(Dataset):
 
     Parameters
     ----------
-    rois : ndarray of shape (n_cases, C, H, W)
+    rois : ndarray of shape (n_cases, C, H, W) or (n_cases, C, D, H, W)
     labels : ndarray of shape (n_cases,), optional
         Integer classes (``-1`` when absent).
     """
@@ -171,7 +188,8 @@ class AugmentCollate:
     Parameters
     ----------
     augment : callable, optional
-        ``(C, H, W) array -> tensor`` (e.g. :class:`her2dlr.deep.transforms.Augment`); None: no augmentation.
+        ``(C, H, W)`` (or ``(C, D, H, W)``) ``array -> tensor`` (e.g. :class:`her2dlr.deep.transforms.Augment`);
+        None: no augmentation.
     """
 
     def __init__(self, augment: Callable[[np.ndarray], torch.Tensor] | None = None) -> None:

@@ -33,6 +33,12 @@ the lesion mask, against the fraction of the crop the lesion covers (what heat s
 over the crop would give). A fraction well above the lesion's area share means the network
 looks at the lesion, not at text, calipers or the background.
 
+Volumes: a 3D network (``spatial_dims=3``) gets 3D maps ``(n, D, H, W)`` by the same code
+(MONAI's CAM classes upsample trilinearly), and :func:`paste_heat`, :func:`box_region` and
+:func:`heat_in_mask` take 3D boxes ``(x0, y0, z0, x1, y1, z1)`` and volumes. The figures
+(:mod:`her2dlr.deep.figures`, the study-level montage) stay 2D: draw one slice of a map, e.g.
+the lesion's middle slice ``maps[i, D // 2]``.
+
 The study-level driver (the crop boxes, checkpoints and the run folder's ``explain/``
 outputs) is :func:`her2dlr.deep.explain_study.explain_study`.
 """
@@ -76,7 +82,7 @@ class HeatMaps:
 
     Attributes
     ----------
-    maps : ndarray of shape (n_images, height, width)
+    maps : ndarray of shape (n_images, height, width) or (n_images, depth, height, width)
         Non-negative, at the network's input size, raw scale.
     prob : ndarray of shape (n_images,)
         Probability of the positive class (softmax column 1; sigmoid for one logit).
@@ -93,10 +99,10 @@ class HeatMaps:
     target_layer: str
 
     def normalised(self) -> np.ndarray:
-        """Each map divided by its maximum (all-zero maps stay zero), shape (n_images, height, width)."""
+        """Each map divided by its maximum (all-zero maps stay zero), shape of :attr:`maps`."""
         peak = self.maps.reshape(len(self.maps), -1).max(axis=1) if len(self.maps) else np.zeros(0)
         scale = np.where(peak > 0, peak, 1.0)
-        return self.maps / scale[:, None, None]
+        return self.maps / scale.reshape((-1,) + (1,) * (self.maps.ndim - 1))
 
     def __len__(self) -> int:
         return len(self.maps)
@@ -200,7 +206,7 @@ def check_gap_head(model: nn.Module, x: torch.Tensor, *, target_layer: str | Non
     ----------
     model : nn.Module
         In eval mode.
-    x : Tensor of shape (n_images, channels, height, width)
+    x : Tensor of shape (n_images, channels, height, width) or (n_images, channels, depth, height, width)
     target_layer, fc_layer : str, optional
         Default: ``model.target_layer`` and :func:`find_fc_layer`.
     rtol, atol : float
@@ -325,8 +331,8 @@ class CamExplainer:
 
         Parameters
         ----------
-        x : Tensor or ndarray of shape (n_images, channels, height, width)
-            Network inputs (already cropped, resized and normalised).
+        x : Tensor or ndarray of shape (n_images, channels, height, width) or (n_images, channels, depth, height, width)
+            Network inputs (already cropped, resized and normalised); volumes for a 3D network.
         class_idx : int or sequence of int, optional
             Class to explain (one for all images or one per image); default: the predicted class.
 
@@ -338,15 +344,16 @@ class CamExplainer:
         from her2dlr.deep.train import default_threads
 
         x = torch.as_tensor(np.asarray(x, dtype=np.float32) if isinstance(x, np.ndarray) else x).float()
-        if x.ndim != 4:
-            raise InputError(f"Images must have shape (n_images, channels, height, width); got {tuple(x.shape)}.")
+        if x.ndim not in (4, 5):
+            raise InputError("Images must have shape (n_images, channels, height, width), volumes (n_images, channels, "
+                             f"depth, height, width); got {tuple(x.shape)}.")
         # threads waiting for busy cores slow small convolutions down many-fold (see default_threads)
         with torch_threads(default_threads() if self.device.type == "cpu" else None):
             return self._explain(x, class_idx)
 
     def _explain(self, x: torch.Tensor, class_idx: Any) -> HeatMaps:
-        n, _, h, w = x.shape
-        maps = np.zeros((n, h, w), np.float32)
+        n, _, *spatial = x.shape
+        maps = np.zeros((n, *spatial), np.float32)
         prob = np.zeros(n, np.float64)
         classes = np.zeros(n, int)
         per_image = self.method == "gradcampp"
@@ -394,23 +401,32 @@ def heat_maps(model: nn.Module, x: torch.Tensor | np.ndarray, *, method: Method 
     return CamExplainer(model, method=method, target_layer=target_layer, batch_size=batch_size)(x, class_idx)
 
 
+def _box_bounds(box: Sequence[int], image_shape: Sequence[int], n: int) -> tuple[list[int], list[int], tuple[int, ...]]:
+    """Array-order corners of ``(x0, y0[, z0], x1, y1[, z1])`` and the image's first ``n`` axes."""
+    if len(box) != 2 * n:
+        raise InputError(f"Crop box {list(box)} must have {2 * n} numbers for a {n}D map.")
+    shape = tuple(int(v) for v in image_shape[:n])
+    values = [int(v) for v in box]
+    return values[:n][::-1], values[n:][::-1], shape
+
+
 def paste_heat(heat: np.ndarray, box: Sequence[int], image_shape: Sequence[int]) -> np.ndarray:
     """Put a crop's heat map back where the crop came from.
 
     Parameters
     ----------
-    heat : ndarray of shape (height, width)
+    heat : ndarray of shape (height, width) or (depth, height, width)
         Map at the network's input size.
-    box : (x0, y0, x1, y1)
+    box : (x0, y0, x1, y1) or (x0, y0, z0, x1, y1, z1)
         The crop in image pixels, half-open, as cut before resizing
         (:func:`her2dlr.imaging.roi.roi_box`); it may reach past the image border (the crop
         was padded there): the part outside is dropped.
-    image_shape : (rows, columns)
+    image_shape : (rows, columns) or (slices, rows, columns)
 
     Returns
     -------
     ndarray of shape image_shape, float32
-        The map resized (bilinear) to the box, zero outside it.
+        The map resized (bilinear, trilinear for volumes) to the box, zero outside it.
 
     Raises
     ------
@@ -423,25 +439,37 @@ def paste_heat(heat: np.ndarray, box: Sequence[int], image_shape: Sequence[int])
     >>> full = paste_heat(np.ones((4, 4)), (-2, 1, 6, 5), (6, 6))
     >>> float(full.sum()), float(full[0].sum()), full[1, :4].tolist()
     (24.0, 0.0, [1.0, 1.0, 1.0, 1.0])
+    >>> paste_heat(np.ones((2, 2, 2)), (0, 0, 1, 2, 2, 3), (4, 3, 3))[:, 0, 0].tolist()
+    [0.0, 1.0, 1.0, 0.0]
     """
-    rows, cols = int(image_shape[0]), int(image_shape[1])
-    x0, y0, x1, y1 = (int(v) for v in box)
-    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, cols), min(y1, rows)
-    if x1 <= x0 or y1 <= y0 or ix1 <= ix0 or iy1 <= iy0:
-        raise InputError(f"Crop box {list(box)} (x0, y0, x1, y1) has no area inside the {cols}x{rows} image.")
-    t = torch.as_tensor(np.asarray(heat, dtype=np.float32))[None, None]
-    resized = F.interpolate(t, size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[0, 0].numpy()
-    out = np.zeros((rows, cols), np.float32)
-    out[iy0:iy1, ix0:ix1] = resized[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+    heat = np.asarray(heat, dtype=np.float32)
+    n = heat.ndim
+    lo, hi, shape = _box_bounds(box, image_shape, n)
+    ilo = [max(v, 0) for v in lo]
+    ihi = [min(v, s) for v, s in zip(hi, shape)]
+    if any(h <= v for v, h in zip(lo, hi)) or any(h <= v for v, h in zip(ilo, ihi)):
+        names = "(x0, y0, x1, y1)" if n == 2 else "(x0, y0, z0, x1, y1, z1)"
+        raise InputError(f"Crop box {list(box)} {names} has no area inside the "
+                         f"{'x'.join(str(s) for s in shape[::-1])} image.")
+    t = torch.as_tensor(heat)[None, None]
+    resized = F.interpolate(t, size=tuple(h - v for v, h in zip(lo, hi)), mode="bilinear" if n == 2 else "trilinear",
+                            align_corners=False)[0, 0].numpy()
+    out = np.zeros(shape, np.float32)
+    out[tuple(slice(a, b) for a, b in zip(ilo, ihi))] = resized[tuple(slice(a - v, b - v)
+                                                                      for a, b, v in zip(ilo, ihi, lo))]
     return out
 
 
 def box_region(box: Sequence[int], image_shape: Sequence[int]) -> np.ndarray:
-    """Boolean mask of the part of box ``(x0, y0, x1, y1)`` inside an image of ``(rows, columns)``."""
-    rows, cols = int(image_shape[0]), int(image_shape[1])
-    x0, y0, x1, y1 = (int(v) for v in box)
-    out = np.zeros((rows, cols), bool)
-    out[max(y0, 0):max(min(y1, rows), 0), max(x0, 0):max(min(x1, cols), 0)] = True
+    """Boolean mask of the part of box ``(x0, y0[, z0], x1, y1[, z1])`` inside an image of shape ``image_shape``.
+
+    ``image_shape``: ``(rows, columns, ...)`` for a 4-number box, ``(slices, rows, columns, ...)``
+    for a 6-number one.
+    """
+    n = len(box) // 2
+    lo, hi, shape = _box_bounds(box, image_shape, n)
+    out = np.zeros(shape, bool)
+    out[tuple(slice(max(v, 0), max(min(h, s), 0)) for v, h, s in zip(lo, hi, shape))] = True
     return out
 
 
@@ -450,12 +478,12 @@ def heat_in_mask(heat: np.ndarray, lesion: np.ndarray, region: np.ndarray | None
 
     Parameters
     ----------
-    heat : ndarray of shape (rows, columns)
+    heat : ndarray of shape (rows, columns) or (slices, rows, columns)
         Negative values count as 0.
-    lesion : ndarray of shape (rows, columns)
+    lesion : ndarray of the shape of ``heat``
         Lesion mask (non-zero inside).
-    region : ndarray of shape (rows, columns), optional
-        Pixels scored (default: all), e.g. the crop box on the full image.
+    region : ndarray of the shape of ``heat``, optional
+        Pixels scored (default: all), e.g. the crop box on the full image (:func:`box_region`).
 
     Returns
     -------

@@ -10,6 +10,10 @@ is scored against the box). A case is TP / FP / FN / TN by its out-of-fold proba
 its fold's training threshold (from the deep stage's ``predictions.parquet`` or the fold
 checkpoint, else 0.5).
 
+Volumes (networks trained with ``spatial_dims=3``): maps, crop boxes, the pasted heat and its
+scores are 3D (``heat_maps.npz`` holds ``(n, S, S, S)`` maps); the pictures (per-case overlays,
+montage) are 2D and show the slice through the middle of the crop box, i.e. of the lesion.
+
 Outputs under ``out_dir`` (``RUN/deep/<arch>/explain``):
 
 =======================  ================================================================
@@ -141,15 +145,30 @@ def _read_case(row: pd.Series) -> tuple[np.ndarray, np.ndarray | None, tuple[flo
     return image, mask, bbox
 
 
-def lesion_region(shape: tuple[int, ...], mask: np.ndarray | None, bbox: tuple[float, ...] | None) -> np.ndarray:
-    """The lesion as a boolean image: the mask, else the box ``(x, y, w, h)`` filled (clipped to the image)."""
+def lesion_region(shape: tuple[int, ...], mask: np.ndarray | None, bbox: tuple[float, ...] | None, *,
+                  spatial_dims: int = 2) -> np.ndarray:
+    """The lesion as a boolean image: the mask, else the box filled (clipped to the image).
+
+    The box is ``(x, y, w, h)``, or ``(x, y, z, w, h, d)`` with ``spatial_dims=3`` (``shape``
+    then starts with the slices).
+    """
     if mask is not None:
         return mask
-    out = np.zeros(shape[:2], bool)
+    n = spatial_dims
+    out = np.zeros(shape[:n], bool)
     if bbox is not None:
-        x, y, w, h = bbox
-        out[max(int(y), 0):max(int(np.ceil(y + h)), 0), max(int(x), 0):max(int(np.ceil(x + w)), 0)] = True
+        start, extent = bbox[:n][::-1], bbox[n:][::-1]  # array order: (z,) y, x
+        out[tuple(slice(max(int(s), 0), max(int(np.ceil(s + e)), 0)) for s, e in zip(start, extent))] = True
     return out
+
+
+def _middle_slice(volume: np.ndarray, lesion: np.ndarray, box: tuple[int, ...], heat_full: np.ndarray,
+                  net_input: np.ndarray, heat: np.ndarray) -> tuple[Any, ...]:
+    """The arguments of :func:`_case_panels` for the slice through the middle of a 3D crop box."""
+    x0, y0, z0, x1, y1, z1 = box
+    z = min(max((z0 + z1) // 2, 0), volume.shape[0] - 1)
+    k = min(int((z - z0 + 0.5) * heat.shape[0] / (z1 - z0)), heat.shape[0] - 1)  # that slice in the resized crop
+    return volume[z], lesion[z], (x0, y0, x1, y1), heat_full[z], net_input[:, k], heat[k]
 
 
 def _resize(arr: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -304,19 +323,21 @@ def explain_cases(checkpoints: Mapping[str, FoldCheckpoint], manifest: Any, out_
         it = tqdm(records, desc="overlays", leave=False)
     for rec in it:
         row, spec = rec.pop("_row"), rec.pop("_spec")
+        n = spec.spatial_dims
         image, mask, bbox = _read_case(row)
         box = roi_box(image.shape, mask=mask, bbox=None if mask is not None else bbox, margin=spec.margin,
-                      min_size=spec.min_size, square=spec.keep_aspect)
-        lesion = lesion_region(image.shape, mask, bbox)
-        heat_full = paste_heat(maps[rec["case_id"]], box, image.shape[:2])
-        score = heat_in_mask(heat_full, lesion, box_region(box, image.shape[:2]))
+                      min_size=spec.min_size, square=spec.keep_aspect, spatial_dims=n)
+        lesion = lesion_region(image.shape, mask, bbox, spatial_dims=n)
+        heat_full = paste_heat(maps[rec["case_id"]], box, image.shape[:n])
+        score = heat_in_mask(heat_full, lesion, box_region(box, image.shape[:n]))
         rec.update({"heat_in_lesion": score.in_lesion, "lesion_area": score.lesion_area, "lift": score.lift,
                     "heat_total": score.total, "lesion_from": "mask" if mask is not None else "bbox",
                     "box": json.dumps([int(v) for v in box])})
         cid = rec["case_id"]
         if overlays == "all" or cid in chosen:
-            overlay, context = _case_panels(image if image.ndim == 2 else image[..., 0], lesion, box, heat_full,
-                                            inputs[cid], maps[cid])
+            panels = ((image if image.ndim == 2 else image[..., 0], lesion, box, heat_full, inputs[cid], maps[cid])
+                      if n == 2 else _middle_slice(image, lesion, box, heat_full, inputs[cid], maps[cid]))
+            overlay, context = _case_panels(*panels)
             if overlays == "all" or (overlays == "montage" and cid in chosen):
                 files.append(save_png(overlay, cases_dir / f"{_safe_name(cid)}.png"))
             if cid in chosen:

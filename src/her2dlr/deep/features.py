@@ -96,8 +96,8 @@ def embed_arrays(model: Any, x: np.ndarray | Any, *, batch_size: int = 64, devic
     ----------
     model : nn.Module
         With ``embed(x)`` and ``forward(x)``; run in eval mode without gradients.
-    x : ndarray or Tensor of shape (n_images, channels, height, width)
-        Prepared inputs (:func:`her2dlr.imaging.roi.prepare_roi`).
+    x : ndarray or Tensor of shape (n_images, channels, height, width) or (n_images, channels, depth, height, width)
+        Prepared inputs (:func:`her2dlr.imaging.roi.prepare_roi`): images, or volumes for a 3D network.
     batch_size : int, default=64
     device : str or torch.device, optional
         Default: the device of the network's parameters.
@@ -115,8 +115,9 @@ def embed_arrays(model: Any, x: np.ndarray | Any, *, batch_size: int = 64, devic
     params = list(model.parameters())
     dev = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x.float()
-    if xt.ndim != 4:
-        raise InputError(f"Inputs must have shape (n_images, channels, height, width); got {tuple(xt.shape)}.")
+    if xt.ndim not in (4, 5):
+        raise InputError("Inputs must have shape (n_images, channels, height, width) or (n_images, channels, depth, "
+                         f"height, width); got {tuple(xt.shape)}.")
     from her2dlr.deep.data import torch_threads
     from her2dlr.deep.train import default_threads
 
@@ -195,8 +196,8 @@ def fold_features(networks: Iterable[tuple[str, Any, Iterable[str], str | None]]
     networks : iterable of (fold, model, train_cases, checkpoint)
         ``model`` may also be a callable returning the network (loaded when needed, so only
         one network is in memory at a time).
-    inputs : ndarray of shape (n_cases, channels, height, width)
-        Prepared network inputs, in the order of ``case_ids``.
+    inputs : ndarray of shape (n_cases, channels, height, width) or (n_cases, channels, depth, height, width)
+        Prepared network inputs (images, or volumes for a 3D network), in the order of ``case_ids``.
     case_ids : sequence of str
     batch_size : int, default=64
     device : optional

@@ -2,13 +2,15 @@
 
 :func:`build_network` makes any of :data:`ARCHS`. Every network has
 
-* ``forward(x) -> logits`` of shape ``(N, n_classes)`` for ``x`` of shape ``(N, C, H, W)``;
+* ``forward(x) -> logits`` of shape ``(N, n_classes)`` for ``x`` of shape ``(N, C, H, W)``, or
+  ``(N, C, D, H, W)`` for a network built with ``spatial_dims=3``;
 * ``embed(x) -> features`` of shape ``(N, embed_dim)``: the penultimate features, after global
   average pooling (what deep-learning radiomics takes, seed 002);
 * ``target_layer``: the name (for ``model.get_submodule(name)``) of the last convolutional
-  feature map, ``(N, embed_dim, h, w)``, whose global average is ``embed(x)``. The classifier is
-  one linear layer on that average, so class activation maps (CAM, Zhou et al. 2016: the
-  classifier weights times this map) and Grad-CAM both use this layer;
+  feature map, ``(N, embed_dim, h, w)`` (``(N, embed_dim, d, h, w)`` in 3D), whose global
+  average is ``embed(x)``. The classifier is one linear layer on that average, so class
+  activation maps (CAM, Zhou et al. 2016: the classifier weights times this map) and Grad-CAM
+  both use this layer;
 * ``config``: what :func:`build_network` needs to make the same network again (stored in
   checkpoints).
 
@@ -20,8 +22,13 @@ Architectures
 ``vit`` (MONAI ViT encoder; classified from the average of its patch tokens, which are laid
 out as a map for CAM).
 
+2D and 3D: every network is made for ``spatial_dims`` 2 or 3 from one class, its layers looked
+up in MONAI's factories (``Conv[Conv.CONV, spatial_dims]``, ``Norm``, ``Pool``, ``Dropout``) or
+passed to MONAI's own ``spatial_dims``. A 3D network takes cubes of side ``image_size``.
+
 Pretrained weights are read only from a file the user gives (``weights=Path``); nothing is
-downloaded. A her2dlr checkpoint of another architecture, input size or channel count is refused.
+downloaded. A her2dlr checkpoint of another architecture, input size, channel count or number of
+spatial dimensions is refused.
 """
 
 from __future__ import annotations
@@ -32,9 +39,10 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
+from monai.networks.layers.factories import Conv, Dropout, Norm, Pool
 from monai.networks.nets import DenseNet121, ResNet
 from torch import Tensor, nn
 
@@ -43,6 +51,8 @@ from her2dlr.errors import InputError, nearest
 __all__ = [
     "ARCHS",
     "DEFAULT_IMAGE_SIZE",
+    "DEFAULT_VOLUME_SIZE",
+    "SPATIAL_DIMS",
     "CamNetwork",
     "DenseNet3Block",
     "DenseNet121Net",
@@ -53,10 +63,22 @@ __all__ = [
     "load_weights",
     "list_archs",
     "check_arch",
+    "check_spatial_dims",
+    "default_image_size",
     "CHECKPOINT_FORMAT",
 ]
 
 CHECKPOINT_FORMAT = "her2dlr-deep-checkpoint"
+#: Allowed values of ``spatial_dims``: 2 (images ``(N, C, H, W)``) or 3 (volumes ``(N, C, D, H, W)``).
+SPATIAL_DIMS = (2, 3)
+
+
+def check_spatial_dims(spatial_dims: Any, owner: str = "build_network") -> int:
+    """Return ``spatial_dims`` when it is 2 or 3, else raise an error naming ``owner``."""
+    if isinstance(spatial_dims, bool) or spatial_dims not in SPATIAL_DIMS:
+        raise InputError(f"The 'spatial_dims' parameter of {owner} must be 2 (images) or 3 (volumes). "
+                         f"Got {spatial_dims!r} instead.")
+    return int(spatial_dims)
 
 
 @runtime_checkable
@@ -76,16 +98,18 @@ class CamNetwork(Protocol):
 class _DenseLayer(nn.Module):
     """BN-ReLU-Conv1x1 (bottleneck) then BN-ReLU-Conv3x3 giving ``growth_rate`` new maps."""
 
-    def __init__(self, in_channels: int, growth_rate: int, bn_size: int, dropout: float) -> None:
+    def __init__(self, in_channels: int, growth_rate: int, bn_size: int, dropout: float, spatial_dims: int = 2
+                 ) -> None:
         super().__init__()
+        conv, norm = Conv[Conv.CONV, spatial_dims], Norm[Norm.BATCH, spatial_dims]
         width = bn_size * growth_rate
-        self.norm1 = nn.BatchNorm2d(in_channels)
+        self.norm1 = norm(in_channels)
         self.relu1 = nn.ReLU(inplace=True)
-        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=1, bias=False)
-        self.norm2 = nn.BatchNorm2d(width)
+        self.conv1 = conv(in_channels, width, kernel_size=1, bias=False)
+        self.norm2 = norm(width)
         self.relu2 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(width, growth_rate, kernel_size=3, padding=1, bias=False)
-        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.conv2 = conv(width, growth_rate, kernel_size=3, padding=1, bias=False)
+        self.dropout = Dropout[Dropout.DROPOUT, spatial_dims](dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv1(self.relu1(self.norm1(x)))
@@ -94,20 +118,21 @@ class _DenseLayer(nn.Module):
 
 
 class _DenseBlock(nn.Sequential):
-    def __init__(self, n_layers: int, in_channels: int, growth_rate: int, bn_size: int, dropout: float) -> None:
+    def __init__(self, n_layers: int, in_channels: int, growth_rate: int, bn_size: int, dropout: float,
+                 spatial_dims: int = 2) -> None:
         super().__init__(OrderedDict(
-            (f"layer{i + 1}", _DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size, dropout))
+            (f"layer{i + 1}", _DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size, dropout, spatial_dims))
             for i in range(n_layers)
         ))
 
 
 class _Transition(nn.Sequential):
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, spatial_dims: int = 2) -> None:
         super().__init__(OrderedDict([
-            ("norm", nn.BatchNorm2d(in_channels)),
+            ("norm", Norm[Norm.BATCH, spatial_dims](in_channels)),
             ("relu", nn.ReLU(inplace=True)),
-            ("conv", nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)),
-            ("pool", nn.AvgPool2d(kernel_size=2, stride=2)),
+            ("conv", Conv[Conv.CONV, spatial_dims](in_channels, out_channels, kernel_size=1, bias=False)),
+            ("pool", Pool[Pool.AVG, spatial_dims](kernel_size=2, stride=2)),
         ]))
 
 
@@ -136,6 +161,7 @@ class DenseNet3Block(nn.Module):
     the blocks, the growth rate and the stem are choices of this reconstruction, all arguments:
     ``stem_stride=1`` keeps the blocks at 32, 16 and 8 pixels (finer CAM, about 4x the compute,
     too slow to cross-validate on two CPU cores), ``stem_pool=False`` halves the reduction again.
+    With ``spatial_dims=3`` every layer is its 3D counterpart (the paper is 2D).
 
     Parameters
     ----------
@@ -155,12 +181,17 @@ class DenseNet3Block(nn.Module):
         Stride of the stem convolution.
     stem_pool : bool, default=True
         2x2 max-pool after the stem.
+    spatial_dims : {2, 3}, default=2
+        Images ``(N, C, H, W)`` or volumes ``(N, C, D, H, W)``.
     """
 
     def __init__(self, in_channels: int = 1, n_classes: int = 2, *, block_layers: Sequence[int] = (4, 4, 32),
                  growth_rate: int = 12, bn_size: int = 4, compression: float = 0.5, dropout: float = 0.0,
-                 head_dropout: float = 0.2, stem_stride: int = 2, stem_pool: bool = True) -> None:
+                 head_dropout: float = 0.2, stem_stride: int = 2, stem_pool: bool = True,
+                 spatial_dims: int = 2) -> None:
         super().__init__()
+        dims = check_spatial_dims(spatial_dims, "DenseNet3Block")
+        conv, norm = Conv[Conv.CONV, dims], Norm[Norm.BATCH, dims]
         if not block_layers or any(int(n) < 1 for n in block_layers):
             raise InputError(f"block_layers must be positive layer counts; got {list(block_layers)}.")
         if not 0.0 < compression <= 1.0:
@@ -169,31 +200,31 @@ class DenseNet3Block(nn.Module):
             raise InputError(f"stem_stride must be 1 or 2; got {stem_stride!r}.")
         channels = 2 * growth_rate
         layers: list[tuple[str, nn.Module]] = [
-            ("conv0", nn.Conv2d(in_channels, channels, kernel_size=3, stride=stem_stride, padding=1, bias=False)),
-            ("norm0", nn.BatchNorm2d(channels)),
+            ("conv0", conv(in_channels, channels, kernel_size=3, stride=stem_stride, padding=1, bias=False)),
+            ("norm0", norm(channels)),
             ("relu0", nn.ReLU(inplace=True)),
         ]
         if stem_pool:
-            layers.append(("pool0", nn.MaxPool2d(kernel_size=2, stride=2)))
+            layers.append(("pool0", Pool[Pool.MAX, dims](kernel_size=2, stride=2)))
         for i, n in enumerate(block_layers):
-            layers.append((f"denseblock{i + 1}", _DenseBlock(int(n), channels, growth_rate, bn_size, dropout)))
+            layers.append((f"denseblock{i + 1}", _DenseBlock(int(n), channels, growth_rate, bn_size, dropout, dims)))
             channels += int(n) * growth_rate
             if i < len(block_layers) - 1:
                 out = max(int(channels * compression), 1)
-                layers.append((f"transition{i + 1}", _Transition(channels, out)))
+                layers.append((f"transition{i + 1}", _Transition(channels, out, dims)))
                 channels = out
-        layers += [("norm_final", nn.BatchNorm2d(channels)), ("relu_final", nn.ReLU(inplace=False))]
+        layers += [("norm_final", norm(channels)), ("relu_final", nn.ReLU(inplace=False))]
         self.features = nn.Sequential(OrderedDict(layers))
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = Pool[Pool.ADAPTIVEAVG, dims](1)
         self.dropout = nn.Dropout(head_dropout) if head_dropout > 0 else nn.Identity()
         self.classifier = nn.Linear(channels, n_classes)
         self.target_layer = "features.relu_final"
         self.embed_dim = channels
         self.config: dict[str, Any] = {}
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, conv):
                 nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, norm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
@@ -218,7 +249,7 @@ class VGG19(nn.Module):
     Sixteen 3x3 convolutions in five stages, each stage ending with a 2x2 max-pool. The three
     fully connected layers of the original (120 M parameters, made for 224 x 224 ImageNet
     images) are replaced by global average pooling, dropout and one linear layer, which makes
-    the network CAM-ready and usable at any input size >= 32.
+    the network CAM-ready and usable at any input size >= 32 (>= 16 for volumes).
     Written here because MONAI has no VGG.
 
     Parameters
@@ -226,10 +257,15 @@ class VGG19(nn.Module):
     in_channels : int, default=1
     n_classes : int, default=2
     head_dropout : float, default=0.5
+    spatial_dims : {2, 3}, default=2
+        3x3 or 3x3x3 convolutions.
     """
 
-    def __init__(self, in_channels: int = 1, n_classes: int = 2, *, head_dropout: float = 0.5) -> None:
+    def __init__(self, in_channels: int = 1, n_classes: int = 2, *, head_dropout: float = 0.5,
+                 spatial_dims: int = 2) -> None:
         super().__init__()
+        dims = check_spatial_dims(spatial_dims, "VGG19")
+        conv, norm = Conv[Conv.CONV, dims], Norm[Norm.BATCH, dims]
         layers: list[tuple[str, nn.Module]] = []
         channels = in_channels
         last_stage = len(VGG19_LAYOUT)
@@ -237,22 +273,22 @@ class VGG19(nn.Module):
             for j, width in enumerate(widths, start=1):
                 final = s == last_stage and j == len(widths)
                 layers += [
-                    (f"conv{s}_{j}", nn.Conv2d(channels, width, kernel_size=3, padding=1, bias=False)),
-                    (f"bn{s}_{j}", nn.BatchNorm2d(width)),
+                    (f"conv{s}_{j}", conv(channels, width, kernel_size=3, padding=1, bias=False)),
+                    (f"bn{s}_{j}", norm(width)),
                     (f"relu{s}_{j}", nn.ReLU(inplace=not final)),
                 ]
                 channels = width
             if s < last_stage:
-                layers.append((f"pool{s}", nn.MaxPool2d(kernel_size=2, stride=2)))
+                layers.append((f"pool{s}", Pool[Pool.MAX, dims](kernel_size=2, stride=2)))
         self.features = nn.Sequential(OrderedDict(layers))
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = Pool[Pool.ADAPTIVEAVG, dims](1)
         self.dropout = nn.Dropout(head_dropout) if head_dropout > 0 else nn.Identity()
         self.classifier = nn.Linear(channels, n_classes)
         self.target_layer = f"features.relu{last_stage}_{len(VGG19_LAYOUT[-1])}"
         self.embed_dim = channels
         self.config: dict[str, Any] = {}
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, conv):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
@@ -269,13 +305,15 @@ class VGG19(nn.Module):
 
 # --------------------------------------------------------------------------- MONAI networks
 class DenseNet121Net(DenseNet121):
-    """MONAI DenseNet-121 (2D) with ``embed`` and ``target_layer`` (``class_layers.relu``).
+    """MONAI DenseNet-121 (2D or 3D) with ``embed`` and ``target_layer`` (``class_layers.relu``).
 
     Parameter names are MONAI's, so MONAI-format DenseNet-121 weights load as they are.
     """
 
-    def __init__(self, in_channels: int = 1, n_classes: int = 2, *, dropout: float = 0.0) -> None:
-        super().__init__(spatial_dims=2, in_channels=in_channels, out_channels=n_classes,
+    def __init__(self, in_channels: int = 1, n_classes: int = 2, *, dropout: float = 0.0,
+                 spatial_dims: int = 2) -> None:
+        super().__init__(spatial_dims=check_spatial_dims(spatial_dims, "DenseNet121Net"), in_channels=in_channels,
+                         out_channels=n_classes,
                          dropout_prob=dropout, pretrained=False)
         self.class_layers.relu = nn.ReLU(inplace=False)  # hooks need the map kept
         self.target_layer = "class_layers.relu"
@@ -296,7 +334,7 @@ RESNET_LAYERS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 
 class ResNetNet(ResNet):
-    """MONAI ResNet-50 / -101 (2D, bottleneck blocks, ImageNet stem) with ``embed`` and ``target_layer``.
+    """MONAI ResNet-50 / -101 (2D or 3D, bottleneck blocks, ImageNet stem) with ``embed`` and ``target_layer``.
 
     The stem is the ImageNet one (7x7 convolution with stride 2, max-pool) and the shortcut
     projections have no bias, so converted ImageNet weights fit by shape.
@@ -305,13 +343,15 @@ class ResNetNet(ResNet):
     ----------
     depth : {50, 101}
     in_channels, n_classes : int
+    spatial_dims : {2, 3}, default=2
     """
 
-    def __init__(self, depth: int = 50, in_channels: int = 1, n_classes: int = 2) -> None:
+    def __init__(self, depth: int = 50, in_channels: int = 1, n_classes: int = 2, *, spatial_dims: int = 2) -> None:
         if depth not in RESNET_LAYERS:
             raise InputError(f"ResNet depth must be one of {sorted(RESNET_LAYERS)}; got {depth!r}.")
         super().__init__(block="bottleneck", layers=list(RESNET_LAYERS[depth]), block_inplanes=[64, 128, 256, 512],
-                         spatial_dims=2, n_input_channels=in_channels, conv1_t_size=7, conv1_t_stride=2,
+                         spatial_dims=check_spatial_dims(spatial_dims, "ResNetNet"), n_input_channels=in_channels,
+                         conv1_t_size=7, conv1_t_stride=2,
                          num_classes=n_classes, bias_downsample=False)
         self.target_layer = "layer4"
         self.embed_dim = int(self.fc.in_features)
@@ -331,9 +371,9 @@ class ResNetNet(ResNet):
 
 
 class _TokenMap(nn.Module):
-    """Patch tokens ``(N, h * w, D)`` laid out as a feature map ``(N, D, h, w)``."""
+    """Patch tokens ``(N, h * w, D)`` laid out as a feature map ``(N, D, h, w)`` (``(N, D, d, h, w)`` in 3D)."""
 
-    def __init__(self, grid: tuple[int, int]) -> None:
+    def __init__(self, grid: tuple[int, ...]) -> None:
         super().__init__()
         self.grid = grid
 
@@ -347,7 +387,7 @@ class ViTNet(nn.Module):
 
     The encoder (patch embedding, transformer blocks, final layer norm) is MONAI's ``ViT``;
     instead of a class token, the patch tokens are laid out as a ``(D, h, w)`` map
-    (``token_map``, the CAM target) and averaged, and one linear layer classifies the average:
+    (``(D, d, h, w)`` in 3D; ``token_map``, the CAM target) and averaged, and one linear layer classifies the average:
     the same head as the CNNs, so ``embed`` and CAM mean the same thing for every network.
     Default size: ViT-B/16. Needs the ``einops`` package (a MONAI dependency for attention).
 
@@ -360,12 +400,15 @@ class ViTNet(nn.Module):
     hidden_size, mlp_dim, num_layers, num_heads : int
         Encoder size (768, 3072, 12, 12).
     dropout : float, default=0.0
+    spatial_dims : {2, 3}, default=2
+        Square patches of images or cubic patches of volumes.
     """
 
     def __init__(self, in_channels: int = 1, n_classes: int = 2, *, image_size: int = 224, patch_size: int = 16,
                  hidden_size: int = 768, mlp_dim: int = 3072, num_layers: int = 12, num_heads: int = 12,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, spatial_dims: int = 2) -> None:
         super().__init__()
+        dims = check_spatial_dims(spatial_dims, "ViTNet")
         try:
             import einops  # noqa: F401
         except ImportError:
@@ -378,10 +421,9 @@ class ViTNet(nn.Module):
             raise InputError(f"vit: hidden_size {hidden_size} must be a multiple of num_heads {num_heads}.")
         self.encoder = ViT(in_channels=in_channels, img_size=image_size, patch_size=patch_size,
                            hidden_size=hidden_size, mlp_dim=mlp_dim, num_layers=num_layers, num_heads=num_heads,
-                           proj_type="conv", classification=False, dropout_rate=dropout, spatial_dims=2)
-        grid = image_size // patch_size
-        self.token_map = _TokenMap((grid, grid))
-        self.pool = nn.AdaptiveAvgPool2d(1)
+                           proj_type="conv", classification=False, dropout_rate=dropout, spatial_dims=dims)
+        self.token_map = _TokenMap((image_size // patch_size,) * dims)
+        self.pool = Pool[Pool.ADAPTIVEAVG, dims](1)
         self.classifier = nn.Linear(hidden_size, n_classes)
         self.target_layer = "token_map"
         self.embed_dim = hidden_size
@@ -398,29 +440,40 @@ class ViTNet(nn.Module):
 
 
 # --------------------------------------------------------------------------- registry
-#: arch -> (constructor (in_channels, n_classes, image_size, **options), function whose keyword arguments are the
-#: allowed options, smallest input size, description)
-_REGISTRY: dict[str, tuple[Callable[..., nn.Module], Callable[..., Any], int, str]] = {
-    "densenet3block": (lambda c, k, s, **o: DenseNet3Block(c, k, **o), DenseNet3Block.__init__, 16,
-                       "three dense blocks (4, 4, 32 layers), seed 000, 64x64"),
-    "densenet121": (lambda c, k, s, **o: DenseNet121Net(c, k, **o), DenseNet121Net.__init__, 32,
-                    "MONAI DenseNet-121"),
-    "resnet50": (lambda c, k, s, **o: ResNetNet(50, c, k, **o), lambda self: None, 32, "MONAI ResNet-50"),
-    "resnet101": (lambda c, k, s, **o: ResNetNet(101, c, k, **o), lambda self: None, 32,
-                  "MONAI ResNet-101 (seed 002)"),
-    "vgg19": (lambda c, k, s, **o: VGG19(c, k, **o), VGG19.__init__, 32, "VGG-19 with batch norm, GAP head"),
-    "vit": (lambda c, k, s, **o: ViTNet(c, k, image_size=s, **o), ViTNet.__init__, 16,
-            "MONAI ViT-B/16 encoder, mean-token head"),
+class _Entry(NamedTuple):
+    make: Callable[..., nn.Module]  # (in_channels, n_classes, image_size, spatial_dims, **options)
+    signature: Callable[..., Any]  # its keyword arguments are the allowed options
+    min_size: int  # smallest image side
+    min_size_3d: int  # smallest volume side (3D crops are small: memory grows with the cube)
+    description: str
+
+
+_REGISTRY: dict[str, _Entry] = {
+    "densenet3block": _Entry(lambda c, k, s, d, **o: DenseNet3Block(c, k, spatial_dims=d, **o),
+                             DenseNet3Block.__init__, 16, 16, "three dense blocks (4, 4, 32 layers), seed 000, 64x64"),
+    "densenet121": _Entry(lambda c, k, s, d, **o: DenseNet121Net(c, k, spatial_dims=d, **o),
+                          DenseNet121Net.__init__, 32, 32, "MONAI DenseNet-121"),
+    "resnet50": _Entry(lambda c, k, s, d, **o: ResNetNet(50, c, k, spatial_dims=d, **o), lambda self: None, 32, 16,
+                       "MONAI ResNet-50"),
+    "resnet101": _Entry(lambda c, k, s, d, **o: ResNetNet(101, c, k, spatial_dims=d, **o), lambda self: None, 32, 16,
+                        "MONAI ResNet-101 (seed 002)"),
+    "vgg19": _Entry(lambda c, k, s, d, **o: VGG19(c, k, spatial_dims=d, **o), VGG19.__init__, 32, 16,
+                    "VGG-19 with batch norm, GAP head"),
+    "vit": _Entry(lambda c, k, s, d, **o: ViTNet(c, k, image_size=s, spatial_dims=d, **o), ViTNet.__init__, 16, 16,
+                  "MONAI ViT-B/16 encoder, mean-token head"),
 }
 ARCHS = tuple(_REGISTRY)
-#: Input size each network is usually trained at.
+#: Input size each network is usually trained at (images).
 DEFAULT_IMAGE_SIZE = {"densenet3block": 64, "densenet121": 224, "resnet50": 224, "resnet101": 224, "vgg19": 224,
                       "vit": 224}
+#: Cube side of volumes by default: a 64^3 crop holds as many voxels as a 512 x 512 image.
+DEFAULT_VOLUME_SIZE = {"densenet3block": 32, "densenet121": 64, "resnet50": 64, "resnet101": 64, "vgg19": 64,
+                       "vit": 64}
 
 
 def list_archs() -> dict[str, str]:
     """Arch name -> one-line description."""
-    return {name: entry[3] for name, entry in _REGISTRY.items()}
+    return {name: entry.description for name, entry in _REGISTRY.items()}
 
 
 def check_arch(arch: str) -> str:
@@ -430,14 +483,21 @@ def check_arch(arch: str) -> str:
     return arch
 
 
+def default_image_size(arch: str, spatial_dims: int = 2) -> int:
+    """The usual input side of ``arch``: :data:`DEFAULT_IMAGE_SIZE` in 2D, :data:`DEFAULT_VOLUME_SIZE` in 3D."""
+    check_arch(arch)
+    table = DEFAULT_VOLUME_SIZE if check_spatial_dims(spatial_dims, "default_image_size") == 3 else DEFAULT_IMAGE_SIZE
+    return table[arch]
+
+
 def _option_names(fn: Callable[..., Any]) -> list[str]:
     params = inspect.signature(fn).parameters.values()
-    return [p.name for p in params if p.kind == p.KEYWORD_ONLY or
-            (p.kind == p.POSITIONAL_OR_KEYWORD and p.name not in ("self", "in_channels", "n_classes", "image_size"))]
+    fixed = ("self", "in_channels", "n_classes", "image_size", "spatial_dims")
+    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in fixed]
 
 
 def build_network(arch: str, *, in_channels: int = 1, n_classes: int = 2, image_size: int = 64,
-                  weights: str | os.PathLike[str] | None = None, **options: Any) -> nn.Module:
+                  spatial_dims: int = 2, weights: str | os.PathLike[str] | None = None, **options: Any) -> nn.Module:
     """Make a classification network with ``forward``, ``embed`` and ``target_layer``.
 
     Parameters
@@ -448,11 +508,14 @@ def build_network(arch: str, *, in_channels: int = 1, n_classes: int = 2, image_
         1 (grey) or 3.
     n_classes : int, default=2
     image_size : int, default=64
-        Input height and width (needed by ``vit``; checked against each network's minimum).
+        Input height and width (and depth in 3D); needed by ``vit``, checked against each
+        network's minimum.
+    spatial_dims : {2, 3}, default=2
+        Images ``(N, C, H, W)`` or volumes ``(N, C, D, H, W)``.
     weights : path, optional
         Local file of weights to start from: a her2dlr checkpoint (must be of the same arch,
-        input size and channels) or a state dict with this network's parameter names. Never
-        downloaded.
+        input size, channels and spatial dimensions) or a state dict with this network's
+        parameter names. Never downloaded.
     **options
         Arch-specific arguments (e.g. ``growth_rate``, ``block_layers`` for ``densenet3block``;
         ``patch_size``, ``hidden_size`` for ``vit``; ``dropout`` / ``head_dropout``).
@@ -466,7 +529,7 @@ def build_network(arch: str, *, in_channels: int = 1, n_classes: int = 2, image_
     ------
     InputError
         Unknown arch (lists the known ones and the nearest), unknown option, too small an
-        input, or weights that do not fit.
+        input, spatial_dims other than 2 or 3, or weights that do not fit.
 
     Examples
     --------
@@ -475,22 +538,27 @@ def build_network(arch: str, *, in_channels: int = 1, n_classes: int = 2, image_
     torch.Size([2, 2])
     >>> net.get_submodule(net.target_layer).__class__.__name__
     'ReLU'
+    >>> vol = build_network("densenet3block", image_size=16, spatial_dims=3, block_layers=(1, 1, 2)).eval()
+    >>> vol(torch.zeros(1, 1, 16, 16, 16)).shape
+    torch.Size([1, 2])
     """
     check_arch(arch)
-    make, signature, min_size, _ = _REGISTRY[arch]
+    dims = check_spatial_dims(spatial_dims)
+    entry = _REGISTRY[arch]
+    min_size = entry.min_size_3d if dims == 3 else entry.min_size
     for name, value, low in (("in_channels", in_channels, 1), ("n_classes", n_classes, 2),
                              ("image_size", image_size, min_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InputError(f"The '{name}' parameter of build_network('{arch}') must be an int >= {low}. "
                              f"Got {value!r} instead.")
-    allowed = _option_names(signature)
+    allowed = _option_names(entry.signature)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise InputError(f"Unknown option(s) {unknown} for network '{arch}'. Allowed: {allowed or 'none'}."
                          f"{nearest(unknown[0], allowed)}")
-    model = make(in_channels, n_classes, image_size, **options)
+    model = entry.make(in_channels, n_classes, image_size, dims, **options)
     model.config = {"arch": arch, "in_channels": in_channels, "n_classes": n_classes, "image_size": image_size,
-                    "options": dict(options)}
+                    "spatial_dims": dims, "options": dict(options)}
     if weights is not None:
         load_weights(model, weights)
     return model
@@ -516,7 +584,8 @@ def _read_state(path: Path) -> tuple[Mapping[str, Tensor], dict[str, Any] | None
 def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> list[str]:
     """Load weights from a local file into ``model``; return the parameter names left as initialised.
 
-    A her2dlr checkpoint must match the model's arch, input size and channel count. Parameters
+    A her2dlr checkpoint must match the model's arch, input size, channel count and number of
+    spatial dimensions (checkpoints without it are 2D). Parameters
     whose shapes differ (a classifier with another number of classes) are skipped with a
     warning; when fewer than half of the model's tensors can be loaded the file is refused.
 
@@ -529,13 +598,16 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> list[str]
     state, meta = _read_state(path)
     config = getattr(model, "config", {}) or {}
     if meta is not None and config:
-        for key, what in (("arch", "architecture"), ("image_size", "input size"), ("in_channels", "channel count")):
+        meta = {**meta, "spatial_dims": meta.get("spatial_dims", 2)}
+        config = {**config, "spatial_dims": config.get("spatial_dims", 2)}
+        for key, what in (("arch", "architecture"), ("image_size", "input size"), ("in_channels", "channel count"),
+                          ("spatial_dims", "spatial dimensions")):
             if meta.get(key) != config.get(key):
                 raise InputError(
                     f"Checkpoint {path} is for {what} {meta.get(key)!r} (arch {meta.get('arch')!r}, "
-                    f"{meta.get('image_size')} px, {meta.get('in_channels')} channel(s)); this network is "
-                    f"{config.get(key)!r} (arch {config.get('arch')!r}, {config.get('image_size')} px, "
-                    f"{config.get('in_channels')} channel(s))."
+                    f"{meta.get('image_size')} px, {meta.get('in_channels')} channel(s), {meta['spatial_dims']}D); "
+                    f"this network is {config.get(key)!r} (arch {config.get('arch')!r}, {config.get('image_size')} "
+                    f"px, {config.get('in_channels')} channel(s), {config['spatial_dims']}D)."
                 )
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}

@@ -9,7 +9,8 @@ Example (YAML)::
 
     deep:
       arch: densenet3block        # her2dlr train archs
-      image_size: 64              # default: 64 for densenet3block, 224 for the others
+      spatial_dims: 2             # 2: images (modality US); 3: volumes (modality MR), cubic ROIs
+      image_size: 64              # default: 64 for densenet3block, 224 for the others (3D: 32, 64)
       channels: 1
       margin: 10                  # px around the lesion's bounding rectangle (seed 002)
       epochs: 40
@@ -52,7 +53,8 @@ class DeepSettings(_Strict):
     """``deep:``: network, ROI input and training of ``her2dlr train deep``."""
 
     arch: str = Field("densenet3block", description="Network (her2dlr train archs).")
-    image_size: int | None = Field(None, ge=8, description="ROI side in px (default by network).")
+    spatial_dims: Literal[2, 3] = Field(2, description="2: images (US), 3: volumes (MR) with cubic ROIs.")
+    image_size: int | None = Field(None, ge=8, description="ROI side in px (default by network and spatial_dims).")
     channels: Literal[1, 3] = 1
     margin: int = Field(10, ge=0, description="Pixels added around the lesion's bounding rectangle.")
     keep_aspect: bool = Field(False, description="Square the ROI with image context instead of stretching it.")
@@ -80,23 +82,24 @@ class DeepSettings(_Strict):
         ``weights_dir``: folder that a relative ``weights`` path is read against (the study file's).
         Loads torch (the network registry); raises InputError for an unknown ``arch``.
         """
-        from her2dlr.deep.networks import DEFAULT_IMAGE_SIZE, check_arch
+        from her2dlr.deep.networks import check_arch, default_image_size
         from her2dlr.deep.train import TrainSettings
         from her2dlr.imaging.roi import RoiSpec
 
         check_arch(self.arch)
-        size = self.image_size or DEFAULT_IMAGE_SIZE[self.arch]
+        size = self.image_size or default_image_size(self.arch, self.spatial_dims)
         weights = self.weights
         if weights is not None and weights_dir is not None and not weights.expanduser().is_absolute():
             weights = weights_dir / weights
         train = TrainSettings(
-            arch=self.arch, image_size=size, in_channels=self.channels,
+            arch=self.arch, image_size=size, spatial_dims=self.spatial_dims, in_channels=self.channels,
             weights=str(weights.expanduser()) if weights is not None else None, epochs=self.epochs,
             batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, loss=self.loss,
             scheduler=self.scheduler, patience=self.patience, keep=self.keep, val_fraction=self.val_fraction,
             seed=self.seed, device=self.device, allow_cpu_fallback=self.allow_cpu_fallback, num_workers=num_workers,
             num_threads=num_threads, distributed=distributed, progress=progress)
-        roi = RoiSpec(size=size, margin=self.margin, channels=self.channels, keep_aspect=self.keep_aspect)
+        roi = RoiSpec(size=size, margin=self.margin, channels=self.channels, keep_aspect=self.keep_aspect,
+                      spatial_dims=self.spatial_dims)
         return train, roi
 
     def merged(self, **overrides: Any) -> DeepSettings:

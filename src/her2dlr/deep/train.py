@@ -1,6 +1,7 @@
 """Training one network on one training set: inner validation, early stopping, checkpoints, resume.
 
-:func:`train_network` takes ROI arrays and labels (one training fold) and
+:func:`train_network` takes ROI arrays (images ``(n, C, S, S)``, or volumes ``(n, C, S, S, S)``
+with ``spatial_dims=3``) and labels (one training fold) and
 
 1. holds out an inner validation split, stratified and by group (patient / near-duplicate
    group), with :func:`her2dlr.cohort.splits.stratified_group_holdout`;
@@ -107,6 +108,9 @@ class TrainSettings:
         See :data:`her2dlr.deep.networks.ARCHS`.
     image_size : int, default=64
         Side of the ROI arrays.
+    spatial_dims : {2, 3}, default=2
+        ROI arrays ``(n, C, S, S)`` (images) or ``(n, C, S, S, S)`` (volumes); sets the network's
+        layers and the augmentation.
     in_channels : int, default=1
     n_classes : int, default=2
     arch_options : dict, optional
@@ -164,6 +168,7 @@ class TrainSettings:
 
     arch: str = "densenet3block"
     image_size: int = 64
+    spatial_dims: int = 2
     in_channels: int = 1
     n_classes: int = 2
     arch_options: Mapping[str, Any] = field(default_factory=dict)
@@ -193,9 +198,10 @@ class TrainSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        from her2dlr.deep.networks import ARCHS
+        from her2dlr.deep.networks import ARCHS, check_spatial_dims
 
         _choice("arch", self.arch, ARCHS)
+        check_spatial_dims(self.spatial_dims, "TrainSettings")
         _choice("loss", self.loss, LOSSES)
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("keep", self.keep, KEEP)
@@ -437,7 +443,8 @@ def make_checkpoint(model: nn.Module, settings: TrainSettings, *, epoch: int, ki
     return {
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": kind,
         "arch": config["arch"], "image_size": config["image_size"], "in_channels": config["in_channels"],
-        "n_classes": config["n_classes"], "arch_options": _plain(config.get("options", {})),
+        "n_classes": config["n_classes"], "spatial_dims": int(config.get("spatial_dims", 2)),
+        "arch_options": _plain(config.get("options", {})),
         "seed": settings.seed, "epoch": epoch,
         "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
@@ -493,30 +500,34 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def model_from_checkpoint(checkpoint: str | os.PathLike[str] | Mapping[str, Any], *, arch: str | None = None,
-                          image_size: int | None = None, in_channels: int | None = None) -> nn.Module:
+                          image_size: int | None = None, in_channels: int | None = None,
+                          spatial_dims: int | None = None) -> nn.Module:
     """Rebuild the network of a checkpoint with its weights, in eval mode on the CPU.
 
     Parameters
     ----------
     checkpoint : path or dict
-    arch, image_size, in_channels : optional
-        When given, must match the checkpoint (else a clear error).
+    arch, image_size, in_channels, spatial_dims : optional
+        When given, must match the checkpoint (else a clear error). A checkpoint without
+        ``spatial_dims`` holds a 2D network.
 
     Raises
     ------
     InputError
-        Not a checkpoint, or one of another arch / input size / channel count than asked.
+        Not a checkpoint, or one of another arch / input size / channel count / dimensionality than asked.
     """
     ckpt = load_checkpoint(checkpoint) if not isinstance(checkpoint, Mapping) else dict(checkpoint)
+    ckpt.setdefault("spatial_dims", 2)
     where = checkpoint if not isinstance(checkpoint, Mapping) else "the checkpoint"
-    for key, want in (("arch", arch), ("image_size", image_size), ("in_channels", in_channels)):
+    for key, want in (("arch", arch), ("image_size", image_size), ("in_channels", in_channels),
+                      ("spatial_dims", spatial_dims)):
         if want is not None and ckpt.get(key) != want:
             raise InputError(f"{where} holds a network with {key}={ckpt.get(key)!r}, not {want!r} "
                              f"(arch {ckpt.get('arch')!r}, {ckpt.get('image_size')} px, "
                              f"{ckpt.get('in_channels')} channel(s)).")
     options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(ckpt.get("arch_options") or {}).items()}
     model = build_network(ckpt["arch"], in_channels=ckpt["in_channels"], n_classes=ckpt["n_classes"],
-                          image_size=ckpt["image_size"], **options)
+                          image_size=ckpt["image_size"], spatial_dims=ckpt["spatial_dims"], **options)
     model.load_state_dict(ckpt["model_state"])
     return model.eval()
 
@@ -610,8 +621,9 @@ def train_network(rois: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
 
     Parameters
     ----------
-    rois : ndarray of shape (n_cases, in_channels, image_size, image_size)
-        Prepared ROIs (:func:`her2dlr.deep.data.manifest_rois`).
+    rois : ndarray of shape (n_cases, in_channels, image_size, image_size[, image_size])
+        Prepared ROIs (:func:`her2dlr.deep.data.manifest_rois`); one more ``image_size`` axis
+        for volumes (``settings.spatial_dims=3``).
     labels : ndarray of shape (n_cases,)
         Integer classes 0 .. n_classes - 1.
     groups : ndarray of shape (n_cases,), optional
@@ -642,9 +654,9 @@ def train_network(rois: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
     settings = settings or TrainSettings()
     rois = np.asarray(rois, dtype=np.float32)
     y = np.asarray(labels)
-    want = (settings.in_channels, settings.image_size, settings.image_size)
-    if rois.ndim != 4 or tuple(rois.shape[1:]) != want:
-        raise InputError(f"{name}: ROI arrays must have shape (n, {want[0]}, {want[1]}, {want[2]}) for these "
+    want = (settings.in_channels,) + (settings.image_size,) * settings.spatial_dims
+    if rois.ndim != 1 + len(want) or tuple(rois.shape[1:]) != want:
+        raise InputError(f"{name}: ROI arrays must have shape (n, {', '.join(map(str, want))}) for these "
                          f"settings; got {rois.shape}.")
     if len(y) != len(rois):
         raise InputError(f"{name}: {len(rois)} ROIs but {len(y)} labels.")
@@ -679,22 +691,91 @@ def train_network(rois: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
                 os.environ.pop(key, None)
 
 
+@dataclass
+class _Run:
+    """What one training run works with: its data, settings, outputs, and where it runs."""
+
+    rois: np.ndarray
+    y: np.ndarray
+    fit_idx: np.ndarray
+    val_idx: np.ndarray
+    settings: TrainSettings
+    device: torch.device
+    dist_info: _Dist
+    name: str
+    notes: list[str]
+    extra: dict[str, Any]
+    best_path: Path | None
+    last_path: Path | None
+
+    @property
+    def has_val(self) -> bool:
+        return bool(len(self.val_idx))
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist_info.rank == 0
+
+
+@dataclass
+class _Fit:
+    """What training updates: the network, its optimiser, schedule, gradient scaler and weight average."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    averaged: Any
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    loss_cpu: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    use_amp: bool
+    net: nn.Module  # what the batches go through: the model, or its DistributedDataParallel wrapper
+
+    @property
+    def kept(self) -> nn.Module:
+        """What is validated and kept: the moving average of the weights when there is one."""
+        return self.averaged.module if self.averaged is not None else self.model
+
+
 def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainSettings, out: Path | None,
            resume: bool, extra: dict[str, Any], name: str, callback: Callable[[dict[str, Any]], bool | None] | None,
            device: torch.device, dist_info: _Dist) -> TrainResult:
+    """Setup, resume, the epoch loop, then the final selection (each a step below, in this order)."""
+    run = _setup_run(rois, y, groups, settings, out, extra, name, device, dist_info)
+    weights_np = class_weights(y[run.fit_idx], settings.n_classes)
+    fit = _setup_fit(run, weights_np)
+    state: dict[str, Any] = {"best_epoch": 0, "best_auc": -math.inf, "best_loss": math.inf, "bad_epochs": 0,
+                             "finished": False, "stopped_early": False, "history": [], "n_cases": int(len(y)),
+                             "n_val": int(len(run.val_idx)), "class_weights": weights_np.tolist()}
+    start_epoch, best_state = _resume(run, fit, state, resume)
+    fit.net = _distributed(fit.model, run)
+    epoch, best_state = _epoch_loop(run, fit, state, start_epoch, best_state, callback)
+    return _final_selection(run, fit, state, epoch, best_state, weights_np)
+
+
+def _setup_run(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainSettings, out: Path | None,
+               extra: dict[str, Any], name: str, device: torch.device, dist_info: _Dist) -> _Run:
+    """The inner validation split (or the warning that there is none) and the checkpoint paths."""
     notes: list[str] = []
     val_mask, no_val = _inner_split(y, groups, settings)
     if no_val:
         message = (f"{name}: {no_val}; no inner validation split: training all {settings.epochs} epochs without "
                    "early stopping and keeping the last epoch's weights.")
-        warnings.warn(message, FewCasesWarning, stacklevel=3)
+        warnings.warn(message, FewCasesWarning, stacklevel=4)  # the caller of train_network
         notes.append(message)
-    fit_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
-    weights_np = class_weights(y[fit_idx], settings.n_classes)
-    weights = torch.as_tensor(weights_np, dtype=torch.float32)
+    return _Run(rois=rois, y=y, fit_idx=np.flatnonzero(~val_mask), val_idx=np.flatnonzero(val_mask),
+                settings=settings, device=device, dist_info=dist_info, name=name, notes=notes,
+                extra={**extra, "notes": notes}, best_path=out / "best.pt" if out is not None else None,
+                last_path=out / "last.pt" if out is not None else None)
 
+
+def _setup_fit(run: _Run, weights_np: np.ndarray) -> _Fit:
+    """Network (initial weights drawn here), class-weighted loss, AdamW, schedule, AMP scaler, weight average."""
+    settings, device = run.settings, run.device
+    weights = torch.as_tensor(weights_np, dtype=torch.float32)
     model = build_network(settings.arch, in_channels=settings.in_channels, n_classes=settings.n_classes,
-                          image_size=settings.image_size, weights=settings.weights, **settings.arch_options)
+                          image_size=settings.image_size, spatial_dims=settings.spatial_dims, weights=settings.weights,
+                          **settings.arch_options)
     model.to(device)
     loss_fn = _loss(settings, weights.to(device))
     loss_cpu = _loss(settings, weights)
@@ -704,7 +785,7 @@ def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainS
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs,
                                                                eta_min=settings.lr * 0.01)
     elif settings.scheduler == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max" if len(val_idx) else "min",
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max" if run.has_val else "min",
                                                                factor=0.5, patience=max(2, settings.patience // 3))
     use_amp = settings.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
@@ -713,123 +794,73 @@ def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainS
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema), use_buffers=True)
-    kept: nn.Module = averaged.module if averaged is not None else model  # what is validated and kept
+    return _Fit(model, optimizer, scheduler, scaler, averaged, loss_fn, loss_cpu, use_amp, net=model)
 
-    state: dict[str, Any] = {"best_epoch": 0, "best_auc": -math.inf, "best_loss": math.inf, "bad_epochs": 0,
-                             "finished": False, "stopped_early": False, "history": [], "n_cases": int(len(y)),
-                             "n_val": int(len(val_idx)), "class_weights": weights_np.tolist()}
-    extra = {**extra, "notes": notes}
+
+def _resume(run: _Run, fit: _Fit, state: dict[str, Any], resume: bool) -> tuple[int, dict[str, Any] | None]:
+    """Epochs already done and the best weights so far, from ``last.pt`` / ``best.pt`` when resuming."""
     start_epoch = 0
-    best_path = out / "best.pt" if out is not None else None
-    last_path = out / "last.pt" if out is not None else None
+    last_path, best_path = run.last_path, run.best_path
     if resume and last_path is not None and last_path.is_file():
         ckpt = load_checkpoint(last_path)
-        _check_resumable(ckpt, settings, state, last_path)
-        model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        if scheduler is not None and ckpt.get("scheduler_state"):
-            scheduler.load_state_dict(ckpt["scheduler_state"])
-        if scaler is not None and ckpt.get("scaler_state"):
-            scaler.load_state_dict(ckpt["scaler_state"])
-        if averaged is not None and ckpt.get("ema_state"):
-            averaged.load_state_dict(ckpt["ema_state"])
+        _check_resumable(ckpt, run.settings, state, last_path)
+        fit.model.load_state_dict(ckpt["model_state"])
+        fit.optimizer.load_state_dict(ckpt["optimizer_state"])
+        if fit.scheduler is not None and ckpt.get("scheduler_state"):
+            fit.scheduler.load_state_dict(ckpt["scheduler_state"])
+        if fit.scaler is not None and ckpt.get("scaler_state"):
+            fit.scaler.load_state_dict(ckpt["scaler_state"])
+        if fit.averaged is not None and ckpt.get("ema_state"):
+            fit.averaged.load_state_dict(ckpt["ema_state"])
         state.update(ckpt["state"])
         start_epoch = int(ckpt["epoch"])
-        log.info("%s: resuming after epoch %d from %s", name, start_epoch, last_path)
+        log.info("%s: resuming after epoch %d from %s", run.name, start_epoch, last_path)
     best_state = None
     if best_path is not None and best_path.is_file() and start_epoch > 0:
         best_state = load_checkpoint(best_path)["model_state"]
+    return start_epoch, best_state
 
-    net: nn.Module = model
-    if dist_info.enabled:
-        from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    augment = Augment(settings.image_size, settings.augment, seed=settings.seed)
+def _distributed(model: nn.Module, run: _Run) -> nn.Module:
+    """The model wrapped in DistributedDataParallel when the run is distributed, else the model."""
+    if not run.dist_info.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = run.device
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _epoch_loop(run: _Run, fit: _Fit, state: dict[str, Any], start_epoch: int, best_state: dict[str, Any] | None,
+                callback: Callable[[dict[str, Any]], bool | None] | None) -> tuple[int, dict[str, Any] | None]:
+    """Train epoch after epoch until the schedule ends, early stopping, or the callback; return the last epoch."""
+    settings = run.settings
+    augment = Augment(settings.image_size, settings.augment, seed=settings.seed, spatial_dims=settings.spatial_dims)
     collate = AugmentCollate(augment)
-    dataset = RoiDataset(rois[fit_idx], y[fit_idx])
-    is_main = dist_info.rank == 0
+    dataset = RoiDataset(run.rois[run.fit_idx], run.y[run.fit_idx])
     bar: Any = None
-    if settings.progress and is_main:
+    if settings.progress and run.is_main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=settings.epochs, initial=start_epoch, desc=f"{settings.arch} {name}", unit="epoch",
+        bar = tqdm(total=settings.epochs, initial=start_epoch, desc=f"{settings.arch} {run.name}", unit="epoch",
                    leave=False)
-    stopped_early = bool(state.get("stopped_early", False))
     epoch = start_epoch
     try:
         while epoch < settings.epochs and not state["finished"]:
             t0 = time.perf_counter()
-            epoch_seed = (settings.seed * 1_000_003 + epoch) % (2**32)
-            torch.manual_seed(epoch_seed)  # dropout; a resumed run draws what the uninterrupted one drew
-            np.random.seed(epoch_seed)
-            augment.set_random_state(epoch_seed)
-            loader = _loader(dataset, settings, collate, epoch_seed, dist_info, epoch)
-            net.train()
-            total, count = 0.0, 0
-            for xb, yb in loader:
-                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
-                    logits = net(xb)
-                loss = loss_fn(logits, yb)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                if averaged is not None:
-                    averaged.update_parameters(model)
-                total += float(loss.detach()) * len(yb)
-                count += len(yb)
+            loader = _epoch_loader(run, dataset, augment, collate, epoch)
+            train_loss = _train_epoch(run, fit, loader)
             epoch += 1
-            row: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(count, 1),
-                                   "val_loss": float("nan"), "val_auc": float("nan"),
-                                   "lr": float(optimizer.param_groups[0]["lr"])}
-            improved = False
-            if len(val_idx):
-                v_loss, v_auc, _ = _evaluate(kept, rois[val_idx], y[val_idx], loss_cpu, device, settings)
-                v_loss, v_auc = _agree(dist_info, v_loss, v_auc)
-                row.update(val_loss=v_loss, val_auc=v_auc)
-                better_auc = v_auc > state["best_auc"] + 1e-9
-                tie = abs(v_auc - state["best_auc"]) <= 1e-9 and v_loss < state["best_loss"]
-                improved = bool(better_auc or tie)
-            else:
-                improved = True  # no validation: the latest epoch is the one kept
-            if settings.keep == "last":
-                improved = True
-            if scheduler is not None:
-                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    scheduler.step(row["val_auc"] if len(val_idx) else row["train_loss"])
-                else:
-                    scheduler.step()
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "val_loss": float("nan"),
+                                   "val_auc": float("nan"), "lr": float(fit.optimizer.param_groups[0]["lr"])}
+            improved = _validate(run, fit, state, row)
+            _step_scheduler(fit.scheduler, row, run.has_val)
             if improved:
-                state.update(best_epoch=epoch, bad_epochs=0)
-                if len(val_idx):
-                    state.update(best_auc=row["val_auc"], best_loss=row["val_loss"])
-                best_state = {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}
-            else:
-                state["bad_epochs"] += 1
-            row["seconds"] = time.perf_counter() - t0
-            state["history"].append(row)
-            if (len(val_idx) and settings.patience and settings.keep == "best"
-                    and state["bad_epochs"] >= settings.patience and epoch >= settings.min_epochs):
-                state["finished"] = True
-                state["stopped_early"] = stopped_early = True
-            if epoch >= settings.epochs:
-                state["finished"] = True
+                best_state = {k: v.detach().cpu().clone() for k, v in fit.kept.state_dict().items()}
+            _record_epoch(run, state, row, improved, t0)
             interrupted = bool(callback(dict(row))) if callback is not None else False
-            if is_main and out is not None:
-                if improved:
-                    save_checkpoint(make_checkpoint(kept, settings, epoch=epoch, kind="best", state=state,
-                                                    extra=extra), best_path)
-                last = make_checkpoint(model, settings, epoch=epoch, kind="last", optimizer=optimizer,
-                                       scheduler=scheduler, scaler=scaler, state=state, extra=extra)
-                if averaged is not None:  # last.pt: training weights to go on from, and their average
-                    last["ema_state"] = averaged.state_dict()
-                save_checkpoint(last, last_path)
+            if run.is_main:
+                _save_checkpoints(run, fit, state, epoch, improved)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}",
@@ -840,21 +871,126 @@ def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainS
     finally:
         if bar is not None:
             bar.close()
+    return epoch, best_state
+
+
+def _epoch_loader(run: _Run, dataset: RoiDataset, augment: Augment, collate: AugmentCollate, epoch: int
+                  ) -> DataLoader:
+    """Reseed dropout, NumPy and the augmentation from the seed and the epoch, and make the epoch's loader."""
+    settings = run.settings
+    epoch_seed = (settings.seed * 1_000_003 + epoch) % (2**32)
+    torch.manual_seed(epoch_seed)  # dropout; a resumed run draws what the uninterrupted one drew
+    np.random.seed(epoch_seed)
+    augment.set_random_state(epoch_seed)
+    return _loader(dataset, settings, collate, epoch_seed, run.dist_info, epoch)
+
+
+def _train_epoch(run: _Run, fit: _Fit, loader: DataLoader) -> float:
+    """One pass over the training cases; the mean training loss."""
+    fit.net.train()
+    total, count = 0.0, 0
+    for xb, yb in loader:
+        xb, yb = xb.to(run.device, non_blocking=True), yb.to(run.device, non_blocking=True)
+        fit.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.float16) if fit.use_amp else nullcontext():
+            logits = fit.net(xb)
+        loss = fit.loss_fn(logits, yb)
+        if fit.scaler is not None:
+            fit.scaler.scale(loss).backward()
+            fit.scaler.step(fit.optimizer)
+            fit.scaler.update()
+        else:
+            loss.backward()
+            fit.optimizer.step()
+        if fit.averaged is not None:
+            fit.averaged.update_parameters(fit.model)
+        total += float(loss.detach()) * len(yb)
+        count += len(yb)
+    return total / max(count, 1)
+
+
+def _validate(run: _Run, fit: _Fit, state: dict[str, Any], row: dict[str, Any]) -> bool:
+    """Score the validation split into ``row``; whether this epoch's weights are the ones to keep.
+
+    Better: a higher AUC, or the same AUC with a lower loss. Without a validation split, or
+    with ``keep="last"``, every epoch replaces the one before.
+    """
+    improved = True  # no validation: the latest epoch is the one kept
+    if run.has_val:
+        v_loss, v_auc, _ = _evaluate(fit.kept, run.rois[run.val_idx], run.y[run.val_idx], fit.loss_cpu, run.device,
+                                     run.settings)
+        v_loss, v_auc = _agree(run.dist_info, v_loss, v_auc)
+        row.update(val_loss=v_loss, val_auc=v_auc)
+        better_auc = v_auc > state["best_auc"] + 1e-9
+        tie = abs(v_auc - state["best_auc"]) <= 1e-9 and v_loss < state["best_loss"]
+        improved = bool(better_auc or tie)
+    return improved or run.settings.keep == "last"
+
+
+def _step_scheduler(scheduler: Any, row: dict[str, Any], has_val: bool) -> None:
+    if scheduler is None:
+        return
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(row["val_auc"] if has_val else row["train_loss"])
+    else:
+        scheduler.step()
+
+
+def _record_epoch(run: _Run, state: dict[str, Any], row: dict[str, Any], improved: bool, t0: float) -> None:
+    """Best epoch, patience count, history and the early-stopping decision, in ``state``."""
+    settings, epoch = run.settings, row["epoch"]
+    if improved:
+        state.update(best_epoch=epoch, bad_epochs=0)
+        if run.has_val:
+            state.update(best_auc=row["val_auc"], best_loss=row["val_loss"])
+    else:
+        state["bad_epochs"] += 1
+    row["seconds"] = time.perf_counter() - t0
+    state["history"].append(row)
+    if (run.has_val and settings.patience and settings.keep == "best"
+            and state["bad_epochs"] >= settings.patience and epoch >= settings.min_epochs):
+        state["finished"] = True
+        state["stopped_early"] = True
+    if epoch >= settings.epochs:
+        state["finished"] = True
+
+
+def _save_checkpoints(run: _Run, fit: _Fit, state: dict[str, Any], epoch: int, improved: bool) -> None:
+    """``best.pt`` when the kept weights changed, and ``last.pt`` (everything needed to go on) every epoch."""
+    if run.best_path is None or run.last_path is None:
+        return
+    settings = run.settings
+    if improved:
+        save_checkpoint(make_checkpoint(fit.kept, settings, epoch=epoch, kind="best", state=state, extra=run.extra),
+                        run.best_path)
+    last = make_checkpoint(fit.model, settings, epoch=epoch, kind="last", optimizer=fit.optimizer,
+                           scheduler=fit.scheduler, scaler=fit.scaler, state=state, extra=run.extra)
+    if fit.averaged is not None:  # last.pt: training weights to go on from, and their average
+        last["ema_state"] = fit.averaged.state_dict()
+    save_checkpoint(last, run.last_path)
+
+
+def _final_selection(run: _Run, fit: _Fit, state: dict[str, Any], epoch: int, best_state: dict[str, Any] | None,
+                     weights_np: np.ndarray) -> TrainResult:
+    """The kept weights on the CPU in eval mode, their validation predictions, and the run's record."""
+    model = fit.model
     if best_state is not None:
         model.load_state_dict(best_state)
     model.to("cpu").eval()
-    val_prob = (predict_proba(model, rois[val_idx], batch_size=128) if len(val_idx)
-                else np.zeros((0, settings.n_classes)))
+    val_prob = (predict_proba(model, run.rois[run.val_idx], batch_size=128) if run.has_val
+                else np.zeros((0, run.settings.n_classes)))
+    stopped_early = bool(state.get("stopped_early", False))
     if stopped_early:
-        notes.append(f"{name}: stopped early after epoch {epoch} (best epoch {state['best_epoch']}).")
+        run.notes.append(f"{run.name}: stopped early after epoch {epoch} (best epoch {state['best_epoch']}).")
+    best_path, last_path = run.best_path, run.last_path
     return TrainResult(
         model=model, best_epoch=int(state["best_epoch"]), epochs_run=epoch,
         history=pd.DataFrame(state["history"], columns=["epoch", "train_loss", "val_loss", "val_auc", "lr",
                                                          "seconds"]),
-        val_index=val_idx, val_prob=val_prob, class_weights=weights_np.tolist(), device=str(device),
+        val_index=run.val_idx, val_prob=val_prob, class_weights=weights_np.tolist(), device=str(run.device),
         best_path=best_path if best_path is not None and best_path.is_file() else None,
         last_path=last_path if last_path is not None and last_path.is_file() else None,
-        stopped_early=stopped_early, notes=notes,
+        stopped_early=stopped_early, notes=run.notes,
     )
 
 
@@ -895,8 +1031,9 @@ def _agree(dist_info: _Dist, loss: float, auc: float) -> tuple[float, float]:
 
 def _check_resumable(ckpt: Mapping[str, Any], settings: TrainSettings, state: dict[str, Any], path: Path) -> None:
     saved = ckpt.get("settings", {})
-    for key in ("arch", "image_size", "in_channels", "n_classes", "seed", "batch_size", "lr", "loss", "scheduler",
-                "val_fraction"):
+    saved = {"spatial_dims": 2, **saved}  # checkpoints from before 3D networks are 2D
+    for key in ("arch", "image_size", "in_channels", "spatial_dims", "n_classes", "seed", "batch_size", "lr", "loss",
+                "scheduler", "val_fraction"):
         if saved.get(key) != getattr(settings, key):
             raise InputError(f"Cannot resume from {path}: it was trained with {key}={saved.get(key)!r}, these "
                              f"settings have {getattr(settings, key)!r}. Use another output folder or the same "

@@ -1,7 +1,8 @@
-"""Image preparation for the networks: ROI crop with margin, padding, resizing, normalisation."""
+"""Image preparation for the networks: ROI crop with margin, padding, resizing, normalisation (2D and 3D)."""
 
 from her2dlr.imaging.roi import (
     PAD_MODES,
+    SPATIAL_DIMS,
     Box,
     RoiSpec,
     crop_box,
@@ -14,5 +15,5 @@ from her2dlr.imaging.roi import (
     zscore,
 )
 
-__all__ = ["PAD_MODES", "Box", "RoiSpec", "crop_box", "crop_roi", "load_roi", "prepare_roi", "resize_image",
+__all__ = ["PAD_MODES", "SPATIAL_DIMS", "Box", "RoiSpec", "crop_box", "crop_roi", "load_roi", "prepare_roi", "resize_image",
            "roi_box", "to_channels", "zscore"]

@@ -1,27 +1,38 @@
-"""Rectangular ROI crops for the networks: bounding rectangle + margin, padding, resize, z-score.
+"""ROI crops for the networks: bounding box + margin, padding, resize, z-score, for 2D and 3D.
 
-The lesion is located by its mask or by a box ``(x, y, w, h)``; its bounding rectangle is
-widened by ``margin`` pixels on every side (10 px, seed 002) and cropped. Where the widened
-rectangle leaves the image the crop is *padded* (``pad_mode``), never shifted or squeezed, so
-the lesion keeps its place and proportions. The crop is resized with bilinear interpolation
-(antialiased when shrinking) to ``size x size`` (64, seed 000; 224 for the large backbones)
-and z-scored per image (seed 002).
+The lesion is located by its mask or by a box; its bounding box is widened by ``margin``
+pixels (voxels) on every side (10 px, seed 002) and cropped. Where the widened box leaves the
+image the crop is *padded* (``pad_mode``), never shifted or squeezed, so the lesion keeps its
+place and proportions. The crop is resized with linear interpolation (antialiased when
+shrinking) to ``size`` along every axis (64 x 64, seed 000; 224 for the large backbones; a
+cube for volumes) and z-scored per image (seed 002).
 
 Seed 000 resizes the rectangle directly, which stretches elongated lesions; with
-``keep_aspect=True`` the shorter side of the rectangle is first widened to a square with
+``keep_aspect=True`` the shorter sides of the box are first widened to the longest one with
 real image context (padding only beyond the image), so shape is preserved.
 
 Tiny ROIs (a lesion of a few pixels, or a box of zero width) are widened to ``min_size``
 pixels around their centre before the crop, so the network never sees a handful of pixels
 blown up to 64 x 64.
 
-Arrays are NumPy, rows first: ``image[y, x]``; outputs are channel first ``(C, size, size)``.
+Any number of spatial dimensions (``spatial_dims``: 2 for images, 3 for volumes), one code path:
+
+* arrays are NumPy, rows first: ``image[y, x]`` or ``volume[z, y, x]`` (SimpleITK's array
+  order), with an optional trailing channel axis; outputs are channel first,
+  ``(C, size, size)`` or ``(C, size, size, size)``;
+* boxes given by the user are ``(x, y, w, h)`` or ``(x, y, z, w, h, d)`` (lower corner, then
+  extent, in image axis order x, y, z); crop boxes (:data:`Box`) are the half-open corners
+  ``(x0, y0, x1, y1)`` or ``(x0, y0, z0, x1, y1, z1)``.
+
+Margins and sizes are counted in voxels: an anisotropic MRI volume (thick slices) should be
+resampled to isotropic spacing first, or its cube holds a flattened lesion.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,16 +41,20 @@ import torch
 import torch.nn.functional as F
 
 from her2dlr.errors import InputError, nearest
-from her2dlr.io.images import LUMA_WEIGHTS, mask_to_bbox
+from her2dlr.io.images import LUMA_WEIGHTS
 
 __all__ = ["RoiSpec", "Box", "roi_box", "crop_box", "crop_roi", "resize_image", "zscore", "to_channels",
-           "prepare_roi", "load_roi", "PAD_MODES"]
+           "prepare_roi", "load_roi", "PAD_MODES", "SPATIAL_DIMS"]
 
 PathLike = str | os.PathLike[str]
-Box = tuple[int, int, int, int]
-"""``(x0, y0, x1, y1)``: half-open pixel rectangle, which may reach beyond the image."""
+Box = tuple[int, ...]
+"""``(x0, y0, x1, y1)`` or ``(x0, y0, z0, x1, y1, z1)``: half-open box, which may reach beyond the image."""
 
 PAD_MODES = ("constant", "edge", "reflect")
+#: Allowed numbers of spatial dimensions: images (2) and volumes (3).
+SPATIAL_DIMS = (2, 3)
+_AXES = "xyz"
+_EXTENTS = "whd"
 
 
 @dataclass(frozen=True)
@@ -49,21 +64,24 @@ class RoiSpec:
     Parameters
     ----------
     size : int, default=64
-        Output height and width in pixels (64 in seed 000, 224 for ImageNet-sized backbones).
+        Output side in pixels along every axis (64 in seed 000, 224 for ImageNet-sized
+        backbones; volumes become cubes).
     margin : int, default=10
-        Pixels added on every side of the lesion's bounding rectangle (seed 002).
+        Pixels added on every side of the lesion's bounding box (seed 002).
     min_size : int, default=16
-        Smallest crop side in pixels before resizing; smaller rectangles grow around their centre.
+        Smallest crop side in pixels before resizing; smaller boxes grow around their centre.
     channels : {1, 3}, default=1
         Grey input, or three channels (colour kept when the image has it, else grey replicated).
     keep_aspect : bool, default=False
-        Widen the shorter side to a square before resizing (seed 000 resizes the rectangle as is).
+        Widen the shorter sides to the longest before resizing (seed 000 resizes the rectangle as is).
     pad_mode : {"constant", "edge", "reflect"}, default="constant"
         How pixels beyond the image border are filled.
     fill : float, default=0.0
         Value of ``pad_mode="constant"`` (ultrasound background is black).
     normalise : bool, default=True
         Z-score every crop with its own mean and standard deviation.
+    spatial_dims : {2, 3}, default=2
+        Images ``(y, x)`` or volumes ``(z, y, x)``.
     """
 
     size: int = 64
@@ -74,6 +92,7 @@ class RoiSpec:
     pad_mode: str = "constant"
     fill: float = 0.0
     normalise: bool = True
+    spatial_dims: int = 2
 
     def __post_init__(self) -> None:
         for name, low in (("size", 4), ("margin", 0), ("min_size", 1)):
@@ -87,6 +106,12 @@ class RoiSpec:
                 f"The 'pad_mode' parameter of RoiSpec must be one of {', '.join(map(repr, PAD_MODES))}. "
                 f"Got {self.pad_mode!r} instead.{nearest(self.pad_mode, PAD_MODES)}"
             )
+        _dims(self.spatial_dims, "RoiSpec")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one prepared ROI: ``(channels, size, size[, size])``."""
+        return (self.channels,) + (self.size,) * self.spatial_dims
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (stored in checkpoints)."""
@@ -94,7 +119,7 @@ class RoiSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RoiSpec":
-        """Inverse of :meth:`to_dict`; unknown keys are refused with the allowed ones."""
+        """Inverse of :meth:`to_dict`; unknown keys are refused with the allowed ones (no ``spatial_dims``: 2D)."""
         allowed = set(cls.__dataclass_fields__)
         bad = sorted(set(data) - allowed)
         if bad:
@@ -102,40 +127,85 @@ class RoiSpec:
         return cls(**data)
 
 
-def _image_hw(image: np.ndarray) -> tuple[int, int]:
-    if image.ndim not in (2, 3):
-        raise InputError(f"A 2D image (height, width[, channels]) is needed; got an array of shape {image.shape}.")
-    return int(image.shape[0]), int(image.shape[1])
+def _dims(spatial_dims: Any, owner: str) -> int:
+    if isinstance(spatial_dims, bool) or spatial_dims not in SPATIAL_DIMS:
+        raise InputError(f"The 'spatial_dims' parameter of {owner} must be 2 (images) or 3 (volumes). "
+                         f"Got {spatial_dims!r} instead.")
+    return int(spatial_dims)
+
+
+def _size_text(shape: Sequence[int]) -> str:
+    """``120x100`` (width x height[ x depth]) of an array shape in rows-first order."""
+    return "x".join(str(int(v)) for v in reversed(shape))
+
+
+def _to_box(lo: Sequence[int], hi: Sequence[int]) -> Box:
+    """Array-order corners ``(z, y, x)`` -> ``(x0, y0[, z0], x1, y1[, z1])``."""
+    return tuple(int(v) for v in lo[::-1]) + tuple(int(v) for v in hi[::-1])
+
+
+def _from_box(box: Sequence[int]) -> tuple[list[int], list[int]]:
+    """``(x0, y0[, z0], x1, y1[, z1])`` -> array-order lower and upper corners."""
+    n = len(box) // 2
+    return [int(v) for v in box[:n]][::-1], [int(v) for v in box[n:]][::-1]
+
+
+def _mask_bounds(mask: np.ndarray) -> tuple[list[int], list[int]]:
+    """Array-order half-open bounds of the non-zero elements of ``mask``."""
+    where = np.nonzero(mask)
+    if where[0].size == 0:
+        raise InputError("Cannot take the bounding box of an empty mask.")
+    return [int(w.min()) for w in where], [int(w.max()) + 1 for w in where]
+
+
+def _bbox_bounds(bbox: Sequence[float], shape: tuple[int, ...]) -> tuple[list[int], list[int]]:
+    """Array-order half-open bounds of a box ``(x, y[, z], w, h[, d])``, at least one pixel wide."""
+    n = len(shape)
+    names = f"({', '.join(_AXES[:n])}, {', '.join(_EXTENTS[:n])})"
+    if len(bbox) != 2 * n:
+        raise InputError(f"Bounding box {list(bbox)} must have {2 * n} numbers {names} for a {n}D image.")
+    values = [float(v) for v in bbox]
+    start, extent = values[:n], values[n:]
+    if not all(math.isfinite(v) for v in values) or min(extent) < 0:
+        raise InputError(f"Bounding box {list(bbox)} {names} must be finite with {', '.join(_EXTENTS[:n])} >= 0.")
+    lo = [math.floor(s) for s in start]
+    hi = [max(math.ceil(s + e), low + 1) for s, e, low in zip(start, extent, lo)]
+    size = shape[::-1]  # x, y[, z] order, as the box
+    if any(h <= 0 for h in hi) or any(low >= s for low, s in zip(lo, size)):
+        raise InputError(f"Bounding box {list(bbox)} {names} lies outside the {_size_text(shape)} image.")
+    return lo[::-1], hi[::-1]
 
 
 def roi_box(image_shape: tuple[int, ...], *, mask: np.ndarray | None = None,
-            bbox: tuple[float, float, float, float] | None = None, margin: int = 10, min_size: int = 16,
-            square: bool = False) -> Box:
-    """The crop rectangle of a lesion: its bounding rectangle widened by ``margin``.
+            bbox: Sequence[float] | None = None, margin: int = 10, min_size: int = 16,
+            square: bool = False, spatial_dims: int = 2) -> Box:
+    """The crop box of a lesion: its bounding box widened by ``margin``.
 
     Parameters
     ----------
     image_shape : tuple of int
-        ``(height, width[, channels])`` of the image.
-    mask : ndarray of shape (height, width), optional
+        ``(height, width[, channels])`` of an image or ``(depth, height, width[, channels])``
+        of a volume.
+    mask : ndarray of shape (height, width) or (depth, height, width), optional
         Lesion mask (non-zero = lesion). Takes precedence over ``bbox``.
-    bbox : (x, y, w, h), optional
+    bbox : (x, y, w, h) or (x, y, z, w, h, d), optional
         Lesion box in pixels. With neither mask nor box the whole image is the ROI.
     margin : int, default=10
     min_size : int, default=16
         Each side is at least this long (grown around the centre).
     square : bool, default=False
-        Grow the shorter side to the longer one (around the centre).
+        Grow the shorter sides to the longest one (around the centre): a square or a cube.
+    spatial_dims : {2, 3}, default=2
 
     Returns
     -------
-    (x0, y0, x1, y1)
-        Half-open rectangle; may extend beyond the image (the crop pads there).
+    (x0, y0, x1, y1) or (x0, y0, z0, x1, y1, z1)
+        Half-open box; may extend beyond the image (the crop pads there).
 
     Raises
     ------
     InputError
-        A mask of another size than the image, an empty mask, or a box without area inside the image.
+        A mask of another size than the image, an empty mask, or a box without extent inside the image.
 
     Examples
     --------
@@ -143,32 +213,26 @@ def roi_box(image_shape: tuple[int, ...], *, mask: np.ndarray | None = None,
     (30, 40, 60, 80)
     >>> roi_box((100, 100), bbox=(0, 0, 2, 2), margin=0, min_size=8)
     (-3, -3, 5, 5)
+    >>> roi_box((20, 100, 100), bbox=(40, 50, 5, 10, 20, 4), margin=2, min_size=1, spatial_dims=3)
+    (38, 48, 3, 52, 72, 11)
     """
-    height, width = int(image_shape[0]), int(image_shape[1])
+    n = _dims(spatial_dims, "roi_box")
+    shape = tuple(int(v) for v in image_shape[:n])
     if mask is not None:
         mask = np.asarray(mask)
-        if mask.shape[:2] != (height, width):
-            raise InputError(f"The mask has size {mask.shape[1::-1]} but the image has size {(width, height)}.")
-        x, y, w, h = mask_to_bbox(mask if mask.ndim == 2 else mask[..., 0])
-        x0, y0, x1, y1 = x, y, x + w, y + h
+        if mask.shape[:n] != shape:
+            raise InputError(f"The mask has size {mask.shape[:n][::-1]} but the image has size {shape[::-1]}.")
+        lo, hi = _mask_bounds(mask if mask.ndim == n else mask[..., 0])
     elif bbox is not None:
-        bx, by, bw, bh = (float(v) for v in bbox)
-        if not all(math.isfinite(v) for v in (bx, by, bw, bh)) or bw < 0 or bh < 0:
-            raise InputError(f"Bounding box {list(bbox)} (x, y, w, h) must be finite with w, h >= 0.")
-        x0, y0 = int(math.floor(bx)), int(math.floor(by))
-        x1, y1 = max(int(math.ceil(bx + bw)), x0 + 1), max(int(math.ceil(by + bh)), y0 + 1)
-        if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
-            raise InputError(f"Bounding box {list(bbox)} (x, y, w, h) lies outside the {width}x{height} image.")
+        lo, hi = _bbox_bounds(bbox, shape)
     else:
-        return 0, 0, width, height
-    x0, y0, x1, y1 = x0 - margin, y0 - margin, x1 + margin, y1 + margin
-    want_w = max(x1 - x0, min_size)
-    want_h = max(y1 - y0, min_size)
+        return _to_box([0] * n, shape)
+    lo, hi = [v - margin for v in lo], [v + margin for v in hi]
+    want = [max(h - low, min_size) for low, h in zip(lo, hi)]
     if square:
-        want_w = want_h = max(want_w, want_h)
-    x0, x1 = _grow(x0, x1, want_w)
-    y0, y1 = _grow(y0, y1, want_h)
-    return x0, y0, x1, y1
+        want = [max(want)] * n
+    grown = [_grow(low, h, w) for low, h, w in zip(lo, hi, want)]
+    return _to_box([g[0] for g in grown], [g[1] for g in grown])
 
 
 def _grow(lo: int, hi: int, length: int) -> tuple[int, int]:
@@ -184,32 +248,41 @@ def crop_box(image: np.ndarray, box: Box, *, pad_mode: str = "constant", fill: f
 
     Parameters
     ----------
-    image : ndarray of shape (height, width) or (height, width, channels)
-    box : (x0, y0, x1, y1)
+    image : ndarray of shape (height, width[, channels]) or (depth, height, width[, channels])
+    box : (x0, y0, x1, y1) or (x0, y0, z0, x1, y1, z1)
+        Its length says whether ``image`` is an image or a volume.
     pad_mode : {"constant", "edge", "reflect"}
     fill : float
         Value used by ``"constant"``.
 
     Returns
     -------
-    ndarray of shape (y1 - y0, x1 - x0[, channels])
+    ndarray of shape (y1 - y0, x1 - x0[, channels]) or (z1 - z0, y1 - y0, x1 - x0[, channels])
         Same dtype as ``image`` (float32 when padding with a non-integer fill).
     """
     if pad_mode not in PAD_MODES:
         raise InputError(f"pad_mode must be one of {PAD_MODES}. Got {pad_mode!r}.{nearest(pad_mode, PAD_MODES)}")
-    height, width = _image_hw(image)
-    x0, y0, x1, y1 = box
-    if x1 <= x0 or y1 <= y0:
-        raise InputError(f"Crop box {box} (x0, y0, x1, y1) has no area.")
-    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-    if cx1 <= cx0 or cy1 <= cy0:
-        raise InputError(f"Crop box {box} (x0, y0, x1, y1) lies outside the {width}x{height} image.")
-    inner = image[cy0:cy1, cx0:cx1]
-    pads = [(cy0 - y0, y1 - cy1), (cx0 - x0, x1 - cx1)] + [(0, 0)] * (image.ndim - 2)
+    if len(box) not in (4, 6):
+        raise InputError(f"Crop box {box} must be (x0, y0, x1, y1) or (x0, y0, z0, x1, y1, z1).")
+    n = len(box) // 2
+    if image.ndim not in (n, n + 1):
+        what = "2D image (height, width[, channels])" if n == 2 else "3D volume (depth, height, width[, channels])"
+        raise InputError(f"A {what} is needed; got an array of shape {image.shape}.")
+    lo, hi = _from_box(box)
+    names = f"({', '.join(f'{a}0' for a in _AXES[:n])}, {', '.join(f'{a}1' for a in _AXES[:n])})"
+    if any(h <= low for low, h in zip(lo, hi)):
+        raise InputError(f"Crop box {box} {names} has no {'area' if n == 2 else 'volume'}.")
+    shape = image.shape[:n]
+    clo = [max(low, 0) for low in lo]
+    chi = [min(h, s) for h, s in zip(hi, shape)]
+    if any(h <= low for low, h in zip(clo, chi)):
+        raise InputError(f"Crop box {box} {names} lies outside the {_size_text(shape)} image.")
+    inner = image[tuple(slice(low, h) for low, h in zip(clo, chi))]
+    pads = [(c - low, h - ch) for low, h, c, ch in zip(lo, hi, clo, chi)] + [(0, 0)] * (image.ndim - n)
     if not any(p for pair in pads for p in pair):
         return inner.copy()
     mode = pad_mode
-    if mode == "reflect" and min(inner.shape[:2]) < 2:
+    if mode == "reflect" and min(inner.shape[:n]) < 2:
         mode = "edge"  # nothing to mirror in a one-pixel strip
     if mode == "constant":
         if not float(fill).is_integer() and inner.dtype.kind in "iub":
@@ -218,19 +291,54 @@ def crop_box(image: np.ndarray, box: Box, *, pad_mode: str = "constant", fill: f
     return np.pad(inner, pads, mode=mode)
 
 
-def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a channel-first array ``(C, H, W)`` (or ``(H, W)``), antialiased when shrinking.
+def resize_image(image: np.ndarray, size: int | Sequence[int], *, spatial_dims: int = 2) -> np.ndarray:
+    """Linear resize of a channel-first array, antialiased when shrinking.
 
-    Returns float32 of shape ``(C, size, size)`` (or ``(size, size)``).
+    Parameters
+    ----------
+    image : ndarray of shape (C, H, W) or (H, W); (C, D, H, W) or (D, H, W) with ``spatial_dims=3``
+    size : int or sequence of int
+        Output side (every axis) or one side per spatial axis.
+    spatial_dims : {2, 3}, default=2
+        Bilinear (antialiased by torch) or trilinear (antialiased by MONAI's Gaussian
+        smoothing, as ``monai.transforms.Resize(anti_aliasing=True)``).
+
+    Returns
+    -------
+    ndarray, float32
+        ``(C, *size)`` (or ``size`` without channel axis).
     """
-    out_hw = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    n = _dims(spatial_dims, "resize_image")
+    out_shape = (int(size),) * n if np.isscalar(size) else tuple(int(s) for s in size)[:n]  # type: ignore[union-attr]
     arr = np.asarray(image, dtype=np.float32)
-    squeeze = arr.ndim == 2
+    squeeze = arr.ndim == n
+    if n == 3:
+        return _resize_volume(arr[None] if squeeze else arr, out_shape, squeeze)
     tensor = torch.from_numpy(np.ascontiguousarray(arr[None] if squeeze else arr))[None]
-    if tuple(tensor.shape[-2:]) != out_hw:
-        shrink = tensor.shape[-2] > out_hw[0] or tensor.shape[-1] > out_hw[1]
-        tensor = F.interpolate(tensor, size=out_hw, mode="bilinear", align_corners=False, antialias=shrink)
+    if tuple(tensor.shape[-2:]) != out_shape:
+        shrink = tensor.shape[-2] > out_shape[0] or tensor.shape[-1] > out_shape[1]
+        tensor = F.interpolate(tensor, size=out_shape, mode="bilinear", align_corners=False, antialias=shrink)
     out = tensor[0].numpy()
+    return out[0] if squeeze else out
+
+
+def _resize_volume(arr: np.ndarray, out_shape: tuple[int, ...], squeeze: bool) -> np.ndarray:
+    """Trilinear resize of ``(C, D, H, W)`` with MONAI (torch antialiases only bilinear 2D)."""
+    if tuple(arr.shape[1:]) == out_shape:
+        out = arr
+    else:
+        from monai.data.meta_obj import get_track_meta, set_track_meta
+        from monai.transforms import Resize
+
+        shrink = any(a > b for a, b in zip(arr.shape[1:], out_shape))
+        tracking = get_track_meta()
+        set_track_meta(False)
+        try:
+            resized = Resize(out_shape, mode="trilinear", align_corners=False, anti_aliasing=shrink)(
+                torch.from_numpy(np.ascontiguousarray(arr)))
+        finally:
+            set_track_meta(tracking)
+        out = np.asarray(torch.as_tensor(resized), dtype=np.float32)
     return out[0] if squeeze else out
 
 
@@ -241,20 +349,23 @@ def zscore(image: np.ndarray, *, eps: float = 1e-6) -> np.ndarray:
     return ((arr - float(arr.mean())) / (std if std > eps else 1.0)).astype(np.float32)
 
 
-def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """A ``(H, W)`` or ``(H, W, C)`` image as channel-first float32 with ``channels`` (1 or 3) channels.
+def to_channels(image: np.ndarray, channels: int, *, spatial_dims: int = 2) -> np.ndarray:
+    """An image (or volume) as channel-first float32 with ``channels`` (1 or 3) channels.
 
-    Colour becomes grey with the ITU-R BT.601 luma weights for 1 channel; grey is replicated for 3;
-    an alpha channel is dropped.
+    ``image`` is ``(H, W)`` or ``(H, W, C)``; ``(D, H, W)`` or ``(D, H, W, C)`` with
+    ``spatial_dims=3``. Colour becomes grey with the ITU-R BT.601 luma weights for 1 channel;
+    grey is replicated for 3; an alpha channel is dropped.
     """
+    n = _dims(spatial_dims, "to_channels")
     arr = np.asarray(image, dtype=np.float32)
-    if arr.ndim == 2:
+    if arr.ndim == n:
         grey = arr[None]
         return grey if channels == 1 else np.repeat(grey, 3, axis=0)
-    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
-        raise InputError(f"An image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) is needed; got {arr.shape}.")
-    if arr.shape[2] in (1, 2):
-        return to_channels(arr[..., 0], channels)
+    if arr.ndim != n + 1 or arr.shape[n] not in (1, 2, 3, 4):
+        shapes = "(H, W), (H, W, 1), (H, W, 3) or (H, W, 4)" if n == 2 else "(D, H, W) or (D, H, W, C<=4)"
+        raise InputError(f"An image of shape {shapes} is needed; got {arr.shape}.")
+    if arr.shape[n] in (1, 2):
+        return to_channels(arr[..., 0], channels, spatial_dims=n)
     rgb = arr[..., :3]
     if channels == 3:
         return np.moveaxis(rgb, -1, 0).copy()
@@ -262,78 +373,88 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return (rgb @ weights)[None]
 
 
-def crop_roi(image: np.ndarray, *, mask: np.ndarray | None = None,
-             bbox: tuple[float, float, float, float] | None = None, spec: RoiSpec | None = None) -> np.ndarray:
-    """The padded crop of the lesion (margin, minimum size, square when ``keep_aspect``), not resized.
+def crop_roi(image: np.ndarray, *, mask: np.ndarray | None = None, bbox: Sequence[float] | None = None,
+             spec: RoiSpec | None = None) -> np.ndarray:
+    """The padded crop of the lesion (margin, minimum size, square / cube when ``keep_aspect``), not resized.
 
     Returns
     -------
-    ndarray of shape (h, w[, channels]), the image's dtype
+    ndarray of shape (h, w[, channels]) or (d, h, w[, channels]), the image's dtype
     """
     spec = spec or RoiSpec()
     image = np.asarray(image)
     box = roi_box(image.shape, mask=mask, bbox=bbox, margin=spec.margin, min_size=spec.min_size,
-                  square=spec.keep_aspect)
+                  square=spec.keep_aspect, spatial_dims=spec.spatial_dims)
     return crop_box(image, box, pad_mode=spec.pad_mode, fill=spec.fill)
 
 
-def prepare_roi(image: np.ndarray, *, mask: np.ndarray | None = None,
-                bbox: tuple[float, float, float, float] | None = None, spec: RoiSpec | None = None) -> np.ndarray:
-    """One network input: crop (see :func:`crop_roi`), channels, bilinear resize, z-score.
+def prepare_roi(image: np.ndarray, *, mask: np.ndarray | None = None, bbox: Sequence[float] | None = None,
+                spec: RoiSpec | None = None) -> np.ndarray:
+    """One network input: crop (see :func:`crop_roi`), channels, linear resize, z-score.
 
     Parameters
     ----------
-    image : ndarray of shape (height, width) or (height, width, channels)
-    mask : ndarray of shape (height, width), optional
-    bbox : (x, y, w, h), optional
+    image : ndarray of shape (height, width[, channels]), or (depth, height, width) for a 3D spec
+    mask : ndarray of the image's spatial shape, optional
+    bbox : (x, y, w, h) or (x, y, z, w, h, d), optional
     spec : RoiSpec, default=RoiSpec()
 
     Returns
     -------
-    ndarray of shape (spec.channels, spec.size, spec.size), float32
+    ndarray of shape ``spec.shape``: (spec.channels, spec.size, spec.size[, spec.size]), float32
 
     Examples
     --------
     >>> img = np.arange(100 * 120, dtype=np.uint8).reshape(100, 120)
     >>> prepare_roi(img, bbox=(0, 0, 30, 20), spec=RoiSpec(size=32)).shape
     (1, 32, 32)
+    >>> vol = np.random.default_rng(0).normal(size=(20, 40, 40))
+    >>> prepare_roi(vol, bbox=(5, 5, 5, 10, 10, 4), spec=RoiSpec(size=16, spatial_dims=3)).shape
+    (1, 16, 16, 16)
     """
     spec = spec or RoiSpec()
     crop = crop_roi(image, mask=mask, bbox=bbox, spec=spec)
-    out = resize_image(to_channels(crop, spec.channels), spec.size)
+    n = spec.spatial_dims
+    out = resize_image(to_channels(crop, spec.channels, spatial_dims=n), spec.size, spatial_dims=n)
     return zscore(out) if spec.normalise else out
 
 
-def load_roi(image: PathLike, *, mask: PathLike | np.ndarray | None = None,
-             bbox: tuple[float, float, float, float] | None = None, spec: RoiSpec | None = None) -> np.ndarray:
-    """Read an image file (grey, see :func:`her2dlr.io.images.read_image`) and prepare its ROI.
+def load_roi(image: PathLike, *, mask: PathLike | np.ndarray | None = None, bbox: Sequence[float] | None = None,
+             spec: RoiSpec | None = None) -> np.ndarray:
+    """Read an image or volume file (grey, see :func:`her2dlr.io.images.read_image`) and prepare its ROI.
 
     Parameters
     ----------
     image : path
-        2D image file (PNG, JPEG, TIFF, BMP, single-frame DICOM).
+        2D image file (PNG, JPEG, TIFF, BMP, single-frame DICOM), or with a 3D ``spec`` a
+        volume (NIfTI, NRRD, MHA, a DICOM series folder).
     mask : path or ndarray, optional
         Lesion mask file (or array) of the image's size.
-    bbox : (x, y, w, h), optional
+    bbox : (x, y, w, h) or (x, y, z, w, h, d), optional
     spec : RoiSpec
 
     Returns
     -------
-    ndarray of shape (spec.channels, spec.size, spec.size), float32
+    ndarray of shape ``spec.shape``, float32
 
     Raises
     ------
     InputError
-        Unreadable files, a 3D volume, a mask of another size, an empty mask; the message names the file.
+        Unreadable files, an image of another dimensionality than ``spec.spatial_dims``, a mask
+        of another size, an empty mask; the message names the file.
     """
     import SimpleITK as sitk
 
     from her2dlr.io.images import read_image, read_mask_array
 
+    spec = spec or RoiSpec()
     img = read_image(image)
-    if img.GetDimension() != 2:
-        raise InputError(f"{image} is a {img.GetDimension()}D volume; the networks take 2D images "
-                         "(choose a slice or frame first).")
+    if img.GetDimension() != spec.spatial_dims:
+        if spec.spatial_dims == 2:
+            raise InputError(f"{image} is a {img.GetDimension()}D volume; the networks take 2D images "
+                             "(choose a slice or frame first, or set spatial_dims: 3).")
+        raise InputError(f"{image} is a {img.GetDimension()}D image; spatial_dims=3 takes volumes (NIfTI, NRRD, "
+                         "MHA, a DICOM series folder).")
     arr = sitk.GetArrayFromImage(img)
     mask_arr = None
     if mask is not None:
