@@ -151,6 +151,7 @@ def test_3d_augmentation_keeps_the_cube_and_flips_x_and_y():
 def test_spatial_dims_is_checked_everywhere():
     from her2dlr.config import study_from_dict
     from her2dlr.deep.settings import DeepSettings
+    from her2dlr.deep.stage import training_settings
     from her2dlr.errors import StudyFileError
 
     with pytest.raises(InputError, match="'spatial_dims' parameter of TrainSettings must be 2"):
@@ -161,7 +162,7 @@ def test_spatial_dims_is_checked_everywhere():
         RoiSpec(spatial_dims=3.5)
     with pytest.raises(StudyFileError, match=r"deep\.spatial_dims = 4: must be one of 2 or 3"):
         study_from_dict({"name": "s", "cohort": {}, "label": {}, "deep": {"spatial_dims": 4}})
-    train, roi = DeepSettings(spatial_dims=3).training()
+    train, roi = training_settings(DeepSettings(spatial_dims=3))
     assert (train.spatial_dims, roi.spatial_dims, train.image_size, roi.size) == (3, 3, 32, 32)
     with pytest.raises(InputError, match=r"shape \(n, 1, 16, 16, 16\)"):
         train_network(np.zeros((4, 1, 16, 16), np.float32), np.arange(4) % 2,

@@ -104,13 +104,13 @@ def _predict_example(study: Study, manifest: Any) -> dict[str, Any] | None:
 
 def _deep_example(study: Study, manifest: Any, n_jobs: int) -> dict[str, Any] | None:
     """Train the study's network on the hold-out, then apply its artefact to a test case with a heat map."""
-    from her2dlr.deep.stage import run_deep_stage
+    from her2dlr.deep.stage import run_deep_stage, training_settings
     from her2dlr.learn.artefact import artefact_slug, load_artefact
     from her2dlr.predict import Case, predict
 
     if study.deep is None:
         return None
-    settings, roi = study.deep.training(weights_dir=study.base_dir)
+    settings, roi = training_settings(study.deep, weights_dir=study.base_dir)
     result = run_deep_stage(study, settings=settings, roi=roi, schemes=study.deep.schemes, final=study.deep.final,
                             n_jobs=max(n_jobs, 1))
     if result.artefact is None:

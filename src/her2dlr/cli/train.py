@@ -41,7 +41,8 @@ def train_deep(
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size (per process with --distributed; default 32).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="AdamW learning rate (default 1e-3).")] = None,
     weight_decay: Annotated[float | None, typer.Option("--weight-decay", help="Default 1e-4.")] = None,
-    image_size: Annotated[int | None, typer.Option("--image-size", help="ROI side in px (default: 64 for densenet3block, 224 otherwise).")] = None,
+    image_size: Annotated[int | None, typer.Option("--image-size", help="ROI side in px (default by network and dimension: `her2dlr train archs`).")] = None,
+    spatial_dims: Annotated[int | None, typer.Option("--spatial-dims", help="2 (images, default) or 3 (volumes).")] = None,
     channels: Annotated[int | None, typer.Option("--channels", help="1 (grey, default) or 3.")] = None,
     margin: Annotated[int | None, typer.Option("--margin", help="Pixels added around the lesion's bounding rectangle (default 10).")] = None,
     keep_aspect: Annotated[bool | None, typer.Option("--keep-aspect/--stretch", help="Square the ROI with image context instead of stretching it.")] = None,
@@ -69,13 +70,14 @@ def train_deep(
     """
     from her2dlr.config import load_study
     from her2dlr.deep.settings import DeepSettings
-    from her2dlr.deep.stage import deep_dir, run_deep_stage
+    from her2dlr.deep.stage import deep_dir, run_deep_stage, training_settings
     from her2dlr.console import print_metrics
 
     s = load_study(study)
     try:
         d = (s.deep or DeepSettings()).merged(
             arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, image_size=image_size,
+            spatial_dims=spatial_dims,
             channels=channels, margin=margin, keep_aspect=keep_aspect, loss=loss, scheduler=scheduler,
             patience=patience, keep=keep, val_fraction=val_fraction, schemes=scheme or None, final=final,
             weights=weights.resolve() if weights else None, device=device, allow_cpu_fallback=allow_cpu_fallback,
@@ -84,8 +86,8 @@ def train_deep(
         err = exc.errors()[0]
         raise InputError(f"Option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']} "
                          f"(got {err.get('input')!r}).") from None
-    settings, roi = d.training(weights_dir=s.base_dir, num_workers=num_workers, num_threads=threads,
-                               distributed=distributed)
+    settings, roi = training_settings(d, weights_dir=s.base_dir, num_workers=num_workers, num_threads=threads,
+                                      distributed=distributed)
     result = run_deep_stage(s, settings=settings, roi=roi, schemes=d.schemes, repeats=repeat,
                             resume=resume, final=d.final, n_jobs=n_jobs)
     if len(result.metrics):
@@ -104,7 +106,7 @@ def train_deep(
 @app.command("archs")
 def archs() -> None:
     """List the networks."""
-    from her2dlr.deep.networks import DEFAULT_IMAGE_SIZE, list_archs
+    from her2dlr.deep.networks import DEFAULT_IMAGE_SIZE, DEFAULT_VOLUME_SIZE, list_archs
 
     for name, desc in list_archs().items():
-        typer.echo(f"{name:16s} {DEFAULT_IMAGE_SIZE[name]:4d} px  {desc}")
+        typer.echo(f"{name:16s} {DEFAULT_IMAGE_SIZE[name]:4d} px (2D) {DEFAULT_VOLUME_SIZE[name]:3d} voxels (3D)  {desc}")

@@ -234,10 +234,13 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
 
     settings = settings or TrainSettings()
     settings = replace(settings, progress=progress and settings.progress)
-    roi = roi or RoiSpec(size=settings.image_size, channels=settings.in_channels)
+    roi = roi or RoiSpec(size=settings.image_size, channels=settings.in_channels, spatial_dims=settings.spatial_dims)
     if roi.size != settings.image_size or roi.channels != settings.in_channels:
         raise InputError(f"ROI settings give {roi.channels}-channel {roi.size} px inputs but the network is set up "
                          f"for {settings.in_channels}-channel {settings.image_size} px inputs.")
+    if roi.spatial_dims != settings.spatial_dims:
+        raise InputError(f"ROI settings give {roi.spatial_dims}D inputs but the network is set up for "
+                         f"{settings.spatial_dims}D inputs (deep.spatial_dims).")
     if settings.n_classes != 2:
         raise InputError("Cross-validated deep models predict a binary label (n_classes=2).")
     table = deep_table(manifest, label=label)
@@ -358,7 +361,8 @@ def roi_spec_of(checkpoint: dict[str, Any]) -> RoiSpec:
     saved = (checkpoint.get("extra") or {}).get("roi")
     if saved:
         return RoiSpec.from_dict(dict(saved))
-    return RoiSpec(size=int(checkpoint["image_size"]), channels=int(checkpoint["in_channels"]))
+    return RoiSpec(size=int(checkpoint["image_size"]), channels=int(checkpoint["in_channels"]),
+                   spatial_dims=int(checkpoint.get("spatial_dims", 2)))
 
 
 def load_deep_model(checkpoint: PathLike, *, arch: str | None = None) -> tuple[nn.Module, RoiSpec, dict[str, Any]]:

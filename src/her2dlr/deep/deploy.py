@@ -73,7 +73,7 @@ def _network_card(meta: Mapping[str, Any], fold: str) -> dict[str, Any]:
     from her2dlr.deep.checkpoints import roi_spec_of
 
     return {"arch": meta.get("arch"), "image_size": meta.get("image_size"), "in_channels": meta.get("in_channels"),
-            "roi": roi_spec_of(meta).to_dict(), "fold": fold, "lesion": "mask or box (its bounding rectangle)"}
+            "spatial_dims": meta.get("spatial_dims", 2), "roi": roi_spec_of(meta).to_dict(), "fold": fold, "lesion": "mask or box (its bounding rectangle)"}
 
 
 def save_deep_artefact(models_dir: str | os.PathLike[str], deep_folder: str | os.PathLike[str], *, name: str,

@@ -75,33 +75,6 @@ class DeepSettings(_Strict):
     seed: int = 0
     dlr: DLRSettings = Field(default_factory=DLRSettings)
 
-    def training(self, *, weights_dir: Path | None = None, num_workers: int = 0, num_threads: int | None = None,
-                 distributed: bool = False, progress: bool = True) -> tuple[Any, Any]:
-        """The :class:`~her2dlr.deep.train.TrainSettings` and :class:`~her2dlr.imaging.roi.RoiSpec` of these settings.
-
-        ``weights_dir``: folder that a relative ``weights`` path is read against (the study file's).
-        Loads torch (the network registry); raises InputError for an unknown ``arch``.
-        """
-        from her2dlr.deep.networks import check_arch, default_image_size
-        from her2dlr.deep.train import TrainSettings
-        from her2dlr.imaging.roi import RoiSpec
-
-        check_arch(self.arch)
-        size = self.image_size or default_image_size(self.arch, self.spatial_dims)
-        weights = self.weights
-        if weights is not None and weights_dir is not None and not weights.expanduser().is_absolute():
-            weights = weights_dir / weights
-        train = TrainSettings(
-            arch=self.arch, image_size=size, spatial_dims=self.spatial_dims, in_channels=self.channels,
-            weights=str(weights.expanduser()) if weights is not None else None, epochs=self.epochs,
-            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, loss=self.loss,
-            scheduler=self.scheduler, patience=self.patience, keep=self.keep, val_fraction=self.val_fraction,
-            seed=self.seed, device=self.device, allow_cpu_fallback=self.allow_cpu_fallback, num_workers=num_workers,
-            num_threads=num_threads, distributed=distributed, progress=progress)
-        roi = RoiSpec(size=size, margin=self.margin, channels=self.channels, keep_aspect=self.keep_aspect,
-                      spatial_dims=self.spatial_dims)
-        return train, roi
-
     def merged(self, **overrides: Any) -> DeepSettings:
         """A validated copy with the given values (``None`` = keep the study file's).
 

@@ -15,18 +15,47 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from her2dlr.deep.cv import DeepCVResult, run_deep_cv
+from her2dlr.deep.settings import DeepSettings
 from her2dlr.deep.train import TrainSettings
 from her2dlr.imaging.roi import RoiSpec
 
 if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
     from her2dlr.config import Study
 
-__all__ = ["deep_dir", "run_deep_stage", "run_dlr_stage"]
+__all__ = ["deep_dir", "run_deep_stage", "run_dlr_stage", "training_settings"]
 
 
 def deep_dir(study: Study, arch: str) -> Path:
     """Where the deep stage of ``arch`` writes: ``<run>/deep/<arch>``."""
     return study.paths.deep_arch(arch)
+
+
+def training_settings(deep: DeepSettings, *, weights_dir: Path | None = None, num_workers: int = 0,
+                      num_threads: int | None = None, distributed: bool = False,
+                      progress: bool = True) -> tuple[TrainSettings, RoiSpec]:
+    """The :class:`~her2dlr.deep.train.TrainSettings` and :class:`~her2dlr.imaging.roi.RoiSpec` of a ``deep:`` section.
+
+    ``weights_dir``: folder that a relative ``weights`` path is read against (the study file's).
+    Loads torch (the network registry), which reading a study file does not; raises InputError
+    for an unknown ``arch``.
+    """
+    from her2dlr.deep.networks import check_arch, default_image_size
+
+    check_arch(deep.arch)
+    size = deep.image_size or default_image_size(deep.arch, deep.spatial_dims)
+    weights = deep.weights
+    if weights is not None and weights_dir is not None and not weights.expanduser().is_absolute():
+        weights = weights_dir / weights
+    train = TrainSettings(
+        arch=deep.arch, image_size=size, spatial_dims=deep.spatial_dims, in_channels=deep.channels,
+        weights=str(weights.expanduser()) if weights is not None else None, epochs=deep.epochs,
+        batch_size=deep.batch_size, lr=deep.lr, weight_decay=deep.weight_decay, loss=deep.loss,
+        scheduler=deep.scheduler, patience=deep.patience, keep=deep.keep, val_fraction=deep.val_fraction,
+        seed=deep.seed, device=deep.device, allow_cpu_fallback=deep.allow_cpu_fallback, num_workers=num_workers,
+        num_threads=num_threads, distributed=distributed, progress=progress)
+    roi = RoiSpec(size=size, margin=deep.margin, channels=deep.channels, keep_aspect=deep.keep_aspect,
+                  spatial_dims=deep.spatial_dims)
+    return train, roi
 
 
 def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None = None,
@@ -86,8 +115,6 @@ def run_dlr_stage(study: Study, *, arch: str | None = None, radiomics: str | Non
     """
     from her2dlr.deep.deploy import save_dlr_artefacts
     from her2dlr.deep.dlr import run_study_dlr
-    from her2dlr.deep.settings import DeepSettings
-
     d = study.deep or DeepSettings()
     arch = arch or d.arch
     opts = {"radiomics": radiomics or d.dlr.radiomics, "model": model or d.dlr.model,
