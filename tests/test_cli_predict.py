@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import lesion_image, lesion_mask, write_lesion_folders, write_png
 from typer.testing import CliRunner
 
+from conftest import lesion_image, lesion_mask, write_lesion_folders, write_png
 from her2dlr.cli import app
 
 runner = CliRunner()

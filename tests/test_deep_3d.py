@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
-from test_deep_synthetic import _one_thread  # noqa: F401  (autouse fixture)
 
 from her2dlr.deep.data import load_rois
 from her2dlr.deep.explain import CamExplainer, box_region, heat_in_mask, paste_heat
@@ -30,6 +29,7 @@ from her2dlr.imaging.roi import (
     roi_box,
     zscore,
 )
+from test_deep_synthetic import _one_thread  # noqa: F401  (autouse fixture)
 
 TINY = {"growth_rate": 4, "block_layers": (1, 1, 2)}
 SMALL_3D = {  # arch -> (cube side, options); densenet121 pools five times and needs 32

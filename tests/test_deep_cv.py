@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import lesion_image, lesion_mask, write_lesion_folders, write_png
-from test_deep_synthetic import _one_thread  # noqa: F401  (autouse fixture)
 
+from conftest import lesion_image, lesion_mask, write_lesion_folders, write_png
 from her2dlr.cohort.splits import repeated_group_kfold, stratified_group_holdout
 from her2dlr.deep.cv import deep_table, load_deep_model, predict_images, run_deep_cv
 from her2dlr.deep.train import TrainSettings, load_checkpoint
@@ -15,6 +14,7 @@ from her2dlr.errors import InputError
 from her2dlr.imaging.roi import RoiSpec
 from her2dlr.learn.cv import PREDICTION_COLUMNS
 from her2dlr.learn.thresholds import choose_threshold
+from test_deep_synthetic import _one_thread  # noqa: F401  (autouse fixture)
 
 N = 36
 
@@ -37,8 +37,8 @@ def manifest(tmp_path) -> pd.DataFrame:
 
 
 def _settings(**kw) -> TrainSettings:
-    base = dict(image_size=32, epochs=2, batch_size=8, progress=False, num_threads=1, min_class_cases=4,
-                arch_options={"growth_rate": 4, "block_layers": (1, 1, 2)})
+    base = {"image_size": 32, "epochs": 2, "batch_size": 8, "progress": False, "num_threads": 1, "min_class_cases": 4,
+                "arch_options": {"growth_rate": 4, "block_layers": (1, 1, 2)}}
     base.update(kw)
     return TrainSettings(**base)
 
@@ -97,7 +97,7 @@ def test_predict_images_with_boxes_arrays_and_whole_images(manifest, tmp_path):
     ckpt = tmp_path / "d" / "holdout" / "best.pt"
     img = lesion_image(3, texture="rough")
     prob = predict_images(ckpt, [manifest["image"][0], img, img], [(10, 20, 40, 30), None, lesion_mask() > 0])
-    assert prob.shape == (3,) and ((0 <= prob) & (prob <= 1)).all()
+    assert prob.shape == (3,) and ((prob >= 0) & (prob <= 1)).all()
     assert set(res.predictions.loc[res.predictions["fold"] == "holdout", "split"]) == {"test", "train_oof"}
     with pytest.raises(InputError, match="3 images but 2 ROIs"):
         predict_images(ckpt, [img, img, img], [None, None])

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import lesion_image, lesion_mask, write_lesion_folders, write_png
 from typer.testing import CliRunner
 
+from conftest import lesion_image, lesion_mask, write_lesion_folders, write_png
 from her2dlr.cli import app
 from her2dlr.learn.artefact import artefact_slug
 
@@ -132,9 +132,9 @@ def test_a_model_with_two_networks_is_refused(run: Path, tmp_path: Path):
 
     import torch
 
-    from her2dlr.predict.network import network_columns
     from her2dlr.errors import InputError
     from her2dlr.learn.artefact import load_artefact
+    from her2dlr.predict.network import network_columns
 
     late = run / "models" / artefact_slug(LATE)
     copy = tmp_path / "late"

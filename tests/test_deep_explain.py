@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from deep_helpers import TinyCNN, synthetic_lesions, train_tiny
 from torch import nn
 
+from deep_helpers import TinyCNN, synthetic_lesions, train_tiny
 from her2dlr.deep.explain import (
     CamExplainer,
     box_region,

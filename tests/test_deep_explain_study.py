@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from deep_helpers import save_fold_checkpoints, write_lesion_cohort
 
+from deep_helpers import save_fold_checkpoints, write_lesion_cohort
 from her2dlr.deep.checkpoints import find_fold_checkpoints
 from her2dlr.errors import InputError
 

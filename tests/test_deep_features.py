@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from deep_helpers import TinyCNN, synthetic_lesions, train_tiny
 
+from deep_helpers import TinyCNN, synthetic_lesions, train_tiny
 from her2dlr.deep.features import (
     DeepPCA,
     FoldFeatures,

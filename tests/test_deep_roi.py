@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import write_png
 
+from conftest import write_png
 from her2dlr.errors import InputError
 from her2dlr.imaging.roi import (
     RoiSpec,
@@ -82,7 +82,7 @@ def test_prepare_roi_resizes_rectangle_and_zscores():
     assert out.shape == (1, 64, 64) and out.dtype == np.float32
     assert out.mean() == pytest.approx(0, abs=1e-4) and out.std() == pytest.approx(1, abs=1e-3)
     raw = prepare_roi(img, bbox=(10, 20, 100, 30), spec=RoiSpec(size=64, normalise=False))
-    assert 0 <= raw.min() and raw.max() <= 255
+    assert raw.min() >= 0 and raw.max() <= 255
 
 
 def test_bilinear_resize_preserves_a_ramp_and_a_constant():

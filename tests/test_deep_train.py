@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
-from test_deep_synthetic import _one_thread, two_texture_rois  # noqa: F401  (autouse fixture)
 
 from her2dlr.deep.train import (
     FewCasesWarning,
@@ -21,13 +20,14 @@ from her2dlr.deep.train import (
     train_network,
 )
 from her2dlr.errors import InputError
+from test_deep_synthetic import _one_thread, two_texture_rois  # noqa: F401  (autouse fixture)
 
 TINY = {"growth_rate": 4, "block_layers": (1, 1, 2)}  # a small dense net: fast, still the real code path
 
 
 def tiny(**kw) -> TrainSettings:
-    base = dict(image_size=32, arch_options=TINY, epochs=3, batch_size=16, progress=False, num_threads=1,
-                min_class_cases=5)
+    base = {"image_size": 32, "arch_options": TINY, "epochs": 3, "batch_size": 16, "progress": False, "num_threads": 1,
+                "min_class_cases": 5}
     base.update(kw)
     return TrainSettings(**base)
 

@@ -8,13 +8,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from test_learn_fusion import _cohort, _radiomics
 
 from her2dlr.errors import InputError
-from her2dlr.learn.artefact import CARD, load_artefact, list_artefacts
+from her2dlr.learn.artefact import CARD, list_artefacts, load_artefact
 from her2dlr.learn.integration import logit
 from her2dlr.learn.settings import LearnSettings
 from her2dlr.learn.stage import run_learn_stage
+from test_learn_fusion import _cohort, _radiomics
 
 PROVENANCE = [{"name": "radiomics_us2d_mask", "params": "us2d", "roi": "mask", "params_hash": "abc"}]
 
@@ -41,7 +41,7 @@ def _inputs(m) -> pd.DataFrame:
 
 
 def test_every_model_has_a_complete_artefact(stage):
-    m, out, models = stage
+    _m, out, models = stage
     listed = list_artefacts(models)
     assert set(listed["model"]) == set(out.predictions["model"])
     for folder in models.iterdir():

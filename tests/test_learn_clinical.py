@@ -21,16 +21,16 @@ from sklearn.model_selection import StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import her2dlr.learn.clinical as clinical_module
 import her2dlr.evaluate.logistic as stats_module
+import her2dlr.learn.clinical as clinical_module
 from her2dlr.errors import InputError
+from her2dlr.evaluate.logistic import fit_logit
 from her2dlr.learn.clinical import (
     ClinicalEncoder,
     UnivariableMultivariableSelector,
     clinical_pipeline,
     feature_source,
 )
-from her2dlr.evaluate.logistic import fit_logit
 
 BIRADS_ORDER = ["2", "3", "4a", "4b", "4c", "5"]
 TYPES = {"Age": "numeric", "Shape": "categorical", "Signs": "multi", "BIRADS": "ordinal"}

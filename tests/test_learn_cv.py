@@ -107,7 +107,7 @@ def test_changing_test_rows_changes_nothing_fitted():
     b = run_outer_cv(garbage, hold, model="lr", selection=SELECTION, search=FAST, scheme="holdout").fits[0]
     assert a.features == b.features and a.params == b.params
     assert a.threshold.value == pytest.approx(b.threshold.value)
-    assert a.pipeline.named_steps["lasso"].C_ == pytest.approx(b.pipeline.named_steps["lasso"].C_)
+    assert pytest.approx(b.pipeline.named_steps["lasso"].C_) == a.pipeline.named_steps["lasso"].C_
 
 
 def test_one_class_training_fold_names_the_fold():

@@ -92,7 +92,7 @@ def test_stacking_refuses_other_folds_and_missing_oof(fitted):
 
 
 def test_combined_model_uses_signature_and_clinical_and_coefficients_reproduce_it(fitted):
-    manifest, _, img, _, raw, types = fitted
+    _manifest, _, img, _, raw, types = fitted
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         comb = combined_logistic(img, raw, types, name="combined", options={"alpha_uni": 0.2}, search=FAST)

@@ -171,7 +171,7 @@ def test_lasso_cv_sees_only_the_rows_it_is_given(monkeypatch):
     X2 = X.copy()
     X2.iloc[80:] = 1e6  # garbage outside the training rows
     b = LassoSelector().fit(X2.iloc[train], y[train])
-    assert a.C_ == pytest.approx(b.C_, rel=1e-12)
+    assert pytest.approx(b.C_, rel=1e-12) == a.C_
     np.testing.assert_array_equal(a.get_support(), b.get_support())
 
 

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from her2dlr.bench.synthetic_run import make_synthetic_run
 from her2dlr.evaluate.calibration import calibration_summary
 from her2dlr.evaluate.compare import threshold_metrics_ci
 from her2dlr.evaluate.decision import decision_curve
 from her2dlr.evaluate.delong import delong_auc_ci, delong_test
 from her2dlr.report.build import build_report
 from her2dlr.report.checklists import TODO
-from her2dlr.bench.synthetic_run import make_synthetic_run
 
 SECTION_IDS = ["cohort", "splits", "features", "models", "discrimination", "calibration", "utility", "tables",
                "nomogram", "explainability", "survival", "reproducibility", "checklists"]

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from her2dlr.bench.synthetic_run import make_synthetic_run
 from her2dlr.errors import InputError
 from her2dlr.report.build import build_report
 from her2dlr.report.run import RunFolder
-from her2dlr.bench.synthetic_run import make_synthetic_run
 from her2dlr.report.views import prediction_views, reference_model
 
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from her2dlr.cli.survival import app
 from her2dlr.errors import InputError, StudyFileError
 from her2dlr.survival import RiskStratifier, SurvivalSettings, load_survival_settings, run_survival
-from her2dlr.cli.survival import app
 
 FIX = Path(__file__).parent / "fixtures" / "survival"
 
@@ -30,14 +30,14 @@ def gbsg2() -> pd.DataFrame:
 
 
 def small_settings(**kw) -> SurvivalSettings:
-    base = dict(
-        time_column="time", event_column="cens", time_unit="days", id_column="case_id", group_columns=["horTh"],
-        covariates=["horTh", "age", "tgrade", "pnodes"], score_covariates=["tgrade", "pnodes", "progrec"],
-        treatment_column="horTh", treatment_name="hormonal therapy", reference_arm=False,  # YAML 'no' -> False
-        her2low={"true_column": "status", "pred_column": "pred", "positive": "HER2-low", "stepwise": False,
+    base = {
+        "time_column": "time", "event_column": "cens", "time_unit": "days", "id_column": "case_id", "group_columns": ["horTh"],
+        "covariates": ["horTh", "age", "tgrade", "pnodes"], "score_covariates": ["tgrade", "pnodes", "progrec"],
+        "treatment_column": "horTh", "treatment_name": "hormonal therapy", "reference_arm": False,  # YAML 'no' -> False
+        "her2low": {"true_column": "status", "pred_column": "pred", "positive": "HER2-low", "stepwise": False,
                  "covariates": ["tgrade", "pnodes"]},
-        n_bootstrap=50,
-    )
+        "n_bootstrap": 50,
+    }
     base.update(kw)
     return SurvivalSettings(**base)
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from her2dlr.errors import InputError, nearest
 
-__all__ = ["binary_target", "param_error", "check_choice", "check_number", "check_no_missing", "feature_label"]
+__all__ = ["binary_target", "check_choice", "check_no_missing", "check_number", "feature_label", "param_error"]
 
 
 def param_error(owner: object | str, name: str, allowed: str, got: Any) -> InputError:

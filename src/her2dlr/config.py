@@ -35,19 +35,19 @@ from her2dlr.schema import format_validation_error as _format
 from her2dlr.survival.settings import SurvivalSettings
 
 __all__ = [
-    "Study",
-    "FolderSource",
-    "FilesSource",
-    "TableSource",
+    "DEFAULT_MISSING_VALUES",
     "CohortSettings",
+    "FilesSource",
+    "FolderSource",
     "LabelRule",
-    "SplitSettings",
     "QCSettings",
     "RadiomicsSettings",
+    "SplitSettings",
+    "Study",
+    "TableSource",
+    "format_validation_error",
     "load_study",
     "study_from_dict",
-    "format_validation_error",
-    "DEFAULT_MISSING_VALUES",
 ]
 
 

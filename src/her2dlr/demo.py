@@ -14,10 +14,10 @@ from rich.console import Console
 
 from her2dlr.cohort.build import build_cohort
 from her2dlr.config import Study, study_from_dict
+from her2dlr.console import print_cohort, print_frame
 from her2dlr.io.atomic import write_text_atomic
 from her2dlr.learn.study import run_study_learning
 from her2dlr.radiomics.stage import run_radiomics_stage
-from her2dlr.console import print_cohort, print_frame
 
 __all__ = ["demo_data_dir", "demo_studies", "run_demo"]
 

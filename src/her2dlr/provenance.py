@@ -8,7 +8,7 @@ import platform
 from importlib import metadata
 from typing import Any
 
-__all__ = ["package_versions", "config_hash", "TRACKED_PACKAGES"]
+__all__ = ["TRACKED_PACKAGES", "config_hash", "package_versions"]
 
 #: Distributions whose versions change results.
 TRACKED_PACKAGES = ("her2dlr", "numpy", "pandas", "scipy", "scikit-learn", "pyradiomics-bhklab", "SimpleITK",

@@ -28,10 +28,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "RunPaths", "PREDICTIONS", "PREDICTIONS_CSV", "METRICS", "FUNNEL", "PARAMS", "INNER_RESULTS",
-    "FEATURE_FREQUENCY", "CLINICAL_VARIABLES", "SETTINGS", "FOLDS", "HISTORY", "MODEL_CARD",
-    "BEST_CHECKPOINT", "LAST_CHECKPOINT", "PROVENANCE", "MANIFEST", "QC_TABLE", "QC_PAIRS", "QC_SUMMARY_TEXT",
-    "QC_SUMMARY_JSON", "deep_features_name", "dlr_set_name",
+    "BEST_CHECKPOINT",
+    "CLINICAL_VARIABLES",
+    "FEATURE_FREQUENCY",
+    "FOLDS",
+    "FUNNEL",
+    "HISTORY",
+    "INNER_RESULTS",
+    "LAST_CHECKPOINT",
+    "MANIFEST",
+    "METRICS",
+    "MODEL_CARD",
+    "PARAMS",
+    "PREDICTIONS",
+    "PREDICTIONS_CSV",
+    "PROVENANCE",
+    "QC_PAIRS",
+    "QC_SUMMARY_JSON",
+    "QC_SUMMARY_TEXT",
+    "QC_TABLE",
+    "SETTINGS",
+    "RunPaths",
+    "deep_features_name",
+    "dlr_set_name",
 ]
 
 # Files of one result folder (learn/<set>/ or deep/<arch>/)

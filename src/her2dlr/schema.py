@@ -72,7 +72,7 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, set[str]]:
 def _all_tags(model: type[BaseModel], loc: tuple[Any, ...]) -> set[str]:
     tags = set()
     for i in range(1, len(loc) + 1):
-        tags |= _walk(model, loc[:i] + ("",))[1]
+        tags |= _walk(model, (*loc[:i], ""))[1]
     return tags
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from her2dlr.errors import InputError, nearest
 
-__all__ = ["BenchOptions", "register", "result", "run_bench", "list_benches", "BENCHES"]
+__all__ = ["BENCHES", "BenchOptions", "list_benches", "register", "result", "run_bench"]
 
 
 @dataclass

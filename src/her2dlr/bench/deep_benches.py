@@ -53,7 +53,7 @@ from her2dlr.bench import BenchOptions, register, result
 from her2dlr.bench.cohort_benches import busi_study, require_data
 from her2dlr.runfolder import BEST_CHECKPOINT
 
-__all__ = ["busi_deep_bench", "deep_speed_bench", "busi_deep_dir", "BUSI_DEEP_ARCH"]
+__all__ = ["BUSI_DEEP_ARCH", "busi_deep_bench", "busi_deep_dir", "deep_speed_bench"]
 
 BUSI_DEEP_ARCH = "densenet3block"
 

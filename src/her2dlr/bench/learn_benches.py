@@ -34,7 +34,7 @@ import pandas as pd
 
 from her2dlr.bench import BenchOptions, register, result
 
-__all__ = ["leakage_bench", "noise_cohort", "LEAKAGE_SELECTION"]
+__all__ = ["LEAKAGE_SELECTION", "leakage_bench", "noise_cohort"]
 
 #: Seed 002's radiomics selection.
 LEAKAGE_SELECTION: list[dict[str, Any]] = [

@@ -32,8 +32,8 @@ TARGET_SECONDS = 30.0
 @register("report", "Study report (HTML + PDF) of a synthetic run of 800 cases and 6 models: build time")
 def report_bench(options: BenchOptions) -> Iterator[dict[str, Any]]:
     """Time :func:`her2dlr.report.build.build_report` on a synthetic run folder."""
-    from her2dlr.report.build import build_report
     from her2dlr.bench.synthetic_run import make_synthetic_run
+    from her2dlr.report.build import build_report
 
     n_cases, n_models = (200, 3) if options.quick else (800, 6)
     name = "report"

@@ -25,7 +25,7 @@ import pandas as pd
 
 from her2dlr.bench import BenchOptions, register, result
 
-__all__ = ["gbsg2_bench", "gbsg2_frame", "gbsg2_settings", "R_FIXTURES"]
+__all__ = ["R_FIXTURES", "gbsg2_bench", "gbsg2_frame", "gbsg2_settings"]
 
 #: Where the committed R reference values live in a source checkout.
 R_FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "survival"

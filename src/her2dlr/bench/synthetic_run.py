@@ -53,8 +53,8 @@ def _cohort(root: Path, n_cases: int, n_patients: int, scheme: str, rng: np.rand
             clinical: bool) -> pd.DataFrame:
     from her2dlr.cohort.build import split_summary
     from her2dlr.cohort.manifest import Manifest
-    from her2dlr.cohort.splits import assign_splits
     from her2dlr.cohort.settings import SplitSettings
+    from her2dlr.cohort.splits import assign_splits
     from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
 
     patient_of = np.concatenate([np.arange(n_patients), rng.choice(n_patients, n_cases - n_patients, replace=False)])

@@ -69,9 +69,9 @@ def train_deep(
     Settings come from the study file's `deep:` section; an option given here overrides it.
     """
     from her2dlr.config import load_study
+    from her2dlr.console import print_metrics
     from her2dlr.deep.settings import DeepSettings
     from her2dlr.deep.stage import deep_dir, run_deep_stage, training_settings
-    from her2dlr.console import print_metrics
 
     s = load_study(study)
     try:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from her2dlr.errors import InputError
 
-__all__ = ["clean_missing", "infer_clinical_types", "MIXED_NUMERIC_FRACTION"]
+__all__ = ["MIXED_NUMERIC_FRACTION", "clean_missing", "infer_clinical_types"]
 
 MIXED_NUMERIC_FRACTION = 0.8
 """A column whose present cells are at least this fraction numbers, but not all, is refused as mixed."""

@@ -28,7 +28,7 @@ import pandas as pd
 
 from her2dlr.errors import InputError, nearest
 
-__all__ = ["parse_ihc", "parse_ish", "her2_labels", "apply_label_rule", "LabelResult", "HER2_CLASSES"]
+__all__ = ["HER2_CLASSES", "LabelResult", "apply_label_rule", "her2_labels", "parse_ihc", "parse_ish"]
 
 HER2_CLASSES = {
     "her2_status": ["HER2-negative", "HER2-positive"],
@@ -191,9 +191,7 @@ def apply_label_rule(
             nv = _norm(v)
             if pos is not None and nv in pos:
                 labels.append(1)
-            elif neg is not None and nv in neg:
-                labels.append(0)
-            elif neg is None:
+            elif (neg is not None and nv in neg) or neg is None:
                 labels.append(0)
             elif pos is None:
                 labels.append(1)

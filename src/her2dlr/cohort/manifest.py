@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from her2dlr.errors import InputError
 from her2dlr.io.atomic import atomic_path
 
-__all__ = ["Manifest", "CORE_COLUMNS", "MODALITIES"]
+__all__ = ["CORE_COLUMNS", "MODALITIES", "Manifest"]
 
 CORE_COLUMNS = [
     "case_id",
@@ -127,7 +127,7 @@ class Manifest:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Manifest":
+    def load(cls, path: str | os.PathLike[str]) -> Manifest:
         """Read a manifest written by :meth:`save` (Parquet), or a plain CSV manifest."""
         path = Path(path)
         if not path.exists():
@@ -144,7 +144,7 @@ class Manifest:
             meta=dict(info.get("meta", {})),
         )
 
-    def copy(self, table: pd.DataFrame | None = None) -> "Manifest":
+    def copy(self, table: pd.DataFrame | None = None) -> Manifest:
         """A new manifest with the same column metadata and ``table`` (default: a copy of this one's)."""
         return Manifest(
             self.table.copy() if table is None else table,

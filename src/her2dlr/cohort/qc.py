@@ -48,8 +48,8 @@ from her2dlr.cohort.manifest import Manifest
 from her2dlr.errors import InputError, nearest
 from her2dlr.io.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from her2dlr.io.cells import is_missing, parse_bbox
-from her2dlr.runfolder import QC_PAIRS, QC_SUMMARY_JSON, QC_SUMMARY_TEXT, QC_TABLE
 from her2dlr.io.images import bbox_mask, check_mask, read_image_and_channels, read_mask_array
+from her2dlr.runfolder import QC_PAIRS, QC_SUMMARY_JSON, QC_SUMMARY_TEXT, QC_TABLE
 
 __all__ = ["LESION_POLICIES", "MIN_LESION_PIXELS", "QCResult", "run_qc"]
 
@@ -555,8 +555,8 @@ def _summary(qc_table: pd.DataFrame, pairs: pd.DataFrame, out: Manifest, reports
         counts = included[label_column].value_counts(dropna=False)
         balance = {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))}
     return {
-        "n_rows": int(len(qc_table)),
-        "n_output_rows": int(len(out.table)),
+        "n_rows": len(qc_table),
+        "n_output_rows": len(out.table),
         "n_included": int(included.shape[0]),
         "n_excluded": int((~out.table["include"].astype(bool)).sum()),
         "n_input_rows_excluded": int((~qc_table["include"]).sum()),
@@ -571,7 +571,7 @@ def _summary(qc_table: pd.DataFrame, pairs: pd.DataFrame, out: Manifest, reports
         "near_duplicate_groups": int((near_sizes >= 2).sum()),
         "rows_in_duplicate_groups": int(near_sizes[near_sizes >= 2].sum()),
         "largest_duplicate_group": int(near_sizes.max()) if len(near_sizes) else 0,
-        "duplicate_pairs": int(len(pairs)),
+        "duplicate_pairs": len(pairs),
         "pairs_by_method": {str(k): int(v) for k, v in pairs["method"].value_counts().sort_index().items()},
         "cross_label_pairs": int(pairs["cross_label"].sum()),
         "n_groups": int(qc_table["group"].nunique()),

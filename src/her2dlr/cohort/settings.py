@@ -11,8 +11,18 @@ from pydantic import Field, model_validator
 from her2dlr.schema import StrictModel
 
 __all__ = [
-    "DEFAULT_MISSING_VALUES", "FolderSource", "FilesSource", "TableSource", "Source", "CohortSettings",
-    "LabelRule", "HoldoutSettings", "KFoldSettings", "CentreSettings", "SplitSettings", "QCSettings",
+    "DEFAULT_MISSING_VALUES",
+    "CentreSettings",
+    "CohortSettings",
+    "FilesSource",
+    "FolderSource",
+    "HoldoutSettings",
+    "KFoldSettings",
+    "LabelRule",
+    "QCSettings",
+    "Source",
+    "SplitSettings",
+    "TableSource",
 ]
 
 DEFAULT_MISSING_VALUES = [
@@ -48,7 +58,7 @@ class FolderSource(_SourceBase):
     label_column: str = Field("class", description="Column receiving the subfolder name.")
     classes: list[str] | None = Field(None, description="Subfolders to import (default: all).")
     mask_suffix: str = "_mask"
-    extensions: list[str] = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm"]
+    extensions: list[str] = Field(default_factory=lambda: [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm"])
 
 
 class FilesSource(_SourceBase):
@@ -80,16 +90,16 @@ class TableSource(_SourceBase):
     centre_column: str | None = None
     spacing_column: str | None = None
     spacing_unit: Literal["mm", "cm"] = "mm"
-    clinical_columns: list[str] = []
-    label_columns: list[str] = Field([], description="Extra columns kept as possible targets.")
+    clinical_columns: list[str] = Field(default_factory=list)
+    label_columns: list[str] = Field(default_factory=list, description="Extra columns kept as possible targets.")
     time_column: str | None = None
     event_column: str | None = None
     treatment_column: str | None = None
     multi_value_separator: str = Field("&", description="Separator of several values in one cell.")
-    clinical_types: dict[str, Literal["numeric", "categorical", "multi"]] = {}
+    clinical_types: dict[str, Literal["numeric", "categorical", "multi"]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _one_box_form(self) -> "TableSource":
+    def _one_box_form(self) -> TableSource:
         if self.bbox_columns is not None and len(self.bbox_columns) != 4:
             raise ValueError(f"bbox_columns needs 4 names (x, y, w, h), got {self.bbox_columns}")
         if self.bbox_columns and self.bbox_column:
@@ -125,7 +135,7 @@ class LabelRule(StrictModel):
     ish_column: str = "ish"
 
     @model_validator(mode="after")
-    def _column_needed(self) -> "LabelRule":
+    def _column_needed(self) -> LabelRule:
         if self.rule == "column" and not self.column:
             raise ValueError("rule 'column' needs 'column': the name of the label column")
         return self
@@ -153,7 +163,7 @@ class SplitSettings(StrictModel):
     by_centre: CentreSettings | None = None
 
     @model_validator(mode="after")
-    def _centre_or_holdout(self) -> "SplitSettings":
+    def _centre_or_holdout(self) -> SplitSettings:
         if self.by_centre is not None and self.holdout is not None:
             self.__dict__["holdout"] = None  # external validation replaces the random hold-out
         return self

@@ -16,7 +16,7 @@ from her2dlr.cohort.manifest import Manifest
 from her2dlr.cohort.settings import SplitSettings
 from her2dlr.errors import InputError, nearest
 
-__all__ = ["assign_splits", "stratified_group_holdout", "repeated_group_kfold", "groups_straddling"]
+__all__ = ["assign_splits", "groups_straddling", "repeated_group_kfold", "stratified_group_holdout"]
 
 
 def _group_ids(table: pd.DataFrame) -> pd.Series:

@@ -67,8 +67,16 @@ from her2dlr.learn.cv import PREDICTION_COLUMNS, outer_folds
 from her2dlr.learn.thresholds import Threshold, ThresholdRule, apply_threshold, choose_threshold
 from her2dlr.runfolder import FOLDS, HISTORY, METRICS, PREDICTIONS, SETTINGS
 
-__all__ = ["DeepFold", "DeepCVResult", "deep_table", "run_deep_cv", "predict_images", "load_deep_model",
-           "roi_spec_of", "write_deep_outputs"]
+__all__ = [
+    "DeepCVResult",
+    "DeepFold",
+    "deep_table",
+    "load_deep_model",
+    "predict_images",
+    "roi_spec_of",
+    "run_deep_cv",
+    "write_deep_outputs",
+]
 
 log = logging.getLogger(__name__)
 

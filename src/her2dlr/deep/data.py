@@ -13,9 +13,9 @@ ROI spec, volumes (modality ``MR``: NIfTI, NRRD, MHA or a DICOM series folder).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,8 +26,16 @@ from her2dlr.errors import InputError
 from her2dlr.imaging.roi import RoiSpec, load_roi, prepare_roi
 from her2dlr.io.cells import is_missing, parse_bbox
 
-__all__ = ["MODALITY_OF_DIMS", "RoiInput", "roi_of_row", "load_rois", "manifest_rois", "RoiDataset", "AugmentCollate",
-           "torch_threads"]
+__all__ = [
+    "MODALITY_OF_DIMS",
+    "AugmentCollate",
+    "RoiDataset",
+    "RoiInput",
+    "load_rois",
+    "manifest_rois",
+    "roi_of_row",
+    "torch_threads",
+]
 
 PathLike = str | os.PathLike[str]
 RoiInput = PathLike | np.ndarray | tuple[float, ...] | None

@@ -25,7 +25,7 @@ normalised with the ROI settings stored in the network's checkpoint, as in train
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,8 @@ from typing import Any
 import pandas as pd
 
 from her2dlr.errors import InputError
+from her2dlr.learn.artefact import artefact_slug, save_artefact
 from her2dlr.runfolder import BEST_CHECKPOINT
-from her2dlr.learn.artefact import ModelArtefact, artefact_slug, save_artefact
 
 __all__ = ["DEEP_PROB", "DeployNetwork", "deploy_network", "save_deep_artefact", "save_dlr_artefacts"]
 
@@ -137,9 +137,9 @@ def save_dlr_artefacts(study: Any, *, arch: str = "densenet3block", radiomics: s
     from her2dlr.learn.deploy import ModelInputs, save_stage_artefacts
     from her2dlr.learn.settings import LearnSettings
     from her2dlr.learn.study import (
-        radiomics_params_of,
         feature_table_provenance,
         load_feature_tables,
+        radiomics_params_of,
     )
     from her2dlr.provenance import config_hash
 

@@ -315,12 +315,16 @@ class CamExplainer:
     def _build(self, x: torch.Tensor) -> Any:
         from monai.visualize import CAM, GradCAM, GradCAMpp
 
-        keep = lambda a: a
+        def keep(a: Any) -> Any:
+            return a
+
         if self.method == "cam":
             fc_name = check_gap_head(self._model, x, target_layer=self.target_layer, fc_layer=self.fc_layer)
             fc = self._model.get_submodule(fc_name)
             self.fc_layer = fc_name
-            weight_only = lambda _m: (lambda a: F.linear(a, fc.weight))
+            def weight_only(_m: Any) -> Any:
+                return lambda a: F.linear(a, fc.weight)
+
             return CAM(self._model, target_layers=self.target_layer, fc_layers=weight_only, postprocessing=keep)
         cls = GradCAM if self.method == "gradcam" else GradCAMpp
         return cls(self._model, target_layers=self.target_layer, postprocessing=keep)

@@ -50,22 +50,22 @@ from her2dlr.errors import InputError, nearest
 
 __all__ = [
     "ARCHS",
+    "CHECKPOINT_FORMAT",
     "DEFAULT_IMAGE_SIZE",
     "DEFAULT_VOLUME_SIZE",
     "SPATIAL_DIMS",
+    "VGG19",
     "CamNetwork",
     "DenseNet3Block",
     "DenseNet121Net",
     "ResNetNet",
-    "VGG19",
     "ViTNet",
     "build_network",
-    "load_weights",
-    "list_archs",
     "check_arch",
     "check_spatial_dims",
     "default_image_size",
-    "CHECKPOINT_FORMAT",
+    "list_archs",
+    "load_weights",
 ]
 
 CHECKPOINT_FORMAT = "her2dlr-deep-checkpoint"
@@ -569,7 +569,7 @@ def _read_state(path: Path) -> tuple[Mapping[str, Tensor], dict[str, Any] | None
         raise InputError(f"Weights file not found: {path}.")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for foreign files
+    except Exception as exc:
         raise InputError(f"Cannot read weights {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}."
                          " Expected a her2dlr checkpoint or a PyTorch state dict.") from None
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:

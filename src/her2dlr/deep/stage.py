@@ -8,11 +8,10 @@ report stages read deep and radiomics models alike.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from her2dlr.deep.cv import DeepCVResult, run_deep_cv
 from her2dlr.deep.settings import DeepSettings

@@ -69,21 +69,21 @@ from her2dlr.deep.transforms import Augment, AugmentSettings
 from her2dlr.errors import InputError, nearest
 
 __all__ = [
-    "TrainSettings",
-    "TrainResult",
-    "FewCasesWarning",
-    "train_network",
-    "predict_proba",
-    "resolve_device",
-    "load_checkpoint",
-    "save_checkpoint",
-    "make_checkpoint",
-    "default_threads",
-    "seeded",
-    "model_from_checkpoint",
-    "class_weights",
     "LOSSES",
     "SCHEDULERS",
+    "FewCasesWarning",
+    "TrainResult",
+    "TrainSettings",
+    "class_weights",
+    "default_threads",
+    "load_checkpoint",
+    "make_checkpoint",
+    "model_from_checkpoint",
+    "predict_proba",
+    "resolve_device",
+    "save_checkpoint",
+    "seeded",
+    "train_network",
 ]
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ class TrainSettings:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainSettings":
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainSettings:
         """Inverse of :meth:`to_dict`; unknown keys are refused with the allowed ones."""
         allowed = {f.name for f in fields(cls)}
         bad = sorted(set(data) - allowed)
@@ -492,7 +492,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(f"Checkpoint not found: {path}.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise InputError(f"Cannot read checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}.") from None
     if not isinstance(ckpt, Mapping) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path} is not a her2dlr network checkpoint (written by `her2dlr train deep`).")
@@ -745,8 +745,8 @@ def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainS
     weights_np = class_weights(y[run.fit_idx], settings.n_classes)
     fit = _setup_fit(run, weights_np)
     state: dict[str, Any] = {"best_epoch": 0, "best_auc": -math.inf, "best_loss": math.inf, "bad_epochs": 0,
-                             "finished": False, "stopped_early": False, "history": [], "n_cases": int(len(y)),
-                             "n_val": int(len(run.val_idx)), "class_weights": weights_np.tolist()}
+                             "finished": False, "stopped_early": False, "history": [], "n_cases": len(y),
+                             "n_val": len(run.val_idx), "class_weights": weights_np.tolist()}
     start_epoch, best_state = _resume(run, fit, state, resume)
     fit.net = _distributed(fit.model, run)
     epoch, best_state = _epoch_loop(run, fit, state, start_epoch, best_state, callback)

@@ -39,7 +39,7 @@ from monai.transforms import Randomizable, Transform
 from her2dlr.errors import InputError
 from her2dlr.imaging.roi import SPATIAL_DIMS
 
-__all__ = ["AugmentSettings", "Augment", "RandCropResize", "train_transform", "test_transform"]
+__all__ = ["Augment", "AugmentSettings", "RandCropResize", "test_transform", "train_transform"]
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import special, stats
 
+from her2dlr.checks import check_choice, param_error
 from her2dlr.errors import InputError
 from her2dlr.evaluate.compare import wilson_ci
 from her2dlr.evaluate.metrics import check_binary_probs
-from her2dlr.checks import check_choice, param_error
 
 __all__ = [
     "HosmerLemeshowResult",

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from her2dlr.checks import check_choice, param_error
 from her2dlr.errors import InputError
 from her2dlr.evaluate.delong import delong_covariance
 from her2dlr.evaluate.metrics import (
@@ -29,7 +30,6 @@ from her2dlr.evaluate.metrics import (
     resampled_aucs,
     threshold_metrics,
 )
-from her2dlr.checks import check_choice, param_error
 
 __all__ = ["COMPARE_METRICS", "bootstrap_compare", "delong_unpaired", "threshold_metrics_ci", "wilson_ci"]
 

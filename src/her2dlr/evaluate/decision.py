@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from her2dlr.checks import param_error
 from her2dlr.errors import InputError
 from her2dlr.evaluate.metrics import check_binary_probs
-from her2dlr.checks import param_error
 
 __all__ = ["DEFAULT_THRESHOLDS", "TREAT_ALL", "TREAT_NONE", "decision_curve"]
 

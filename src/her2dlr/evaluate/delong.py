@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from her2dlr.errors import InputError
 from her2dlr.checks import binary_target
+from her2dlr.errors import InputError
 
-__all__ = ["AUCResult", "DeLongTest", "delong_covariance", "delong_auc_ci", "delong_test", "placement_values"]
+__all__ = ["AUCResult", "DeLongTest", "delong_auc_ci", "delong_covariance", "delong_test", "placement_values"]
 
 
 @dataclass(frozen=True)

@@ -59,8 +59,8 @@ from statsmodels.tools.sm_exceptions import (
     PerfectSeparationWarning,
 )
 
-from her2dlr.errors import InputError
 from her2dlr.checks import check_choice, param_error
+from her2dlr.errors import InputError
 
 __all__ = ["INTERCEPT", "SEPARATION_FALLBACKS", "LogitFit", "UnivariableMultivariableSelector", "feature_source",
            "fit_logit"]
@@ -667,32 +667,13 @@ class UnivariableMultivariableSelector(SelectorMixin, BaseEstimator):
         record("start", "", current)
         seen = {current}
         for _ in range(self.max_steps):
-            moves: list[tuple[float, str, str, frozenset[str], float]] = []  # (score, action, group, state, p)
             if self.criterion == "aic":
-                if self.direction in ("backward", "both"):
-                    moves += [(aic(current - {g}), "-", g, current - {g}, p_in(current, g)) for g in current]
-                if self.direction in ("forward", "both"):
-                    moves += [(aic(current | {g}), "+", g, current | {g}, p_in(current | {g}, g))
-                              for g in candidates if g not in current]
-                moves = [m for m in moves if m[0] < aic(current) - 1e-7 and m[3] not in seen]
-                if not moves:
-                    break
-                _, action, g, state, p = min(moves, key=lambda m: (m[0], order[m[2]]))
+                move = _aic_move(self.direction, current, candidates, seen, aic, p_in, order)
             else:
-                if self.direction in ("backward", "both") and current:
-                    worst = max(current, key=lambda g: (p_in(current, g), order[g]))
-                    p = p_in(current, worst)
-                    if p >= alpha_out and (current - {worst}) not in seen:
-                        moves.append((p, "-", worst, current - {worst}, p))
-                if not moves and self.direction in ("forward", "both"):
-                    trials = [(p_in(current | {g}, g), g) for g in candidates if g not in current]
-                    trials = [t for t in trials if t[0] < self.alpha_multi and (current | {t[1]}) not in seen]
-                    if trials:
-                        p, g = min(trials, key=lambda t: (t[0], order[t[1]]))
-                        moves.append((p, "+", g, current | {g}, p))
-                if not moves:
-                    break
-                _, action, g, state, p = moves[0]
+                move = _p_move(self.direction, current, candidates, seen, p_in, order, alpha_out, self.alpha_multi)
+            if move is None:
+                break
+            _, action, g, state, p = move
             record(action, g, state, p, tested_in=current if action == "-" else state)
             current = state
             seen.add(current)
@@ -841,3 +822,36 @@ class UnivariableMultivariableSelector(SelectorMixin, BaseEstimator):
         out = uni.merge(multi, on="feature", how="left")
         out["selected"] = out["feature"].isin(self.selected_features_)
         return out
+
+
+_Move = tuple[float, str, str, frozenset[str], float]  # (score, action, group, new state, p)
+
+
+def _aic_move(direction: str, current: frozenset[str], candidates: list[str], seen: set[frozenset[str]],
+              aic: Any, p_in: Any, order: dict[str, int]) -> _Move | None:
+    """The step that lowers the AIC most (removal or addition, as ``direction`` allows), or None."""
+    moves: list[_Move] = []
+    if direction in ("backward", "both"):
+        moves += [(aic(current - {g}), "-", g, current - {g}, p_in(current, g)) for g in current]
+    if direction in ("forward", "both"):
+        moves += [(aic(current | {g}), "+", g, current | {g}, p_in(current | {g}, g))
+                  for g in candidates if g not in current]
+    moves = [m for m in moves if m[0] < aic(current) - 1e-7 and m[3] not in seen]
+    return min(moves, key=lambda m: (m[0], order[m[2]])) if moves else None
+
+
+def _p_move(direction: str, current: frozenset[str], candidates: list[str], seen: set[frozenset[str]],
+            p_in: Any, order: dict[str, int], alpha_out: float, alpha_in: float) -> _Move | None:
+    """Remove the least significant group (p >= ``alpha_out``), else add the most significant one (p < ``alpha_in``)."""
+    if direction in ("backward", "both") and current:
+        worst = max(current, key=lambda g: (p_in(current, g), order[g]))
+        p = p_in(current, worst)
+        if p >= alpha_out and (current - {worst}) not in seen:
+            return (p, "-", worst, current - {worst}, p)
+    if direction in ("forward", "both"):
+        trials = [(p_in(current | {g}, g), g) for g in candidates if g not in current]
+        trials = [t for t in trials if t[0] < alpha_in and (current | {t[1]}) not in seen]
+        if trials:
+            p, g = min(trials, key=lambda t: (t[0], order[t[1]]))
+            return (p, "+", g, current | {g}, p)
+    return None

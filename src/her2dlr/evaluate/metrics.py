@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from her2dlr.checks import binary_target
 from her2dlr.errors import InputError
 from her2dlr.evaluate.delong import AUCResult, delong_auc_ci, placement_values
-from her2dlr.checks import binary_target
 
 __all__ = [
     "METRIC_COLUMNS",

@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from her2dlr.errors import InputError, nearest
 from her2dlr.checks import check_choice, param_error
+from her2dlr.errors import InputError, nearest
 from her2dlr.evaluate.logistic import (
     SEPARATION_FALLBACKS,
     LogitFit,
@@ -276,7 +276,7 @@ def baseline_table(
                              **{c: _pct(int(counts[i, j]), int(totals[j]), digits) for j, c in enumerate(cols)},
                              "p": p if i == 0 else np.nan, "test": test if i == 0 else ""})
             if not levels:
-                rows.append({"variable": v, "level": "", **{c: "-" for c in cols}, "p": np.nan, "test": ""})
+                rows.append({"variable": v, "level": "", **dict.fromkeys(cols, "-"), "p": np.nan, "test": ""})
         n_missing = [int(d[v].isna().sum()) for d in parts]
         if any(n_missing):
             rows.append({"variable": v, "level": "missing",

@@ -43,8 +43,20 @@ import torch.nn.functional as F
 from her2dlr.errors import InputError, nearest
 from her2dlr.io.images import LUMA_WEIGHTS
 
-__all__ = ["RoiSpec", "Box", "roi_box", "crop_box", "crop_roi", "resize_image", "zscore", "to_channels",
-           "prepare_roi", "load_roi", "PAD_MODES", "SPATIAL_DIMS"]
+__all__ = [
+    "PAD_MODES",
+    "SPATIAL_DIMS",
+    "Box",
+    "RoiSpec",
+    "crop_box",
+    "crop_roi",
+    "load_roi",
+    "prepare_roi",
+    "resize_image",
+    "roi_box",
+    "to_channels",
+    "zscore",
+]
 
 PathLike = str | os.PathLike[str]
 Box = tuple[int, ...]
@@ -118,7 +130,7 @@ class RoiSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RoiSpec":
+    def from_dict(cls, data: dict[str, Any]) -> RoiSpec:
         """Inverse of :meth:`to_dict`; unknown keys are refused with the allowed ones (no ``spatial_dims``: 2D)."""
         allowed = set(cls.__dataclass_fields__)
         bad = sorted(set(data) - allowed)

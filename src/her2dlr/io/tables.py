@@ -46,6 +46,6 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | int = 0) -> pd.Data
             return pd.read_csv(path, sep=None, engine="python")
     except InputError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any decoder error becomes a message naming the file
+    except Exception as exc:
         raise InputError(f"Cannot read table {path}: {exc}") from None
     raise InputError(f"Unknown table format '{suffix}' for {path}: use CSV, TSV, XLSX or Parquet.")

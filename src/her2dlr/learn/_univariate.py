@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-__all__ = ["column_auc", "ttest_pvalues", "mannwhitney_pvalues", "relevance"]
+__all__ = ["column_auc", "mannwhitney_pvalues", "relevance", "ttest_pvalues"]
 
 
 def column_auc(X: np.ndarray, y: np.ndarray) -> np.ndarray:

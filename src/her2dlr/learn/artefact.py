@@ -50,7 +50,7 @@ from her2dlr.learn.thresholds import Threshold, apply_threshold
 from her2dlr.provenance import package_versions
 from her2dlr.runfolder import MODEL_CARD
 
-__all__ = ["FORMAT", "CARD", "NETWORK", "ModelArtefact", "artefact_slug", "save_artefact", "load_artefact", "list_artefacts"]
+__all__ = ["CARD", "FORMAT", "NETWORK", "ModelArtefact", "artefact_slug", "list_artefacts", "load_artefact", "save_artefact"]
 
 FORMAT = "her2dlr-model/1"
 CARD = MODEL_CARD

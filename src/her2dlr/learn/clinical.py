@@ -45,9 +45,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from her2dlr.checks import check_choice, param_error
 from her2dlr.cohort.clinical import infer_clinical_types
 from her2dlr.errors import InputError, nearest
-from her2dlr.checks import check_choice, param_error
 from her2dlr.evaluate.logistic import (
     UnivariableMultivariableSelector,
     feature_source,

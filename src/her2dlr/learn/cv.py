@@ -29,9 +29,9 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.pipeline import Pipeline
 
+from her2dlr.checks import binary_target, check_choice
 from her2dlr.cohort.manifest import Manifest
 from her2dlr.errors import InputError
-from her2dlr.checks import binary_target, check_choice
 from her2dlr.learn.selection import build_selection, selection_funnel
 from her2dlr.learn.thresholds import (
     Threshold,
@@ -42,8 +42,17 @@ from her2dlr.learn.thresholds import (
 from her2dlr.learn.tuning import SearchSettings, Steps, tune
 from her2dlr.learn.zoo import get_model
 
-__all__ = ["LearningData", "FoldFit", "CVResult", "learning_data", "outer_folds", "fit_fold", "fit_final",
-           "run_outer_cv", "PREDICTION_COLUMNS"]
+__all__ = [
+    "PREDICTION_COLUMNS",
+    "CVResult",
+    "FoldFit",
+    "LearningData",
+    "fit_final",
+    "fit_fold",
+    "learning_data",
+    "outer_folds",
+    "run_outer_cv",
+]
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +216,7 @@ def learning_data(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, 
         bad = [c for c in X.columns if c not in numeric.columns]
         if numeric_only:
             raise InputError(f"Feature table has non-numeric column(s) {bad[:5]}: encode them first (clinical module).")
-        X = X.astype({c: np.float64 for c in numeric.columns})
+        X = X.astype(dict.fromkeys(numeric.columns, np.float64))
     else:
         X = X.astype(np.float64)
     y = binary_target(table[label].to_numpy(), where="the cohort")

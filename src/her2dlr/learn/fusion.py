@@ -97,8 +97,8 @@ def clinical_steps(types: Mapping[str, str], options: Mapping[str, Any] | None =
         ``min_frequency``, ``drop`` (encoder) and ``alpha_uni``, ``alpha_multi``, ``direction``,
         ``criterion``, ``on_separation``, ``fallback`` (selector).
     """
-    from her2dlr.learn.clinical import ClinicalEncoder
     from her2dlr.evaluate.logistic import UnivariableMultivariableSelector
+    from her2dlr.learn.clinical import ClinicalEncoder
 
     opts = dict(options or {})
     enc_keys = ("min_frequency", "drop", "ordinal", "separator", "add_indicator")

@@ -33,8 +33,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from her2dlr.errors import InputError
 from her2dlr.checks import check_choice, check_number
+from her2dlr.errors import InputError
 
 __all__ = ["LocationScaleHarmoniser", "harmonise_to_reference"]
 

@@ -39,14 +39,14 @@ from her2dlr.learn.thresholds import ThresholdRule, apply_threshold, choose_thre
 from her2dlr.learn.tuning import SearchSettings
 
 __all__ = [
-    "SIGNATURE",
     "COMBINED_PARAMS",
-    "stacking",
+    "SIGNATURE",
+    "classifier_pairings",
     "combined_logistic",
     "combined_steps",
-    "classifier_pairings",
     "logistic_coefficients",
     "logit",
+    "stacking",
 ]
 
 #: Column name of the imaging signature in the combined model.

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from her2dlr.errors import Her2dlrError
 
-__all__ = ["LearnSettings", "ClinicalConfig", "ModelEntry", "SearchConfig", "ThresholdConfig", "DEFAULT_SELECTION", "DEFAULT_MODELS"]
+__all__ = ["DEFAULT_MODELS", "DEFAULT_SELECTION", "ClinicalConfig", "LearnSettings", "ModelEntry", "SearchConfig", "ThresholdConfig"]
 
 #: Seed 002's radiomics selection.
 DEFAULT_SELECTION: list[dict[str, Any]] = [

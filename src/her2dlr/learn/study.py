@@ -17,8 +17,13 @@ from her2dlr.learn.stage import LearnStageResult, run_learn_stage
 if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
     from her2dlr.config import Study
 
-__all__ = ["resolve_feature_table", "load_feature_tables", "feature_table_provenance", "radiomics_params_of",
-           "run_study_learning"]
+__all__ = [
+    "feature_table_provenance",
+    "load_feature_tables",
+    "radiomics_params_of",
+    "resolve_feature_table",
+    "run_study_learning",
+]
 
 
 #: Feature tables a user brings (computed by another tool), given by path.

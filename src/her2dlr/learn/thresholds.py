@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from her2dlr.errors import InputError
 from her2dlr.checks import binary_target, check_choice
+from her2dlr.errors import InputError
 
-__all__ = ["Threshold", "ThresholdRule", "choose_threshold", "apply_threshold", "youden_threshold"]
+__all__ = ["Threshold", "ThresholdRule", "apply_threshold", "choose_threshold", "youden_threshold"]
 
 METHODS = ("youden", "sensitivity", "specificity", "fixed")
 

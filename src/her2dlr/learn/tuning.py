@@ -36,16 +36,16 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import Pipeline
 
+from her2dlr.checks import binary_target, check_choice, check_number
 from her2dlr.errors import InputError
 from her2dlr.learn._univariate import column_auc
-from her2dlr.checks import binary_target, check_choice, check_number
 from her2dlr.learn.selection import ZScore, build_selection
 from her2dlr.learn.zoo import get_model, make_model, model_grid
 
 __all__ = [
     "SearchSettings",
-    "as_steps",
     "TunedModel",
+    "as_steps",
     "build_pipeline",
     "candidate_settings",
     "inner_splitter",
@@ -246,7 +246,7 @@ def _evaluate_split(template: Pipeline, candidates: list[dict[str, Any]], X: Any
                 selection = pipe[:-1]
                 Ztr = selection.fit_transform(Xtr, y[train]) if len(selection) else Xtr
                 Zva = selection.transform(Xva) if len(selection) else Xva
-            except Exception as exc:  # noqa: BLE001 - a failed split scores NaN, as error_score=nan
+            except Exception as exc:
                 errors.append(f"selection failed: {type(exc).__name__}: {exc}")
                 continue
             for i in idx:
@@ -255,7 +255,7 @@ def _evaluate_split(template: Pipeline, candidates: list[dict[str, Any]], X: Any
                 try:
                     model.fit(Ztr, y[train])
                     probs[i] = model.predict_proba(Zva)[:, 1]
-                except Exception as exc:  # noqa: BLE001 - library errors (LightGBM, XGBoost) included
+                except Exception as exc:
                     errors.append(f"setting {candidates[i]} failed: {type(exc).__name__}: {exc}")
                     continue
                 scores[i] = _auc(y[val], probs[i])

@@ -44,14 +44,14 @@ from sklearn.utils.validation import check_is_fitted
 from her2dlr.errors import StudyFileError, nearest
 
 __all__ = [
-    "ModelSpec",
-    "MODELS",
     "ALIASES",
+    "MODELS",
     "ArrayInputClassifier",
+    "ModelSpec",
     "get_model",
+    "list_models",
     "make_model",
     "model_grid",
-    "list_models",
 ]
 
 

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from her2dlr.io.atomic import atomic_path
 
-__all__ = ["FeatureCache", "file_fingerprint", "case_key"]
+__all__ = ["FeatureCache", "case_key", "file_fingerprint"]
 
 CACHE_FORMAT = 1
 """Bumped when the cache layout or the extraction semantics change."""

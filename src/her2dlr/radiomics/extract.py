@@ -47,8 +47,8 @@ from her2dlr.io.atomic import atomic_path
 from her2dlr.io.cells import BBox, is_missing, parse_bbox
 from her2dlr.io.images import bbox_mask, read_image, read_mask, read_mask_array
 from her2dlr.radiomics.cache import FeatureCache, case_key
-from her2dlr.radiomics.parameters import Params, load_params, params_hash
 from her2dlr.radiomics.parallel import check_backend, chunked, effective_workers, run_chunks
+from her2dlr.radiomics.parameters import Params, load_params, params_hash
 
 __all__ = [
     "ExtractionResult",
@@ -292,7 +292,7 @@ def _extract_chunk(
                 reason = None
             except InputError as exc:
                 features, reason = None, str(exc)
-            except Exception as exc:  # noqa: BLE001 - one bad case must not stop the batch
+            except Exception as exc:
                 features = None
                 reason = f"{type(exc).__name__} on image {case.image}: {exc}"
         outcomes.append(_Outcome(case.case_id, features, reason, list(messages), time.perf_counter() - start))

@@ -20,7 +20,7 @@ import SimpleITK as sitk
 
 from her2dlr.errors import InputError, nearest
 
-__all__ = ["BACKENDS", "check_backend", "effective_workers", "run_chunks", "chunked"]
+__all__ = ["BACKENDS", "check_backend", "chunked", "effective_workers", "run_chunks"]
 
 BACKENDS = ("loky", "threading", "sequential", "dask", "ray")
 """joblib backends accepted by :func:`~her2dlr.radiomics.extract.extract_radiomics`."""

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import json
 import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from her2dlr.cohort.build import manifest_path
 from her2dlr.cohort.manifest import Manifest
-from her2dlr.radiomics.settings import RadiomicsSettings
 from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
 from her2dlr.io.images import mask_to_bbox, read_mask_array
 from her2dlr.radiomics.extract import extract_radiomics, load_params, params_hash, write_features
+from her2dlr.radiomics.settings import RadiomicsSettings
 
 if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
     from her2dlr.config import Study
 
-__all__ = ["RadiomicsStageResult", "run_radiomics_stage", "rows_for_roi", "features_name"]
+__all__ = ["RadiomicsStageResult", "features_name", "rows_for_roi", "run_radiomics_stage"]
 
 
 @dataclass
@@ -69,12 +68,12 @@ def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None,
     write_features(result, path)
     failures_path = paths.feature_failures(name)
     write_csv_atomic(result.failures, failures_path)
-    import radiomics  # noqa: PLC0415 - version record only
+    import radiomics
 
     write_text_atomic(paths.feature_record(name), json.dumps({
         "params": settings.params, "roi": settings.roi, "params_hash": params_hash(params),
-        "n_cases": int(len(result.features)), "n_features": int(result.features.shape[1]),
-        "n_failed": int(len(result.failures)), "pyradiomics": radiomics.__version__,
+        "n_cases": len(result.features), "n_features": int(result.features.shape[1]),
+        "n_failed": len(result.failures), "pyradiomics": radiomics.__version__,
         "python": platform.python_version(),
     }, indent=2))
     return RadiomicsStageResult(

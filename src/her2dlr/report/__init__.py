@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_report", "ReportResult"]
+__all__ = ["ReportResult", "build_report"]
 
 
 def __getattr__(name: str) -> Any:

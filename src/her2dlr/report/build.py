@@ -32,7 +32,7 @@ from her2dlr.report.figures._base import report_style
 from her2dlr.report.run import RunFolder
 from her2dlr.report.tables import fmt_ci, fmt_num
 
-__all__ = ["ReportResult", "build_report", "REPORT_MARKER"]
+__all__ = ["REPORT_MARKER", "ReportResult", "build_report"]
 
 #: File that marks a folder as a report folder (so rebuilding may replace it).
 REPORT_MARKER = "report.json"

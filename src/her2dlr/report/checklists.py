@@ -19,8 +19,20 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-__all__ = ["ChecklistItem", "Checklist", "RunFacts", "TRIPOD_AI", "CLEAR", "METRICS", "CHECKLISTS", "TODO",
-           "FILLED", "fill_checklist", "fact_keys", "coverage"]
+__all__ = [
+    "CHECKLISTS",
+    "CLEAR",
+    "FILLED",
+    "METRICS",
+    "TODO",
+    "TRIPOD_AI",
+    "Checklist",
+    "ChecklistItem",
+    "RunFacts",
+    "coverage",
+    "fact_keys",
+    "fill_checklist",
+]
 
 #: Status of items the run cannot answer.
 TODO = "to be completed by the authors"

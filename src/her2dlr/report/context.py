@@ -15,7 +15,7 @@ from her2dlr.report.run import RunFolder
 from her2dlr.report.views import View, model_order, prediction_views, reference_model
 from her2dlr.runfolder import FEATURE_FREQUENCY, FUNNEL, METRICS, PREDICTIONS, PREDICTIONS_CSV
 
-__all__ = ["ReportContext", "MAX_PANELS", "MAX_CURVES"]
+__all__ = ["MAX_CURVES", "MAX_PANELS", "ReportContext"]
 
 #: Models shown in small-multiple figures (the reference first, then by AUC); tables show all.
 MAX_PANELS = 9

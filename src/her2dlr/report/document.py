@@ -14,7 +14,7 @@ from typing import Literal
 
 import pandas as pd
 
-__all__ = ["Paragraph", "Note", "FigureBlock", "TableBlock", "Section", "Block", "slug"]
+__all__ = ["Block", "FigureBlock", "Note", "Paragraph", "Section", "TableBlock", "slug"]
 
 
 def slug(text: str) -> str:

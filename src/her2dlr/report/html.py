@@ -15,7 +15,7 @@ import pandas as pd
 from her2dlr.report.document import Section, TableBlock, slug
 from her2dlr.report.tables import format_frame
 
-__all__ = ["render_html", "table_view", "TEMPLATE"]
+__all__ = ["TEMPLATE", "render_html", "table_view"]
 
 #: Template file under ``her2dlr/report/templates``.
 TEMPLATE = "report.html.j2"

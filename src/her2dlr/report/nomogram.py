@@ -36,7 +36,7 @@ from matplotlib.ticker import MaxNLocator
 from her2dlr.errors import InputError
 from her2dlr.report.figures._base import new_figure
 
-__all__ = ["Nomogram", "VariableScale", "nomogram_from_logistic", "nomogram_from_card", "plot_nomogram"]
+__all__ = ["Nomogram", "VariableScale", "nomogram_from_card", "nomogram_from_logistic", "plot_nomogram"]
 
 #: Ways a categorical variable's dummy may be named in the coefficients (``v`` variable, ``l`` level).
 _DUMMY_NAMES = ("{v}={l}", "{v}_{l}", "{v}[T.{l}]", "{v}[{l}]", "{v}:{l}", "{v}__{l}", "{v}.{l}", "{v} {l}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from her2dlr.errors import Her2dlrError
 from her2dlr.io.atomic import atomic_path
 
-__all__ = ["write_pdf", "PDFError"]
+__all__ = ["PDFError", "write_pdf"]
 
 
 class PDFError(Her2dlrError, RuntimeError):

@@ -31,7 +31,7 @@ from her2dlr.runfolder import (
     RunPaths,
 )
 
-__all__ = ["RunFolder", "LearnSet", "PREDICTION_REQUIRED", "file_sha256"]
+__all__ = ["PREDICTION_REQUIRED", "LearnSet", "RunFolder", "file_sha256"]
 
 #: Columns every prediction table must have (DESIGN contract plus the label).
 PREDICTION_REQUIRED = ("case_id", "model", "split", "prob")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["fmt_num", "fmt_p", "fmt_ci", "format_frame", "metrics_display", "funnel_summary", "METRIC_NAMES"]
+__all__ = ["METRIC_NAMES", "fmt_ci", "fmt_num", "fmt_p", "format_frame", "funnel_summary", "metrics_display"]
 
 #: Column headings of metric names.
 METRIC_NAMES = {

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["View", "prediction_views", "reference_model", "model_order", "view_labels"]
+__all__ = ["View", "model_order", "prediction_views", "reference_model", "view_labels"]
 
 _CV_FOLD = re.compile(r"^r(\d+)f(\d+)$")
 

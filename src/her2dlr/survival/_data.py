@@ -18,10 +18,10 @@ from her2dlr.errors import InputError, nearest
 __all__ = [
     "DesignSpec",
     "check_columns",
-    "survival_arrays",
     "group_levels",
     "make_design",
     "rows_text",
+    "survival_arrays",
 ]
 
 #: How many offending row labels an error message lists before "and N more".

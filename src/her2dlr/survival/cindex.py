@@ -19,6 +19,7 @@ Harrell's C comes from lifelines (``lifelines.utils.concordance_index``). Writte
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -33,14 +34,14 @@ from her2dlr.survival._data import check_columns, make_design, survival_arrays
 from her2dlr.survival.results import SurvivalResult
 
 __all__ = [
+    "METHODS",
     "ConcordanceResult",
     "CrossValidatedConcordance",
-    "harrell_c",
-    "uno_c",
     "concordance",
-    "out_of_fold_cox_risk",
     "cross_validated_concordance",
-    "METHODS",
+    "harrell_c",
+    "out_of_fold_cox_risk",
+    "uno_c",
 ]
 
 #: Allowed values of ``method``.
@@ -266,10 +267,8 @@ def _bootstrap(
         out = np.full(n_boot, np.nan)
         for b in range(n_boot):
             idx = rng.integers(0, n, n)
-            try:
+            with contextlib.suppress(InputError):
                 out[b] = harrell_c(t[idx], e[idx], r[idx]) if method == "harrell" else uno_c(t[idx], e[idx], r[idx], tau=tau)
-            except InputError:
-                pass
         return out
     A, B = _pair_matrices(t, e, r)
     out = np.empty(n_boot)
@@ -352,7 +351,7 @@ def concordance(
     ok = reps[np.isfinite(reps)]
     lo, hi = (np.quantile(ok, [alpha / 2, 1 - alpha / 2]) if len(ok) else (np.nan, np.nan))
     return ConcordanceResult(
-        method, est, float(lo), float(hi), int(len(ok)), len(t), int(e.sum()), tau, alpha,
+        method, est, float(lo), float(hi), len(ok), len(t), int(e.sum()), tau, alpha,
         int(len(reps) - len(ok)), label, reps,
     )
 
@@ -385,7 +384,7 @@ def out_of_fold_cox_risk(
     """
     from her2dlr.survival.cox import fit_cox
 
-    t, e = survival_arrays(df, time, event, require_events=True, purpose="a Cox model")
+    _t, e = survival_arrays(df, time, event, require_events=True, purpose="a Cox model")
     if n_splits < 2:
         raise InputError(f"The 'n_splits' parameter must be an int >= 2; got {n_splits}.")
     if int(e.sum()) < n_splits or int((~e).sum()) < n_splits:

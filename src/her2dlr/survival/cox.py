@@ -30,7 +30,7 @@ from her2dlr.survival.results import SurvivalResult, format_p
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["CoxResult", "fit_cox", "univariate_cox", "null_log_likelihood"]
+__all__ = ["CoxResult", "fit_cox", "null_log_likelihood", "univariate_cox"]
 
 _T, _E, _S, _W, _C = "__time__", "__event__", "__strata__", "__weight__", "__cluster__"
 
@@ -135,7 +135,7 @@ class CoxResult(SurvivalResult):
     def summary(self) -> pd.DataFrame:
         """One row per design column: term, level, HR with CI, coef, se, z, p and PH-test p."""
         s = self.fitter.summary
-        level = int(round((1 - self.alpha) * 100))
+        level = round((1 - self.alpha) * 100)
         term_of = {c: t for t, cols in self.design.terms.items() for c in cols}
         out = pd.DataFrame(
             {

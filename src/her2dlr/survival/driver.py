@@ -43,7 +43,7 @@ from her2dlr.survival.settings import Her2LowSettings, SurvivalSettings
 from her2dlr.survival.stepwise import stepwise_cox
 from her2dlr.survival.treatment import treatment_benefit
 
-__all__ = ["SurvivalReport", "run_survival", "RISK_SCORE_COL", "RISK_GROUP_COL"]
+__all__ = ["RISK_GROUP_COL", "RISK_SCORE_COL", "SurvivalReport", "run_survival"]
 
 #: Column names the driver adds to its working copy of the table.
 RISK_SCORE_COL, RISK_GROUP_COL = "risk_score", "risk_group"

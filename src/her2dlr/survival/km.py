@@ -39,8 +39,8 @@ __all__ = [
     "KaplanMeierResult",
     "LogRankResult",
     "kaplan_meier",
-    "logrank_test",
     "logrank_table",
+    "logrank_test",
     "number_at_risk",
 ]
 
@@ -314,7 +314,7 @@ class KaplanMeierResult(SurvivalResult):
             rows.append(
                 {
                     "group": level,
-                    "n": int(len(self.durations[level])),
+                    "n": len(self.durations[level]),
                     "events": int(self.events[level].sum()),
                     "median": med if np.isfinite(med) else np.nan,
                     "median_lower": lo,

@@ -37,7 +37,7 @@ from her2dlr.survival.results import SurvivalResult
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["MatchResult", "propensity_match", "standardised_differences", "ORDERS"]
+__all__ = ["ORDERS", "MatchResult", "propensity_match", "standardised_differences"]
 
 #: Allowed values of ``order``.
 ORDERS = ("largest", "random", "data")

@@ -27,13 +27,13 @@ if TYPE_CHECKING:
     from her2dlr.survival.treatment import TreatmentBenefitResult
 
 __all__ = [
+    "group_colors",
+    "plot_balance",
+    "plot_forest",
     "plot_km",
     "plot_km_pair",
-    "plot_forest",
-    "plot_balance",
     "plot_treatment_benefit",
     "save_figure",
-    "group_colors",
 ]
 
 _RISK_COLORS = {"low": "#1a9850", "moderate": "#f08c00", "high": "#d73027"}
@@ -247,8 +247,8 @@ def plot_forest(
     finite = [r for r in rows if not r["ref"]]
     lows = [r["hr_lower"] for r in finite if np.isfinite(r["hr_lower"]) and r["hr_lower"] > 0]
     highs = [r["hr_upper"] for r in finite if np.isfinite(r["hr_upper"])]
-    lo = min(lows + [1.0]) / 1.25
-    hi = max(highs + [1.0]) * 1.25
+    lo = min([*lows, 1.0]) / 1.25
+    hi = max([*highs, 1.0]) * 1.25
     for yi, r in zip(y, rows):
         ax.text(-0.03, yi, r["label"], transform=ax.get_yaxis_transform(), ha="right", va="center", fontsize=9)
         if r["ref"]:
@@ -271,7 +271,7 @@ def plot_forest(
     ax.set_yticks([])
     ax.spines[["top", "right", "left"]].set_visible(False)
     ax.set_xlabel("Hazard ratio (log scale)")
-    level = int(round(100 * (1 - result.alpha)))
+    level = round(100 * (1 - result.alpha))
     ax.text(1.04, n - 0.25, f"HR ({level}% CI)", transform=ax.get_yaxis_transform(), ha="left", va="bottom",
             fontsize=9, fontweight="bold")
     ax.text(1.52, n - 0.25, "p", transform=ax.get_yaxis_transform(), ha="left", va="bottom", fontsize=9,

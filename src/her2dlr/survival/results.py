@@ -16,7 +16,7 @@ import pandas as pd
 
 from her2dlr.io.atomic import write_csv_atomic
 
-__all__ = ["SurvivalResult", "format_p", "format_hr"]
+__all__ = ["SurvivalResult", "format_hr", "format_p"]
 
 
 def format_p(p: float) -> str:

@@ -28,6 +28,7 @@ training cases and applied unchanged by :meth:`transform`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ from her2dlr.errors import InputError, nearest
 from her2dlr.io.atomic import write_text_atomic
 from her2dlr.survival._data import rows_text
 
-__all__ = ["RiskStratifier", "time_dependent_roc", "CENSORING_MODES", "RISK_LABELS"]
+__all__ = ["CENSORING_MODES", "RISK_LABELS", "RiskStratifier", "time_dependent_roc"]
 
 #: Allowed values of ``censoring``.
 CENSORING_MODES = ("ipcw", "exclude")
@@ -292,11 +293,11 @@ class RiskStratifier:
         centers = np.sort(km.cluster_centers_.ravel())
         self.cutoff_ = cut if self.higher_is_riskier else -cut
         self.centers_ = [float(c if self.higher_is_riskier else -c) for c in centers]
-        self.boundaries_ = [float((a + b) / 2 if self.higher_is_riskier else -(a + b) / 2) for a, b in zip(centers[:-1], centers[1:])]
+        self.boundaries_ = [float((a + b) / 2 if self.higher_is_riskier else -(a + b) / 2) for a, b in itertools.pairwise(centers)]
         self.youden_ = float(roc["youden"].iloc[best])
         self.sensitivity_ = float(roc["sensitivity"].iloc[best])
         self.specificity_ = float(roc["specificity"].iloc[best])
-        self.n_train_ = int(len(s))
+        self.n_train_ = len(s)
         self.n_cases_ = int(is_case.sum())
         self.n_controls_ = int(is_ctrl.sum())
         self.n_unknown_ = int(len(s) - is_case.sum() - is_ctrl.sum())

@@ -7,7 +7,7 @@ being silently ignored. Times in the data are in ``time_unit``; horizons are giv
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -16,12 +16,12 @@ from her2dlr.errors import StudyFileError
 if TYPE_CHECKING:
     from her2dlr.config import Study
 
-__all__ = ["SurvivalSettings", "MatchSettings", "Her2LowSettings", "load_survival_settings", "DAYS_PER"]
+__all__ = ["DAYS_PER", "Her2LowSettings", "MatchSettings", "SurvivalSettings", "load_survival_settings"]
 
 #: Length of one year in each supported time unit.
 DAYS_PER = {"days": 365.25, "weeks": 365.25 / 7.0, "months": 12.0, "years": 1.0}
 
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 
 
 class _Strict(BaseModel):

@@ -22,7 +22,7 @@ from her2dlr.survival._data import make_design, survival_arrays
 from her2dlr.survival.cox import CoxResult, fit_cox, null_log_likelihood
 from her2dlr.survival.results import SurvivalResult
 
-__all__ = ["StepwiseResult", "stepwise_cox", "DIRECTIONS"]
+__all__ = ["DIRECTIONS", "StepwiseResult", "stepwise_cox"]
 
 #: Allowed values of ``direction``.
 DIRECTIONS = ("both", "forward", "backward")

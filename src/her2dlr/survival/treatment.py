@@ -35,7 +35,7 @@ from her2dlr.survival.results import SurvivalResult, format_hr, format_p
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["GroupBenefit", "TreatmentBenefitResult", "treatment_benefit", "stratified_hr", "benefit_sentence"]
+__all__ = ["GroupBenefit", "TreatmentBenefitResult", "benefit_sentence", "stratified_hr", "treatment_benefit"]
 
 
 def benefit_sentence(
@@ -297,7 +297,7 @@ def treatment_benefit(
     -------
     TreatmentBenefitResult
     """
-    t, e = survival_arrays(df, time, event, require_events=True, purpose="a treatment comparison")
+    _t, e = survival_arrays(df, time, event, require_events=True, purpose="a treatment comparison")
     _check_treatment_columns(df, treatment, group)
     arms = _ordered_arms(df, treatment, reference)
     match_covs = list(match_covariates if match_covariates is not None else covariates)

@@ -12,8 +12,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import l1_min_c
 
-from her2dlr.learn._univariate import column_auc
 from her2dlr.checks import check_choice, check_number
+from her2dlr.learn._univariate import column_auc
 from her2dlr.learn.selection._base import BaseSelector
 
 __all__ = ["LassoSelector", "RFESelector"]

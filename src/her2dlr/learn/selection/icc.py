@@ -7,11 +7,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from her2dlr.errors import InputError
 from her2dlr.checks import check_choice, check_number, feature_label
+from her2dlr.errors import InputError
 from her2dlr.learn.selection._base import BaseSelector
 
-__all__ = ["intraclass_correlation", "ICCFilter", "ICC_FORMS"]
+__all__ = ["ICC_FORMS", "ICCFilter", "intraclass_correlation"]
 
 #: Shrout & Fleiss (1979) single-measure forms.
 ICC_FORMS = ("icc1", "icc2", "icc3")

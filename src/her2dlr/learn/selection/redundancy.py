@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.feature_selection import f_classif, mutual_info_classif
 
-from her2dlr.learn._univariate import relevance
 from her2dlr.checks import check_choice, check_number
+from her2dlr.learn._univariate import relevance
 from her2dlr.learn.selection._base import BaseSelector
 
-__all__ = ["PearsonRedundancy", "GreedyElimination", "MRMR", "abs_correlation"]
+__all__ = ["MRMR", "GreedyElimination", "PearsonRedundancy", "abs_correlation"]
 
 _RELEVANCE = ("auc", "pvalue")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.feature_selection import chi2, mutual_info_classif
 
-from her2dlr.learn._univariate import column_auc, mannwhitney_pvalues, ttest_pvalues
 from her2dlr.checks import check_choice, check_number
+from her2dlr.learn._univariate import column_auc, mannwhitney_pvalues, ttest_pvalues
 from her2dlr.learn.selection._base import BaseSelector
 
-__all__ = ["UnivariateFilter", "ChiSquareSelector", "MutualInfoSelector", "TopKSelector"]
+__all__ = ["ChiSquareSelector", "MutualInfoSelector", "TopKSelector", "UnivariateFilter"]
 
 _TESTS = {"ttest", "mannwhitney"}
 

@@ -11,8 +11,17 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "png_bytes", "report_style", "model_colors", "short_label", "DPI", "POS_COLOR",
-           "NEG_COLOR", "grid_shape"]
+__all__ = [
+    "DPI",
+    "NEG_COLOR",
+    "POS_COLOR",
+    "grid_shape",
+    "model_colors",
+    "new_figure",
+    "png_bytes",
+    "report_style",
+    "short_label",
+]
 
 #: Resolution of the PNG files (also what the HTML embeds).
 DPI = 130

@@ -17,7 +17,7 @@ from matplotlib.patches import Patch
 
 from her2dlr.report.figures._base import NEG_COLOR, POS_COLOR, grid_shape, new_figure, short_label
 
-__all__ = ["plot_roc", "plot_prediction_histograms", "plot_waterfall", "plot_confusion_matrices", "plot_auc_forest"]
+__all__ = ["plot_auc_forest", "plot_confusion_matrices", "plot_prediction_histograms", "plot_roc", "plot_waterfall"]
 
 
 def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], labels: Mapping[str, str],

@@ -11,7 +11,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from her2dlr.report.figures._base import grid_shape, new_figure, short_label
 
-__all__ = ["plot_funnel", "plot_frequency", "plot_importance", "plot_correlation", "step_order"]
+__all__ = ["plot_correlation", "plot_frequency", "plot_funnel", "plot_importance", "step_order"]
 
 
 def plot_funnel(summary: pd.DataFrame, colors: Mapping[str, str] | None = None, *, max_cols: int = 3) -> Figure:

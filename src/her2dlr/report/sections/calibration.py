@@ -28,7 +28,7 @@ def calibration_table(view: View) -> tuple[pd.DataFrame, list[str]]:
             s = calibration_summary(y, p)
         except InputError as exc:
             notes.append(f"{m}: {exc}")
-            s = {k: np.nan for k in _SUMMARY_COLUMNS} | {"n": len(y)}
+            s = dict.fromkeys(_SUMMARY_COLUMNS, np.nan) | {"n": len(y)}
         rows.append({"model": m, **{k: s.get(k, np.nan) for k in _SUMMARY_COLUMNS}})
     return pd.DataFrame(rows), notes
 

@@ -14,7 +14,7 @@ from her2dlr.report.nomogram import nomogram_from_card, plot_nomogram
 from her2dlr.report.sections.cohort import class_names, included_table
 from her2dlr.report.tables import fmt_ci, fmt_num, fmt_p
 
-__all__ = ["clinical_tables_section", "nomogram_section", "clinical_frame_for_tables", "MAX_TOKENS", "MAX_LEVELS"]
+__all__ = ["MAX_LEVELS", "MAX_TOKENS", "clinical_frame_for_tables", "clinical_tables_section", "nomogram_section"]
 
 #: Values of a multi-valued clinical column turned into yes/no rows.
 MAX_TOKENS = 8
@@ -156,7 +156,7 @@ def clinical_tables_section(ctx: ReportContext) -> Section:
         where = "training set" if len(train) < len(frame) else "included patients"
         try:
             ors = odds_ratio_table(train, "label", variables, types=types, stepwise="backward")
-        except Exception as exc:  # noqa: BLE001 - a degenerate clinical table should not sink the report
+        except Exception as exc:
             sec.note(f"Odds ratios could not be estimated: {exc}", "warning")
         else:
             ornote = _short_notes(ors.notes)
@@ -196,7 +196,7 @@ def nomogram_section(ctx: ReportContext) -> Section:
         src = [ctx.run.rel(path)]
         try:
             nomo = nomogram_from_card(card)
-        except Exception as exc:  # noqa: BLE001 - report a malformed card instead of failing
+        except Exception as exc:
             sec.note(f"{ctx.run.rel(path)}: the nomogram could not be built: {exc}", "warning")
             continue
         lg = card["logistic"]

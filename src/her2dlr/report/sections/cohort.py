@@ -10,7 +10,7 @@ from her2dlr.report.context import ReportContext
 from her2dlr.report.document import Section
 from her2dlr.report.figures.cohort import FlowCounts, plot_flow
 
-__all__ = ["cohort_section", "splits_section", "class_names", "included_table"]
+__all__ = ["class_names", "cohort_section", "included_table", "splits_section"]
 
 _QC_ROWS = [
     ("unreadable_images", "Unreadable images"),

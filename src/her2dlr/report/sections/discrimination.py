@@ -21,7 +21,7 @@ from her2dlr.report.sections.cohort import class_names
 from her2dlr.report.tables import METRIC_NAMES, fmt_ci, fmt_num, fmt_p
 from her2dlr.report.views import View
 
-__all__ = ["discrimination_section", "view_aucs", "threshold_metrics_long", "delong_vs_reference"]
+__all__ = ["delong_vs_reference", "discrimination_section", "threshold_metrics_long", "view_aucs"]
 
 _THRESHOLD_METRICS = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "youden")
 
@@ -244,7 +244,7 @@ def discrimination_section(ctx: ReportContext) -> Section:
              "chosen on the training data of each model and applied unchanged. "
              + (f"Models are compared with the reference model {ctx.reference} ({ctx.reference_reason})."
                 if ctx.reference else ""))
-    order = [m for m in ctx.models]
+    order = list(ctx.models)
     forest = allauc.dropna(subset=["auc"]).copy()
     forest["model"] = pd.Categorical(forest["model"], categories=order, ordered=True)
     forest = forest.sort_values("model")

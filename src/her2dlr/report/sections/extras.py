@@ -11,7 +11,7 @@ from her2dlr.report.context import ReportContext
 from her2dlr.report.document import FigureBlock, Section
 from her2dlr.report.tables import format_frame
 
-__all__ = ["explainability_section", "survival_section", "MAX_IMAGES"]
+__all__ = ["MAX_IMAGES", "explainability_section", "survival_section"]
 
 #: Images embedded per section (the rest are listed).
 MAX_IMAGES = 12

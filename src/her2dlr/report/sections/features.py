@@ -18,7 +18,7 @@ from her2dlr.report.figures.features import (
 from her2dlr.report.run import LearnSet
 from her2dlr.report.tables import fmt_ci, funnel_summary
 
-__all__ = ["features_section", "training_cases", "MAX_KEPT"]
+__all__ = ["MAX_KEPT", "features_section", "training_cases"]
 
 #: Kept features shown in the importance and correlation figures.
 MAX_KEPT = 25
@@ -94,7 +94,7 @@ def _load_params(name: str) -> dict[str, Any] | None:
         from her2dlr.radiomics.parameters import load_params
 
         return dict(load_params(name))
-    except Exception:  # noqa: BLE001 - a params file that moved only costs the checklist a detail
+    except Exception:
         return None
 
 

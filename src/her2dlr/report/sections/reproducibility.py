@@ -12,7 +12,7 @@ from her2dlr.report.context import ReportContext
 from her2dlr.report.document import Section
 from her2dlr.report.run import file_sha256
 
-__all__ = ["reproducibility_section", "input_files"]
+__all__ = ["input_files", "reproducibility_section"]
 
 _SKIP_DIRS = {"report", "cache", "masks"}
 _SUFFIXES = {".parquet", ".csv", ".json", ".txt", ".yaml", ".yml"}
@@ -42,7 +42,7 @@ def reproducibility_section(ctx: ReportContext) -> Section:
              "report/figures hold the numbers of each table and figure.")
     # versions
     rows = []
-    for name, path in run.feature_tables.items():
+    for name in run.feature_tables:
         rec = run.feature_record(name) or {}
         for key in ("pyradiomics", "python"):
             if rec.get(key):

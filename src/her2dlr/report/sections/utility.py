@@ -8,7 +8,7 @@ from her2dlr.report.context import MAX_CURVES, ReportContext
 from her2dlr.report.document import Section
 from her2dlr.report.figures.utility import plot_decision_curves
 
-__all__ = ["utility_section", "THRESHOLDS"]
+__all__ = ["THRESHOLDS", "utility_section"]
 
 #: Threshold probabilities of the decision curves.
 THRESHOLDS = np.round(np.arange(0.01, 1.0, 0.01), 2)
