@@ -273,6 +273,22 @@ def demo(
     run_demo(out, n_jobs=n_jobs)
 
 
+@app.command("run")
+@friendly
+def run_cmd(
+    study: Path = StudyArg,
+    force: bool = typer.Option(False, "--force", help="Re-run every stage, changed or not."),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="Only this stage (repeatable): cohort, radiomics, learn, deep, dlr, survival, report."),
+    from_stage: Optional[str] = typer.Option(None, "--from", help="This stage and the ones after it."),
+    n_jobs: Optional[int] = typer.Option(None, "--n-jobs", help="Parallel workers (-1: all cores); default: each stage's own."),
+    pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="Also write report.pdf."),
+) -> None:
+    """Run every stage the study file configures, re-running only those whose settings or inputs changed."""
+    from her2dlr.pipeline import run_study
+
+    run_study(study, force=force, only=only or None, from_stage=from_stage, n_jobs=n_jobs, pdf=pdf, console=console)
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
