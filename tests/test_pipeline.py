@@ -6,6 +6,8 @@ import copy
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +186,16 @@ def test_cli_run_prints_the_summary(study: tuple[dict[str, Any], Path]) -> None:
     assert "reused" in res.output and "not selected" in res.output and "report.html" in res.output
     bad = CliRunner().invoke(app, ["run", str(path), "--only", "lern"])
     assert bad.exit_code == 2 and "Unknown stage 'lern'" in bad.output
+
+
+def test_reuse_loads_no_heavy_library(study: tuple[dict[str, Any], Path]) -> None:
+    raw, root = study
+    path = root / "study.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    code = ("import sys; from her2dlr.pipeline import run_study; "
+            f"r = run_study({str(path)!r}, pdf=False, progress=False); "
+            "assert {o.status for o in r.stages} == {'reused', 'skipped'}, r.stages; "
+            "print(sorted(m for m in ('torch', 'monai', 'lightgbm', 'xgboost', 'weasyprint', 'radiomics', "
+            "'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

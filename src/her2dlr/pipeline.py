@@ -62,8 +62,6 @@ __all__ = ["STAGES", "PipelineResult", "StageOutcome", "file_fingerprint", "prin
 STAGES = ("cohort", "radiomics", "learn", "deep", "dlr", "survival", "report")
 #: Files larger than this are fingerprinted by size + mtime instead of their bytes.
 HASH_LIMIT = 64 * 2**20
-#: Run-folder entries that are no stage's output: the bookkeeping file and caches.
-_NOT_OUTPUTS = ("stages.json", "features/cache")
 #: Keys of a settings section that change how fast a stage runs, not what it writes.
 _EXECUTION_KEYS = ("n_jobs", "backend")
 
@@ -125,17 +123,11 @@ def _hash_text(obj: Any) -> str:
 
 # ---------------------------------------------------------------------------- what each stage reads
 def _radiomics_names(study: Study) -> list[str]:
-    """Radiomics table names the study's learning and DLR stages read (not paths to a user's table)."""
+    """Radiomics table names the study's learning and DLR stages read (not a user's own table file)."""
     names = list(study.learn.features) if study.learn is not None else []
     if _dlr_configured(study):
         names.append(study.deep.dlr.radiomics)
-    return [n for n in names if n.startswith("radiomics") and not _is_user_table(n)]
-
-
-def _is_user_table(name: str) -> bool:
-    from her2dlr.learn.fusion import CLINICAL_FEATURE  # light: settings-level constant
-
-    return name != CLINICAL_FEATURE and name.lower().endswith((".parquet", ".csv", ".tsv", ".xlsx"))
+    return [n for n in names if n.startswith("radiomics") and not study.resolve(n).is_file()]
 
 
 def _dlr_configured(study: Study) -> bool:
@@ -149,29 +141,37 @@ def _section(model: Any, drop: Sequence[str] = _EXECUTION_KEYS) -> Any:
 
 
 def _feature_inputs(study: Study, names: Iterable[str]) -> dict[str, str]:
-    """Content fingerprints of the feature tables (and their JSON records) the names can refer to."""
-    from her2dlr.learn.fusion import CLINICAL_FEATURE
-
+    """Content fingerprints of the tables a feature name can refer to: every ``features/<name>*.parquet``
+    with its JSON record, else a file of that name beside the study file (a user's table)."""
     out: dict[str, str] = {}
     folder = study.paths.features
     for name in names:
-        if name == CLINICAL_FEATURE:
-            continue
-        if _is_user_table(name):
-            path = study.resolve(name)
-            out[str(path)] = file_fingerprint(path, content=True)
-            continue
         found = sorted(folder.glob(f"{name}*.parquet")) if folder.is_dir() else []
-        if not found:
-            out[f"features/{name}*.parquet"] = "missing"
         for path in found:
             for p in (path, path.with_suffix(".json")):
                 out[f"features/{p.name}"] = file_fingerprint(p, content=True)
+        if not found and study.resolve(name).is_file():
+            out[str(study.resolve(name))] = file_fingerprint(study.resolve(name), content=True)
     return out
 
 
 def _manifest_input(study: Study) -> dict[str, str]:
     return {"cohort/manifest.parquet": file_fingerprint(study.paths.manifest, content=True)}
+
+
+def _radiomics_inputs(study: Study) -> dict[str, str]:
+    out = _manifest_input(study)
+    params = study.radiomics.params
+    if params.endswith((".yaml", ".yml")):  # a PyRadiomics params file of the user's
+        out[str(study.resolve(params))] = file_fingerprint(study.resolve(params), content=True)
+    return out
+
+
+def _deep_inputs(study: Study) -> dict[str, str]:
+    out = _manifest_input(study)
+    if study.deep.weights is not None:  # starting weights: large, by size + mtime
+        out[str(study.resolve(study.deep.weights))] = file_fingerprint(study.resolve(study.deep.weights))
+    return out
 
 
 def _cohort_inputs(study: Study, previous: dict[str, str] | None, *, after_run: bool = False) -> dict[str, str]:
@@ -196,9 +196,9 @@ def _manifest_files(study: Study) -> list[str]:
     for col in ("image", "mask"):
         if col in table.columns:
             files.update(str(v) for v in table[col].dropna() if str(v))
-    if "masks" in table.columns:
-        for cell in table["masks"].dropna():
-            files.update(str(v) for v in json.loads(cell)) if str(cell).startswith("[") else files.add(str(cell))
+    for cell in table["masks"].dropna() if "masks" in table.columns else ():
+        cell = str(cell)
+        files.update(str(v) for v in (json.loads(cell) if cell.startswith("[") else [cell]))
     return sorted(f for f in files if not f.startswith(run))
 
 
@@ -283,36 +283,30 @@ class _Stage:
     depends: tuple[str, ...]
     configured: Callable[[Study], bool]
     settings: Callable[[Study, _Options], Any]
-    inputs: Callable[[Study], dict[str, str]]
+    inputs: Callable[[Study, dict[str, str] | None], dict[str, str]]  # (study, the last stamp's inputs)
     run: Callable[[Study, _Options], Path]
+    inputs_after: Callable[[Study], dict[str, str]] | None = None  # inputs known only once it ran
 
 
 _SPECS = (
     _Stage("cohort", "cohort, label, split, qc", (), lambda s: True,
            lambda s, o: s.model_dump(mode="json", include={"name", "cohort", "label", "split", "qc"}),
-           lambda s: {}, _run_cohort),
+           _cohort_inputs, _run_cohort, lambda s: _cohort_inputs(s, None, after_run=True)),
     _Stage("radiomics", "radiomics", ("cohort",),
            lambda s: "radiomics" in s.model_fields_set or bool(_radiomics_names(s)),
-           lambda s, o: _section(s.radiomics),
-           lambda s: {**_manifest_input(s), **({str(s.resolve(s.radiomics.params)): file_fingerprint(
-               s.resolve(s.radiomics.params), content=True)} if s.radiomics.params.endswith((".yaml", ".yml")) else {})},
-           _run_radiomics),
+           lambda s, o: _section(s.radiomics), lambda s, _: _radiomics_inputs(s), _run_radiomics),
     _Stage("learn", "learn", ("cohort", "radiomics"), lambda s: s.learn is not None,
            lambda s, o: _section(s.learn),
-           lambda s: {**_manifest_input(s), **_feature_inputs(s, s.learn.features)}, _run_learn),
+           lambda s, _: {**_manifest_input(s), **_feature_inputs(s, s.learn.features)}, _run_learn),
     _Stage("deep", "deep", ("cohort",), lambda s: s.deep is not None,
-           lambda s, o: _section(s.deep, drop=("dlr",)),
-           lambda s: {**_manifest_input(s), **({str(s.resolve(s.deep.weights)): file_fingerprint(
-               s.resolve(s.deep.weights))} if s.deep.weights else {})},
-           _run_deep),
+           lambda s, o: _section(s.deep, drop=("dlr",)), lambda s, _: _deep_inputs(s), _run_deep),
     _Stage("dlr", "deep.dlr", ("cohort", "radiomics", "deep"), _dlr_configured,
            lambda s, o: {"arch": s.deep.arch, "dlr": _section(s.deep.dlr), "learn": _section(s.learn)},
-           lambda s: {**_manifest_input(s), **_feature_inputs(s, [s.deep.dlr.radiomics])}, _run_dlr),
+           lambda s, _: {**_manifest_input(s), **_feature_inputs(s, [s.deep.dlr.radiomics])}, _run_dlr),
     _Stage("survival", "survival", ("cohort",), lambda s: s.survival is not None,
-           lambda s, o: _section(s.survival), _manifest_input, _run_survival),
-    _Stage("report", "report", STAGES[:-1], lambda s: True, lambda s, o: {"pdf": o.pdf}, lambda s: {}, _run_report),
+           lambda s, o: _section(s.survival), lambda s, _: _manifest_input(s), _run_survival),
+    _Stage("report", "report", STAGES[:-1], lambda s: True, lambda s, o: {"pdf": o.pdf}, lambda s, _: {}, _run_report),
 )
-_BY_NAME = {spec.name: spec for spec in _SPECS}
 
 
 # ---------------------------------------------------------------------------- results
@@ -514,10 +508,7 @@ def _stage(spec: _Stage, study: Study, opts: _Options, stamps: dict[str, Any], c
     stamp = stamps.get(spec.name)
     settings_hash = _hash_text(spec.settings(study, opts))
     upstream = {d: (stamps.get(d) or {}).get("run_id") for d in spec.depends if d in configured}
-    if spec.name == "cohort":
-        inputs = _cohort_inputs(study, (stamp or {}).get("inputs"))
-    else:
-        inputs = spec.inputs(study)
+    inputs = spec.inputs(study, (stamp or {}).get("inputs"))
     reason = "forced" if force else _why_stale(spec, stamp, settings_hash, inputs, upstream, paths.root)
     if not reason:
         if console is not None:
@@ -528,17 +519,18 @@ def _stage(spec: _Stage, study: Study, opts: _Options, stamps: dict[str, Any], c
     if stamp is not None:
         del stamps[spec.name]
         _save_state(paths.stages, state)
-    before = _tree(paths.root, _NOT_OUTPUTS) if paths.root.is_dir() else {}
+    not_outputs = [p.relative_to(paths.root).as_posix() for p in (paths.stages, paths.feature_cache)]
+    before = _tree(paths.root, not_outputs) if paths.root.is_dir() else {}
     try:
         main = Path(spec.run(study, opts))
     except Exception as exc:  # noqa: BLE001 - re-raised by run_study, the stage named
         return StageOutcome(spec.name, "failed", time.perf_counter() - t0, None, reason), _named(exc, spec)
-    if spec.name == "cohort":
-        inputs = _cohort_inputs(study, None, after_run=True)
-    after = _tree(paths.root, _NOT_OUTPUTS)
+    if spec.inputs_after is not None:
+        inputs = spec.inputs_after(study)
+    after = _tree(paths.root, not_outputs)
     written = {rel: f"{st.st_size}:{st.st_mtime_ns}" for rel, st in after.items()
                if rel not in before or (before[rel].st_size, before[rel].st_mtime_ns) != (st.st_size, st.st_mtime_ns)}
-    main_rel = main.resolve().relative_to(paths.root.resolve()).as_posix()
+    main_rel = os.path.relpath(main.resolve(), paths.root.resolve())
     for rel, st in after.items():  # the main output is checked even when this run left it untouched
         if rel == main_rel or rel.startswith(main_rel + "/"):
             written.setdefault(rel, f"{st.st_size}:{st.st_mtime_ns}")
@@ -548,7 +540,7 @@ def _stage(spec: _Stage, study: Study, opts: _Options, stamps: dict[str, Any], c
     seconds = time.perf_counter() - t0
     stamps[spec.name] = {
         "run_id": f"{datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", "her2dlr": __version__,
-        "settings": settings_hash, "fingerprint": _hash_text([settings_hash, __version__, inputs]),
+        "settings": settings_hash, "fingerprint": _hash_text([settings_hash, __version__, inputs]),  # parts kept too
         "inputs": inputs, "upstream": upstream, "outputs": written, "main_output": main_rel,
         "seconds": round(seconds, 3), "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
     }
