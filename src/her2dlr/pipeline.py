@@ -1,19 +1,16 @@
 """``her2dlr run STUDY``: every stage the study file configures, in order, re-running only what changed.
 
-Stages, in order (each runs only when the study configures it):
+Stages, in order, each run only when the study configures it (what it reads, besides its settings):
 
-========== ======================================================== ==========================
-stage      runs when                                                 reads (besides settings)
-========== ======================================================== ==========================
-cohort     always (build, QC, splits)                               the sources' files
-radiomics  a ``radiomics:`` section, or a radiomics table named in  cohort manifest
-           ``learn.features`` / ``deep.dlr.radiomics``
-learn      a ``learn:`` section                                      manifest, feature tables
-deep       a ``deep:`` section (networks on the outer folds)         manifest, ``deep.weights``
-dlr        ``deep.dlr`` given (deep features, DLR models, artefacts) manifest, radiomics table
-survival   a ``survival:`` section                                   manifest
-report     always, last                                              the stages above
-========== ======================================================== ==========================
+- ``cohort``: always; build, QC, splits (the sources' files).
+- ``radiomics``: a ``radiomics:`` section, or a radiomics table named in ``learn.features`` or
+  ``deep.dlr.radiomics`` (the manifest).
+- ``learn``: a ``learn:`` section (the manifest, the feature tables it names).
+- ``deep``: a ``deep:`` section; the networks on the outer folds (the manifest, ``deep.weights``).
+- ``dlr``: ``deep.dlr`` given; deep features, DLR models and their artefacts (the manifest, the
+  radiomics table).
+- ``survival``: a ``survival:`` section (the manifest).
+- ``report``: always, last (what the stages above wrote).
 
 Each stage calls the same function as its own command (``her2dlr cohort build``, ``extract
 radiomics``, ``learn run``, ``train deep``, ``extract deep`` + ``learn dlr``, ``survival run``,
@@ -23,14 +20,16 @@ stage loads neither torch, MONAI nor WeasyPrint.
 Reuse. ``RUN/stages.json`` keeps, per stage that finished, a *fingerprint*: SHA-256 of its
 settings (its study-file section as JSON, without the keys that only set parallelism), the
 package version and the fingerprints of its input files; plus the size and mtime of every file
-it wrote and the run id of each upstream stage it read. A stage re-runs when its fingerprint
+it wrote (every run-folder file it created or changed, the radiomics cache excepted) and the
+run id of each upstream stage it read. A stage re-runs when its fingerprint
 differs, when a file it wrote is missing or changed, when an upstream stage re-ran since (its
 run id differs), or with ``force``. Input files are fingerprinted by:
 
 - cohort: path + size + mtime (ns) of every file of every source (the tables, every file under
-  a folder source, every image and mask the manifest names): no file is read, so a
-  1,000-image cohort is checked in a few milliseconds; an edit that keeps both size and mtime
-  goes unseen (use ``force``).
+  a folder source, every image and mask the manifest names; the check uses the list of names
+  the last run recorded, and a changed table re-runs the cohort anyway): no file is read, so a
+  1,000-image cohort (2,000 files) is checked in about 20 ms; an edit that keeps both size and
+  mtime goes unseen (use ``force``).
 - later stages: the SHA-256 of the bytes of the run-folder tables they read (the manifest,
   feature tables and their JSON records; files over 64 MiB by size + mtime).
 
