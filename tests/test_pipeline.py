@@ -188,6 +188,14 @@ def test_cli_run_prints_the_summary(study: tuple[dict[str, Any], Path]) -> None:
     assert bad.exit_code == 2 and "Unknown stage 'lern'" in bad.output
 
 
+def test_force_reruns_selected_stages(study: tuple[dict[str, Any], Path]) -> None:
+    raw, root = study
+    result = _run(raw, root, from_stage="report", force=True)
+    assert _statuses(result) == {"cohort": "not selected", "radiomics": "not selected", "learn": "not selected",
+                                 "deep": "skipped", "dlr": "skipped", "survival": "skipped", "report": "ran"}
+    assert result["report"].reason == "forced"
+
+
 def test_reuse_loads_no_heavy_library(study: tuple[dict[str, Any], Path]) -> None:
     raw, root = study
     path = root / "study.yaml"
