@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from her2dlr.cli import bench, cohort, explain, extract, learn, predict, report, survival, train
+from her2dlr.cli import bench, cohort, explain, extract, learn, predict, report, run, survival, train
 
 __all__ = ["app"]
 
@@ -15,6 +15,7 @@ app = typer.Typer(help="her2dlr: HER2 deep learning radiomics, from cohort to re
                   pretty_exceptions_enable=False)
 
 app.command("init")(cohort.init)
+app.command("run")(run.run_cmd)
 app.add_typer(cohort.app, name="cohort")
 app.add_typer(extract.app, name="extract")
 app.add_typer(learn.app, name="learn")

@@ -105,7 +105,7 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
 
 
 def run_dlr_stage(study: Study, *, arch: str | None = None, radiomics: str | None = None, model: str | None = None,
-                  n_components: int | None = None, n_jobs: int = 1) -> tuple[Any, list[Path]]:
+                  n_components: int | None = None, n_jobs: int = 1, progress: bool = True) -> tuple[Any, list[Path]]:
     """Deep learning radiomics of a study (``her2dlr learn dlr``): k-fold models, then the deployable artefacts.
 
     Options left None come from the study's ``deep:`` section (``deep.arch``, ``deep.dlr``).
@@ -119,5 +119,5 @@ def run_dlr_stage(study: Study, *, arch: str | None = None, radiomics: str | Non
     opts = {"radiomics": radiomics or d.dlr.radiomics, "model": model or d.dlr.model,
             "n_components": n_components or d.dlr.n_components}
     result = run_study_dlr(study, arch=arch, n_jobs=n_jobs, **opts)
-    saved = save_dlr_artefacts(study, arch=arch, metrics=result.metrics, **opts)
+    saved = save_dlr_artefacts(study, arch=arch, metrics=result.metrics, progress=progress, **opts)
     return result, saved

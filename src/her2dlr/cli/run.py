@@ -1,0 +1,27 @@
+"""``her2dlr run STUDY``: every stage the study file configures, reusing those that have not changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from her2dlr.cli.common import StudyArg, console, friendly
+
+__all__ = ["run_cmd"]
+
+
+@friendly
+def run_cmd(
+    study: StudyArg = Path("study.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Re-run the selected stages, changed or not.")] = False,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Only this stage (repeatable): cohort, radiomics, learn, deep, dlr, survival, report.")] = None,
+    from_stage: Annotated[str | None, typer.Option("--from", help="This stage and the ones after it.")] = None,
+    n_jobs: Annotated[int | None, typer.Option("--n-jobs", help="Parallel workers (-1: all cores); default: each stage's own.")] = None,
+    pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write report.pdf.")] = True,
+) -> None:
+    """Run every stage the study file configures, re-running only those whose settings or inputs changed."""
+    from her2dlr.pipeline import run_study
+
+    run_study(study, force=force, only=only or None, from_stage=from_stage, n_jobs=n_jobs, pdf=pdf, console=console)
