@@ -3,7 +3,9 @@
 Every figure is written atomically and can be redrawn from files in the run folder (the
 embedding's 2D coordinates are saved beside it as CSV). matplotlib runs on the ``Agg``
 backend; single-case overlays are composed as arrays and written with Pillow (fast enough
-for every case of a cohort).
+for every case of a cohort). The picture helpers (:func:`to_uint8`, :func:`overlay_rgb`,
+:func:`draw_box`, :func:`draw_outline`, :func:`save_png`) live in
+:mod:`her2dlr.imaging.figures`, shared with the segmentation figures, and are re-exported here.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from her2dlr.errors import InputError
-from her2dlr.io.atomic import atomic_path, write_csv_atomic
+from her2dlr.imaging.figures import draw_box, draw_outline, overlay_rgb, save_png, to_uint8
+from her2dlr.imaging.figures import save_figure as _save_figure
+from her2dlr.io.atomic import write_csv_atomic
 
 __all__ = [
     "GROUP_ORDER",
@@ -35,100 +38,6 @@ __all__ = [
 
 #: Rows of the montage, top to bottom.
 GROUP_ORDER: tuple[str, ...] = ("TP", "FP", "FN", "TN")
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Grey image scaled to 0..255 by its 1st and 99.5th percentiles (uint8 images are kept)."""
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        return image
-    arr = image.astype(np.float64)
-    finite = arr[np.isfinite(arr)]
-    if finite.size == 0:
-        return np.zeros(arr.shape, np.uint8)
-    lo, hi = np.percentile(finite, [1.0, 99.5])
-    if hi <= lo:
-        hi = lo + 1.0
-    return (np.clip((np.nan_to_num(arr, nan=lo) - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
-
-
-def overlay_rgb(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
-    """Heat map over a grey image.
-
-    Parameters
-    ----------
-    image : ndarray of shape (rows, columns)
-        Grey image (any range; see :func:`to_uint8`).
-    heat : ndarray of shape (rows, columns)
-        Values in [0, 1] (normalised map); 0 leaves the image as it is.
-    alpha : float, default=0.5
-        Opacity of the hottest pixels; each pixel's opacity is ``alpha * heat``.
-    cmap : str, default="jet"
-
-    Returns
-    -------
-    ndarray of shape (rows, columns, 3), uint8
-    """
-    from matplotlib import colormaps
-
-    grey = to_uint8(image).astype(np.float64) / 255.0
-    h = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float64)), 0.0, 1.0)
-    if h.shape != grey.shape:
-        raise InputError(f"Heat map shape {h.shape} differs from the image's {grey.shape}.")
-    colour = colormaps[cmap](h)[..., :3]
-    a = (alpha * h)[..., None]
-    rgb = grey[..., None] * (1 - a) + colour * a
-    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
-
-
-def draw_box(rgb: np.ndarray, box: Sequence[int], colour: Sequence[int] = (255, 255, 0), width: int = 1
-             ) -> np.ndarray:
-    """Copy of ``rgb`` with the outline of box ``(x0, y0, x1, y1)`` (half-open) drawn, clipped to the image."""
-    out = rgb.copy()
-    rows, cols = out.shape[:2]
-    x0, y0, x1, y1 = (int(v) for v in box)
-    x1, y1 = x1 - 1, y1 - 1
-    for t in range(width):
-        for yy in (y0 + t, y1 - t):
-            if 0 <= yy < rows:
-                out[yy, max(x0, 0):max(min(x1 + 1, cols), 0)] = colour
-        for xx in (x0 + t, x1 - t):
-            if 0 <= xx < cols:
-                out[max(y0, 0):max(min(y1 + 1, rows), 0), xx] = colour
-    return out
-
-
-def draw_outline(rgb: np.ndarray, mask: np.ndarray, colour: Sequence[int] = (0, 255, 0)) -> np.ndarray:
-    """Copy of ``rgb`` with the boundary pixels of ``mask`` (non-zero inside) coloured."""
-    from scipy.ndimage import binary_erosion
-
-    m = np.asarray(mask) > 0
-    if m.shape != rgb.shape[:2]:
-        raise InputError(f"Mask shape {m.shape} differs from the image's {rgb.shape[:2]}.")
-    edge = m & ~binary_erosion(m, border_value=0)
-    out = rgb.copy()
-    out[edge] = colour
-    return out
-
-
-def save_png(rgb: np.ndarray, path: str | os.PathLike[str]) -> Path:
-    """Write an RGB (or grey) uint8 array as PNG, atomically."""
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
-    return Path(path)
-
-
-def _save_figure(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return Path(path)
 
 
 @dataclass
