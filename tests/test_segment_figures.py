@@ -66,3 +66,10 @@ def test_overlay_montage_errors(tmp_path):
     with pytest.raises(InputError, match="Case a"):
         overlay_montage([image, image], [true[:10], true], [pred, pred], table, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_overlay_montage_rgb_image(tmp_path):
+    image, true, pred = _case(1, (30, 60))
+    rgb = np.repeat(np.clip(image, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    path = overlay_montage([rgb], [true], [pred], _table({"a": 0.5}), tmp_path / "rgb.png", n=1)
+    assert Image.open(path).size == (2 * PANEL, TITLE_HEIGHT + PANEL)

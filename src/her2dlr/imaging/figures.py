@@ -28,6 +28,7 @@ __all__ = [
     "overlay_rgb",
     "save_figure",
     "save_png",
+    "scale_to_height",
     "titled_row",
     "to_uint8",
 ]
@@ -135,6 +136,23 @@ def lesion_slice(mask: np.ndarray) -> int:
         raise InputError(f"lesion_slice takes a volume (slices, rows, columns); got shape {m.shape}.")
     hit = np.flatnonzero(m.reshape(len(m), -1).any(axis=1))
     return int((hit[0] + hit[-1]) // 2) if hit.size else len(m) // 2
+
+
+def scale_to_height(array: np.ndarray, height: int, *, mask: bool = False) -> np.ndarray:
+    """A 2D array resized to ``height`` rows, aspect kept: bilinear (float32), or nearest for a mask (bool).
+
+    Scale pictures before drawing outlines on them, so the lines stay one pixel wide.
+    """
+    from PIL import Image
+
+    arr = np.asarray(array)
+    if arr.ndim != 2:
+        raise InputError(f"scale_to_height takes a 2D array; got shape {arr.shape}.")
+    rows, cols = arr.shape
+    size = (max(round(cols * height / rows), 1), height)
+    if mask:
+        return np.asarray(Image.fromarray((arr != 0).astype(np.uint8)).resize(size, Image.NEAREST)) > 0
+    return np.asarray(Image.fromarray(arr.astype(np.float32), mode="F").resize(size, Image.BILINEAR))
 
 
 def _fit(picture: np.ndarray, height: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from her2dlr.imaging.figures import (
     grey_rgb,
     lesion_slice,
     save_png,
+    scale_to_height,
     titled_row,
 )
 
@@ -64,8 +65,8 @@ def outlined_picture(image: np.ndarray, true_mask: np.ndarray, pred_mask: np.nda
     """The image scaled to ``height`` rows with the true (green) and predicted (red) lesion outlines.
 
     Masks are scaled by nearest neighbour before their outlines are drawn, so the lines stay
-    one pixel wide; red is drawn over green where the two coincide. Volumes show the middle slice of the true lesion (of the predicted one
-    when there is no true lesion).
+    one pixel wide; red is drawn over green where the two coincide. Volumes show the middle
+    slice of the true lesion (of the predicted one when there is no true lesion).
 
     Parameters
     ----------
@@ -76,8 +77,6 @@ def outlined_picture(image: np.ndarray, true_mask: np.ndarray, pred_mask: np.nda
     -------
     ndarray of shape (height, width, 3), uint8
     """
-    from PIL import Image
-
     t, p = np.asarray(true_mask) != 0, np.asarray(pred_mask) != 0
     img = np.asarray(image)
     if t.shape != p.shape or img.shape[:t.ndim] != t.shape or img.ndim - t.ndim not in (0, 1):
@@ -85,14 +84,13 @@ def outlined_picture(image: np.ndarray, true_mask: np.ndarray, pred_mask: np.nda
     if t.ndim == 3:
         z = lesion_slice(t if t.any() else p)
         img, t, p = img[z], t[z], p[z]
-    rows, cols = t.shape
-    width = max(round(cols * height / rows), 1)
-    rgb = np.asarray(Image.fromarray(grey_rgb(img)).resize((width, height), Image.BILINEAR))
-
-    def scaled(mask: np.ndarray) -> np.ndarray:
-        return np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((width, height), Image.NEAREST)) > 0
-
-    return draw_outline(draw_outline(rgb, scaled(t), TRUE_COLOUR), scaled(p), PRED_COLOUR)
+    if img.ndim == 3:  # RGB
+        rgb = np.stack([scale_to_height(img[..., k], height) for k in range(3)], axis=-1)
+        rgb = grey_rgb(rgb.round().clip(0, 255).astype(np.uint8) if img.dtype == np.uint8 else rgb)
+    else:
+        rgb = grey_rgb(scale_to_height(img, height))
+    return draw_outline(draw_outline(rgb, scale_to_height(t, height, mask=True), TRUE_COLOUR),
+                        scale_to_height(p, height, mask=True), PRED_COLOUR)
 
 
 def _by_case(arrays: Sequence[Any] | Mapping[str, Any], ids: list[str], what: str) -> dict[str, Any]:
