@@ -13,6 +13,8 @@ A study writes everything under one run folder (``output_dir`` of the study file
       deep/<arch>/ <fold>/best.pt, last.pt, predictions.parquet, metrics.csv, folds.csv, history.csv,
                    settings.json, explain/
       models/<name>/  model_card.json, model.joblib, components/, network.pt
+      segment/     auto_masks.csv (the study's automatic masks), <arch>/<fold>/best.pt, <arch>/masks/,
+                   <arch>/masks.csv, <arch>/metrics.csv, <arch>/montage.png
       survival/    tables/, figures/, summary.txt, survival_settings.json, risk_stratifier.json
       report/      report.html, report.pdf, figures/, tables/
       stages.json  what `her2dlr run` ran, with the fingerprints of its inputs
@@ -196,6 +198,20 @@ class RunPaths:
     def explain(self, arch: str) -> Path:
         """``deep/<arch>/explain/``: heat maps of every case by the network that never saw it."""
         return self.deep_arch(arch) / "explain"
+
+    # ------------------------------------------------------------------ segmentation
+    @property
+    def segment(self) -> Path:
+        return self.root / "segment"
+
+    def segment_arch(self, arch: str) -> Path:
+        """``segment/<arch>/``: fold networks, out-of-fold masks and their metrics."""
+        return self.segment / arch
+
+    @property
+    def auto_masks(self) -> Path:
+        """``segment/auto_masks.csv``: per case the automatic mask (``mask_auto``) that ``roi: auto`` reads."""
+        return self.segment / "auto_masks.csv"
 
     # ------------------------------------------------------------------ survival, report, stages
     @property

@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from her2dlr.errors import InputError
 from her2dlr.io.atomic import atomic_path
 
-__all__ = ["CORE_COLUMNS", "MODALITIES", "Manifest"]
+__all__ = ["AUTO_MASK", "CORE_COLUMNS", "MODALITIES", "Manifest", "with_auto_masks"]
 
 CORE_COLUMNS = [
     "case_id",
@@ -55,6 +55,39 @@ CORE_COLUMNS = [
 ]
 MODALITIES = ("US", "US-video", "MR")
 META_KEY = b"her2dlr"
+
+
+#: Column of the automatic lesion mask of a case (out of fold: from a network that never saw the case).
+AUTO_MASK = "mask_auto"
+
+
+def with_auto_masks(table: pd.DataFrame, path: str | os.PathLike[str]) -> pd.DataFrame:
+    """``table`` with the ``mask_auto`` column (and ``mask_auto_empty``, ``mask_auto_network``) of ``path``.
+
+    ``path`` is the segmentation stage's ``auto_masks.csv`` (case_id, mask_auto, empty,
+    network). A case it does not list gets no automatic mask; an empty prediction stays
+    empty (never replaced by the whole image).
+
+    Raises
+    ------
+    InputError
+        ``path`` does not exist (names the command that writes it) or lacks its columns.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"The study uses roi: auto but {p} does not exist: train the segmentation networks first "
+                         "(`her2dlr train seg STUDY`).")
+    masks = pd.read_csv(p, dtype={"case_id": str})
+    missing = [c for c in ("case_id", AUTO_MASK, "empty", "network") if c not in masks.columns]
+    if missing:
+        raise InputError(f"{p} lacks column(s) {missing}; expected case_id, {AUTO_MASK}, empty, network.")
+    masks = masks.set_index("case_id")
+    out = table.copy()
+    ids = out["case_id"].astype(str)
+    out[AUTO_MASK] = ids.map(masks[AUTO_MASK]).astype(object)
+    out[f"{AUTO_MASK}_empty"] = ids.map(masks["empty"]).astype("boolean")
+    out[f"{AUTO_MASK}_network"] = ids.map(masks["network"]).astype(object)
+    return out
 
 
 @dataclass

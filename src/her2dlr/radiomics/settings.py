@@ -13,6 +13,8 @@ __all__ = ["RadiomicsSettings"]
 
 class RadiomicsSettings(StrictModel):
     params: str = Field("us2d", description="Shipped set (us2d, video, mri3d) or a PyRadiomics params YAML path.")
-    roi: Literal["mask", "bbox"] = Field("mask", description="'bbox': the mask's (or given box's) bounding rectangle, as in seed 000.")
+    roi: Literal["mask", "bbox", "auto"] = Field(
+        "mask", description="'bbox': the mask's (or given box's) bounding rectangle, as in seed 000; 'auto': the "
+                            "out-of-fold mask of the segmentation stage (her2dlr train seg).")
     n_jobs: int = Field(-1, description="Parallel workers (-1: all cores).")
     backend: Literal["loky", "threading", "sequential", "dask", "ray"] = "loky"

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from her2dlr.cohort.build import manifest_path
-from her2dlr.cohort.manifest import Manifest
+from her2dlr.cohort.manifest import AUTO_MASK, Manifest, with_auto_masks
+from her2dlr.errors import InputError
 from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
 from her2dlr.io.images import mask_to_bbox, read_mask_array
 from her2dlr.radiomics.extract import extract_radiomics, load_params, params_hash, write_features
@@ -41,8 +42,21 @@ def features_name(settings: RadiomicsSettings) -> str:
 
 
 def rows_for_roi(table: pd.DataFrame, roi: str) -> pd.DataFrame:
-    """Rows to extract; for ``roi='bbox'`` each mask is replaced by its bounding rectangle (seed 000)."""
+    """Rows to extract; for ``roi='bbox'`` each mask is replaced by its bounding rectangle (seed 000).
+
+    For ``roi='auto'`` the mask is the automatic one (``mask_auto``, see
+    :func:`her2dlr.cohort.manifest.with_auto_masks`); a case whose automatic mask is empty or
+    absent gets no ROI (it fails extraction with that reason) and never the whole image.
+    """
     cols = ["case_id", "image", "mask", "bbox", "spacing"]
+    if roi == "auto":
+        if AUTO_MASK not in table.columns:
+            raise InputError("roi: auto needs the automatic masks: load them with with_auto_masks first.")
+        rows = table[cols].copy()
+        empty = table[f"{AUTO_MASK}_empty"].fillna(True).astype(bool) if f"{AUTO_MASK}_empty" in table else False
+        rows["mask"] = table[AUTO_MASK].where(~empty, None)
+        rows["bbox"] = None
+        return rows
     rows = table[cols].copy()
     if roi == "bbox":
         for idx, mask in rows["mask"].items():
@@ -56,7 +70,10 @@ def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None,
     """Extract features for the included rows of the study's manifest (cached, failures recorded)."""
     settings = settings or study.radiomics
     manifest = Manifest.load(manifest_path(study))
-    rows = rows_for_roi(manifest.included, settings.roi)
+    table = manifest.included
+    if settings.roi == "auto":
+        table = with_auto_masks(table, study.paths.auto_masks)
+    rows = rows_for_roi(table, settings.roi)
     params = load_params(settings.params if not settings.params.endswith((".yaml", ".yml")) else str(study.resolve(settings.params)))
     paths = study.paths
     n_jobs = (os.cpu_count() or 1) if settings.n_jobs == -1 else settings.n_jobs
@@ -67,6 +84,10 @@ def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None,
     path = paths.feature_table(name)
     write_features(result, path)
     failures_path = paths.feature_failures(name)
+    if settings.roi == "auto":
+        no_mask = set(rows.loc[rows["mask"].isna(), "case_id"].astype(str))
+        auto = result.failures["case_id"].astype(str).isin(no_mask)
+        result.failures.loc[auto, "reason"] = f"no automatic mask (empty or absent in {paths.auto_masks.name})"
     write_csv_atomic(result.failures, failures_path)
     import radiomics
 
