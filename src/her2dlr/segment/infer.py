@@ -74,7 +74,8 @@ def predict_lesion_prob(model: nn.Module, X: np.ndarray, *, batch_size: int = 8,
     """
     device = torch.device(device) if not isinstance(device, torch.device) else device
     was_training = model.training
-    model.eval()
+    if was_training:  # switching modes walks every submodule: only when needed
+        model.eval()
     out = []
     use_amp = amp and device.type == "cuda"
     try:
@@ -85,7 +86,8 @@ def predict_lesion_prob(model: nn.Module, X: np.ndarray, *, batch_size: int = 8,
                     logits = model(x)
                 out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     if not out:
         return np.zeros((0, *np.shape(X)[2:]), dtype=np.float32)
     return np.concatenate(out).astype(np.float32, copy=False)
@@ -162,7 +164,8 @@ def segment_images(model: nn.Module, images: Sequence[PathLike | np.ndarray], *,
     box_list: list[Any] = list(boxes) if boxes is not None else [None] * n
     names = [str(im) if not isinstance(im, np.ndarray) else f"image #{i}" for i, im in enumerate(images)]
     dev = resolve_device(device)
-    model.to(dev)
+    if next(model.parameters()).device != dev:
+        model.to(dev)
     results: list[SegPrediction] = []
     bar: Any = None
     if progress:

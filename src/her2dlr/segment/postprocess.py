@@ -92,19 +92,27 @@ def postprocess(prob: np.ndarray, settings: PostSettings | None = None) -> tuple
     settings = settings or PostSettings()
     prob = np.asarray(prob, dtype=np.float32)
     mask = prob >= settings.threshold
-    if mask.any():
-        labels, n = ndimage.label(mask)
-        sizes = np.bincount(labels.ravel(), minlength=n + 1)
-        sizes[0] = 0
-        keep = sizes >= max(settings.min_pixels(prob.size), 1)
-        if settings.keep == "largest" and keep.any():
-            keep = np.zeros_like(keep)
-            keep[int(np.argmax(sizes))] = True
-        mask = keep[labels]
-    if settings.fill_holes and mask.any():
-        mask = ndimage.binary_fill_holes(mask)
-    confidence = float(prob[mask].mean()) if mask.any() else 0.0
-    return mask, confidence
+    if not mask.any():
+        return mask, 0.0
+    labels, n = ndimage.label(mask)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    keep = sizes >= max(settings.min_pixels(prob.size), 1)
+    if settings.keep == "largest" and keep.any():
+        keep = np.zeros_like(keep)
+        keep[int(np.argmax(sizes))] = True
+    if not keep.any():
+        return np.zeros_like(mask), 0.0
+    mask = keep[labels]
+    if settings.fill_holes:
+        # Holes lie inside the kept components' bounding box; with a one-pixel ring around it,
+        # enclosed background is told from the outside as in the whole image, at a fraction of the cost.
+        boxes = ndimage.find_objects(labels)  # labels run 1..n: one box each
+        kept = [boxes[i - 1] for i in np.flatnonzero(keep)]
+        box = tuple(slice(max(min(b[d].start for b in kept) - 1, 0), max(b[d].stop for b in kept) + 1)
+                    for d in range(mask.ndim))
+        mask[box] = ndimage.binary_fill_holes(mask[box])
+    return mask, float(prob[mask].mean())
 
 
 def dice_score(pred: np.ndarray, truth: np.ndarray) -> float:
