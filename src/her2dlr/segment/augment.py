@@ -29,10 +29,12 @@ import numpy as np
 import torch
 from monai.data.meta_obj import get_track_meta, set_track_meta
 from monai.transforms import MapTransform, Randomizable
+from torch.utils.data import Dataset, get_worker_info
 
 from her2dlr.checks import check_number
+from her2dlr.imaging.torchutil import torch_threads
 
-__all__ = ["RandSpeckle", "SegAugment", "SegAugmentSettings"]
+__all__ = ["AugmentBatch", "PairDataset", "RandSpeckle", "SegAugment", "SegAugmentSettings"]
 
 
 @dataclass(frozen=True)
@@ -183,3 +185,36 @@ class SegAugment:
         xt = torch.cat(parts).contiguous()
         yt = (torch.as_tensor(out["label"])[0] > 0.5).long()
         return xt, yt
+
+
+class PairDataset(Dataset):
+    """Inputs ``(n, C, *size)`` and masks ``(n, *size)`` as a dataset of ``(x, y)`` array pairs."""
+
+    def __init__(self, X: np.ndarray, Y: np.ndarray) -> None:
+        self.X, self.Y = X, Y
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.X[i], self.Y[i]
+
+
+class AugmentBatch:
+    """Batch maker: augments each pair (single-threaded: small ops are fastest so) and stacks them.
+
+    In a DataLoader worker the copy of ``augment`` is reseeded once from ``seed`` and the worker
+    number, else every worker would draw the same transforms.
+    """
+
+    def __init__(self, augment: SegAugment, seed: int) -> None:
+        self.augment, self.seed, self.worker = augment, seed, None
+
+    def __call__(self, batch: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+        info = get_worker_info()
+        if info is not None and self.worker != info.id:
+            self.augment.set_random_state((self.seed + 7919 * (info.id + 1)) % (2**32))
+            self.worker = info.id
+        with torch_threads(1):
+            pairs = [self.augment(x, y) for x, y in batch]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])

@@ -35,11 +35,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader
 
 from her2dlr.errors import InputError
 from her2dlr.imaging.torchutil import default_threads, resolve_device, seeded, torch_threads
-from her2dlr.segment.augment import SegAugment, SegAugmentSettings
+from her2dlr.segment.augment import AugmentBatch, PairDataset, SegAugment, SegAugmentSettings
 from her2dlr.segment.checkpoints import load_segmenter, save_segmenter
 from her2dlr.segment.data import SegSpec
 from her2dlr.segment.networks import build_seg_network
@@ -86,33 +86,6 @@ class SegTrainResult:
     checkpoint: Path | None = None
     val_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     device: str = "cpu"
-
-
-class _Pairs(Dataset):
-    def __init__(self, X: np.ndarray, Y: np.ndarray) -> None:
-        self.X, self.Y = X, Y
-
-    def __len__(self) -> int:
-        return len(self.X)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.X[i], self.Y[i]
-
-
-class _AugmentBatch:
-    """Batch maker: augments each pair single-threaded; a DataLoader worker reseeds its copy once."""
-
-    def __init__(self, augment: SegAugment, seed: int) -> None:
-        self.augment, self.seed, self.worker = augment, seed, None
-
-    def __call__(self, batch: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
-        info = get_worker_info()
-        if info is not None and self.worker != info.id:  # else every worker would draw the same
-            self.augment.set_random_state((self.seed + 7919 * (info.id + 1)) % (2**32))
-            self.worker = info.id
-        with torch_threads(1):
-            pairs = [self.augment(x, y) for x, y in batch]
-        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
 def _check_arrays(X: Any, Y: Any, settings: SegTrainSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -232,8 +205,8 @@ def _fit(run: _Run) -> SegTrainResult:
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     augment = SegAugment(s.image_size, s.augment, seed=s.seed, spatial_dims=s.spatial_dims,
                          image_channels=run.spec.channels)
-    collate = _AugmentBatch(augment, s.seed)
-    dataset = _Pairs(run.X[run.fit_idx], run.Y[run.fit_idx])
+    collate = AugmentBatch(augment, s.seed)
+    dataset = PairDataset(run.X[run.fit_idx], run.Y[run.fit_idx])
     has_val = len(run.val_idx) > 0
     best = {"dice": -math.inf, "loss": math.inf, "epoch": 0, "bad": 0}
     best_state: dict[str, torch.Tensor] | None = None
@@ -259,9 +232,9 @@ def _fit(run: _Run) -> SegTrainResult:
             history.append(row)
             _save(run, model, epoch, improved, row)
             if bar is not None:
-                bar.update(1)
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", dice="-" if not has_val else f"{row['val_dice']:.3f}",
-                                best=best["epoch"])
+                                best=best["epoch"], refresh=False)
+                bar.update(1)
             if has_val and s.patience and best["bad"] >= s.patience:
                 run.notes.append(f"Stopped early after epoch {epoch} (best epoch {best['epoch']}).")
                 break
@@ -286,7 +259,7 @@ def _bar(settings: SegTrainSettings) -> Any:
     return tqdm(total=settings.epochs, desc=f"segmentation {settings.arch}", unit="epoch", leave=False)
 
 
-def _loader(dataset: _Pairs, collate: _AugmentBatch, augment: SegAugment, settings: SegTrainSettings,
+def _loader(dataset: PairDataset, collate: AugmentBatch, augment: SegAugment, settings: SegTrainSettings,
             epoch: int) -> DataLoader:
     """Reseed dropout and augmentation from the seed and the epoch; the epoch's shuffled loader."""
     epoch_seed = (settings.seed * 1_000_003 + epoch) % (2**32)
