@@ -128,6 +128,14 @@ def test_empty_masks_are_left_out_with_a_note_and_checkpoints_written(train_set:
         train_segmenter(X[:2], np.zeros_like(Y[:2]), settings=SegTrainSettings(image_size=SIZE, **FAST))
 
 
+def test_inner_validation_keeps_groups_whole(train_set: tuple) -> None:
+    X, Y, _ = load_seg_pairs(train_set[0][:24], train_set[1][:24], spec=SegSpec(size=SIZE), progress=False)
+    groups = np.repeat(np.arange(8), 3)  # three near-duplicates per patient
+    res = train_segmenter(X, Y, groups, settings=SegTrainSettings(image_size=SIZE, epochs=1, **FAST))
+    val_groups = set(groups[res.val_index])
+    assert len(res.val_index) >= 4 and not val_groups & set(np.delete(groups, res.val_index))
+
+
 def test_same_seed_gives_identical_weights(train_set: tuple) -> None:
     spec = SegSpec(size=SIZE)
     X, Y, _ = load_seg_pairs(train_set[0][:12], train_set[1][:12], spec=spec, progress=False)
@@ -305,6 +313,9 @@ def test_real_mri_volume_forward_and_segment(shared_data: Path) -> None:
     X, Y, crops = load_seg_pairs([image], [label], spec=spec, progress=False)
     assert X.shape == (1, 1, 32, 32, 32) and Y.shape == (1, 32, 32, 32) and Y.sum() > 0
     assert crops == [(0, 0, 0, 45, 120, 21)]
+    prompted = SegSpec(size=16, spatial_dims=3, box_prompt=True)
+    Xp, Yp, _ = load_seg_pairs([image], [label], spec=prompted, progress=False)  # box from the label
+    assert Xp.shape == (1, 2, 16, 16, 16) and Xp[0, 1].max() == 1.0 and Yp.sum() > 0
     torch.manual_seed(0)
     net = build_seg_network(spatial_dims=3, features=(8, 16, 32))
     with torch.no_grad():

@@ -276,7 +276,7 @@ def load_seg_pairs(images: Sequence[PathLike | np.ndarray], masks: Sequence[Path
     masks : sequence of path or ndarray
         One lesion mask per image, of its size; may be empty (no lesion).
     boxes : sequence of (x, y, w, h) or (x, y, z, w, h, d) or None, optional
-        User boxes for a box-prompted spec; where absent, the bounding box of the mask.
+        User boxes, used by a box-prompted spec only; where absent, the bounding box of the mask.
     spec : SegSpec
     n_jobs : int, default=1
         Threads reading files.

@@ -135,7 +135,7 @@ def segment_images(model: nn.Module, images: Sequence[PathLike | np.ndarray], *,
     images : sequence of path or ndarray
         Image files or arrays ``(H, W[, C])``; volume files or arrays ``(D, H, W)`` for a 3D network.
     boxes : sequence of (x, y, w, h) or (x, y, z, w, h, d), optional
-        The user's lesion boxes, one per image; required by a box-prompted spec.
+        The user's lesion boxes, one per image; required by a box-prompted spec (and not used otherwise).
     spec : SegSpec
         The spec the network was trained with.
     post : PostSettings, default=PostSettings()
