@@ -50,6 +50,7 @@ _BENCH_MODULES = (
     "her2dlr.bench.report_benches",
     "her2dlr.bench.deep_benches",
     "her2dlr.bench.dlr_benches",
+    "her2dlr.bench.seg_benches",
 )
 
 

@@ -13,8 +13,7 @@ ROI spec, volumes (modality ``MR``: NIfTI, NRRD, MHA or a DICOM series folder).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from torch.utils.data import Dataset
 
 from her2dlr.errors import InputError
 from her2dlr.imaging.roi import RoiSpec, load_roi, prepare_roi
+from her2dlr.imaging.torchutil import torch_threads
 from her2dlr.io.cells import is_missing, parse_bbox
 
 __all__ = [
@@ -43,22 +43,6 @@ RoiInput = PathLike | np.ndarray | tuple[float, ...] | None
 volume), or None (whole image)."""
 #: Manifest modality that each number of spatial dimensions reads.
 MODALITY_OF_DIMS = {2: "US", 3: "MR"}
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)`` and restore the previous count (None: unchanged)."""
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    if n != before:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        if n != before:
-            torch.set_num_threads(before)
 
 
 def roi_of_row(row: pd.Series | dict[str, Any]) -> RoiInput:

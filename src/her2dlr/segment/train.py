@@ -1,0 +1,317 @@
+"""Training one segmentation network: inner validation by group, early stopping on Dice, checkpoints.
+
+:func:`train_segmenter` takes prepared inputs ``X`` ``(n, C, *size)`` and masks ``Y`` ``(n, *size)``
+(:func:`her2dlr.segment.data.load_seg_pairs`) and
+
+1. drops training cases whose mask is empty (counted in the notes);
+2. holds out an inner validation split that keeps groups (patients, near-duplicates) whole;
+3. trains with MONAI's Dice + cross-entropy loss (``DiceCELoss``), AdamW and a cosine schedule,
+   augmenting image and mask together (:mod:`her2dlr.segment.augment`);
+4. after every epoch scores the validation split (loss, mean per-case Dice of the thresholded
+   output), keeps the weights of the best Dice (ties: the lower loss), writes ``best.pt`` /
+   ``last.pt`` when an output folder is given, and stops when the Dice has not improved for
+   ``patience`` epochs.
+
+Fewer than ``min_val_cases`` validation cases (a small training set): no early stopping, all
+``epochs`` are trained and the last weights kept (said in the notes).
+
+Reproducibility: the seed fixes the initial weights, the split, and - reseeded every epoch from
+the seed and the epoch number - shuffling, dropout and augmentation; deterministic algorithms are
+switched on for the run and every global state is restored afterwards. Same seed and thread count
+on the CPU: the same weights. Devices: CUDA with mixed precision (``amp``) when present, else the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from her2dlr.errors import InputError
+from her2dlr.imaging.torchutil import default_threads, resolve_device, seeded, torch_threads
+from her2dlr.segment.augment import AugmentBatch, PairDataset, SegAugment, SegAugmentSettings
+from her2dlr.segment.checkpoints import load_segmenter, save_segmenter
+from her2dlr.segment.data import SegSpec
+from her2dlr.segment.networks import build_seg_network
+from her2dlr.segment.postprocess import dice_score
+from her2dlr.segment.settings import SegTrainSettings
+
+__all__ = [
+    "SegAugmentSettings",
+    "SegTrainResult",
+    "SegTrainSettings",
+    "load_segmenter",
+    "save_segmenter",
+    "train_segmenter",
+]
+
+
+@dataclass
+class SegTrainResult:
+    """One trained segmentation network and how it got there.
+
+    Attributes
+    ----------
+    model : SegNetwork
+        In eval mode on the CPU, with the weights of ``best_epoch``.
+    history : DataFrame
+        ``epoch, train_loss, val_loss, val_dice, seconds, lr`` per epoch.
+    best_epoch : int
+        1-based epoch whose weights were kept.
+    val_dice : float
+        Mean validation Dice of the kept weights (NaN without a validation split).
+    notes : list of str
+    checkpoint : Path or None
+        ``best.pt`` (None without ``out_dir``).
+    val_index : ndarray of int
+        Rows of ``X`` held out for validation.
+    device : str
+    """
+
+    model: nn.Module
+    history: pd.DataFrame
+    best_epoch: int
+    val_dice: float
+    notes: list[str] = field(default_factory=list)
+    checkpoint: Path | None = None
+    val_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    device: str = "cpu"
+
+
+def _check_arrays(X: Any, Y: Any, settings: SegTrainSettings) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X, dtype=np.float32)
+    Y = np.asarray(Y)
+    size = (settings.image_size,) * settings.spatial_dims
+    if X.ndim != 2 + settings.spatial_dims or tuple(X.shape[2:]) != size:
+        raise InputError(f"Segmentation inputs must have shape (n, C, {', '.join(map(str, size))}) for these "
+                         f"settings; got {X.shape}.")
+    if Y.shape != (len(X), *size):
+        raise InputError(f"Masks must have shape ({len(X)}, {', '.join(map(str, size))}); got {Y.shape}.")
+    if X.shape[1] < 1 + int(settings.box_prompt):
+        raise InputError(f"Box-prompted inputs need an image channel and a prompt channel; got {X.shape[1]}.")
+    return X, (Y > 0).astype(np.int64)
+
+
+def _inner_split(groups: np.ndarray, settings: SegTrainSettings) -> tuple[np.ndarray, str | None]:
+    """Boolean validation mask, or all-False with the reason there is none."""
+    from her2dlr.cohort.splits import stratified_group_holdout
+
+    n = len(groups)
+    if n < 2 * settings.min_val_cases:
+        return np.zeros(n, bool), f"only {n} training case(s) with a lesion (fewer than 2 x min_val_cases)"
+    fraction = max(settings.val_fraction, settings.min_val_cases / n)
+    val = stratified_group_holdout(np.zeros(n, dtype=int), groups, fraction, settings.seed)
+    if val.sum() < settings.min_val_cases or (~val).sum() < settings.min_val_cases:
+        return np.zeros(n, bool), f"the groups allow no validation split of >= {settings.min_val_cases} cases"
+    return val, None
+
+
+def train_segmenter(X: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = None, *,
+                    settings: SegTrainSettings | None = None, out_dir: str | os.PathLike[str] | None = None,
+                    spec: SegSpec | None = None) -> SegTrainResult:
+    """Train a segmentation network with early stopping on the Dice of an inner validation split.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_cases, C, image_size, image_size[, image_size])
+        Inputs from :func:`her2dlr.segment.data.prepare_seg_input` (last channel: the box prompt
+        with ``box_prompt``).
+    Y : ndarray of shape (n_cases, image_size, image_size[, image_size])
+        Masks (non-zero is lesion).
+    groups : ndarray of shape (n_cases,), optional
+        Patient or near-duplicate group; the inner split keeps groups whole (default: one per case).
+    settings : SegTrainSettings, default=SegTrainSettings()
+    out_dir : path, optional
+        Folder for ``best.pt`` and ``last.pt``.
+    spec : SegSpec, optional
+        Stored in the checkpoints (default: made from the settings and the channel count of ``X``).
+
+    Returns
+    -------
+    SegTrainResult
+
+    Raises
+    ------
+    InputError
+        Arrays of the wrong shape, no mask with a lesion, a GPU asked for and absent.
+    """
+    settings = settings or SegTrainSettings()
+    X, Y = _check_arrays(X, Y, settings)
+    groups = np.arange(len(X)).astype(str) if groups is None else np.asarray(groups).astype(str)
+    if len(groups) != len(X):
+        raise InputError(f"{len(X)} inputs but {len(groups)} groups.")
+    spec = spec or SegSpec(size=settings.image_size, spatial_dims=settings.spatial_dims,
+                           box_prompt=settings.box_prompt, channels=X.shape[1] - int(settings.box_prompt))
+    notes: list[str] = []
+    lesion = Y.reshape(len(Y), -1).any(axis=1)
+    if not lesion.any():
+        raise InputError(f"All {len(Y)} training masks are empty: a segmentation network needs lesions to learn.")
+    if not lesion.all():
+        notes.append(f"{int((~lesion).sum())} training case(s) with an empty mask excluded.")
+    X, Y, groups = X[lesion], Y[lesion], groups[lesion]
+    device = resolve_device(settings.device)
+    threads = settings.num_threads or default_threads(settings.num_workers)
+    out = Path(out_dir) if out_dir is not None else None
+    with seeded(settings.seed, devices=[device.index or 0] if device.type == "cuda" else []), torch_threads(threads):
+        val, why = _inner_split(groups, settings)
+        if why:
+            notes.append(f"{why}: no inner validation split; all {settings.epochs} epochs trained and the last "
+                         "weights kept.")
+        run = _Run(X, Y, np.flatnonzero(~val), np.flatnonzero(val), settings, spec, device, out, notes)
+        result = _fit(run)
+    result.val_index = np.flatnonzero(lesion)[run.val_idx]
+    return result
+
+
+@dataclass
+class _Run:
+    """What one training run works with."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    fit_idx: np.ndarray
+    val_idx: np.ndarray
+    settings: SegTrainSettings
+    spec: SegSpec
+    device: torch.device
+    out: Path | None
+    notes: list[str]
+
+
+def _fit(run: _Run) -> SegTrainResult:
+    """Network, loss, optimiser and schedule; the epoch loop; the kept weights on the CPU."""
+    from monai.losses import DiceCELoss
+
+    s, device = run.settings, run.device
+    model = build_seg_network(s.arch, spatial_dims=s.spatial_dims, in_channels=run.X.shape[1], features=s.features)
+    if s.image_size % model.size_multiple:
+        raise InputError(f"image_size {s.image_size} is not a multiple of {model.size_multiple}, which {s.arch} with "
+                         f"{len(model.config['features'])} levels needs.")
+    model.to(device)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=s.epochs, eta_min=s.lr * 0.01)
+    use_amp = s.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    augment = SegAugment(s.image_size, s.augment, seed=s.seed, spatial_dims=s.spatial_dims,
+                         image_channels=run.spec.channels)
+    collate = AugmentBatch(augment, s.seed)
+    dataset = PairDataset(run.X[run.fit_idx], run.Y[run.fit_idx])
+    has_val = len(run.val_idx) > 0
+    best = {"dice": -math.inf, "loss": math.inf, "epoch": 0, "bad": 0}
+    best_state: dict[str, torch.Tensor] | None = None
+    history: list[dict[str, Any]] = []
+    bar = _bar(s)
+    try:
+        for epoch in range(1, s.epochs + 1):
+            t0 = time.perf_counter()
+            row: dict[str, Any] = {"epoch": epoch, "lr": float(optimizer.param_groups[0]["lr"])}
+            row["train_loss"] = _train_epoch(model, _loader(dataset, collate, augment, s, epoch), optimizer, loss_fn,
+                                             scaler, device)
+            scheduler.step()
+            row["val_loss"], row["val_dice"] = (_validate(model, run, loss_fn) if has_val
+                                                else (float("nan"), float("nan")))
+            improved = (not has_val or row["val_dice"] > best["dice"] + 1e-9
+                        or (abs(row["val_dice"] - best["dice"]) <= 1e-9 and row["val_loss"] < best["loss"]))
+            if improved:
+                best.update(dice=row["val_dice"], loss=row["val_loss"], epoch=epoch, bad=0)
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                best["bad"] += 1
+            row["seconds"] = time.perf_counter() - t0
+            history.append(row)
+            _save(run, model, epoch, improved, row)
+            if bar is not None:
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", dice="-" if not has_val else f"{row['val_dice']:.3f}",
+                                best=best["epoch"], refresh=False)
+                bar.update(1)
+            if has_val and s.patience and best["bad"] >= s.patience:
+                run.notes.append(f"Stopped early after epoch {epoch} (best epoch {best['epoch']}).")
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.to("cpu").eval()
+    ckpt = run.out / "best.pt" if run.out is not None else None
+    columns = ["epoch", "train_loss", "val_loss", "val_dice", "seconds", "lr"]
+    return SegTrainResult(model=model, history=pd.DataFrame(history, columns=columns), best_epoch=int(best["epoch"]),
+                          val_dice=float(best["dice"]) if has_val else float("nan"), notes=run.notes,
+                          checkpoint=ckpt if ckpt is not None and ckpt.is_file() else None, device=str(device))
+
+
+def _bar(settings: SegTrainSettings) -> Any:
+    if not settings.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=settings.epochs, desc=f"segmentation {settings.arch}", unit="epoch", leave=False)
+
+
+def _loader(dataset: PairDataset, collate: AugmentBatch, augment: SegAugment, settings: SegTrainSettings,
+            epoch: int) -> DataLoader:
+    """Reseed dropout and augmentation from the seed and the epoch; the epoch's shuffled loader."""
+    epoch_seed = (settings.seed * 1_000_003 + epoch) % (2**32)
+    torch.manual_seed(epoch_seed)
+    augment.set_random_state(epoch_seed)
+    collate.seed, collate.worker = epoch_seed, None
+    return DataLoader(dataset, batch_size=settings.batch_size, shuffle=True, collate_fn=collate,
+                      num_workers=settings.num_workers, generator=torch.Generator().manual_seed(epoch_seed))
+
+
+def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, loss_fn: Any, scaler: Any,
+                 device: torch.device) -> float:
+    """One pass over the training cases; the mean training loss."""
+    model.train()
+    total, count = 0.0, 0
+    for xb, yb in loader:
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.float16) if scaler is not None else nullcontext():
+            logits = model(xb)
+        loss = loss_fn(logits.float(), yb[:, None])
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        total += float(loss.detach()) * len(xb)
+        count += len(xb)
+    return total / max(count, 1)
+
+
+def _validate(model: nn.Module, run: _Run, loss_fn: Any) -> tuple[float, float]:
+    """Validation loss and mean per-case Dice of the thresholded lesion probability."""
+    from her2dlr.segment.infer import predict_lesion_prob
+
+    s = run.settings
+    prob = predict_lesion_prob(model, run.X[run.val_idx], batch_size=s.batch_size, device=run.device, amp=s.amp)
+    truth = run.Y[run.val_idx]
+    with torch.no_grad():
+        p = torch.from_numpy(prob).clamp(1e-6, 1 - 1e-6)[:, None]
+        loss = float(loss_fn(torch.log(torch.cat([1 - p, p], dim=1)), torch.from_numpy(truth)[:, None]))
+    dice = float(np.mean([dice_score(pr >= 0.5, t) for pr, t in zip(prob, truth)]))
+    return loss, dice
+
+
+def _save(run: _Run, model: nn.Module, epoch: int, improved: bool, row: dict[str, Any]) -> None:
+    """``best.pt`` when the kept weights changed, ``last.pt`` every epoch."""
+    if run.out is None:
+        return
+    info = {"epoch": epoch, "val_dice": row["val_dice"], "val_loss": row["val_loss"], "notes": run.notes}
+    if improved:
+        save_segmenter(model, run.spec, run.settings, run.out / "best.pt", kind="best", **info)
+    save_segmenter(model, run.spec, run.settings, run.out / "last.pt", kind="last", **info)
