@@ -32,6 +32,7 @@ from her2dlr.radiomics.settings import RadiomicsSettings
 from her2dlr.runfolder import RunPaths
 from her2dlr.schema import StrictModel
 from her2dlr.schema import format_validation_error as _format
+from her2dlr.segment.settings import SegmentSettings
 from her2dlr.survival.settings import SurvivalSettings
 
 __all__ = [
@@ -62,6 +63,7 @@ class Study(StrictModel):
     qc: QCSettings = Field(default_factory=QCSettings)
     radiomics: RadiomicsSettings = Field(default_factory=RadiomicsSettings)
     learn: LearnSettings | None = Field(None, description="Feature selection, model zoo and validation.")
+    segment: SegmentSettings | None = Field(None, description="Lesion segmentation networks on the outer folds (her2dlr train seg).")
     deep: DeepSettings | None = Field(None, description="Networks: ROI input, training, folds (her2dlr train deep, learn dlr).")
     survival: SurvivalSettings | None = Field(None, description="Survival stage (time, event, score, treatment columns).")
 

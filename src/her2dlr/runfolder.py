@@ -25,7 +25,9 @@ no stage spells a run-folder path itself.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +80,15 @@ QC_TABLE = "qc.csv"
 QC_PAIRS = "qc_pairs.csv"
 QC_SUMMARY_TEXT = "qc_summary.txt"
 QC_SUMMARY_JSON = "qc_summary.json"
+
+
+def case_file_stem(case_id: str) -> str:
+    """A file name stem for a case: its id when safe, else a cleaned id plus a short hash (never two cases alike)."""
+    text = str(case_id)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.")
+    if stem == text and stem:
+        return stem
+    return f"{stem or 'case'}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def deep_features_name(arch: str) -> str:

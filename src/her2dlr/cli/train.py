@@ -110,3 +110,48 @@ def archs() -> None:
 
     for name, desc in list_archs().items():
         typer.echo(f"{name:16s} {DEFAULT_IMAGE_SIZE[name]:4d} px (2D) {DEFAULT_VOLUME_SIZE[name]:3d} voxels (3D)  {desc}")
+
+
+@app.command("seg")
+@friendly
+def train_seg(
+    study: Annotated[Path, typer.Argument(help="Study file (cohort built with `her2dlr cohort build`, split.kfold set).")] = Path("study.yaml"),
+    arch: Annotated[str | None, typer.Option("--arch", help="unet (default), attention_unet or segresnet.")] = None,
+    box_prompt: Annotated[bool | None, typer.Option("--box-prompt/--no-box-prompt", help="The network reads the lesion box (seed 000).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Most epochs per fold (default 60).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Default 16.")] = None,
+    image_size: Annotated[int | None, typer.Option("--image-size", help="Network input side (default 128 in 2D, 64 in 3D).")] = None,
+    patience: Annotated[int | None, typer.Option("--patience", help="Early stopping on the validation Dice (0: off; default 10).")] = None,
+    repetition: Annotated[int | None, typer.Option("--repetition", help="k-fold repetition whose folds give the out-of-fold masks (default 0).")] = None,
+    final: Annotated[bool | None, typer.Option("--final/--no-final", help="Also the network for new cases, trained on every case with a mask.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto (default), cpu, cuda or cuda:N.")] = None,
+) -> None:
+    """Train a segmentation network per outer fold; every case gets its out-of-fold mask (<run>/segment/<arch>/)."""
+    from her2dlr.config import load_study
+    from her2dlr.segment.settings import SegmentSettings
+    from her2dlr.segment.stage import run_seg_stage
+
+    s = load_study(study)
+    given = {"arch": arch, "box_prompt": box_prompt, "epochs": epochs, "batch_size": batch_size,
+             "image_size": image_size, "patience": patience, "repetition": repetition, "device": device}
+    base = s.segment or SegmentSettings()
+    try:
+        settings = SegmentSettings.model_validate({**base.model_dump(), **{k: v for k, v in given.items() if v is not None}})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(f"Option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']} "
+                         f"(got {err.get('input')!r}).") from None
+    res = run_seg_stage(s, settings, final=final)
+    m = res.summary
+    if m.get("n_cases"):
+        console.print(f"Out-of-fold masks of {len(res.masks)} cases -> {res.out_dir / 'masks'}; against the given masks "
+                      f"({m['n_cases']} cases): Dice {m['dice_mean']:.3f} [{m['dice_ci_low']:.3f}, {m['dice_ci_high']:.3f}], "
+                      f"IoU {m['iou_mean']:.3f}, HD95 {m['hd95_px_median']:.1f} px, detection {m['detection_rate']:.0%}.",
+                      highlight=False)
+    empty = int(res.masks["empty"].sum())
+    if empty:
+        console.print(f"[yellow]Note:[/] {empty} case(s) got an empty mask: they have no automatic ROI.", highlight=False)
+    for note in res.notes:
+        console.print(f"[yellow]Note:[/] {note}", highlight=False)
+    if res.final is not None:
+        console.print(f"Network for new cases: {res.final}", highlight=False)

@@ -1,105 +1,73 @@
-"""Settings of a segmentation training run (stored in its checkpoints)."""
+"""Settings of the segmentation stage: the ``segment:`` section of a study file.
+
+Read by ``her2dlr train seg`` (and ``her2dlr run``); a command-line option overrides it.
+Reading a study file does not load torch: the network names are checked when training starts.
+
+Example (YAML)::
+
+    segment:
+      arch: unet                 # unet, attention_unet or segresnet
+      spatial_dims: 2            # 3 for volumes
+      image_size: null           # default: 128 (2D), 64 (3D)
+      box_prompt: false          # true: the network reads the reader's box (seed 000: nobody delineates)
+      epochs: 60
+      batch_size: 16
+      lr: 0.001
+      patience: 10               # early stopping on the inner validation Dice
+      repetition: 0              # the k-fold repetition whose outer folds give the out-of-fold masks
+      final: true                # also the network trained on every case with a mask (deployable)
+      post: {threshold: 0.5, keep: largest, min_size: 0.0, fill_holes: true}
+      dsfr: {layer: 9, n_clusters: 2}   # seed 003: the 10th activation layer (0-based index 9)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Literal
 
-from her2dlr.checks import check_choice, check_number, param_error
-from her2dlr.errors import InputError, nearest
-from her2dlr.segment.augment import SegAugmentSettings
-from her2dlr.segment.networks import SEG_ARCHS
+from pydantic import Field
 
-__all__ = ["SegTrainSettings"]
+from her2dlr.schema import StrictModel
+
+__all__ = ["DSFRSettings", "SegPostConfig", "SegmentSettings"]
 
 
-@dataclass(frozen=True)
-class SegTrainSettings:
-    """How to train one segmentation network (stored in its checkpoints).
+class SegPostConfig(StrictModel):
+    """``segment.post``: how a probability map becomes a mask."""
 
-    Parameters
-    ----------
-    arch : {"unet", "attention_unet", "segresnet"}, default="unet"
-    spatial_dims : {2, 3}, default=2
-    image_size : int, default=128
-        Side of the inputs (a multiple of the network's ``size_multiple``).
-    box_prompt : bool, default=False
-        Inputs carry a box-prompt channel (see :class:`her2dlr.segment.data.SegSpec`).
-    features : sequence of int, optional
-        Level widths (default: the arch's, :data:`her2dlr.segment.networks.DEFAULT_FEATURES`).
-    epochs : int, default=60
-    batch_size : int, default=16
-    lr : float, default=1e-3
-    weight_decay : float, default=1e-4
-    patience : int, default=10
-        Epochs without a better validation Dice before stopping; 0 trains all epochs.
-    val_fraction : float, default=0.15
-    min_val_cases : int, default=4
-        Fewest validation cases for early stopping.
-    seed : int, default=0
-    device : str, default="auto"
-        ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``.
-    amp : bool, default=True
-        Mixed precision on CUDA.
-    num_threads : int, optional
-        Torch CPU threads (default: the idle CPUs, :func:`her2dlr.imaging.torchutil.default_threads`).
-    num_workers : int, default=0
-        DataLoader worker processes for augmentation.
-    progress : bool, default=True
-        A bar over epochs with the training loss and the validation Dice.
-    augment : SegAugmentSettings
-    """
+    threshold: float = Field(0.5, gt=0, lt=1)
+    keep: Literal["largest", "all"] = "largest"
+    min_size: float = Field(0.0, ge=0, description="Smallest kept component: a fraction of the image (< 1) or pixels.")
+    fill_holes: bool = True
 
-    arch: str = "unet"
-    spatial_dims: int = 2
-    image_size: int = 128
-    box_prompt: bool = False
-    features: tuple[int, ...] | None = None
-    epochs: int = 60
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 10
-    val_fraction: float = 0.15
-    min_val_cases: int = 4
-    seed: int = 0
+
+class DSFRSettings(StrictModel):
+    """``segment.dsfr``: deep semantic segmentation features (seed 003)."""
+
+    layer: int | str = Field(9, description="Activation layer: 0-based index in forward order, or its name.")
+    n_clusters: int = Field(2, ge=2, le=10)
+
+
+class SegmentSettings(StrictModel):
+    """``segment:``: the lesion segmentation networks trained on the study's outer folds."""
+
+    arch: Literal["unet", "attention_unet", "segresnet"] = "unet"
+    spatial_dims: Literal[2, 3] = 2
+    image_size: int | None = Field(None, ge=16, description="Network input side (default: 128 in 2D, 64 in 3D).")
+    box_prompt: bool = Field(False, description="The network reads the lesion box as an extra channel.")
+    box_margin: float = Field(0.25, ge=0, le=10, description="Context around a box, as a fraction of its size.")
+    epochs: int = Field(60, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    patience: int = Field(10, ge=0)
+    val_fraction: float = Field(0.15, gt=0, lt=0.9)
+    seed: int = Field(0, ge=0)
     device: str = "auto"
-    amp: bool = True
-    num_threads: int | None = None
-    num_workers: int = 0
-    progress: bool = True
-    augment: SegAugmentSettings = field(default_factory=SegAugmentSettings)
+    repetition: int = Field(0, ge=0, description="k-fold repetition whose outer folds give the out-of-fold masks.")
+    final: bool = Field(True, description="Also train the network on every case with a mask (for new cases).")
+    post: SegPostConfig = Field(default_factory=SegPostConfig)
+    dsfr: DSFRSettings = Field(default_factory=DSFRSettings)
 
-    def __post_init__(self) -> None:
-        check_choice(self, "arch", self.arch, SEG_ARCHS)
-        if isinstance(self.spatial_dims, bool) or self.spatial_dims not in (2, 3):
-            raise param_error(self, "spatial_dims", "2 (images) or 3 (volumes)", self.spatial_dims)
-        for name, low in (("image_size", 8), ("epochs", 1), ("batch_size", 1), ("patience", 0),
-                          ("min_val_cases", 1), ("num_workers", 0), ("seed", 0)):
-            check_number(self, name, getattr(self, name), low=low, integer=True)
-        check_number(self, "lr", self.lr, low=0.0, low_open=True)
-        check_number(self, "weight_decay", self.weight_decay, low=0.0)
-        check_number(self, "val_fraction", self.val_fraction, low=0.0, high=0.9, low_open=True)
-        if self.num_threads is not None:
-            check_number(self, "num_threads", self.num_threads, low=1, integer=True)
-        if isinstance(self.augment, Mapping):
-            object.__setattr__(self, "augment", SegAugmentSettings(**self.augment))
-        if self.features is not None:
-            object.__setattr__(self, "features", tuple(self.features))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-ready; stored in checkpoints)."""
-        out = asdict(self)
-        out["features"] = list(self.features) if self.features is not None else None
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SegTrainSettings:
-        """Inverse of :meth:`to_dict`; unknown keys are refused with the allowed ones."""
-        allowed = {f.name for f in fields(cls)}
-        bad = sorted(set(data) - allowed)
-        if bad:
-            raise InputError(f"Unknown segmentation training setting(s) {bad}. Allowed: {sorted(allowed)}."
-                             f"{nearest(bad[0], allowed)}")
-        return cls(**data)
+    @property
+    def size(self) -> int:
+        """The network input side."""
+        return self.image_size or (128 if self.spatial_dims == 2 else 64)

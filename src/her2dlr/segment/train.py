@@ -44,7 +44,7 @@ from her2dlr.segment.checkpoints import load_segmenter, save_segmenter
 from her2dlr.segment.data import SegSpec
 from her2dlr.segment.networks import build_seg_network
 from her2dlr.segment.postprocess import dice_score
-from her2dlr.segment.settings import SegTrainSettings
+from her2dlr.segment.train_settings import SegTrainSettings
 
 __all__ = [
     "SegAugmentSettings",

@@ -1,0 +1,249 @@
+"""The segmentation stage of a study: one network per outer fold, and an out-of-fold mask for every case.
+
+For the outer folds of one k-fold repetition (``segment.repetition``, ``fold_r<k>`` of the
+manifest) a network is trained on the cases of the other folds that have a mask, and it
+segments the cases of its own fold, which it never saw. Cases outside the k-fold (no label, or
+an external centre) are segmented by the first fold's network, which never saw them either.
+With ``final`` a last network is trained on every case with a mask: it is the one applied to
+new cases, never to the study's own.
+
+Writes under ``RUN/segment/<arch>/``: ``<fold>/best.pt`` (and ``final/``), ``masks/<case>.png``
+(``.nrrd`` for volumes, with the image's geometry), ``masks.csv`` (case, fold, network, mask,
+empty, confidence, and Dice / IoU / HD95 / detection against the given mask where there is
+one), ``metrics.csv`` (summary with a case-bootstrap CI) and ``montage.png`` (best, median and
+worst cases); and ``RUN/segment/auto_masks.csv``, the table ``roi: auto`` reads.
+
+An empty prediction stays empty: the case has no automatic ROI, it is never given the whole
+image. Segmentation networks see masks, never labels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from her2dlr.errors import InputError
+from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
+from her2dlr.io.cells import is_missing, parse_bbox
+from her2dlr.runfolder import case_file_stem
+from her2dlr.segment.settings import SegmentSettings
+
+if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
+    from her2dlr.config import Study
+
+__all__ = ["SegStageResult", "run_seg_stage", "seg_train_settings"]
+
+
+@dataclass
+class SegStageResult:
+    """What :func:`run_seg_stage` trained and wrote."""
+
+    out_dir: Path
+    masks: pd.DataFrame
+    summary: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    final: Path | None = None
+
+
+def seg_train_settings(settings: SegmentSettings, *, progress: bool = True) -> tuple[Any, Any, Any]:
+    """The training settings, input spec and post-processing of a ``segment:`` section (loads torch)."""
+    from her2dlr.segment.data import SegSpec
+    from her2dlr.segment.postprocess import PostSettings
+    from her2dlr.segment.train_settings import SegTrainSettings
+
+    train = SegTrainSettings(
+        arch=settings.arch, spatial_dims=settings.spatial_dims, image_size=settings.size,
+        box_prompt=settings.box_prompt, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
+        patience=settings.patience, val_fraction=settings.val_fraction, seed=settings.seed, device=settings.device,
+        progress=progress)
+    spec = SegSpec(size=settings.size, spatial_dims=settings.spatial_dims, box_prompt=settings.box_prompt,
+                   box_margin=settings.box_margin)
+    p = settings.post
+    post = PostSettings(threshold=p.threshold, keep=p.keep, min_size=p.min_size, fill_holes=p.fill_holes)
+    return train, spec, post
+
+
+def _cases(study: Study, settings: SegmentSettings) -> pd.DataFrame:
+    """Included cases with their image, given mask, given box, fold and group."""
+    from her2dlr.cohort.manifest import Manifest
+
+    table = Manifest.load(study.paths.manifest).included.copy()
+    fold_col = f"fold_r{settings.repetition}"
+    if fold_col not in table.columns:
+        raise InputError(f"segment.repetition = {settings.repetition}: the manifest has no column {fold_col}. "
+                         "Segmentation is trained on the outer folds of split.kfold: set split.kfold (with enough "
+                         "n_repeats) and run `her2dlr cohort build STUDY`.")
+    out = pd.DataFrame({"case_id": table["case_id"].astype(str), "image": table["image"].astype(str)})
+    out["mask"] = [None if is_missing(m) else str(m) for m in table["mask"]]
+    out["box"] = [parse_bbox(b, where=f"bbox of case {c}") if "bbox" in table else None
+                  for c, b in zip(out["case_id"], table["bbox"] if "bbox" in table else [None] * len(table))]
+    out["fold"] = table[fold_col].fillna(-1).astype(int).to_numpy()
+    group_col = "group" if "group" in table.columns else "patient_id"
+    out["group"] = table[group_col].astype(str).to_numpy()
+    out["spacing"] = table["spacing"].to_numpy() if "spacing" in table.columns else np.nan
+    return out.reset_index(drop=True)
+
+
+def _train(cases: pd.DataFrame, rows: np.ndarray, settings: SegmentSettings, out: Path, progress: bool,
+           notes: list[str], name: str) -> Any:
+    """Train one network on ``cases.iloc[rows]`` (cases with a given mask)."""
+    from her2dlr.segment.data import load_seg_pairs
+    from her2dlr.segment.train import train_segmenter
+
+    train, spec, _ = seg_train_settings(settings, progress=progress)
+    sub = cases.iloc[rows]
+    boxes = [tuple(b) if b is not None else None for b in sub["box"]]
+    x, y, _ = load_seg_pairs(list(sub["image"]), list(sub["mask"]), boxes, spec=spec, progress=progress)
+    res = train_segmenter(x, y, sub["group"].to_numpy(), settings=train, out_dir=out / name, spec=spec)
+    notes += [f"{name}: {n}" for n in res.notes]
+    return res.model
+
+
+def _segment(model: Any, cases: pd.DataFrame, rows: np.ndarray, settings: SegmentSettings,
+             progress: bool) -> list[Any]:
+    from her2dlr.segment.infer import segment_images
+
+    _, spec, post = seg_train_settings(settings, progress=progress)
+    sub = cases.iloc[rows]
+    boxes = [_prompt_box(r) for r in sub.itertuples()] if spec.box_prompt else None
+    missing = [c for c, b in zip(sub["case_id"], boxes or []) if b is None]
+    if missing:
+        raise InputError(f"A box-prompted network needs a box or a mask for every case; case(s) {missing[:5]} "
+                         "have neither.")
+    return segment_images(model, list(sub["image"]), boxes=boxes, spec=spec, post=post, progress=progress)
+
+
+def _prompt_box(row: Any) -> tuple[float, ...] | None:
+    """The reader's box: the given box, else the bounding box of the given mask (as a reader would draw it)."""
+    if row.box is not None:
+        return tuple(row.box)
+    if row.mask is None:
+        return None
+    from her2dlr.io.images import read_mask_array
+
+    where = np.nonzero(read_mask_array(row.mask))
+    if not where[0].size:
+        return None
+    lo = [int(w.min()) for w in where][::-1]
+    hi = [int(w.max()) + 1 for w in where][::-1]
+    return tuple(lo) + tuple(h - low for low, h in zip(lo, hi))
+
+
+def _write_mask(mask: np.ndarray, image: str, path: Path) -> Path:
+    """A 2D mask as PNG (0/255); a volume as NRRD with the image's geometry. Written atomically."""
+    import SimpleITK as sitk
+
+    from her2dlr.io.atomic import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        if mask.ndim == 2:
+            from PIL import Image
+
+            Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG")
+        else:
+            from her2dlr.io.images import read_image
+
+            out = sitk.GetImageFromArray(mask.astype(np.uint8))
+            out.CopyInformation(read_image(image))
+            sitk.WriteImage(out, str(tmp), useCompression=True)
+    return path
+
+
+def run_seg_stage(study: Study, settings: SegmentSettings | None = None, *, final: bool | None = None,
+                  progress: bool = True) -> SegStageResult:
+    """Train the segmentation networks on the study's outer folds and write every case's out-of-fold mask.
+
+    Parameters
+    ----------
+    study : Study
+    settings : SegmentSettings, optional
+        Default: the study's ``segment:`` section (or its defaults).
+    final : bool, optional
+        Also train the network for new cases on every case with a mask (default: ``settings.final``).
+    progress : bool, default=True
+
+    Returns
+    -------
+    SegStageResult
+
+    Raises
+    ------
+    InputError
+        No k-fold split, no case with a mask, a box-prompted network without boxes, a mask of
+        another size than its image, a 3D network given 2D images (each named).
+    """
+    settings = settings or study.segment or SegmentSettings()
+    final = settings.final if final is None else final
+    cases = _cases(study, settings)
+    out = study.paths.segment_arch(settings.arch)
+    has_mask = cases["mask"].notna().to_numpy()
+    if not has_mask.any():
+        raise InputError("No included case has a mask: the segmentation networks learn from delineated lesions.")
+    notes: list[str] = []
+    folds = sorted(f for f in set(cases["fold"]) if f >= 0)
+    if not folds:
+        raise InputError(f"fold_r{settings.repetition} assigns no case to a fold: set split.kfold.")
+    preds: dict[int, Any] = {}
+    network_of: dict[int, str] = {}
+    for k in folds:
+        name = f"r{settings.repetition}f{k}"
+        train_rows = np.flatnonzero(has_mask & (cases["fold"].to_numpy() >= 0) & (cases["fold"].to_numpy() != k))
+        model = _train(cases, train_rows, settings, out, progress, notes, name)
+        own = np.flatnonzero(cases["fold"].to_numpy() == k)
+        if k == folds[0]:  # outside the k-fold: never seen by any fold network
+            own = np.concatenate([own, np.flatnonzero(cases["fold"].to_numpy() < 0)])
+        for i, p in zip(own, _segment(model, cases, own, settings, progress)):
+            preds[int(i)], network_of[int(i)] = p, name
+    final_path = None
+    if final:
+        _train(cases, np.flatnonzero(has_mask), settings, out, progress, notes, "final")
+        final_path = out / "final" / "best.pt"
+    rows = []
+    for i, case in cases.iterrows():
+        p = preds[int(i)]
+        path = out / "masks" / f"{case_file_stem(case['case_id'])}{'.png' if p.mask.ndim == 2 else '.nrrd'}"
+        _write_mask(p.mask, case["image"], path)
+        rows.append({"case_id": case["case_id"], "fold": int(case["fold"]), "network": network_of[int(i)],
+                     "mask_auto": str(path), "empty": bool(p.empty), "confidence": float(p.confidence)})
+    masks = pd.DataFrame(rows)
+    masks, summary = _quality(masks, cases, preds, out)
+    write_csv_atomic(masks, out / "masks.csv")
+    write_csv_atomic(masks[["case_id", "mask_auto", "empty", "confidence", "network"]], study.paths.auto_masks)
+    write_text_atomic(out / "summary.json", json.dumps({**summary, "arch": settings.arch, "notes": notes,
+                                                         "settings": settings.model_dump(mode="json")}, indent=2))
+    return SegStageResult(out, masks, summary, notes, final_path)
+
+
+def _quality(masks: pd.DataFrame, cases: pd.DataFrame, preds: dict[int, Any], out: Path
+             ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Dice, IoU, HD95 and detection of the cases with a given mask; the summary table and the montage."""
+    from her2dlr.io.images import read_mask_array
+    from her2dlr.segment.figures import overlay_montage
+    from her2dlr.segment.metrics import segmentation_table, summarise
+
+    rows = [i for i in range(len(cases)) if cases.at[i, "mask"] is not None]
+    if not rows:
+        return masks, {"n_cases": 0}
+    truth = [read_mask_array(cases.at[i, "mask"]) > 0 for i in rows]
+    pred = [preds[i].mask for i in rows]
+    ids = [cases.at[i, "case_id"] for i in rows]
+    spacing = [None if is_missing(cases.at[i, "spacing"]) else float(cases.at[i, "spacing"]) for i in rows]
+    table = segmentation_table(pred, truth, ids, spacings=spacing)
+    summary = summarise(table)
+    write_csv_atomic(pd.DataFrame([summary]), out / "metrics.csv")
+    from her2dlr.segment.data import read_array
+    from her2dlr.segment.figures import pick_cases
+
+    shown = pick_cases(table)
+    where = dict(zip(ids, rows))
+    overlay_montage({c: read_array(cases.at[where[c], "image"]) for c in shown},
+                    {c: truth[ids.index(c)] for c in shown}, {c: pred[ids.index(c)] for c in shown},
+                    table.loc[shown], out / "montage.png")
+    merged = masks.merge(table.reset_index(), on="case_id", how="left")
+    return merged, summary
