@@ -44,6 +44,8 @@ def seg_study(tmp_path_factory) -> Path:
         "split": {"seed": 3, "holdout": None, "kfold": {"n_splits": 2, "n_repeats": 1}},
         "radiomics": {"params": "video", "roi": "auto", "n_jobs": 1, "backend": "sequential"},
         "segment": {"image_size": 32, "epochs": 25, "batch_size": 8, "patience": 0, "final": True},
+        "learn": {"features": ["radiomics_video_auto"], "models": [{"name": "lr", "grid": {}}], "schemes": ["kfold"],
+                  "selection": [{"name": "variance"}, {"name": "zscore"}], "search": {"inner_splits": 2}},
     }
     study = tmp / "study.yaml"
     study.write_text(yaml.safe_dump(raw))
@@ -97,6 +99,31 @@ def test_radiomics_reads_the_automatic_masks(seg_study: Path):
     failures = pd.read_csv(run / "features" / "radiomics_video_auto_failures.csv", dtype={"case_id": str})
     assert auto.loc[0, "case_id"] in set(failures["case_id"])
     assert "no automatic mask" in failures.set_index("case_id").loc[auto.loc[0, "case_id"], "reason"]
+
+
+def test_predict_finds_the_lesion_itself_for_a_model_of_automatic_masks(seg_study: Path):
+    from her2dlr.errors import InputError
+    from her2dlr.learn.artefact import load_artefact
+    from her2dlr.predict import Case, predict
+
+    run = seg_study.parent / "runs" / "seg"
+    res = runner.invoke(app, ["learn", "run", str(seg_study)])
+    assert res.exit_code == 0, res.output
+    art = load_artefact(run / "models" / "radiomics_video_auto-lr")
+    assert art.segmenter_path is not None and art.segmenter_path.name == "segmenter.pt"
+    img, _ = _lesion(999, rough=True)
+    image = write_png(seg_study.parent / "new" / "case.png", img)
+    result = predict(art, Case(case_id="new", image=image), progress=False)[0]
+    assert 0.0 <= result.probability <= 1.0
+    assert result.provenance["lesion"] == "automatic"
+    seg = result.provenance["segmentation"]
+    assert seg["network"] == "unet" and len(seg["sha256"]) == 64 and not seg["empty"]
+    cli = runner.invoke(app, ["predict", str(art.path), "--image", str(image)])  # no mask, no box
+    assert cli.exit_code == 0, cli.output
+    # without its segmentation network the model says how to get one
+    art.segmenter_path.unlink()
+    with pytest.raises(InputError, match="her2dlr train seg"):
+        predict(load_artefact(art.path), Case(case_id="new", image=image), progress=False)
 
 
 def test_train_seg_needs_the_kfold_split(tmp_path: Path, seg_study: Path):

@@ -9,7 +9,7 @@ A study writes everything under one run folder (``output_dir`` of the study file
       features/    <table>.parquet, <table>.json (extraction record), <table>_failures.csv, cache/,
                    deep_<arch>/<fold>.parquet + provenance.csv, deep_<arch>_pca.csv
       learn/<set>/ predictions.parquet, metrics.csv, funnel.csv, params.csv, inner_results.csv,
-                   feature_frequency.csv, clinical_variables.csv, settings.json
+                   feature_frequency.csv, clinical_variables.csv, settings.json, excluded_cases.csv
       deep/<arch>/ <fold>/best.pt, last.pt, predictions.parquet, metrics.csv, folds.csv, history.csv,
                    settings.json, explain/
       models/<name>/  model_card.json, model.joblib, components/, network.pt
@@ -33,7 +33,7 @@ from pathlib import Path
 
 __all__ = [
     "BEST_CHECKPOINT",
-    "CLINICAL_VARIABLES",
+    "CLINICAL_VARIABLES", "EXCLUDED_CASES",
     "FEATURE_FREQUENCY",
     "FOLDS",
     "FUNNEL",
@@ -66,6 +66,7 @@ PARAMS = "params.csv"
 INNER_RESULTS = "inner_results.csv"
 FEATURE_FREQUENCY = "feature_frequency.csv"
 CLINICAL_VARIABLES = "clinical_variables.csv"
+EXCLUDED_CASES = "excluded_cases.csv"
 SETTINGS = "settings.json"
 FOLDS = "folds.csv"
 HISTORY = "history.csv"

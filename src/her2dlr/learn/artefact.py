@@ -50,13 +50,14 @@ from her2dlr.learn.thresholds import Threshold, apply_threshold
 from her2dlr.provenance import package_versions
 from her2dlr.runfolder import MODEL_CARD
 
-__all__ = ["CARD", "FORMAT", "NETWORK", "ModelArtefact", "artefact_slug", "list_artefacts", "load_artefact", "save_artefact"]
+__all__ = ["CARD", "FORMAT", "NETWORK", "SEGMENTER", "ModelArtefact", "artefact_slug", "list_artefacts", "load_artefact", "save_artefact"]
 
 FORMAT = "her2dlr-model/1"
 CARD = MODEL_CARD
 PIPELINE = "model.joblib"
 RADIOMICS_PARAMS = "radiomics_params.json"
 NETWORK = "network.pt"
+SEGMENTER = "segmenter.pt"
 KINDS = ("pipeline", "late", "stack", "combined", "deep")
 
 
@@ -135,6 +136,14 @@ class ModelArtefact:
         """This artefact's own trained network (``network.pt``), if it has one."""
         path = self.path / NETWORK
         return path if path.is_file() else None
+
+    @property
+    def segmenter_path(self) -> Path | None:
+        """The segmentation network that gives new cases their automatic mask (``roi: auto``), if any."""
+        path = self.path / SEGMENTER
+        if path.is_file():
+            return path
+        return next((c.segmenter_path for c in self.components if c.segmenter_path is not None), None)
 
     def with_networks(self) -> list[ModelArtefact]:
         """This artefact and its components (depth first) that carry a network."""
@@ -218,7 +227,7 @@ class ModelArtefact:
 def save_artefact(out_dir: str | os.PathLike[str], *, name: str, kind: str, threshold: Threshold,
                   inputs: Mapping[str, Any], pipeline: Any = None, components: Sequence[str | os.PathLike[str]] = (),
                   radiomics_params: Mapping[str, Any] | None = None, network: str | os.PathLike[str] | None = None,
-                  **card: Any) -> Path:
+                  segmenter: str | os.PathLike[str] | None = None, **card: Any) -> Path:
     """Write a model artefact folder atomically and return its path.
 
     Parameters
@@ -240,6 +249,9 @@ def save_artefact(out_dir: str | os.PathLike[str], *, name: str, kind: str, thre
         Resolved PyRadiomics parameters of the feature table.
     network : path, optional
         A network checkpoint, copied as ``network.pt`` (kind ``"deep"`` and DLR pipelines).
+    segmenter : path, optional
+        The segmentation network of a model trained on automatic masks (``roi: auto``), copied as
+        ``segmenter.pt``: it gives new cases their mask.
     **card
         More card fields (``task``, ``training``, ``metrics``, ``params``, ``selected_features``,
         ``config_hash``, ``weights``, ``meta``, ``logistic`` ...).
@@ -266,6 +278,8 @@ def save_artefact(out_dir: str | os.PathLike[str], *, name: str, kind: str, thre
             joblib.dump(pipeline, tmp / PIPELINE)
         if network is not None:
             shutil.copyfile(network, tmp / NETWORK)
+        if segmenter is not None:
+            shutil.copyfile(segmenter, tmp / SEGMENTER)
         if radiomics_params is not None:
             (tmp / RADIOMICS_PARAMS).write_text(json.dumps(dict(radiomics_params), indent=2, default=_json_default))
         body = {

@@ -85,7 +85,7 @@ def save_stage_artefacts(deploy: Sequence[CVResult], inputs: Mapping[str, ModelI
                          metrics: pd.DataFrame, task: Mapping[str, Any], config_hash: str,
                          rule: ThresholdRule | None = None, radiomics_params: Mapping[str, Any] | None = None,
                          saved: Mapping[str, Path] | None = None, networks: Mapping[str, Path] | None = None,
-                         ) -> list[Path]:
+                         segmenter: Path | None = None) -> list[Path]:
     """Save one artefact per deployable result (components first) and return their folders.
 
     Parameters
@@ -107,6 +107,9 @@ def save_stage_artefacts(deploy: Sequence[CVResult], inputs: Mapping[str, ModelI
         Artefacts already written that composites may use as components (e.g. a deep signature).
     networks : dict of model name -> Path, optional
         Network checkpoints of DLR pipelines (saved as their ``network.pt``).
+    segmenter : Path, optional
+        The segmentation network for new cases, saved with every model that reads features of
+        automatic masks (a feature table with ``roi: auto``).
     """
     from her2dlr.learn.integration import SIGNATURE, logistic_coefficients, logit
 
@@ -139,7 +142,9 @@ def save_stage_artefacts(deploy: Sequence[CVResult], inputs: Mapping[str, ModelI
                 fit = result.fits[0]
                 done[result.model] = save_artefact(
                     out, name=result.model, kind="pipeline", threshold=fit.threshold, inputs=spec.card_inputs(),
-                    pipeline=fit.pipeline, radiomics_params=params, network=networks.get(result.model), params=fit.params,
+                    pipeline=fit.pipeline, radiomics_params=params, network=networks.get(result.model),
+                    segmenter=segmenter if any(t.get("roi") == "auto" for t in spec.feature_tables) else None,
+                    params=fit.params,
                     selected_features=fit.features, inner_median_auc=fit.inner_median_auc, **common)
             elif result.fits:  # combined: imaging component + clinical columns
                 fit = result.fits[0]

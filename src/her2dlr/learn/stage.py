@@ -79,7 +79,8 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
                     out_dir: str | os.PathLike[str], *, feature_set: str = "features",
                     progress: bool = False, clinical: bool = False, models_dir: str | os.PathLike[str] | None = None,
                     feature_tables: list[dict[str, Any]] | None = None,
-                    radiomics_params: dict[str, Any] | None = None) -> LearnStageResult:
+                    radiomics_params: dict[str, Any] | None = None,
+                    segmenter: str | os.PathLike[str] | None = None) -> LearnStageResult:
     """Evaluate every model of ``settings`` on ``features`` and write the stage outputs.
 
     Parameters
@@ -104,6 +105,8 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
         Provenance of the feature table(s) (name, params, roi, params hash), for the model cards.
     radiomics_params : dict, optional
         Resolved PyRadiomics parameters of the radiomics table, stored with the artefacts.
+    segmenter : path, optional
+        The segmentation network for new cases, stored with models of automatic-mask features.
 
     Returns
     -------
@@ -135,7 +138,8 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
         table_meta = manifest.meta if isinstance(manifest, Manifest) else {}
         files += save_stage_artefacts(
             deploy, runs.model_inputs, Path(models_dir), metrics=metrics, task=table_meta.get("label", {}),  # type: ignore[arg-type]
-            config_hash=config_hash(settings), rule=runs.rule, radiomics_params=radiomics_params)
+            config_hash=config_hash(settings), rule=runs.rule, radiomics_params=radiomics_params,
+            segmenter=Path(segmenter) if segmenter is not None else None)
     return LearnStageResult(results, predictions, metrics, out, files)
 
 

@@ -120,10 +120,12 @@ def run_study_learning(
     table, set_name = load_feature_tables(study, names) if names else (None, "")
     provenance = [feature_table_provenance(study, n) for n in names]
     folder = "+".join([set_name] * bool(set_name) + [CLINICAL_FEATURE] * clinical)
+    if table is not None and any(t.get("roi") == "auto" for t in provenance):
+        manifest = _without_automatic_roi(manifest, table, study.paths.learn_set(folder))
     result = run_learn_stage(
         table, manifest, settings, study.paths.learn_set(folder), feature_set=set_name or "features",
         progress=progress, clinical=clinical, models_dir=study.paths.models, feature_tables=provenance,
-        radiomics_params=radiomics_params_of(provenance),
+        radiomics_params=radiomics_params_of(provenance), segmenter=_segmenter(study, provenance),
     )
     return [result]
 
@@ -137,6 +139,43 @@ def feature_table_provenance(study: Study, name: str) -> dict[str, Any]:
         meta = json.loads(sidecar.read_text())
         info.update({k: meta[k] for k in ("params", "roi", "params_hash", "pyradiomics") if k in meta})
     return info
+
+
+def _without_automatic_roi(manifest: Manifest, table: pd.DataFrame, out_dir: Path) -> Manifest:
+    """Leave out, with a warning and ``excluded_cases.csv``, the cases whose automatic mask was empty.
+
+    A model of automatic-mask features gives no answer for such a case (there is no ROI), so
+    its metrics hold for the cases it can read; how many it cannot is part of the result.
+    """
+    import warnings
+
+    from her2dlr.io.atomic import write_csv_atomic
+    from her2dlr.runfolder import EXCLUDED_CASES
+
+    rows = manifest.table.copy()
+    ids = rows["case_id"].astype(str)
+    have = set(table.index.astype(str)) if "case_id" not in table.columns else set(table["case_id"].astype(str))
+    include = rows["include"].fillna(True).astype(bool) if "include" in rows.columns else pd.Series(True, index=rows.index)
+    lost = include & rows["label"].notna() & ~ids.isin(have)
+    if lost.any():
+        warnings.warn(f"{int(lost.sum())} case(s) have no automatic ROI (empty segmentation) and are left out of "
+                      f"learning: {ids[lost].tolist()[:10]}", stacklevel=3)
+        rows.loc[lost, "include"] = False
+        rows.loc[lost, "exclude_reason"] = "no automatic ROI"
+    write_csv_atomic(pd.DataFrame({"case_id": ids[lost], "reason": "no automatic ROI (empty segmentation)"}),
+                     out_dir / EXCLUDED_CASES)
+    return manifest.copy(rows)
+
+
+def _segmenter(study: Study, provenance: list[dict[str, Any]]) -> Path | None:
+    """The final segmentation network, for models of features extracted from automatic masks (``roi: auto``)."""
+    if not any(t.get("roi") == "auto" for t in provenance):
+        return None
+    from her2dlr.runfolder import BEST_CHECKPOINT
+    from her2dlr.segment.settings import SegmentSettings
+
+    path = study.paths.segment_arch((study.segment or SegmentSettings()).arch) / "final" / BEST_CHECKPOINT
+    return path if path.is_file() else None
 
 
 def radiomics_params_of(provenance: list[dict[str, Any]]) -> dict[str, Any] | None:

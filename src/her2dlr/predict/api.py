@@ -56,7 +56,7 @@ class PredictionResult:
         return out
 
 
-def _input_row(artefact: ModelArtefact, case: Case) -> pd.DataFrame:
+def _input_row(artefact: ModelArtefact, case: Case, record: dict[str, Any]) -> pd.DataFrame:
     from her2dlr.predict.inputs import case_inputs
 
     if case.features is not None:
@@ -66,10 +66,10 @@ def _input_row(artefact: ModelArtefact, case: Case) -> pd.DataFrame:
         return frame
     clinical = {k: case.clinical[k] for k in artefact.clinical_types if k in case.clinical}
     return case_inputs(artefact, case_id=case.case_id, image=case.image, mask=case.mask, box=case.box,
-                       spacing=case.spacing, clinical=clinical)
+                       spacing=case.spacing, clinical=clinical, record=record)
 
 
-def _provenance(artefact: ModelArtefact, case: Case) -> dict[str, Any]:
+def _provenance(artefact: ModelArtefact, case: Case, record: dict[str, Any]) -> dict[str, Any]:
     card = artefact.card
     tables = artefact.feature_tables
     out: dict[str, Any] = {"artefact": str(artefact.path), "config_hash": card.get("config_hash"),
@@ -79,6 +79,9 @@ def _provenance(artefact: ModelArtefact, case: Case) -> dict[str, Any]:
     elif case.image is not None:
         out["inputs"] = "image"
         out["lesion"] = "mask" if case.mask is not None else ("box" if case.box is not None else None)
+        if "segmentation" in record:
+            out["lesion"] = "automatic"
+            out["segmentation"] = record["segmentation"]
         out["spacing_mm"] = case.spacing
         if tables:
             out["radiomics"] = {k: tables[0].get(k) for k in ("params", "roi", "params_hash")}
@@ -127,12 +130,13 @@ def predict(model: ModelArtefact | str | os.PathLike[str], cases: Case | Sequenc
         raise InputError("No cases to predict.")
     if heat_maps is not None:
         _check_heat_maps(artefact, batch)
-    frames, caught = [], []
+    frames, caught, records = [], [], []
     for case in tqdm(batch, desc="cases", disable=not progress or len(batch) < 2, leave=False):
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
+            records.append({})
             try:
-                frames.append(_input_row(artefact, case))
+                frames.append(_input_row(artefact, case, records[-1]))
             except InputError as exc:
                 where = f"{case.where} (case '{case.case_id}'): " if case.where else ""
                 raise InputError(f"{where}{exc}") from None
@@ -156,7 +160,7 @@ def predict(model: ModelArtefact | str | os.PathLike[str], cases: Case | Sequenc
         results.append(PredictionResult(
             case_id=case.case_id, model=artefact.name, kind=artefact.kind, probability=float(row["prob"]),
             predicted_class=int(row["class"]), threshold=float(row["threshold"]), version=version,
-            provenance=_provenance(artefact, case), warnings=list(dict.fromkeys(caught[i] + common)), heat_map=heat))
+            provenance=_provenance(artefact, case, records[i]), warnings=list(dict.fromkeys(caught[i] + common)), heat_map=heat))
     return results
 
 

@@ -101,8 +101,14 @@ def feature_rows(artefact: ModelArtefact, path: str | os.PathLike[str]) -> pd.Da
 
 
 def image_features(artefact: ModelArtefact, image: str | os.PathLike[str], *, mask: str | os.PathLike[str] | None = None,
-                   box: Any = None, spacing: float | None = None) -> dict[str, float]:
-    """Radiomics features of one image, extracted exactly as the model's training table was."""
+                   box: Any = None, spacing: float | None = None,
+                   record: dict[str, Any] | None = None) -> dict[str, float]:
+    """Radiomics features of one image, extracted exactly as the model's training table was.
+
+    A model trained on automatic masks (``roi: auto``) finds the lesion itself with the
+    segmentation network it carries (:func:`her2dlr.predict.segmenter.automatic_mask`); what it
+    found (network, confidence) goes into ``record`` when one is given.
+    """
     from her2dlr.io.images import mask_to_bbox, read_mask_array
     from her2dlr.radiomics.extract import extract_case
     from her2dlr.radiomics.parameters import params_hash
@@ -116,6 +122,8 @@ def image_features(artefact: ModelArtefact, image: str | os.PathLike[str], *, ma
         raise InputError(f"The radiomics parameters stored with model '{artefact.name}' hash to "
                          f"{params_hash(params)}, not to the card's {tables[0]['params_hash']}: the artefact was altered.")
     roi = tables[0].get("roi", "mask")
+    if roi == "auto":
+        return _auto_features(artefact, image, mask=mask, box=box, spacing=spacing, params=params, record=record)
     if mask is None and box is None:
         raise InputError("Give the lesion as --mask FILE or --box x,y,w,h.")
     if roi == "mask" and mask is None:
@@ -126,10 +134,32 @@ def image_features(artefact: ModelArtefact, image: str | os.PathLike[str], *, ma
     return extract_case(image, mask_path=mask, bbox=box, params=params, spacing=spacing)
 
 
+def _auto_features(artefact: ModelArtefact, image: str | os.PathLike[str], *, mask: Any, box: Any,
+                   spacing: float | None, params: Any, record: dict[str, Any] | None) -> dict[str, float]:
+    import tempfile
+    import warnings
+
+    from her2dlr.predict.segmenter import automatic_mask
+    from her2dlr.radiomics.extract import extract_case
+    from her2dlr.segment.data import write_mask
+
+    auto, info = automatic_mask(artefact, image, box=box, mask=mask)
+    if mask is not None and not info["box_prompt"]:
+        warnings.warn(f"Model '{artefact.name}' reads automatic masks: the given mask was not used.", stacklevel=3)
+    if record is not None:
+        record["segmentation"] = info
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_mask(auto, image, Path(tmp) / ("mask.png" if auto.ndim == 2 else "mask.nrrd"))
+        return extract_case(image, mask_path=path, params=params, spacing=spacing)
+
+
 def case_inputs(artefact: ModelArtefact, *, case_id: str = "case", image: str | os.PathLike[str] | None = None,
                 mask: str | os.PathLike[str] | None = None, box: Any = None, spacing: float | None = None,
-                clinical: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """One input row for ``artefact`` from an image (+ mask or box) and a clinical row."""
+                clinical: Mapping[str, Any] | None = None, record: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One input row for ``artefact`` from an image (+ mask or box) and a clinical row.
+
+    ``record``, when given, receives what was found on the way (the automatic mask's network).
+    """
     row: dict[str, Any] = {}
     if artefact.feature_columns:
         if image is None:
@@ -137,7 +167,7 @@ def case_inputs(artefact: ModelArtefact, *, case_id: str = "case", image: str | 
                              "or --features.")
         has_network = bool(artefact.with_networks())
         if not has_network or any(t.get("params_hash") for t in artefact.feature_tables):
-            row.update(image_features(artefact, image, mask=mask, box=box, spacing=spacing))
+            row.update(image_features(artefact, image, mask=mask, box=box, spacing=spacing, record=record))
         if has_network:
             from her2dlr.predict.network import network_columns
 

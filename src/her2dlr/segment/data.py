@@ -20,6 +20,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,8 @@ from her2dlr.checks import check_number, param_error
 from her2dlr.errors import InputError
 from her2dlr.imaging.roi import Box, crop_box, resize_image, roi_box, to_channels, zscore
 
-__all__ = ["SegSpec", "load_seg_pairs", "paste_back", "prepare_seg_input", "prepare_seg_target", "read_array"]
+__all__ = ["SegSpec", "load_seg_pairs", "paste_back", "prepare_seg_input", "prepare_seg_target", "read_array",
+           "write_mask"]
 
 PathLike = str | os.PathLike[str]
 
@@ -318,3 +320,25 @@ def load_seg_pairs(images: Sequence[PathLike | np.ndarray], masks: Sequence[Path
     if not out:
         return np.zeros((0, *spec.shape), np.float32), np.zeros((0,) + (spec.size,) * spec.spatial_dims, np.uint8), []
     return np.stack([o[0] for o in out]), np.stack([o[1] for o in out]), [o[2] for o in out]
+
+
+def write_mask(mask: np.ndarray, image: PathLike, path: str | os.PathLike[str]) -> Path:
+    """Write a 2D mask as PNG (0/255), a volume as NRRD with the geometry of ``image``; atomically."""
+    import SimpleITK as sitk
+
+    from her2dlr.io.atomic import atomic_path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        if mask.ndim == 2:
+            from PIL import Image
+
+            Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG")
+        else:
+            from her2dlr.io.images import read_image
+
+            out = sitk.GetImageFromArray(mask.astype(np.uint8))
+            out.CopyInformation(read_image(image))
+            sitk.WriteImage(out, str(tmp), useCompression=True, imageIO="NrrdImageIO")
+    return path

@@ -30,7 +30,8 @@ import pandas as pd
 from her2dlr.errors import InputError
 from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
 from her2dlr.io.cells import is_missing, parse_bbox
-from her2dlr.runfolder import case_file_stem
+from her2dlr.runfolder import BEST_CHECKPOINT, case_file_stem
+from her2dlr.segment.data import write_mask
 from her2dlr.segment.settings import SegmentSettings
 
 if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
@@ -134,27 +135,6 @@ def _prompt_box(row: Any) -> tuple[float, ...] | None:
     return tuple(lo) + tuple(h - low for low, h in zip(lo, hi))
 
 
-def _write_mask(mask: np.ndarray, image: str, path: Path) -> Path:
-    """A 2D mask as PNG (0/255); a volume as NRRD with the image's geometry. Written atomically."""
-    import SimpleITK as sitk
-
-    from her2dlr.io.atomic import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        if mask.ndim == 2:
-            from PIL import Image
-
-            Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG")
-        else:
-            from her2dlr.io.images import read_image
-
-            out = sitk.GetImageFromArray(mask.astype(np.uint8))
-            out.CopyInformation(read_image(image))
-            sitk.WriteImage(out, str(tmp), useCompression=True)
-    return path
-
-
 def run_seg_stage(study: Study, settings: SegmentSettings | None = None, *, final: bool | None = None,
                   progress: bool = True) -> SegStageResult:
     """Train the segmentation networks on the study's outer folds and write every case's out-of-fold mask.
@@ -202,13 +182,17 @@ def run_seg_stage(study: Study, settings: SegmentSettings | None = None, *, fina
             preds[int(i)], network_of[int(i)] = p, name
     final_path = None
     if final:
-        _train(cases, np.flatnonzero(has_mask), settings, out, progress, notes, "final")
-        final_path = out / "final" / "best.pt"
+        from her2dlr.segment.checkpoints import save_segmenter
+
+        model = _train(cases, np.flatnonzero(has_mask), settings, out, progress, notes, "final")
+        train, spec, _ = seg_train_settings(settings, progress=False)
+        final_path = save_segmenter(model, spec, train, out / "final" / BEST_CHECKPOINT,
+                                    post=settings.post.model_dump(), n_cases=int(has_mask.sum()))
     rows = []
     for i, case in cases.iterrows():
         p = preds[int(i)]
         path = out / "masks" / f"{case_file_stem(case['case_id'])}{'.png' if p.mask.ndim == 2 else '.nrrd'}"
-        _write_mask(p.mask, case["image"], path)
+        write_mask(p.mask, case["image"], path)
         rows.append({"case_id": case["case_id"], "fold": int(case["fold"]), "network": network_of[int(i)],
                      "mask_auto": str(path), "empty": bool(p.empty), "confidence": float(p.confidence)})
     masks = pd.DataFrame(rows)
