@@ -58,7 +58,7 @@ from her2dlr.runfolder import RunPaths
 __all__ = ["STAGES", "PipelineResult", "StageOutcome", "file_fingerprint", "print_summary", "run_study"]
 
 #: Stage names, in the order they run.
-STAGES = ("cohort", "radiomics", "learn", "deep", "dlr", "survival", "report")
+STAGES = ("cohort", "segment", "radiomics", "learn", "deep", "dlr", "survival", "report")
 #: Files larger than this are fingerprinted by size + mtime instead of their bytes.
 HASH_LIMIT = 64 * 2**20
 #: Keys of a settings section that change how fast a stage runs, not what it writes.
@@ -160,6 +160,8 @@ def _manifest_input(study: Study) -> dict[str, str]:
 
 def _radiomics_inputs(study: Study) -> dict[str, str]:
     out = _manifest_input(study)
+    if study.radiomics.roi == "auto":  # the automatic masks: their table, and each mask by size + mtime
+        out["segment/auto_masks.csv"] = file_fingerprint(study.paths.auto_masks, content=True)
     params = study.radiomics.params
     if params.endswith((".yaml", ".yml")):  # a PyRadiomics params file of the user's
         out[str(study.resolve(params))] = file_fingerprint(study.resolve(params), content=True)
@@ -219,6 +221,12 @@ def _run_cohort(study: Study, opts: _Options) -> Path:
 
     build_cohort(study, n_jobs=opts.n_jobs if opts.n_jobs is not None else -1, progress=opts.progress)
     return study.paths.manifest
+
+
+def _run_segment(study: Study, opts: _Options) -> Path:
+    from her2dlr.segment.stage import run_seg_stage
+
+    return run_seg_stage(study, progress=opts.progress).out_dir
 
 
 def _run_radiomics(study: Study, opts: _Options) -> Path:
@@ -286,7 +294,9 @@ _SPECS = (
     _Stage("cohort", "cohort, label, split, qc", (), lambda s: True,
            lambda s, o: s.model_dump(mode="json", include={"name", "cohort", "label", "split", "qc"}),
            _cohort_inputs, _run_cohort, lambda s: _cohort_inputs(s, None, after_run=True)),
-    _Stage("radiomics", "radiomics", ("cohort",),
+    _Stage("segment", "segment", ("cohort",), lambda s: s.segment is not None,
+           lambda s, o: _section(s.segment), lambda s, _: _manifest_input(s), _run_segment),
+    _Stage("radiomics", "radiomics", ("cohort", "segment"),
            lambda s: "radiomics" in s.model_fields_set or bool(_radiomics_names(s)),
            lambda s, o: _section(s.radiomics), lambda s, _: _radiomics_inputs(s), _run_radiomics),
     _Stage("learn", "learn", ("cohort", "radiomics"), lambda s: s.learn is not None,
