@@ -191,7 +191,7 @@ def test_cli_run_prints_the_summary(study: tuple[dict[str, Any], Path]) -> None:
 def test_force_reruns_selected_stages(study: tuple[dict[str, Any], Path]) -> None:
     raw, root = study
     result = _run(raw, root, from_stage="report", force=True)
-    assert _statuses(result) == {"cohort": "not selected", "radiomics": "not selected", "learn": "not selected",
+    assert _statuses(result) == {"cohort": "not selected", "segment": "skipped", "radiomics": "not selected", "learn": "not selected",
                                  "deep": "skipped", "dlr": "skipped", "survival": "skipped", "report": "ran"}
     assert result["report"].reason == "forced"
 
