@@ -82,6 +82,22 @@ def test_train_seg_gives_every_case_an_out_of_fold_mask(seg_study: Path):
     assert all(Path(p).is_file() for p in auto["mask_auto"])
 
 
+def test_deep_stage_reads_the_automatic_masks_and_leaves_out_empty_ones(seg_study: Path):
+    from her2dlr.cohort.manifest import Manifest, use_auto_masks
+
+    run = seg_study.parent / "runs" / "seg"
+    auto = pd.read_csv(run / "segment" / "auto_masks.csv", dtype={"case_id": str})
+    auto.loc[1, "empty"] = True
+    table = Manifest.load(run / "cohort" / "manifest.parquet").table
+    path = run / "segment" / "auto_masks_test.csv"
+    auto.to_csv(path, index=False)
+    used = use_auto_masks(table, path).set_index("case_id")
+    for case, mask, empty in zip(auto["case_id"], auto["mask_auto"], auto["empty"]):
+        assert bool(used.loc[case, "include"]) is (not empty)
+        assert (used.loc[case, "mask"] is None) if empty else used.loc[case, "mask"] == mask
+    assert used.loc[auto.loc[1, "case_id"], "exclude_reason"] == "no automatic ROI"
+
+
 def test_radiomics_reads_the_automatic_masks(seg_study: Path):
     res = runner.invoke(app, ["extract", "radiomics", str(seg_study)])
     assert res.exit_code == 0, res.output

@@ -170,6 +170,8 @@ def _radiomics_inputs(study: Study) -> dict[str, str]:
 
 def _deep_inputs(study: Study) -> dict[str, str]:
     out = _manifest_input(study)
+    if study.deep.roi == "auto":
+        out["segment/auto_masks.csv"] = file_fingerprint(study.paths.auto_masks, content=True)
     if study.deep.weights is not None:  # starting weights: large, by size + mtime
         out[str(study.resolve(study.deep.weights))] = file_fingerprint(study.resolve(study.deep.weights))
     return out
@@ -251,7 +253,7 @@ def _run_deep(study: Study, opts: _Options) -> Path:
     d = study.deep
     settings, roi = training_settings(d, weights_dir=study.base_dir, progress=opts.progress)
     run_deep_stage(study, settings=settings, roi=roi, schemes=d.schemes, final=d.final,
-                   n_jobs=opts.workers(default=2), progress=opts.progress)
+                   n_jobs=opts.workers(default=2), progress=opts.progress, lesion=d.roi)
     return deep_dir(study, d.arch)
 
 
@@ -302,7 +304,7 @@ _SPECS = (
     _Stage("learn", "learn", ("cohort", "radiomics"), lambda s: s.learn is not None,
            lambda s, o: _section(s.learn),
            lambda s, _: {**_manifest_input(s), **_feature_inputs(s, s.learn.features)}, _run_learn),
-    _Stage("deep", "deep", ("cohort",), lambda s: s.deep is not None,
+    _Stage("deep", "deep", ("cohort", "segment"), lambda s: s.deep is not None,
            lambda s, o: _section(s.deep, drop=("dlr",)), lambda s, _: _deep_inputs(s), _run_deep),
     _Stage("dlr", "deep.dlr", ("cohort", "radiomics", "deep"), _dlr_configured,
            lambda s, o: {"arch": s.deep.arch, "dlr": _section(s.deep.dlr), "learn": _section(s.learn)},

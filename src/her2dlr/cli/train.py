@@ -89,7 +89,7 @@ def train_deep(
     settings, roi = training_settings(d, weights_dir=s.base_dir, num_workers=num_workers, num_threads=threads,
                                       distributed=distributed)
     result = run_deep_stage(s, settings=settings, roi=roi, schemes=d.schemes, repeats=repeat,
-                            resume=resume, final=d.final, n_jobs=n_jobs)
+                            resume=resume, final=d.final, n_jobs=n_jobs, lesion=d.roi)
     if len(result.metrics):
         print_metrics(result.metrics, f"{result.model} (written to {deep_dir(s, d.arch)})")
     for fold in result.folds:

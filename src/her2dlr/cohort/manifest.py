@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from her2dlr.errors import InputError
 from her2dlr.io.atomic import atomic_path
 
-__all__ = ["AUTO_MASK", "CORE_COLUMNS", "MODALITIES", "Manifest", "with_auto_masks"]
+__all__ = ["AUTO_MASK", "CORE_COLUMNS", "MODALITIES", "Manifest", "use_auto_masks", "with_auto_masks"]
 
 CORE_COLUMNS = [
     "case_id",
@@ -87,6 +87,25 @@ def with_auto_masks(table: pd.DataFrame, path: str | os.PathLike[str]) -> pd.Dat
     out[AUTO_MASK] = ids.map(masks[AUTO_MASK]).astype(object)
     out[f"{AUTO_MASK}_empty"] = ids.map(masks["empty"]).astype("boolean")
     out[f"{AUTO_MASK}_network"] = ids.map(masks["network"]).astype(object)
+    return out
+
+
+def use_auto_masks(table: pd.DataFrame, path: str | os.PathLike[str]) -> pd.DataFrame:
+    """``table`` whose lesion is the automatic mask: ``mask`` <- ``mask_auto``, no box.
+
+    A case whose automatic mask is empty or absent is excluded (``include`` false,
+    ``exclude_reason`` "no automatic ROI"): it has no lesion to read, and is never given the
+    whole image.
+    """
+    out = with_auto_masks(table, path)
+    empty = out[f"{AUTO_MASK}_empty"].fillna(True).astype(bool) | out[AUTO_MASK].isna()
+    out["mask"] = out[AUTO_MASK].where(~empty, None)
+    if "bbox" in out.columns:
+        out["bbox"] = None
+    include = out["include"].fillna(True).astype(bool) if "include" in out.columns else pd.Series(True, index=out.index)
+    out["include"] = include & ~empty
+    reason = out["exclude_reason"] if "exclude_reason" in out.columns else pd.Series(None, index=out.index, dtype=object)
+    out["exclude_reason"] = reason.where(~(include & empty), "no automatic ROI")
     return out
 
 

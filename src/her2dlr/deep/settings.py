@@ -73,6 +73,9 @@ class DeepSettings(_Strict):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     allow_cpu_fallback: bool = False
     seed: int = 0
+    roi: Literal["mask", "bbox", "auto"] = Field(
+        "mask", description="The lesion: the given mask or box (same crop), or 'auto': the segmentation stage's "
+                            "out-of-fold mask.")
     dlr: DLRSettings = Field(default_factory=DLRSettings)
 
     def merged(self, **overrides: Any) -> DeepSettings:

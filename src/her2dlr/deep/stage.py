@@ -59,7 +59,7 @@ def training_settings(deep: DeepSettings, *, weights_dir: Path | None = None, nu
 
 def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None = None,
                    schemes: Sequence[str] = ("kfold",), repeats: Sequence[int] | None = None, resume: bool = False,
-                   final: bool = False, n_jobs: int = 1, progress: bool = True) -> DeepCVResult:
+                   final: bool = False, n_jobs: int = 1, progress: bool = True, lesion: str = "mask") -> DeepCVResult:
     """Train ``settings.arch`` on every outer fold of the study's manifest and write the outputs.
 
     Parameters
@@ -81,6 +81,9 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
     n_jobs : int
         Threads reading images.
     progress : bool
+    lesion : {"mask", "bbox", "auto"}
+        Where the lesion is: the given mask or box (both give the same crop: the bounding
+        rectangle plus the margin), or the out-of-fold automatic mask of the segmentation stage.
 
     Raises
     ------
@@ -93,6 +96,10 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
     from her2dlr.provenance import config_hash
 
     manifest = Manifest.load(manifest_path(study))
+    if lesion == "auto":
+        from her2dlr.cohort.manifest import use_auto_masks
+
+        manifest = manifest.copy(use_auto_masks(manifest.table, study.paths.auto_masks))
     result = run_deep_cv(manifest, settings=settings, roi=roi, scheme=list(schemes),
                          out_dir=deep_dir(study, settings.arch),
                          repeats=repeats, resume=resume, final=final, n_jobs=n_jobs, progress=progress)
