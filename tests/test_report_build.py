@@ -20,7 +20,7 @@ from her2dlr.evaluate.delong import delong_auc_ci, delong_test
 from her2dlr.report.build import build_report
 from her2dlr.report.checklists import TODO
 
-SECTION_IDS = ["cohort", "splits", "features", "models", "discrimination", "calibration", "utility", "tables",
+SECTION_IDS = ["cohort", "splits", "segmentation", "features", "models", "discrimination", "calibration", "utility", "tables",
                "nomogram", "explainability", "survival", "reproducibility", "checklists"]
 
 

@@ -142,6 +142,18 @@ def test_predict_finds_the_lesion_itself_for_a_model_of_automatic_masks(seg_stud
         predict(load_artefact(art.path), Case(case_id="new", image=image), progress=False)
 
 
+def test_report_shows_the_segmentation_quality(seg_study: Path):
+    from her2dlr.report.build import build_report
+
+    run = seg_study.parent / "runs" / "seg"
+    res = build_report(run, pdf=False, progress=False)
+    html = res.html.read_text(encoding="utf-8")
+    assert "Lesion segmentation" in html and "Dice (mean)" in html
+    summary = json.loads((run / "segment" / "unet" / "summary.json").read_text())
+    table = pd.read_csv(res.tables["segmentation_summary"])
+    assert table.loc[0, "Dice (mean)"] == pytest.approx(summary["dice_mean"])
+
+
 def test_train_seg_needs_the_kfold_split(tmp_path: Path, seg_study: Path):
     raw = yaml.safe_load(seg_study.read_text())
     raw["split"] = {"seed": 3, "holdout": {"test_size": 0.3}, "kfold": None}

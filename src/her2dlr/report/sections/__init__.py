@@ -29,12 +29,14 @@ def _sections() -> list[tuple[str, str, SectionBuilder]]:
         features,
         models,
         reproducibility,
+        segmentation,
         utility,
     )
 
     return [
         ("cohort", "Cohort and quality control", cohort.cohort_section),
         ("splits", "Data splits", cohort.splits_section),
+        ("segmentation", "Lesion segmentation", segmentation.segmentation_section),
         ("features", "Features and selection", features.features_section),
         ("models", "Models", models.models_section),
         ("discrimination", "Discrimination", discrimination.discrimination_section),
