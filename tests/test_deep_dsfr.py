@@ -173,3 +173,11 @@ def test_channel_clusters_are_fitted_on_training_cases_only(dsfr_study: Path, ex
     folds["r0f0"].features = scrambled
     assert kept(folds)["r0f0"] == before["r0f0"]
     assert 0 < len(before["r0f0"]) < scrambled.shape[1]
+
+
+def test_bench_is_registered_and_needs_data():
+    from her2dlr.bench import BenchOptions, list_benches, run_bench
+
+    assert "dsfr" in list_benches()
+    with pytest.raises(InputError, match="--data"):
+        list(run_bench("dsfr", BenchOptions()))
