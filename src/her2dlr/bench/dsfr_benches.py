@@ -19,8 +19,9 @@ Run, as a study would (``train seg`` -> ``extract dsfr`` -> ``learn dsfr``):
   information -> LASSO -> classifier), ``radiomics`` (seed 002's selection -> classifier) and
   ``dlr``, the mean of the two probabilities (:mod:`her2dlr.deep.dsfr`).
 
-Metrics: ``auc_radiomics``, ``auc_dsfr``, ``auc_dlr``: mean test AUC over the five folds with
-``ci_low``/``ci_high`` the DeLong limits of the pooled out-of-fold predictions;
+Metrics: ``auc_radiomics``, ``auc_dsfr``, ``auc_dlr``: test AUC of the learning stage's metrics
+table (``scope="mean"``: the pooled out-of-fold predictions of the one repetition; ``auc_pooled``
+recomputes it) with ``ci_low``/``ci_high`` the DeLong limits of the pooled predictions;
 ``delong_p_dlr_vs_radiomics`` (paired DeLong test on the pooled predictions); ``dice_mean``
 of the out-of-fold segmentations (with its bootstrap CI); ``seconds`` (segmentation training,
 DSFR extraction, radiomics, learning).
