@@ -7,7 +7,8 @@ A study writes everything under one run folder (``output_dir`` of the study file
       cohort/      manifest.parquet (+ .csv), qc.csv, qc_pairs.csv, qc_summary.txt, qc_summary.json,
                    labels.csv, splits.csv, label_counts.json, masks/ (derived lesion masks)
       features/    <table>.parquet, <table>.json (extraction record), <table>_failures.csv, cache/,
-                   deep_<arch>/<fold>.parquet + provenance.csv, deep_<arch>_pca.csv
+                   deep_<arch>/<fold>.parquet + provenance.csv, deep_<arch>_pca.csv,
+                   dsfr_<arch>/<fold>.parquet + provenance.csv + heatmaps/ (segmentation networks' features)
       learn/<set>/ predictions.parquet, metrics.csv, funnel.csv, params.csv, inner_results.csv,
                    feature_frequency.csv, clinical_variables.csv, settings.json, excluded_cases.csv
       deep/<arch>/ <fold>/best.pt, last.pt, predictions.parquet, metrics.csv, folds.csv, history.csv,
@@ -55,6 +56,8 @@ __all__ = [
     "RunPaths",
     "deep_features_name",
     "dlr_set_name",
+    "dsfr_features_name",
+    "dsfr_set_name",
 ]
 
 # Files of one result folder (learn/<set>/ or deep/<arch>/)
@@ -100,6 +103,16 @@ def deep_features_name(arch: str) -> str:
 def dlr_set_name(arch: str) -> str:
     """Name of the learning set of deep learning radiomics models: ``dlr_<arch>``."""
     return f"dlr_{arch}"
+
+
+def dsfr_features_name(arch: str) -> str:
+    """Name of a segmentation network's per-fold DSFR feature folder under ``features/``: ``dsfr_<arch>``."""
+    return f"dsfr_{arch}"
+
+
+def dsfr_set_name(arch: str) -> str:
+    """Name of the learning set of the DSFR models (seed 003): ``dsfr_<arch>``."""
+    return f"dsfr_{arch}"
 
 
 @dataclass(frozen=True)
@@ -180,6 +193,14 @@ class RunPaths:
     def deep_pca(self, arch: str) -> Path:
         """``features/deep_<arch>_pca.csv``: explained variance of the in-fold PCA."""
         return self.features / f"{deep_features_name(arch)}_pca.csv"
+
+    def dsfr_features(self, arch: str) -> Path:
+        """``features/dsfr_<arch>/``: one table of lesion channel means per segmentation fold network."""
+        return self.features / dsfr_features_name(arch)
+
+    def dsfr_heatmaps(self, arch: str) -> Path:
+        """``features/dsfr_<arch>/heatmaps/``: kept channels' feature maps over a few cases' images."""
+        return self.dsfr_features(arch) / "heatmaps"
 
     # ------------------------------------------------------------------ learning, models
     @property

@@ -56,3 +56,27 @@ def extract_deep_cmd(
         f"in-fold PCA to {s['n_components']} components keeps {100 * s['mean']:.1f}% of the variance "
         f"(range {100 * s['min']:.1f}-{100 * s['max']:.1f}%)."
     )
+
+
+@app.command("dsfr")
+@friendly
+def extract_dsfr_cmd(
+    study: StudyArg = Path("study.yaml"),
+    arch: Annotated[str | None, typer.Option("--arch", help="Segmentation network (`her2dlr train seg` first); default: the study's segment.arch.")] = None,
+    layer: Annotated[str | None, typer.Option("--layer", help="Activation layer: 0-based index in forward order or module name; default segment.dsfr.layer (9, the 10th).")] = None,
+    heatmaps: Annotated[int, typer.Option("--heatmaps", help="Cases drawn under heatmaps/ (kept channels over the image).")] = 4,
+) -> None:
+    """DSFR features (seed 003): every segmentation fold network's lesion channel means of every case (one table per network)."""
+    from her2dlr.config import load_study
+    from her2dlr.deep.dsfr_features import extract_dsfr_features
+
+    chosen = int(layer) if layer is not None and layer.lstrip("-").isdigit() else layer
+    out = extract_dsfr_features(load_study(study), arch=arch, layer=chosen, n_heatmaps=heatmaps, progress=True)
+    first = next(iter(out.folds.values()))
+    console.print(
+        f"{len(out.folds)} segmentation fold networks x {len(first.features)} cases x {first.embed_dim} channels of "
+        f"layer '{out.layer}' (lesion: {'out-of-fold automatic masks' if out.lesion == 'auto' else 'given masks'}) "
+        f"-> {out.folder}; {len(out.heatmaps)} heat map(s)"
+        + (f"; {len(out.skipped)} case(s) without a lesion mask skipped" if out.skipped else "") + ".",
+        highlight=False,
+    )

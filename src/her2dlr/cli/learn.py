@@ -71,6 +71,30 @@ def learn_dlr(
                       highlight=False)
 
 
+@app.command("dsfr")
+@friendly
+def learn_dsfr(
+    study: StudyArg = Path("study.yaml"),
+    radiomics: Annotated[str, typer.Option("--radiomics", help="Radiomics table name under <run>/features (or a path).")] = "radiomics",
+    arch: Annotated[str | None, typer.Option("--arch", help="Segmentation network whose DSFR features to use (`her2dlr extract dsfr` first); default: segment.arch.")] = None,
+    model: Annotated[str, typer.Option("--model", help="Zoo classifier of the DSFR and radiomics models.")] = "lr",
+    n_jobs: Annotated[int, typer.Option("--n-jobs", help="Parallel outer folds.")] = 1,
+) -> None:
+    """DSFR models (seed 003): DSFR, radiomics and their probability average (DLR) on the segmentation networks' folds.
+
+    Writes <run>/learn/dsfr_<arch>/ (predictions, metrics, funnel, settings.json). Only the
+    outer folds of segment.repetition are scored: the segmentation networks were trained on them.
+    """
+    from her2dlr.config import load_study
+    from her2dlr.console import print_metrics
+    from her2dlr.deep.dsfr import run_study_dsfr
+
+    result = run_study_dsfr(load_study(study), arch=arch, radiomics=radiomics, model=model, n_jobs=n_jobs)
+    print_metrics(result.metrics, f"DSFR models (written to {result.out_dir})")
+    for note in result.notes:
+        console.print(note, highlight=False)
+
+
 @app.command("models")
 def learn_models() -> None:
     """List the classifiers of the model zoo."""

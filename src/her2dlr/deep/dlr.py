@@ -32,7 +32,7 @@ inner-CV scores and thresholds of the deep models are optimistic, the test predi
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -57,8 +57,8 @@ from her2dlr.learn.thresholds import ThresholdRule, apply_threshold, choose_thre
 from her2dlr.learn.tuning import SearchSettings, Steps, as_steps
 from her2dlr.runfolder import FUNNEL, METRICS, PREDICTIONS, dlr_set_name
 
-__all__ = ["DEEP_SIGNATURE", "DLR_SELECTION", "DLRModels", "deep_signature", "dlr_steps", "fit_dlr_models",
-           "late_dlr", "run_dlr_cv"]
+__all__ = ["DEEP_SIGNATURE", "DLR_SELECTION", "DLRModels", "FeatureBlock", "deep_block", "deep_signature", "dlr_steps",
+           "fit_dlr_models", "late_dlr", "run_dlr_cv"]
 
 log = logging.getLogger(__name__)
 
@@ -68,44 +68,83 @@ DLR_SELECTION: list[dict[str, Any]] = [dict(s) for s in DEFAULT_SELECTION]
 DEEP_SIGNATURE = "deep_signature"
 
 
+@dataclass(frozen=True)
+class FeatureBlock:
+    """Which columns of a fold network's table take part, and the in-fold transformer that reads them first.
+
+    Attributes
+    ----------
+    name : str
+        Block name: the prefix of its output columns (``<name>__<column>``) and of the
+        default model name (``<name>-<clf>``).
+    step : str
+        Name of the first pipeline step (the funnel's first row).
+    columns : callable
+        ``columns(table.columns) -> list of str``: the block's columns of a fold table.
+    transformer : sklearn transformer
+        Fitted on the fold's training rows of the block (cloned in every fit).
+    pattern : str
+        The columns, in words, for error messages.
+    """
+
+    name: str
+    step: str
+    columns: Callable[[Iterable[Any]], list[str]]
+    transformer: Any
+    pattern: str
+
+
+def deep_block(n_components: int = 64, random_state: int = 0) -> FeatureBlock:
+    """The classification networks' block: ``deep_<j>`` columns -> z-score + PCA (:class:`DeepPCA`, seed 002)."""
+    return FeatureBlock("deep", "deep_pca", deep_columns, DeepPCA(n_components, random_state=random_state),
+                        "deep_0, deep_1, ...")
+
+
 def dlr_steps(deep_cols: Sequence[str], radiomics_cols: Sequence[str], selection: Steps, *,
-              n_components: int = 64, random_state: int = 0) -> list[tuple[str, Any]]:
-    """``[("deep_pca", ColumnTransformer), *selection]``: PCA of the deep block, radiomics kept, then selection.
+              n_components: int = 64, random_state: int = 0, block: FeatureBlock | None = None
+              ) -> list[tuple[str, Any]]:
+    """``[(block.step, ColumnTransformer), *selection]``: the network block transformed, radiomics kept, then selection.
 
     Parameters
     ----------
     deep_cols : list of str
-        Deep-feature columns (``deep_0 ..``).
+        The network block's columns (``deep_0 ..``, or ``dsfr_<layer>_<c>`` for a DSFR block).
     radiomics_cols : list of str
-        Radiomics columns (may be empty: deep-only model).
+        Radiomics columns (may be empty: network-features-only model).
     selection : list of dict or list of (name, transformer)
         Applied to the concatenation.
     n_components : int, default=64
+        PCA components of the default (deep) block.
     random_state : int, default=0
+    block : FeatureBlock, optional
+        Default: :func:`deep_block` (``("deep_pca", ...)``).
 
     Returns
     -------
     list of (name, transformer)
-        Output names: ``deep__deep_pc<j>`` and ``radiomics__<feature>``.
+        Output names: ``<block>__<column>`` (``deep__deep_pc<j>``) and ``radiomics__<feature>``.
     """
+    block = block or deep_block(n_components, random_state)
     if not deep_cols:
-        raise InputError("The DLR model needs deep-feature columns (deep_0, deep_1, ...).")
-    blocks: list[tuple[str, Any, list[str]]] = [
-        ("deep", DeepPCA(n_components, random_state=random_state), list(deep_cols))]
+        raise InputError(f"The model needs {block.name} feature columns ({block.pattern}).")
+    blocks: list[tuple[str, Any, list[str]]] = [(block.name, block.transformer, list(deep_cols))]
     if len(radiomics_cols):
         blocks.append(("radiomics", "passthrough", list(radiomics_cols)))
     ct = ColumnTransformer(blocks, remainder="drop", verbose_feature_names_out=True).set_output(transform="pandas")
-    return [("deep_pca", ct), *as_steps(selection)]
+    return [(block.step, ct), *as_steps(selection)]
 
 
-def _fold_table(folds: Mapping[str, FoldFeatures | pd.DataFrame], fold: str) -> pd.DataFrame:
+def _fold_table(folds: Mapping[str, FoldFeatures | pd.DataFrame], fold: str,
+                block: FeatureBlock | None = None) -> pd.DataFrame:
+    block = block or deep_block()
     if fold not in folds:
-        raise InputError(f"No deep features for outer fold '{fold}'; folds with features: {sorted(folds)[:8]}.")
+        raise InputError(f"No {block.name} features for outer fold '{fold}'; folds with features: "
+                         f"{sorted(folds)[:8]}.")
     entry = folds[fold]
     frame = entry.features if isinstance(entry, FoldFeatures) else entry
-    cols = deep_columns(frame.columns)
+    cols = block.columns(frame.columns)
     if not cols:
-        raise InputError(f"The deep features of fold '{fold}' have no deep_<j> columns.")
+        raise InputError(f"The {block.name} features of fold '{fold}' have no {block.pattern} columns.")
     out = frame[cols].copy()
     out.index = out.index.astype(str)
     return out
@@ -116,8 +155,8 @@ def run_dlr_cv(folds: Mapping[str, FoldFeatures | pd.DataFrame], radiomics: pd.D
                n_components: int = 64, scheme: str = "kfold", grid: Mapping[str, list[Any]] | None = None,
                params: Mapping[str, Any] | None = None, search: SearchSettings | None = None,
                threshold: ThresholdRule | None = None, keep_train: bool = True, model_name: str | None = None,
-               n_jobs: int = 1) -> CVResult:
-    """Nested evaluation of the deep-only (``radiomics=None``) or DLR model over the outer folds.
+               n_jobs: int = 1, block: FeatureBlock | None = None) -> CVResult:
+    """Nested evaluation of the network-features-only (``radiomics=None``) or fused model over the outer folds.
 
     Parameters
     ----------
@@ -142,6 +181,10 @@ def run_dlr_cv(folds: Mapping[str, FoldFeatures | pd.DataFrame], radiomics: pd.D
         Default ``"dlr-<model>"`` (``"deep-<model>"`` without radiomics).
     n_jobs : int, default=1
         Outer folds in parallel.
+    block : FeatureBlock, optional
+        The fold tables' columns and their first in-fold step; default :func:`deep_block`
+        (PCA to ``n_components``). :mod:`her2dlr.deep.dsfr` passes the DSFR block (k-means
+        channel selection of a segmentation network's lesion channel means).
 
     Returns
     -------
@@ -157,12 +200,13 @@ def run_dlr_cv(folds: Mapping[str, FoldFeatures | pd.DataFrame], radiomics: pd.D
     search = search or SearchSettings()
     if n_jobs != 1 and search.n_jobs != 1:
         search = replace(search, n_jobs=1)
-    name = model_name or f"{'dlr' if radiomics is not None else 'deep'}-{model}"
+    block = block or deep_block(n_components, search.random_state)
+    name = model_name or f"{'dlr' if radiomics is not None else block.name}-{model}"
     typed = {f: v for f, v in folds.items() if isinstance(v, FoldFeatures)}
     table_all = manifest.included if isinstance(manifest, Manifest) else manifest
     if typed:
         check_out_of_fold(typed, table_all[table_all["label"].notna()] if "label" in table_all else table_all)
-    first = _fold_table(folds, next(iter(folds)))
+    first = _fold_table(folds, next(iter(folds)), block)
     base = radiomics if radiomics is not None else first
     if radiomics is not None:
         rad = radiomics.set_index("case_id") if "case_id" in radiomics.columns else radiomics
@@ -176,18 +220,18 @@ def run_dlr_cv(folds: Mapping[str, FoldFeatures | pd.DataFrame], radiomics: pd.D
     ids = data.X.index.astype(str)
     plan = []
     for fold, rep, train, test in outer_folds(data.table, scheme):
-        deep = _fold_table(folds, fold)
+        deep = _fold_table(folds, fold, block)
         missing = sorted(set(ids) - set(deep.index))
         if missing:
-            raise InputError(f"Fold '{fold}': {len(missing)} case(s) have no deep features, e.g. {missing[:5]}.")
+            raise InputError(f"Fold '{fold}': {len(missing)} case(s) have no {block.name} features, "
+                             f"e.g. {missing[:5]}.")
         X = deep.loc[ids]
         if radiomics is not None:
             X = pd.concat([X, data.X], axis=1)
         X.index.name = "case_id"
         plan.append((fold, rep, train, test, X))
     rad_cols = list(data.X.columns) if radiomics is not None else []
-    steps = dlr_steps(list(first.columns), rad_cols, selection, n_components=n_components,
-                      random_state=search.random_state)
+    steps = dlr_steps(list(first.columns), rad_cols, selection, block=block)
     jobs = (delayed(fit_fold)(X[train], data.y[train], data.groups[train], model=model, selection=steps, grid=grid,
                               params=params, search=search, threshold=threshold, fold=fold)
             for fold, _, train, _, X in plan)

@@ -181,10 +181,14 @@ class FoldFeatures:
         return int(self.features.shape[1])
 
     def provenance(self) -> pd.DataFrame:
-        """``fold, case_id, seen_in_training, prob, checkpoint``: one row per case."""
+        """``fold, case_id, seen_in_training, prob, checkpoint``: one row per case.
+
+        Constant columns in ``meta["provenance"]`` (e.g. the DSFR features' ``lesion``) are appended.
+        """
         ids = self.features.index.astype(str)
+        extra = dict(self.meta.get("provenance", {}))
         return pd.DataFrame({"fold": self.fold, "case_id": ids, "seen_in_training": ids.isin(self.train_cases),
-                             "prob": self.prob.reindex(ids).to_numpy(), "checkpoint": self.checkpoint})
+                             "prob": self.prob.reindex(ids).to_numpy(), "checkpoint": self.checkpoint, **extra})
 
 
 def fold_features(networks: Iterable[tuple[str, Any, Iterable[str], str | None]], inputs: np.ndarray,
@@ -436,14 +440,16 @@ def in_fold_pca(folds: Mapping[str, FoldFeatures], manifest: Any, *, n_component
 
 
 def write_fold_features(folds: Mapping[str, FoldFeatures], features_dir: str | os.PathLike[str], arch: str, *,
-                        extra: Mapping[str, Any] | None = None) -> Path:
-    """Write ``<features_dir>/deep_<arch>/<fold>.parquet`` + ``provenance.csv`` and ``deep_<arch>.json``.
+                        extra: Mapping[str, Any] | None = None, name: str | None = None) -> Path:
+    """Write ``<features_dir>/<name>/<fold>.parquet`` + ``provenance.csv`` and ``<name>.json``.
 
-    The folder is replaced as a whole (written beside, then renamed). Returns the folder.
+    ``name`` defaults to ``deep_<arch>``; the DSFR features of the segmentation networks use
+    ``dsfr_<arch>`` (:func:`her2dlr.runfolder.dsfr_features_name`). The folder is replaced as a
+    whole (written beside, then renamed). Returns the folder.
     """
     if not folds:
-        raise InputError("No deep features to write (no fold networks).")
-    name = features_folder_name(arch)
+        raise InputError("No fold features to write (no fold networks).")
+    name = name or features_folder_name(arch)
     target = Path(features_dir) / name
     with atomic_path(target) as tmp:
         tmp.mkdir(parents=True)
@@ -459,8 +465,15 @@ def write_fold_features(folds: Mapping[str, FoldFeatures], features_dir: str | o
     return target
 
 
-def read_fold_features(folder: str | os.PathLike[str]) -> dict[str, FoldFeatures]:
+def read_fold_features(folder: str | os.PathLike[str], *, command: str = "her2dlr extract deep"
+                       ) -> dict[str, FoldFeatures]:
     """Read what :func:`write_fold_features` wrote (fold -> :class:`FoldFeatures`).
+
+    Parameters
+    ----------
+    folder : path-like
+    command : str, default="her2dlr extract deep"
+        The command that writes the folder, named in the error when it is missing.
 
     Raises
     ------
@@ -470,7 +483,7 @@ def read_fold_features(folder: str | os.PathLike[str]) -> dict[str, FoldFeatures
     folder = Path(folder)
     prov_path = folder / PROVENANCE
     if not folder.is_dir() or not prov_path.is_file():
-        raise InputError(f"No per-fold deep features in {folder} (run `her2dlr extract deep` first).")
+        raise InputError(f"No per-fold features in {folder} (run `{command}` first).")
     prov = pd.read_csv(prov_path, dtype={"case_id": str, "fold": str})
     out: dict[str, FoldFeatures] = {}
     for fold, part in prov.groupby("fold", sort=False):

@@ -217,7 +217,9 @@ def _quality(masks: pd.DataFrame, cases: pd.DataFrame, preds: dict[int, Any], ou
     truth = [read_mask_array(cases.at[i, "mask"]) > 0 for i in rows]
     pred = [preds[i].mask for i in rows]
     ids = [cases.at[i, "case_id"] for i in rows]
-    spacing = [None if is_missing(cases.at[i, "spacing"]) else float(cases.at[i, "spacing"]) for i in rows]
+    # one isotropic pixel size per case, as a per-axis tuple (a flat list of floats would read as one shared spacing)
+    spacing = [None if is_missing(cases.at[i, "spacing"]) else (float(cases.at[i, "spacing"]),) * t.ndim
+               for i, t in zip(rows, truth)]
     table = segmentation_table(pred, truth, ids, spacings=spacing)
     summary = summarise(table)
     write_csv_atomic(pd.DataFrame([summary]), out / "metrics.csv")
