@@ -51,6 +51,7 @@ _BENCH_MODULES = (
     "her2dlr.bench.deep_benches",
     "her2dlr.bench.dlr_benches",
     "her2dlr.bench.seg_benches",
+    "her2dlr.bench.seg_quality",
 )
 
 
