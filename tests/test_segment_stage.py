@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import write_png
 from typer.testing import CliRunner
 
+from conftest import write_png
 from her2dlr.cli import app
 
 runner = CliRunner()

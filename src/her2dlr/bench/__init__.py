@@ -52,6 +52,7 @@ _BENCH_MODULES = (
     "her2dlr.bench.dlr_benches",
     "her2dlr.bench.seg_benches",
     "her2dlr.bench.seg_quality",
+    "her2dlr.bench.seg_autoroi",
 )
 
 
