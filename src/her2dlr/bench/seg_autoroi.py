@@ -34,6 +34,7 @@ learning of this bench; segmentation is ``busi-seg``'s).
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 import warnings
@@ -67,6 +68,8 @@ def roi_auc(manifest: Any, roi: str, name: str, work: Path, memo: Path, opts: Be
     from her2dlr.bench.busi_radiomics import PARAMS, SELECTION, model_search, params_path, roi_features
 
     t0 = time.perf_counter()
+    print(f"{BENCH}: ROI '{name}': radiomics of {len(manifest.table)} cases, then the nested CV ...", file=sys.stderr,
+          flush=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         features, kept, _ = roi_features(manifest, roi, params_path(PARAMS), work / "cache", opts.n_jobs, BENCH)
