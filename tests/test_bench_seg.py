@@ -15,10 +15,12 @@ from her2dlr.errors import InputError
 
 @pytest.fixture
 def tiny_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    """30 cases, 32 px, 2 epochs, and a selection without LASSO: the benches' code paths in seconds."""
+    """30 cases, 32 px, 2 epochs, logistic regression untuned after a selection without LASSO: the code paths, fast."""
     import her2dlr.bench.busi_radiomics as br
+    import her2dlr.bench.seg_autoroi as sa
     import her2dlr.bench.seg_quality as sq
 
+    monkeypatch.setattr(sa, "MODEL", {"name": "lr", "label": "lr", "grid": {}})
     monkeypatch.setattr(br, "SELECTION", [{"name": "variance"}, {"name": "zscore"}])
     monkeypatch.setattr(sq, "QUICK_CASES", 30)
     monkeypatch.setattr(sq, "QUICK_IMAGE_SIZE", 32)
