@@ -52,6 +52,8 @@ _BENCH_MODULES = (
     "her2dlr.bench.dlr_benches",
     "her2dlr.bench.seg_benches",
     "her2dlr.bench.dsfr_benches",
+    "her2dlr.bench.seg_quality",
+    "her2dlr.bench.seg_autoroi",
 )
 
 
