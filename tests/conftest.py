@@ -41,6 +41,19 @@ def lesion_mask(size: tuple[int, int] = (96, 80)) -> np.ndarray:
     return ((((yy - h // 2) / (h / 4)) ** 2 + ((xx - w // 2) / (w / 4)) ** 2) <= 1).astype(np.uint8) * 255
 
 
+def random_lesion(seed: int, rough: bool, size: int = 64, *, radii: tuple[int, int] = (7, 14),
+                  sd: tuple[float, float] = (5.0, 35.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Speckle background and an ellipse of random place and size, smooth or rough inside (``sd``); its exact mask."""
+    rng = np.random.default_rng(seed)
+    img = rng.gamma(2.0, 30.0, size=(size, size))
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = rng.integers(20, size - 20, size=2)
+    ry, rx = rng.integers(*radii, size=2)
+    inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+    img[inside] = rng.normal(60, sd[1] if rough else sd[0], size=(size, size))[inside] - 30
+    return np.clip(img, 0, 255).astype(np.uint8), inside.astype(np.uint8) * 255
+
+
 def write_png(path: Path, arr: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).save(path)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import write_png
+from conftest import random_lesion, write_png
 from her2dlr.cli import app
 from her2dlr.cohort.manifest import Manifest
 from her2dlr.deep.dsfr import fit_dsfr_models, repetition_table
@@ -23,24 +23,12 @@ runner = CliRunner()
 N_PER_CLASS = 14
 
 
-def _lesion(seed: int, rough: bool, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Speckle background and an ellipse of random place and size, rough or smooth inside; its exact mask."""
-    rng = np.random.default_rng(seed)
-    img = rng.gamma(2.0, 30.0, size=(size, size))
-    yy, xx = np.mgrid[:size, :size]
-    cy, cx = rng.integers(20, size - 20, size=2)
-    ry, rx = rng.integers(8, 14, size=2)
-    inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-    img[inside] = rng.normal(60, 40 if rough else 4, size=(size, size))[inside] - 30
-    return np.clip(img, 0, 255).astype(np.uint8), inside.astype(np.uint8) * 255
-
-
 @pytest.fixture(scope="module")
 def dsfr_study(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("dsfrstudy")
     for cls, rough, offset in (("benign", False, 0), ("malignant", True, 100)):
         for i in range(N_PER_CLASS):
-            img, mask = _lesion(offset + i, rough)
+            img, mask = random_lesion(offset + i, rough, radii=(8, 14), sd=(4.0, 40.0))
             write_png(tmp / "cohort" / cls / f"{cls} ({i + 1}).png", img)
             write_png(tmp / "cohort" / cls / f"{cls} ({i + 1})_mask.png", mask)
     raw = {

@@ -5,28 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import write_png
+from conftest import random_lesion, write_png
 from her2dlr.cli import app
 
 runner = CliRunner()
-
-
-def _lesion(seed: int, rough: bool, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Speckle background and an ellipse of random place and size; its exact mask."""
-    rng = np.random.default_rng(seed)
-    img = rng.gamma(2.0, 30.0, size=(size, size))
-    yy, xx = np.mgrid[:size, :size]
-    cy, cx = rng.integers(20, size - 20, size=2)
-    ry, rx = rng.integers(7, 14, size=2)
-    inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-    img[inside] = rng.normal(60, 35 if rough else 5, size=(size, size))[inside] - 30
-    return np.clip(img, 0, 255).astype(np.uint8), inside.astype(np.uint8) * 255
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +21,7 @@ def seg_study(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("segstudy")
     for cls, rough, offset in (("benign", False, 0), ("malignant", True, 100)):
         for i in range(14):
-            img, mask = _lesion(offset + i, rough)
+            img, mask = random_lesion(offset + i, rough)
             write_png(tmp / "cohort" / cls / f"{cls} ({i + 1}).png", img)
             write_png(tmp / "cohort" / cls / f"{cls} ({i + 1})_mask.png", mask)
     raw = {
@@ -127,7 +114,7 @@ def test_predict_finds_the_lesion_itself_for_a_model_of_automatic_masks(seg_stud
     assert res.exit_code == 0, res.output
     art = load_artefact(run / "models" / "radiomics_video_auto-lr")
     assert art.segmenter_path is not None and art.segmenter_path.name == "segmenter.pt"
-    img, _ = _lesion(999, rough=True)
+    img, _ = random_lesion(999, rough=True)
     image = write_png(seg_study.parent / "new" / "case.png", img)
     result = predict(art, Case(case_id="new", image=image), progress=False)[0]
     assert 0.0 <= result.probability <= 1.0

@@ -67,7 +67,7 @@ from her2dlr.deep.data import AugmentCollate, RoiDataset
 from her2dlr.deep.networks import CHECKPOINT_FORMAT, build_network
 from her2dlr.deep.transforms import Augment, AugmentSettings
 from her2dlr.errors import InputError, nearest
-from her2dlr.imaging.torchutil import default_threads, resolve_device, seeded, torch_threads
+from her2dlr.imaging.torchutil import checkpoint_safe, default_threads, resolve_device, seeded, torch_threads
 
 __all__ = [
     "LOSSES",
@@ -354,30 +354,15 @@ def make_checkpoint(model: nn.Module, settings: TrainSettings, *, epoch: int, ki
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "kind": kind,
         "arch": config["arch"], "image_size": config["image_size"], "in_channels": config["in_channels"],
         "n_classes": config["n_classes"], "spatial_dims": int(config.get("spatial_dims", 2)),
-        "arch_options": _plain(config.get("options", {})),
+        "arch_options": checkpoint_safe(config.get("options", {})),
         "seed": settings.seed, "epoch": epoch,
         "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
         "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
         "scaler_state": scaler.state_dict() if scaler is not None else None,
-        "settings": settings.to_dict(), "state": _plain(state or {}), "extra": _plain(dict(extra or {})),
+        "settings": settings.to_dict(), "state": checkpoint_safe(state or {}), "extra": checkpoint_safe(dict(extra or {})),
         "versions": {"her2dlr": str(her2dlr.__version__), "torch": str(torch.__version__)},
     }
-
-
-def _plain(obj: Any) -> Any:
-    """Only the types ``torch.load(weights_only=True)`` accepts."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (Path, str)):
-        return str(obj)  # also str subclasses such as torch's TorchVersion
-    return obj
 
 
 def save_checkpoint(payload: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:

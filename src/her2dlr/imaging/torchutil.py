@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from her2dlr.errors import InputError, nearest
 
-__all__ = ["default_threads", "resolve_device", "seeded", "torch_threads"]
+__all__ = ["checkpoint_safe", "default_threads", "resolve_device", "seeded", "torch_threads"]
 
 
 def resolve_device(device: str = "auto", *, allow_cpu_fallback: bool = False) -> torch.device:
@@ -125,3 +127,24 @@ def torch_threads(n: int | None) -> Iterator[None]:
     finally:
         if n != before:
             torch.set_num_threads(before)
+
+
+def checkpoint_safe(obj: Any) -> Any:
+    """``obj`` as the plain types ``torch.load(weights_only=True)`` accepts (dicts, lists, numbers, strings).
+
+    NumPy arrays and scalars become lists and numbers, paths and ``str`` subclasses (such as
+    torch's ``TorchVersion``) plain strings, objects with ``to_dict`` their dict.
+    """
+    if isinstance(obj, Mapping):
+        return {str(k): checkpoint_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [checkpoint_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (Path, str)):
+        return str(obj)
+    if hasattr(obj, "to_dict"):
+        return checkpoint_safe(obj.to_dict())
+    return obj

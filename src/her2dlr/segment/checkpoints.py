@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from her2dlr.errors import InputError
+from her2dlr.imaging.torchutil import checkpoint_safe
 from her2dlr.segment.data import SegSpec
 from her2dlr.segment.networks import build_seg_network
 
@@ -26,23 +26,6 @@ __all__ = ["SEG_CHECKPOINT_FORMAT", "load_segmenter", "save_segmenter"]
 SEG_CHECKPOINT_FORMAT = "her2dlr-seg-checkpoint"
 _VERSION = 1
 _DEEP_FORMAT = "her2dlr-deep-checkpoint"  # the classification networks' checkpoints
-
-
-def _plain(obj: Any) -> Any:
-    """Only the types ``torch.load(weights_only=True)`` accepts."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (Path, str)):
-        return str(obj)
-    if hasattr(obj, "to_dict"):
-        return _plain(obj.to_dict())
-    return obj
 
 
 def save_segmenter(model: nn.Module, spec: SegSpec, settings: Any, path: str | os.PathLike[str],
@@ -73,10 +56,10 @@ def save_segmenter(model: nn.Module, spec: SegSpec, settings: Any, path: str | o
         raise InputError(f"The network takes {config['in_channels']} channel(s) in {config['spatial_dims']}D but the "
                          f"spec gives {spec.in_channels} in {spec.spatial_dims}D.")
     payload = {
-        "format": SEG_CHECKPOINT_FORMAT, "version": _VERSION, "config": _plain(config), "spec": spec.to_dict(),
-        "settings": _plain(settings) if settings is not None else {},
+        "format": SEG_CHECKPOINT_FORMAT, "version": _VERSION, "config": checkpoint_safe(config), "spec": spec.to_dict(),
+        "settings": checkpoint_safe(settings) if settings is not None else {},
         "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "extra": _plain(extra), "versions": {"her2dlr": str(her2dlr.__version__), "torch": str(torch.__version__)},
+        "extra": checkpoint_safe(extra), "versions": {"her2dlr": str(her2dlr.__version__), "torch": str(torch.__version__)},
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
