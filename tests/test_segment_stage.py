@@ -31,6 +31,7 @@ def seg_study(tmp_path_factory) -> Path:
         "split": {"seed": 3, "holdout": None, "kfold": {"n_splits": 2, "n_repeats": 1}},
         "radiomics": {"params": "video", "roi": "auto", "n_jobs": 1, "backend": "sequential"},
         "segment": {"image_size": 32, "epochs": 25, "batch_size": 8, "patience": 0, "final": True},
+        "deep": {"roi": "auto", "image_size": 32, "epochs": 1, "batch_size": 8, "patience": 0, "final": True},
         "learn": {"features": ["radiomics_video_auto"], "models": [{"name": "lr", "grid": {}}], "schemes": ["kfold"],
                   "selection": [{"name": "variance"}, {"name": "zscore"}], "search": {"inner_splits": 2}},
     }
@@ -127,6 +128,21 @@ def test_predict_finds_the_lesion_itself_for_a_model_of_automatic_masks(seg_stud
     art.segmenter_path.unlink()
     with pytest.raises(InputError, match="her2dlr train seg"):
         predict(load_artefact(art.path), Case(case_id="new", image=image), progress=False)
+
+
+def test_a_network_trained_on_automatic_masks_finds_the_lesion_of_a_new_case(seg_study: Path):
+    from her2dlr.learn.artefact import load_artefact
+    from her2dlr.predict import Case, predict
+
+    res = runner.invoke(app, ["train", "deep", str(seg_study), "--threads", "1", "--n-jobs", "1"])
+    assert res.exit_code == 0, res.output
+    art = load_artefact(seg_study.parent / "runs" / "seg" / "models" / "deep_densenet3block-signature")
+    assert art.segmenter_path is not None
+    img, _ = random_lesion(998, rough=False)
+    image = write_png(seg_study.parent / "new" / "case_deep.png", img)
+    result = predict(art, Case(case_id="new", image=image), progress=False)[0]
+    assert 0.0 <= result.probability <= 1.0
+    assert result.provenance["lesion"] == "automatic" and result.provenance["segmentation"]["network"] == "unet"
 
 
 def test_report_shows_the_segmentation_quality(seg_study: Path):

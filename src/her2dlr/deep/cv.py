@@ -264,7 +264,8 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
     if not folds:
         raise InputError(f"No outer fold left for scheme '{scheme}' and repeats {list(repeats or [])}.")
     if final:
-        rows = ((table["split"] == "train").fillna(False).to_numpy() if "split" in table.columns
+        has_holdout = "split" in table.columns and table["split"].notna().any()
+        rows = ((table["split"] == "train").fillna(False).to_numpy() if has_holdout  # no hold-out: every row
                 else np.ones(len(table), dtype=bool))
         folds.append(("final", None, rows, np.zeros(len(table), dtype=bool)))
     name = model_name or f"deep-{settings.arch}"

@@ -78,10 +78,12 @@ def _network_card(meta: Mapping[str, Any], fold: str) -> dict[str, Any]:
 
 def save_deep_artefact(models_dir: str | os.PathLike[str], deep_folder: str | os.PathLike[str], *, name: str,
                        metrics: pd.DataFrame | None = None, task: Mapping[str, Any] | None = None,
-                       config_hash: str | None = None) -> Path | None:
+                       config_hash: str | None = None, segmenter: Path | None = None) -> Path | None:
     """Save the deploy network of ``deep_folder`` as a ``deep`` artefact ``models_dir/<name>``.
 
-    Returns None (nothing written) when no hold-out or final network was trained.
+    ``segmenter``: the segmentation network of a network trained on automatic masks
+    (``deep.roi: auto``), saved with it so that a new case needs no mask. Returns None (nothing
+    written) when no hold-out or final network was trained.
     """
     from her2dlr.learn.deploy import metrics_of
     from her2dlr.learn.thresholds import Threshold
@@ -106,7 +108,7 @@ def save_deep_artefact(models_dir: str | os.PathLike[str], deep_folder: str | os
     return save_artefact(Path(models_dir) / artefact_slug(name), name=name, kind="deep", threshold=Threshold(**thr),
                          inputs={"columns": [DEEP_PROB], "features": [DEEP_PROB],
                                  "image": _network_card(net.meta, net.fold)},
-                         network=net.path, **card)
+                         network=net.path, segmenter=segmenter, **card)
 
 
 def save_dlr_artefacts(study: Any, *, arch: str = "densenet3block", radiomics: str = "radiomics", model: str = "lr",

@@ -105,9 +105,17 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
                          repeats=repeats, resume=resume, final=final, n_jobs=n_jobs, progress=progress)
     if int(os.environ.get("RANK", "0")) != 0:  # distributed launch: rank 0 writes
         return result
+    segmenter = None
+    if lesion == "auto":
+        from her2dlr.runfolder import BEST_CHECKPOINT
+        from her2dlr.segment.settings import SegmentSettings
+
+        path = study.paths.segment_arch((study.segment or SegmentSettings()).arch) / "final" / BEST_CHECKPOINT
+        segmenter = path if path.is_file() else None
     result.artefact = save_deep_artefact(
         study.paths.models, deep_dir(study, settings.arch), name=f"deep_{settings.arch}-signature",
-        metrics=result.metrics, task=manifest.meta.get("label", {}), config_hash=config_hash(settings.to_dict()))
+        metrics=result.metrics, task=manifest.meta.get("label", {}), config_hash=config_hash(settings.to_dict()),
+        segmenter=segmenter)
     return result
 
 

@@ -172,6 +172,12 @@ def case_inputs(artefact: ModelArtefact, *, case_id: str = "case", image: str | 
             from her2dlr.predict.network import network_columns
 
             lesion = mask if mask is not None else (tuple(box) if box is not None else None)
+            if artefact.segmenter_path is not None:  # trained on automatic masks: find the lesion the same way
+                from her2dlr.predict.segmenter import automatic_mask
+
+                lesion, info = automatic_mask(artefact, image, box=box, mask=mask)
+                if record is not None:
+                    record["segmentation"] = info
             row.update(network_columns(artefact, [image], [lesion]).iloc[0].to_dict())
     row.update(dict(clinical or {}))
     frame = pd.DataFrame([row], index=pd.Index([case_id], name="case_id"))
