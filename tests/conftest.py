@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,6 +53,16 @@ def random_lesion(seed: int, rough: bool, size: int = 64, *, radii: tuple[int, i
     inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
     img[inside] = rng.normal(60, sd[1] if rough else sd[0], size=(size, size))[inside] - 30
     return np.clip(img, 0, 255).astype(np.uint8), inside.astype(np.uint8) * 255
+
+
+def write_random_lesion_folders(root: Path, n_per_class: int, **lesion: Any) -> Path:
+    """BUSI-like folders of :func:`random_lesion` images: smooth ``benign`` and rough ``malignant``, exact masks."""
+    for cls, rough, offset in (("benign", False, 0), ("malignant", True, 100)):
+        for i in range(n_per_class):
+            img, mask = random_lesion(offset + i, rough, **lesion)
+            write_png(root / cls / f"{cls} ({i + 1}).png", img)
+            write_png(root / cls / f"{cls} ({i + 1})_mask.png", mask)
+    return root
 
 
 def write_png(path: Path, arr: np.ndarray) -> Path:

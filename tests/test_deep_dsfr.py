@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import random_lesion, write_png
+from conftest import write_random_lesion_folders
 from her2dlr.cli import app
 from her2dlr.cohort.manifest import Manifest
 from her2dlr.deep.dsfr import fit_dsfr_models, repetition_table
@@ -26,11 +26,7 @@ N_PER_CLASS = 14
 @pytest.fixture(scope="module")
 def dsfr_study(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("dsfrstudy")
-    for cls, rough, offset in (("benign", False, 0), ("malignant", True, 100)):
-        for i in range(N_PER_CLASS):
-            img, mask = random_lesion(offset + i, rough, radii=(8, 14), sd=(4.0, 40.0))
-            write_png(tmp / "cohort" / cls / f"{cls} ({i + 1}).png", img)
-            write_png(tmp / "cohort" / cls / f"{cls} ({i + 1})_mask.png", mask)
+    write_random_lesion_folders(tmp / "cohort", N_PER_CLASS, radii=(8, 14), sd=(4.0, 40.0))
     raw = {
         "name": "dsfr",
         "cohort": {"sources": [{"kind": "folders", "path": str(tmp / "cohort")}]},

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import random_lesion, write_png
+from conftest import random_lesion, write_png, write_random_lesion_folders
 from her2dlr.cli import app
 
 runner = CliRunner()
@@ -19,11 +19,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def seg_study(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("segstudy")
-    for cls, rough, offset in (("benign", False, 0), ("malignant", True, 100)):
-        for i in range(14):
-            img, mask = random_lesion(offset + i, rough)
-            write_png(tmp / "cohort" / cls / f"{cls} ({i + 1}).png", img)
-            write_png(tmp / "cohort" / cls / f"{cls} ({i + 1})_mask.png", mask)
+    write_random_lesion_folders(tmp / "cohort", 14)
     raw = {
         "name": "seg",
         "cohort": {"sources": [{"kind": "folders", "path": str(tmp / "cohort")}]},

@@ -39,7 +39,8 @@ import pyarrow.parquet as pq
 from her2dlr.errors import InputError
 from her2dlr.io.atomic import atomic_path
 
-__all__ = ["AUTO_MASK", "CORE_COLUMNS", "MODALITIES", "Manifest", "use_auto_masks", "with_auto_masks"]
+__all__ = ["AUTO_MASK", "CORE_COLUMNS", "MODALITIES", "Manifest", "automatic_lesion", "use_auto_masks",
+           "with_auto_masks"]
 
 CORE_COLUMNS = [
     "case_id",
@@ -90,6 +91,16 @@ def with_auto_masks(table: pd.DataFrame, path: str | os.PathLike[str]) -> pd.Dat
     return out
 
 
+def automatic_lesion(table: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """The automatic mask of each row of a :func:`with_auto_masks` table (None where empty or absent), and ``empty``."""
+    if AUTO_MASK not in table.columns:
+        raise InputError("roi: auto needs the automatic masks: load them with with_auto_masks first.")
+    flag = f"{AUTO_MASK}_empty"
+    empty = table[flag].fillna(True).astype(bool) if flag in table.columns else pd.Series(False, index=table.index)
+    empty = empty | table[AUTO_MASK].isna()
+    return table[AUTO_MASK].where(~empty, None), empty
+
+
 def use_auto_masks(table: pd.DataFrame, path: str | os.PathLike[str]) -> pd.DataFrame:
     """``table`` whose lesion is the automatic mask: ``mask`` <- ``mask_auto``, no box.
 
@@ -98,8 +109,7 @@ def use_auto_masks(table: pd.DataFrame, path: str | os.PathLike[str]) -> pd.Data
     whole image.
     """
     out = with_auto_masks(table, path)
-    empty = out[f"{AUTO_MASK}_empty"].fillna(True).astype(bool) | out[AUTO_MASK].isna()
-    out["mask"] = out[AUTO_MASK].where(~empty, None)
+    out["mask"], empty = automatic_lesion(out)
     if "bbox" in out.columns:
         out["bbox"] = None
     include = out["include"].fillna(True).astype(bool) if "include" in out.columns else pd.Series(True, index=out.index)

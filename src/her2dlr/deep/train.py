@@ -67,7 +67,14 @@ from her2dlr.deep.data import AugmentCollate, RoiDataset
 from her2dlr.deep.networks import CHECKPOINT_FORMAT, build_network
 from her2dlr.deep.transforms import Augment, AugmentSettings
 from her2dlr.errors import InputError, nearest
-from her2dlr.imaging.torchutil import checkpoint_safe, default_threads, resolve_device, seeded, torch_threads
+from her2dlr.imaging.torchutil import (
+    checkpoint_safe,
+    default_threads,
+    read_checkpoint_file,
+    resolve_device,
+    seeded,
+    torch_threads,
+)
 
 __all__ = [
     "LOSSES",
@@ -383,12 +390,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         Missing file, or a file that is not a her2dlr checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"Checkpoint not found: {path}.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(f"Cannot read checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}.") from None
+    ckpt = read_checkpoint_file(path)
     if not isinstance(ckpt, Mapping) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path} is not a her2dlr network checkpoint (written by `her2dlr train deep`).")
     return dict(ckpt)

@@ -20,7 +20,7 @@ import torch
 
 from her2dlr.errors import InputError, nearest
 
-__all__ = ["checkpoint_safe", "default_threads", "resolve_device", "seeded", "torch_threads"]
+__all__ = ["checkpoint_safe", "default_threads", "read_checkpoint_file", "resolve_device", "seeded", "torch_threads"]
 
 
 def resolve_device(device: str = "auto", *, allow_cpu_fallback: bool = False) -> torch.device:
@@ -127,6 +127,24 @@ def torch_threads(n: int | None) -> Iterator[None]:
     finally:
         if n != before:
             torch.set_num_threads(before)
+
+
+def read_checkpoint_file(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
+    """``torch.load`` of a checkpoint, safely (tensors and plain types only), on the CPU.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file (``what`` names it in the message).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what[:1].upper()}{what[1:]} not found: {path}.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"Cannot read {what} {path}: {first}.") from None
 
 
 def checkpoint_safe(obj: Any) -> Any:

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from her2dlr.cohort.build import manifest_path
-from her2dlr.cohort.manifest import AUTO_MASK, Manifest, with_auto_masks
-from her2dlr.errors import InputError
+from her2dlr.cohort.manifest import Manifest, automatic_lesion, with_auto_masks
 from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
 from her2dlr.io.images import mask_to_bbox, read_mask_array
 from her2dlr.radiomics.extract import extract_radiomics, load_params, params_hash, write_features
@@ -50,11 +49,8 @@ def rows_for_roi(table: pd.DataFrame, roi: str) -> pd.DataFrame:
     """
     cols = ["case_id", "image", "mask", "bbox", "spacing"]
     if roi == "auto":
-        if AUTO_MASK not in table.columns:
-            raise InputError("roi: auto needs the automatic masks: load them with with_auto_masks first.")
         rows = table[cols].copy()
-        empty = table[f"{AUTO_MASK}_empty"].fillna(True).astype(bool) if f"{AUTO_MASK}_empty" in table else False
-        rows["mask"] = table[AUTO_MASK].where(~empty, None)
+        rows["mask"] = automatic_lesion(table)[0]
         rows["bbox"] = None
         return rows
     rows = table[cols].copy()

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from her2dlr.errors import InputError
-from her2dlr.imaging.torchutil import checkpoint_safe
+from her2dlr.imaging.torchutil import checkpoint_safe, read_checkpoint_file
 from her2dlr.segment.data import SegSpec
 from her2dlr.segment.networks import build_seg_network
 
@@ -89,13 +89,7 @@ def load_segmenter(path: str | os.PathLike[str], *,
         Missing or unreadable file, not a segmentation checkpoint, or of the other ``spatial_dims``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"Segmentation checkpoint not found: {path}.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"Cannot read segmentation checkpoint {path}: {first}.") from None
+    ckpt = read_checkpoint_file(path, "segmentation checkpoint")
     fmt = ckpt.get("format") if isinstance(ckpt, Mapping) else None
     if fmt == _DEEP_FORMAT:
         raise InputError(f"{path} holds a classification network (her2dlr deep stage), not a segmentation network.")

@@ -29,8 +29,16 @@ from her2dlr.checks import check_number, param_error
 from her2dlr.errors import InputError
 from her2dlr.imaging.roi import Box, crop_box, resize_image, roi_box, to_channels, zscore
 
-__all__ = ["SegSpec", "load_seg_pairs", "paste_back", "prepare_seg_input", "prepare_seg_target", "read_array",
-           "write_mask"]
+__all__ = [
+    "SegSpec",
+    "load_seg_pairs",
+    "mask_box",
+    "paste_back",
+    "prepare_seg_input",
+    "prepare_seg_target",
+    "read_array",
+    "write_mask",
+]
 
 PathLike = str | os.PathLike[str]
 
@@ -249,7 +257,7 @@ def _pair(image: Any, mask: Any, box: Sequence[float] | None, index: int,
         if not (msk > 0).any():
             raise InputError(f"mask {_name(mask, index, 'mask')} is empty and no box was given: a box-prompted "
                              "network needs a box per image.")
-        box = _mask_box(msk)
+        box = mask_box(msk)
     try:
         x, crop = prepare_seg_input(img, box=box, spec=spec)
     except InputError as exc:
@@ -257,7 +265,7 @@ def _pair(image: Any, mask: Any, box: Sequence[float] | None, index: int,
     return x, prepare_seg_target(msk, crop, spec), crop
 
 
-def _mask_box(mask: np.ndarray) -> tuple[int, ...]:
+def mask_box(mask: np.ndarray) -> tuple[int, ...]:
     """User box ``(x, y[, z], w, h[, d])`` of the mask's bounding rectangle."""
     where = np.nonzero(mask)
     lo = [int(w.min()) for w in where][::-1]

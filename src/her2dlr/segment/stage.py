@@ -31,7 +31,7 @@ from her2dlr.errors import InputError
 from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
 from her2dlr.io.cells import is_missing, parse_bbox
 from her2dlr.runfolder import BEST_CHECKPOINT, case_file_stem
-from her2dlr.segment.data import write_mask
+from her2dlr.segment.data import mask_box, write_mask
 from her2dlr.segment.settings import SegmentSettings
 
 if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
@@ -127,12 +127,8 @@ def _prompt_box(row: Any) -> tuple[float, ...] | None:
         return None
     from her2dlr.io.images import read_mask_array
 
-    where = np.nonzero(read_mask_array(row.mask))
-    if not where[0].size:
-        return None
-    lo = [int(w.min()) for w in where][::-1]
-    hi = [int(w.max()) + 1 for w in where][::-1]
-    return tuple(lo) + tuple(h - low for low, h in zip(lo, hi))
+    mask = read_mask_array(row.mask)
+    return mask_box(mask) if mask.any() else None
 
 
 def run_seg_stage(study: Study, settings: SegmentSettings | None = None, *, final: bool | None = None,
