@@ -53,6 +53,7 @@ from typing import Any
 from her2dlr import __version__
 from her2dlr.config import Study, load_study
 from her2dlr.errors import Her2dlrError, InputError, nearest
+from her2dlr.io.atomic import check_writable
 from her2dlr.runfolder import RunPaths
 
 __all__ = ["STAGES", "PipelineResult", "StageOutcome", "file_fingerprint", "print_summary", "run_study"]
@@ -481,6 +482,7 @@ def run_study(study: Study | str | os.PathLike[str], *, force: bool = False, onl
     t_start = time.perf_counter()
     study = study if isinstance(study, Study) else load_study(study)
     paths = RunPaths(study.run_dir)
+    check_writable(paths.root)
     opts = _Options(n_jobs=n_jobs, progress=progress, pdf=pdf)
     chosen = _selected(only, from_stage)
     state = _load_state(paths.stages)

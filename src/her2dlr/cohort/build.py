@@ -71,6 +71,9 @@ def build_cohort(study: Study, *, n_jobs: int = 1, progress: bool = True) -> Coh
     Writes ``manifest.parquet`` (+ ``.csv``), ``qc.csv``, ``qc_pairs.csv``, ``qc_summary.txt``,
     ``qc_summary.json``, ``labels.csv`` and ``splits.csv``.
     """
+    from her2dlr.io.atomic import check_writable
+
+    check_writable(study.paths.root)
     paths = study.paths
     out_dir = paths.cohort
     manifest = import_sources(study)

@@ -90,6 +90,9 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
     InputError
         No manifest yet (run ``her2dlr cohort build``), or any error of :func:`run_deep_cv`.
     """
+    from her2dlr.io.atomic import check_writable
+
+    check_writable(study.paths.root)
     from her2dlr.cohort.build import manifest_path
     from her2dlr.cohort.manifest import Manifest
     from her2dlr.deep.deploy import save_deep_artefact

@@ -24,18 +24,38 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 ALLOWED_MASK_VALUES = frozenset({0, 1, 255})
 
 
+def sitk_file_name(path: PathLike) -> str:
+    """The path as SimpleITK takes it; refuses a name that is not valid UTF-8, which would abort the process there.
+
+    Raises
+    ------
+    InputError
+        The name holds bytes that are not UTF-8 (e.g. a Latin-1 file name); the message shows it.
+    """
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"The file name {os.fsencode(name)!r} is not valid UTF-8, which the image readers cannot "
+                         "open. Rename the file (e.g. `convmv -f latin1 -t utf8 --notest FILE`).") from None
+    return name
+
+
 def _read_any(path: Path) -> sitk.Image:
+    name = sitk_file_name(path)
     if not path.exists():
         raise InputError(f"File not found: {path}")
     try:
         if path.is_dir():
+            for entry in path.iterdir():
+                sitk_file_name(entry)
             reader = sitk.ImageSeriesReader()
-            files = reader.GetGDCMSeriesFileNames(str(path))
+            files = reader.GetGDCMSeriesFileNames(name)
             if not files:
                 raise InputError(f"Folder {path} holds no DICOM series.")
             reader.SetFileNames(files)
             return reader.Execute()
-        return sitk.ReadImage(str(path))
+        return sitk.ReadImage(name)
     except RuntimeError as exc:
         first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise InputError(f"Cannot read image {path}: {first_line}") from None

@@ -10,6 +10,7 @@ Layout of ``<run>/models/<slug>/``::
     network.pt               the trained network (deep and DLR models): it turns the image's
                              ROI into the ``deep_prob`` / ``deep_<j>`` input columns
     components/<slug>/       component artefacts (kinds "late", "stack", "combined")
+    checksums.sha256         SHA-256 of every other file of the folder (``sha256sum -c`` reads it)
 
 Kinds:
 
@@ -25,11 +26,15 @@ A ``pipeline`` artefact with a ``network.pt`` is a DLR model: its deep-feature c
 the network's penultimate layer (PCA, selection and classifier are in ``model.joblib``).
 
 Artefacts are written to a temporary folder and renamed into place, so a folder that exists is
-complete. The card's ``format`` is checked on load.
+complete. On load the card's ``format`` and fields are checked, and every file is checked
+against ``checksums.sha256``: an artefact edited after it was written (a threshold changed in
+the card, a replaced pipeline, a file added or removed) is refused with the file that changed.
+Artefacts written before checksums existed load with a note saying they could not be verified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -50,7 +55,8 @@ from her2dlr.learn.thresholds import Threshold, apply_threshold
 from her2dlr.provenance import package_versions
 from her2dlr.runfolder import MODEL_CARD
 
-__all__ = ["CARD", "FORMAT", "NETWORK", "SEGMENTER", "ModelArtefact", "artefact_slug", "list_artefacts", "load_artefact", "save_artefact"]
+__all__ = ["CARD", "CHECKSUMS", "FORMAT", "NETWORK", "SEGMENTER", "ModelArtefact", "artefact_slug", "list_artefacts",
+           "load_artefact", "save_artefact", "write_checksums"]
 
 FORMAT = "her2dlr-model/1"
 CARD = MODEL_CARD
@@ -58,6 +64,7 @@ PIPELINE = "model.joblib"
 RADIOMICS_PARAMS = "radiomics_params.json"
 NETWORK = "network.pt"
 SEGMENTER = "segmenter.pt"
+CHECKSUMS = "checksums.sha256"
 KINDS = ("pipeline", "late", "stack", "combined", "deep")
 
 
@@ -88,12 +95,15 @@ class ModelArtefact:
         The model card.
     pipeline : Pipeline or None
     components : list of ModelArtefact
+    notes : list of str
+        What loading found worth telling the user (e.g. an artefact written before checksums).
     """
 
     path: Path
     card: dict[str, Any]
     pipeline: Any = None
     components: list[ModelArtefact] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -290,6 +300,7 @@ def save_artefact(out_dir: str | os.PathLike[str], *, name: str, kind: str, thre
             "versions": package_versions(),
         }
         (tmp / CARD).write_text(json.dumps(body, indent=2, default=_json_default))
+        write_checksums(tmp)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old")
@@ -304,13 +315,121 @@ def save_artefact(out_dir: str | os.PathLike[str], *, name: str, kind: str, thre
     return target
 
 
-def load_artefact(path: str | os.PathLike[str]) -> ModelArtefact:
+def _artefact_files(folder: Path) -> list[str]:
+    """Relative paths (POSIX) of every file of an artefact folder but the checksum file, sorted."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and p.relative_to(folder).as_posix() != CHECKSUMS)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(folder: str | os.PathLike[str]) -> Path:
+    """Write ``checksums.sha256`` (``sha256sum`` format) for every file of an artefact folder.
+
+    :func:`save_artefact` calls it; code that edits a card on purpose must call it again.
+    """
+    root = Path(folder)
+    lines = [f"{_sha256(root / rel)}  {rel}" for rel in _artefact_files(root)]
+    path = root / CHECKSUMS
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _verify_checksums(folder: Path) -> str | None:
+    """Refuse a folder whose files differ from its checksums; a note when it has none (older artefacts)."""
+    listing = folder / CHECKSUMS
+    if not listing.is_file():
+        return (f"Model artefact {folder} has no {CHECKSUMS} (written by an older version): its files could "
+                "not be checked for changes since training.")
+    want: dict[str, str] = {}
+    for n, line in enumerate(listing.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        digest, sep, rel = line.partition("  ")
+        if not line.strip():
+            continue
+        if not sep or len(digest) != 64:
+            raise InputError(f"{listing} line {n} is not '<sha256>  <file>': the artefact was altered.")
+        want[rel] = digest
+    have = _artefact_files(folder)
+    changed = [rel for rel in have if rel in want and _sha256(folder / rel) != want[rel]]
+    missing = sorted(set(want) - set(have))
+    added = [rel for rel in have if rel not in want and not Path(rel).name.startswith(".")]
+    if changed or missing or added:
+        what = "; ".join(f"{label}: {', '.join(files[:5])}" for label, files in
+                         (("changed", changed), ("missing", missing), ("added", added)) if files)
+        raise InputError(f"Model artefact {folder} was modified after it was written ({what}). A changed "
+                         "threshold, card or pipeline would give other answers than the model that was validated, "
+                         "so it is refused: export the model again (`her2dlr learn run`, `her2dlr train deep`).")
+    return None
+
+
+def _check_card(card: Any, card_path: Path) -> dict[str, Any]:
+    """The card's required fields, each with a message naming the key."""
+    if not isinstance(card, dict):
+        raise InputError(f"{card_path} must hold a JSON object (the model card); it holds a {type(card).__name__}.")
+    if card.get("format") != FORMAT:
+        raise InputError(f"{card_path} has format {card.get('format')!r}; this version reads {FORMAT!r}.")
+    for key in ("name", "kind", "threshold", "inputs"):
+        if key not in card:
+            raise InputError(f"{card_path} lacks the key '{key}': the card is incomplete or was edited.")
+    if card["kind"] not in KINDS:
+        raise InputError(f"{card_path}: kind {card['kind']!r} is not one of {', '.join(KINDS)}.")
+    thr = card["threshold"]
+    if not isinstance(thr, dict) or not isinstance(thr.get("value"), (int, float)) or isinstance(thr.get("value"), bool):
+        raise InputError(f"{card_path}: 'threshold' must be an object with a numeric 'value'; got {thr!r}.")
+    inputs = card["inputs"]
+    if not isinstance(inputs, dict):
+        raise InputError(f"{card_path}: 'inputs' must be an object (columns, features, clinical); got {inputs!r}.")
+    known = set(inputs.get("features", [])) | set(inputs.get("clinical", {}))
+    untyped = [c for c in inputs.get("columns", []) if c not in known]
+    if untyped:
+        raise InputError(f"{card_path}: input column(s) {untyped[:5]} are neither features nor typed clinical columns "
+                         "(inputs.features / inputs.clinical): the card is incomplete or was edited.")
+    return card
+
+
+def _check_pipeline(pipeline: Any, card: dict[str, Any], path: Path) -> None:
+    """The pipeline must read exactly the card's input columns (a card edited by hand may not)."""
+    names = getattr(pipeline, "feature_names_in_", None)
+    if names is None or card["kind"] != "pipeline":
+        return
+    want = set(card["inputs"].get("columns", []))
+    have = set(map(str, names))
+    if have != want:
+        raise InputError(f"{path} reads columns {sorted(have - want)[:5]} that its card does not list, and the card lists "
+                         f"{sorted(want - have)[:5]} that it does not read: the card and the pipeline do not belong "
+                         "together.")
+
+
+def _load_pipeline(path: Path) -> Any:
+    try:
+        return joblib.load(path)
+    except Exception as exc:  # unpickling runs arbitrary code paths; any failure means an unusable file
+        raise InputError(f"{path} cannot be read as a fitted pipeline ({type(exc).__name__}: {exc}). The file is "
+                         "damaged or not a her2dlr model: export the model again.") from None
+
+
+def load_artefact(path: str | os.PathLike[str], *, verify: bool = True) -> ModelArtefact:
     """Load a model artefact folder (or its ``model_card.json``).
+
+    Parameters
+    ----------
+    path : path
+        The artefact folder or its card.
+    verify : bool
+        Check every file against ``checksums.sha256`` (components are covered by the top folder's).
 
     Raises
     ------
     InputError
-        No card, another format, or missing files (names the folder and what is missing).
+        No card, another format, a card without its required fields, missing files, files
+        changed since the artefact was written, an unreadable pipeline (names the folder and
+        what is wrong).
     """
     folder = Path(path)
     if folder.name == CARD:
@@ -319,33 +438,36 @@ def load_artefact(path: str | os.PathLike[str]) -> ModelArtefact:
     if not card_path.exists():
         raise InputError(f"{folder} is not a model artefact: it has no {CARD}. "
                          f"Models of a study are under <run>/models/ (`her2dlr learn run` writes them).")
+    note = _verify_checksums(folder) if verify else None
     try:
-        card = json.loads(card_path.read_text())
-    except json.JSONDecodeError as exc:
+        card = _check_card(json.loads(card_path.read_text(encoding="utf-8")), card_path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{card_path} is not valid JSON: {exc}.") from None
-    if card.get("format") != FORMAT:
-        raise InputError(f"{card_path} has format {card.get('format')!r}; this version reads {FORMAT!r}.")
     pipeline = None
     if card["kind"] in ("pipeline", "combined"):
         if not (folder / PIPELINE).exists():
             raise InputError(f"Model artefact {folder} lacks {PIPELINE}.")
-        pipeline = joblib.load(folder / PIPELINE)
+        pipeline = _load_pipeline(folder / PIPELINE)
+        _check_pipeline(pipeline, card, folder / PIPELINE)
     if card["kind"] == "deep" and not (folder / NETWORK).is_file():
         raise InputError(f"Model artefact {folder} lacks {NETWORK}.")
-    comps = [load_artefact(p) for p in sorted((folder / "components").glob("*")) if (p / CARD).exists()]
+    comps = [load_artefact(p, verify=False) for p in sorted((folder / "components").glob("*")) if (p / CARD).exists()]
     order = {n: i for i, n in enumerate(card.get("components", []))}
     comps.sort(key=lambda c: order.get(c.name, len(order)))
     if len(comps) != len(card.get("components", [])):
         raise InputError(f"Model artefact {folder} lists components {card.get('components')} but holds "
                          f"{[c.name for c in comps]}.")
-    return ModelArtefact(folder, card, pipeline, comps)
+    return ModelArtefact(folder, card, pipeline, comps, notes=[note] if note else [])
 
 
 def list_artefacts(models_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """One row per artefact under ``models_dir``: name, kind, folder, threshold, test AUC when known."""
     rows = []
     for card_path in sorted(Path(models_dir).glob(f"*/{CARD}")):
-        card = json.loads(card_path.read_text())
+        try:
+            card = _check_card(json.loads(card_path.read_text(encoding="utf-8")), card_path)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{card_path} is not valid JSON: {exc}.") from None
         rows.append({"model": card["name"], "kind": card["kind"], "folder": card_path.parent.name,
                      "threshold": card["threshold"]["value"], "test_auc": card.get("metrics", {}).get("test_auc")})
     return pd.DataFrame(rows, columns=["model", "kind", "folder", "threshold", "test_auc"])

@@ -299,6 +299,9 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         The type used for every encoded column.
     medians_ : dict
         ``column -> training median`` of numeric and ordinal columns.
+    ranges_ : dict
+        ``column -> (min, max)`` of the training values of numeric columns (a new case outside
+        it is extrapolation, which prediction reports).
     levels_ : dict
         ``column -> levels (or values) with their own output column``, as spelled in the names.
     pooled_ : dict
@@ -512,6 +515,12 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
             else:
                 encodings[col] = self._fit_levels(col, X[col], tokens)
         self.encodings_ = encodings
+        self.ranges_ = {}
+        for col, enc in encodings.items():
+            if isinstance(enc, _NumericEncoding) and enc.kind == "numeric":
+                raw, _ = enc.values(X[col], tokens, None)
+                if not np.isnan(raw).all():
+                    self.ranges_[col] = (float(np.nanmin(raw)), float(np.nanmax(raw)))
         names = [n for enc in encodings.values() for n in enc.names]
         sources = {n: col for col, enc in encodings.items() for n in enc.names}
         dup = [n for n, c in Counter(names).items() if c > 1]
@@ -554,6 +563,10 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         if not blocks:
             return np.zeros((len(X), 0))
         return np.hstack(blocks).astype(float)
+
+    def is_missing(self, value: object) -> bool:
+        """Whether a cell reads as missing (empty, NaN, or one of ``missing_values``)."""
+        return _is_missing(value, self._tokens())
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the encoded columns (module docstring)."""

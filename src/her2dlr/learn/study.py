@@ -104,6 +104,9 @@ def run_study_learning(
     The feature name ``clinical`` adds the clinical model (and fusions) from the manifest's
     clinical columns (see :mod:`her2dlr.learn.settings`).
     """
+    from her2dlr.io.atomic import check_writable
+
+    check_writable(study.paths.root)
     settings = study.learn or LearnSettings()
     updates = {k: v for k, v in {"models": models, "schemes": schemes, "n_jobs": n_jobs}.items() if v}
     if updates:
@@ -137,7 +140,7 @@ def feature_table_provenance(study: Study, name: str) -> dict[str, Any]:
     sidecar = path.with_suffix(".json")
     if sidecar.exists():
         meta = json.loads(sidecar.read_text())
-        info.update({k: meta[k] for k in ("params", "roi", "params_hash", "pyradiomics") if k in meta})
+        info.update({k: meta[k] for k in ("params", "roi", "params_hash", "pyradiomics", "images") if k in meta})
     return info
 
 

@@ -56,17 +56,26 @@ class PredictionResult:
         return out
 
 
-def _input_row(artefact: ModelArtefact, case: Case, record: dict[str, Any]) -> pd.DataFrame:
+def _input_row(artefact: ModelArtefact, case: Case, record: dict[str, Any]) -> tuple[pd.DataFrame, list[str]]:
+    """The model's input row of a case, and what the checks against training found."""
+    from her2dlr.predict.checks import clinical_warnings, feature_warnings, image_spacing
     from her2dlr.predict.inputs import case_inputs
 
+    notes = clinical_warnings(artefact, case.case_id, case.clinical)
     if case.features is not None:
         row = {**dict(case.features), **case.clinical}
         frame = pd.DataFrame([row], index=pd.Index([case.case_id], name="case_id"))
         artefact.check_inputs(frame, where=f"case '{case.case_id}'")
-        return frame
-    clinical = {k: case.clinical[k] for k in artefact.clinical_types if k in case.clinical}
-    return case_inputs(artefact, case_id=case.case_id, image=case.image, mask=case.mask, box=case.box,
-                       spacing=case.spacing, clinical=clinical, record=record)
+    else:
+        spacing = case.spacing
+        if case.image is not None and artefact.radiomics_params() is not None:
+            spacing, found = image_spacing(artefact, case.image, case.spacing, record)
+            notes += found
+        clinical = {k: case.clinical[k] for k in artefact.clinical_types if k in case.clinical}
+        frame = case_inputs(artefact, case_id=case.case_id, image=case.image, mask=case.mask, box=case.box,
+                            spacing=spacing, clinical=clinical, record=record)
+    notes += feature_warnings(artefact, frame).get(case.case_id, [])
+    return frame, notes
 
 
 def _provenance(artefact: ModelArtefact, case: Case, record: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +91,9 @@ def _provenance(artefact: ModelArtefact, case: Case, record: dict[str, Any]) -> 
         if "segmentation" in record:
             out["lesion"] = "automatic"
             out["segmentation"] = record["segmentation"]
-        out["spacing_mm"] = case.spacing
+        out["spacing_mm"] = record.get("spacing_mm", case.spacing)
+        if "spacing_source" in record:
+            out["spacing_source"] = record["spacing_source"]
         if tables:
             out["radiomics"] = {k: tables[0].get(k) for k in ("params", "roi", "params_hash")}
     nets = artefact.with_networks()
@@ -136,16 +147,17 @@ def predict(model: ModelArtefact | str | os.PathLike[str], cases: Case | Sequenc
             warnings.simplefilter("always")
             records.append({})
             try:
-                frames.append(_input_row(artefact, case, records[-1]))
+                frame, notes = _input_row(artefact, case, records[-1])
             except InputError as exc:
                 where = f"{case.where} (case '{case.case_id}'): " if case.where else ""
                 raise InputError(f"{where}{exc}") from None
-        caught.append([str(w.message) for w in seen])
+            frames.append(frame)
+        caught.append(notes + [str(w.message) for w in seen])
     frame = pd.concat(frames)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         table = artefact.predict(frame)
-    common = [str(w.message) for w in seen]
+    common = list(artefact.notes) + [str(w.message) for w in seen]
     version = artefact.card.get("versions", {}).get("her2dlr") if isinstance(artefact.card.get("versions"), dict) else None
     results = []
     for i, (case, row) in enumerate(zip(batch, table.to_dict(orient="records"))):

@@ -203,6 +203,29 @@ def _collect_warnings() -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
+#: Most grey-level bins a ROI may span with a fixed bin width. PyRadiomics advises 30-130;
+#: thousands mean the image is on another intensity scale (a 16-bit file read with 8-bit
+#: settings), and the texture matrices would need hours and gigabytes to give meaningless numbers.
+MAX_BINS = 2000
+
+
+def _check_grey_levels(image: sitk.Image, mask: sitk.Image, params: Params, where: str) -> None:
+    setting = dict(params.get("setting") or {})
+    width = setting.get("binWidth", 25.0)
+    if "binCount" in setting or setting.get("normalize") or not width:
+        return
+    arr = sitk.GetArrayViewFromImage(image)[sitk.GetArrayViewFromImage(mask) > 0]
+    if arr.size == 0:
+        return
+    bins = (float(arr.max()) - float(arr.min())) / float(width)
+    if bins > MAX_BINS:
+        raise InputError(
+            f"{where}: the lesion spans {arr.min():g} to {arr.max():g} grey levels, {bins:.0f} bins of width {width:g} "
+            f"(the parameters expect at most {MAX_BINS}). The image is on another intensity scale than the parameters "
+            "were made for (e.g. a 16-bit image with 8-bit settings): convert it, or use parameters with binCount or "
+            "normalize.")
+
+
 def _compute(
     image_path: PathLike,
     mask_path: PathLike | None,
@@ -215,6 +238,7 @@ def _compute(
     image, mask = load_case(image_path, mask_path, bbox, spacing, label)
     extractor = _extractor(params, digest, image.GetDimension())
     where = f"image {image_path}" + (f", mask {mask_path}" if mask_path is not None else f", bbox {bbox}")
+    _check_grey_levels(image, mask, params, where)
     try:
         raw = extractor.execute(image, mask, label=1)
     except (ValueError, RuntimeError, IndexError, ZeroDivisionError) as exc:

@@ -14,7 +14,9 @@ import pandas as pd
 from her2dlr.cohort.build import manifest_path
 from her2dlr.cohort.manifest import Manifest, automatic_lesion, with_auto_masks
 from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
+from her2dlr.io.cells import is_missing
 from her2dlr.io.images import mask_to_bbox, read_mask_array
+from her2dlr.io.profile import profile_images
 from her2dlr.radiomics.extract import extract_radiomics, load_params, params_hash, write_features
 from her2dlr.radiomics.settings import RadiomicsSettings
 
@@ -62,8 +64,15 @@ def rows_for_roi(table: pd.DataFrame, roi: str) -> pd.DataFrame:
     return rows
 
 
+def _spacings(column: pd.Series) -> list[float | None]:
+    return [None if is_missing(v) else float(v) for v in column]
+
+
 def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None, *, progress: bool = True) -> RadiomicsStageResult:
     """Extract features for the included rows of the study's manifest (cached, failures recorded)."""
+    from her2dlr.io.atomic import check_writable
+
+    check_writable(study.paths.root)
     settings = settings or study.radiomics
     manifest = Manifest.load(manifest_path(study))
     table = manifest.included
@@ -87,11 +96,13 @@ def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None,
     write_csv_atomic(result.failures, failures_path)
     import radiomics
 
+    extracted = rows[rows["case_id"].astype(str).isin(set(result.features.index.astype(str)))]
     write_text_atomic(paths.feature_record(name), json.dumps({
         "params": settings.params, "roi": settings.roi, "params_hash": params_hash(params),
         "n_cases": len(result.features), "n_features": int(result.features.shape[1]),
         "n_failed": len(result.failures), "pyradiomics": radiomics.__version__,
         "python": platform.python_version(),
+        "images": profile_images(zip(extracted["image"], _spacings(extracted["spacing"])), progress=progress),
     }, indent=2))
     return RadiomicsStageResult(
         path=path, failures_path=failures_path, n_cases=len(result.features),

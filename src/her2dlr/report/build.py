@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from her2dlr.errors import InputError
-from her2dlr.io.atomic import atomic_path
+from her2dlr.io.atomic import atomic_path, check_writable
 from her2dlr.report.context import ReportContext
 from her2dlr.report.document import FigureBlock, Section, TableBlock
 from her2dlr.report.figures._base import report_style
@@ -179,6 +179,7 @@ def build_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
     run = RunFolder(Path(run_dir))
     out_dir = Path(out).expanduser().resolve() if out is not None else run.paths.report
     _check_out(out_dir)
+    check_writable(out_dir.parent)
     from her2dlr import __version__
     from her2dlr.report.html import render_html
     from her2dlr.report.sections import SECTIONS

@@ -154,6 +154,9 @@ def run_seg_stage(study: Study, settings: SegmentSettings | None = None, *, fina
         No k-fold split, no case with a mask, a box-prompted network without boxes, a mask of
         another size than its image, a 3D network given 2D images (each named).
     """
+    from her2dlr.io.atomic import check_writable
+
+    check_writable(study.paths.root)
     settings = settings or study.segment or SegmentSettings()
     final = settings.final if final is None else final
     cases = _cases(study, settings)

@@ -51,6 +51,9 @@ def run_survival_stage(study: Study | None = None, *, settings_from: Study | Non
 
     if study is None and (data is None or out is None):
         raise StudyFileError("Give a study file, or both --data and --out.")
+    from her2dlr.io.atomic import check_writable
+
+    check_writable(Path(out) if out is not None else study.paths.survival)  # type: ignore[union-attr]
     source: Any = settings_from if settings_from is not None else study
     settings = load_survival_settings(source, **overrides)
     if data is not None:
