@@ -29,6 +29,8 @@ def predict_cmd(
     method: Annotated[str, typer.Option("--method", help="Heat map: cam, gradcam or gradcampp.")] = "gradcam",
 ) -> None:
     """Apply a saved model to new cases: probability, class at the stored threshold (and a heat map for deep models)."""
+    from rich.markup import escape
+
     from her2dlr.console import print_frame
     from her2dlr.errors import InputError
     from her2dlr.io.atomic import write_csv_atomic
@@ -44,7 +46,7 @@ def predict_cmd(
     table = results_frame(results)
     print_frame(table, f"{art.name} (threshold {art.threshold:.3f})")
     for warning in dict.fromkeys(w for r in results for w in r.warnings):
-        console.print(f"[yellow]Warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]Warning:[/] {escape(warning)}", highlight=False)
     if out is not None:
         write_csv_atomic(table, out)
     for r in results:

@@ -17,7 +17,8 @@ from her2dlr.errors import InputError
 #: errno values that mean "this place cannot take the output", reported with the file's name.
 _STORAGE_ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
                    errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-                   errno.EROFS: "the file system is read-only"}
+                   errno.EROFS: "the file system is read-only",
+                   errno.ENOTDIR: "a part of the path is a file, not a folder"}
 
 
 def storage_error(exc: OSError, target: str | os.PathLike[str]) -> InputError | OSError:

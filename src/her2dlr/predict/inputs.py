@@ -97,6 +97,10 @@ def feature_rows(artefact: ModelArtefact, path: str | os.PathLike[str]) -> pd.Da
             raise InputError(f"Feature table {p} has no case_id index or column.")
         df = df.set_index("case_id")
     df.index = df.index.astype(str)
+    dup = df.index[df.index.duplicated()].unique().tolist()
+    if dup:
+        raise InputError(f"Feature table {p} has {len(dup)} case id(s) on more than one row: {dup[:5]}. Give one row per "
+                         "case.")
     return df
 
 
