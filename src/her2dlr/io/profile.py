@@ -26,7 +26,7 @@ import SimpleITK as sitk
 from her2dlr.errors import InputError
 from her2dlr.io.images import sitk_file_name
 
-__all__ = ["ImageHeader", "image_header", "profile_images"]
+__all__ = ["ImageHeader", "image_header", "pixel_bits", "profile_images"]
 
 #: Leading bytes of the 2D bitmap formats, whose files have no physical pixel size unless they say so.
 _BITMAP_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"GIF8")
@@ -100,6 +100,17 @@ def image_header(path: str | os.PathLike[str]) -> ImageHeader:
     return ImageHeader(bits=bits, pixel_type=image.GetPixelIDTypeAsString(), channels=image.GetNumberOfComponentsPerPixel(),
                        size=tuple(int(s) for s in image.GetSize()), minimum=lo, maximum=hi,
                        spacing=spacing if known else None)
+
+
+def pixel_bits(path: str | os.PathLike[str]) -> int | None:
+    """Bits per stored sample of an image file, from its header only (None when the header cannot be read)."""
+    reader = sitk.ImageFileReader()
+    try:
+        reader.SetFileName(sitk_file_name(path))
+        reader.ReadImageInformation()
+    except (RuntimeError, InputError):
+        return None
+    return int(sitk.GetArrayFromImage(sitk.Image([1] * reader.GetDimension(), reader.GetPixelID())).dtype.itemsize * 8)
 
 
 def profile_images(images: Iterable[tuple[str | os.PathLike[str], float | None]], *,
