@@ -279,7 +279,7 @@ def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tup
 
 def import_sources(study: Study) -> Manifest:
     """Import every cohort source of the study into one manifest (no QC, no labels, no splits yet)."""
-    frames, clinical, types, missing = [], [], {}, {}
+    frames, clinical, types, missing, renamed = [], [], {}, {}, {}
     for src in study.cohort.sources:
         if isinstance(src, FolderSource):
             df = import_folders(src, study.base_dir)
@@ -289,6 +289,8 @@ def import_sources(study: Study) -> Manifest:
             df, t = import_table(src, study.base_dir, study.cohort.missing_tokens)
             clinical += [c for c in src.clinical_columns if c not in clinical]
             types.update(t)
+            renamed.update({col: key for key, col in (("time", src.time_column), ("event", src.event_column),
+                                                      ("treatment", src.treatment_column)) if col and col != key})
             if df.attrs.get("missing_cells"):
                 missing[str(src.name or src.path.name)] = df.attrs["missing_cells"]
         frames.append(df)
@@ -301,5 +303,7 @@ def import_sources(study: Study) -> Manifest:
             "give the sources distinct case ids (case_id_column) or names."
         )
     ordered = CORE_COLUMNS + [c for c in table.columns if c not in CORE_COLUMNS]
-    meta = {"missing_cells": missing} if missing else {}
+    meta: dict[str, object] = {"source_columns": renamed} if renamed else {}
+    if missing:
+        meta["missing_cells"] = missing
     return Manifest(table[ordered], clinical_columns=clinical, clinical_types=types, meta=meta)
