@@ -444,7 +444,8 @@ def _her2low_section(df: pd.DataFrame, s: SurvivalSettings, h: Her2LowSettings, 
         )
 
 
-def run_survival(df: pd.DataFrame, settings: SurvivalSettings, out_dir: str | os.PathLike[str]) -> SurvivalReport:
+def run_survival(df: pd.DataFrame, settings: SurvivalSettings, out_dir: str | os.PathLike[str], *,
+                 notes: list[str] | None = None) -> SurvivalReport:
     """Run the survival stage on a cohort table and write its tables and figures.
 
     Parameters
@@ -454,6 +455,8 @@ def run_survival(df: pd.DataFrame, settings: SurvivalSettings, out_dir: str | os
     settings : SurvivalSettings
     out_dir : path-like
         Output folder (created; files in it are replaced one by one, atomically).
+    notes : list of str, optional
+        How the caller prepared the table (e.g. one row per patient), put first in the notes.
 
     Returns
     -------
@@ -472,7 +475,7 @@ def run_survival(df: pd.DataFrame, settings: SurvivalSettings, out_dir: str | os
     out.mkdir(parents=True, exist_ok=True)
     _check_settings_columns(df, settings)
     df = df.reset_index(drop=True) if not df.index.is_unique else df
-    rep = SurvivalReport(out_dir=out)
+    rep = SurvivalReport(out_dir=out, notes=list(notes or []))
     df, missing = _handle_missing(df, settings, rep)
     survival_arrays(df, settings.time_column, settings.event_column)
     w = _Writer(out, settings.figure_format, rep)

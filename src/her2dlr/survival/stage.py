@@ -79,6 +79,7 @@ def run_survival_stage(study: Study | None = None, *, settings_from: Study | Non
         raise StudyFileError("Give a study file, or both --data and --out.")
     source: Any = settings_from if settings_from is not None else study
     settings = load_survival_settings(source, **overrides)
+    notes: list[str] = []
     if data is not None:
         df = read_table(data)
     else:
@@ -87,5 +88,10 @@ def run_survival_stage(study: Study | None = None, *, settings_from: Study | Non
         manifest = Manifest.load(study.paths.manifest)  # type: ignore[union-attr]
         df = _with_source_names(manifest.included, manifest.meta.get("source_columns", {}))
         settings = _with_cohort_types(settings, manifest.clinical_types)
+        if df["patient_id"].duplicated().any():  # follow-up belongs to the patient, not to each image or lesion
+            n_rows = len(df)
+            df = df.drop_duplicates("patient_id", keep="first")
+            notes.append(f"the cohort has {n_rows} rows of {len(df)} patients: one row per patient (the first) "
+                         "enters the survival analyses")
     folder = Path(out) if out is not None else study.paths.survival  # type: ignore[union-attr]
-    return run_survival(df, settings, folder), folder
+    return run_survival(df, settings, folder, notes=notes), folder
