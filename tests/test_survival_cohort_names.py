@@ -45,7 +45,7 @@ def _study(tmp_path: Path, survival: dict, *, missing_rows: bool = False):
 
 def test_source_names_cohort_types_and_findings(tmp_path: Path):
     study = _study(tmp_path, {"covariates": ["age", "tsize", "pnodes", "grade_code"]})
-    report, out = run_survival_stage(study)
+    _report, out = run_survival_stage(study)
     cox = pd.read_csv(out / "tables" / "cox_multivariable.csv")
     # grade_code (0/1/2, declared categorical in the cohort) enters Cox as two level terms, not one number
     assert sorted(cox.loc[cox["covariate"] == "grade_code", "level"].astype(float)) == [1.0, 2.0]

@@ -95,7 +95,7 @@ def clustered_ci_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     delong = delong_auc_ci(y, prob)
     obu = clustered_auc_ci(y, prob, groups)
     boot = cluster_bootstrap_auc_ci(y, prob, groups, n_boot=2000, seed=opts.seed)
-    common = {"n": n, "groups": int(len(set(groups))), "seconds": seconds}
+    common = {"n": n, "groups": len(set(groups)), "seconds": seconds}
     yield result(BENCH, "auc", delong.auc, **common)
     yield result(BENCH, "ci_width_delong", delong.ci_high - delong.ci_low, ci_low=delong.ci_low,
                  ci_high=delong.ci_high, n=n)

@@ -5,7 +5,7 @@
 
 ``--test`` may also be any study file (or a folder holding ``study.yaml``: its cohort and label
 rule are used) or a folder-per-class cohort (``benign/``, ``malignant/``); it is checked and its
-cohort built before the training side (:func:`test_study`). A test cohort without pixel sizes
+cohort built before the training side (:func:`resolve_test_study`). A test cohort without pixel sizes
 is not resampled (``busi_pixel_mm`` is then null).
 
 Training: every labelled BUSI image (437 benign, 210 malignant; one hospital, one LOGIQ E9).
@@ -111,8 +111,20 @@ import pandas as pd
 from her2dlr.bench import BenchOptions, register, result
 from her2dlr.errors import InputError
 
-__all__ = ["DEFAULT_VARIANT", "MODELS", "SHAPE_INVARIANT", "VARIANTS", "Variant", "busi_nominal_spacing",
-           "external_bench", "fit_models", "perturbed_rows", "resample_rows", "score_models", "test_study"]
+__all__ = [
+    "DEFAULT_VARIANT",
+    "MODELS",
+    "SHAPE_INVARIANT",
+    "VARIANTS",
+    "Variant",
+    "busi_nominal_spacing",
+    "external_bench",
+    "fit_models",
+    "perturbed_rows",
+    "resample_rows",
+    "resolve_test_study",
+    "score_models",
+]
 
 BENCH = "external"
 #: The six classifiers of seed 002 (zoo default grids).
@@ -315,7 +327,7 @@ TEST_FORMS = ("a study file (.yaml) or a folder holding study.yaml (its cohort a
               "the breast-lesions-usg folder (its clinical .xlsx and images/)")
 
 
-def test_study(path: Path | None, out: Path) -> Any:
+def resolve_test_study(path: Path | None, out: Path) -> Any:
     """The study of the external test cohort given by ``--test``, checked before any work is done.
 
     ``path`` may be a study file, a folder holding ``study.yaml``, a folder-per-class cohort
@@ -416,7 +428,7 @@ def external_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         # the test side first: a wrong --test fails before the training cohort is built
-        test = labelled_cases(build_cohort(test_study(opts.test, Path(tmp) / "test"), n_jobs=opts.n_jobs,
+        test = labelled_cases(build_cohort(resolve_test_study(opts.test, Path(tmp) / "test"), n_jobs=opts.n_jobs,
                                            progress=False).manifest)
         if test.table["label"].nunique() < 2:
             raise InputError(f"--test {opts.test}: the test cohort needs labelled cases of both classes; "

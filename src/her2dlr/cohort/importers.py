@@ -152,7 +152,7 @@ def _from_template(template: str, rec: pd.Series, where: str, what: str) -> str:
                          f"Columns: {list(values)}.{nearest(str(exc.args[0]), values)}") from None
     except (ValueError, IndexError) as exc:
         raise InputError(f"{what} '{template}' is not a valid template ({exc}); write columns as {{Column}}.") from None
-    fields = [f for f in re.findall(r"{([^{}]+)}", template)]
+    fields = list(re.findall(r"{([^{}]+)}", template))
     empty = [f for f in fields if not values.get(f)]
     if empty:
         raise InputError(f"{where}: {what} '{template}' needs column(s) {empty}, which are empty in this row.")
@@ -188,6 +188,15 @@ def missing_cells(raw: pd.DataFrame, cleaned: pd.DataFrame) -> dict[str, dict[st
             counts = was[now_missing].astype(str).str.strip().value_counts()
             out[str(col)] = {str(k): int(v) for k, v in counts.items()}
     return out
+
+
+def _refuse_missing_files(missing_files: list[str], table_path: Path, src: TableSource, raw: pd.DataFrame) -> None:
+    hint = ""
+    if src.image_column and raw[src.image_column].astype(str).str.fullmatch(r"[\w-]+").all():
+        hint = (f"\nColumn '{src.image_column}' holds ids, not file names: build the paths with image_template "
+                f"(e.g. 'images/{{{src.image_column}}}.png'), or leave image_column out for a feature-only cohort.")
+    raise InputError(f"{len(missing_files)} file(s) named in {table_path} do not exist:\n  "
+                     + "\n  ".join(missing_files[:20]) + hint)
 
 
 def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -261,12 +270,7 @@ def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tup
             **extra,
         ))
     if missing_files:
-        hint = ""
-        if src.image_column and raw[src.image_column].astype(str).str.fullmatch(r"[\w-]+").all():
-            hint = (f"\nColumn '{src.image_column}' holds ids, not file names: build the paths with image_template "
-                    f"(e.g. 'images/{{{src.image_column}}}.png'), or leave image_column out for a feature-only cohort.")
-        raise InputError(f"{len(missing_files)} file(s) named in {table_path} do not exist:\n  "
-                         + "\n  ".join(missing_files[:20]) + hint)
+        _refuse_missing_files(missing_files, table_path, src, raw)
     df = pd.DataFrame(rows)
     dup = df["case_id"][df["case_id"].duplicated(keep=False)]
     if len(dup):

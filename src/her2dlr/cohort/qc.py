@@ -42,9 +42,9 @@ from tqdm.auto import tqdm
 
 from her2dlr.cohort.duplicates import (
     DEFAULT_CANDIDATE_DISTANCE,
-    PAIR_DTYPES,
     DEFAULT_NEAR_DISTANCE,
     DEFAULT_OVERLAP_NCC,
+    PAIR_DTYPES,
     Fingerprint,
     connected_groups,
     find_duplicate_pairs,

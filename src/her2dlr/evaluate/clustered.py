@@ -219,7 +219,7 @@ def clustered_proportion_ci(successes: Any, clusters: Any, *, level: float = 0.9
     denom = 1.0 + z * z / n_eff
     centre = (p + z * z / (2 * n_eff)) / denom
     half = z / denom * np.sqrt(p * (1 - p) / n_eff + z * z / (4 * n_eff * n_eff))
-    return {"value": p, "k": int(round(k)), "n": n, "ci_low": float(max(0.0, centre - half)),
+    return {"value": p, "k": round(k), "n": n, "ci_low": float(max(0.0, centre - half)),
             "ci_high": float(min(1.0, centre + half)), "deff": float(deff), "n_effective": float(n_eff),
             "method": "wilson (patient-clustered)"}
 

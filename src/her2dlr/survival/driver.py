@@ -183,7 +183,7 @@ def _findings(rep: SurvivalReport, s: SurvivalSettings) -> None:
         if model is None or not hasattr(model, "summary"):
             continue
         table = model.summary
-        for term, row in table[table["p"] < s.alpha].iterrows():
+        for _term, row in table[table["p"] < s.alpha].iterrows():
             what = f"{row['covariate']} = {row['level']}" if row["level"] else str(row["covariate"])
             direction = "higher" if row["hr"] > 1 else "lower"
             rep.sentences.append(
