@@ -13,6 +13,13 @@ Lines: ``auc``, ``ci_width_delong``, ``ci_width_obuchowski``, ``ci_width_patient
 ``width_ratio_obuchowski_delong``, ``sensitivity_ci_width_wilson``,
 ``sensitivity_ci_width_clustered``, ``specificity_ci_width_wilson``,
 ``specificity_ci_width_clustered``, ``rows_in_multi_image_groups``.
+
+Development run (seed 0, 647 labelled images in 495 groups, 278 images in groups of two or
+more): AUC 0.944; 95% CI width 0.0348 (DeLong), 0.0362 (Obuchowski), 0.0366 (patient
+bootstrap, 2,000 resamples): the clustered interval is 4% wider and agrees with the bootstrap;
+sensitivity (0.78 at threshold 0.5) 0.111 (Wilson) vs 0.118 (clustered), specificity 0.042 vs
+0.044. BUSI's groups are small and mostly one image each, so the widening is modest; with
+several images per patient throughout it is larger (see ``tests/test_evaluate_clustered.py``).
 """
 
 from __future__ import annotations
