@@ -229,13 +229,18 @@ def test_cli_cohort_qc_prints_the_summary_once(tmp_path: Path):
     from her2dlr.cli import app
 
     src = _feature_only(tmp_path)
+    clinical = pd.read_csv(tmp_path / "clinical.csv")
+    clinical.loc[3, "y"] = "unclear"
+    clinical.to_csv(tmp_path / "clinical.csv", index=False)
     path = tmp_path / "study.yaml"
     import yaml
 
     path.write_text(yaml.safe_dump({"name": "t", "cohort": {"sources": [src]},
-                                    "label": {"rule": "column", "column": "y", "positive": ["malignant"]},
+                                    "label": {"rule": "column", "column": "y", "positive": ["malignant"],
+                                              "negative": ["benign"]},
                                     "split": {"seed": 1, "kfold": {"n_splits": 2, "n_repeats": 1}}}))
     out = CliRunner().invoke(app, ["cohort", "qc", str(path), "--n-jobs", "1"])
     assert out.exit_code == 0, out.output
-    assert out.output.count("included 20") == 1
+    assert out.output.count("near-duplicate groups") == 1  # one account of the QC, not two
+    assert "excluded cases (1; all in qc.csv):" in out.output and "case3: label 'y' = 'unclear'" in out.output
     assert load_study(path).paths.manifest.exists()
