@@ -120,7 +120,7 @@ def test_quoted_newline_in_header_and_bom(tmp_path: Path):
 def test_missing_tokens_are_read_and_reported(tmp_path: Path):
     src = _feature_only(tmp_path)
     df = pd.read_csv(tmp_path / "clinical.csv")
-    df["Grade"] = ["NP", "2", "NC", "3", "unknown", "1"] + ["2"] * 14
+    df["Grade"] = ["NP", "2", "NC", "3", "unknown", "1", "N/A", "NA", ""] + ["2"] * 11
     df["Site"] = ["left", "ND?"] + ["right"] * 18
     df.to_csv(tmp_path / "clinical.csv", index=False)
     study = _study(tmp_path, {**src, "clinical_columns": ["Age", "Grade", "Site"]},
@@ -128,8 +128,8 @@ def test_missing_tokens_are_read_and_reported(tmp_path: Path):
                            "extra_missing_values": ["ND?"]})
     m = import_sources(study)
     assert m.clinical_types["Grade"] == "numeric"
-    assert m.table["Grade"].isna().sum() == 3 and m.table["Site"].isna().sum() == 1
-    assert m.meta["missing_cells"]["clinical.csv"] == {"Grade": {"NP": 1, "NC": 1, "unknown": 1},
+    assert m.table["Grade"].isna().sum() == 6 and m.table["Site"].isna().sum() == 1
+    assert m.meta["missing_cells"]["clinical.csv"] == {"Grade": {"NP": 1, "NC": 1, "unknown": 1, "N/A": 1, "NA": 1},
                                                        "Site": {"ND?": 1}}
     build = build_cohort(study, n_jobs=1, progress=False)
     assert "cells read as missing in clinical.csv: Grade: 'NP' x1" in build.qc.summary_text()

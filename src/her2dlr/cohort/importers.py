@@ -20,7 +20,7 @@ from her2dlr.cohort.manifest import CORE_COLUMNS, Manifest
 from her2dlr.cohort.settings import FilesSource, FolderSource, TableSource
 from her2dlr.errors import InputError, nearest
 from her2dlr.io.cells import parse_bbox
-from her2dlr.io.tables import read_table
+from her2dlr.io.tables import numbers_where_numeric, read_table
 
 if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
     from her2dlr.config import Study
@@ -179,11 +179,11 @@ def _image_and_masks(src: TableSource, rec: pd.Series, where: str, image_root: P
 
 
 def missing_cells(raw: pd.DataFrame, cleaned: pd.DataFrame) -> dict[str, dict[str, int]]:
-    """Per column, the cell texts read as missing and how often (blank cells as ``""``)."""
+    """Per column, the cell texts read as missing and how often (blank cells are not listed)."""
     out: dict[str, dict[str, int]] = {}
     for col in raw.columns:
         was = raw[col]
-        now_missing = cleaned[col].isna() & was.notna()
+        now_missing = cleaned[col].isna() & was.notna() & was.astype(str).str.strip().ne("")
         if now_missing.any():
             counts = was[now_missing].astype(str).str.strip().value_counts()
             out[str(col)] = {str(k): int(v) for k, v in counts.items()}
@@ -205,7 +205,7 @@ def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tup
     The cell texts read as missing are in ``df.attrs["missing_cells"]`` (column -> text -> count).
     """
     table_path = (root / src.path) if not src.path.is_absolute() else src.path
-    raw = read_table(table_path, sheet=src.sheet)
+    raw = read_table(table_path, sheet=src.sheet, keep_missing_text=True)
     name = f"table {table_path.name}"
     needed = [src.image_column, src.mask_column, src.bbox_column, src.case_id_column, src.patient_id_column,
               src.centre_column, src.spacing_column, src.time_column, src.event_column, src.treatment_column,
@@ -224,6 +224,7 @@ def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tup
     for col in cleaned.columns:
         if cleaned[col].dtype == object or str(cleaned[col].dtype).startswith(("str", "string")):
             cleaned[col] = clean_missing(cleaned[col], missing_values)
+    cleaned = numbers_where_numeric(cleaned)
     typed, types = infer_clinical_types(
         cleaned, src.clinical_columns, declared=src.clinical_types, separator=src.multi_value_separator,
         source=str(table_path), row_offset=2,
@@ -232,7 +233,7 @@ def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tup
     for i, rec in typed.iterrows():
         row_no = i + 2  # 1-based, plus the header line, as a spreadsheet shows it
         where = f"{name} row {row_no}"
-        image, masks = _image_and_masks(src, raw.loc[i] if src.image_template or src.mask_template else rec,
+        image, masks = _image_and_masks(src, cleaned.loc[i] if src.image_template or src.mask_template else rec,
                                         where, image_root)
         for p in [image, *masks]:
             if p is not None and not p.exists():

@@ -11,7 +11,7 @@ import pandas as pd
 
 from her2dlr.errors import InputError
 
-__all__ = ["TABLE_SUFFIXES", "read_table"]
+__all__ = ["TABLE_SUFFIXES", "numbers_where_numeric", "read_table"]
 
 #: File endings :func:`read_table` reads.
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".xls", ".parquet")
@@ -26,12 +26,12 @@ _HARMLESS_XLSX_WARNINGS = (
 )
 
 
-def _read_excel(path: Path, sheet: str | int) -> pd.DataFrame:
+def _read_excel(path: Path, sheet: str | int, na: dict[str, object]) -> pd.DataFrame:
     with warnings.catch_warnings():
         for pattern in _HARMLESS_XLSX_WARNINGS:
             warnings.filterwarnings("ignore", message=pattern, category=UserWarning)
         try:
-            return pd.read_excel(path, sheet_name=sheet)
+            return pd.read_excel(path, sheet_name=sheet, **na)
         except (ValueError, IndexError) as exc:
             if "not found" in str(exc) or isinstance(exc, IndexError):
                 sheets = pd.ExcelFile(path).sheet_names
@@ -50,7 +50,7 @@ def _encoding(path: Path) -> str:
         return "cp1252"
 
 
-def _read_delimited(path: Path, suffix: str) -> pd.DataFrame:
+def _read_delimited(path: Path, suffix: str, na: dict[str, object]) -> pd.DataFrame:
     """A real CSV parser first (quoted fields may hold separators and newlines); sniff only as a fallback.
 
     ``.tsv`` is tab-separated; ``.csv`` / ``.txt`` are read as comma-separated, and re-read with the
@@ -58,9 +58,9 @@ def _read_delimited(path: Path, suffix: str) -> pd.DataFrame:
     """
     encoding = _encoding(path)
     if suffix == ".tsv":
-        return pd.read_csv(path, sep="\t", encoding=encoding)
+        return pd.read_csv(path, sep="\t", encoding=encoding, **na)
     try:
-        table = pd.read_csv(path, encoding=encoding)
+        table = pd.read_csv(path, encoding=encoding, **na)
     except pd.errors.ParserError:
         table = None
     if table is not None and table.shape[1] > 1:
@@ -73,10 +73,10 @@ def _read_delimited(path: Path, suffix: str) -> pd.DataFrame:
         sep = ","
     if table is not None and sep == ",":
         return table
-    return pd.read_csv(path, sep=sep, encoding=encoding)
+    return pd.read_csv(path, sep=sep, encoding=encoding, **na)
 
 
-def read_table(path: str | os.PathLike[str], *, sheet: str | int = 0) -> pd.DataFrame:
+def read_table(path: str | os.PathLike[str], *, sheet: str | int = 0, keep_missing_text: bool = False) -> pd.DataFrame:
     """Read a table, every cell kept as text or number as stored (no type guessing beyond pandas').
 
     Column names are stripped of a leading byte-order mark and of surrounding spaces.
@@ -87,6 +87,10 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | int = 0) -> pd.Data
         ``.csv``, ``.tsv``, ``.txt`` (comma, semicolon or tab), ``.xlsx``, ``.xls`` or ``.parquet``.
     sheet : str or int
         Excel sheet name or index.
+    keep_missing_text : bool, default False
+        Keep the texts pandas reads as missing (``NA``, ``N/A``, ``NULL``, blank ...) as text, so
+        the caller decides (and reports) what is missing; columns of numbers then stay text
+        until :func:`numbers_where_numeric`.
 
     Raises
     ------
@@ -100,13 +104,14 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | int = 0) -> pd.Data
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise InputError(f"Unknown table format '{suffix}' for {path}: use CSV, TSV, XLSX or Parquet.")
+    na: dict[str, object] = {"keep_default_na": False, "na_values": []} if keep_missing_text else {}
     try:
         if suffix in (".xlsx", ".xlsm", ".xls"):
-            table = _read_excel(path, sheet)
+            table = _read_excel(path, sheet, na)
         elif suffix == ".parquet":
             table = pd.read_parquet(path)
         else:
-            table = _read_delimited(path, suffix)
+            table = _read_delimited(path, suffix, na)
     except InputError:
         raise
     except pd.errors.EmptyDataError:
@@ -118,3 +123,21 @@ def read_table(path: str | os.PathLike[str], *, sheet: str | int = 0) -> pd.Data
     if dup:
         raise InputError(f"Table {path} has several columns named {dup[:5]}: give each column its own name.")
     return table
+
+
+def numbers_where_numeric(table: pd.DataFrame) -> pd.DataFrame:
+    """Text columns whose present cells are all numbers, as numbers (what pandas infers when reading).
+
+    For a table read with ``keep_missing_text=True`` once its missing-value texts are NA.
+    """
+    out = table.copy()
+    for col in out.columns:
+        if out[col].dtype != object and not str(out[col].dtype).startswith(("str", "string")):
+            continue
+        present = out[col].dropna()
+        if not len(present) or not present.map(lambda v: isinstance(v, (str, int, float))).all():
+            continue
+        converted = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+        if converted.notna().all() and not present.astype(str).str.strip().eq("").any():
+            out[col] = pd.to_numeric(out[col].map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce")
+    return out
