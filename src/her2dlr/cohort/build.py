@@ -85,8 +85,8 @@ def cross_centre_pairs(manifest: Manifest, pairs: pd.DataFrame) -> pd.DataFrame:
     cols = ["case_a", "case_b", "centre_a", "centre_b", "image_a", "image_b", "distance", "method"]
     if not len(pairs) or "centre" not in manifest.table.columns:
         return pd.DataFrame(columns=cols)
-    info = manifest.table.drop_duplicates("case_id").set_index(manifest.table.drop_duplicates("case_id")["case_id"]
-                                                                .astype(str))
+    rows = manifest.table.drop_duplicates("case_id")
+    info = rows.set_index(rows["case_id"].astype(str))
     a, b = pairs["case_a"].astype(str), pairs["case_b"].astype(str)
     known = a.isin(info.index) & b.isin(info.index)
     out = pd.DataFrame({

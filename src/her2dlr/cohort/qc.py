@@ -14,7 +14,7 @@ and checks, per manifest row:
 
 Rows without an image (a feature-only cohort, whose features come from tables the study
 brings) are not read; given those tables (``features``), rows with identical feature vectors
-are exact duplicates (method ``identical features``) and a row missing from every table is
+are exact duplicates (method ``identical features``) and a row missing from a table is
 excluded.
 
 Problems never raise: the row gets ``include=False`` and an ``exclude_reason`` naming the
@@ -241,15 +241,16 @@ def _patient_pairs(patient_ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _feature_row_reports(table: pd.DataFrame, has_image: pd.Series,
                          features: dict[str, pd.DataFrame] | None) -> dict[int, _RowReport]:
-    """Reports of the rows without an image: fine, or excluded when no feature table has the case."""
+    """Reports of the rows without an image: fine, or excluded when a feature table lacks the case
+    (the tables are joined by case id, so such a case would have no features)."""
     out: dict[int, _RowReport] = {}
-    known = set().union(*(set(t.index.astype(str)) for t in features.values())) if features else None
+    ids = {name: set(t.index.astype(str)) for name, t in (features or {}).items()}
     for k in np.flatnonzero(~has_image.to_numpy()):
         report = _RowReport(readable=False)
         case = str(table.at[k, "case_id"])
-        if known is not None and case not in known:
-            report.problems.append(("no_features", f"case {case} has no row in the feature table(s) "
-                                                   f"{sorted(features)}"))  # type: ignore[arg-type]
+        lacking = sorted(name for name, known in ids.items() if case not in known)
+        if lacking:
+            report.problems.append(("no_features", f"case {case} has no row in the feature table(s) {lacking}"))
         out[int(k)] = report
     return out
 
@@ -459,7 +460,7 @@ def run_qc(
         Show a progress bar.
     features : dict of str to DataFrame, optional
         Feature tables (name -> table indexed by case id) of rows without images: identical
-        feature rows are exact duplicates; a row in none of them is excluded.
+        feature rows are exact duplicates; a row missing from one of them is excluded.
 
     Returns
     -------
