@@ -161,17 +161,27 @@ def test_header_only_table_and_duplicate_feature_ids(tmp_path: Path):
 
 
 def test_xlsx_conditional_formatting_warning_is_not_shown(tmp_path: Path):
+    import zipfile
+
     from openpyxl import Workbook
-    from openpyxl.formatting.rule import CellIsRule
-    from openpyxl.styles import PatternFill
 
     wb = Workbook()
     ws = wb.active
     ws.append(["case_id", "Age"])
     ws.append(["a", 41])
-    ws.conditional_formatting.add("B2:B3", CellIsRule(operator="greaterThan", formula=["40"],
-                                                      fill=PatternFill(bgColor="FFC7CE")))
-    wb.save(tmp_path / "t.xlsx")
+    wb.save(tmp_path / "plain.xlsx")
+    # what Excel writes for data bars / icon sets: a conditional-formatting extension openpyxl cannot read
+    ext = ('<extLst><ext uri="{78C0D931-6437-407d-A8EE-F0AAD7539E65}" '
+           'xmlns:x14="http://schemas.microsoft.com/office/spreadsheetml/2009/9/main">'
+           '<x14:conditionalFormattings/></ext></extLst></worksheet>')
+    with zipfile.ZipFile(tmp_path / "plain.xlsx") as src, zipfile.ZipFile(tmp_path / "t.xlsx", "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data.decode().replace("</worksheet>", ext).encode()
+            dst.writestr(item, data)
+    with pytest.warns(UserWarning, match="Conditional Formatting extension"):
+        pd.read_excel(tmp_path / "t.xlsx")  # the warning a user saw
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_table(tmp_path / "t.xlsx")["Age"].tolist() == [41]
