@@ -89,11 +89,12 @@ def clustered_ci_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     if not data.is_dir():
         raise InputError(f"BUSI folder {data} does not exist: pass --data DIR (benign/, malignant/, normal/).")
     start = time.perf_counter()
-    work = Path(opts.work_dir) if opts.work_dir else Path(tempfile.mkdtemp(prefix="her2dlr-clustered-ci-"))
-    manifest = busi_cases(data, work, opts.n_jobs, quick=opts.quick, seed=opts.seed)
-    table = manifest.table
-    table = table[table["mask"].notna() & (table["fold_r0"] >= 0)].reset_index(drop=True)
-    X = np.array([lesion_statistics(str(i), str(m)) for i, m in zip(table["image"], table["mask"])])
+    with tempfile.TemporaryDirectory(prefix="her2dlr-clustered-ci-") as tmp:
+        work = Path(opts.work_dir) if opts.work_dir else Path(tmp)
+        manifest = busi_cases(data, work, opts.n_jobs, quick=opts.quick, seed=opts.seed)
+        table = manifest.table
+        table = table[table["mask"].notna() & (table["fold_r0"] >= 0)].reset_index(drop=True)
+        X = np.array([lesion_statistics(str(i), str(m)) for i, m in zip(table["image"], table["mask"])])
     prob = _oof_probabilities(table, X)
     y = table["label"].astype(int).to_numpy()
     groups = table["group"].astype(str).to_numpy()
