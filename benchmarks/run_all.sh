@@ -13,6 +13,7 @@ run report
 run deep-speed
 if [ -d "$DATA/busi" ]; then
   run busi-qc --data "$DATA/busi"
+  run clustered-ci --data "$DATA/busi"
   run extraction --data "$DATA/busi"
   run busi-radiomics --data "$DATA/busi"
   run busi-dlr --data "$DATA/busi"   # trains busi-deep's fold networks unless the work dir has them

@@ -72,3 +72,34 @@ def test_external_quick(shared_data: Path, tmp_path: Path):
     assert lines["auc_external_mask"]["value"] > 0.6
     assert 0.05 < lines["busi_pixel_mm"]["value"] < 0.15
     assert lines["seconds"]["value"] > 0
+
+
+def test_test_folder_is_checked_before_the_training_side(tmp_path: Path):
+    train = tmp_path / "empty_train"  # no class folders: building it would fail with another message
+    train.mkdir()
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("not a cohort")
+    with pytest.raises(InputError, match=r"--test .*junk is not a cohort this benchmark can read.*study file"):
+        list(run_bench("external", BenchOptions(train=train, test=junk)))
+    with pytest.raises(InputError, match=r"--test .*nowhere does not exist"):
+        list(run_bench("external", BenchOptions(train=train, test=tmp_path / "nowhere")))
+
+
+def test_test_cohort_may_be_a_study_or_a_class_folder(tmp_path: Path):
+    import yaml
+
+    from conftest import write_lesion_folders
+    from her2dlr.bench.external import resolve_test_study
+    from her2dlr.cohort.build import build_cohort
+
+    folders = write_lesion_folders(tmp_path / "other", 4)
+    study = resolve_test_study(folders, tmp_path / "out1")
+    built = build_cohort(study.model_copy(update={"split": study.split.model_copy(update={"kfold": None})}),
+                         n_jobs=1, progress=False)
+    assert sorted(built.manifest.included["label"].astype(int).value_counts().tolist()) == [4, 4]
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({
+        "name": "ext", "cohort": {"sources": [{"kind": "folders", "path": str(folders)}]},
+        "label": {"rule": "column", "column": "class", "positive": ["malignant"], "negative": ["benign"]}}))
+    from_study = resolve_test_study(tmp_path, tmp_path / "out2")
+    assert from_study.name == "ext" and Path(from_study.output_dir) == tmp_path / "out2"

@@ -107,7 +107,7 @@ def test_mixed_type_clinical_column_is_refused_with_rows(tmp_path: Path):
     df = _table_cohort(tmp_path, n=10)
     df["age"] = ages
     df.to_csv(tmp_path / "t.csv", index=False)
-    with pytest.raises(InputError, match=r"'age'.*mixed types.*row\(s\) \[3\].*'sixty'"):
+    with pytest.raises(InputError, match=r"'age'.*mixed types.*row\(s\) \[5\].*'sixty'"):
         import_sources(_study(tmp_path, _table_source(tmp_path / "t.csv")))
 
 
@@ -127,7 +127,7 @@ def test_declared_numeric_with_text_names_rows(tmp_path: Path):
     df = _table_cohort(tmp_path)
     df["age"] = [41, "old", 63, 50, 45, 38]
     df.to_csv(tmp_path / "t.csv", index=False)
-    with pytest.raises(InputError, match=r"declared numeric.*row\(s\) \[1\]"):
+    with pytest.raises(InputError, match=r"declared numeric.*row\(s\) \[3\]"):
         import_sources(_study(tmp_path, _table_source(tmp_path / "t.csv", clinical_types={"age": "numeric"})))
 
 

@@ -14,9 +14,10 @@ import pytest
 
 from her2dlr.bench.synthetic_run import make_synthetic_run
 from her2dlr.evaluate.calibration import calibration_summary
+from her2dlr.evaluate.clustered import clustered_auc_ci
 from her2dlr.evaluate.compare import threshold_metrics_ci
 from her2dlr.evaluate.decision import decision_curve
-from her2dlr.evaluate.delong import delong_auc_ci, delong_test
+from her2dlr.evaluate.delong import delong_test
 from her2dlr.report.build import build_report
 from her2dlr.report.checklists import TODO
 
@@ -89,7 +90,9 @@ def test_auc_and_delong_tables_agree_with_statistics(built: tuple[Path, object])
     table = pd.read_csv(run / "report" / "tables" / "auc_test.csv").set_index("model")
     assert set(table.index) == set(test["model"])
     for model, part in test.groupby("model"):
-        ref = delong_auc_ci(part["label"], part["prob"])
+        # patients of the synthetic run have several cases: the interval is the patient-clustered one
+        assert part["patient_id"].duplicated().any() and table.loc[model, "ci_method"] == "obuchowski"
+        ref = clustered_auc_ci(part["label"], part["prob"], part["patient_id"])
         assert table.loc[model, "auc"] == pytest.approx(ref.auc, abs=1e-12)
         assert table.loc[model, "ci_low"] == pytest.approx(ref.ci_low, abs=1e-12)
         assert table.loc[model, "ci_high"] == pytest.approx(ref.ci_high, abs=1e-12)
@@ -108,7 +111,8 @@ def test_threshold_metrics_and_calibration_agree(built: tuple[Path, object]) -> 
     tm = pd.read_csv(run / "report" / "tables" / "threshold_metrics_test.csv")
     cal = pd.read_csv(run / "report" / "tables" / "calibration_test.csv").set_index("model")
     for model, part in test.groupby("model"):
-        ref = threshold_metrics_ci(part["label"], part["prob"], float(part["threshold"].iloc[0]))
+        ref = threshold_metrics_ci(part["label"], part["prob"], float(part["threshold"].iloc[0]),
+                                   clusters=part["patient_id"])
         got = tm[tm["model"] == model].set_index("metric")
         for metric in ("sensitivity", "specificity", "accuracy", "youden"):
             assert got.loc[metric, "value"] == pytest.approx(ref.loc[metric, "value"], abs=1e-12)

@@ -185,6 +185,9 @@ def _cohort_inputs(study: Study, previous: dict[str, str] | None, *, after_run: 
     for src in study.cohort.sources:
         path = study.resolve(src.path)
         out.update(_stat_all([str(path)]))
+    # a feature-only cohort's QC reads the feature tables the study brings (duplicates, missing cases)
+    user_tables = [n for n in (study.learn.features if study.learn is not None else []) if study.resolve(n).is_file()]
+    out.update(_stat_all([str(study.resolve(n)) for n in user_tables]))
     named = _manifest_files(study) if after_run else list(previous or {})
     out.update(_stat_all([p for p in named if p not in out]))
     return out

@@ -88,10 +88,13 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
             hint = nearest(str(loc[-1]), allowed)
             lines.append(f"  - unknown key '{key}'. Allowed here: {', '.join(allowed)}.{hint}")
             continue
+        if err["type"] == "missing":
+            lines.append(f"  - {key or '(top level)'}: required, not given")
+            continue
         value = err.get("input")
-        shown = repr(value) if not isinstance(value, dict) else "{...}"
         msg = err["msg"]
         if err["type"] == "literal_error":
             msg = f"must be one of {err['ctx']['expected']}"
-        lines.append(f"  - {key or '(top level)'} = {shown}: {msg}")
+        shown = "" if isinstance(value, dict) else f" = {value!r}"  # a whole section is not worth repeating
+        lines.append(f"  - {key or '(top level)'}{shown}: {msg}")
     return "\n".join(lines)

@@ -46,6 +46,7 @@ _BENCH_MODULES = (
     "her2dlr.bench.survival_benches",
     "her2dlr.bench.busi_radiomics",
     "her2dlr.bench.external",
+    "her2dlr.bench.clustered_ci",
     "her2dlr.bench.evaluate_benches",
     "her2dlr.bench.report_benches",
     "her2dlr.bench.deep_benches",

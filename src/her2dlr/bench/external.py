@@ -3,6 +3,11 @@
 ``her2dlr bench external --train ../shared/data/busi --test ../shared/data/breast-lesions-usg
 [--quick] [--work-dir DIR] [--n-jobs 2]``
 
+``--test`` may also be any study file (or a folder holding ``study.yaml``: its cohort and label
+rule are used) or a folder-per-class cohort (``benign/``, ``malignant/``); it is checked and its
+cohort built before the training side (:func:`resolve_test_study`). A test cohort without pixel sizes
+is not resampled (``busi_pixel_mm`` is then null).
+
 Training: every labelled BUSI image (437 benign, 210 malignant; one hospital, one LOGIQ E9).
 Test: every labelled BrEaST-Lesions-USG image (154 benign, 98 malignant; another centre,
 pixel sizes from 0.043 to 0.139 mm), benign vs malignant from its ``Classification`` column.
@@ -106,8 +111,20 @@ import pandas as pd
 from her2dlr.bench import BenchOptions, register, result
 from her2dlr.errors import InputError
 
-__all__ = ["DEFAULT_VARIANT", "MODELS", "SHAPE_INVARIANT", "VARIANTS", "Variant", "busi_nominal_spacing",
-           "external_bench", "fit_models", "perturbed_rows", "resample_rows", "score_models"]
+__all__ = [
+    "DEFAULT_VARIANT",
+    "MODELS",
+    "SHAPE_INVARIANT",
+    "VARIANTS",
+    "Variant",
+    "busi_nominal_spacing",
+    "external_bench",
+    "fit_models",
+    "perturbed_rows",
+    "resample_rows",
+    "resolve_test_study",
+    "score_models",
+]
 
 BENCH = "external"
 #: The six classifiers of seed 002 (zoo default grids).
@@ -304,6 +321,45 @@ def _require(path: Path | None, flag: str, expect: str) -> Path:
     return Path(path).resolve()
 
 
+#: What ``--test`` may be, for messages.
+TEST_FORMS = ("a study file (.yaml) or a folder holding study.yaml (its cohort and label rule are used)",
+              "a folder with benign/ and malignant/ subfolders (BUSI layout)",
+              "the breast-lesions-usg folder (its clinical .xlsx and images/)")
+
+
+def resolve_test_study(path: Path | None, out: Path) -> Any:
+    """The study of the external test cohort given by ``--test``, checked before any work is done.
+
+    ``path`` may be a study file, a folder holding ``study.yaml``, a folder-per-class cohort
+    (``benign/``, ``malignant/``) or the BrEaST-Lesions-USG folder. The study's cohort is built
+    under ``out`` (its own run folder is not touched).
+
+    Raises
+    ------
+    InputError
+        ``--test`` missing, not there, or none of the forms above (the message lists them).
+    """
+    from her2dlr.bench.breast_usg import TABLE, breast_study
+    from her2dlr.bench.cohort_benches import busi_study
+    from her2dlr.config import load_study
+
+    forms = "; ".join(TEST_FORMS)
+    if path is None:
+        raise InputError(f"Benchmark '{BENCH}' needs --test: {forms}.")
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"--test {path} does not exist. Give {forms}.")
+    study_file = path if path.is_file() else path / "study.yaml"
+    if study_file.suffix.lower() in (".yaml", ".yml") and study_file.is_file():
+        study = load_study(study_file)
+        return study.model_copy(update={"output_dir": out})
+    if path.is_dir() and (path / TABLE).is_file():
+        return breast_study(path.resolve(), out)
+    if path.is_dir() and {"benign", "malignant"} <= {p.name.lower() for p in path.iterdir() if p.is_dir()}:
+        return busi_study(path.resolve(), out, name="external-test")
+    raise InputError(f"--test {path} is not a cohort this benchmark can read. Give {forms}.")
+
+
 def _stratified(table: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frac = min(1.0, n / max(len(table), 1))
@@ -358,13 +414,12 @@ def score_models(fits: dict[str, Any], X_train: pd.DataFrame, X_test: pd.DataFra
 @register(BENCH, "External validation: BUSI-trained radiomics model on BrEaST-Lesions-USG, masks and boxes, levers")
 def external_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     """Yield the benchmark's result lines (see the module docstring)."""
-    from her2dlr.bench.breast_usg import breast_study, labelled_cases, radiomics_or_drop
+    from her2dlr.bench.breast_usg import labelled_cases, radiomics_or_drop
     from her2dlr.bench.busi_radiomics import SELECTION, busi_cases, default_work_dir, params_path
     from her2dlr.cohort.build import build_cohort
     from her2dlr.radiomics.stage import rows_for_roi
 
     train_dir = _require(opts.train or opts.data, "--train", "the BUSI folder with benign/, malignant/, normal/")
-    test_dir = _require(opts.test, "--test", "the breast-lesions-usg folder with the clinical .xlsx and images/")
     work = default_work_dir(opts)
     models = QUICK_MODELS if opts.quick else MODELS
     variants = [v for v in VARIANTS if not opts.quick or v.name in QUICK_VARIANTS]
@@ -372,15 +427,26 @@ def external_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     seconds_extraction = 0.0
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=work) as tmp:
-        train = busi_cases(train_dir, Path(tmp) / "busi", opts.n_jobs)
-        test = labelled_cases(build_cohort(breast_study(test_dir, Path(tmp) / "breast"), n_jobs=opts.n_jobs,
+        # the test side first: a wrong --test fails before the training cohort is built
+        test = labelled_cases(build_cohort(resolve_test_study(opts.test, Path(tmp) / "test"), n_jobs=opts.n_jobs,
                                            progress=False).manifest)
-        busi_mm = busi_nominal_spacing(train.table, test.table)  # whole cohorts, also with --quick
+        if test.table["label"].nunique() < 2:
+            raise InputError(f"--test {opts.test}: the test cohort needs labelled cases of both classes; "
+                             f"its label counts are {test.table['label'].value_counts().to_dict()}.")
+        train = busi_cases(train_dir, Path(tmp) / "busi", opts.n_jobs)
+        try:
+            busi_mm: float | None = busi_nominal_spacing(train.table, test.table)  # whole cohorts, also with --quick
+        except InputError:
+            busi_mm = None  # the test cohort gives no pixel size: nothing to resample to
+        if test.table["mask"].isna().all():
+            raise InputError(f"--test {opts.test}: the test cohort has no lesion masks; this benchmark compares "
+                             "masks and their boxes, so it needs them.")
         if opts.quick:
             train = train.copy(_stratified(train.table, QUICK_TRAIN, opts.seed))
             test = test.copy(_stratified(test.table, QUICK_TEST, opts.seed))
         test_tables = {False: test.table.assign(spacing=np.nan),
-                       True: resample_rows(test.table, busi_mm, work / "resampled")}
+                       True: (resample_rows(test.table, busi_mm, work / "resampled") if busi_mm is not None
+                              else test.table.assign(spacing=np.nan))}
         seconds_extraction += time.perf_counter() - t_start
         for setting, roi in ROIS.items():
             features: dict[tuple[str, str, bool], tuple[pd.DataFrame, Any]] = {}
@@ -452,7 +518,9 @@ def external_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
                          inner_auc=round(best["inner_auc"], 4), params=v.params, resampled=v.resample,
                          harmonised=v.harmonise, note=v.note,
                          auc_by_model={r["model"]: round(r["auc"], 4) for r in per_variant[(setting, v.name)]})
-    yield result(BENCH, "busi_pixel_mm", busi_mm, note="assumed BUSI pixel size: same median field of view")
+    yield result(BENCH, "busi_pixel_mm", busi_mm if busi_mm is not None else float("nan"),
+                 note="assumed BUSI pixel size: same median field of view" if busi_mm is not None
+                 else "the test cohort gives no pixel size: test images not resampled")
     yield result(BENCH, "seconds", round(seconds, 2), seconds=round(seconds, 2), n_jobs=opts.n_jobs,
                  models=len(models), variants=len(variants))
     yield result(BENCH, "seconds_extraction", round(seconds_extraction, 2), seconds=round(seconds_extraction, 2))

@@ -47,9 +47,14 @@ def cohort_build(study: StudyArg = Path("study.yaml"), n_jobs: NJobs = -1) -> No
 @app.command("qc")
 @friendly
 def cohort_qc(study: StudyArg = Path("study.yaml"), n_jobs: NJobs = -1) -> None:
-    """Build the cohort and print the QC summary (QC table and summary written to <run>/cohort/)."""
-    from her2dlr.console import print_cohort
+    """Build the cohort and print the QC summary, naming the excluded cases (all written to <run>/cohort/).
+
+    Same work as `cohort build`; this command prints the full QC account instead of the short one.
+    """
+    from her2dlr.console import print_frame
 
     build = _build(study, n_jobs)
-    print_cohort(build)
-    typer.echo(build.qc.summary_text())
+    typer.echo(build.qc.summary_text(), nl=False)
+    if len(build.splits):
+        print_frame(build.splits, "Splits (groups_straddling must be 0)")
+    console.print(f"Written to {build.out_dir}")

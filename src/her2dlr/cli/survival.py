@@ -54,6 +54,8 @@ def run(
     her2low_pred: Annotated[str | None, typer.Option("--her2low-pred", help="Predicted HER2-low/zero status column.")] = None,
     bootstrap: Annotated[int | None, typer.Option("--bootstrap", help="Bootstrap replicates of C-index CIs.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of folds, bootstrap, k-means, matching.")] = None,
+    missing: Annotated[str | None, typer.Option(
+        "--missing", help="Cases with missing values in a used column: error (list them all) or drop (count per column).")] = None,
 ) -> None:
     """Kaplan-Meier, log-rank, Cox (AIC stepwise), C-index, risk groups, matching, treatment benefit."""
     from her2dlr.config import load_study
@@ -73,7 +75,7 @@ def run(
         covariates=covariate or None, categorical=categorical or None, stepwise=stepwise, score_column=score,
         score_covariates=score_covariate or None, treatment_column=treatment, treatment_name=treatment_name,
         horizons=horizon or None, risk_horizon=risk_horizon, split_column=split, her2low=her2low,
-        n_bootstrap=bootstrap, seed=seed,
+        n_bootstrap=bootstrap, seed=seed, missing=missing,
     )
     console.print(f"Wrote {len(report.tables)} tables and {len(report.figures)} figures to {out} "
                   f"in {report.seconds:.1f} s.")

@@ -13,17 +13,19 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from her2dlr.cohort.feature_tables import study_feature_tables
 from her2dlr.cohort.importers import import_sources
 from her2dlr.cohort.labels import apply_label_rule
 from her2dlr.cohort.manifest import Manifest
 from her2dlr.cohort.qc import QCResult, run_qc
 from her2dlr.cohort.splits import assign_splits, groups_straddling
+from her2dlr.errors import InputError
 from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
 
 if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
     from her2dlr.config import Study
 
-__all__ = ["CohortBuild", "build_cohort", "manifest_path", "split_summary"]
+__all__ = ["CohortBuild", "build_cohort", "cross_centre_pairs", "manifest_path", "split_summary"]
 
 
 def manifest_path(study: Study) -> Path:
@@ -42,18 +44,25 @@ class CohortBuild:
 
 
 def split_summary(manifest: Manifest) -> pd.DataFrame:
-    """Counts per split / fold and class, plus how many groups straddle each partition (must be 0)."""
+    """Counts per split / fold and class, plus how many groups straddle each partition (must be 0).
+
+    A split by centre cannot move images between centres, so its hold-out counts patients
+    straddling (``partition`` ``"by_centre"``); near duplicates across centres are a QC warning
+    (:func:`cross_centre_pairs`), not a split error.
+    """
     t = manifest.table
     rows = []
     labelled = t[t.get("split", pd.Series(index=t.index, dtype=object)).notna()] if "split" in t else t.iloc[:0]
     groups = t["group"] if "group" in t.columns else t["patient_id"]
+    by_centre = (manifest.meta.get("split") or {}).get("by_centre") is not None
     if len(labelled):
+        holdout_groups = t["patient_id"] if by_centre else groups
         for name, part in labelled.groupby("split"):
             vc = part["label"].astype(int).value_counts()
-            rows.append({"partition": "holdout", "part": name, "n": len(part),
+            rows.append({"partition": "by_centre" if by_centre else "holdout", "part": name, "n": len(part),
                          "n_pos": int(vc.get(1, 0)), "n_neg": int(vc.get(0, 0)),
                          "patients": part["patient_id"].nunique(),
-                         "groups_straddling": groups_straddling(groups[labelled.index], labelled["split"])})
+                         "groups_straddling": groups_straddling(holdout_groups[labelled.index], labelled["split"])})
     for col in manifest.fold_columns:
         part_rows = t[t[col] >= 0]
         straddle = groups_straddling(groups[part_rows.index], part_rows[col])
@@ -63,6 +72,30 @@ def split_summary(manifest: Manifest) -> pd.DataFrame:
                          "n_pos": int(vc.get(1, 0)), "n_neg": int(vc.get(0, 0)),
                          "patients": part["patient_id"].nunique(), "groups_straddling": straddle})
     return pd.DataFrame(rows)
+
+
+def cross_centre_pairs(manifest: Manifest, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Duplicate pairs (QC) whose two images come from different centres, with their file names.
+
+    Returns
+    -------
+    DataFrame
+        ``case_a, case_b, centre_a, centre_b, image_a, image_b, distance, method``.
+    """
+    cols = ["case_a", "case_b", "centre_a", "centre_b", "image_a", "image_b", "distance", "method"]
+    if not len(pairs) or "centre" not in manifest.table.columns:
+        return pd.DataFrame(columns=cols)
+    rows = manifest.table.drop_duplicates("case_id")
+    info = rows.set_index(rows["case_id"].astype(str))
+    a, b = pairs["case_a"].astype(str), pairs["case_b"].astype(str)
+    known = a.isin(info.index) & b.isin(info.index)
+    out = pd.DataFrame({
+        "case_a": a[known], "case_b": b[known],
+        "centre_a": info["centre"].reindex(a[known]).to_numpy(), "centre_b": info["centre"].reindex(b[known]).to_numpy(),
+        "image_a": info["image"].reindex(a[known]).to_numpy(), "image_b": info["image"].reindex(b[known]).to_numpy(),
+        "distance": pairs["distance"][known].to_numpy(), "method": pairs["method"][known].to_numpy(),
+    })
+    return out[out["centre_a"].astype(str) != out["centre_b"].astype(str)].reset_index(drop=True)[cols]
 
 
 def build_cohort(study: Study, *, n_jobs: int = 1, progress: bool = True) -> CohortBuild:
@@ -93,9 +126,18 @@ def build_cohort(study: Study, *, n_jobs: int = 1, progress: bool = True) -> Coh
         qc_kwargs["near_duplicate_distance"] = study.qc.near_duplicate_distance
     qc = run_qc(
         manifest, lesion_policy=study.qc.lesion_policy, derived_mask_dir=paths.derived_masks,
-        n_jobs=n_jobs, progress=progress, **qc_kwargs,
+        n_jobs=n_jobs, progress=progress, features=study_feature_tables(study) or None, **qc_kwargs,
     )
-    manifest = assign_splits(qc.manifest, study.split)
+    if manifest.meta.get("missing_cells"):
+        qc.summary["missing_cells"] = manifest.meta["missing_cells"]
+    if study.split.by_centre is not None:
+        across = cross_centre_pairs(qc.manifest, qc.duplicate_pairs)
+        qc.summary["cross_centre_pairs"] = across.to_dict(orient="records")
+    try:
+        manifest = assign_splits(qc.manifest, study.split)
+    except InputError as exc:  # the QC tables explain most split failures (e.g. merged duplicates)
+        qc.write(out_dir)
+        raise InputError(f"{exc}\nQC results written to {out_dir} (qc.csv, qc_pairs.csv, qc_summary.txt).") from None
     manifest.meta["qc"] = study.qc.model_dump(mode="json")
     manifest.meta["study"] = study.name
     splits = split_summary(manifest)

@@ -14,6 +14,10 @@ __all__ = ["MIXED_NUMERIC_FRACTION", "clean_missing", "infer_clinical_types"]
 MIXED_NUMERIC_FRACTION = 0.8
 """A column whose present cells are at least this fraction numbers, but not all, is refused as mixed."""
 
+MANY_NUMBERS = 10
+"""A column with at least this many distinct numbers among text cells looks like a measurement
+(e.g. an age with '58 y' or '>80' cells), not like categories, and is refused unless declared."""
+
 
 def clean_missing(series: pd.Series, missing_values: Iterable[str]) -> pd.Series:
     """Replace the missing-value tokens (case-insensitive, stripped) of a column by NA."""
@@ -47,11 +51,16 @@ def infer_clinical_types(
     declared: dict[str, str] | None = None,
     separator: str = "&",
     source: str = "table",
+    row_offset: int = 0,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Type each clinical column and convert numeric ones to float.
 
     A column is ``numeric`` when every present cell is a number, ``multi`` when cells hold several
     values joined by ``separator``, else ``categorical`` (kept as text). A declared type wins.
+    A column that looks numeric but holds text cells is refused rather than silently turned into
+    one category per value: when at least :data:`MIXED_NUMERIC_FRACTION` of its cells are
+    numbers, or when it holds :data:`MANY_NUMBERS` or more distinct numbers. Row numbers in
+    messages are the frame's index plus ``row_offset`` (2 for a table: 1-based, after the header).
 
     Raises
     ------
@@ -74,13 +83,15 @@ def infer_clinical_types(
                 kind = "numeric"
             elif present.astype(str).str.contains(separator, regex=False).any():
                 kind = "multi"
-            elif len(present) and numeric_mask.mean() >= MIXED_NUMERIC_FRACTION:
+            elif len(present) and (numeric_mask.mean() >= MIXED_NUMERIC_FRACTION
+                                   or present[numeric_mask].nunique() >= MANY_NUMBERS):
                 bad = present[~numeric_mask]
                 raise InputError(
                     f"Clinical column '{col}' in {source} has mixed types: {numeric_mask.mean():.0%} of its "
-                    f"cells are numbers but row(s) {list(bad.index[:5])} hold {sorted(map(str, bad.unique()))[:5]}. "
-                    f"Add those texts to cohort.missing_values, or declare the column in clinical_types "
-                    f"as 'categorical'."
+                    f"cells are numbers ({present[numeric_mask].nunique()} distinct) but {len(bad)} row(s) "
+                    f"{[int(i) + row_offset for i in bad.index[:10]]} hold text {sorted(map(str, bad.unique()))[:10]}. "
+                    f"Fix those cells, add the texts to cohort.extra_missing_values, or declare the column in "
+                    f"clinical_types as 'categorical' (one level per distinct value)."
                 )
             else:
                 kind = "categorical"
@@ -88,8 +99,9 @@ def infer_clinical_types(
             bad = present[~numeric_mask]
             if len(bad):
                 raise InputError(
-                    f"Clinical column '{col}' in {source} is declared numeric but row(s) {list(bad.index[:5])} "
-                    f"hold {sorted(map(str, bad.unique()))[:5]}."
+                    f"Clinical column '{col}' in {source} is declared numeric but row(s) "
+                    f"{[int(i) + row_offset for i in bad.index[:10]]} hold {sorted(map(str, bad.unique()))[:10]}: "
+                    f"fix them or add the texts to cohort.extra_missing_values."
                 )
             out[col] = pd.to_numeric(df[col].map(lambda v: str(v).replace(",", ".") if isinstance(v, str) else v), errors="coerce").astype(float)
         else:

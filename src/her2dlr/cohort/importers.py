@@ -20,12 +20,12 @@ from her2dlr.cohort.manifest import CORE_COLUMNS, Manifest
 from her2dlr.cohort.settings import FilesSource, FolderSource, TableSource
 from her2dlr.errors import InputError, nearest
 from her2dlr.io.cells import parse_bbox
-from her2dlr.io.tables import read_table
+from her2dlr.io.tables import numbers_where_numeric, read_table
 
 if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
     from her2dlr.config import Study
 
-__all__ = ["import_files", "import_folders", "import_sources", "import_table"]
+__all__ = ["import_files", "import_folders", "import_sources", "import_table", "missing_cells"]
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -46,12 +46,12 @@ def _natural_key(text: str) -> list[object]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
-def _row(case_id: str, image: Path, masks: list[Path], src, **extra: object) -> dict[str, object]:
+def _row(case_id: str, image: Path | None, masks: list[Path], src, **extra: object) -> dict[str, object]:
     return {
         "case_id": case_id,
         "patient_id": extra.pop("patient_id", None) or case_id,
         "modality": src.modality,
-        "image": str(image.resolve()),
+        "image": str(image.resolve()) if image is not None else None,
         "mask": pd.NA,
         "masks": json.dumps([str(m.resolve()) for m in masks]),
         "bbox": extra.pop("bbox", pd.NA),
@@ -141,10 +141,71 @@ def _parse_bbox(value: object, where: str) -> str | None:
     return json.dumps(list(box))
 
 
+def _from_template(template: str, rec: pd.Series, where: str, what: str) -> str:
+    """A path made from ``template`` and the row's cells (``{column}`` -> value)."""
+    values = {str(k): ("" if pd.isna(v) else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)))
+              for k, v in rec.items()}
+    try:
+        path = template.format_map(values)
+    except KeyError as exc:
+        raise InputError(f"{what} '{template}' names column {exc.args[0]!r}, which is not in the table. "
+                         f"Columns: {list(values)}.{nearest(str(exc.args[0]), values)}") from None
+    except (ValueError, IndexError) as exc:
+        raise InputError(f"{what} '{template}' is not a valid template ({exc}); write columns as {{Column}}.") from None
+    fields = list(re.findall(r"{([^{}]+)}", template))
+    empty = [f for f in fields if not values.get(f)]
+    if empty:
+        raise InputError(f"{where}: {what} '{template}' needs column(s) {empty}, which are empty in this row.")
+    return path
+
+
+def _image_and_masks(src: TableSource, rec: pd.Series, where: str, image_root: Path) -> tuple[Path | None, list[Path]]:
+    if src.image_template:
+        image: Path | None = image_root / _from_template(src.image_template, rec, where, "image_template")
+    elif src.image_column:
+        images = _split_multi(rec[src.image_column], src.multi_value_separator)
+        if len(images) != 1:
+            raise InputError(f"{where}: column '{src.image_column}' must name one image, got {rec[src.image_column]!r}.")
+        image = image_root / images[0]
+    else:
+        image = None
+    if src.mask_template:
+        masks = [image_root / _from_template(src.mask_template, rec, where, "mask_template")]
+    elif src.mask_column:
+        masks = [image_root / m for m in _split_multi(rec[src.mask_column], src.multi_value_separator)]
+    else:
+        masks = []
+    return image, masks
+
+
+def missing_cells(raw: pd.DataFrame, cleaned: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per column, the cell texts read as missing and how often (blank cells are not listed)."""
+    out: dict[str, dict[str, int]] = {}
+    for col in raw.columns:
+        was = raw[col]
+        now_missing = cleaned[col].isna() & was.notna() & was.astype(str).str.strip().ne("")
+        if now_missing.any():
+            counts = was[now_missing].astype(str).str.strip().value_counts()
+            out[str(col)] = {str(k): int(v) for k, v in counts.items()}
+    return out
+
+
+def _refuse_missing_files(missing_files: list[str], table_path: Path, src: TableSource, raw: pd.DataFrame) -> None:
+    hint = ""
+    if src.image_column and raw[src.image_column].astype(str).str.fullmatch(r"[\w-]+").all():
+        hint = (f"\nColumn '{src.image_column}' holds ids, not file names: build the paths with image_template "
+                f"(e.g. 'images/{{{src.image_column}}}.png'), or leave image_column out for a feature-only cohort.")
+    raise InputError(f"{len(missing_files)} file(s) named in {table_path} do not exist:\n  "
+                     + "\n  ".join(missing_files[:20]) + hint)
+
+
 def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Rows of a manifest table, plus the types of its clinical columns."""
+    """Rows of a manifest table, plus the types of its clinical columns.
+
+    The cell texts read as missing are in ``df.attrs["missing_cells"]`` (column -> text -> count).
+    """
     table_path = (root / src.path) if not src.path.is_absolute() else src.path
-    raw = read_table(table_path, sheet=src.sheet)
+    raw = read_table(table_path, sheet=src.sheet, keep_missing_text=True)
     name = f"table {table_path.name}"
     needed = [src.image_column, src.mask_column, src.bbox_column, src.case_id_column, src.patient_id_column,
               src.centre_column, src.spacing_column, src.time_column, src.event_column, src.treatment_column,
@@ -155,26 +216,27 @@ def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tup
                 f"Column '{col}' is not in {table_path}. Columns: {list(map(str, raw.columns))}."
                 f"{nearest(col, map(str, raw.columns))}"
             )
+    if raw.empty:
+        raise InputError(f"{table_path} has a header but no rows: every case needs one row.")
     image_root = (table_path.parent if src.image_root is None
                   else (src.image_root if src.image_root.is_absolute() else root / src.image_root)).resolve()
     cleaned = raw.copy()
     for col in cleaned.columns:
         if cleaned[col].dtype == object or str(cleaned[col].dtype).startswith(("str", "string")):
             cleaned[col] = clean_missing(cleaned[col], missing_values)
+    cleaned = numbers_where_numeric(cleaned)
     typed, types = infer_clinical_types(
-        cleaned, src.clinical_columns, declared=src.clinical_types, separator=src.multi_value_separator, source=str(table_path)
+        cleaned, src.clinical_columns, declared=src.clinical_types, separator=src.multi_value_separator,
+        source=str(table_path), row_offset=2,
     )
     rows, missing_files = [], []
     for i, rec in typed.iterrows():
         row_no = i + 2  # 1-based, plus the header line, as a spreadsheet shows it
         where = f"{name} row {row_no}"
-        images = _split_multi(rec[src.image_column], src.multi_value_separator)
-        if len(images) != 1:
-            raise InputError(f"{where}: column '{src.image_column}' must name one image, got {rec[src.image_column]!r}.")
-        image = image_root / images[0]
-        masks = [image_root / m for m in _split_multi(rec[src.mask_column], src.multi_value_separator)] if src.mask_column else []
+        image, masks = _image_and_masks(src, cleaned.loc[i] if src.image_template or src.mask_template else rec,
+                                        where, image_root)
         for p in [image, *masks]:
-            if not p.exists():
+            if p is not None and not p.exists():
                 missing_files.append(f"{where}: {p}")
         bbox = None
         if src.bbox_columns:
@@ -190,7 +252,12 @@ def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tup
                 raise InputError(f"{where}: spacing {rec[src.spacing_column]!r} in '{src.spacing_column}' is not a number.") from None
         elif src.spacing_mm:
             spacing = src.spacing_mm
-        case_id = str(rec[src.case_id_column]) if src.case_id_column else _stem(image)
+        if src.case_id_column:
+            if pd.isna(rec[src.case_id_column]):
+                raise InputError(f"{where}: the case id column '{src.case_id_column}' is empty.")
+            case_id = str(rec[src.case_id_column])
+        else:
+            case_id = _stem(image)  # type: ignore[arg-type]  # the settings require an id without images
         extra = {c: rec[c] for c in dict.fromkeys([*src.clinical_columns, *src.label_columns])}
         for key, col in (("time", src.time_column), ("event", src.event_column), ("treatment", src.treatment_column)):
             if col:
@@ -204,28 +271,33 @@ def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tup
             **extra,
         ))
     if missing_files:
-        raise InputError(f"{len(missing_files)} file(s) named in {table_path} do not exist:\n  " + "\n  ".join(missing_files[:20]))
+        _refuse_missing_files(missing_files, table_path, src, raw)
     df = pd.DataFrame(rows)
     dup = df["case_id"][df["case_id"].duplicated(keep=False)]
     if len(dup):
         raise InputError(
             f"Duplicate case id(s) in {table_path}: {sorted(set(dup))[:10]} at rows {[int(i) + 2 for i in dup.index[:10]]}."
         )
+    df.attrs["missing_cells"] = missing_cells(raw, cleaned)
     return df, types
 
 
 def import_sources(study: Study) -> Manifest:
     """Import every cohort source of the study into one manifest (no QC, no labels, no splits yet)."""
-    frames, clinical, types = [], [], {}
+    frames, clinical, types, missing, renamed = [], [], {}, {}, {}
     for src in study.cohort.sources:
         if isinstance(src, FolderSource):
             df = import_folders(src, study.base_dir)
         elif isinstance(src, FilesSource):
             df = import_files(src, study.base_dir)
         else:
-            df, t = import_table(src, study.base_dir, study.cohort.missing_values)
+            df, t = import_table(src, study.base_dir, study.cohort.missing_tokens)
             clinical += [c for c in src.clinical_columns if c not in clinical]
             types.update(t)
+            renamed.update({col: key for key, col in (("time", src.time_column), ("event", src.event_column),
+                                                      ("treatment", src.treatment_column)) if col and col != key})
+            if df.attrs.get("missing_cells"):
+                missing[str(src.name or src.path.name)] = df.attrs["missing_cells"]
         frames.append(df)
     table = pd.concat(frames, ignore_index=True)
     dup = table["case_id"][table["case_id"].duplicated(keep=False)]
@@ -236,4 +308,7 @@ def import_sources(study: Study) -> Manifest:
             "give the sources distinct case ids (case_id_column) or names."
         )
     ordered = CORE_COLUMNS + [c for c in table.columns if c not in CORE_COLUMNS]
-    return Manifest(table[ordered], clinical_columns=clinical, clinical_types=types)
+    meta: dict[str, object] = {"source_columns": renamed} if renamed else {}
+    if missing:
+        meta["missing_cells"] = missing
+    return Manifest(table[ordered], clinical_columns=clinical, clinical_types=types, meta=meta)

@@ -193,7 +193,8 @@ class Manifest:
         """Read a manifest written by :meth:`save` (Parquet), or a plain CSV manifest."""
         path = Path(path)
         if not path.exists():
-            raise InputError(f"Manifest not found: {path}. Run `her2dlr cohort build` first.")
+            raise InputError(f"Manifest not found: {path}. Build the cohort first: `her2dlr cohort qc STUDY` "
+                             "(or `her2dlr cohort build STUDY`, the same build with a shorter summary).")
         if path.suffix.lower() == ".csv":
             return cls(pd.read_csv(path, dtype={"case_id": str, "patient_id": str}))
         table = pq.read_table(path)

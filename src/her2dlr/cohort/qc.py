@@ -12,6 +12,11 @@ and checks, per manifest row:
 * exact and near duplicates (:mod:`her2dlr.cohort.duplicates`), joined with the rows of each
   patient into ``group``, so splitting by group also splits by patient.
 
+Rows without an image (a feature-only cohort, whose features come from tables the study
+brings) are not read; given those tables (``features``), rows with identical feature vectors
+are exact duplicates (method ``identical features``) and a row missing from a table is
+excluded.
+
 Problems never raise: the row gets ``include=False`` and an ``exclude_reason`` naming the
 file and what was expected. Rows already excluded (``include`` False) stay excluded.
 """
@@ -39,6 +44,7 @@ from her2dlr.cohort.duplicates import (
     DEFAULT_CANDIDATE_DISTANCE,
     DEFAULT_NEAR_DISTANCE,
     DEFAULT_OVERLAP_NCC,
+    PAIR_DTYPES,
     Fingerprint,
     connected_groups,
     find_duplicate_pairs,
@@ -233,6 +239,48 @@ def _patient_pairs(patient_ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return order[:-1][same], order[1:][same]
 
 
+def _feature_row_reports(table: pd.DataFrame, has_image: pd.Series,
+                         features: dict[str, pd.DataFrame] | None) -> dict[int, _RowReport]:
+    """Reports of the rows without an image: fine, or excluded when a feature table lacks the case
+    (the tables are joined by case id, so such a case would have no features)."""
+    out: dict[int, _RowReport] = {}
+    ids = {name: set(t.index.astype(str)) for name, t in (features or {}).items()}
+    for k in np.flatnonzero(~has_image.to_numpy()):
+        report = _RowReport(readable=False)
+        case = str(table.at[k, "case_id"])
+        lacking = sorted(name for name, known in ids.items() if case not in known)
+        if lacking:
+            report.problems.append(("no_features", f"case {case} has no row in the feature table(s) {lacking}"))
+        out[int(k)] = report
+    return out
+
+
+def _identical_feature_pairs(table: pd.DataFrame, has_image: pd.Series,
+                             features: dict[str, pd.DataFrame] | None) -> pd.DataFrame:
+    """Pairs of image-less rows whose feature vectors (all tables joined) are identical."""
+    empty = pd.DataFrame([], columns=list(PAIR_DTYPES)).astype(PAIR_DTYPES)
+    if not features or has_image.all():
+        return empty
+    joined = pd.concat([t.add_prefix(f"{name}:") for name, t in features.items()], axis=1, join="inner")
+    rows = pd.Series(np.flatnonzero(~has_image.to_numpy()))
+    ids = table["case_id"].astype(str).to_numpy()[rows]
+    present = pd.Series(ids).isin(joined.index.astype(str)).to_numpy()
+    rows, ids = rows[present].to_numpy(), ids[present]
+    if not len(rows):
+        return empty
+    values = joined.loc[ids].round(10)
+    keys = pd.util.hash_pandas_object(values, index=False).to_numpy()
+    found = []
+    for key in pd.unique(keys[pd.Series(keys).duplicated(keep=False).to_numpy()]):
+        same = rows[keys == key]
+        found += [(int(same[0]), int(other)) for other in same[1:]]
+    if not found:
+        return empty
+    i, j = zip(*found)
+    return pd.DataFrame({"i": i, "j": j, "exact": True, "distance": 0, "dhash_distance": 0,
+                         "overlap_ncc": np.nan, "method": "identical features"}).astype(PAIR_DTYPES)
+
+
 # --------------------------------------------------------------------------- result
 @dataclass
 class QCResult:
@@ -281,9 +329,33 @@ class QCResult:
             f"  cross-label pairs: {s['cross_label_pairs']}",
             f"  groups (duplicates and patients joined): {s['n_groups']} for {s['n_patients']} patients",
             f"  labels of included rows: {labels}",
-            f"  {s['seconds']:.1f} s",
         ]
+        if s.get("rows_without_image"):
+            lines.append(f"  rows without an image (features from the study's tables): {s['rows_without_image']}")
+        for source, columns in (s.get("missing_cells") or {}).items():
+            read = "; ".join(f"{col}: " + ", ".join(f"{tok!r} x{n}" for tok, n in toks.items())
+                             for col, toks in columns.items())
+            lines.append(f"  cells read as missing in {source}: {read}")
+        across = s.get("cross_centre_pairs") or []
+        if across:
+            lines.append(f"  WARNING: {len(across)} duplicate pair(s) across centres; a split by centre cannot move "
+                         "images between centres, so check they are different lesions:")
+            lines += [f"    {p['image_a']} ({p['centre_a']}) ~ {p['image_b']} ({p['centre_b']}), {p['method']} "
+                      f"distance {p['distance']}" for p in across[:20]]
+        excluded = self.excluded_cases()
+        if len(excluded):
+            lines.append(f"  excluded cases ({len(excluded)}; all in qc.csv):")
+            lines += [f"    {r.case_id}: {r.exclude_reason}" for r in excluded.head(20).itertuples()]
+            if len(excluded) > 20:
+                lines.append(f"    ... and {len(excluded) - 20} more")
+        lines.append(f"  {s['seconds']:.1f} s")
         return "\n".join(lines) + "\n"
+
+    def excluded_cases(self) -> pd.DataFrame:
+        """``case_id, exclude_reason`` of every manifest row left out (by the label rule or QC)."""
+        t = self.manifest.table
+        out = t.loc[~t["include"].astype(bool), ["case_id", "exclude_reason"]]
+        return out.reset_index(drop=True)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``qc.csv``, ``qc_pairs.csv``, ``qc_summary.txt`` and ``qc_summary.json`` atomically.
@@ -358,6 +430,7 @@ def run_qc(
     min_lesion_pixels: int = MIN_LESION_PIXELS,
     n_jobs: int = 1,
     progress: bool = True,
+    features: dict[str, pd.DataFrame] | None = None,
 ) -> QCResult:
     """Check every row of a manifest, resolve lesions and find duplicate groups.
 
@@ -385,6 +458,9 @@ def run_qc(
         Parallel workers for reading (joblib; -1: all cores).
     progress : bool, default True
         Show a progress bar.
+    features : dict of str to DataFrame, optional
+        Feature tables (name -> table indexed by case id) of rows without images: identical
+        feature rows are exact duplicates; a row missing from one of them is excluded.
 
     Returns
     -------
@@ -403,23 +479,27 @@ def run_qc(
     table = manifest.table.reset_index(drop=True)
     derived_dir = Path(derived_mask_dir)
     cells = [(_mask_list(row), _bbox(row)) for _, row in table.iterrows()]
+    has_image = ~table["image"].map(is_missing)
     inspect = delayed(_inspect_row)
     jobs = [
         inspect(str(row["case_id"]), str(row["image"]), masks, bbox, policy=lesion_policy,
                 min_pixels=min_lesion_pixels, derived_dir=derived_dir)
-        for (_, row), ((masks, _), (bbox, _)) in zip(table.iterrows(), cells)
+        for (_, row), ((masks, _), (bbox, _)), image in zip(table.iterrows(), cells, has_image) if image
     ]
-    bar = tqdm(total=len(jobs), desc="QC", unit="image", disable=not progress)
-    reports: list[_RowReport] = []
+    bar = tqdm(total=len(jobs), desc="QC", unit="image", disable=not progress or not jobs)
+    read: list[_RowReport] = []
     if n_jobs == 1:
         for fn, args, kwargs in jobs:
-            reports.append(fn(*args, **kwargs))
+            read.append(fn(*args, **kwargs))
             bar.update()
-    else:
+    elif jobs:
         for report in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
-            reports.append(report)
+            read.append(report)
             bar.update()
     bar.close()
+    feature_rows = _feature_row_reports(table, has_image, features)
+    read_iter = iter(read)
+    reports = [next(read_iter) if image else feature_rows[k] for k, image in enumerate(has_image)]
     for report, case_id, ((_, mask_err), (_, bbox_err)) in zip(reports, table["case_id"], cells):
         for code, err in (("masks_cell", mask_err), ("bbox_invalid", bbox_err)):
             if err:
@@ -429,6 +509,9 @@ def run_qc(
         [r.fingerprint for r in reports], near_distance=near_duplicate_distance,
         overlap_ncc=overlap_ncc, candidate_distance=DEFAULT_CANDIDATE_DISTANCE,
     )
+    feature_pairs = _identical_feature_pairs(table, has_image, features)
+    if len(feature_pairs):
+        pairs = pd.concat([pairs, feature_pairs], ignore_index=True).astype(PAIR_DTYPES)
     n = len(table)
     exact = pairs.loc[pairs["exact"].to_numpy(bool)]
     exact_groups = connected_groups(n, exact["i"], exact["j"])
@@ -561,7 +644,8 @@ def _summary(qc_table: pd.DataFrame, pairs: pd.DataFrame, out: Manifest, reports
         "n_excluded": int((~out.table["include"].astype(bool)).sum()),
         "n_input_rows_excluded": int((~qc_table["include"]).sum()),
         "excluded_by_reason": dict(sorted(by_reason.items())),
-        "unreadable_images": int((~qc_table["readable"]).sum()),
+        "unreadable_images": int((~qc_table["readable"] & qc_table["image"].notna()).sum()),
+        "rows_without_image": int(qc_table["image"].isna().sum()),
         "rgb_converted": int((qc_table["channels"].fillna(1) > 1).sum()),
         "multi_lesion_rows": int((qc_table["n_lesions"].fillna(0) > 1).sum()),
         "rows_without_roi": _rows_without_roi(out.table),
@@ -583,4 +667,5 @@ def _summary(qc_table: pd.DataFrame, pairs: pd.DataFrame, out: Manifest, reports
 def _rows_without_roi(table: pd.DataFrame) -> int:
     """Included rows with neither a mask nor a box (whole-image models only)."""
     has_box = table["bbox"].map(lambda c: not is_missing(c)) if "bbox" in table.columns else False
-    return int((table["include"].astype(bool) & table["mask"].isna() & ~has_box).sum())
+    has_image = ~table["image"].map(is_missing)
+    return int((table["include"].astype(bool) & has_image & table["mask"].isna() & ~has_box).sum())

@@ -37,7 +37,17 @@ DEFAULT_MISSING_VALUES = [
     "not available",
     "not applicable",
     "-",
+    "--",
     "?",
+    "np",
+    "nc",
+    "nd",
+    "n.a.",
+    "n/d",
+    "#n/a",
+    "unk",
+    "not done",
+    "not known",
 ]
 
 
@@ -75,14 +85,22 @@ class FilesSource(_SourceBase):
 
 
 class TableSource(_SourceBase):
-    """A manifest table (CSV / XLSX / Parquet) listing image and mask paths and clinical columns."""
+    """A manifest table (CSV / XLSX / Parquet) listing image and mask paths and clinical columns.
+
+    Without ``image_column`` and ``image_template`` the rows have no images: a feature-only
+    cohort whose features come from tables the study brings (``learn.features``); it then
+    needs ``case_id_column``. Templates build paths from the row's cells, e.g.
+    ``image_template: "images/{ID}.png"`` (``{column}`` is replaced by the row's value).
+    """
 
     kind: Literal["table"]
     path: Path
     sheet: str | int = 0
     image_root: Path | None = Field(None, description="Folder the image paths are relative to (default: the table's folder).")
-    image_column: str
+    image_column: str | None = Field(None, description="Column of image paths (none: a feature-only cohort).")
+    image_template: str | None = Field(None, description="Image path from the row's cells, e.g. 'images/{ID}.png'.")
     mask_column: str | None = None
+    mask_template: str | None = Field(None, description="Mask path from the row's cells, e.g. 'masks/{ID}_mask.png'.")
     bbox_columns: list[str] | None = Field(None, description="Four columns x, y, w, h (pixels).")
     bbox_column: str | None = Field(None, description="One column holding a JSON list [x, y, w, h].")
     case_id_column: str | None = None
@@ -104,7 +122,18 @@ class TableSource(_SourceBase):
             raise ValueError(f"bbox_columns needs 4 names (x, y, w, h), got {self.bbox_columns}")
         if self.bbox_columns and self.bbox_column:
             raise ValueError("give either bbox_columns (x, y, w, h) or bbox_column (JSON list), not both")
+        if self.image_column and self.image_template:
+            raise ValueError("give either image_column or image_template, not both")
+        if self.mask_column and self.mask_template:
+            raise ValueError("give either mask_column or mask_template, not both")
+        if not (self.image_column or self.image_template) and not self.case_id_column:
+            raise ValueError("a table source without images (no image_column or image_template) needs case_id_column")
         return self
+
+    @property
+    def has_images(self) -> bool:
+        """Whether the rows name image files (else a feature-only cohort)."""
+        return bool(self.image_column or self.image_template)
 
 
 Source = Annotated[FolderSource | FilesSource | TableSource, Field(discriminator="kind")]
@@ -114,8 +143,16 @@ class CohortSettings(StrictModel):
     sources: list[Source] = Field(..., min_length=1)
     missing_values: list[str] = Field(
         default_factory=lambda: list(DEFAULT_MISSING_VALUES),
-        description="Cell texts read as missing (case-insensitive).",
+        description="Cell texts read as missing (case-insensitive); replaces the default list.",
     )
+    extra_missing_values: list[str] = Field(
+        default_factory=list, description="More cell texts read as missing, added to missing_values."
+    )
+
+    @property
+    def missing_tokens(self) -> list[str]:
+        """Every cell text read as missing."""
+        return [*self.missing_values, *self.extra_missing_values]
 
 
 class LabelRule(StrictModel):

@@ -58,19 +58,29 @@ def stratified_group_holdout(y: np.ndarray, groups: np.ndarray, test_size: float
     return in_test[inverse]
 
 
-def repeated_group_kfold(y: np.ndarray, groups: np.ndarray, n_splits: int, n_repeats: int, seed: int) -> np.ndarray:
+def repeated_group_kfold(y: np.ndarray, groups: np.ndarray, n_splits: int, n_repeats: int, seed: int,
+                         *, patients: np.ndarray | None = None) -> np.ndarray:
     """Fold index of every row for each repetition, shape (n_repeats, n_rows).
 
     Each repetition is a :class:`sklearn.model_selection.StratifiedGroupKFold` with a shuffled order
-    seeded by ``seed + repetition``.
+    seeded by ``seed + repetition``. ``patients`` (one per row) lets the message of a class
+    with too few groups say how many patients QC merged into them as duplicates.
     """
     y = np.asarray(y)
     groups = np.asarray(groups)
     for cls in np.unique(y):
         n_groups = len(np.unique(groups[y == cls]))
         if n_groups < n_splits:
+            why = ""
+            if patients is not None:
+                n_rows, n_patients = int((y == cls).sum()), len(np.unique(np.asarray(patients)[y == cls]))
+                if n_patients > n_groups:
+                    why = (f" ({n_rows} row(s) of {n_patients} patient(s); QC merged them into {n_groups} group(s) "
+                           "because their images are exact or near duplicates of each other, see qc_pairs.csv and "
+                           "the group column of qc.csv; if they are different lesions, lower "
+                           "qc.near_duplicate_distance)")
             raise InputError(
-                f"Class {cls} has {n_groups} patient group(s), fewer than split.kfold.n_splits = {n_splits}: "
+                f"Class {cls} has {n_groups} patient group(s){why}, fewer than split.kfold.n_splits = {n_splits}: "
                 "lower n_splits or add cases."
             )
     out = np.full((n_repeats, len(y)), -1, dtype=int)
@@ -116,6 +126,8 @@ def assign_splits(manifest: Manifest, settings: SplitSettings) -> Manifest:
                     f"split.by_centre.test_centres names '{c}', which is no centre of the cohort. "
                     f"Centres: {sorted(centres)}.{nearest(c, centres)}"
                 )
+        # a split by centre keeps every image with its centre: a near-duplicate group spanning
+        # two centres cannot be moved to one side (QC reports such pairs as a warning)
         is_test = sub["centre"].astype(str).isin(settings.by_centre.test_centres)
         table.loc[sub.index, "split"] = np.where(is_test, "test", "train")
         kfold_rows = usable & (table["split"] == "train")
@@ -129,6 +141,7 @@ def assign_splits(manifest: Manifest, settings: SplitSettings) -> Manifest:
         folds = repeated_group_kfold(
             ksub["label"].astype(int).to_numpy(), _group_ids(ksub).to_numpy(),
             settings.kfold.n_splits, settings.kfold.n_repeats, settings.seed,
+            patients=ksub["patient_id"].astype(str).to_numpy(),
         )
         for r in range(settings.kfold.n_repeats):
             col = np.full(len(table), -1, dtype=int)

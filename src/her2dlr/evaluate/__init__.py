@@ -1,6 +1,8 @@
 """Evaluation: AUC with DeLong confidence intervals, threshold metrics, calibration, decision curves, tables.
 
 * :mod:`her2dlr.evaluate.delong` - fast DeLong (Sun & Xu 2014): AUC variance, CI, paired test
+* :mod:`her2dlr.evaluate.clustered` - patient-clustered intervals: Obuchowski (1997) AUC variance,
+  clustered Wilson intervals of proportions, patient bootstrap
 * :mod:`her2dlr.evaluate.metrics` - accuracy, sensitivity, ..., bootstrap AUC CI, and :func:`metrics_table`
 * :mod:`her2dlr.evaluate.compare` - Wilson CIs of threshold metrics, paired bootstrap comparison,
   unpaired DeLong test of two cohorts
@@ -24,6 +26,7 @@ __all__ = [
     "HosmerLemeshowResult",
     "OddsRatioTable",
     "auc_ci",
+    "auc_interval",
     "baseline_table",
     "bootstrap_auc_ci",
     "bootstrap_compare",
@@ -32,6 +35,9 @@ __all__ = [
     "calibration_loess",
     "calibration_slope_intercept",
     "calibration_summary",
+    "cluster_bootstrap_auc_ci",
+    "clustered_auc_ci",
+    "clustered_proportion_ci",
     "decision_curve",
     "delong_auc_ci",
     "delong_covariance",
@@ -47,6 +53,7 @@ __all__ = [
 
 _WHERE = {
     "delong": ("AUCResult", "DeLongTest", "delong_auc_ci", "delong_covariance", "delong_test"),
+    "clustered": ("auc_interval", "cluster_bootstrap_auc_ci", "clustered_auc_ci", "clustered_proportion_ci"),
     "metrics": ("auc_ci", "bootstrap_auc_ci", "metrics_table", "threshold_metrics"),
     "compare": ("bootstrap_compare", "delong_unpaired", "threshold_metrics_ci", "wilson_ci"),
     "calibration": ("HosmerLemeshowResult", "brier_score", "calibration_curve_binned", "calibration_loess",

@@ -80,7 +80,8 @@ def wilson_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
-def threshold_metrics_ci(y: Any, p: Any, threshold: float, *, level: float = 0.95) -> pd.DataFrame:
+def threshold_metrics_ci(y: Any, p: Any, threshold: float, *, level: float = 0.95,
+                         clusters: Any | None = None) -> pd.DataFrame:
     """Threshold metrics with confidence intervals; positive when ``p >= threshold``.
 
     Parameters
@@ -92,6 +93,11 @@ def threshold_metrics_ci(y: Any, p: Any, threshold: float, *, level: float = 0.9
     threshold : float
         Operating threshold, chosen on training data.
     level : float, default=0.95
+    clusters : array-like of shape (n_cases,), optional
+        Patient of each case. When some patient has several cases, proportions get the
+        patient-clustered Wilson interval (:func:`her2dlr.evaluate.clustered.clustered_proportion_ci`)
+        and the Youden index the cluster-robust Wald interval (covariance of sensitivity and
+        specificity within patients included); ``method`` says so.
 
     Returns
     -------
@@ -101,6 +107,10 @@ def threshold_metrics_ci(y: Any, p: Any, threshold: float, *, level: float = 0.9
         denominator gives NaN); the Youden index the Wald interval of Youden (1950), clipped
         to [-1, 1], with ``k`` missing and ``n`` the number of cases.
     """
+    from her2dlr.evaluate.clustered import has_clusters
+
+    if has_clusters(clusters):
+        return _clustered_threshold_metrics_ci(y, p, threshold, level, clusters)
     yy, pp = check_binary_probs(y, p, where="threshold_metrics_ci", probabilities=False)
     z = _z(level, "threshold_metrics_ci")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not np.isfinite(threshold):
@@ -119,6 +129,43 @@ def threshold_metrics_ci(y: Any, p: Any, threshold: float, *, level: float = 0.9
     j = sens + spec - 1.0
     rows.append({"metric": "youden", "value": j, "k": pd.NA, "n": len(yy), "ci_low": max(-1.0, j - z * se),
                  "ci_high": min(1.0, j + z * se), "method": "wald (Youden 1950)"})
+    out = pd.DataFrame(rows).set_index("metric")
+    out["k"] = out["k"].astype("Int64")
+    out["n"] = out["n"].astype("Int64")
+    return out
+
+
+def _clustered_threshold_metrics_ci(y: Any, p: Any, threshold: float, level: float, clusters: Any) -> pd.DataFrame:
+    """:func:`threshold_metrics_ci` with patient-clustered intervals."""
+    from her2dlr.evaluate.clustered import clustered_proportion_ci
+
+    yy, pp = check_binary_probs(y, p, where="threshold_metrics_ci", probabilities=False)
+    z = _z(level, "threshold_metrics_ci")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not np.isfinite(threshold):
+        raise param_error("threshold_metrics_ci", "threshold", "a finite number", threshold)
+    c = np.asarray(clusters)
+    if len(c) != len(yy):
+        raise InputError(f"threshold_metrics_ci: clusters has {len(c)} values but y has {len(yy)}.")
+    codes = pd.factorize(pd.Series(c).astype(str))[0]
+    pred = (pp >= float(threshold)).astype(int)
+    parts = {"sensitivity": (yy == 1, pred == 1), "specificity": (yy == 0, pred == 0),
+             "ppv": (pred == 1, yy == 1), "npv": (pred == 0, yy == 0), "accuracy": (np.ones_like(yy, bool), pred == yy)}
+    rows = []
+    for metric, (among, hit) in parts.items():
+        r = clustered_proportion_ci(hit[among].astype(int), codes[among], level=level)
+        rows.append({"metric": metric, **{k: r[k] for k in ("value", "k", "n", "ci_low", "ci_high", "method")}})
+    # Youden J = sens + spec - 1: ratio-estimator variances plus their covariance within patients
+    n_c = int(codes.max()) + 1
+    pos, neg = yy == 1, yy == 0
+    big_m, big_n = pos.sum(), neg.sum()
+    sens, spec = rows[0]["value"], rows[1]["value"]
+    d_pos = np.bincount(codes[pos], weights=(pred[pos] == 1) - sens, minlength=n_c)
+    d_neg = np.bincount(codes[neg], weights=(pred[neg] == 0) - spec, minlength=n_c)
+    var = (d_pos ** 2).sum() / big_m ** 2 + (d_neg ** 2).sum() / big_n ** 2 + 2 * (d_pos * d_neg).sum() / (big_m * big_n)
+    j = sens + spec - 1.0
+    se = float(np.sqrt(max(var, 0.0)))
+    rows.append({"metric": "youden", "value": j, "k": pd.NA, "n": len(yy), "ci_low": max(-1.0, j - z * se),
+                 "ci_high": min(1.0, j + z * se), "method": "wald (patient-clustered)"})
     out = pd.DataFrame(rows).set_index("metric")
     out["k"] = out["k"].astype("Int64")
     out["n"] = out["n"].astype("Int64")

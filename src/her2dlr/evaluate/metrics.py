@@ -11,6 +11,11 @@ summary row (``scope="mean"``) gives the mean over repetitions of each metric; i
 supports, centred near the mean), and ``auc_min`` / ``auc_max`` give the range over repetitions.
 Pooled out-of-fold predictions of different folds come from different models, so that CI is
 approximate; it is what the CV literature reports (e.g. pROC on pooled OOF predictions).
+
+**Patients with several cases.** When the predictions carry ``patient_id`` and some patient
+has several rows, the AUC interval is Obuchowski's patient-clustered one
+(:mod:`her2dlr.evaluate.clustered`), otherwise DeLong's; ``ci_method`` records which
+(``"obuchowski"`` / ``"delong"``; on ``mean`` rows the methods of the repetitions).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ __all__ = [
 ]
 
 METRIC_COLUMNS = [
-    "model", "split", "scope", "n", "n_pos", "auc", "ci_low", "ci_high", "auc_min", "auc_max",
+    "model", "split", "scope", "n", "n_pos", "auc", "ci_low", "ci_high", "ci_method", "auc_min", "auc_max",
     "accuracy", "sensitivity", "specificity", "ppv", "npv", "youden", "threshold",
 ]
 
@@ -230,8 +235,11 @@ def _row(frame: pd.DataFrame, thresholds: Any, level: float) -> dict[str, Any]:
     row: dict[str, Any] = {"n": len(y), "n_pos": int(y.sum())}
     if 0 < y.sum() < len(y):
         if min(y.sum(), len(y) - y.sum()) >= 2:
-            res = delong_auc_ci(y, prob, level=level)
-            row.update(auc=res.auc, ci_low=res.ci_low, ci_high=res.ci_high)
+            from her2dlr.evaluate.clustered import auc_interval
+
+            patients = frame["patient_id"].to_numpy() if "patient_id" in frame.columns else None
+            res = auc_interval(y, prob, patients, level=level)
+            row.update(auc=res.auc, ci_low=res.ci_low, ci_high=res.ci_high, ci_method=res.method)
         else:
             from sklearn.metrics import roc_auc_score
 
@@ -306,4 +314,6 @@ def _mean_row(model: str, split: str, scope: str, rows: list[dict[str, Any]]) ->
             out[col] = float(frame[col].mean())
     if "auc" in frame.columns:
         out["auc_min"], out["auc_max"] = float(frame["auc"].min()), float(frame["auc"].max())
+    if "ci_method" in frame.columns:
+        out["ci_method"] = "/".join(sorted(set(frame["ci_method"].dropna().astype(str)))) or None
     return out

@@ -263,13 +263,24 @@ class _ModelRuns:
                 self._add(r, ModelInputs([], components=[f"{fs}-{img_clf}", f"clinical-{clin_clf}"]))
 
 
+def _concat_rows(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Rows of ``parts`` stacked, all columns kept in order; empty parts and all-missing columns do not
+    decide a column's type (what pandas did before deprecating it, without its FutureWarning)."""
+    columns = list(dict.fromkeys(c for p in parts for c in p.columns))
+    kept = [p.dropna(axis=1, how="all") for p in parts if len(p)]
+    kept = [p for p in kept if p.shape[1]]
+    if not kept:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(kept, ignore_index=True).reindex(columns=columns)
+
+
 def _write_outputs(out: Path, results: list[CVResult], predictions: pd.DataFrame, metrics: pd.DataFrame,
                    settings: LearnSettings, feature_set: str, clinical: bool) -> list[Path]:
     """The stage's tables under ``out`` (see the module docstring), each written atomically."""
 
     def per_fold(getter: Any) -> pd.DataFrame:
         parts = [getter(r).assign(model=r.model, scheme=r.scheme) for r in results if r.fits]
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        return _concat_rows(parts)
 
     inner = pd.concat(
         [f.inner_results.assign(model=r.model, fold=f.fold, params=f.inner_results["params"].map(json.dumps))

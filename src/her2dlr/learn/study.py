@@ -32,16 +32,9 @@ USER_TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".xlsx")
 
 def _user_table(path: Path) -> pd.DataFrame:
     """A CSV/TSV/XLSX feature table: ``case_id`` column (or the first column) as index, numeric columns."""
-    from her2dlr.io.tables import read_table
+    from her2dlr.cohort.feature_tables import read_feature_table
 
-    df = read_table(path)
-    key = "case_id" if "case_id" in df.columns else df.columns[0]
-    df = df.set_index(key).rename_axis("case_id")
-    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
-    if bad:
-        raise InputError(f"Feature table {path} has non-numeric column(s) {bad[:5]}; a feature table holds numbers "
-                         f"only (clinical columns belong in the cohort table).")
-    return df
+    return read_feature_table(path)
 
 
 def resolve_feature_table(study: Study, name: str) -> Path:
@@ -76,6 +69,10 @@ def load_feature_tables(study: Study, names: list[str]) -> tuple[pd.DataFrame, s
             if "case_id" not in df.columns:
                 raise InputError(f"Feature table {path} has no case_id index or column.")
             df = df.set_index("case_id")
+        dup = df.index[df.index.duplicated()].astype(str).unique().tolist()
+        if dup:
+            raise InputError(f"Feature table {path} has case id(s) {dup[:10]} on several rows; a feature table has "
+                             "one row per case.")
         tables.append((path.stem, df))
     clash = set()
     seen: set[str] = set()

@@ -137,6 +137,63 @@ def _check_settings_columns(df: pd.DataFrame, s: SurvivalSettings) -> None:
         check_columns(df, s.her2low.covariates or [], role="covariate (her2low.covariates)")
 
 
+def _used_columns(s: SurvivalSettings) -> list[str]:
+    """Every column an analysis of the settings reads (no missing values allowed in them)."""
+    cols = [s.time_column, s.event_column, *s.group_columns, *s.covariates, *s.risk_covariates,
+            *(s.score_covariates or []), s.score_column, s.treatment_column, *(s.psm.covariates or [])]
+    if s.her2low is not None:
+        cols += [s.her2low.true_column, s.her2low.pred_column, *(s.her2low.covariates or [])]
+    return [c for c in dict.fromkeys(cols) if c]
+
+
+def _handle_missing(df: pd.DataFrame, s: SurvivalSettings, rep: SurvivalReport) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every used column's missing values at once: refused (``missing: error``) or dropped and counted.
+
+    Returns the table to analyse and ``column, n_missing, rows`` (written as ``tables/missing.csv``).
+    """
+    from her2dlr.survival._data import rows_text
+
+    cols = _used_columns(s)
+    na = df[cols].isna()
+    counts = pd.DataFrame({"column": cols, "n_missing": [int(na[c].sum()) for c in cols],
+                           "rows": [rows_text(df.index[na[c]]) if na[c].any() else "" for c in cols]})
+    counts = counts[counts["n_missing"] > 0].reset_index(drop=True)
+    if not len(counts):
+        return df, counts
+    if s.missing == "error":
+        lines = "\n".join(f"  {r.column}: {r.n_missing} missing at {r.rows}" for r in counts.itertuples())
+        raise InputError(f"{int(na.any(axis=1).sum())} case(s) have missing values in the columns the survival "
+                         f"analyses use:\n{lines}\nComplete them, or set survival.missing: drop to leave these "
+                         "cases out (the count per column is then reported).")
+    keep = ~na.any(axis=1)
+    rep.notes.append(f"{int((~keep).sum())} of {len(df)} case(s) left out for missing values (survival.missing: drop): "
+                     + ", ".join(f"{r.column} {r.n_missing}" for r in counts.itertuples()))
+    return df[keep], counts
+
+
+def _findings(rep: SurvivalReport, s: SurvivalSettings) -> None:
+    """Plain-language sentences of the significant log-rank tests and Cox terms (at ``alpha``)."""
+    for name, res in rep.results.items():
+        test = getattr(res, "logrank", None) if name.startswith("km_") and name != "km_overall" else None
+        if test is not None and test.p_value < s.alpha:
+            rep.sentences.append(f"Survival differed by {res.group_col} (log-rank {format_p(test.p_value)}).")
+    for name in ("cox_multivariable", "cox_stepwise"):
+        res = rep.results.get(name)
+        model = getattr(res, "model", res)
+        if model is None or not hasattr(model, "summary"):
+            continue
+        table = model.summary
+        for _term, row in table[table["p"] < s.alpha].iterrows():
+            what = f"{row['covariate']} = {row['level']}" if row["level"] else str(row["covariate"])
+            direction = "higher" if row["hr"] > 1 else "lower"
+            rep.sentences.append(
+                f"{'Multivariable' if name == 'cox_multivariable' else 'Stepwise'} Cox: {what} went with a {direction} "
+                f"hazard of the event, HR {format_hr(row['hr'], row['hr_lower'], row['hr_upper'], level=1 - s.alpha)}, "
+                f"{format_p(row['p'])}.")
+    if not rep.sentences:
+        rep.sentences.append(f"No log-rank test or Cox term reached significance at alpha = {s.alpha:g}.")
+
+
 def _horizons(s: SurvivalSettings) -> tuple[list[float], list[str]]:
     return [h * s.per_year for h in s.horizons], [f"{h:g}y" for h in s.horizons]
 
@@ -387,7 +444,8 @@ def _her2low_section(df: pd.DataFrame, s: SurvivalSettings, h: Her2LowSettings, 
         )
 
 
-def run_survival(df: pd.DataFrame, settings: SurvivalSettings, out_dir: str | os.PathLike[str]) -> SurvivalReport:
+def run_survival(df: pd.DataFrame, settings: SurvivalSettings, out_dir: str | os.PathLike[str], *,
+                 notes: list[str] | None = None) -> SurvivalReport:
     """Run the survival stage on a cohort table and write its tables and figures.
 
     Parameters
@@ -397,6 +455,8 @@ def run_survival(df: pd.DataFrame, settings: SurvivalSettings, out_dir: str | os
     settings : SurvivalSettings
     out_dir : path-like
         Output folder (created; files in it are replaced one by one, atomically).
+    notes : list of str, optional
+        How the caller prepared the table (e.g. one row per patient), put first in the notes.
 
     Returns
     -------
@@ -414,10 +474,13 @@ def run_survival(df: pd.DataFrame, settings: SurvivalSettings, out_dir: str | os
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_settings_columns(df, settings)
-    survival_arrays(df, settings.time_column, settings.event_column)
     df = df.reset_index(drop=True) if not df.index.is_unique else df
-    rep = SurvivalReport(out_dir=out)
+    rep = SurvivalReport(out_dir=out, notes=list(notes or []))
+    df, missing = _handle_missing(df, settings, rep)
+    survival_arrays(df, settings.time_column, settings.event_column)
     w = _Writer(out, settings.figure_format, rep)
+    if len(missing):
+        w.table("missing", missing, index=False)
     write_text_atomic(out / "survival_settings.json", json.dumps(settings.model_dump(mode="json"), indent=2) + "\n")
     _km_section(df, settings, w, rep)
     if settings.covariates:
@@ -429,7 +492,10 @@ def run_survival(df: pd.DataFrame, settings: SurvivalSettings, out_dir: str | os
         _treatment_section(data, settings, settings.treatment_column, w, rep)
     if settings.her2low is not None:
         _her2low_section(df, settings, settings.her2low, w, rep)
+    _findings(rep, settings)
     rep.seconds = _time.perf_counter() - start
-    text = ["Findings:"] + [f"- {x}" for x in rep.sentences] + ["", "Notes:"] + [f"- {x}" for x in rep.notes]
+    text = ["Findings:"] + [f"- {x}" for x in rep.sentences]
+    if rep.notes:
+        text += ["", "Notes:"] + [f"- {x}" for x in rep.notes]
     write_text_atomic(out / "summary.txt", "\n".join(text) + "\n")
     return rep

@@ -85,6 +85,9 @@ class SurvivalSettings(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1, description="1 - confidence level.")
     seed: int = Field(0, description="Seed of folds, bootstrap, k-means and matching.")
     figure_format: Literal["png", "pdf", "svg"] = Field("png", description="Figure file type.")
+    missing: Literal["error", "drop"] = Field(
+        "error", description="Cases with missing values in a used column: 'error' lists them all; 'drop' leaves them "
+                             "out and reports how many per column (tables/missing.csv).")
 
     @field_validator("horizons")
     @classmethod

@@ -15,6 +15,32 @@ if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
 __all__ = ["run_survival_stage"]
 
 
+def _with_source_names(df: Any, source_columns: dict[str, str]) -> Any:
+    """The cohort table with each renamed column also under the source's name (``rfs_days`` for ``time``).
+
+    The cohort stores a table source's time, event and treatment columns as ``time``, ``event``
+    and ``treatment``; a study file may name either.
+    """
+    out = df.copy()
+    for original, stored in source_columns.items():
+        if original not in out.columns and stored in out.columns:
+            out[original] = out[stored]
+    return out
+
+
+def _with_cohort_types(settings: Any, clinical_types: dict[str, str]) -> Any:
+    """``settings`` whose ``categorical`` also lists the covariates the cohort typed as categorical."""
+    used = {*settings.covariates, *settings.risk_covariates, *(settings.score_covariates or []),
+            *(settings.psm.covariates or [])}
+    if settings.her2low is not None:
+        used |= set(settings.her2low.covariates or [])
+    extra = [c for c, kind in clinical_types.items() if kind == "categorical" and c in used
+             and c not in settings.categorical]
+    if not extra:
+        return settings
+    return settings.model_copy(update={"categorical": [*settings.categorical, *extra]})
+
+
 def run_survival_stage(study: Study | None = None, *, settings_from: Study | None = None,
                        data: str | os.PathLike[str] | None = None, out: str | os.PathLike[str] | None = None,
                        **overrides: Any) -> tuple[SurvivalReport, Path]:
@@ -56,11 +82,19 @@ def run_survival_stage(study: Study | None = None, *, settings_from: Study | Non
     check_writable(Path(out) if out is not None else study.paths.survival)  # type: ignore[union-attr]
     source: Any = settings_from if settings_from is not None else study
     settings = load_survival_settings(source, **overrides)
+    notes: list[str] = []
     if data is not None:
         df = read_table(data)
     else:
         from her2dlr.cohort.manifest import Manifest
 
-        df = Manifest.load(study.paths.manifest).included  # type: ignore[union-attr]
+        manifest = Manifest.load(study.paths.manifest)  # type: ignore[union-attr]
+        df = _with_source_names(manifest.included, manifest.meta.get("source_columns", {}))
+        settings = _with_cohort_types(settings, manifest.clinical_types)
+        if df["patient_id"].duplicated().any():  # follow-up belongs to the patient, not to each image or lesion
+            n_rows = len(df)
+            df = df.drop_duplicates("patient_id", keep="first")
+            notes.append(f"the cohort has {n_rows} rows of {len(df)} patients: one row per patient (the first) "
+                         "enters the survival analyses")
     folder = Path(out) if out is not None else study.paths.survival  # type: ignore[union-attr]
-    return run_survival(df, settings, folder), folder
+    return run_survival(df, settings, folder, notes=notes), folder

@@ -27,8 +27,8 @@ _THRESHOLD_METRICS = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "y
 
 
 def view_aucs(ctx: ReportContext, view: View) -> pd.DataFrame:
-    """AUC with DeLong 95% CI of every model on ``view`` (cached in ``ctx.results``)."""
-    from her2dlr.evaluate.delong import delong_auc_ci
+    """AUC with 95% CI of every model on ``view``: patient-clustered where patients share cases, else DeLong."""
+    from her2dlr.evaluate.clustered import auc_interval
 
     key = ("auc", view.key)
     if key not in ctx.results:
@@ -36,8 +36,9 @@ def view_aucs(ctx: ReportContext, view: View) -> pd.DataFrame:
         for m in view.models:
             y, p = view.y_prob(m)
             if min(y.sum(), len(y) - y.sum()) >= 2:
-                r = delong_auc_ci(y, p)
-                out[m] = {"auc": r.auc, "ci_low": r.ci_low, "ci_high": r.ci_high, "se": r.se}
+                f = view.model_frame(m)
+                r = auc_interval(y, p, f["patient_id"].to_numpy() if "patient_id" in f.columns else None)
+                out[m] = {"auc": r.auc, "ci_low": r.ci_low, "ci_high": r.ci_high, "se": r.se, "ci_method": r.method}
             else:
                 out[m] = {"auc": np.nan, "ci_low": np.nan, "ci_high": np.nan, "se": np.nan}
             out[m].update(n=len(y), n_pos=int(y.sum()))
@@ -69,7 +70,9 @@ def threshold_metrics_long(view: View) -> pd.DataFrame:
     parts = []
     for m in view.models:
         y, s, thr, how = _scores_for_threshold(view, m)
-        t = threshold_metrics_ci(y, s, thr).reset_index()
+        f = view.model_frame(m)
+        t = threshold_metrics_ci(y, s, thr, clusters=f["patient_id"].to_numpy() if "patient_id" in f.columns else None)
+        t = t.reset_index()
         t.insert(0, "threshold", view.threshold(m))
         t.insert(0, "model", m)
         t["classified_by"] = how
@@ -139,16 +142,18 @@ def _view_subsection(ctx: ReportContext, sec: Section, view: View, sources: list
         labels[m] = f"{m}: {fmt_ci(r['auc'], r['ci_low'], r['ci_high'])}"
     roc_data = pd.concat([pd.DataFrame({"model": m, "fpr": c[0], "tpr": c[1]}) for m, c in curves.items()],
                          ignore_index=True)
+    ci_name = ("patient-clustered (Obuchowski)" if "obuchowski" in set(aucs.get("ci_method", pd.Series(dtype=str)).dropna())
+               else "DeLong")
     note = "" if len(shown) == len(view.models) else f" {len(shown)} of {len(view.models)} models drawn (the reference " \
                                                      "and the highest AUCs); all are in the table."
     sub.add(ctx.figure(f"roc_{view.key}", plot_roc(curves, labels, ctx.colors, title=view.title,
                                                    reference=ctx.reference),
-                       f"ROC curves on the {view.title.lower()}; legend: AUC (DeLong 95% CI).{note}",
+                       f"ROC curves on the {view.title.lower()}; legend: AUC ({ci_name} 95% CI).{note}",
                        sources=sources, width="62%", data=roc_data))
     display = pd.DataFrame({"Model": aucs["model"], "n (pos.)": [f"{n} ({k})" for n, k in zip(aucs["n"], aucs["n_pos"])],
                             "AUC (95% CI)": [fmt_ci(a, lo, hi) for a, lo, hi in
                                              zip(aucs["auc"], aucs["ci_low"], aucs["ci_high"])]})
-    sub.add(ctx.table(f"auc_{view.key}", f"AUC with DeLong 95% CI on the {view.title.lower()}.", aucs,
+    sub.add(ctx.table(f"auc_{view.key}", f"AUC with {ci_name} 95% CI on the {view.title.lower()}.", aucs,
                       display=display, sources=sources))
     # threshold metrics
     tm = threshold_metrics_long(view)
