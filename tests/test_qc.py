@@ -117,6 +117,19 @@ def test_colour_images_are_converted_and_recorded(tmp_path, mode, channels):
     assert res.manifest.table.loc[0, "pixel_sha1"] == fingerprint(grey).sha1
 
 
+def test_a_16_bit_image_among_8_bit_ones_is_excluded_naming_both_depths(tmp_path):
+    rows = []
+    for k in range(3):
+        pixels = scan(10 + k).astype(np.uint16) * 257 if k == 2 else scan(10 + k)  # the same kind of picture, 16-bit
+        rows.append({"case_id": f"c{k}", "image": save(tmp_path / f"c{k}.png", pixels),
+                     "masks": [save(tmp_path / f"m{k}.png", disk(SIZE, (64, 80), 20))]})
+    res = qc(make_manifest(rows), tmp_path)
+    assert res.table["bits"].tolist() == [8, 8, 16]
+    assert res.table["include"].tolist() == [True, True, False]
+    assert "c2.png is 16-bit while 2 of the cohort's 3 images are 8-bit" in res.table.loc[2, "exclude_reason"]
+    assert res.summary["excluded_by_reason"] == {"bit_depth": 1}
+
+
 def test_bbox_without_mask_is_fine_and_bad_bbox_is_not(tmp_path):
     img = save(tmp_path / "a.png", scan(1))
     m = make_manifest([

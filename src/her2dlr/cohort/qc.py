@@ -55,6 +55,7 @@ from her2dlr.errors import InputError, nearest
 from her2dlr.io.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from her2dlr.io.cells import is_missing, parse_bbox
 from her2dlr.io.images import bbox_mask, check_mask, read_image_and_channels, read_mask_array
+from her2dlr.io.profile import pixel_bits
 from her2dlr.runfolder import QC_PAIRS, QC_SUMMARY_JSON, QC_SUMMARY_TEXT, QC_TABLE
 
 __all__ = ["LESION_POLICIES", "MIN_LESION_PIXELS", "QCResult", "run_qc"]
@@ -65,7 +66,7 @@ MIN_LESION_PIXELS = 10
 """Connected components smaller than this (pixels or voxels) are specks, not lesions."""
 
 QC_TABLE_COLUMNS = [
-    "case_id", "patient_id", "image", "readable", "channels", "size", "n_masks", "n_lesions",
+    "case_id", "patient_id", "image", "readable", "channels", "bits", "size", "n_masks", "n_lesions",
     "mask_problems", "mask", "phash", "exact_dup_group", "near_dup_group", "group", "group_size",
     "include", "exclude_reason",
 ]
@@ -78,6 +79,7 @@ class _RowReport:
 
     readable: bool = False
     channels: int | None = None
+    bits: int | None = None
     shape: tuple[int, ...] | None = None
     fingerprint: Fingerprint | None = None
     n_masks: int = 0
@@ -157,6 +159,7 @@ def _inspect_row(
         report.problems.append(("image_unreadable", detail))
         return report
     report.readable = True
+    report.bits = pixel_bits(image_path)
     report.shape = tuple(int(s) for s in grey.shape)
     if grey.ndim not in (2, 3):
         report.problems.append(("image_shape", f"image {image_path} has shape {grey.shape}; expected 2D or 3D"))
@@ -505,6 +508,7 @@ def run_qc(
             if err:
                 report.problems.append((code, f"row {case_id}: {err}"))
 
+    _flag_bit_depths(reports, table["image"])
     pairs = find_duplicate_pairs(
         [r.fingerprint for r in reports], near_distance=near_duplicate_distance,
         overlap_ncc=overlap_ncc, candidate_distance=DEFAULT_CANDIDATE_DISTANCE,
@@ -539,6 +543,24 @@ def run_qc(
     return QCResult(manifest=out_manifest, table=qc_table, duplicate_pairs=pair_table, summary=summary)
 
 
+def _flag_bit_depths(reports: list[_RowReport], images: pd.Series) -> None:
+    """Exclude images stored with another bit depth than most of the cohort: their grey levels are on another scale.
+
+    A 16-bit export among 8-bit images gives first-order and texture features hundreds of times
+    larger; no rule can tell which of the 65,536 levels match which of the 256, so the image is
+    excluded with the reason rather than rescaled by a guess.
+    """
+    depths = Counter(r.bits for r in reports if r.bits is not None)
+    if len(depths) < 2:
+        return
+    usual, count = depths.most_common(1)[0]
+    for report, image in zip(reports, images):
+        if report.bits is not None and report.bits != usual:
+            report.problems.append(("bit_depth", f"image {image} is {report.bits}-bit while {count} of the cohort's "
+                                    f"{sum(depths.values())} images are {usual}-bit: its grey levels are on another "
+                                    "scale. Export it like the others."))
+
+
 def _qc_table(table: pd.DataFrame, reports: list[_RowReport], exact_groups: np.ndarray,
               near_groups: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
     before = _was_included(table)
@@ -556,6 +578,7 @@ def _qc_table(table: pd.DataFrame, reports: list[_RowReport], exact_groups: np.n
         "image": table["image"].to_numpy(),
         "readable": [r.readable for r in reports],
         "channels": pd.array([r.channels for r in reports], dtype="Int64"),
+        "bits": pd.array([r.bits for r in reports], dtype="Int64"),
         "size": ["x".join(str(s) for s in r.shape[::-1]) if r.shape else pd.NA for r in reports],
         "n_masks": [r.n_masks for r in reports],
         "n_lesions": pd.array([r.n_lesions for r in reports], dtype="Int64"),
