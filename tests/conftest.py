@@ -95,6 +95,6 @@ def serve_models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("serve")
     models = root / "models"
     net = train_tiny_network(models, epochs=0, n_per_class=8, work_dir=root / "work")
-    write_segmenter_artefact(models, net, epochs=2)
+    write_segmenter_artefact(models, net, epochs=2, n_images=16)
     write_clinical_artefact(models)
     return models

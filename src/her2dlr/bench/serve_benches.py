@@ -129,7 +129,7 @@ def train_tiny_network(models_dir: str | os.PathLike[str], *, seed: int = 0, n_p
 
 
 def write_segmenter_artefact(models_dir: str | os.PathLike[str], network_artefact: str | os.PathLike[str], *,
-                             seed: int = 0, epochs: int = 2, name: str = f"deep_{ARCH}-auto") -> Path:
+                             seed: int = 0, epochs: int = 2, n_images: int = 24, name: str = f"deep_{ARCH}-auto") -> Path:
     """A copy of a ``deep`` artefact that carries a small segmentation network (finds the lesion itself).
 
     The U-Net (32 px input, unprompted) is trained for ``epochs`` on synthetic lesions.
@@ -141,7 +141,7 @@ def write_segmenter_artefact(models_dir: str | os.PathLike[str], network_artefac
     from her2dlr.segment.data import SegSpec, load_seg_pairs
     from her2dlr.segment.train import SegTrainSettings, train_segmenter
 
-    pairs = [lesion_case(seed * 1000 + 500 + i, rough=bool(i % 2), shape=(56, 56)) for i in range(24)]
+    pairs = [lesion_case(seed * 1000 + 500 + i, rough=bool(i % 2), shape=(56, 56)) for i in range(n_images)]
     spec = SegSpec(size=32)
     x, m, _ = load_seg_pairs([p[0] for p in pairs], [(p[1] > 0).astype(np.uint8) for p in pairs], spec=spec,
                              progress=False)

@@ -57,7 +57,7 @@ function showCard(m) {
   addRow(dl, "Positive class", (task.positive || []).join(", "));
   addRow(dl, "Negative class", (task.negative || []).join(", "));
   const thr = m.threshold || {};
-  addRow(dl, "Threshold", fmt(thr.value) + (thr.method ? " (" + thr.method + ", chosen on " + (thr.source || "training") + " data)" : ""));
+  addRow(dl, "Threshold", fmt(thr.value) + (thr.method ? " (" + thr.method + ", chosen on training predictions: " + (thr.source || "?") + ")" : ""));
   addRow(dl, "Hold-out test AUC", auc(m.metrics || {}, "test"));
   addRow(dl, "Cross-validated AUC", auc(m.metrics || {}, "cv"));
   const training = m.training || {};
