@@ -252,6 +252,7 @@ def _identified_dicom(tmp_path: Path) -> bytes:
     ds.PatientID = "PID-99887766"
     ds.InstitutionName = "Secret Hospital of Somewhere"
     ds.ReferringPhysicianName = "Dr^Whoknows"
+    ds.PatientBirthDate = "Born1970x"  # not a valid DA: pydicom's warnings would quote it
     ds.add_new(0x00091001, "LO", "private secret value")
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
@@ -286,7 +287,7 @@ def test_dicom_is_deidentified_before_use_and_nothing_leaks(client: TestClient, 
     assert answers[1].json()["image"]["deidentified"]["removed_elements"] >= 5
     preview = np.asarray(Image.open(io.BytesIO(base64.b64decode(answers[0].json()["png_base64"]))))
     assert preview.shape == pixels.shape
-    for secret in ("Secretname", "99887766", "Secret Hospital", "Whoknows", "private secret", "Doe_Jane"):
+    for secret in ("Secretname", "99887766", "Secret Hospital", "Whoknows", "private secret", "Doe_Jane", "Born1970"):
         assert all(secret not in a.text for a in answers)
         assert secret not in caplog.text
     assert list(temp.iterdir()) == []  # every request's temporary folder is gone, after success and error
@@ -302,3 +303,15 @@ def test_an_unexpected_error_is_a_500_without_its_text(client: TestClient, case:
     r = client.post(f"/api/models/{DEEP}/predict", files={"image": ("a.png", case["png"], "image/png")},
                     data={"box": "10,10,20,20"})
     assert r.status_code == 500 and "secret" not in r.text and r.json()["field"] is None
+
+
+def test_serve_command_refuses_an_open_host_without_token(serve_models: Path, monkeypatch: pytest.MonkeyPatch):
+    from typer.testing import CliRunner
+
+    from her2dlr.cli import app
+
+    monkeypatch.delenv("HER2DLR_TOKEN", raising=False)
+    res = CliRunner().invoke(app, ["serve", str(serve_models), "--host", "0.0.0.0"])
+    assert res.exit_code == 2 and "needs a token" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["serve", str(serve_models.parent / "nowhere")])
+    assert res.exit_code == 2 and "does not exist" in res.output

@@ -107,6 +107,15 @@ def test_page_upload_draw_box_predict_and_show_heat_map(server: str, browser, se
     want = predict(serve_models / DEEP, Case(image=image, box=tuple(box)), progress=False)[0]
     assert shown == pytest.approx(want.probability, abs=5e-4)
     assert driver.find_element(By.ID, "class").text.startswith(str(want.predicted_class))
+    # the clinical model's fields come from its card: levels seen in training, the numeric range and unit
+    Select(driver.find_element(By.ID, "model")).select_by_value("clinical-lr")
+    shape = Select(driver.find_element(By.ID, "clin-Shape"))
+    assert sorted(o.get_attribute("value") for o in shape.options) == ["", "irregular", "oval", "round"]
+    age = driver.find_element(By.ID, "clin-Age")
+    assert age.get_attribute("type") == "number" and float(age.get_attribute("min")) < float(age.get_attribute("max"))
+    assert "Age (years)" in driver.find_element(By.ID, "clinical").text
+    driver.get(server + "/docs")
+    wait.until(ec.text_to_be_present_in_element((By.ID, "endpoints"), "POST /api/models/{model}/predict"))
     keep = os.environ.get(SCREENSHOT_DIR_ENV)
     if keep:
         for shot in shots:

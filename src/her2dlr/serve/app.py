@@ -18,11 +18,16 @@ error gets a 500 with a generic message (the log holds its type, never the reque
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import functools
 import hmac
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
@@ -47,7 +51,14 @@ from her2dlr.serve.forms import (
 )
 from her2dlr.serve.registry import ModelRegistry, json_safe, model_summary
 from her2dlr.serve.settings import ServeSettings
-from her2dlr.serve.uploads import CheckedUpload, UploadError, case_folder, check_upload, write_upload
+from her2dlr.serve.uploads import (
+    CheckedUpload,
+    UploadError,
+    WithheldValues,
+    case_folder,
+    check_upload,
+    write_upload,
+)
 
 __all__ = ["NOTICE", "create_app"]
 
@@ -129,21 +140,26 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
         Unsafe settings, or a models folder without artefacts.
     """
     settings.check()
+    _withhold_dicom_values()
     models = registry or ModelRegistry.load(settings.models_dir)
     slots = threading.BoundedSemaphore(settings.max_concurrent)
-    app = FastAPI(title="her2dlr", version=her2dlr.__version__, docs_url=None, redoc_url=None,
+    # the computing happens on a few long-lived threads (one per slot, one for previews): a thread per
+    # request from a large pool would give each its own allocator arena and grow the memory for good
+    workers = ThreadPoolExecutor(settings.max_concurrent + 1, thread_name_prefix="her2dlr-serve")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        workers.shutdown(wait=False, cancel_futures=True)
+
+    async def compute(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(workers, functools.partial(fn, *args, **kwargs))
+
+    app = FastAPI(title="her2dlr", version=her2dlr.__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   description=f"HER2 models of a study, one case at a time. {NOTICE}")
     app.state.settings, app.state.registry, app.state.slots = settings, models, slots
 
-    def require_token(request: Request) -> None:
-        if not settings.token:
-            return
-        auth = request.headers.get("authorization", "")
-        given = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("x-token", "")
-        if not hmac.compare_digest(given.encode("utf-8", "replace"), settings.token.encode("utf-8")):
-            raise UploadError(401, "token", "This server needs its token: send 'Authorization: Bearer <token>'.")
-
-    api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+    api = APIRouter(prefix="/api", dependencies=[Depends(_token_check(settings.token))])
 
     @api.get("/health", summary="Server status")
     def health() -> dict[str, Any]:
@@ -174,7 +190,7 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
         inputs = _predict_inputs(art, form, settings)
         take_slot()
         try:
-            return await run_in_threadpool(_predict, art, model, **inputs)
+            return await compute(_predict, art, model, **inputs)
         finally:
             slots.release()
 
@@ -191,7 +207,7 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
         box = parse_box_field(form.fields.get("box"), image.shape)
         take_slot()
         try:
-            return await run_in_threadpool(_segment, art, model, image, box)
+            return await compute(_segment, art, model, image, box)
         finally:
             slots.release()
 
@@ -202,7 +218,7 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
         image = checked("image", form.files.get("image"))
         if image is None:
             raise UploadError(422, "image", "image: the image is missing.")
-        return await run_in_threadpool(_preview, image)
+        return await compute(_preview, image)
 
     app.include_router(api)
     _install_handlers(app)
@@ -220,6 +236,27 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
     app.mount("/static", StaticFiles(directory=static), name="static")
     _add_error_schema(app)
     return app
+
+
+def _withhold_dicom_values() -> None:
+    """pydicom logs invalid values verbatim (a birth date, a name): its records are rewritten without them."""
+    pydicom_log = logging.getLogger("pydicom")
+    if not any(isinstance(f, WithheldValues) for f in pydicom_log.filters):
+        pydicom_log.addFilter(WithheldValues())
+
+
+def _token_check(token: str | None) -> Any:
+    """The dependency that refuses an ``/api`` call without the token (compared in constant time)."""
+
+    def require_token(request: Request) -> None:
+        if not token:
+            return
+        auth = request.headers.get("authorization", "")
+        given = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("x-token", "")
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8")):
+            raise UploadError(401, "token", "This server needs its token: send 'Authorization: Bearer <token>'.")
+
+    return require_token
 
 
 def _checked(name: str, data: bytes | None, settings: ServeSettings,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import shutil
 import tempfile
 import warnings
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SIGNATURES", "CheckedUpload", "UploadError", "case_folder", "check_upload", "sniff", "write_upload"]
+__all__ = ["SIGNATURES", "CheckedUpload", "UploadError", "WithheldValues", "case_folder", "check_upload", "sniff", "write_upload"]
 
 #: File kinds recognised by content: name -> (offset, magic bytes).
 SIGNATURES: dict[str, tuple[int, bytes]] = {
@@ -54,6 +55,14 @@ class CheckedUpload:
     shape: tuple[int, int]
     notes: list[str] = field(default_factory=list)
     deidentified: dict[str, Any] | None = None
+
+
+class WithheldValues(logging.Filter):
+    """Rewrites pydicom's log records, whose messages may quote attribute values, to a message without them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = "pydicom: a DICOM element did not validate (its value is not logged)", ()
+        return True
 
 
 def sniff(data: bytes) -> str | None:
@@ -103,6 +112,13 @@ def _check_raster(field_name: str, data: bytes, kind: str, max_pixels: int) -> t
 
 
 def _check_dicom(field_name: str, data: bytes, max_pixels: int) -> CheckedUpload:
+    with warnings.catch_warnings():
+        # pydicom's warnings about invalid values quote the values (a birth date, a name): never shown
+        warnings.simplefilter("ignore")
+        return _read_dicom(field_name, data, max_pixels)
+
+
+def _read_dicom(field_name: str, data: bytes, max_pixels: int) -> CheckedUpload:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
