@@ -20,7 +20,8 @@ Metrics:
     Failed or non-200 answers among the timed predictions (must be 0).
 ``rss_growth_mb``
     Growth of the server process's resident memory from after the warm-up to after all
-    requests (total requests in ``n``).
+    requests (total requests in ``n``); ``growth_after_sequential_mb`` the growth after the
+    one-at-a-time requests only (the rest comes with the concurrent phase's threads).
 ``rejected_bad_inputs``
     Bad uploads (:func:`bad_inputs`, at least 25 kinds: wrong type by content, truncated files,
     decompression bombs, boxes outside the image, malformed clinical JSON, unknown fields ...)
@@ -355,6 +356,7 @@ def serve_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
         rss0 = _rss_mb(pid)
         seq = [one() for _ in range(n_seq)]
         sent += n_seq
+        rss_seq = _rss_mb(pid)
         lat = np.array([s[0] for s in seq])
         t0 = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
@@ -380,6 +382,7 @@ def serve_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     yield result(name, "throughput_rps", round(n_conc / wall, 2), n=n_conc, concurrency=4, seconds=round(wall, 2), **info)
     yield result(name, "errors", errors, n=n_seq + n_conc + len(tail))
     growth = round(rss1 - rss0, 1) if rss0 is not None and rss1 is not None else float("nan")
+    mid = round(rss_seq - rss0, 1) if rss0 is not None and rss_seq is not None else None
     yield result(name, "rss_growth_mb", growth, n=sent, rss_mb=round(rss1, 1) if rss1 is not None else None,
-                 process="server")
+                 growth_after_sequential_mb=mid, process="server")
     yield result(name, "rejected_bad_inputs", rejected, n=len(catalogue), failures=failures)

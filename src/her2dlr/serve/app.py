@@ -175,9 +175,6 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
         art = models.get(model)
         return {**model_summary(model, art), "card": json_safe(art.card)}
 
-    def checked(name: str, data: bytes | None) -> CheckedUpload | None:
-        return _checked(name, data, settings)
-
     def take_slot() -> None:
         if not slots.acquire(blocking=False):
             raise Busy()
@@ -187,7 +184,7 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
         art = models.get(model)
         form = await read_form(request, files=("image", "mask"), fields=("box", "clinical", "spacing", "heat_map",
                                                                        "method"), max_file_bytes=settings.max_upload_bytes)
-        inputs = _predict_inputs(art, form, settings)
+        inputs = await compute(_predict_inputs, art, form, settings)  # decoding off the event loop
         take_slot()
         try:
             return await compute(_predict, art, model, **inputs)
@@ -201,7 +198,7 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
             raise UploadError(400, "model", f"Model '{model}' carries no segmentation network; models with one: "
                               f"{', '.join(k for k, a in models.models.items() if a.segmenter_path) or 'none'}.")
         form = await read_form(request, files=("image",), fields=("box",), max_file_bytes=settings.max_upload_bytes)
-        image = checked("image", form.files.get("image"))
+        image = await compute(_checked, "image", form.files.get("image"), settings)
         if image is None:
             raise UploadError(422, "image", "image: the image to segment is missing.")
         box = parse_box_field(form.fields.get("box"), image.shape)
@@ -215,7 +212,7 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
               openapi_extra=_PREVIEW_FORM)
     async def preview(request: Request) -> dict[str, Any]:
         form = await read_form(request, files=("image",), fields=(), max_file_bytes=settings.max_upload_bytes)
-        image = checked("image", form.files.get("image"))
+        image = await compute(_checked, "image", form.files.get("image"), settings)
         if image is None:
             raise UploadError(422, "image", "image: the image is missing.")
         return await compute(_preview, image)
