@@ -84,3 +84,17 @@ def write_lesion_folders(root: Path, n_per_class: int) -> Path:
 def folder_cohort(tmp_path: Path) -> Path:
     """A BUSI-like folder cohort: 12 benign (smooth) and 12 malignant (rough) lesions with masks."""
     return write_lesion_folders(tmp_path / "cohort", 12)
+
+
+@pytest.fixture(scope="session")
+def serve_models(tmp_path_factory) -> Path:
+    """A models folder for the server tests: the seed-000 network (built, untrained), its copy with a small
+    segmentation network (trained briefly), and a clinical logistic model (Age numeric, Shape categorical)."""
+    from her2dlr.bench.serve_benches import train_tiny_network, write_clinical_artefact, write_segmenter_artefact
+
+    root = tmp_path_factory.mktemp("serve")
+    models = root / "models"
+    net = train_tiny_network(models, epochs=0, n_per_class=8, work_dir=root / "work")
+    write_segmenter_artefact(models, net, epochs=2, n_images=16)
+    write_clinical_artefact(models)
+    return models

@@ -56,6 +56,7 @@ _BENCH_MODULES = (
     "her2dlr.bench.seg_quality",
     "her2dlr.bench.seg_autoroi",
     "her2dlr.bench.bad_inputs",
+    "her2dlr.bench.serve_benches",
 )
 
 

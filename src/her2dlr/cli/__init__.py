@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from her2dlr.cli import bench, cohort, explain, extract, learn, predict, report, run, survival, train
+from her2dlr.cli import bench, cohort, explain, extract, learn, predict, report, run, serve, survival, train
 
 __all__ = ["app"]
 
@@ -24,6 +24,7 @@ app.command("explain")(explain.explain_cmd)
 app.add_typer(survival.app, name="survival", help="Survival, risk groups and treatment benefit.")
 app.command("report")(report.report_command)
 app.command("predict")(predict.predict_cmd)
+app.command("serve")(serve.serve_cmd)
 app.command("bench")(bench.bench)
 app.command("demo")(bench.demo)
 app.command("version")(bench.version)

@@ -353,7 +353,25 @@ class CamExplainer:
                              f"depth, height, width); got {tuple(x.shape)}.")
         # threads waiting for busy cores slow small convolutions down many-fold (see default_threads)
         with torch_threads(default_threads() if self.device.type == "cpu" else None):
-            return self._explain(x, class_idx)
+            try:
+                return self._explain(x, class_idx)
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        """Drop the tensors MONAI's hooks keep from the last pass.
+
+        Their autograd graph holds the hooks' closures, which hold the network: a cycle through
+        C++ that Python's garbage collector cannot see, so every explainer (one network copy
+        each) would otherwise stay in memory for good.
+        """
+        hooks = getattr(self._cam, "nn_module", None)
+        for name in ("activations", "gradients"):
+            store = getattr(hooks, name, None)
+            if isinstance(store, dict):
+                store.clear()
+        if hooks is not None and hasattr(hooks, "score"):
+            hooks.score = None
 
     def _explain(self, x: torch.Tensor, class_idx: Any) -> HeatMaps:
         n, _, *spatial = x.shape
