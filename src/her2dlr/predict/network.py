@@ -115,7 +115,6 @@ def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: 
     """
     import SimpleITK as sitk
 
-    from her2dlr.deep.cv import load_deep_model
     from her2dlr.deep.explain import CamExplainer, box_region, heat_in_mask, paste_heat
     from her2dlr.deep.explain_study import lesion_region
     from her2dlr.deep.figures import draw_box, draw_outline, overlay_rgb, save_png
@@ -128,7 +127,7 @@ def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: 
         raise InputError(f"Model '{artefact.name}' has no network: a heat map needs a deep or DLR model.")
     if mask is None and box is None:
         raise InputError("A heat map needs the lesion: give --mask or --box.")
-    model, spec, _ = load_deep_model(nodes[0].network_path)
+    _, model, spec = _network(nodes[0].network_path)  # loaded once; the explainer works on its own copy
     img = sitk.GetArrayFromImage(read_image(str(image)))
     if img.ndim != 2:
         raise InputError(f"{image}: heat maps are drawn on 2D images; this one has shape {img.shape}.")
