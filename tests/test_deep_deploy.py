@@ -133,7 +133,7 @@ def test_a_model_with_two_networks_is_refused(run: Path, tmp_path: Path):
     import torch
 
     from her2dlr.errors import InputError
-    from her2dlr.learn.artefact import load_artefact
+    from her2dlr.learn.artefact import load_artefact, write_checksums
     from her2dlr.predict.network import network_columns
 
     late = run / "models" / artefact_slug(LATE)
@@ -142,6 +142,9 @@ def test_a_model_with_two_networks_is_refused(run: Path, tmp_path: Path):
     other = copy / "components" / "radiomics_video_mask-lr" / "network.pt"
     ckpt = torch.load(run / "deep" / ARCH / "r0f0" / "best.pt", weights_only=False)
     torch.save(ckpt, other)
+    with pytest.raises(InputError, match="added: components/radiomics_video_mask-lr/network.pt"):
+        load_artefact(copy)
+    write_checksums(copy)  # as if the two networks had been put together on purpose
     with pytest.raises(InputError, match="2 different networks"):
         network_columns(load_artefact(copy), [str(run / "new" / "case.png")], [str(run / "new" / "case_mask.png")])
     card = json.loads((run / "models" / f"deep_{ARCH}-signature" / "model_card.json").read_text())
