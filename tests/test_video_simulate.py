@@ -78,6 +78,6 @@ def test_bad_settings_and_empty_mask() -> None:
 def test_sweep_from_a_busi_image(shared_data: Path) -> None:
     busi_dir = shared_data / "busi"
     image = busi_dir / "malignant" / "malignant (5).png"
-    sweep = simulate_sweep(image, busi_dir / "malignant" / "malignant (5)_mask.png", SweepSettings(n_frames=10))
+    sweep = simulate_sweep(image, busi_dir / "malignant" / "malignant (5)_mask.png", SweepSettings(n_frames=10, n_dropouts=1, n_freezes=1))
     assert sweep.source.endswith("malignant (5).png")
     assert sum(m.any() for m in sweep.masks) == 10
