@@ -234,7 +234,7 @@ def sweep_frames(image: PathLike | np.ndarray, mask: PathLike | np.ndarray,
             shape = 1.0 / st.speckle**2
             noise = ndimage.gaussian_filter(rng.gamma(shape, 1.0 / shape, size=(h, w)).astype(np.float32), 0.7)
             noise /= noise.mean()
-            frame = np.clip(clean * noise * gain[t] + rng.normal(0, 2.0, size=(h, w)), 0, 255).astype(np.uint8)
+            frame = np.clip(0.85 * clean * noise * gain[t] + rng.normal(0, 2.0, size=(h, w)), 0, 255).astype(np.uint8)
             if event == "dropout":
                 frame = np.clip(rng.normal(3, 1.5, size=(h, w)), 0, 255).astype(np.uint8)
         previous = (frame, true_mask)
