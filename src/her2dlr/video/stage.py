@@ -69,7 +69,8 @@ def analyse_video(path: PathLike, *, case_id: str = "case", annotations: PathLik
                   key_frame: int = 0, key_box: tuple[float, float, float, float] | None = None, model: Any = None,
                   spec: Any = None, params: str | Mapping[str, Any] = "video", fps: float | None = None,
                   spacing: float | None = None, target_fps: float | None = DEFAULT_TARGET_FPS, n_jobs: int = 1,
-                  cache_dir: PathLike | None = None, progress: bool = False, device: str = "cpu") -> VideoAnalysis:
+                  cache_dir: PathLike | None = None, progress: bool = False, device: str = "cpu",
+                  localisation: Localisation | None = None) -> VideoAnalysis:
     """Localise the lesion in every frame of a clip, compute its curves and its ``video_tf`` row.
 
     The localisation source is chosen in the order annotations > network > tracker (whatever is given).
@@ -97,6 +98,8 @@ def analyse_video(path: PathLike, *, case_id: str = "case", annotations: PathLik
         Per-video cache of the curves.
     progress : bool, default=False
     device : str, default="cpu"
+    localisation : Localisation, optional
+        Already computed (a live source localised frame by frame): the first pass is skipped.
 
     Raises
     ------
@@ -109,10 +112,12 @@ def analyse_video(path: PathLike, *, case_id: str = "case", annotations: PathLik
         raise InputError(f"Video {path} carries no frame rate: give it (fps).")
     if annotations is not None and not isinstance(annotations, Mapping):
         annotations = read_annotations(annotations, n_frames=info.n_frames)
-    method = _method(annotations, model, key_box)
-    loc = localise_video(reader, method, key_frame=key_frame, key_box=key_box,
-                         annotations=dict(annotations) if annotations is not None else None, model=model, spec=spec,
-                         progress=progress, total=info.n_frames, device=device)
+    if localisation is not None:
+        loc = localisation
+    else:
+        loc = localise_video(reader, _method(annotations, model, key_box), key_frame=key_frame, key_box=key_box,
+                             annotations=dict(annotations) if annotations is not None else None, model=model,
+                             spec=spec, progress=progress, total=info.n_frames, device=device)
     if annotations:
         beyond = sorted(f for f in annotations if f >= len(loc.track))
         if beyond:
