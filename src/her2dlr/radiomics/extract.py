@@ -268,6 +268,19 @@ def extract_case(
     return _compute(image_path, mask_path, bbox, spacing, label, resolved, params_hash(resolved))
 
 
+_RESOLVED: dict[str, tuple[Params, str]] = {}
+
+
+def _resolved(params: ParamsLike) -> tuple[Params, str]:
+    """Loaded and validated params with their hash, once per process (validation costs more than a frame)."""
+    key = json.dumps(params, sort_keys=True, default=str) if isinstance(params, Mapping) else f"path:{params}"
+    hit = _RESOLVED.get(key)
+    if hit is None:
+        loaded = load_params(params)
+        hit = _RESOLVED[key] = (loaded, params_hash(loaded))
+    return hit
+
+
 def extract_arrays(image: np.ndarray, mask: np.ndarray, params: ParamsLike = "us2d",
                    spacing: tuple[float, float] | float | None = None) -> dict[str, float]:
     """Radiomics features of a 2D grey array and its lesion mask (video frames, images already in memory).
@@ -297,14 +310,14 @@ def extract_arrays(image: np.ndarray, mask: np.ndarray, params: ParamsLike = "us
         raise InputError(f"extract_arrays takes a 2D image and a mask of its shape; got {image.shape} and {mask.shape}.")
     if not mask.any():
         raise InputError("The lesion mask is empty.")
-    resolved = load_params(params)
+    resolved, digest = _resolved(params)
     img = sitk.GetImageFromArray(image.astype(np.float32, copy=False))
     msk = sitk.GetImageFromArray((mask != 0).astype(np.uint8))
     if spacing is not None:
         row, col = (spacing, spacing) if np.isscalar(spacing) else spacing  # type: ignore[misc]
         img.SetSpacing((float(col), float(row)))
         msk.SetSpacing((float(col), float(row)))
-    extractor = _extractor(resolved, params_hash(resolved), 2)
+    extractor = _extractor(resolved, digest, 2)
     try:
         raw = extractor.execute(img, msk, label=1)
     except (ValueError, RuntimeError, IndexError, ZeroDivisionError) as exc:

@@ -44,7 +44,7 @@ from her2dlr.video.track import (
     smooth_track,
 )
 
-__all__ = ["LOCALISERS", "Localisation", "Localiser", "localise_video", "read_annotations"]
+__all__ = ["LOCALISERS", "Localisation", "Localiser", "finalise_track", "localise_video", "read_annotations"]
 
 PathLike = str | os.PathLike[str]
 Box = tuple[float, float, float, float]
@@ -340,28 +340,62 @@ class Localiser:
         return row
 
     # the end ---------------------------------------------------------------
-    def finish(self) -> Localisation:
-        """Rejection, interpolation and smoothing over the whole clip.
+    @property
+    def qc_table(self) -> pd.DataFrame:
+        """Frame QC of the frames so far."""
+        return self._qc.table
 
-        Raises
-        ------
-        InputError
-            No frames; the key frame lies beyond the clip; the lesion was never found.
-        """
+    def raw(self) -> tuple[pd.DataFrame, dict[int, tuple[int, int, np.ndarray]]]:
+        """The per-frame results so far, before rejection: the raw track and the cropped masks."""
         if self._index == 0 or self._shape is None:
             raise InputError("No frames were given to localise.")
         if self._held or (self.prompted and self.key_frame >= self._index):
             raise InputError(f"Key frame {self.key_frame} is beyond the clip's {self._index} frames.")
         track = pd.DataFrame([self._rows[i] for i in range(self._index)], columns=TRACK_COLUMNS)
         track["reason"] = track["reason"].astype(object)
-        track = reject_outliers(track, self.rejection)
-        rejected = track["source"] == "rejected"
-        for i in track.index[rejected]:
-            self._masks.pop(int(track.at[i, "frame"]), None)
-        track = interpolate_track(track)
-        track = smooth_track(track, self.rejection.smooth)
-        return Localisation(track=track, shape=self._shape, qc=self._qc.table, method=self.method,
-                            masks=dict(self._masks))
+        return track, dict(self._masks)
+
+    def finish(self) -> Localisation:
+        """Rejection, interpolation and smoothing over the whole clip (:func:`finalise_track`).
+
+        Raises
+        ------
+        InputError
+            No frames; the key frame lies beyond the clip; the lesion was never found.
+        """
+        track, masks = self.raw()
+        return finalise_track(track, masks, self._shape, self._qc.table, self.method,  # type: ignore[arg-type]
+                              self.rejection)
+
+
+def finalise_track(track: pd.DataFrame, masks: dict[int, tuple[int, int, np.ndarray]], shape: tuple[int, int],
+                   qc: pd.DataFrame, method: str, rejection: RejectionSettings | None = None) -> Localisation:
+    """Temporal rejection, interpolation and smoothing of a raw per-frame track.
+
+    Parameters
+    ----------
+    track : DataFrame
+        Raw rows (:meth:`Localiser.raw`).
+    masks : dict
+        Cropped masks of the frames that have one; those of rejected frames are dropped.
+    shape : (int, int)
+    qc : DataFrame
+        Frame QC table.
+    method : str
+    rejection : RejectionSettings, optional
+
+    Returns
+    -------
+    Localisation
+    """
+    rejection = rejection or RejectionSettings()
+    track = reject_outliers(track, rejection)
+    kept = dict(masks)
+    for i in track.index[track["source"] == "rejected"]:
+        kept.pop(int(track.at[i, "frame"]), None)
+    track = interpolate_track(track)
+    track = smooth_track(track, rejection.smooth)
+    return Localisation(track=track, shape=shape, qc=qc, method=method, masks=kept)
 
 
 def localise_video(frames: Iterable[np.ndarray], method: str, *, progress: bool = False, total: int | None = None,
