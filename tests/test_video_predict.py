@@ -43,17 +43,17 @@ def model(tmp_path_factory) -> tuple[Path, Path]:
     params = tmp / "params.yaml"
     params.write_text(yaml.safe_dump(PARAMS))
     rows = []
-    for i in range(16):
+    for i in range(12):
         sweep = _clip(i, i % 2)
         path = write_sweep(sweep, tmp / f"v{i}.mp4")
         rows.append({"case_id": f"v{i}", "image": str(path), "modality": "US-video", "key_frame": sweep.key_frame,
                      "bbox": json.dumps(list(mask_box(sweep.masks[sweep.key_frame]))), "label": i % 2})
     table, failures = extract_video_table(pd.DataFrame(rows), tmp / "features", params=str(params), progress=False)
-    assert failures.empty and len(table) == 16
+    assert failures.empty and len(table) == 12
     ids = np.array([r["case_id"] for r in rows])
     y = np.array([r["label"] for r in rows])
     manifest = Manifest(pd.DataFrame({"case_id": ids, "patient_id": ids, "image": "x", "label": y,
-                                      "fold_r0": repeated_group_kfold(y, ids, 4, 1, 0)[0]}))
+                                      "fold_r0": repeated_group_kfold(y, ids, 3, 1, 0)[0]}))
     settings = LearnSettings(features=["video_tf"], models=[{"name": "lr", "grid": {}}], schemes=["kfold"],
                              selection=[{"name": "variance"}], search={"inner_splits": 2})
     provenance = [{"name": "video_tf", "params": str(params), "roi": "video",
