@@ -30,6 +30,14 @@ tracker), ``pipeline_fps`` (decode + QC + tracker + per-frame ``video`` radiomic
 whole :func:`~her2dlr.video.stage.analyse_video`) and ``peak_mb`` (peak resident memory of the main
 process over the pipeline run; ``growth_mb``: its rise between a run on the first 10% of the clip and
 the whole clip, which stays near 0 when the path streams).
+
+Development run (2 shared CPU cores under a load of 6-12 from other work, so speeds are pessimistic):
+video-sim: dice_frames 0.697 (0.685-0.708), dice_frames_after_interpolation 0.802 (0.788-0.814),
+rejected_share 0.072, misfires_rejected_share 0.999, auc_video_tf 0.828 (0.774-0.882) vs auc_keyframe
+0.953 (0.928-0.979), DeLong p < 0.001 (220 videos, 1,792 s). The key-frame model reads the true mask of
+its frame while the video model reads the tracker's ellipses on every frame, which is most of the gap.
+video-speed: decode_fps 430, localise_fps 22.6 (target 30, not met under that load), track_fps 175,
+pipeline_fps 11.5 (target 8), peak_mb 722 with growth_mb 27 from 200 to 2,000 frames.
 """
 
 from __future__ import annotations
