@@ -27,6 +27,8 @@ def predict_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="Also write the predictions as CSV.")] = None,
     heatmap: Annotated[Path | None, typer.Option("--heatmap", help="Deep and DLR models: write the network's heat map over the image (PNG; with --cases a folder, one PNG per case).")] = None,
     method: Annotated[str, typer.Option("--method", help="Heat map: cam, gradcam or gradcampp.")] = "gradcam",
+    video: Annotated[Path | None, typer.Option("--video", help="Video of one case (MP4/AVI/MOV, DICOM cine or a frame folder) for a video_tf model; with --box (lesion on frame 0) or --mask (per-frame boxes CSV or mask folder).")] = None,
+    overlay: Annotated[Path | None, typer.Option("--overlay", help="With --video: write the clip with the lesion outline and track (MP4).")] = None,
 ) -> None:
     """Apply a saved model to new cases: probability, class at the stored threshold (and a heat map for deep models)."""
     from rich.markup import escape
@@ -37,12 +39,18 @@ def predict_cmd(
     from her2dlr.learn.artefact import load_artefact
     from her2dlr.predict import cases_from_options, predict, results_frame
 
-    if sum(x is not None for x in (cases, image, features)) > 1:
-        raise InputError("Give one of --cases, --image or --features.")
+    if sum(x is not None for x in (cases, image, features, video)) > 1:
+        raise InputError("Give one of --cases, --image, --features or --video.")
     art = load_artefact(model)
-    batch = cases_from_options(art, cases=cases, features=features, image=image, mask=mask, box=box, spacing=spacing,
-                               clinical=clinical, clinical_table=clinical_table, case=case)
-    results = predict(art, batch, heat_maps=heatmap, method=method)
+    if video is not None:
+        from her2dlr.predict.video import predict_video_options
+
+        results = [predict_video_options(art, video, overlay=overlay, box=box, mask=mask, spacing=spacing,
+                                         clinical=clinical, case=case).result]
+    else:
+        batch = cases_from_options(art, cases=cases, features=features, image=image, mask=mask, box=box,
+                                   spacing=spacing, clinical=clinical, clinical_table=clinical_table, case=case)
+        results = predict(art, batch, heat_maps=heatmap, method=method)
     table = results_frame(results)
     print_frame(table, f"{art.name} (threshold {art.threshold:.3f})")
     for warning in dict.fromkeys(w for r in results for w in r.warnings):

@@ -52,6 +52,7 @@ from her2dlr.radiomics.parameters import Params, load_params, params_hash
 
 __all__ = [
     "ExtractionResult",
+    "extract_arrays",
     "extract_case",
     "extract_radiomics",
     "extractor_params",
@@ -289,6 +290,64 @@ def extract_case(
     """
     resolved = load_params(params)
     return _compute(image_path, mask_path, bbox, spacing, label, resolved, params_hash(resolved))
+
+
+_RESOLVED: dict[str, tuple[Params, str]] = {}
+
+
+def _resolved(params: ParamsLike) -> tuple[Params, str]:
+    """Loaded and validated params with their hash, once per process (validation costs more than a frame)."""
+    key = json.dumps(params, sort_keys=True, default=str) if isinstance(params, Mapping) else f"path:{params}"
+    hit = _RESOLVED.get(key)
+    if hit is None:
+        loaded = load_params(params)
+        hit = _RESOLVED[key] = (loaded, params_hash(loaded))
+    return hit
+
+
+def extract_arrays(image: np.ndarray, mask: np.ndarray, params: ParamsLike = "us2d",
+                   spacing: tuple[float, float] | float | None = None) -> dict[str, float]:
+    """Radiomics features of a 2D grey array and its lesion mask (video frames, images already in memory).
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+        Grey values.
+    mask : ndarray of shape (H, W)
+        Lesion mask (non-zero = lesion).
+    params : str, path-like or mapping, default "us2d"
+    spacing : float or (row, column) in mm, optional
+
+    Returns
+    -------
+    dict of str to float
+        As :func:`extract_case`.
+
+    Raises
+    ------
+    InputError
+        Shapes that differ, an empty mask, or PyRadiomics refusing the ROI.
+    """
+    image = np.asarray(image)
+    mask = np.asarray(mask)
+    if image.ndim != 2 or image.shape != mask.shape:
+        raise InputError(f"extract_arrays takes a 2D image and a mask of its shape; got {image.shape} and {mask.shape}.")
+    if not mask.any():
+        raise InputError("The lesion mask is empty.")
+    resolved, digest = _resolved(params)
+    img = sitk.GetImageFromArray(image.astype(np.float32, copy=False))
+    msk = sitk.GetImageFromArray((mask != 0).astype(np.uint8))
+    if spacing is not None:
+        row, col = (spacing, spacing) if np.isscalar(spacing) else spacing  # type: ignore[misc]
+        img.SetSpacing((float(col), float(row)))
+        msk.SetSpacing((float(col), float(row)))
+    extractor = _extractor(resolved, digest, 2)
+    try:
+        raw = extractor.execute(img, msk, label=1)
+    except (ValueError, RuntimeError, IndexError, ZeroDivisionError) as exc:
+        text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"PyRadiomics failed: {text}") from None
+    return {name: float(value) for name, value in raw.items() if not name.startswith("diagnostics_")}
 
 
 # ---------------------------------------------------------------- a batch

@@ -1,0 +1,293 @@
+"""Video benchmarks (seed 001): simulated sweeps from BUSI, and speed of the streaming video path.
+
+``her2dlr bench video-sim --data ../shared/data/busi`` simulates one probe sweep per BUSI image
+(:mod:`her2dlr.video.simulate`; benign and malignant images with one lesion mask, 220 videos of 60 frames
+at 15 fps, ``--quick``: 40 videos of 30 frames), with 2 dropouts and 2 frozen frames each. The lesion is
+tracked from the true box of the key frame (the largest cross-section, as a sonographer would annotate
+it) by :class:`~her2dlr.video.track.TemplateTracker`; 8% of the tracked frames are then replaced by
+injected misfires (the box moved by 0.6-1.2 of its side, confidence 0.9), as a detector produces them.
+
+* ``dice_frames``: per-frame Dice of the raw localisation (tracker + misfires; frames QC flags or where
+  nothing was found count as 0) against the true masks, mean of the videos' means (CI: bootstrap over
+  videos);
+* ``dice_frames_after_interpolation``: the same after temporal rejection, interpolation and smoothing;
+* ``rejected_share``: share of frames rejected; ``misfires_rejected_share``: share of injected misfires
+  that the rejection caught;
+* ``auc_video_tf``: out-of-fold AUC (benign vs malignant) of the time-frequency model (87 per-frame
+  ``video`` radiomics x 24 features) and ``auc_keyframe``: the same classifier on the 87 radiomics of the
+  key frame with its true mask, on the same 5 folds grouped by source image (DeLong CI; ``p_delong``
+  compares them). Classifier: median imputation, variance filter, z-score, L2 logistic regression (C=0.05).
+
+What it can and cannot show: each simulated video holds exactly the information of its source still
+(plus speckle and motion), so ``auc_video_tf`` vs ``auc_keyframe`` measures what the video path keeps
+or loses of a still's signal, not what real sweeps add. BUSI holds near-duplicate images, grouped here
+by file only.
+
+``her2dlr bench video-speed`` writes a simulated 2,000-frame clip (240 x 320, ``--quick``: 300) and
+measures ``decode_fps`` (PyAV), ``localise_fps`` (box-prompted U-Net at the default 128 px input,
+untrained weights: speed only, one frame a call as a live source gives them), ``track_fps`` (template
+tracker), ``pipeline_fps`` (decode + QC + tracker + per-frame ``video`` radiomics on 2 workers: the
+whole :func:`~her2dlr.video.stage.analyse_video`) and ``peak_mb`` (peak resident memory of the main
+process over the pipeline run; ``growth_mb``: its rise between a run on the first 10% of the clip and
+the whole clip, which stays near 0 when the path streams).
+
+Development run (2 shared CPU cores under a load of 6-12 from other work, so speeds are pessimistic):
+video-sim: dice_frames 0.697 (0.685-0.708), dice_frames_after_interpolation 0.802 (0.788-0.814),
+rejected_share 0.072, misfires_rejected_share 0.999, auc_video_tf 0.828 (0.774-0.882) vs auc_keyframe
+0.953 (0.928-0.979), DeLong p < 0.001 (220 videos, 1,792 s). The key-frame model reads the true mask of
+its frame while the video model reads the tracker's ellipses on every frame, which is most of the gap.
+video-speed: decode_fps 430, localise_fps 22.6 (target 30, not met under that load), track_fps 175,
+pipeline_fps 11.5 (target 8), peak_mb 722 with growth_mb 27 from 200 to 2,000 frames.
+"""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from her2dlr.bench import BenchOptions, register, result
+
+SIM = "video-sim"
+SPEED = "video-speed"
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    s = float(a.sum() + b.sum())
+    return 2.0 * float((a & b).sum()) / s if s else 1.0
+
+
+def _busi_cases(root: Path, n: int, seed: int) -> list[tuple[Path, Path, int]]:
+    from her2dlr.errors import InputError
+
+    picked = []
+    per_class = n // 2
+    for label, cls in ((0, "benign"), (1, "malignant")):
+        folder = root / cls
+        if not folder.is_dir():
+            raise InputError(f"video-sim needs the BUSI folder with benign/ and malignant/; {folder} is missing.")
+        images = sorted(p for p in folder.glob("*.png") if "_mask" not in p.name)
+        ok = [p for p in images if (p.parent / f"{p.stem}_mask.png").exists()
+              and not (p.parent / f"{p.stem}_mask_1.png").exists()]
+        rng = np.random.default_rng(seed + label)
+        chosen = rng.permutation(len(ok))[:per_class]
+        picked += [(ok[i], ok[i].parent / f"{ok[i].stem}_mask.png", label) for i in sorted(chosen)]
+    return picked
+
+
+def _inject(track: pd.DataFrame, key: int, rng: np.random.Generator, share: float = 0.08) -> tuple[pd.DataFrame, list[int]]:
+    out = track.copy()
+    candidates = [i for i in out.index[out["source"] == "predicted"] if i != key]
+    n = max(1, round(share * len(candidates))) if candidates else 0
+    hits = sorted(rng.choice(candidates, size=n, replace=False).tolist()) if n else []
+    for i in hits:
+        side = float(np.sqrt(out.at[i, "w"] * out.at[i, "h"]))
+        angle = rng.uniform(0, 2 * np.pi)
+        dist = rng.uniform(0.6, 1.2) * side
+        out.at[i, "x"] += dist * np.cos(angle)
+        out.at[i, "y"] += dist * np.sin(angle)
+        out.at[i, "confidence"] = 0.9
+    return out, hits
+
+
+def _one_video(image: Path, mask: Path, seed: int, n_frames: int) -> dict[str, Any]:
+    """Simulate, localise, inject misfires, reject and interpolate, extract: one video's numbers."""
+    from her2dlr.errors import InputError
+    from her2dlr.io.video import frame_grey
+    from her2dlr.radiomics.extract import extract_arrays
+    from her2dlr.segment.data import mask_box
+    from her2dlr.video.features import frame_radiomics, video_tf_row
+    from her2dlr.video.localise import Localiser, finalise_track
+    from her2dlr.video.simulate import SweepSettings, simulate_sweep
+    from her2dlr.video.track import ellipse_mask
+
+    sweep = simulate_sweep(image, mask, SweepSettings(n_frames=n_frames, fps=15.0, frame_size=(96, 128), seed=seed))
+    k = sweep.key_frame
+    localiser = Localiser("tracker", key_frame=k, key_box=mask_box(sweep.masks[k]))
+    for frame in sweep.frames:
+        localiser.update(frame)
+    raw, masks = localiser.raw()
+    rng = np.random.default_rng(seed + 7)
+    raw, hits = _inject(raw, k, rng)
+    shape = sweep.frames[0].shape[:2]
+    qc = localiser.qc_table
+    final = finalise_track(raw, masks, shape, qc, "tracker")
+    truth_frames = [i for i, m in enumerate(sweep.masks) if m.any()]
+    raw_dice, final_dice = [], []
+    for i in truth_frames:
+        row = raw.iloc[i]
+        found = row["source"] == "predicted"
+        raw_mask = ellipse_mask(shape, (row.x, row.y, row.w, row.h)) if found else np.zeros(shape, bool)
+        raw_dice.append(_dice(raw_mask, sweep.masks[i]))
+        final_dice.append(_dice(final.mask(i), sweep.masks[i]))
+    rejected = final.track["source"] == "rejected"
+    out: dict[str, Any] = {
+        "image": str(image), "dice_raw": float(np.mean(raw_dice)), "dice_final": float(np.mean(final_dice)),
+        "rejected_share": float(rejected.mean()),
+        "misfires_caught": float(rejected.iloc[hits].mean()) if hits else np.nan, "error": None}
+    try:
+        curves, _ = frame_radiomics(sweep.frames, final, params="video")
+        out["tf"] = video_tf_row(image.stem, curves, 15.0, target_fps=15.0).iloc[0].to_dict()
+        out["key"] = extract_arrays(frame_grey(sweep.frames[k]), sweep.masks[k], "video")
+    except InputError as exc:
+        out["error"] = str(exc)
+    return out
+
+
+def _oof(X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.feature_selection import VarianceThreshold
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    prob = np.full(len(y), np.nan)
+    folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
+    values = X.replace([np.inf, -np.inf], np.nan).to_numpy(float)
+    for train, test in folds.split(values, y, groups):
+        model = make_pipeline(SimpleImputer(strategy="median"), VarianceThreshold(), StandardScaler(),
+                              LogisticRegression(C=0.05, max_iter=5000))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(values[train], y[train])
+        prob[test] = model.predict_proba(values[test])[:, 1]
+    return prob
+
+
+def _boot_mean(values: np.ndarray, seed: int, n_boot: int = 2000) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+@register(SIM, "Simulated BUSI sweeps: dice_frames before/after rejection + interpolation, rejected_share, auc_video_tf vs auc_keyframe")
+def video_sim_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
+    from joblib import Parallel, delayed
+
+    from her2dlr.errors import InputError
+    from her2dlr.evaluate.delong import delong_auc_ci, delong_test
+
+    if opts.data is None:
+        raise InputError("video-sim needs --data pointing at the BUSI folder (../shared/data/busi).")
+    n_videos, n_frames = (40, 30) if opts.quick else (220, 60)
+    start = time.perf_counter()
+    cases = _busi_cases(Path(opts.data), n_videos, opts.seed)
+    runs = Parallel(n_jobs=max(1, opts.n_jobs), backend="loky")(
+        delayed(_one_video)(img, msk, opts.seed * 1000 + i, n_frames) for i, (img, msk, _) in enumerate(cases))
+    labels = np.array([c[2] for c in cases])
+    seconds = time.perf_counter() - start
+    common = {"n": len(runs), "frames": n_frames, "seconds": round(seconds, 1)}
+    for metric, key in (("dice_frames", "dice_raw"), ("dice_frames_after_interpolation", "dice_final"),
+                        ("rejected_share", "rejected_share"), ("misfires_rejected_share", "misfires_caught")):
+        values = np.array([r[key] for r in runs], float)
+        values = values[np.isfinite(values)]
+        low, high = _boot_mean(values, opts.seed)
+        yield result(SIM, metric, round(float(values.mean()), 4), ci_low=round(low, 4), ci_high=round(high, 4), **common)
+    ok = [i for i, r in enumerate(runs) if r["error"] is None]
+    y = labels[ok]
+    groups = np.array([runs[i]["image"] for i in ok])
+    tf = pd.DataFrame([runs[i]["tf"] for i in ok])
+    key = pd.DataFrame([runs[i]["key"] for i in ok])
+    p_tf = _oof(tf, y, groups, opts.seed)
+    p_key = _oof(key, y, groups, opts.seed)
+    res_tf, res_key = delong_auc_ci(y, p_tf), delong_auc_ci(y, p_key)
+    test = delong_test(y, p_tf, p_key)
+    extra = {"n": len(ok), "n_failed": len(runs) - len(ok), "n_positive": int(y.sum()), "seconds": round(seconds, 1)}
+    yield result(SIM, "auc_video_tf", round(res_tf.auc, 4), ci_low=round(res_tf.ci_low, 4),
+                 ci_high=round(res_tf.ci_high, 4), n_features=tf.shape[1], **extra)
+    yield result(SIM, "auc_keyframe", round(res_key.auc, 4), ci_low=round(res_key.ci_low, 4),
+                 ci_high=round(res_key.ci_high, 4), n_features=key.shape[1], **extra)
+    yield result(SIM, "p_delong_video_tf_vs_keyframe", round(float(test.p_value), 4), **extra)
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@register(SPEED, "Video path speed: decode_fps, localise_fps (U-Net 128 px), track_fps, pipeline_fps, peak_mb on a 2,000-frame clip")
+def video_speed_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
+    import torch
+
+    from her2dlr.io.video import VideoWriter, frame_grey, open_video
+    from her2dlr.segment.data import SegSpec, mask_box
+    from her2dlr.segment.infer import segment_images
+    from her2dlr.segment.networks import build_seg_network
+    from her2dlr.video.simulate import SweepSettings, sweep_frames
+    from her2dlr.video.stage import analyse_video
+    from her2dlr.video.track import TemplateTracker
+
+    n = 300 if opts.quick else 2000
+    rng = np.random.default_rng(opts.seed)
+    yy, xx = np.mgrid[:300, :360]
+    still = ndimage_speckle(rng, (300, 360))
+    lesion = (yy - 150) ** 2 / 40**2 + (xx - 180) ** 2 / 55**2 < 1
+    still[lesion] *= 0.35
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "clip.mp4"
+        settings = SweepSettings(n_frames=n, fps=30.0, frame_size=(240, 320), n_dropouts=4, n_freezes=4, seed=opts.seed)
+        first_mask = None
+        with VideoWriter(clip, fps=30.0) as writer:
+            for i, (frame, mask, _) in enumerate(sweep_frames(still, lesion, settings)):
+                writer.write(frame)
+                if i == 0:
+                    first_mask = mask
+        box = mask_box(first_mask)
+        common = {"frames": n, "size": "320x240", "threads": torch.get_num_threads()}
+
+        start = time.perf_counter()
+        count = sum(1 for _ in open_video(clip))
+        yield result(SPEED, "decode_fps", round(count / (time.perf_counter() - start), 1), **common)
+
+        spec = SegSpec(size=128, box_prompt=True)
+        model = build_seg_network("unet", in_channels=spec.in_channels)
+        frames = []
+        for i, frame in enumerate(open_video(clip)):
+            frames.append(frame_grey(frame))
+            if i >= 199:
+                break
+        segment_images(model, frames[:4], boxes=[box] * 4, spec=spec, progress=False)  # warm-up
+        start = time.perf_counter()
+        for f in frames:
+            segment_images(model, [f], boxes=[box], spec=spec, progress=False)
+        yield result(SPEED, "localise_fps", round(len(frames) / (time.perf_counter() - start), 1), target=30,
+                     network="unet (untrained), 128 px, box prompt", **common)
+
+        tracker = TemplateTracker(frames[0], box)
+        start = time.perf_counter()
+        for f in frames[1:]:
+            tracker.step(f)
+        yield result(SPEED, "track_fps", round((len(frames) - 1) / (time.perf_counter() - start), 1), **common)
+        del frames
+
+        short = Path(tmp) / "short"
+        short.mkdir()
+        for i, frame in enumerate(open_video(clip)):
+            if i >= n // 10:
+                break
+            from PIL import Image
+
+            Image.fromarray(frame).save(short / f"frame_{i:05d}.png")
+        analyse_video(short, fps=30.0, key_box=box, n_jobs=2)
+        before = _maxrss_mb()
+        start = time.perf_counter()
+        analysis = analyse_video(clip, key_box=box, n_jobs=2)
+        seconds = time.perf_counter() - start
+        peak = _maxrss_mb()
+        yield result(SPEED, "pipeline_fps", round(n / seconds, 2), target=8, localiser="tracker",
+                     features=int(analysis.curves.shape[1]), seconds=round(seconds, 1), **common)
+        yield result(SPEED, "peak_mb", round(peak, 1), growth_mb=round(peak - before, 1), **common)
+
+
+def ndimage_speckle(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A smooth tissue-like background (blurred noise) for the speed clip."""
+    from scipy import ndimage
+
+    return (ndimage.gaussian_filter(rng.uniform(60, 180, shape), 3.0) * 1.0).astype(np.float32)
