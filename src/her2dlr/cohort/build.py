@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from her2dlr.cohort.dicom_source import add_dce_columns
 from her2dlr.cohort.importers import import_sources
 from her2dlr.cohort.labels import apply_label_rule
 from her2dlr.cohort.manifest import Manifest
@@ -95,6 +96,7 @@ def build_cohort(study: Study, *, n_jobs: int = 1, progress: bool = True) -> Coh
         manifest, lesion_policy=study.qc.lesion_policy, derived_mask_dir=paths.derived_masks,
         n_jobs=n_jobs, progress=progress, **qc_kwargs,
     )
+    qc.table = add_dce_columns(qc.table, qc.manifest.table)  # which DICOM tags gave each case's phases
     manifest = assign_splits(qc.manifest, study.split)
     manifest.meta["qc"] = study.qc.model_dump(mode="json")
     manifest.meta["study"] = study.name

@@ -106,7 +106,13 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float
 def _background(rng: np.random.Generator, shape: tuple[int, int, int], background: np.ndarray | None) -> np.ndarray:
     if background is not None:
         bg = np.asarray(background, dtype=float)
-        bg = ndimage.zoom(bg, [s / b for s, b in zip(shape, bg.shape)], order=1)[: shape[0], : shape[1], : shape[2]]
+        if any(b < s for b, s in zip(bg.shape, shape)):
+            bg = ndimage.zoom(bg, [max(1.0, s / b) for s, b in zip(shape, bg.shape)], order=1)
+        # a random block, randomly mirrored, so that cases do not share one anatomy
+        start = [int(rng.integers(0, b - s + 1)) for b, s in zip(bg.shape, shape)]
+        bg = bg[tuple(slice(a, a + s) for a, s in zip(start, shape))]
+        if rng.random() < 0.5:
+            bg = bg[:, :, ::-1]
         lo, hi = np.percentile(bg, [1, 99])
         return 300.0 + 500.0 * np.clip((bg - lo) / max(hi - lo, 1e-6), 0, 1.5)
     z, y, x = np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij")
@@ -285,25 +291,27 @@ def identity_of(k: int, rng: np.random.Generator) -> dict[str, str]:
 def write_synthetic_cohort(
     root: str | os.PathLike[str], *, n_cases: int, seed: int = 0, layouts: tuple[str, ...] = LAYOUTS,
     classes: tuple[int, ...] = (0, 1, 2), shape: tuple[int, int, int] = (12, 40, 40), n_phases: int = 4,
-    background: np.ndarray | None = None,
+    background: np.ndarray | None = None, keep_cases: bool = False,
 ) -> pd.DataFrame:
     """Write ``n_cases`` simulated studies under ``root/caseNNN/`` plus ``root/clinical.csv``.
 
-    Classes and layouts cycle over the cases. ``clinical.csv`` has ``folder``, ``ihc``, ``ish``
+    Classes and layouts cycle over the cases (with 3 classes and 4 layouts every pairing
+    appears once in 12 cases). ``clinical.csv`` has ``folder``, ``ihc``, ``ish``
     (HER2 label rules), ``her2_class`` and an ``age`` column unrelated to the class.
 
     Returns
     -------
     DataFrame
-        The truth per case: ``folder, label, layout, n_phases, times_s`` and the identity
-        strings written (``PatientName``, ``PatientID`` ...), for leak checks.
+        The truth per case: ``folder, label, layout, n_phases, times_s, geometry`` and the
+        identity strings written (``PatientName``, ``PatientID`` ...), for leak checks; with
+        ``keep_cases`` also ``case``, the :class:`SyntheticCase` (phases and mask arrays).
     """
     rng = np.random.default_rng(seed)
     root = Path(root)
     rows = []
     for k in range(n_cases):
         label = classes[k % len(classes)]
-        layout = layouts[(k // len(classes)) % len(layouts)] if len(classes) > 1 else layouts[k % len(layouts)]
+        layout = layouts[k % len(layouts)]
         case = simulate_case(label, rng, shape=shape, n_phases=n_phases, background=background)
         identity = identity_of(k, rng)
         folder = root / f"case{k:03d}"
@@ -311,7 +319,8 @@ def write_synthetic_cohort(
         ihc, ish = IHC_OF_CLASS[label]
         rows.append({"folder": folder.name, "label": label, "layout": layout, "n_phases": n_phases,
                      "times_s": case.times_s, "ihc": ihc, "ish": ish,
-                     "age": int(rng.integers(30, 80)), "geometry": case.geometry, **identity})
+                     "age": int(rng.integers(30, 80)), "geometry": case.geometry, **identity,
+                     **({"case": case} if keep_cases else {})})
     truth = pd.DataFrame(rows)
     truth[["folder", "ihc", "ish", "age"]].assign(her2_class=truth["label"]).to_csv(root / "clinical.csv", index=False)
     return truth
