@@ -66,7 +66,7 @@ def same_geometry(a: sitk.Image, b: sitk.Image) -> list[str]:
 def resample_isotropic(image: sitk.Image, spacing_mm: float, *, label: bool = False) -> sitk.Image:
     """Resample to ``spacing_mm`` in every direction (B-spline for images, nearest neighbour for masks)."""
     old_size, old_spacing = np.array(image.GetSize()), np.array(image.GetSpacing())
-    size = [max(1, int(round(v))) for v in old_size * old_spacing / spacing_mm]
+    size = [max(1, round(float(v))) for v in old_size * old_spacing / spacing_mm]
     return sitk.Resample(image, size, sitk.Transform(), sitk.sitkNearestNeighbor if label else sitk.sitkBSpline,
                          image.GetOrigin(), (spacing_mm,) * 3, image.GetDirection(), 0,
                          sitk.sitkUInt8 if label else sitk.sitkFloat32)
