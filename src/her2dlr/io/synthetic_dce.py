@@ -52,7 +52,7 @@ __all__ = ["LAYOUTS", "CaseGeometry", "SyntheticCase", "simulate_case", "write_d
 LAYOUTS: tuple[str, ...] = ("series-per-phase", "temporal-position", "trigger-time", "acquisition-time")
 
 #: Per class: (relative peak enhancement, wash-in time constant s, wash-out rate 1/s, texture amplitude)
-KINETICS = {0: (0.9, 110.0, 0.0, 0.04), 1: (1.2, 70.0, 0.0012, 0.12), 2: (1.6, 40.0, 0.0035, 0.25)}
+KINETICS = {0: (0.7, 110.0, 0.0, 0.03), 1: (1.3, 70.0, 0.0012, 0.15), 2: (1.8, 40.0, 0.0035, 0.3)}
 IHC_OF_CLASS = {0: ("0", "negative"), 1: ("1+", "negative"), 2: ("3+", "")}
 
 
@@ -144,7 +144,7 @@ def simulate_case(
     if n_phases < 2:
         raise InputError(f"A DCE study needs at least 2 phases; got n_phases={n_phases}.")
     amplitude, tau, washout, texture = KINETICS[label]
-    amplitude *= rng.uniform(0.8, 1.2)
+    amplitude *= rng.uniform(0.85, 1.15)
     tau *= rng.uniform(0.8, 1.25)
     base = _background(rng, shape, background)
     centre = np.array(shape) / 2 + rng.uniform(-0.12, 0.12, 3) * np.array(shape)
