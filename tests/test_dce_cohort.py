@@ -156,3 +156,11 @@ def test_two_patients_in_one_folder_stop_the_import(two_cases: Path) -> None:
     shutil.copy2(stranger, next((two_cases / "dicom" / "case000").rglob("IM*")).parent / "IMX")
     with pytest.raises(InputError, match="mixes the DICOM files of 2 patients"):
         _import(two_cases)
+
+
+def test_cohort_build_shows_a_message_not_a_traceback(two_cases: Path) -> None:
+    raw = _study(two_cases / "dicom", two_cases / "run", phase="post9")
+    (two_cases / "study.yaml").write_text(yaml.safe_dump(raw))
+    out = CliRunner().invoke(app, ["cohort", "build", str(two_cases / "study.yaml"), "--n-jobs", "1"])
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    assert "'post9' matches no phase" in out.output and "phases found: pre" in out.output

@@ -185,6 +185,9 @@ def _cohort_inputs(study: Study, previous: dict[str, str] | None, *, after_run: 
     for src in study.cohort.sources:
         path = study.resolve(src.path)
         out.update(_stat_all([str(path)]))
+        table = getattr(src, "table", None)  # a DICOM source's clinical table may live outside its folder
+        if table is not None:
+            out.update(_stat_all([str(study.resolve(table))]))
     named = _manifest_files(study) if after_run else list(previous or {})
     out.update(_stat_all([p for p in named if p not in out]))
     return out
