@@ -123,7 +123,7 @@ def _background(rng: np.random.Generator, shape: tuple[int, int, int], backgroun
 
 def simulate_case(
     label: int, rng: np.random.Generator, *, shape: tuple[int, int, int] = (12, 40, 40), n_phases: int = 4,
-    background: np.ndarray | None = None,
+    background: np.ndarray | None = None, separation: float = 1.0,
 ) -> SyntheticCase:
     """Simulate one DCE study of class ``label`` (0, 1 or 2).
 
@@ -138,12 +138,17 @@ def simulate_case(
         One pre-contrast and ``n_phases - 1`` post-contrast phases, about 60 s apart.
     background : ndarray, optional
         A real 3D volume (z, y, x) to use as anatomy; resampled to ``shape``.
+    separation : float, default 1.0
+        How far each class's kinetics and texture lie from those of class 1: 1 as in
+        :data:`KINETICS`, 0 makes the classes identical (no signal), values between give a
+        harder task.
     """
     if label not in KINETICS:
         raise InputError(f"Synthetic class {label!r} is not one of {sorted(KINETICS)}.")
     if n_phases < 2:
         raise InputError(f"A DCE study needs at least 2 phases; got n_phases={n_phases}.")
-    amplitude, tau, washout, texture = KINETICS[label]
+    middle = np.asarray(KINETICS[1])
+    amplitude, tau, washout, texture = (middle + separation * (np.asarray(KINETICS[label]) - middle)).tolist()
     amplitude *= rng.uniform(0.85, 1.15)
     tau *= rng.uniform(0.8, 1.25)
     base = _background(rng, shape, background)
@@ -291,7 +296,7 @@ def identity_of(k: int, rng: np.random.Generator) -> dict[str, str]:
 def write_synthetic_cohort(
     root: str | os.PathLike[str], *, n_cases: int, seed: int = 0, layouts: tuple[str, ...] = LAYOUTS,
     classes: tuple[int, ...] = (0, 1, 2), shape: tuple[int, int, int] = (12, 40, 40), n_phases: int = 4,
-    background: np.ndarray | None = None, keep_cases: bool = False,
+    background: np.ndarray | None = None, keep_cases: bool = False, separation: float = 1.0,
 ) -> pd.DataFrame:
     """Write ``n_cases`` simulated studies under ``root/caseNNN/`` plus ``root/clinical.csv``.
 
@@ -312,7 +317,7 @@ def write_synthetic_cohort(
     for k in range(n_cases):
         label = classes[k % len(classes)]
         layout = layouts[k % len(layouts)]
-        case = simulate_case(label, rng, shape=shape, n_phases=n_phases, background=background)
+        case = simulate_case(label, rng, shape=shape, n_phases=n_phases, background=background, separation=separation)
         identity = identity_of(k, rng)
         folder = root / f"case{k:03d}"
         write_dce_dicom(case, folder, layout=layout, identity=identity, rng=rng)
