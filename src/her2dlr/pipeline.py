@@ -185,6 +185,9 @@ def _cohort_inputs(study: Study, previous: dict[str, str] | None, *, after_run: 
     for src in study.cohort.sources:
         path = study.resolve(src.path)
         out.update(_stat_all([str(path)]))
+        table = getattr(src, "table", None)  # a DICOM source's clinical table may live outside its folder
+        if table is not None:
+            out.update(_stat_all([str(study.resolve(table))]))
     # a feature-only cohort's QC reads the feature tables the study brings (duplicates, missing cases)
     user_tables = [n for n in (study.learn.features if study.learn is not None else []) if study.resolve(n).is_file()]
     out.update(_stat_all([str(study.resolve(n)) for n in user_tables]))

@@ -5,7 +5,8 @@ A study writes everything under one run folder (``output_dir`` of the study file
 
     RUN/
       cohort/      manifest.parquet (+ .csv), qc.csv, qc_pairs.csv, qc_summary.txt, qc_summary.json,
-                   labels.csv, splits.csv, label_counts.json, masks/ (derived lesion masks)
+                   labels.csv, splits.csv, label_counts.json, masks/ (derived lesion masks),
+                   volumes/ (volumes read from DICOM sources: DCE phase, kinetic maps, masks)
       features/    <table>.parquet, <table>.json (extraction record), <table>_failures.csv, cache/,
                    deep_<arch>/<fold>.parquet + provenance.csv, deep_<arch>_pca.csv,
                    dsfr_<arch>/<fold>.parquet + provenance.csv + heatmaps/ (segmentation networks' features)
@@ -164,6 +165,11 @@ class RunPaths:
     @property
     def derived_masks(self) -> Path:
         return self.cohort / "masks"
+
+    @property
+    def dce_volumes(self) -> Path:
+        """De-identified volumes read from DICOM sources (chosen DCE phase, kinetic maps, masks)."""
+        return self.cohort / "volumes"
 
     # ------------------------------------------------------------------ features
     @property

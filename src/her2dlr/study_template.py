@@ -52,6 +52,20 @@ cohort:
     #   image_glob: "*_image.nrrd"
     #   strip_from_stem: _image
     #   mask_template: "{stem_base}_label.nrrd"
+    # DCE-MRI as DICOM (any folder tree, one or many patients; de-identified on read):
+    # - kind: dicom
+    #   path: data/dce
+    #   phase: post3                   # pre | post<k> | last | peak (largest mean enhancement in the mask)
+    #   image_from: phase              # or a kinetic map: subtraction | wash_in | ser | ttp
+    #   maps: [subtraction, ser]       # extra volumes, columns image_<map>
+    #   mask_glob: "*mask*.nrrd"       # in each study's folder; a mask of another geometry is refused ...
+    #   resample_mask: false           # ... unless this is true
+    #   # resample_mm: 1.0             # common isotropic voxel spacing
+    #   table: data/dce_clinical.csv   # one row per study, matched by folder (or table_key: patient_id)
+    #   table_key_column: folder
+    #   clinical_columns: [age]
+    #   label_columns: [ihc, ish]
+    #   pseudonym_key: pseudonym.key   # secret keying the case ids; created when absent; keep it private
 
 label:
   # column: any column, positive / negative values listed.

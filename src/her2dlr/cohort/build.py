@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from her2dlr.cohort.dicom_source import add_dce_columns
 from her2dlr.cohort.feature_tables import study_feature_tables
 from her2dlr.cohort.importers import import_sources
 from her2dlr.cohort.labels import apply_label_rule
@@ -133,6 +134,7 @@ def build_cohort(study: Study, *, n_jobs: int = 1, progress: bool = True) -> Coh
     if study.split.by_centre is not None:
         across = cross_centre_pairs(qc.manifest, qc.duplicate_pairs)
         qc.summary["cross_centre_pairs"] = across.to_dict(orient="records")
+    qc.table = add_dce_columns(qc.table, qc.manifest.table)  # which DICOM tags gave each case's phases
     try:
         manifest = assign_splits(qc.manifest, study.split)
     except InputError as exc:  # the QC tables explain most split failures (e.g. merged duplicates)

@@ -3,6 +3,7 @@
 ``folders``  one subfolder per class, ``X.png`` + ``X_mask.png`` / ``X_mask_1.png`` ... (BUSI)
 ``files``    a flat folder of images or volumes with masks found by a name template (NRRD, NIfTI, DICOM)
 ``table``    a CSV / XLSX / Parquet table listing image, mask or box, and clinical columns (BrEaST-Lesions-USG)
+``dicom``    DCE-MRI studies as DICOM files, de-identified on read (:mod:`her2dlr.cohort.dicom_source`)
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from her2dlr.cohort.clinical import clean_missing, infer_clinical_types
+from her2dlr.cohort.dicom_source import import_dicom
 from her2dlr.cohort.manifest import CORE_COLUMNS, Manifest
-from her2dlr.cohort.settings import FilesSource, FolderSource, TableSource
+from her2dlr.cohort.settings import DicomSource, FilesSource, FolderSource, TableSource
 from her2dlr.errors import InputError, nearest
 from her2dlr.io.cells import parse_bbox
 from her2dlr.io.tables import numbers_where_numeric, read_table
@@ -290,6 +292,10 @@ def import_sources(study: Study) -> Manifest:
             df = import_folders(src, study.base_dir)
         elif isinstance(src, FilesSource):
             df = import_files(src, study.base_dir)
+        elif isinstance(src, DicomSource):
+            df, t = import_dicom(src, study.base_dir, study.paths, study.cohort.missing_values)
+            clinical += [c for c in src.clinical_columns if c not in clinical]
+            types.update(t)
         else:
             df, t = import_table(src, study.base_dir, study.cohort.missing_tokens)
             clinical += [c for c in src.clinical_columns if c not in clinical]

@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_MISSING_VALUES",
     "CentreSettings",
     "CohortSettings",
+    "DicomSource",
     "FilesSource",
     "FolderSource",
     "HoldoutSettings",
@@ -136,7 +137,36 @@ class TableSource(_SourceBase):
         return bool(self.image_column or self.image_template)
 
 
-Source = Annotated[FolderSource | FilesSource | TableSource, Field(discriminator="kind")]
+class DicomSource(_SourceBase):
+    """DCE-MRI studies as DICOM files under a folder (one or many patients, any tree); read by
+    :mod:`her2dlr.cohort.dicom_source`, which writes the chosen phase (or map) and the mask as
+    de-identified NRRD volumes into the run folder."""
+
+    kind: Literal["dicom"]
+    path: Path
+    modality: Literal["MR"] = "MR"
+    phase: str = Field("peak", description="Phase rule: 'pre', 'post<k>' (e.g. 'post3'), 'last' or 'peak'.")
+    n_pre: int = Field(1, ge=1, description="Number of pre-contrast phases.")
+    series_description: str | None = Field(None, description="Regular expression choosing the dynamic series.")
+    image_from: Literal["phase", "subtraction", "wash_in", "ser", "ttp"] = Field(
+        "phase", description="What becomes the row's image: the chosen phase, or a kinetic map.")
+    maps: list[Literal["subtraction", "wash_in", "ser", "ttp"]] = Field(
+        default_factory=list, description="Kinetic maps written as extra columns image_<map>.")
+    mask_glob: str | None = Field("*mask*.nrrd", description="Mask file(s) in each study's folder.")
+    resample_mask: bool = Field(False, description="Resample a mask whose geometry differs from the image.")
+    resample_mm: float | None = Field(None, gt=0, description="Resample the volumes to this isotropic spacing (mm).")
+    table: Path | None = Field(None, description="Clinical / label table, one row per study.")
+    table_key: Literal["folder", "patient_id"] = Field(
+        "folder", description="Match table rows by the study's folder (relative to path) or by DICOM PatientID.")
+    table_key_column: str = "folder"
+    clinical_columns: list[str] = Field(default_factory=list)
+    label_columns: list[str] = Field(default_factory=list)
+    pseudonym_key: Path | None = Field(
+        None, description="File of the secret keying the pseudonymous case ids (default: pseudonym.key beside the "
+                          "study file; created when absent; keep it private).")
+
+
+Source = Annotated[FolderSource | FilesSource | TableSource | DicomSource, Field(discriminator="kind")]
 
 
 class CohortSettings(StrictModel):
