@@ -58,7 +58,7 @@ class MontageCell:
 
 
 def save_montage(cells: Sequence[MontageCell], path: str | os.PathLike[str], *, n_columns: int | None = None,
-                 suptitle: str | None = None, dpi: int = 110) -> Path:
+                 suptitle: str | None = None, dpi: int = 110, colour_bar: bool = False) -> Path:
     """A grid PNG: one row per group (TP, FP, FN, TN), pictures with their titles.
 
     Parameters
@@ -69,6 +69,9 @@ def save_montage(cells: Sequence[MontageCell], path: str | os.PathLike[str], *, 
         Pictures per row (default: the largest group).
     suptitle : str, optional
     dpi : int, default=110
+    colour_bar : bool, default=False
+        Add the heat overlay's colour bar (:func:`overlay_rgb` with its defaults, blended over
+        mid-grey as the overlay blends over the image) under the grid.
 
     Raises
     ------
@@ -104,6 +107,17 @@ def save_montage(cells: Sequence[MontageCell], path: str | os.PathLike[str], *, 
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
+    if colour_bar:
+        from her2dlr.imaging.figures import HEAT_BAR_LABEL
+
+        fig.subplots_adjust(bottom=0.1 + 0.35 / len(groups) / 2.6)
+        bar = fig.add_axes((0.2, 0.03, 0.6, 0.025))
+        ramp = np.tile(np.linspace(0.0, 1.0, 256), (8, 1))
+        bar.imshow(overlay_rgb(np.full(ramp.shape, 128, np.uint8), ramp), aspect="auto", extent=(0, 1, 0, 1))
+        bar.set_yticks([])
+        bar.set_xticks([0, 0.25, 0.5, 0.75, 1])
+        bar.tick_params(labelsize=7)
+        bar.set_xlabel(HEAT_BAR_LABEL, fontsize=7)
     return _save_figure(fig, path, dpi)
 
 
