@@ -1,4 +1,5 @@
-"""How the report reads: the AUC forest plot draws AUC = 1 whole; wide tables fit a 1280 px browser window."""
+"""How the report reads: the AUC forest plot draws AUC = 1 whole; wide tables fit a 1280 px browser window;
+clinical columns that may stand in for the label are named beside the results."""
 
 from __future__ import annotations
 
@@ -61,10 +62,33 @@ def _browser():
     return webdriver.Chrome(options=opts, service=Service(executable_path=driver))
 
 
-def test_wide_tables_fit_a_1280_px_window(tmp_path: Path) -> None:
-    run = make_synthetic_run(tmp_path / "run", n_cases=80, n_models=3, seed=5)
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory):
+    """A synthetic run with long model names and a learning stage that flagged a BIRADS column."""
+    from her2dlr.evaluate.proxies import label_proxies
+
+    run = make_synthetic_run(tmp_path_factory.mktemp("layout") / "run", n_cases=80, n_models=3, seed=5)
     _rename_models(run)
-    res = build_report(run, progress=False, pdf=False, strict=True)
+    y = np.arange(40) % 2
+    clinical = pd.DataFrame({"BIRADS": np.where(y == 1, "5", "2"), "Age": np.linspace(30, 80, 40)})
+    label_proxies(clinical, y, {"BIRADS": "categorical", "Age": "numeric"}).to_csv(
+        run / "learn" / "radiomics_us2d_mask" / "label_proxies.csv", index=False)
+    return build_report(run, progress=False, pdf=False, strict=True)
+
+
+def test_label_proxies_are_named_beside_the_results(report) -> None:
+    html = report.html.read_text(encoding="utf-8")
+    discrimination = html[html.index('<section id="discrimination">'):html.index('<section id="calibration">')]
+    assert "may stand in for the label: BIRADS" in discrimination
+    assert "almost perfectly" in discrimination and "name suggests a verdict" in discrimination
+    summary = html[html.index('<section class="summary"'):html.index('<section id="cohort">')]
+    assert "Warning: clinical column(s) BIRADS may stand in for the label" in summary
+    check = pd.read_csv(report.tables["label_proxies"])
+    assert check.set_index("column").loc["BIRADS", "flagged"] and not check.set_index("column").loc["Age", "flagged"]
+
+
+def test_wide_tables_fit_a_1280_px_window(report) -> None:
+    res = report
     html = res.html.read_text(encoding="utf-8")
     assert LONG["radiomics_us2d_mask-lr"] in html
     browser = _browser()
