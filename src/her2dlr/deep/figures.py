@@ -90,7 +90,9 @@ def save_montage(cells: Sequence[MontageCell], path: str | os.PathLike[str], *, 
         raise InputError(f"Montage groups {unknown} are not among {list(GROUP_ORDER)}.")
     groups = [g for g in GROUP_ORDER if any(c.group == g for c in cells)]
     width = n_columns or max(sum(c.group == g for c in cells) for g in groups)
-    fig, axes = plt.subplots(len(groups), width, figsize=(2.3 * width, 2.6 * len(groups)), squeeze=False)
+    bar_in = 0.8 if colour_bar else 0.0  # inches under the grid for the colour bar and its label
+    height = 2.6 * len(groups) + bar_in
+    fig, axes = plt.subplots(len(groups), width, figsize=(2.3 * width, height), squeeze=False)
     for r, g in enumerate(groups):
         row = [c for c in cells if c.group == g][:width]
         for j in range(width):
@@ -106,12 +108,11 @@ def save_montage(cells: Sequence[MontageCell], path: str | os.PathLike[str], *, 
                 ax.set_ylabel(g, fontsize=12, rotation=0, labelpad=18, va="center")
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, bar_in / height, 1, 1))
     if colour_bar:
         from her2dlr.imaging.figures import HEAT_BAR_LABEL
 
-        fig.subplots_adjust(bottom=0.1 + 0.35 / len(groups) / 2.6)
-        bar = fig.add_axes((0.2, 0.03, 0.6, 0.025))
+        bar = fig.add_axes((0.2, 0.45 * bar_in / height, 0.6, 0.2 * bar_in / height))
         ramp = np.tile(np.linspace(0.0, 1.0, 256), (8, 1))
         bar.imshow(overlay_rgb(np.full(ramp.shape, 128, np.uint8), ramp), aspect="auto", extent=(0, 1, 0, 1))
         bar.set_yticks([])
