@@ -83,7 +83,8 @@ def test_predict_deep_artefact_matches_the_checkpoint_and_draws_a_heat_map(run: 
     want = predict_images(run / "deep" / ARCH / "holdout" / "best.pt", [str(image)], [str(mask)])[0]
     assert got["prob"] == pytest.approx(want, abs=1e-6)
     assert got["class"] == int(got["prob"] >= got["threshold"])
-    assert Image.open(run / "new" / "heat.png").size == (80, 96)
+    width, height = Image.open(run / "new" / "heat.png").size  # the 80 x 96 image, framed by caption and colour bar
+    assert width >= 80 and height > 96
     assert "inside the lesion" in res.output
     by_mask = runner.invoke(app, ["predict", str(model), "--image", str(image), "--mask", str(mask),
                                   "--out", str(run / "new" / "deep_mask.csv")])
@@ -211,3 +212,31 @@ def test_predict_a_table_of_new_cases_with_heat_maps(run: Path):
     pd.DataFrame({"image": ["case.png", None], "mask": ["case_mask.png", "case_mask.png"]}).to_csv(table, index=False)
     bad = runner.invoke(app, ["predict", str(model), "--cases", str(table)])
     assert bad.exit_code == 2 and "row 3: no image" in bad.output
+
+
+def test_heat_map_shows_the_models_answer_and_a_colour_bar(run: Path):
+    """The heat map PNG carries a caption (case, model, probability, class, threshold) and the overlay's colour bar."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    from her2dlr.predict import Case, predict
+
+    model = run / "models" / f"deep_{ARCH}-signature"
+    path = run / "new" / "captioned.png"
+    res = predict(model, Case(case_id="new-1", image=run / "new" / "case.png", mask=run / "new" / "case_mask.png"),
+                  heat_maps=path)[0]
+    png = Image.open(path)
+    caption = png.text["Caption"]
+    words = "positive (malignant)" if res.predicted_class == 1 else "negative (benign)"
+    assert "Case new-1" in caption and model.name in caption
+    assert f"P(positive) = {res.probability:.3f} -> class {res.predicted_class}, {words}" in caption
+    assert f"threshold {res.threshold:.3f}" in caption and "Grad-CAM" in caption
+    # the colour bar: jet blended over mid-grey with opacity 0.5 * heat, computed here from matplotlib alone
+    rgb = np.asarray(png.convert("RGB")).astype(int)
+    bar_w = int(rgb.shape[1] * 0.7)
+    x0 = (rgb.shape[1] - bar_w) // 2
+    t = np.linspace(0.0, 1.0, bar_w)[:, None]
+    want = np.clip((128 / 255) * (1 - 0.5 * t) + colormaps["jet"](t[:, 0])[:, :3] * 0.5 * t, 0, 1) * 255
+    errors = [np.abs(rgb[r, x0:x0 + bar_w] - want.astype(np.uint8)).max() for r in range(rgb.shape[0])]
+    assert min(errors) <= 1
+    assert int(np.argmin(errors)) > rgb.shape[0] // 2  # under the picture

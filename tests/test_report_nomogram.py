@@ -69,3 +69,103 @@ def test_bad_models_are_refused() -> None:
     nomo = nomogram_from_logistic(INTERCEPT, COEFS, ranges=RANGES, levels=LEVELS)
     with pytest.raises(InputError, match="levels"):
         nomo.predict({"age": 40, "PR": "maybe"})
+
+
+# A card as the combined model writes it, with the encoder's inputs that drew one axis each before:
+# Age imputed by its median 52 with a missing flag, Halo one-hot (no / yes) with missing cells coded 0 / 0.
+CARD = {"inputs": {"clinical": {"Age": "numeric", "Halo": "categorical", "Shape": "categorical"}},
+        "logistic": {"intercept": -1.0,
+                     "coefficients": {"rad_score": 0.8, "Age": 0.03, "Age=<missing>": 0.9, "Halo=no": -0.7,
+                                      "Halo=yes": 0.4, "Shape=irregular": 1.1},
+                     "ranges": {"rad_score": [-3.0, 3.0], "Age": [30.0, 80.0]},
+                     "levels": {"Age=<missing>": ["no", "yes"], "Halo=no": ["no", "yes"], "Halo=yes": ["no", "yes"],
+                                "Shape=irregular": ["no", "yes"]},
+                     "variables": {"Age": {"type": "numeric", "imputed": 52.0},
+                                   "Halo": {"type": "categorical", "levels": ["no", "yes"], "reference": None,
+                                            "other": False},
+                                   "Shape": {"type": "categorical", "levels": ["oval", "irregular", "round"],
+                                             "reference": None, "other": True}}}}
+
+
+def test_card_draws_one_axis_per_clinical_variable() -> None:
+    nomo = nomogram_from_card(CARD)
+    assert [v.name for v in nomo.variables] == ["rad_score", "Age", "Halo", "Shape"]
+    halo = nomo._var("Halo")
+    assert halo.effects == {"no": -0.7, "yes": 0.4, "<missing>": 0.0}
+    assert nomo._var("Shape").effects == {"irregular": 1.1, "oval": 0.0, "round": 0.0, "<other>": 0.0, "<missing>": 0.0}
+    # hand-worked: a case with Age missing (imputed 52, flag 1), Halo missing (no / yes both 0), Shape irregular
+    lp = -1.0 + 0.8 * 1.5 + 0.03 * 52 + 0.9 + 0.0 + 1.1
+    res = nomo.predict({"rad_score": 1.5, "Age": "missing", "Halo": "<missing>", "Shape": "irregular"})
+    assert res["linear_predictor"] == pytest.approx(lp)
+    assert nomo.predict({"rad_score": 1.5, "Age": None, "Halo": "<missing>", "Shape": "irregular"})[
+        "probability"] == pytest.approx(1 / (1 + math.exp(-lp)))
+    lp2 = -1.0 + 0.8 * -2 + 0.03 * 61 - 0.7
+    assert nomo.predict({"rad_score": -2, "Age": 61, "Halo": "no", "Shape": "oval"})["linear_predictor"] == (
+        pytest.approx(lp2))
+    # the Age axis spans its range and the missing point (0.03 * 52 + 0.9 = 2.46 beyond 0.03 * 80 = 2.4)
+    assert nomo._var("Age").span == pytest.approx(2.46 - 0.9)
+    table = nomo.table()
+    assert set(table["variable"]) == {"rad_score", "Age", "Halo", "Shape"}
+    assert "missing" in set(table.loc[table["variable"] == "Age", "value"].astype(str))
+    assert isinstance(plot_nomogram(nomo), Figure)
+
+
+def test_card_without_variables_groups_by_the_clinical_types() -> None:
+    old = {"inputs": CARD["inputs"], "logistic": {k: v for k, v in CARD["logistic"].items() if k != "variables"}}
+    nomo = nomogram_from_card(old)
+    assert [v.name for v in nomo.variables] == ["rad_score", "Age", "Age=<missing>", "Halo", "Shape"]
+    assert nomo._var("Halo").effects == {"no": -0.7, "yes": 0.4, "<any other or missing>": 0.0}
+    only_flag = {"inputs": CARD["inputs"], "logistic": {
+        "intercept": 0.0, "coefficients": {"Age=<missing>": 0.9}, "ranges": {}, "levels": {"Age=<missing>": ["no", "yes"]}}}
+    assert nomogram_from_card(only_flag)._var("Age").effects == {"recorded": 0.0, "<missing>": 0.9}
+
+
+def test_nomogram_of_a_fitted_combined_model_reproduces_its_probabilities() -> None:
+    """One axis per column, and reading the axes gives the fitted pipeline's own probability for every case."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from her2dlr.learn.integration import COMBINED_PARAMS, SIGNATURE, combined_steps, logistic_coefficients
+
+    # seed 002's combined model (signature + selected clinical inputs -> scale -> logistic), fitted directly
+    rng = np.random.default_rng(3)
+    n = 200
+    y = rng.permutation(np.arange(n) % 2)
+    halo = np.where((rng.random(n) < 0.8) == (y == 1), "yes", "no").astype(object)
+    halo[rng.random(n) < 0.2] = None
+    age = rng.normal(55, 10, n).round()
+    age[(rng.random(n) < 0.4) & (y == 1)] = np.nan  # missingness carries signal
+    shape = np.where((rng.random(n) < 0.7) == (y == 1), "irregular", rng.choice(["oval", "round"], n)).astype(object)
+    x = pd.DataFrame({"Age": age, "Halo": halo, "Shape": shape, SIGNATURE: rng.normal(size=n) + y})
+    types = {"Age": "numeric", "Halo": "categorical", "Shape": "categorical"}
+    pipe = Pipeline([*combined_steps(types, {"alpha_uni": 0.5, "alpha_multi": 0.5, "min_frequency": None}),
+                     ("scale", StandardScaler()), ("model", LogisticRegression(max_iter=1000, **COMBINED_PARAMS))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe.fit(x, y)
+    card = {"inputs": {"clinical": types}, "logistic": logistic_coefficients(pipe, x)}
+    kept = [n for n in card["logistic"]["coefficients"] if n != SIGNATURE]
+    columns = {n.split("=")[0] for n in kept}
+    assert "Age=<missing>" in kept and sum(n.startswith("Halo=") for n in kept) >= 1, kept
+    nomo = nomogram_from_card(card)
+    assert sorted(v.name for v in nomo.variables) == sorted({SIGNATURE, *columns})
+    want = pipe.predict_proba(x)[:, 1]
+    for (case, row), p in zip(x.iterrows(), want):
+        values = {SIGNATURE: row[SIGNATURE]}
+        for v in nomo.variables:
+            if v.name == SIGNATURE:
+                continue
+            cell = row[v.name]
+            missing = cell is None or (isinstance(cell, float) and np.isnan(cell))
+            if v.kind == "numeric":
+                values[v.name] = None if missing else float(cell)
+            elif missing:
+                values[v.name] = "<missing>" if "<missing>" in v.effects else "recorded"
+            else:
+                values[v.name] = cell if cell in v.effects else "recorded"
+        assert nomo.predict(values)["probability"] == pytest.approx(p, abs=1e-8), case

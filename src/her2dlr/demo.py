@@ -14,12 +14,12 @@ from rich.console import Console
 
 from her2dlr.cohort.build import build_cohort
 from her2dlr.config import Study, study_from_dict
-from her2dlr.console import print_cohort, print_frame
+from her2dlr.console import best_model_line, print_cohort, print_frame
 from her2dlr.io.atomic import write_text_atomic
 from her2dlr.learn.study import run_study_learning
 from her2dlr.radiomics.stage import run_radiomics_stage
 
-__all__ = ["demo_data_dir", "demo_studies", "run_demo"]
+__all__ = ["REPORT_STUDY", "demo_data_dir", "demo_studies", "run_demo"]
 
 console = Console()
 
@@ -34,15 +34,31 @@ def demo_data_dir() -> Path:
     return Path(str(resources.files("her2dlr") / "data" / "demo"))
 
 
-def demo_studies(out: Path) -> dict[str, dict[str, Any]]:
-    """The two demo studies as study-file dicts (BUSI folders; BrEaST table with clinical columns)."""
+#: The demo study whose report ends the demo (it has a clinical table, so every report section has content).
+REPORT_STUDY = "breast"
+
+
+def demo_studies(out: Path, *, quick: bool = False) -> dict[str, dict[str, Any]]:
+    """The two demo studies as study-file dicts (BUSI folders; BrEaST table with clinical columns).
+
+    ``quick`` keeps the same stages with less work (the 100-feature ``us2d_original`` params set,
+    logistic regression only without a search, one repetition of the k-fold, no network): a check
+    that the whole path, report included, runs, not a result.
+    """
     data = demo_data_dir()
+    params = "us2d_original" if quick else "us2d"
+    table = f"radiomics_{params}_mask"
     common = {
-        "split": {"seed": 2024, "holdout": {"test_size": 0.3}, "kfold": {"n_splits": 3, "n_repeats": 2}},
-        "radiomics": {"params": "us2d", "roi": "mask"},
+        "split": {"seed": 2024, "holdout": {"test_size": 0.3}, "kfold": {"n_splits": 3, "n_repeats": 1 if quick else 2}},
+        "radiomics": {"params": params, "roi": "mask"},
         # Seed 002's selection; two classifiers and the repeated k-fold keep the demo short.
-        "learn": {"features": ["radiomics_us2d_mask"], "models": ["lr", "rf"], "schemes": ["kfold"], "n_jobs": -1},
+        "learn": {"features": [table], "models": ["lr", "rf"], "schemes": ["kfold"], "n_jobs": -1},
     }
+    if quick:  # no hyper-parameter search, a 3-fold LASSO: the same steps, a fraction of the fitting
+        common["learn"].update(models=[{"name": "lr", "grid": {}}], search={"inner_splits": 2},
+                               selection=[{"name": "variance"}, {"name": "zscore"}, {"name": "ttest", "alpha": 0.05},
+                                          {"name": "lasso", "cv": 3}])
+    deep = {} if quick else {"deep": {"epochs": 15, "patience": 5, "schemes": ["holdout"]}}
     return {
         "busi": {
             "name": "busi",
@@ -52,7 +68,7 @@ def demo_studies(out: Path) -> dict[str, dict[str, Any]]:
             "qc": {"lesion_policy": "largest"},
             **common,
             # seed 000's network on 64 x 64 box ROIs, trained on the hold-out's training rows (a short demo run)
-            "deep": {"epochs": 15, "patience": 5, "schemes": ["holdout"]},
+            **deep,
         },
         "breast": {
             "name": "breast",
@@ -66,7 +82,7 @@ def demo_studies(out: Path) -> dict[str, dict[str, Any]]:
             "label": {"rule": "column", "column": "Classification", "positive": ["malignant"], "negative": ["benign"]},
             **common,
             # radiomics, clinical, early fusion, late fusion, stacking and seed 002's combined model
-            "learn": {**common["learn"], "features": ["radiomics_us2d_mask", "clinical"]},
+            "learn": {**common["learn"], "features": [table, "clinical"]},
         },
     }
 
@@ -134,13 +150,55 @@ def _deep_example(study: Study, manifest: Any, n_jobs: int) -> dict[str, Any] | 
                       f"lesion -> {heat_path}"}
 
 
-def run_demo(out: str | Path = "runs/demo", *, n_jobs: int = -1) -> dict[str, Any]:
-    """Run import -> QC -> splits -> radiomics -> models (-> network) on both demo studies; write ``demo_summary.json``."""
+def _report(study: Study, *, pdf: bool) -> Path:
+    """Build the study's report (``<run>/report/report.html``, and its PDF) and print where it is."""
+    from her2dlr.report.build import build_report
+
+    res = build_report(study.run_dir, progress=True, pdf=pdf)
+    for warning in res.warnings:
+        console.print(f"[yellow]Report section not built:[/] {warning}", highlight=False)
+    console.print(f"[bold]Report[/] {len(res.sections)} sections, {len(res.figures)} figures, {len(res.tables)} tables "
+                  f"({res.seconds:.0f} s)" + (f"; PDF: {res.pdf}" if res.pdf else ""), highlight=False)
+    return res.html
+
+
+def run_demo(out: str | Path = "runs/demo", *, n_jobs: int = -1, quick: bool = False,
+             studies: tuple[str, ...] | None = None, pdf: bool = True) -> dict[str, Any]:
+    """Run import -> QC -> splits -> radiomics -> models (-> network) on the demo studies, then the report.
+
+    Parameters
+    ----------
+    out : path, default="runs/demo"
+        Demo folder: one run folder per study, the study files, ``demo_summary.json``.
+    n_jobs : int, default=-1
+        Parallel workers (-1: all cores).
+    quick : bool, default=False
+        Less work with the same stages (see :func:`demo_studies`).
+    studies : tuple of str, optional
+        The demo studies to run (default: all, ``busi`` and ``breast``).
+    pdf : bool, default=True
+        Write the report's PDF as well as its HTML.
+
+    Returns
+    -------
+    dict
+        What ``demo_summary.json`` holds; ``summary["report"]`` is the report's HTML path (the
+        :data:`REPORT_STUDY` study's, when it ran).
+    """
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}
     t_all = time.perf_counter()
-    for key, raw in demo_studies(out).items():
+    chosen = demo_studies(out, quick=quick)
+    unknown = sorted(set(studies or ()) - set(chosen))
+    if unknown:
+        from her2dlr.errors import InputError
+
+        raise InputError(f"Unknown demo study {unknown}; the demo studies are {sorted(chosen)}.")
+    report: Path | None = None
+    for key, raw in chosen.items():
+        if studies and key not in studies:
+            continue
         console.rule(f"[bold]Demo study: {key}")
         write_text_atomic(out / f"{key}_study.yaml", yaml.safe_dump(raw, sort_keys=False))
         study: Study = study_from_dict(raw, base_dir=out, source=f"{key}_study.yaml")
@@ -150,10 +208,14 @@ def run_demo(out: str | Path = "runs/demo", *, n_jobs: int = -1) -> dict[str, An
         rad = run_radiomics_stage(study, study.radiomics.model_copy(update={"n_jobs": n_jobs}))
         console.print(f"[bold]Radiomics[/] {rad.n_cases} cases x {rad.n_features} features, {rad.n_failed} failed -> {rad.path}")
         learned = run_study_learning(study, progress=True)[0]
+        radiomics_table = raw["learn"]["features"][0]
         shown = learned.metrics[(learned.metrics["scope"] == "mean") & (learned.metrics["split"] == "test")].assign(
-            model=lambda d: d["model"].str.replace("radiomics_us2d_mask", "radiomics", regex=False))
+            model=lambda d, t=radiomics_table: d["model"].str.replace(t, "radiomics", regex=False))
         print_frame(shown[["model", "n", "auc", "ci_low", "ci_high", "sensitivity", "specificity"]],
-                    f"Models, {key}: out-of-fold AUC, mean over repetitions")
+                    f"Models, {key}: out-of-fold AUC, mean over repetitions", max_rows=None)
+        best = best_model_line(learned.metrics, learned.predictions)
+        if best:
+            console.print(f"[bold]{best}[/]", highlight=False, soft_wrap=True)
         example = _predict_example(study, build.manifest)
         if example:
             console.print(f"[bold]her2dlr predict[/] {example['command']}\n  -> {example['result']}")
@@ -171,7 +233,14 @@ def run_demo(out: str | Path = "runs/demo", *, n_jobs: int = -1) -> dict[str, An
             "predict_example": example,
             "deep_example": deep,
         }
+        if key == REPORT_STUDY:
+            report = _report(study, pdf=pdf)
+            summary[key]["report"] = str(report)
     summary["seconds_total"] = round(time.perf_counter() - t_all, 1)
+    summary["report"] = str(report) if report else None
     write_text_atomic(out / "demo_summary.json", json.dumps(summary, indent=2, default=str))
     console.print(f"Demo finished in {summary['seconds_total']} s; outputs in {out}")
+    if report is not None:
+        console.print(f"[bold]Study report[/] ({REPORT_STUDY} sample), open it in a browser:\n{report}",
+                      highlight=False, soft_wrap=True)
     return summary

@@ -41,6 +41,7 @@ __all__ = [
     "FUNNEL",
     "HISTORY",
     "INNER_RESULTS",
+    "LABEL_PROXIES",
     "LAST_CHECKPOINT",
     "MANIFEST",
     "METRICS",
@@ -70,6 +71,7 @@ PARAMS = "params.csv"
 INNER_RESULTS = "inner_results.csv"
 FEATURE_FREQUENCY = "feature_frequency.csv"
 CLINICAL_VARIABLES = "clinical_variables.csv"
+LABEL_PROXIES = "label_proxies.csv"  # clinical columns that may stand in for the label (her2dlr.evaluate.proxies)
 EXCLUDED_CASES = "excluded_cases.csv"
 SETTINGS = "settings.json"
 FOLDS = "folds.csv"

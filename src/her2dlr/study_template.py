@@ -6,10 +6,21 @@ from pathlib import Path
 
 from her2dlr.errors import InputError
 from her2dlr.io.atomic import write_text_atomic
+from her2dlr.radiomics.parameters import shipped_params
 
-__all__ = ["EXAMPLE_STUDY", "write_example"]
+__all__ = ["CLINICAL_BLOCK", "EXAMPLE_STUDY", "example_study", "write_example"]
 
-EXAMPLE_STUDY = """\
+#: The ``learn:`` lines that add the clinical model and its fusions (commented out in the example).
+CLINICAL_BLOCK = """\
+features: [radiomics_us2d_mask, clinical]
+clinical:                  # the clinical branch (her2dlr.learn.settings.ClinicalConfig)
+  columns: [age, menopause, ER, PR, Ki67, tumour_size]   # default: every clinical column of the sources
+  alpha_uni: 0.05          # univariable selection: p-value threshold
+  alpha_multi: 0.05        # stepwise multivariable selection: p-value threshold
+  fusion: [early, late, stack, combined]   # also: pairs (every imaging x clinical classifier, seed 001)
+"""
+
+_TEMPLATE = """\
 # her2dlr study file. Paths are relative to this file's folder.
 # Validate and build the cohort with:  her2dlr cohort qc study.yaml
 name: her2-us                  # names the run folder: runs/her2-us/
@@ -96,13 +107,15 @@ qc:
   # near_duplicate_distance: 10   # perceptual-hash Hamming distance for near-duplicates
 
 radiomics:
-  params: us2d               # us2d (2D ultrasound), video (per frame), mri3d, or a PyRadiomics YAML path
+  params: us2d               # a shipped set below, or the path of your own PyRadiomics params YAML
+  # shipped sets (also listed by `her2dlr extract radiomics --help`):
+{params}
   roi: mask                  # mask, or bbox: the lesion's bounding rectangle
   n_jobs: -1                 # -1: all cores
   backend: loky              # loky | threading | sequential | dask | ray
 
 learn:
-  features: [radiomics_us2d_mask]   # tables under runs/<name>/features, joined by case id
+{features}
   selection:                 # fitted inside every training fold, in this order (her2dlr learn steps)
     - {name: variance}
     - {name: zscore}
@@ -135,6 +148,41 @@ deep:                        # her2dlr train deep study.yaml (options on the com
 #   score_column: risk_score
 #   treatment_column: treatment
 """
+
+
+def example_study(*, clinical: bool = False) -> str:
+    """The commented example study file.
+
+    Parameters
+    ----------
+    clinical : bool, default=False
+        Write :data:`CLINICAL_BLOCK` as study lines (the clinical model and its fusions) instead
+        of as comments under ``learn.features``: what a user gets by uncommenting them.
+
+    Returns
+    -------
+    str
+        YAML text with comments.
+    """
+    width = max(map(len, shipped_params()))
+    params = "\n".join(f"  #   {name:<{width}}  {desc}" for name, desc in shipped_params().items())
+    block = CLINICAL_BLOCK.splitlines()
+    if clinical:
+        features = "\n".join(f"  {line}" for line in block)
+    else:
+        features = "\n".join([
+            "  features: [radiomics_us2d_mask]   # tables under runs/<name>/features, joined by case id",
+            "  # A clinical model and its fusions with the radiomics model: add `clinical` (the sources'",
+            "  # clinical_columns, encoded and selected inside every training fold). Uncomment these lines",
+            "  # (early: concatenate, then select; late: mean probability; stack: logistic regression on both",
+            "  # models' logits; combined: signature + clinical variables, the nomogram model):",
+            *(f"  # {line}" for line in block),
+        ])
+    return _TEMPLATE.replace("{params}", params).replace("{features}", features)
+
+
+EXAMPLE_STUDY = example_study()
+"""The example study file that ``her2dlr init`` writes."""
 
 
 def write_example(path: str | Path, *, force: bool = False) -> Path:

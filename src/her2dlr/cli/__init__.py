@@ -14,6 +14,24 @@ __all__ = ["app"]
 app = typer.Typer(help="her2dlr: HER2 deep learning radiomics, from cohort to report.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from her2dlr import __version__
+
+        typer.echo(f"her2dlr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    pass
+
+
 app.command("init")(cohort.init)
 app.command("run")(run.run_cmd)
 app.add_typer(cohort.app, name="cohort")

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from her2dlr.errors import Her2dlrError
 
-__all__ = ["ArchOption", "StudyArg", "console", "friendly", "sub_app"]
+__all__ = ["INTERRUPTED_EXIT", "INTERRUPTED_MESSAGE", "ArchOption", "StudyArg", "console", "friendly", "sub_app"]
 
 console = Console(stderr=True)
 
@@ -22,8 +22,20 @@ StudyArg = Annotated[Path, typer.Argument(help="Study file.", show_default=True)
 ArchOption = Annotated[str, typer.Option("--arch", help="Network whose checkpoints are under <run>/deep/<arch>/.")]
 
 
+#: Exit status after Ctrl-C (128 + SIGINT, what shells report for a command stopped by it).
+INTERRUPTED_EXIT = 130
+#: What a user reads after Ctrl-C. Every output is written to a temporary path and renamed into place
+#: when complete (her2dlr.io.atomic), and finished per-case work is cached, so a rerun resumes.
+INTERRUPTED_MESSAGE = ("Interrupted (Ctrl-C). Nothing half-written was left: outputs are put in place only when "
+                       "complete. Rerun the same command to resume; finished work (e.g. extracted cases) is "
+                       "reused from the cache.")
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Show the toolkit's own errors as one clear message and exit code 2, without a traceback."""
+    """Show the toolkit's own errors as one clear message and exit code 2, without a traceback.
+
+    Ctrl-C ends the command with :data:`INTERRUPTED_MESSAGE` and exit code :data:`INTERRUPTED_EXIT`.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -32,6 +44,9 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Her2dlrError as exc:
             console.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print(f"\n[bold yellow]{INTERRUPTED_MESSAGE}[/]", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(INTERRUPTED_EXIT) from None
 
     return wrapper
 

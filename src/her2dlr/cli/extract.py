@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from her2dlr.cli.common import ArchOption, StudyArg, console, friendly, sub_app
+from her2dlr.radiomics.parameters import shipped_params_help
 
 __all__ = ["app"]
 
@@ -18,7 +19,8 @@ app = sub_app("Extract features.")
 @friendly
 def extract_radiomics_cmd(
     study: StudyArg = Path("study.yaml"),
-    params: Annotated[str | None, typer.Option(help="Params set (us2d, video, mri3d) or YAML path; default from the study.")] = None,
+    params: Annotated[str | None, typer.Option(help=f"Shipped params set ({shipped_params_help()}) or the path of a "
+                                                    "PyRadiomics params YAML; default from the study.")] = None,
     roi: Annotated[str | None, typer.Option(help="'mask' or 'bbox'; default from the study.")] = None,
     n_jobs: Annotated[int | None, typer.Option(help="Parallel workers; default from the study.")] = None,
 ) -> None:
@@ -31,8 +33,10 @@ def extract_radiomics_cmd(
     settings = s.radiomics.model_copy(update={k: v for k, v in chosen.items() if v is not None})
     out = run_radiomics_stage(s, settings)
     console.print(
-        f"{out.n_cases} cases x {out.n_features} features -> {out.path}"
-        + (f"; {out.n_failed} failed (see {out.failures_path})" if out.n_failed else "")
+        f"{out.n_cases} cases x {out.n_features} features -> {out.path}; "
+        f"{out.n_computed} extracted now, {out.n_cached} from the cache"
+        + (f"; {out.n_failed} failed (see {out.failures_path})" if out.n_failed else ""),
+        highlight=False,
     )
 
 

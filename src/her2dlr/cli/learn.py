@@ -33,10 +33,12 @@ def learn_run(
     from her2dlr.config import load_study
     from her2dlr.console import print_metrics
     from her2dlr.learn.study import run_study_learning
+    from her2dlr.runfolder import METRICS
 
     s = load_study(study)
     for result in run_study_learning(s, features=features, models=model, schemes=scheme, n_jobs=n_jobs, pairs=pairs):
-        print_metrics(result.metrics, f"Models on {result.out_dir.name} (written to {result.out_dir})")
+        print_metrics(result.metrics, f"Models on {result.out_dir.name} (written to {result.out_dir})",
+                      predictions=result.predictions, source=result.out_dir / METRICS, run_dir=s.run_dir)
 
 
 @app.command("dlr")
@@ -62,7 +64,8 @@ def learn_dlr(
     s = load_study(study)
     result, saved = run_dlr_stage(s, arch=arch, radiomics=radiomics, model=model, n_components=n_components,
                                   n_jobs=n_jobs)
-    print_metrics(result.metrics, f"DLR models (written to {result.out_dir})")
+    print_metrics(result.metrics, f"DLR models (written to {result.out_dir})", predictions=result.predictions,
+                  run_dir=s.run_dir)
     for path in saved:
         console.print(f"Deployable model: {path}", highlight=False)
     if not saved:
@@ -89,8 +92,10 @@ def learn_dsfr(
     from her2dlr.console import print_metrics
     from her2dlr.deep.dsfr import run_study_dsfr
 
-    result = run_study_dsfr(load_study(study), arch=arch, radiomics=radiomics, model=model, n_jobs=n_jobs)
-    print_metrics(result.metrics, f"DSFR models (written to {result.out_dir})")
+    s = load_study(study)
+    result = run_study_dsfr(s, arch=arch, radiomics=radiomics, model=model, n_jobs=n_jobs)
+    print_metrics(result.metrics, f"DSFR models (written to {result.out_dir})", predictions=result.predictions,
+                  run_dir=s.run_dir)
     for note in result.notes:
         console.print(note, highlight=False)
 

@@ -66,6 +66,7 @@ from her2dlr.deep.figures import (
     save_png,
 )
 from her2dlr.errors import InputError, nearest
+from her2dlr.imaging.figures import heat_map_figure
 from her2dlr.io.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from her2dlr.runfolder import PREDICTIONS
 
@@ -207,6 +208,17 @@ def _case_panels(image: np.ndarray, lesion: np.ndarray, box: tuple[int, int, int
     return overlay, context
 
 
+def _case_caption(rec: dict[str, Any], method: str, neg_name: str, pos_name: str, in_lesion: float) -> list[str]:
+    """Caption of a case's overlay: the case, its out-of-fold probability and class, the true label, what is drawn."""
+    names = {0: neg_name, 1: pos_name}
+    pct = "" if not np.isfinite(in_lesion) else f"; {100 * in_lesion:.0f}% of the heat in the lesion"
+    return [f"Case {rec['case_id']} | network of fold {rec['fold']} (never saw this case)",
+            f"P(positive) = {rec['prob']:.3f} -> class {rec['predicted']}, {names[rec['predicted']]}, at threshold "
+            f"{rec['threshold']:.3f}; true label {rec['label']}, {names[rec['label']]} ({rec['group']})",
+            f"{_METHOD_TITLES[method]} of class {rec['explained_class']}{pct}",
+            "left: the image (yellow: crop; green: lesion); right: the network's input"]
+
+
 def _thresholds(predictions: pd.DataFrame | None) -> dict[tuple[str, str], float]:
     if predictions is None or predictions.empty or "threshold" not in predictions.columns:
         return {}
@@ -339,7 +351,9 @@ def explain_cases(checkpoints: Mapping[str, FoldCheckpoint], manifest: Any, out_
                       if n == 2 else _middle_slice(image, lesion, box, heat_full, inputs[cid], maps[cid]))
             overlay, context = _case_panels(*panels)
             if overlays == "all" or (overlays == "montage" and cid in chosen):
-                files.append(save_png(overlay, cases_dir / f"{_safe_name(cid)}.png"))
+                caption = _case_caption(rec, method, neg_name, pos_name, score.in_lesion)
+                files.append(save_png(heat_map_figure(overlay, caption), cases_dir / f"{_safe_name(cid)}.png",
+                                      text={"Caption": "\n".join(caption)}))
             if cid in chosen:
                 name = pos_name if rec["label"] == 1 else neg_name
                 pct = "" if not np.isfinite(score.in_lesion) else f", {100 * score.in_lesion:.0f}% in lesion"
@@ -347,7 +361,7 @@ def explain_cases(checkpoints: Mapping[str, FoldCheckpoint], manifest: Any, out_
                                          f"{cid[:22]}\n{name}, p={rec['prob']:.2f}{pct}")
     scores = pd.DataFrame(records)
     ordered = [cells[c] for c in select_montage(scores, n_per_group)["case_id"] if c in cells]
-    montage = save_montage(ordered, out / "montage.png",
+    montage = save_montage(ordered, out / "montage.png", colour_bar=True,
                            suptitle=f"{_METHOD_TITLES[method]} ({scores['target_layer'].iloc[0]}), out-of-fold; "
                                     f"yellow: crop, green: lesion")
     summary = _summary(scores, method)

@@ -58,7 +58,7 @@ class MontageCell:
 
 
 def save_montage(cells: Sequence[MontageCell], path: str | os.PathLike[str], *, n_columns: int | None = None,
-                 suptitle: str | None = None, dpi: int = 110) -> Path:
+                 suptitle: str | None = None, dpi: int = 110, colour_bar: bool = False) -> Path:
     """A grid PNG: one row per group (TP, FP, FN, TN), pictures with their titles.
 
     Parameters
@@ -69,6 +69,9 @@ def save_montage(cells: Sequence[MontageCell], path: str | os.PathLike[str], *, 
         Pictures per row (default: the largest group).
     suptitle : str, optional
     dpi : int, default=110
+    colour_bar : bool, default=False
+        Add the heat overlay's colour bar (:func:`overlay_rgb` with its defaults, blended over
+        mid-grey as the overlay blends over the image) under the grid.
 
     Raises
     ------
@@ -87,7 +90,9 @@ def save_montage(cells: Sequence[MontageCell], path: str | os.PathLike[str], *, 
         raise InputError(f"Montage groups {unknown} are not among {list(GROUP_ORDER)}.")
     groups = [g for g in GROUP_ORDER if any(c.group == g for c in cells)]
     width = n_columns or max(sum(c.group == g for c in cells) for g in groups)
-    fig, axes = plt.subplots(len(groups), width, figsize=(2.3 * width, 2.6 * len(groups)), squeeze=False)
+    bar_in = 0.8 if colour_bar else 0.0  # inches under the grid for the colour bar and its label
+    height = 2.6 * len(groups) + bar_in
+    fig, axes = plt.subplots(len(groups), width, figsize=(2.3 * width, height), squeeze=False)
     for r, g in enumerate(groups):
         row = [c for c in cells if c.group == g][:width]
         for j in range(width):
@@ -103,7 +108,17 @@ def save_montage(cells: Sequence[MontageCell], path: str | os.PathLike[str], *, 
                 ax.set_ylabel(g, fontsize=12, rotation=0, labelpad=18, va="center")
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, bar_in / height, 1, 1))
+    if colour_bar:
+        from her2dlr.imaging.figures import HEAT_BAR_LABEL
+
+        bar = fig.add_axes((0.2, 0.45 * bar_in / height, 0.6, 0.2 * bar_in / height))
+        ramp = np.tile(np.linspace(0.0, 1.0, 256), (8, 1))
+        bar.imshow(overlay_rgb(np.full(ramp.shape, 128, np.uint8), ramp), aspect="auto", extent=(0, 1, 0, 1))
+        bar.set_yticks([])
+        bar.set_xticks([0, 0.25, 0.5, 0.75, 1])
+        bar.tick_params(labelsize=7)
+        bar.set_xlabel(HEAT_BAR_LABEL, fontsize=7)
     return _save_figure(fig, path, dpi)
 
 

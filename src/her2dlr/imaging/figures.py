@@ -1,5 +1,9 @@
 """Picture helpers shared by the figures of every stage: grey to 8 bits, heat overlays, outlines, boxes, titled rows.
 
+:func:`heat_map_figure` frames a heat overlay as a figure a reader can interpret: a caption above
+(which case, which model, its probability and class) and a colour bar below that shows what the
+overlay's colours mean.
+
 Pictures are RGB ``uint8`` arrays of shape (rows, columns, 3), composed with NumPy and
 Pillow (fast enough for every case of a cohort) and written atomically. :func:`save_figure`
 writes a matplotlib figure the same way.
@@ -19,11 +23,13 @@ from her2dlr.io.atomic import atomic_path
 
 __all__ = [
     "GAP",
+    "HEAT_BAR_LABEL",
     "PANEL",
     "TITLE_HEIGHT",
     "draw_box",
     "draw_outline",
     "grey_rgb",
+    "heat_map_figure",
     "lesion_slice",
     "overlay_rgb",
     "save_figure",
@@ -203,12 +209,81 @@ def titled_row(pictures: Sequence[np.ndarray], titles: Sequence[str], *, height:
     return np.asarray(canvas)
 
 
-def save_png(rgb: np.ndarray, path: str | os.PathLike[str]) -> Path:
-    """Write an RGB (or grey) uint8 array as PNG, atomically."""
-    from PIL import Image
+#: What the colour bar of a heat map says: the maps are scaled to the image's own peak.
+HEAT_BAR_LABEL = "heat relative to this image's peak (0: none, the image shows through; 1: peak)"
 
+
+def heat_map_figure(picture: np.ndarray, caption: Sequence[str] | str, *, cmap: str = "jet", alpha: float = 0.5,
+                    bar_label: str = HEAT_BAR_LABEL, font_size: int = 13, min_width: int = 480) -> np.ndarray:
+    """A heat overlay framed as a figure: caption lines above, a colour bar with its scale below.
+
+    Parameters
+    ----------
+    picture : ndarray of shape (rows, columns, 3), uint8
+        The overlay (:func:`overlay_rgb`, possibly with boxes and outlines), or several side by side.
+    caption : str or sequence of str
+        Lines above the picture, e.g. the case, the model, its probability and class.
+    cmap, alpha : str, float
+        The colour map and the opacity of the hottest pixels the overlay was drawn with: the bar
+        blends them over mid-grey the same way, so its colours are the overlay's.
+    bar_label : str, default=HEAT_BAR_LABEL
+        The line under the bar's scale.
+    font_size : int, default=13
+    min_width : int, default=480
+        Narrow pictures are centred on a canvas this wide so the caption and bar labels fit.
+
+    Returns
+    -------
+    ndarray of shape (rows', columns', 3), uint8
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    pic = np.asarray(picture, dtype=np.uint8)
+    if pic.ndim != 3 or pic.shape[2] != 3:
+        raise InputError(f"heat_map_figure takes an RGB picture (rows, columns, 3); got shape {pic.shape}.")
+    lines = [caption] if isinstance(caption, str) else list(caption)
+    font = ImageFont.load_default(size=font_size)
+    small = ImageFont.load_default(size=max(font_size - 2, 8))
+    line_h = font_size + 5
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = max([measure.textlength(t, font=font) for t in lines] + [measure.textlength(bar_label, font=small)])
+    width = int(max(pic.shape[1], min_width, text_w + 16))
+    top = 8 + line_h * len(lines)
+    bar_h, bar_w = 14, int(width * 0.7)
+    bar_y = top + pic.shape[0] + 12
+    height = bar_y + bar_h + 2 * line_h + 6
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for k, text in enumerate(lines):
+        draw.text((8, 4 + k * line_h), text, fill=(0, 0, 0), font=font)
+    canvas.paste(Image.fromarray(pic), ((width - pic.shape[1]) // 2, top))
+    ramp = np.tile(np.linspace(0.0, 1.0, bar_w), (bar_h, 1))
+    bar = overlay_rgb(np.full((bar_h, bar_w), 128, np.uint8), ramp, alpha=alpha, cmap=cmap)
+    x0 = (width - bar_w) // 2
+    canvas.paste(Image.fromarray(bar), (x0, bar_y))
+    draw.rectangle((x0 - 1, bar_y - 1, x0 + bar_w, bar_y + bar_h), outline=(0, 0, 0))
+    for value in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = x0 + value * (bar_w - 1)
+        draw.line((x, bar_y + bar_h, x, bar_y + bar_h + 3), fill=(0, 0, 0))
+        label = f"{value:g}"
+        draw.text((x - measure.textlength(label, font=small) / 2, bar_y + bar_h + 4), label, fill=(0, 0, 0), font=small)
+    draw.text(((width - measure.textlength(bar_label, font=small)) / 2, bar_y + bar_h + 4 + line_h), bar_label,
+              fill=(0, 0, 0), font=small)
+    return np.asarray(canvas)
+
+
+def save_png(rgb: np.ndarray, path: str | os.PathLike[str], *, text: dict[str, str] | None = None) -> Path:
+    """Write an RGB (or grey) uint8 array as PNG, atomically; ``text``: PNG text chunks (e.g. the caption)."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = None
+    if text:
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_itxt(key, value)
     with atomic_path(path) as tmp:
-        Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
+        Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG", pnginfo=info)
     return Path(path)
 
 

@@ -267,9 +267,14 @@ def logistic_coefficients(pipeline: Pipeline, training: pd.DataFrame | None = No
     -------
     dict
         ``{"intercept", "coefficients": {name: coef}, "ranges": {name: [min, max]},
-        "levels": {name: ["no", "yes"]}}``; names are the model's inputs (``rad_score`` and
-        numeric clinical columns, with their training ranges, and the encoded 0/1 indicators of
-        clinical levels or tokens, drawn as two-point axes).
+        "levels": {name: ["no", "yes"]}, "variables": {column: {...}}}``; names are the model's
+        inputs (``rad_score`` and numeric clinical columns, with their training ranges, and the
+        encoded 0/1 indicators of clinical levels or tokens). ``variables`` describes how each
+        clinical column behind a kept input was encoded (``type``; categorical and multi:
+        ``levels`` with their own indicator, ``reference`` level, ``other`` when rare levels were
+        pooled; numeric: the ``imputed`` training median), so that a nomogram draws one axis per
+        column: ``Halo=no`` and ``Halo=yes`` as the levels of one ``Halo`` axis, ``Age=<missing>``
+        as a point of the ``Age`` axis.
     """
     model = pipeline[-1]
     if not isinstance(model, LogisticRegression):
@@ -284,7 +289,7 @@ def logistic_coefficients(pipeline: Pipeline, training: pd.DataFrame | None = No
         intercept -= float(np.sum(coef * mean / sd))
         coef = coef / sd
     out: dict[str, Any] = {"intercept": intercept, "coefficients": dict(zip(names, coef.tolist())),
-                           "ranges": {}, "levels": {}}
+                           "ranges": {}, "levels": {}, "variables": {}}
     if training is not None:
         encoded = pipeline[0].transform(training)
         for col in names:
@@ -293,4 +298,31 @@ def logistic_coefficients(pipeline: Pipeline, training: pd.DataFrame | None = No
                 out["levels"][col] = ["no", "yes"]  # a level / token indicator: a two-point axis
             elif len(values):
                 out["ranges"][col] = [float(values.min()), float(values.max())]
+    encoder = _clinical_encoder(pipeline)
+    if encoder is not None:
+        sources = getattr(encoder, "feature_sources_", {})
+        for column in dict.fromkeys(sources[n] for n in names if n in sources):
+            kind = encoder.types_[column]
+            info: dict[str, Any] = {"type": kind}
+            if column in encoder.levels_:
+                info.update(levels=list(encoder.levels_[column]), reference=encoder.reference_.get(column),
+                            other=bool(encoder.pooled_.get(column)))
+            if column in encoder.medians_:
+                info["imputed"] = float(encoder.medians_[column])
+            out["variables"][column] = info
     return out
+
+
+def _clinical_encoder(estimator: Any) -> Any:
+    """The fitted :class:`~her2dlr.learn.clinical.ClinicalEncoder` inside a pipeline or column transformer, or None."""
+    from her2dlr.learn.clinical import ClinicalEncoder
+
+    if isinstance(estimator, ClinicalEncoder):
+        return estimator
+    children = [step for _, step in estimator.steps] if isinstance(estimator, Pipeline) else (
+        [t for _, t, _ in estimator.transformers_] if isinstance(estimator, ColumnTransformer) else [])
+    for child in children:
+        found = _clinical_encoder(child)
+        if found is not None:
+            return found
+    return None

@@ -12,6 +12,9 @@ For every model of the settings and every outer scheme (``kfold``, ``holdout``) 
 ``feature_frequency.csv``  how often each feature reached the model over the outer folds
 ``settings.json``          the settings used (with the feature-set name)
 ``clinical_variables.csv`` (with ``clinical=True``) how often each clinical variable was kept
+``label_proxies.csv``      (with ``clinical=True``) clinical columns that may stand in for the
+                           label: near-perfect alone, or named like a verdict
+                           (:mod:`her2dlr.evaluate.proxies`); flagged ones are also warned about
 =========================  ====================================================================
 
 With ``clinical=True`` the manifest's clinical columns are a second input (see
@@ -47,6 +50,7 @@ from her2dlr.runfolder import (
     FEATURE_FREQUENCY,
     FUNNEL,
     INNER_RESULTS,
+    LABEL_PROXIES,
     METRICS,
     PARAMS,
     PREDICTIONS,
@@ -132,6 +136,8 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
     predictions = pd.concat([r.predictions for r in results], ignore_index=True)
     metrics = metrics_table(predictions)
     files = _write_outputs(out, results, predictions, metrics, settings, feature_set, clinical)
+    if clinical and raw is not None:
+        files.append(_check_label_proxies(raw, types, manifest, out))
     if deploy:
         from her2dlr.provenance import config_hash
 
@@ -272,6 +278,30 @@ def _concat_rows(parts: list[pd.DataFrame]) -> pd.DataFrame:
     if not kept:
         return pd.DataFrame(columns=columns)
     return pd.concat(kept, ignore_index=True).reindex(columns=columns)
+
+def _check_label_proxies(raw: pd.DataFrame, types: dict[str, str], manifest: Manifest | pd.DataFrame,
+                         out: Path) -> Path:
+    """``label_proxies.csv``: clinical columns that may stand in for the label (:mod:`her2dlr.evaluate.proxies`).
+
+    Checked on every labelled case (a warning for the reader, not a fitted step); flagged columns
+    are also named in a warning.
+    """
+    import warnings
+
+    from her2dlr.evaluate.proxies import label_proxies
+
+    table = manifest.included if isinstance(manifest, Manifest) else manifest
+    table = table[table["label"].notna()]
+    ids = table["case_id"].astype(str)
+    frame = raw.reindex(ids)
+    check = label_proxies(frame, table["label"].astype(int).to_numpy(), types)
+    path = write_csv_atomic(check, out / LABEL_PROXIES)
+    flagged = check[check["flagged"]]
+    if len(flagged):
+        named = "; ".join(f"'{r.column}': {r.reason}" for r in flagged.itertuples())
+        warnings.warn(f"Clinical column(s) that may stand in for the label: {named}. Models using them may owe "
+                      f"their AUC to the label itself; see {path}.", stacklevel=3)
+    return path
 
 
 def _write_outputs(out: Path, results: list[CVResult], predictions: pd.DataFrame, metrics: pd.DataFrame,

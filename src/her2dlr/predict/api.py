@@ -168,7 +168,10 @@ def predict(model: ModelArtefact | str | os.PathLike[str], cases: Case | Sequenc
             from her2dlr.predict.network import case_heat_map
 
             heat = case_heat_map(artefact, case.image, path, mask=case.mask, box=case.box,  # type: ignore[arg-type]
-                                 method=method)
+                                 method=method,
+                                 # the model's answer, for the heat map's caption
+                                 probability=float(row["prob"]), predicted_class=int(row["class"]),
+                                 threshold=float(row["threshold"]), case_id=case.case_id)
         results.append(PredictionResult(
             case_id=case.case_id, model=artefact.name, kind=artefact.kind, probability=float(row["prob"]),
             predicted_class=int(row["class"]), threshold=float(row["threshold"]), version=version,

@@ -23,7 +23,7 @@ from her2dlr.deep.deploy import DEEP_PROB
 from her2dlr.errors import InputError
 from her2dlr.learn.artefact import ModelArtefact
 
-__all__ = ["HeatMapResult", "case_heat_map", "network_columns", "network_digest"]
+__all__ = ["HeatMapResult", "case_heat_map", "heat_map_caption", "network_columns", "network_digest"]
 
 
 @functools.lru_cache(maxsize=4)
@@ -105,19 +105,25 @@ class HeatMapResult:
 
 def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: str | os.PathLike[str], *,
                   mask: str | os.PathLike[str] | None = None, box: Sequence[float] | None = None,
-                  method: str = "gradcam") -> HeatMapResult:
+                  method: str = "gradcam", probability: float | None = None, predicted_class: int | None = None,
+                  threshold: float | None = None, case_id: str | None = None) -> HeatMapResult:
     """Where the artefact's network looked on one image: overlay PNG of the heat map on the whole image.
 
     The map explains the class the network predicts (``method``: ``"cam"``, ``"gradcam"`` or
     ``"gradcampp"``), is computed on the network's input and pasted back onto the crop it came
     from; the crop is drawn in yellow, a given mask's outline in green. ``lesion_share`` is the
-    share of the heat inside the lesion (mask, else box) within the crop.
+    share of the heat inside the lesion (mask, else box) within the crop. The PNG has a caption
+    (the case, the model, its probability and class) and a colour bar
+    (:func:`her2dlr.imaging.figures.heat_map_figure`): ``probability``, ``predicted_class`` and
+    ``threshold`` are the model's answer for the case (:func:`her2dlr.predict.predict`); without
+    them the caption gives the network's own probability.
     """
     import SimpleITK as sitk
 
     from her2dlr.deep.explain import CamExplainer, box_region, heat_in_mask, paste_heat
     from her2dlr.deep.explain_study import lesion_region
     from her2dlr.deep.figures import draw_box, draw_outline, overlay_rgb, save_png
+    from her2dlr.imaging.figures import heat_map_figure
     from her2dlr.imaging.roi import prepare_roi, roi_box
     from her2dlr.io.cells import parse_bbox
     from her2dlr.io.images import read_image, read_mask_array
@@ -144,6 +150,37 @@ def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: 
     share = heat_in_mask(full, lesion, box_region(crop, img.shape)).in_lesion
     peak = float(full.max())
     rgb = draw_outline(draw_box(overlay_rgb(img, full / peak if peak > 0 else full), crop, width=2), lesion)
+    result = HeatMapResult(Path(path), float(heat.prob[0]), int(heat.explained_class[0]), method, float(share))
+    caption = heat_map_caption(artefact, result, case=case_id or Path(str(image)).name, probability=probability,
+                               predicted_class=predicted_class, threshold=threshold)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    out = save_png(rgb, path)
-    return HeatMapResult(out, float(heat.prob[0]), int(heat.explained_class[0]), method, float(share))
+    save_png(heat_map_figure(rgb, caption), path, text={"Caption": "\n".join(caption)})
+    return result
+
+
+_METHOD_NAMES = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++"}
+
+
+def _class_words(artefact: ModelArtefact, cls: int) -> str:
+    """``positive (malignant)`` / ``negative (benign)``: the class and the label values it stands for."""
+    task = artefact.card.get("task") if isinstance(artefact.card.get("task"), dict) else {}
+    values = task.get("positive" if cls == 1 else "negative") or []
+    names = ", ".join(str(v) for v in values) if isinstance(values, list) else str(values)
+    return ("positive" if cls == 1 else "negative") + (f" ({names})" if names else "")
+
+
+def heat_map_caption(artefact: ModelArtefact, heat: HeatMapResult, *, case: str, probability: float | None = None,
+                     predicted_class: int | None = None, threshold: float | None = None) -> list[str]:
+    """The caption lines of a case's heat map: case and model; probability and class; what is drawn."""
+    method = _METHOD_NAMES.get(heat.method, heat.method)
+    if probability is not None and predicted_class is not None:
+        at = f" at threshold {threshold:.3f}" if threshold is not None else ""
+        answer = (f"P(positive) = {probability:.3f} -> class {predicted_class}, "
+                  f"{_class_words(artefact, predicted_class)}{at}")
+    else:
+        answer = f"network's P(positive) = {heat.prob:.3f}"
+    return [f"Case {case} | model {artefact.name}",
+            answer,
+            f"{method} of class {heat.explained_class} ({_class_words(artefact, heat.explained_class).split(' ')[0]}); "
+            f"{heat.lesion_share:.0%} of the heat in the lesion",
+            "yellow: the network's crop; green: the lesion outline"]

@@ -1,12 +1,15 @@
 """PyRadiomics parameter sets: the shipped YAML files, loading, validation and hashing.
 
 A parameter set is the dict PyRadiomics reads from a params YAML (top-level keys
-``imageType``, ``featureClass``, ``setting``, ``voxelSetting``). Three sets ship in
-``her2dlr/radiomics/params/``:
+``imageType``, ``featureClass``, ``setting``, ``voxelSetting``). Every YAML file in
+``her2dlr/radiomics/params/`` is a shipped set, selectable by its file name without the suffix;
+:func:`shipped_params` lists them with the first line of each file's header, so the lookup, the
+error messages, ``her2dlr extract radiomics --help`` and ``her2dlr init`` all read one list:
 
-``us2d``   2D ultrasound: Original + LoG + Wavelet, 1,573 features (seed 002 uses 1,561).
-``video``  ultrasound video frames: Original only, 88 cheap features (seed 001 uses 91).
-``mri3d``  3D breast DCE-MRI: Original + LoG + Wavelet at 1 mm isotropic, 1,302 features.
+``us2d``   2D ultrasound: Original + LoG + Wavelet, 1,556 features (seed 002 uses 1,561).
+``us2d_original`` (and its ``_norm`` / ``_bincount`` variants)  the Original image only, 100 features.
+``video``  ultrasound video frames: Original only, 87 cheap features (seed 001 uses 91).
+``mri3d``  3D breast DCE-MRI: Original + LoG + Wavelet at 1 mm isotropic, 1,288 features.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,20 +30,74 @@ import yaml
 
 from her2dlr.errors import InputError, nearest
 
-__all__ = ["SHIPPED_PARAMS", "Params", "load_params", "params_hash", "validate_params"]
+__all__ = [
+    "SHIPPED_PARAMS",
+    "Params",
+    "load_params",
+    "params_hash",
+    "shipped_params",
+    "shipped_params_help",
+    "shipped_params_path",
+    "validate_params",
+]
 
 Params = dict[str, Any]
 """A resolved PyRadiomics parameter dict."""
 
-SHIPPED_PARAMS = ("us2d", "video", "mri3d")
-"""Names of the parameter sets shipped with her2dlr."""
-
 _TOP_KEYS = ("imageType", "featureClass", "setting", "voxelSetting")
 _FLOAT_SETTINGS = ("binWidth", "normalizeScale", "removeOutliers", "geometryTolerance")
+#: The shipped files' first header line starts so; what follows is the set's one-line description.
+_HEADER_PREFIX = "her2dlr shipped PyRadiomics parameters:"
+#: The default and most used sets first; the others follow by name.
+_FIRST = ("us2d", "video", "mri3d")
 
 
-def _shipped_path(name: str) -> Path:
-    return Path(str(resources.files("her2dlr.radiomics").joinpath("params", f"{name}.yaml")))
+def _params_dir() -> Path:
+    return Path(str(resources.files("her2dlr.radiomics").joinpath("params")))
+
+
+@cache
+def shipped_params() -> dict[str, str]:
+    """The parameter sets shipped in ``her2dlr/radiomics/params/``: name -> one-line description.
+
+    The single list behind name lookup (:func:`load_params`), its error messages and the command
+    line's help: a YAML file added to that folder is selectable by name with nothing else to edit.
+
+    Returns
+    -------
+    dict
+        ``{"us2d": "2D ultrasound (B-mode, 8-bit grey).", ...}``, the default sets first.
+    """
+    found = {}
+    for path in _params_dir().glob("*.yaml"):
+        first = path.read_text(encoding="utf-8").lstrip().splitlines()[:1]
+        line = first[0].lstrip("# ").strip() if first else ""
+        found[path.stem] = line[len(_HEADER_PREFIX):].strip() if line.startswith(_HEADER_PREFIX) else line
+    order = [n for n in _FIRST if n in found] + sorted(n for n in found if n not in _FIRST)
+    return {name: found[name] for name in order}
+
+
+def shipped_params_help() -> str:
+    """The shipped set names, comma-separated, for help texts and messages (``us2d, video, ...``)."""
+    return ", ".join(shipped_params())
+
+
+def shipped_params_path(name: str) -> Path:
+    """Path of the shipped params YAML ``name``.
+
+    Raises
+    ------
+    InputError
+        ``name`` is not a shipped set (the message lists them and suggests the nearest).
+    """
+    if name not in shipped_params():
+        raise InputError(f"Unknown params set '{name}': the shipped sets are {shipped_params_help()}."
+                         f"{nearest(name, list(shipped_params()))}")
+    return _params_dir() / f"{name}.yaml"
+
+
+SHIPPED_PARAMS = tuple(shipped_params())
+"""Names of the parameter sets shipped with her2dlr (every YAML file of ``her2dlr/radiomics/params/``)."""
 
 
 def _read_yaml(path: Path) -> Params:
@@ -130,8 +188,9 @@ def load_params(name_or_path: str | os.PathLike[str] | Mapping[str, Any]) -> Par
     Parameters
     ----------
     name_or_path : str, path-like or mapping
-        ``"us2d"``, ``"video"`` or ``"mri3d"`` for a shipped set; otherwise the path of
-        a PyRadiomics params YAML. A mapping is checked and returned as a copy.
+        The name of a shipped set (:func:`shipped_params`: ``"us2d"``, ``"us2d_original"``,
+        ``"video"``, ``"mri3d"`` ...); otherwise the path of a PyRadiomics params YAML. A
+        mapping is checked and returned as a copy.
 
     Returns
     -------
@@ -155,8 +214,8 @@ def load_params(name_or_path: str | os.PathLike[str] | Mapping[str, Any]) -> Par
         validate_params(params, "<dict>")
         return params
     text = os.fspath(name_or_path)
-    if text in SHIPPED_PARAMS:
-        path, source = _shipped_path(text), f"'{text}'"
+    if text in shipped_params():
+        path, source = shipped_params_path(text), f"'{text}'"
     else:
         path, source = Path(text), str(text)
         looks_like_path = path.suffix.lower() in (".yaml", ".yml", ".json") or os.sep in text
@@ -164,8 +223,8 @@ def load_params(name_or_path: str | os.PathLike[str] | Mapping[str, Any]) -> Par
             if looks_like_path:
                 raise InputError(f"Params file not found: {path}.")
             raise InputError(
-                f"Unknown params set '{text}': give one of {', '.join(SHIPPED_PARAMS)} "
-                f"or the path of a PyRadiomics params YAML.{nearest(text, SHIPPED_PARAMS)}"
+                f"Unknown params set '{text}': give one of {shipped_params_help()} "
+                f"or the path of a PyRadiomics params YAML.{nearest(text, list(shipped_params()))}"
             )
     params = _normalise(_read_yaml(path), source)
     validate_params(params, source)

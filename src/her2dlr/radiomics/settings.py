@@ -6,13 +6,14 @@ from typing import Literal
 
 from pydantic import Field
 
+from her2dlr.radiomics.parameters import shipped_params_help
 from her2dlr.schema import StrictModel
 
 __all__ = ["RadiomicsSettings"]
 
 
 class RadiomicsSettings(StrictModel):
-    params: str = Field("us2d", description="Shipped set (us2d, video, mri3d) or a PyRadiomics params YAML path.")
+    params: str = Field("us2d", description=f"Shipped set ({shipped_params_help()}) or a PyRadiomics params YAML path.")
     roi: Literal["mask", "bbox", "auto"] = Field(
         "mask", description="'bbox': the mask's (or given box's) bounding rectangle, as in seed 000; 'auto': the "
                             "out-of-fold mask of the segmentation stage (her2dlr train seg).")

@@ -28,12 +28,16 @@ __all__ = ["RadiomicsStageResult", "features_name", "rows_for_roi", "run_radiomi
 
 @dataclass
 class RadiomicsStageResult:
+    """What the radiomics stage wrote; ``n_cached`` of the ``n_cases`` came from the per-case cache."""
+
     path: Path
     failures_path: Path
     n_cases: int
     n_features: int
     n_failed: int
     seconds: float
+    n_cached: int = 0
+    n_computed: int = 0
 
 
 def features_name(settings: RadiomicsSettings) -> str:
@@ -108,4 +112,5 @@ def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None,
         path=path, failures_path=failures_path, n_cases=len(result.features),
         n_features=result.features.shape[1], n_failed=len(result.failures),
         seconds=float(getattr(result, "seconds", float("nan"))),
+        n_cached=int(result.timing.get("n_cached", 0)), n_computed=int(result.timing.get("n_computed", 0)),
     )

@@ -112,6 +112,13 @@ def _summary(ctx: ReportContext) -> list[str]:
             c = cal.set_index("model").loc[model]
             text += f"; calibration slope {fmt_num(c['slope'], 2)}, Brier score {fmt_num(c['brier'])}"
         out.append(text + ".")
+    from her2dlr.report.sections.clinical import label_proxy_check
+
+    proxies, _ = label_proxy_check(ctx)
+    flagged = proxies[proxies["flagged"]] if len(proxies) else proxies
+    if len(flagged):
+        out.append(f"Warning: clinical column(s) {', '.join(map(str, flagged['column']))} may stand in for the label "
+                   "(near-perfect on their own, or named like a verdict); see Discrimination.")
     return out
 
 

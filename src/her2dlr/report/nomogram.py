@@ -10,6 +10,14 @@ usual reference). The construction is the standard one:
 * total points ``T`` map back to the linear predictor ``lp = b0 + sum(min effects) + T * span / 100``
   and to the probability ``1 / (1 + exp(-lp))``.
 
+One axis per clinical variable (:func:`nomogram_from_card`): the clinical encoder turns a column
+into several 0/1 inputs (``Halo=no``, ``Halo=yes``; ``Age=<missing>`` beside the imputed
+``Age``), but a reader fills in one value per variable, so the inputs of one categorical column
+become the levels of one axis (a level without an input of its own, a missing value included,
+sits at that axis's zero effect), and a numeric column's missing-value indicator becomes a
+``missing`` point of its axis (the imputed value's effect plus the indicator's). The tokens of a
+multi-valued column stay separate yes/no axes: one cell can hold several.
+
 Examples
 --------
 >>> nomo = nomogram_from_logistic(-3.0, {"age": 0.05, "PR=positive": 1.5},
@@ -34,12 +42,20 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from her2dlr.errors import InputError
+from her2dlr.learn.clinical import MISSING, OTHER
 from her2dlr.report.figures._base import new_figure
 
-__all__ = ["Nomogram", "VariableScale", "nomogram_from_card", "nomogram_from_logistic", "plot_nomogram"]
+__all__ = ["MISSING_POINT", "Nomogram", "VariableScale", "nomogram_from_card", "nomogram_from_logistic", "plot_nomogram"]
 
 #: Ways a categorical variable's dummy may be named in the coefficients (``v`` variable, ``l`` level).
 _DUMMY_NAMES = ("{v}={l}", "{v}_{l}", "{v}[T.{l}]", "{v}[{l}]", "{v}:{l}", "{v}__{l}", "{v}.{l}", "{v} {l}")
+#: The point of a numeric axis for a missing value (imputed value + missing-value indicator).
+MISSING_POINT = "missing"
+#: Level of a categorical axis standing for every value without an input of its own (old model
+#: cards do not say which levels those are).
+_UNCODED = "<any other or missing>"
+#: How the encoder's bracketed level names read on an axis.
+_LEVEL_WORDS = {MISSING: "missing", OTHER: "other (rare)", _UNCODED: "any other / missing"}
 
 
 @dataclass
@@ -56,6 +72,7 @@ class VariableScale:
         Numeric variables: the range drawn.
     effects : dict
         Categorical variables: level -> effect on the log-odds (reference level 0).
+        Numeric variables: named values off the scale (``"missing"``) -> effect.
     """
 
     name: str
@@ -68,23 +85,28 @@ class VariableScale:
     def effect(self, value: Any) -> float:
         """Effect of ``value`` on the log-odds."""
         if self.kind == "numeric":
+            if isinstance(value, str) and value in self.effects:
+                return self.effects[value]
+            if (value is None or value != value) and MISSING_POINT in self.effects:
+                return self.effects[MISSING_POINT]
             return self.coef * float(value)
         for level, eff in self.effects.items():
             if value == level or str(value) == str(level):
                 return eff
         raise InputError(f"Nomogram variable '{self.name}' has levels {list(self.effects)}; got {value!r}.")
 
+    def _all_effects(self) -> list[float]:
+        if self.kind == "numeric":
+            return [self.coef * self.low, self.coef * self.high, *self.effects.values()]
+        return list(self.effects.values())
+
     @property
     def min_effect(self) -> float:
-        if self.kind == "numeric":
-            return min(self.coef * self.low, self.coef * self.high)
-        return min(self.effects.values())
+        return min(self._all_effects())
 
     @property
     def span(self) -> float:
-        if self.kind == "numeric":
-            return abs(self.coef) * (self.high - self.low)
-        return max(self.effects.values()) - min(self.effects.values())
+        return max(self._all_effects()) - min(self._all_effects())
 
 
 @dataclass
@@ -179,7 +201,8 @@ def _find_dummy(coefficients: Mapping[str, Any], var: str, level: Any) -> str | 
 
 def nomogram_from_logistic(intercept: float, coefficients: Mapping[str, Any], *,
                            ranges: Mapping[str, Sequence[float]] | None = None,
-                           levels: Mapping[str, Sequence[Any]] | None = None) -> Nomogram:
+                           levels: Mapping[str, Sequence[Any]] | None = None,
+                           imputed: Mapping[str, float] | None = None) -> Nomogram:
     """Build a nomogram from a fitted logistic model.
 
     Parameters
@@ -194,6 +217,10 @@ def nomogram_from_logistic(intercept: float, coefficients: Mapping[str, Any], *,
         Range drawn for each numeric variable (e.g. the training range).
     levels : mapping name -> list of levels
         Levels of each categorical variable, reference first.
+    imputed : mapping name -> float, optional
+        Numeric variables whose missing values were imputed with this value and flagged by the
+        coefficient ``"<name>=<missing>"``: the flag becomes the axis's :data:`MISSING_POINT`
+        (effect ``coef * imputed + flag coef``) instead of an axis of its own.
 
     Returns
     -------
@@ -231,8 +258,9 @@ def nomogram_from_logistic(intercept: float, coefficients: Mapping[str, Any], *,
                 effects = {lvls[0]: 0.0, lvls[1]: float(given)}  # 0/1 coded binary variable
                 used.add(var)
         variables.append(VariableScale(var, "categorical", effects=effects))
+    flags = {f"{n}={MISSING}" for n in (imputed or {}) if n in coefficients and n in ranges}
     for name, coef in coefficients.items():
-        if name in used:
+        if name in used or name in flags:
             continue
         if name not in ranges:
             raise InputError(f"Nomogram: coefficient '{name}' is neither a variable with a range (ranges) nor a "
@@ -240,7 +268,12 @@ def nomogram_from_logistic(intercept: float, coefficients: Mapping[str, Any], *,
         lo, hi = (float(x) for x in ranges[name])
         if not hi > lo:
             raise InputError(f"Nomogram: range of '{name}' must be [min, max] with max > min; got {ranges[name]}.")
-        variables.append(VariableScale(name, "numeric", coef=float(coef), low=lo, high=hi))
+        specials = {}
+        flag = f"{name}={MISSING}"
+        if name in (imputed or {}) and flag in coefficients:
+            specials[MISSING_POINT] = float(coef) * float(imputed[name]) + float(coefficients[flag])  # type: ignore[index]
+            used.add(flag)
+        variables.append(VariableScale(name, "numeric", coef=float(coef), low=lo, high=hi, effects=specials))
     widest = max((v.span for v in variables), default=0.0)
     if widest <= 0:
         raise InputError("Nomogram: no variable changes the prediction (all coefficients are zero).")
@@ -257,21 +290,69 @@ def nomogram_from_logistic(intercept: float, coefficients: Mapping[str, Any], *,
 
 
 def nomogram_from_card(card: Mapping[str, Any]) -> Nomogram:
-    """Nomogram from a model card's ``"logistic"`` entry.
+    """Nomogram from a model card's ``"logistic"`` entry, one axis per clinical variable.
 
     The entry is ``{"intercept": float, "coefficients": {name: float}, "ranges": {name: [min, max]},
-    "levels": {name: [...]}}``.
+    "levels": {name: [...]}, "variables": {column: {...}}}``
+    (:func:`her2dlr.learn.integration.logistic_coefficients`). The encoded inputs of one clinical
+    column are drawn as one axis (see the module docstring): ``variables`` says how each column
+    was encoded; for cards without it the card's clinical input types are used, and the levels
+    without an input of their own are drawn as one "any other / missing" level.
     """
     logistic = card.get("logistic") if isinstance(card, Mapping) else None
     if not isinstance(logistic, Mapping) or "intercept" not in logistic or "coefficients" not in logistic:
         raise InputError("Model card has no 'logistic' entry with 'intercept' and 'coefficients'.")
+    inputs = card.get("inputs") if isinstance(card.get("inputs"), Mapping) else {}
+    types = inputs.get("clinical") if isinstance(inputs.get("clinical"), Mapping) else {}
+    levels, imputed = _one_axis_per_column(logistic, types)
     return nomogram_from_logistic(logistic["intercept"], logistic["coefficients"], ranges=logistic.get("ranges"),
-                                  levels=logistic.get("levels"))
+                                  levels=levels, imputed=imputed)
+
+
+def _one_axis_per_column(logistic: Mapping[str, Any], types: Mapping[str, Any]
+                         ) -> tuple[dict[str, list[Any]], dict[str, float]]:
+    """The card's ``levels`` with each categorical column's indicators merged into one variable, and ``imputed``."""
+    coefs = logistic["coefficients"]
+    ranges = logistic.get("ranges") or {}
+    levels: dict[str, list[Any]] = {k: list(v) for k, v in (logistic.get("levels") or {}).items()}
+    variables = logistic.get("variables") if isinstance(logistic.get("variables"), Mapping) else {}
+    kinds = {**{c: str(t) for c, t in types.items()}, **{c: str(v.get("type")) for c, v in variables.items()}}
+    imputed: dict[str, float] = {}
+    for column, kind in kinds.items():
+        prefix = f"{column}="
+        members = [n for n in coefs if n.startswith(prefix) and n in levels]
+        if not members or kind == "multi":  # a multi-valued cell can hold several tokens: one axis each
+            continue
+        info = variables.get(column, {})
+        flag = f"{column}={MISSING}"
+        if kind in ("numeric", "ordinal"):
+            if flag not in members:
+                continue
+            if column not in coefs:
+                levels.pop(flag)
+                levels[column] = ["recorded", MISSING]
+            elif column in ranges and "imputed" in info:
+                levels.pop(flag)
+                imputed[column] = float(info["imputed"])
+            continue
+        coded = [n[len(prefix):] for n in members]
+        for n in members:
+            levels.pop(n)
+        if info:
+            states = [*info.get("levels", []), info.get("reference"), OTHER if info.get("other") else None, MISSING]
+            levels[column] = list(dict.fromkeys([*coded, *(x for x in states if x is not None)]))
+        else:
+            levels[column] = [*coded, _UNCODED]
+    return levels, imputed
 
 
 def _tick_values(var: VariableScale, nbins: int = 6) -> list[Any]:
     if var.kind == "categorical":
         return list(var.effects)
+    return [*_numeric_ticks(var, nbins), *var.effects]
+
+
+def _numeric_ticks(var: VariableScale, nbins: int) -> list[Any]:
     ticks = MaxNLocator(nbins=nbins, steps=[1, 2, 2.5, 5, 10]).tick_values(var.low, var.high)
     ticks = [float(t) for t in ticks if var.low - 1e-9 <= t <= var.high + 1e-9]
     span = var.high - var.low
@@ -285,7 +366,12 @@ def _tick_values(var: VariableScale, nbins: int = 6) -> list[Any]:
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
-    return str(value)
+    return _LEVEL_WORDS.get(str(value), str(value))
+
+
+def _same_points(labels: Sequence[str], most: int = 3) -> str:
+    """Levels that give the same points, as one tick label (``"no / missing"``; many: how many)."""
+    return " / ".join(labels) if len(labels) <= most else f"{len(labels)} other levels"
 
 
 def _draw_axis(ax: Any, y: float, xs: Sequence[float], labels: Sequence[str], *, fontsize: float = 7.0) -> None:
@@ -350,7 +436,7 @@ def plot_nomogram(nomo: Nomogram, *, case: Mapping[str, Any] | None = None, titl
             by_x: dict[float, list[str]] = {}
             for value in values:
                 by_x.setdefault(round(nomo.points(var.name, value) / 100.0, 6), []).append(_fmt(value))
-            _draw_axis(ax, row_y(i), list(by_x), [" / ".join(v) for v in by_x.values()])
+            _draw_axis(ax, row_y(i), list(by_x), [_same_points(v) for v in by_x.values()])
         else:
             xs = [nomo.points(var.name, value) / 100.0 for value in values]
             _draw_axis(ax, row_y(i), xs, [_fmt(v) for v in values])

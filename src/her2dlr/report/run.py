@@ -22,6 +22,7 @@ from her2dlr.runfolder import (
     CLINICAL_VARIABLES,
     FEATURE_FREQUENCY,
     FUNNEL,
+    LABEL_PROXIES,
     METRICS,
     MODEL_CARD,
     PARAMS,
@@ -111,6 +112,11 @@ class LearnSet:
     def clinical_variables(self) -> pd.DataFrame | None:
         """``clinical_variables.csv`` or None."""
         return _read_csv(self.path / CLINICAL_VARIABLES)
+
+    @cached_property
+    def label_proxies(self) -> pd.DataFrame | None:
+        """``label_proxies.csv`` (clinical columns that may stand in for the label) or None."""
+        return _read_csv(self.path / LABEL_PROXIES)
 
     @cached_property
     def settings(self) -> dict[str, Any]:

@@ -196,7 +196,10 @@ def plot_auc_forest(table: pd.DataFrame, colors: Mapping[str, str], *, view_orde
         label.set_color(colors.get(m, "k"))
     ax.set_xlabel("AUC (95% CI)")
     lo = float(np.nanmin(table["ci_low"])) if len(table) else 0.5
-    ax.set_xlim(min(0.45, lo - 0.02), 1.0)
+    # room right of 1.0 so a marker (or CI cap) at AUC = 1 is drawn whole, not cut in half by the frame
+    ax.set_xlim(min(0.45, lo - 0.02), 1.03)
+    ax.axvline(1.0, color="0.85", lw=0.6, zorder=0)
+    ax.set_xticks([t for t in ax.get_xticks() if t <= 1.0 + 1e-9])
     if len(views) > 1:
         handles = [Line2D([], [], ls="none", marker=markers[k % len(markers)], color="0.3", label=v)
                    for k, v in enumerate(views)]

@@ -13,8 +13,17 @@ from her2dlr.report.document import Section
 from her2dlr.report.nomogram import nomogram_from_card, plot_nomogram
 from her2dlr.report.sections.cohort import class_names, included_table
 from her2dlr.report.tables import fmt_ci, fmt_num, fmt_p
+from her2dlr.runfolder import LABEL_PROXIES
 
-__all__ = ["MAX_LEVELS", "MAX_TOKENS", "clinical_frame_for_tables", "clinical_tables_section", "nomogram_section"]
+__all__ = [
+    "MAX_LEVELS",
+    "MAX_TOKENS",
+    "clinical_frame_for_tables",
+    "clinical_tables_section",
+    "label_proxy_check",
+    "label_proxy_warning",
+    "nomogram_section",
+]
 
 #: Values of a multi-valued clinical column turned into yes/no rows.
 MAX_TOKENS = 8
@@ -109,6 +118,47 @@ def _or_display(t: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def label_proxy_check(ctx: ReportContext) -> tuple[pd.DataFrame, list[str]]:
+    """The learning stage's check of clinical columns that may stand in for the label, and its files.
+
+    ``learn/<set>/label_proxies.csv`` of every set that fitted a clinical model
+    (:mod:`her2dlr.evaluate.proxies`), one row per column (the first set's, they agree).
+    """
+    parts, sources = [], []
+    for s in ctx.run.learn_sets:
+        table = getattr(s, "label_proxies", None)
+        if table is not None and len(table) and "flagged" in table.columns:
+            parts.append(table)
+            sources.append(ctx.run.rel(s.file(LABEL_PROXIES)))
+    if not parts:
+        return pd.DataFrame(), []
+    table = pd.concat(parts, ignore_index=True).drop_duplicates("column", keep="first")
+    table["flagged"] = table["flagged"].astype(str).str.lower().isin(("true", "1"))
+    return table.reset_index(drop=True), sources
+
+
+def label_proxy_warning(ctx: ReportContext) -> str | None:
+    """One sentence naming the flagged columns and why, for beside the results; None when none is flagged."""
+    table, _ = label_proxy_check(ctx)
+    flagged = table[table["flagged"]] if len(table) else table
+    if not len(flagged):
+        return None
+    named = "; ".join(f"{r.column} ({r.reason})" for r in flagged.itertuples())
+    return (f"Clinical column(s) that may stand in for the label: {named}. A column that restates the reader's or "
+            "the pathologist's verdict gives the clinical and combined models an AUC that says nothing about the "
+            "images; check these columns (or leave them out with learn.clinical.columns) before reading the "
+            "results of models with 'clinical' in their name.")
+
+
+def _proxy_display(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "Column": table["column"], "Type": table["type"], "n": table["n"],
+        "AUC alone (95% CI)": [fmt_ci(a, lo, hi) for a, lo, hi in zip(table["auc"], table["ci_low"], table["ci_high"])],
+        "Name matches": table["name_match"].fillna(""),
+        "Flagged": table["flagged"].map({True: "yes", False: ""}),
+    })
+
+
 def clinical_tables_section(ctx: ReportContext) -> Section:
     """Baseline characteristics by split and by label; univariable and multivariable odds ratios."""
     from her2dlr.evaluate.tables import baseline_table, odds_ratio_table
@@ -121,6 +171,20 @@ def clinical_tables_section(ctx: ReportContext) -> Section:
         sec.note("The manifest has no clinical columns (clinical_columns of the cohort source): the baseline table "
                  "shows the label only and no odds ratios are computed.", "missing")
     neg, pos = class_names(ctx)
+    proxies, proxy_sources = label_proxy_check(ctx)
+    if len(proxies):
+        warning = label_proxy_warning(ctx)
+        if warning:
+            sec.note(warning, "warning")
+        from her2dlr.evaluate.proxies import NEAR_PERFECT_AUC, NEAR_PERFECT_CI_LOW
+
+        sec.add(ctx.table("label_proxies", "Clinical columns that may stand in for the label: each column's AUC on "
+                          f"its own, flagged when it is at least {NEAR_PERFECT_AUC} or its lower 95% limit at least "
+                          f"{NEAR_PERFECT_CI_LOW}, or when the name suggests a verdict (BI-RADS, interpretation, "
+                          "diagnosis, pathology, histology, verification, ...).", proxies,
+                          display=_proxy_display(proxies),
+                          note="Categorical columns are scored by the positive rate of their value (values of fewer "
+                               "than 5 cases pooled), numeric ones in either direction.", sources=proxy_sources))
     group = pd.Categorical(frame["label"].map({0: neg, 1: pos}), categories=[neg, pos])
     tokens = {v for v in variables if ": " in v and set(frame[v].dropna().unique()) <= {"yes", "no"}}
     src = ["cohort/manifest.parquet"]

@@ -240,6 +240,11 @@ def discrimination_section(ctx: ReportContext) -> Section:
         return sec.note("The run has no predictions with both classes (learn/<set>/predictions.parquet): "
                         "discrimination cannot be shown.", "missing")
     sources = ctx.sources_of("predictions")
+    from her2dlr.report.sections.clinical import label_proxy_warning
+
+    proxy = label_proxy_warning(ctx)
+    if proxy:
+        sec.note(proxy + " (Section 'Clinical characteristics and odds ratios' lists the check.)", "warning")
     rows = []
     for v in ctx.views:
         a = view_aucs(ctx, v).assign(view=v.title)
