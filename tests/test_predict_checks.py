@@ -223,3 +223,12 @@ def test_non_utf8_file_name_is_a_message_not_an_abort(trained: Path, tmp_path: P
     res = runner.invoke(app, ["predict", str(_model(trained)), "--image", str(odd), "--mask", str(mask),
                               "--spacing", "0.1"])
     assert res.exit_code == 2 and "not valid UTF-8" in res.output
+
+
+def test_messages_keep_their_brackets_and_os_errors_name_the_path(trained: Path, tmp_path: Path):
+    res = runner.invoke(app, ["predict", str(_model(trained)), "--image", str(tmp_path / "x.png"), "--box", "1,2,x"])
+    assert res.exit_code == 2 and '"[x, y, w, h]"' in res.output  # not eaten as console markup
+    folder = tmp_path / "rows.csv"
+    folder.mkdir()
+    res = runner.invoke(app, ["predict", str(_model(trained)), "--features", str(folder)])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "rows.csv" in res.output

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from her2dlr.errors import Her2dlrError
 
@@ -42,7 +43,13 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except Her2dlrError as exc:
-            console.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:  # the file system said no (permission, full disk, a file where a folder should be)
+            where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f) or "a file"
+            console.print(f"[bold red]Error:[/] cannot use {escape(where)}: {escape(exc.strerror or str(exc))}. "
+                          "Nothing half-written was left; fix the path or free space, then rerun.",
+                          highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print(f"\n[bold yellow]{INTERRUPTED_MESSAGE}[/]", highlight=False, markup=True, soft_wrap=True)
