@@ -102,7 +102,7 @@ def extract_video_cmd(
     from her2dlr.video.stage import extract_video_table
 
     s = load_study(study)
-    rows = video_rows(Manifest.load(manifest_path(s)).table)
+    rows = video_rows(Manifest.load(manifest_path(s)).included)  # QC-excluded clips (unreadable) are left out
     model = spec = None
     if network is not None:
         from her2dlr.segment.checkpoints import load_segmenter

@@ -51,6 +51,7 @@ from her2dlr.cohort.duplicates import (
     fingerprint,
 )
 from her2dlr.cohort.manifest import Manifest
+from her2dlr.cohort.video import VIDEO_MODALITIES
 from her2dlr.errors import InputError, nearest
 from her2dlr.io.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from her2dlr.io.cells import is_missing, parse_bbox
@@ -143,11 +144,34 @@ def _resolve_lesions(
         report.derived += 1
 
 
+def _inspect_video(image_path: str) -> _RowReport:
+    """A video row: the clip must open and give a first frame, which stands for it in the duplicate search."""
+    from her2dlr.io.video import frame_grey, open_video
+
+    report = _RowReport()
+    try:
+        reader = open_video(image_path)
+        first = next(iter(reader))
+    except Exception as exc:  # any decoder failure is a property of the file, not a crash
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        report.problems.append(("image_unreadable", detail if image_path in detail else
+                                f"video {image_path} cannot be read: {detail}"))
+        return report
+    grey = frame_grey(first)
+    report.readable = True
+    report.channels = 1 if first.ndim == 2 else int(first.shape[-1])
+    report.shape = tuple(int(v) for v in grey.shape)
+    report.fingerprint = fingerprint(grey)
+    return report
+
+
 def _inspect_row(
     case_id: str, image_path: str, masks: list[str], bbox: Any, *, policy: str,
-    min_pixels: int, derived_dir: Path,
+    min_pixels: int, derived_dir: Path, video: bool = False,
 ) -> _RowReport:
     """Read one row's image and masks once and report what is wrong (never raises)."""
+    if video:
+        return _inspect_video(image_path)
     report = _RowReport(n_masks=len(masks))
     try:
         image, report.channels = read_image_and_channels(image_path)
@@ -483,11 +507,14 @@ def run_qc(
     derived_dir = Path(derived_mask_dir)
     cells = [(_mask_list(row), _bbox(row)) for _, row in table.iterrows()]
     has_image = ~table["image"].map(is_missing)
+    is_video = (table["modality"].astype(str).isin(VIDEO_MODALITIES) if "modality" in table
+                else pd.Series(False, index=table.index))
     inspect = delayed(_inspect_row)
     jobs = [
         inspect(str(row["case_id"]), str(row["image"]), masks, bbox, policy=lesion_policy,
-                min_pixels=min_lesion_pixels, derived_dir=derived_dir)
-        for (_, row), ((masks, _), (bbox, _)), image in zip(table.iterrows(), cells, has_image) if image
+                min_pixels=min_lesion_pixels, derived_dir=derived_dir, video=bool(video))
+        for (_, row), ((masks, _), (bbox, _)), image, video in zip(table.iterrows(), cells, has_image, is_video)
+        if image
     ]
     bar = tqdm(total=len(jobs), desc="QC", unit="image", disable=not progress or not jobs)
     read: list[_RowReport] = []
@@ -691,4 +718,5 @@ def _rows_without_roi(table: pd.DataFrame) -> int:
     """Included rows with neither a mask nor a box (whole-image models only)."""
     has_box = table["bbox"].map(lambda c: not is_missing(c)) if "bbox" in table.columns else False
     has_image = ~table["image"].map(is_missing)
-    return int((table["include"].astype(bool) & has_image & table["mask"].isna() & ~has_box).sum())
+    still = ~table["modality"].astype(str).isin(VIDEO_MODALITIES) if "modality" in table else True
+    return int((table["include"].astype(bool) & has_image & still & table["mask"].isna() & ~has_box).sum())
