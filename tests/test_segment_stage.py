@@ -122,6 +122,9 @@ def test_predict_finds_the_lesion_itself_for_a_model_of_automatic_masks(seg_stud
     assert cli.exit_code == 0, cli.output
     # without its segmentation network the model says how to get one
     art.segmenter_path.unlink()
+    with pytest.raises(InputError, match=r"missing: segmenter.pt"):  # a file taken away is caught first
+        load_artefact(art.path)
+    write_checksums(art.path)  # as if exported without it
     with pytest.raises(InputError, match="her2dlr train seg"):
         predict(load_artefact(art.path), Case(case_id="new", image=image), progress=False)
 
