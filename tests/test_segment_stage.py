@@ -103,7 +103,7 @@ def test_radiomics_reads_the_automatic_masks(seg_study: Path):
 
 def test_predict_finds_the_lesion_itself_for_a_model_of_automatic_masks(seg_study: Path):
     from her2dlr.errors import InputError
-    from her2dlr.learn.artefact import load_artefact
+    from her2dlr.learn.artefact import load_artefact, write_checksums
     from her2dlr.predict import Case, predict
 
     run = seg_study.parent / "runs" / "seg"
