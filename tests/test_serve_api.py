@@ -89,7 +89,8 @@ def test_predict_gives_the_entry_points_answer_and_a_heat_map(client: TestClient
     assert got["predicted_class"] == want.predicted_class and got["threshold"] == pytest.approx(want.threshold)
     assert got["provenance"]["lesion"] == "box" and "artefact" not in got["provenance"]
     heat = Image.open(io.BytesIO(base64.b64decode(got["heat_map"]["png_base64"])))
-    assert heat.format == "PNG" and heat.size == (case["shape"][1], case["shape"][0])
+    assert heat.format == "PNG" and heat.size[0] >= case["shape"][1] and heat.size[1] > case["shape"][0]  # + caption, bar
+    assert f"{want.probability:.3f}" in heat.text["Caption"]
     assert np.array_equal(np.asarray(heat), np.asarray(Image.open(tmp_path / "h.png")))
     assert got["heat_map"]["lesion_share"] == pytest.approx(want.heat_map.lesion_share)
     by_mask = client.post(f"/api/models/{DEEP}/predict", data={"heat_map": "false"},

@@ -101,7 +101,8 @@ def test_page_upload_draw_box_predict_and_show_heat_map(server: str, browser, se
     heat = driver.find_element(By.ID, "heatmap")
     wait.until(lambda d: d.execute_script("const i = arguments[0]; return i.complete && i.naturalWidth;", heat))
     assert heat.is_displayed()
-    assert driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight];", heat) == [320, 240]
+    width, height = driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight];", heat)
+    assert width >= 320 and height > 240  # the image with the heat, its caption and colour bar
     driver.save_screenshot(str(shots[1]))
     # the page shows what the prediction entry point says for the box drawn with the mouse
     want = predict(serve_models / DEEP, Case(image=image, box=tuple(box)), progress=False)[0]

@@ -137,7 +137,7 @@ def write_segmenter_artefact(models_dir: str | os.PathLike[str], network_artefac
     """
     import shutil
 
-    from her2dlr.learn.artefact import CARD, SEGMENTER
+    from her2dlr.learn.artefact import CARD, SEGMENTER, write_checksums
     from her2dlr.segment.checkpoints import save_segmenter
     from her2dlr.segment.data import SegSpec, load_seg_pairs
     from her2dlr.segment.train import SegTrainSettings, train_segmenter
@@ -155,6 +155,7 @@ def write_segmenter_artefact(models_dir: str | os.PathLike[str], network_artefac
     card = json.loads((target / CARD).read_text())
     card["name"] = name
     (target / CARD).write_text(json.dumps(card, indent=2))
+    write_checksums(target)  # the artefact's files are now these
     return target
 
 
