@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,27 @@ def _digest_and_model(path: str, mtime_ns: int) -> tuple[str, Any, Any]:
 
 def _network(path: Path) -> tuple[str, Any, Any]:
     return _digest_and_model(str(path), path.stat().st_mtime_ns)
+
+
+_EXPLAINERS: dict[tuple[str, int, str], tuple[Any, threading.Lock]] = {}
+_EXPLAINERS_LOCK = threading.Lock()
+
+
+def _explainer(path: Path, method: str) -> tuple[Any, threading.Lock]:
+    """One heat-map explainer per network file and method, with the lock its users share.
+
+    An explainer holds its own copy of the network with hooks on it: building one copies the
+    network (most of a heat map's time), and two passes at once would mix their hooks' tensors.
+    """
+    from her2dlr.deep.explain import CamExplainer
+
+    key = (str(path), path.stat().st_mtime_ns, method)
+    with _EXPLAINERS_LOCK:
+        if key not in _EXPLAINERS:
+            if len(_EXPLAINERS) >= 4:
+                _EXPLAINERS.pop(next(iter(_EXPLAINERS)))
+            _EXPLAINERS[key] = (CamExplainer(_network(path)[1], method=method), threading.Lock())  # type: ignore[arg-type]
+        return _EXPLAINERS[key]
 
 
 def network_digest(path: str | os.PathLike[str]) -> str:
@@ -120,7 +142,7 @@ def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: 
     """
     import SimpleITK as sitk
 
-    from her2dlr.deep.explain import CamExplainer, box_region, heat_in_mask, paste_heat
+    from her2dlr.deep.explain import box_region, heat_in_mask, paste_heat
     from her2dlr.deep.explain_study import lesion_region
     from her2dlr.deep.figures import draw_box, draw_outline, overlay_rgb, save_png
     from her2dlr.imaging.figures import heat_map_figure
@@ -133,7 +155,7 @@ def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: 
         raise InputError(f"Model '{artefact.name}' has no network: a heat map needs a deep or DLR model.")
     if mask is None and box is None:
         raise InputError("A heat map needs the lesion: give --mask or --box.")
-    _, model, spec = _network(nodes[0].network_path)  # loaded once; the explainer works on its own copy
+    spec = _network(nodes[0].network_path)[2]  # loaded once (network_columns already did)
     img = sitk.GetArrayFromImage(read_image(str(image)))
     if img.ndim != 2:
         raise InputError(f"{image}: heat maps are drawn on 2D images; this one has shape {img.shape}.")
@@ -142,7 +164,9 @@ def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: 
         raise InputError(f"Mask {mask} has shape {lesion_mask.shape}, image {image} has {img.shape}.")
     bbox = parse_bbox(list(box), where="--box") if box is not None else None
     x = prepare_roi(img, mask=lesion_mask, bbox=bbox, spec=spec)
-    heat = CamExplainer(model, method=method)(x[None])
+    explainer, busy = _explainer(Path(nodes[0].network_path), method)
+    with busy:
+        heat = explainer(x[None])
     crop = roi_box(img.shape, mask=lesion_mask, bbox=bbox, margin=spec.margin, min_size=spec.min_size,
                    square=spec.keep_aspect)
     full = paste_heat(heat.maps[0], crop, img.shape)
