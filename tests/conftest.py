@@ -98,3 +98,29 @@ def serve_models(tmp_path_factory) -> Path:
     write_segmenter_artefact(models, net, epochs=2, n_images=16)
     write_clinical_artefact(models)
     return models
+
+
+def write_folder_study(path: Path, cohort: Path, **keys: Any) -> Path:
+    """A study file for a BUSI-like folder cohort (benign vs malignant by folder); ``keys`` add top-level keys."""
+    import yaml
+
+    raw = {
+        "name": "synthetic",
+        "cohort": {"sources": [{"kind": "folders", "path": str(cohort)}]},
+        "label": {"rule": "column", "column": "class", "positive": ["malignant"], "negative": ["benign"]},
+        **keys,
+    }
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: small networks on a shared CPU run fastest so, and bit-for-bit reproducibly."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+

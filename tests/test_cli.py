@@ -9,23 +9,15 @@ import pandas as pd
 import yaml
 from typer.testing import CliRunner
 
+from conftest import write_folder_study
 from her2dlr.cli import app
 
 runner = CliRunner()
 
 
 def _study_file(tmp_path: Path, cohort: Path, **extra) -> Path:
-    raw = {
-        "name": "synthetic",
-        "cohort": {"sources": [{"kind": "folders", "path": str(cohort)}]},
-        "label": {"rule": "column", "column": "class", "positive": ["malignant"], "negative": ["benign"]},
-        "split": {"seed": 1, "holdout": {"test_size": 0.25}, "kfold": {"n_splits": 3, "n_repeats": 2}},
-        "radiomics": {"params": "video", "n_jobs": 1, "backend": "sequential"},
-        **extra,
-    }
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_folder_study(tmp_path / "study.yaml", cohort, split={"seed": 1, "holdout": {"test_size": 0.25}, "kfold": {"n_splits": 3, "n_repeats": 2}},
+                              radiomics={"params": "video", "n_jobs": 1, "backend": "sequential"}, **extra)
 
 
 def test_init_writes_valid_example(tmp_path: Path):

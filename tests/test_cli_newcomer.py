@@ -18,6 +18,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import her2dlr.radiomics
+from conftest import write_folder_study
 from her2dlr import __version__
 from her2dlr.cli import app
 from her2dlr.cli.common import INTERRUPTED_EXIT
@@ -29,17 +30,8 @@ runner = CliRunner()
 
 
 def _study_file(tmp_path: Path, cohort: Path, **extra) -> Path:
-    raw = {
-        "name": "synthetic",
-        "cohort": {"sources": [{"kind": "folders", "path": str(cohort)}]},
-        "label": {"rule": "column", "column": "class", "positive": ["malignant"], "negative": ["benign"]},
-        "split": {"seed": 1, "holdout": None, "kfold": {"n_splits": 3, "n_repeats": 1}},
-        "radiomics": {"params": "us2d_original", "n_jobs": 1, "backend": "sequential"},
-        **extra,
-    }
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_folder_study(tmp_path / "study.yaml", cohort, split={"seed": 1, "holdout": None, "kfold": {"n_splits": 3, "n_repeats": 1}},
+                              radiomics={"params": "us2d_original", "n_jobs": 1, "backend": "sequential"}, **extra)
 
 
 def _flat(text: str) -> str:

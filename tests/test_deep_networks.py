@@ -19,12 +19,7 @@ SMALL = {  # arch -> (image size, options): small inputs keep the big networks f
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_every_arch_is_listed():

@@ -9,18 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from her2dlr.imaging.roi import zscore
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small networks on a shared CPU are fastest, and bit-for-bit reproducible, on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def texture_image(label: int, rng: np.random.Generator, size: int = 32) -> tuple[np.ndarray, np.ndarray]:

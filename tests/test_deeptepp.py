@@ -21,13 +21,7 @@ from her2dlr.io.synthetic_dce import simulate_case
 TINY = (4, 8, 8, 16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: tiny networks run faster so, and the machine's cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_tumour_patch_is_centred_on_the_lesion_and_padded_at_the_edge() -> None:

@@ -129,10 +129,7 @@ def threshold_metrics_ci(y: Any, p: Any, threshold: float, *, level: float = 0.9
     j = sens + spec - 1.0
     rows.append({"metric": "youden", "value": j, "k": pd.NA, "n": len(yy), "ci_low": max(-1.0, j - z * se),
                  "ci_high": min(1.0, j + z * se), "method": "wald (Youden 1950)"})
-    out = pd.DataFrame(rows).set_index("metric")
-    out["k"] = out["k"].astype("Int64")
-    out["n"] = out["n"].astype("Int64")
-    return out
+    return _metric_frame(rows)
 
 
 def _clustered_threshold_metrics_ci(y: Any, p: Any, threshold: float, level: float, clusters: Any) -> pd.DataFrame:
@@ -166,10 +163,7 @@ def _clustered_threshold_metrics_ci(y: Any, p: Any, threshold: float, level: flo
     se = float(np.sqrt(max(var, 0.0)))
     rows.append({"metric": "youden", "value": j, "k": pd.NA, "n": len(yy), "ci_low": max(-1.0, j - z * se),
                  "ci_high": min(1.0, j + z * se), "method": "wald (patient-clustered)"})
-    out = pd.DataFrame(rows).set_index("metric")
-    out["k"] = out["k"].astype("Int64")
-    out["n"] = out["n"].astype("Int64")
-    return out
+    return _metric_frame(rows)
 
 
 def _resampled_metric(metric: str, yb: np.ndarray, pb: np.ndarray, threshold: float) -> np.ndarray:
@@ -310,4 +304,12 @@ def delong_unpaired(y1: Any, p1: Any, y2: Any, p2: Any, *, level: float = 0.95,
         p = float(2 * (stats.norm.sf(abs(z)) if distribution == "normal" else stats.t.sf(abs(z), df)))
     out.update(difference=diff, se=se, z=float(z), df=float(df), p_value=p, ci_low=diff - z_crit * se,
                ci_high=diff + z_crit * se, distribution=distribution)
+    return out
+
+
+def _metric_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    """Threshold-metric rows as a table indexed by metric, counts as nullable integers."""
+    out = pd.DataFrame(rows).set_index("metric")
+    out["k"] = out["k"].astype("Int64")
+    out["n"] = out["n"].astype("Int64")
     return out
