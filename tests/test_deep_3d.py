@@ -29,7 +29,8 @@ from her2dlr.imaging.roi import (
     roi_box,
     zscore,
 )
-from test_deep_synthetic import _one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = {"growth_rate": 4, "block_layers": (1, 1, 2)}
 SMALL_3D = {  # arch -> (cube side, options); densenet121 pools five times and needs 32

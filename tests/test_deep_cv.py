@@ -14,7 +14,8 @@ from her2dlr.errors import InputError
 from her2dlr.imaging.roi import RoiSpec
 from her2dlr.learn.cv import PREDICTION_COLUMNS
 from her2dlr.learn.thresholds import choose_threshold
-from test_deep_synthetic import _one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 N = 36
 

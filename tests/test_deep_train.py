@@ -20,7 +20,9 @@ from her2dlr.deep.train import (
     train_network,
 )
 from her2dlr.errors import InputError
-from test_deep_synthetic import _one_thread, two_texture_rois  # noqa: F401  (autouse fixture)
+from test_deep_synthetic import two_texture_rois
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = {"growth_rate": 4, "block_layers": (1, 1, 2)}  # a small dense net: fast, still the real code path
 
