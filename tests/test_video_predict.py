@@ -2,67 +2,24 @@
 
 from __future__ import annotations
 
-import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
+from conftest import video_clip
 from her2dlr.cli import app
-from her2dlr.cohort.manifest import Manifest
-from her2dlr.cohort.splits import repeated_group_kfold
 from her2dlr.io.video import open_video
-from her2dlr.learn.settings import LearnSettings
-from her2dlr.learn.stage import run_learn_stage
-from her2dlr.radiomics.parameters import load_params, params_hash
 from her2dlr.segment.data import mask_box
-from her2dlr.video.simulate import SweepSettings, simulate_sweep, write_sweep
-from her2dlr.video.stage import extract_video_table
-
-PARAMS = {"imageType": {"Original": {}}, "featureClass": {"firstorder": ["Mean", "Median", "10Percentile"]},
-          "setting": {"binWidth": 5.0, "label": 1, "minimumROIDimensions": 2, "minimumROISize": 16}}
-SWEEP = {"n_frames": 10, "n_dropouts": 1, "n_freezes": 0, "frame_size": (64, 80)}
-
-
-def _clip(seed: int, label: int):
-    rng = np.random.default_rng(seed)
-    img = rng.uniform(90, 150, (160, 200)).astype(np.float32)
-    yy, xx = np.mgrid[:160, :200]
-    mask = (yy - 80) ** 2 / 22**2 + (xx - 100) ** 2 / 30**2 < 1
-    img[mask] *= 0.25 if label else 0.6  # class 1: darker lesions
-    return simulate_sweep(img, mask, SweepSettings(seed=seed, **SWEEP))
+from her2dlr.video.simulate import write_sweep
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> tuple[Path, Path]:
-    tmp = tmp_path_factory.mktemp("videomodel")
-    params = tmp / "params.yaml"
-    params.write_text(yaml.safe_dump(PARAMS))
-    rows = []
-    for i in range(12):
-        sweep = _clip(i, i % 2)
-        path = write_sweep(sweep, tmp / f"v{i}.mp4")
-        rows.append({"case_id": f"v{i}", "image": str(path), "modality": "US-video", "key_frame": sweep.key_frame,
-                     "bbox": json.dumps(list(mask_box(sweep.masks[sweep.key_frame]))), "label": i % 2})
-    table, failures = extract_video_table(pd.DataFrame(rows), tmp / "features", params=str(params), progress=False)
-    assert failures.empty and len(table) == 12
-    ids = np.array([r["case_id"] for r in rows])
-    y = np.array([r["label"] for r in rows])
-    manifest = Manifest(pd.DataFrame({"case_id": ids, "patient_id": ids, "image": "x", "label": y,
-                                      "fold_r0": repeated_group_kfold(y, ids, 3, 1, 0)[0]}))
-    settings = LearnSettings(features=["video_tf"], models=[{"name": "lr", "grid": {}}], schemes=["kfold"],
-                             selection=[{"name": "variance"}], search={"inner_splits": 2})
-    provenance = [{"name": "video_tf", "params": str(params), "roi": "video",
-                   "params_hash": params_hash(load_params(params))}]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        run_learn_stage(table, manifest, settings, tmp / "learn", feature_set="video_tf", models_dir=tmp / "models",
-                        feature_tables=provenance, progress=False)
-    return tmp / "models" / "video_tf-lr", tmp
+def model(video_model: tuple[Path, Path], tmp_path_factory) -> tuple[Path, Path]:
+    """The session's video_tf model and a folder for this module's clips."""
+    return video_model[0], tmp_path_factory.mktemp("videopredict")
 
 
 def test_predict_video_orders_new_clips_and_writes_the_overlay(model) -> None:
@@ -71,7 +28,7 @@ def test_predict_video_orders_new_clips_and_writes_the_overlay(model) -> None:
     artefact, tmp = model
     probs = {}
     for label, seed in ((0, 100), (1, 101)):
-        sweep = _clip(seed, label)
+        sweep = video_clip(seed, label)
         clip = write_sweep(sweep, tmp / f"new{label}.mp4")
         out = predict_video(artefact, clip, case_id=f"new{label}", key_frame=sweep.key_frame,
                             key_box=mask_box(sweep.masks[sweep.key_frame]), overlay=tmp / f"overlay{label}.mp4",
@@ -90,7 +47,7 @@ def test_live_stream_gives_the_file_answer(model, tmp_path: Path) -> None:
     from her2dlr.predict.video import VideoStream, predict_video
 
     artefact, _ = model
-    sweep = _clip(200, 1)
+    sweep = video_clip(200, 1)
     folder = write_sweep(sweep, tmp_path / "frames")
     box = mask_box(sweep.masks[0])
     stream = VideoStream(artefact, fps=30.0, key_box=box)
@@ -103,7 +60,7 @@ def test_live_stream_gives_the_file_answer(model, tmp_path: Path) -> None:
 
 def test_cli_predict_video(model) -> None:
     artefact, tmp = model
-    sweep = _clip(300, 0)
+    sweep = video_clip(300, 0)
     clip = write_sweep(sweep, tmp / "cli.mp4")
     box = ",".join(str(v) for v in mask_box(sweep.masks[0]))
     runner = CliRunner()

@@ -194,9 +194,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server_process(models_dir: str | os.PathLike[str], *, port: int | None = None,
-                   max_concurrent: int = 2) -> Iterator[tuple[str, int]]:
+def server_process(models_dir: str | os.PathLike[str], *, port: int | None = None, max_concurrent: int = 2,
+                   env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
     """``her2dlr serve`` in a subprocess on 127.0.0.1: yields ``(url, pid)`` once it answers; stopped on exit.
+
+    ``env`` adds environment variables (e.g. ``TMPDIR``: where its temporary files go).
 
     A subprocess, not an import: the server sits above the benchmarks in the layer order, and
     its memory is then measured alone.
@@ -210,7 +212,7 @@ def server_process(models_dir: str | os.PathLike[str], *, port: int | None = Non
     code = "import sys; from her2dlr.cli import app; sys.argv[0] = 'her2dlr'; app()"
     proc = subprocess.Popen([sys.executable, "-c", code, "serve", str(models_dir), "--port", str(port),
                              "--max-concurrent", str(max_concurrent), "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -157,6 +157,10 @@ class VideoStream:
         self._n += 1
         return self.localiser.update(arr)
 
+    def close(self) -> None:
+        """Discard the frames received so far (a source that stopped early); :meth:`finish` does it itself."""
+        shutil.rmtree(self._folder, ignore_errors=True)
+
     def finish(self, overlay: PathLike | None = None) -> VideoPrediction:
         """Finish the clip: rejection, interpolation, features and the model's answer."""
         try:

@@ -11,6 +11,7 @@ Routes (every ``/api`` route checks the token when one is set)::
     POST /api/models/{model}/predict    one case (multipart) -> probability, class, heat map PNG
     POST /api/models/{model}/segment    one image (+ box) -> the automatic lesion mask PNG
     POST /api/preview                   one image -> PNG as the models read it (DICOM de-identified)
+    POST /api/predict/video             one clip (multipart) -> NDJSON stream: a line per frame, then the answer
 
 Every refused request gets a 4xx JSON body ``{"detail": ..., "field": ...}``; an unexpected
 error gets a 500 with a generic message (the log holds its type, never the request's content).
@@ -23,18 +24,20 @@ import base64
 import contextlib
 import functools
 import hmac
+import json
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
@@ -49,7 +52,7 @@ from her2dlr.serve.forms import (
     parse_spacing,
     read_form,
 )
-from her2dlr.serve.registry import ModelRegistry, json_safe, model_summary
+from her2dlr.serve.registry import ModelRegistry, json_safe, model_summary, reads_video
 from her2dlr.serve.settings import ServeSettings
 from her2dlr.serve.uploads import (
     CheckedUpload,
@@ -59,6 +62,7 @@ from her2dlr.serve.uploads import (
     check_upload,
     write_upload,
 )
+from her2dlr.serve.videos import CheckedClip, OpenClip, check_clip, open_clip, run_clip
 
 __all__ = ["NOTICE", "create_app"]
 
@@ -121,6 +125,17 @@ _PREDICT_FORM = _multipart_schema({
     "heat_map": {"type": "string", "enum": ["true", "false"], "description": "Draw the heat map (models with a network)."},
     "method": {"type": "string", "enum": list(METHODS), "description": "Heat map method."},
 }, [])
+_VIDEO_FORM = _multipart_schema({
+    "model": {"type": "string", "description": "The model (its id in GET /api/models), one that reads video features."},
+    "clip": {"type": "string", "format": "binary", "description": "The clip: MP4 / MOV, AVI or DICOM cine."},
+    "box": {**_BOX, "description": "Lesion box x,y,w,h in pixels on the key frame."},
+    "key_frame": {"type": "string", "description": "The frame the box is drawn on (default 0).", "example": "0"},
+    "fps": {"type": "string", "description": "Frames per second, when the file does not carry it."},
+    "clinical": {"type": "string", "description": 'Clinical values as a JSON object, e.g. {"Age": 52}.'},
+}, ["model", "clip", "box"])
+_VIDEO_FORM["responses"]["200"] = {"description": "NDJSON: one line per frame (type frame), then the answer (type "
+                                   "result) or an error line (type error)",
+                                   "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}
 _SEGMENT_FORM = _multipart_schema({"image": _IMAGE, "box": _BOX}, ["image"])
 _PREVIEW_FORM = _multipart_schema({"image": _IMAGE}, ["image"])
 
@@ -216,6 +231,20 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
         if image is None:
             raise UploadError(422, "image", "image: the image is missing.")
         return await compute(_preview, image)
+
+    @api.post("/predict/video", summary="Predict one clip, streaming a line per frame (NDJSON)",
+              openapi_extra=_VIDEO_FORM, response_class=StreamingResponse)
+    async def predict_clip(request: Request) -> StreamingResponse:
+        form = await read_form(request, files=("clip",), fields=("model", "box", "key_frame", "fps", "clinical"),
+                               max_file_bytes=settings.max_video_bytes)
+        job = await compute(_clip_job, models, form, settings)  # checks and opens the clip off the event loop
+        try:
+            take_slot()
+        except Busy:
+            job.cleanup.close()
+            raise
+        job.cleanup.callback(slots.release)
+        return _stream_clip(job, workers, settings.max_video_frames)
 
     app.include_router(api)
     _install_handlers(app)
@@ -364,6 +393,122 @@ def _preview(image: CheckedUpload) -> dict[str, Any]:
     Image.fromarray(scaled).save(buf, format="PNG")
     return {"png_base64": base64.b64encode(buf.getvalue()).decode("ascii"), "height": int(arr.shape[0]),
             "width": int(arr.shape[1]), "deidentified": image.deidentified, "notes": image.notes}
+
+
+@dataclass
+class _ClipJob:
+    """A checked, opened clip with its VideoStream, and what removes its files (and frees its slot)."""
+
+    model_id: str
+    clip: OpenClip
+    stream: Any
+    notes: list[str]
+    cleanup: contextlib.ExitStack
+
+
+def _clip_job(models: ModelRegistry, form: Form, settings: ServeSettings) -> _ClipJob:
+    """Check a video form (model, clip by content, box on the key frame ...) and open the clip."""
+    from her2dlr.predict.video import VideoStream
+
+    model_id = (form.fields.get("model") or "").strip()
+    videos = ", ".join(k for k, a in models.models.items() if reads_video(a)) or "none"
+    if not model_id:
+        raise UploadError(422, "model", f"model: name the model; models that read video: {videos}.")
+    art = models.get(model_id)
+    if not reads_video(art):
+        raise UploadError(400, "model", f"model: '{model_id}' was not trained on video features (video_tf); models "
+                          f"that read video: {videos}.")
+    clinical = parse_clinical_field(form.fields.get("clinical"), art.clinical_types)
+    key_frame = _key_frame(form.fields.get("key_frame"))
+    fps = _fps(form.fields.get("fps"))
+    if form.files.get("clip") is None:
+        raise UploadError(422, "clip", "clip: the clip is missing.")
+    checked: CheckedClip = check_clip("clip", form.files["clip"], max_bytes=settings.max_video_bytes,
+                                      max_pixels=settings.max_pixels, max_frames=settings.max_video_frames)
+    cleanup = contextlib.ExitStack()
+    try:
+        folder = cleanup.enter_context(case_folder())
+        clip = open_clip(folder, checked, max_pixels=settings.max_pixels, max_frames=settings.max_video_frames, fps=fps)
+        box = parse_box_field(form.fields.get("box"), clip.size)
+        if box is None:
+            raise UploadError(422, "box", "box: the lesion box x,y,w,h on the key frame is needed (the tracker starts "
+                              "from it).")
+        if clip.n_frames is not None and key_frame >= clip.n_frames:
+            raise UploadError(422, "key_frame", f"key_frame: {key_frame} is beyond the clip's {clip.n_frames} frames.")
+        stream = VideoStream(art, fps=clip.fps, key_box=box, key_frame=key_frame, clinical=clinical)
+        cleanup.callback(stream.close)
+    except BaseException:
+        cleanup.close()
+        raise
+    notes = list(checked.notes)
+    return _ClipJob(model_id, clip, stream, notes, cleanup)
+
+
+def _key_frame(text: str | None) -> int:
+    if text is None or not text.strip():
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise UploadError(422, "key_frame", f"key_frame: expected a frame number (0, 1, ...); got {text[:40]!r}.") from None
+    if value < 0:
+        raise UploadError(422, "key_frame", f"key_frame: expected a frame number (0, 1, ...); got {value}.")
+    return value
+
+
+def _fps(text: str | None) -> float | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1000:  # also refuses NaN
+        raise UploadError(422, "fps", f"fps: expected frames per second in (0, 1000]; got {text[:40]!r}.")
+    return value
+
+
+class _ClipResponse(StreamingResponse):
+    """The NDJSON stream of a clip; whatever ends it (last line, client gone, error) tells the computing to stop."""
+
+    def __init__(self, lines: AsyncIterator[bytes], stop: threading.Event) -> None:
+        super().__init__(lines, media_type="application/x-ndjson")
+        self._stop = stop
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._stop.set()
+
+
+def _stream_clip(job: _ClipJob, workers: ThreadPoolExecutor, max_frames: int) -> StreamingResponse:
+    """Start the clip's computing on a worker and stream its lines as they come."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    stop = threading.Event()
+
+    def emit(line: dict[str, Any] | None) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+        except RuntimeError:  # the event loop is closed: nobody reads any more
+            stop.set()
+
+    try:
+        workers.submit(run_clip, job.stream, job.clip, model_id=job.model_id, notes=job.notes, max_frames=max_frames,
+                       emit=emit, stop=stop, cleanup=job.cleanup)
+    except RuntimeError:  # shutting down
+        job.cleanup.close()
+        raise
+
+    async def lines() -> AsyncIterator[bytes]:
+        try:
+            while (line := await queue.get()) is not None:
+                yield (json.dumps(line) + "\n").encode()
+        finally:
+            stop.set()
+
+    return _ClipResponse(lines(), stop)
 
 
 def _strip_paths(message: str, folder: Path) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from her2dlr.errors import InputError, nearest
 from her2dlr.learn.artefact import CARD, ModelArtefact, load_artefact
 
-__all__ = ["ModelRegistry", "clinical_fields", "json_safe", "lesion_input", "model_summary"]
+__all__ = ["ModelRegistry", "clinical_fields", "json_safe", "lesion_input", "model_summary", "reads_video"]
 
 
 def json_safe(value: Any) -> Any:
@@ -33,6 +33,11 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+def reads_video(artefact: ModelArtefact) -> bool:
+    """Whether a model reads video features (``video_tf``): it predicts from a clip, not an image."""
+    return any(t.get("roi") == "video" for t in artefact.feature_tables)
 
 
 def lesion_input(artefact: ModelArtefact) -> str:
@@ -127,7 +132,8 @@ def model_summary(model_id: str, artefact: ModelArtefact) -> dict[str, Any]:
         "id": model_id, "name": artefact.name, "kind": artefact.kind, "task": card.get("task"),
         "threshold": card.get("threshold"), "metrics": metrics, "training": card.get("training") or card.get("cohort"),
         "created": card.get("created"), "version": versions.get("her2dlr"),
-        "inputs": {"image": bool(artefact.feature_columns), "lesion": lesion_input(artefact),
+        "inputs": {"image": bool(artefact.feature_columns) and not reads_video(artefact), "video": reads_video(artefact),
+                   "lesion": lesion_input(artefact),
                    "clinical": clinical_fields(artefact), "image_spec": card.get("inputs", {}).get("image")},
         "heat_map": bool(artefact.with_networks()), "segmentation": artefact.segmenter_path is not None,
     })

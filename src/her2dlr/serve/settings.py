@@ -1,7 +1,7 @@
 """What a server is allowed to do: where it listens, who may call it, how much it accepts.
 
 The defaults are the safe ones: loopback only, no CORS, uploads of at most 32 MB and 40
-megapixels, two predictions at a time. Listening on any other address needs a token, which
+megapixels (clips: 256 MB and 5,000 frames of at most 40 megapixels), two predictions at a time. Listening on any other address needs a token, which
 every API call must then carry (``Authorization: Bearer <token>`` or ``X-Token``).
 """
 
@@ -46,8 +46,12 @@ class ServeSettings:
         Largest accepted file (image or mask), in MB.
     max_pixels : int
         Largest accepted image, in pixels (decompression bombs are refused before decoding).
+    max_video_mb : float
+        Largest accepted clip (``POST /api/predict/video``), in MB.
+    max_video_frames : int
+        Most frames of an accepted clip (each frame is also held to ``max_pixels``).
     max_concurrent : int
-        Predictions computed at once; a request beyond that gets 503 with ``Retry-After``.
+        Predictions computed at once (a streamed clip holds its slot until its last line); a request beyond that gets 503 with ``Retry-After``.
     cors_origins : list of str
         Origins allowed to call the API from a browser page of another site (none by default).
     """
@@ -57,12 +61,18 @@ class ServeSettings:
     token: str | None = None
     max_upload_mb: float = 32.0
     max_pixels: int = 40_000_000
+    max_video_mb: float = 256.0
+    max_video_frames: int = 5_000
     max_concurrent: int = 2
     cors_origins: list[str] = field(default_factory=list)
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_video_bytes(self) -> int:
+        return int(self.max_video_mb * 1024 * 1024)
 
     def check(self) -> ServeSettings:
         """Refuse unsafe or meaningless settings (a non-loopback host without a token ...); return self."""
@@ -72,8 +82,8 @@ class ServeSettings:
         if self.token is not None and len(self.token) < 16:
             raise InputError(f"The token must have at least 16 characters (got {len(self.token)}); "
                              "e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`.")
-        if self.max_upload_mb <= 0 or self.max_pixels <= 0:
-            raise InputError("--max-upload-mb and --max-pixels must be positive.")
+        if min(self.max_upload_mb, self.max_pixels, self.max_video_mb, self.max_video_frames) <= 0:
+            raise InputError("--max-upload-mb, --max-pixels, --max-video-mb and --max-video-frames must be positive.")
         if self.max_concurrent < 1:
             raise InputError(f"--max-concurrent must be at least 1; got {self.max_concurrent}.")
         if "*" in self.cors_origins and self.token:
