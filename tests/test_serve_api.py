@@ -316,3 +316,37 @@ def test_serve_command_refuses_an_open_host_without_token(serve_models: Path, mo
     assert res.exit_code == 2 and "needs a token" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["serve", str(serve_models.parent / "nowhere")])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_study_units_reach_the_card_and_the_models_endpoint(tmp_path: Path):
+    import pandas as pd
+
+    from her2dlr.cohort.manifest import Manifest
+    from her2dlr.cohort.splits import repeated_group_kfold
+    from her2dlr.learn.artefact import load_artefact
+    from her2dlr.learn.settings import LearnSettings
+    from her2dlr.learn.stage import run_learn_stage
+
+    rng = np.random.default_rng(3)
+    n = 60
+    size = rng.gamma(4.0, 5.0, n).round(1)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(size - 20) / 5))).astype(int)
+    ids = [f"c{i:02d}" for i in range(n)]
+    table = pd.DataFrame({"case_id": ids, "patient_id": ids, "image": "x.png", "label": y, "Size": size,
+                          "Age": rng.normal(55, 9, n).round(), "Shape": rng.choice(["oval", "irregular"], n),
+                          "fold_r0": repeated_group_kfold(y, np.asarray(ids), 3, 1, 0)[0]})
+    types = {"Size": "numeric", "Age": "numeric", "Shape": "categorical"}
+    manifest = Manifest(table, clinical_columns=list(types), clinical_types=types)
+    # the study file's learn: section, as YAML gives it
+    learn = {"models": [{"name": "lr", "grid": {}}], "schemes": ["kfold"], "search": {"inner_splits": 2},
+             "clinical": {"units": {"Size": "mm", "Age": "years"}}}
+    run_learn_stage(None, manifest, LearnSettings.model_validate(learn), tmp_path / "learn", clinical=True,
+                    models_dir=tmp_path / "models")
+    card = load_artefact(tmp_path / "models" / "clinical-lr").card
+    assert card["inputs"]["units"] == {"Size": "mm", "Age": "years"}
+    listed = TestClient(create_app(ServeSettings(tmp_path / "models"))).get("/api/models").json()
+    fields = {f["name"]: f for f in listed[0]["inputs"]["clinical"]}
+    assert fields["Size"]["unit"] == "mm" and fields["Age"]["unit"] == "years" and "unit" not in fields["Shape"]
+    wrong = {**learn, "clinical": {"units": {"Sise": "mm"}}}
+    with pytest.raises(InputError, match=r"learn.clinical.units: 'Sise' is not a clinical column.*Did you mean 'Size'"):
+        run_learn_stage(None, manifest, LearnSettings.model_validate(wrong), tmp_path / "learn2", clinical=True)

@@ -15,6 +15,7 @@ CLINICAL_BLOCK = """\
 features: [radiomics_us2d_mask, clinical]
 clinical:                  # the clinical branch (her2dlr.learn.settings.ClinicalConfig)
   columns: [age, menopause, ER, PR, Ki67, tumour_size]   # default: every clinical column of the sources
+  units: {age: years, Ki67: "%", tumour_size: mm}        # shown in the model card and by her2dlr serve
   alpha_uni: 0.05          # univariable selection: p-value threshold
   alpha_multi: 0.05        # stepwise multivariable selection: p-value threshold
   fusion: [early, late, stack, combined]   # also: pairs (every imaging x clinical classifier, seed 001)

@@ -180,10 +180,10 @@ def write_clinical_artefact(models_dir: str | os.PathLike[str], *, seed: int = 0
     thr = choose_threshold(y, pipe.predict_proba(frame)[:, 1], source="train_fit")
     ranges = {"Age": [float(age.min()), float(age.max())]}
     return save_artefact(Path(models_dir) / name, name=name, kind="pipeline", threshold=thr, pipeline=pipe,
-                         inputs={"columns": ["Age", "Shape"], "features": [], "clinical": types},
+                         inputs={"columns": ["Age", "Shape"], "features": [], "clinical": types,
+                                 "units": {"Age": "years"}},
                          task={"rule": "column", "positive": ["1"], "negative": ["0"]},
-                         training={"scheme": "synthetic", "n_cases": n}, logistic={"ranges": ranges},
-                         units={"Age": "years"})
+                         training={"scheme": "synthetic", "n_cases": n}, logistic={"ranges": ranges})
 
 
 def free_port() -> int:

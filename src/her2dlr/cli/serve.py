@@ -20,6 +20,8 @@ def serve_cmd(
     token: Annotated[str | None, typer.Option("--token", help="API token (or set HER2DLR_TOKEN); required off loopback.")] = None,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest accepted file, MB.")] = 32.0,
     max_pixels: Annotated[int, typer.Option("--max-pixels", help="Largest accepted image, pixels.")] = 40_000_000,
+    max_video_mb: Annotated[float, typer.Option("--max-video-mb", help="Largest accepted clip (/api/predict/video), MB.")] = 256.0,
+    max_video_frames: Annotated[int, typer.Option("--max-video-frames", help="Most frames of an accepted clip.")] = 5_000,
     max_concurrent: Annotated[int, typer.Option("--max-concurrent", help="Predictions at once; more get 503 + Retry-After.")] = 2,
     cors_origin: Annotated[list[str] | None, typer.Option("--cors-origin", help="Allow browser pages of this origin (repeatable; none by default).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
@@ -30,6 +32,7 @@ def serve_cmd(
     from her2dlr.serve import NOTICE, ServeSettings, create_app
 
     settings = ServeSettings.from_env(models, host=host, token=token, max_upload_mb=max_upload_mb, max_pixels=max_pixels,
+                                      max_video_mb=max_video_mb, max_video_frames=max_video_frames,
                                       max_concurrent=max_concurrent, cors_origins=list(_cors_origins(cors_origin)))
     app = create_app(settings)
     shown = f"[{host}]" if ":" in host else host

@@ -40,6 +40,8 @@ class ModelInputs:
         The inputs of every case (to record variable ranges for the nomogram).
     components : list of str
         For composites: names of the component models.
+    units : dict
+        Unit of a clinical column (the study's ``learn.clinical.units``), for those among ``clinical``.
     """
 
     columns: list[str]
@@ -47,10 +49,13 @@ class ModelInputs:
     feature_tables: list[dict[str, Any]] = field(default_factory=list)
     frame: pd.DataFrame | None = None
     components: list[str] = field(default_factory=list)
+    units: dict[str, str] = field(default_factory=dict)
 
     def card_inputs(self) -> dict[str, Any]:
-        return {"columns": self.columns, "features": [c for c in self.columns if c not in self.clinical],
-                "clinical": self.clinical, "feature_tables": self.feature_tables}
+        out = {"columns": self.columns, "features": [c for c in self.columns if c not in self.clinical],
+               "clinical": self.clinical, "feature_tables": self.feature_tables}
+        units = {c: u for c, u in self.units.items() if c in self.clinical}
+        return {**out, "units": units} if units else out
 
 
 def _threshold_of(result: CVResult, fold: str, rule: ThresholdRule | None) -> Threshold:

@@ -30,7 +30,7 @@ model (early fusion: radiomics selection || clinical selection, concatenated -> 
 and the late fusion (mean probability of the clinical and radiomics models, same folds);
 ``clinical.fusion`` picks which combinations. Options of the clinical branch::
 
-      clinical: {columns: [Age, Shape, Margin], alpha_uni: 0.05, alpha_multi: 0.05,
+      clinical: {columns: [Age, Shape, Margin], units: {Age: years}, alpha_uni: 0.05, alpha_multi: 0.05,
                  direction: backward, min_frequency: 5,
                  fusion: [early, late, stack, combined, pairs], pair_method: stack}
 
@@ -126,6 +126,19 @@ class ClinicalConfig(_Strict):
         "imaging classifier x every clinical classifier, seed 001).",
     )
     pair_method: Literal["stack", "mean"] = Field("stack", description="How 'pairs' integrates two classifiers.")
+    units: dict[str, str] = Field(
+        default_factory=dict,
+        description="Unit of a clinical column, kept in the model card and shown beside the column's field by "
+        "her2dlr serve, e.g. {Age: years, Size: mm}.",
+    )
+
+    @field_validator("units")
+    @classmethod
+    def _short_units(cls, value: dict[str, str]) -> dict[str, str]:
+        for column, unit in value.items():
+            if not unit.strip() or len(unit) > 32:
+                raise ValueError(f"the unit of '{column}' must be a short text (1 to 32 characters); got {unit!r}")
+        return {column: unit.strip() for column, unit in value.items()}
 
     def options(self) -> dict[str, Any]:
         """Keyword options of :func:`her2dlr.learn.fusion.clinical_steps`."""

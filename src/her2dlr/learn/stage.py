@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from her2dlr.cohort.manifest import Manifest
-from her2dlr.errors import InputError
+from her2dlr.errors import InputError, nearest
 from her2dlr.evaluate.metrics import metrics_table
 from her2dlr.io.atomic import write_csv_atomic, write_parquet_atomic, write_text_atomic
 from her2dlr.learn.cv import CVResult, run_outer_cv
@@ -163,6 +163,7 @@ def _stage_inputs(features: pd.DataFrame | None, manifest: Manifest | pd.DataFra
     raw, types = None, {}
     if clinical:
         raw, types = clinical_frame(manifest, settings.clinical.columns)  # type: ignore[arg-type]
+        _check_units(settings.clinical.units, manifest)  # type: ignore[arg-type]
         options = settings.clinical.options()
         inputs.append(("clinical", raw, clinical_steps(types, options), False))
         if features is not None and "early" in settings.clinical.fusion:
@@ -174,6 +175,14 @@ def _stage_inputs(features: pd.DataFrame | None, manifest: Manifest | pd.DataFra
             inputs.append((f"{feature_set}+clinical", both,
                            early_fusion_steps(list(imaging.columns), types, settings.selection, options), False))
     return inputs, raw, types
+
+
+def _check_units(units: dict[str, str], manifest: Manifest) -> None:
+    """Refuse a unit (``learn.clinical.units``) for a column that is not one of the manifest's clinical columns."""
+    for column in units:
+        if column not in manifest.clinical_columns:
+            raise InputError(f"learn.clinical.units: '{column}' is not a clinical column; the clinical columns are "
+                             f"{', '.join(manifest.clinical_columns) or 'none'}.{nearest(column, manifest.clinical_columns)}")
 
 
 @dataclass
@@ -205,7 +214,8 @@ class _ModelRuns:
             self.model_inputs[f"{set_name}-{clf}"] = ModelInputs(
                 list(frame.columns),
                 clinical={c: t for c, t in self.types.items() if c in frame.columns} if self.clinical else {},
-                feature_tables=list(self.feature_tables) if set_name != "clinical" else [], frame=frame)
+                feature_tables=list(self.feature_tables) if set_name != "clinical" else [], frame=frame,
+                units=self.settings.clinical.units)
         for scheme in schemes:
             by_set = {set_name: self._outer_cv(entry, clf, scheme, set_name, frame, steps, numeric_only)
                       for set_name, frame, steps, numeric_only in self.inputs}
@@ -247,7 +257,7 @@ class _ModelRuns:
                 name=f"combined({fs}-{clf},clinical)-lr", options=s.clinical.options(),
                 threshold=self.rule, threshold_source=s.threshold.source, search=s.search_settings())
             self._add(combined, ModelInputs(list(self.raw.columns), clinical=dict(self.types), frame=self.raw,
-                                            components=pair_names[:1]))
+                                            components=pair_names[:1], units=s.clinical.units))
         for set_name in (fs, "clinical"):
             self.pair_inputs.setdefault(scheme, {}).setdefault(set_name, {})[clf] = by_set[set_name]
 

@@ -3,7 +3,8 @@
 The page builds its form from :func:`model_summary`: which lesion input a model reads (a mask,
 a mask or a box, or none when it finds the lesion itself), whether it draws a heat map, and
 one field per clinical column, with the levels its encoder saw in training (categorical) or
-the training range (numeric, when the card records it).
+the training range (numeric, when the card records it) and the unit (the study's
+``learn.clinical.units``, kept in the card's inputs).
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def clinical_fields(artefact: ModelArtefact) -> list[dict[str, Any]]:
         logistic = art.card.get("logistic") or {}
         for col, span in dict(logistic.get("ranges") or {}).items():
             ranges.setdefault(str(col), [float(v) for v in span])
-        units.update({str(k): str(v) for k, v in dict(art.card.get("units") or {}).items()})
+        given = {**dict(art.card.get("units") or {}), **dict(art.card["inputs"].get("units") or {})}
+        units.update({str(k): str(v) for k, v in given.items()})
     out = []
     for name, kind in artefact.clinical_types.items():
         field: dict[str, Any] = {"name": name, "type": kind}
