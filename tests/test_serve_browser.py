@@ -6,6 +6,7 @@ Mozilla's own Marionette client (marionette-driver talks to Firefox directly, no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -28,9 +29,9 @@ DEEP = "deep_densenet3block-signature"
 SCREENSHOT_DIR_ENV = "HER2DLR_SCREENSHOTS"
 
 
-@pytest.fixture(scope="module")
-def server(serve_models: Path) -> Iterator[str]:
-    """The app under a real uvicorn on a free loopback port, in a thread."""
+@contextlib.contextmanager
+def _uvicorn(models: Path) -> Iterator[str]:
+    """The app over ``models`` under a real uvicorn on a free loopback port, in a thread."""
     pytest.importorskip("uvicorn", reason="the server needs uvicorn (pip install -e .)")
     import uvicorn
 
@@ -38,7 +39,7 @@ def server(serve_models: Path) -> Iterator[str]:
     from her2dlr.serve import ServeSettings, create_app
 
     port = free_port()
-    config = uvicorn.Config(create_app(ServeSettings(serve_models)), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(create_app(ServeSettings(models)), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -47,9 +48,17 @@ def server(serve_models: Path) -> Iterator[str]:
             break
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(serve_models: Path) -> Iterator[str]:
+    with _uvicorn(serve_models) as url:
+        yield url
 
 
 class Page:
@@ -247,3 +256,37 @@ def test_chromium_upload_draw_box_predict_and_show_heat_map(server: str, chromiu
 def test_firefox_upload_draw_box_predict_and_show_heat_map(server: str, firefox: Page, serve_models: Path,
                                                            tmp_path: Path):
     _keep(_scenario(firefox, server, serve_models, tmp_path), "serve_firefox")
+
+
+@pytest.mark.parametrize("browser", ["chromium", "firefox"])
+def test_clip_streams_its_frames_and_shows_the_answer(browser: str, request: pytest.FixtureRequest, video_model,
+                                                      tmp_path: Path):
+    from conftest import video_clip
+    from her2dlr.predict.video import predict_video
+    from her2dlr.segment.data import mask_box
+    from her2dlr.video.simulate import write_sweep
+
+    page: Page = request.getfixturevalue(browser)
+    sweep = video_clip(500, 1)
+    clip = write_sweep(sweep, tmp_path / "clip.mp4")
+    box = tuple(int(v) for v in mask_box(sweep.masks[sweep.key_frame]))
+    models = tmp_path / "models"
+    shutil.copytree(video_model[0], models / "video_tf-lr")
+    with _uvicorn(models) as url:
+        page.get(url + "/")
+        page.until(lambda: page.js("return document.querySelectorAll('#model option').length;") == 1)
+        assert page.js("return !document.getElementById('video-panel').hidden && document.getElementById('case-panel')"
+                       ".hidden;")
+        page.element("#clip-file").send_keys(str(clip))
+        page.element("#key-frame").clear()
+        page.element("#key-frame").send_keys(str(sweep.key_frame))
+        page.element("#clip-box").send_keys(",".join(map(str, box)))
+        page.element("#predict").click()
+        page.until(lambda: "Done" in page.text("status") or "[" in page.text("status"))
+        assert page.text("status").startswith("10 frames read"), page.text("status")
+        shown = float(page.text("probability"))
+        page.screenshot(tmp_path / "clip.png")
+    want = predict_video(video_model[0], clip, key_box=box, key_frame=sweep.key_frame, progress=False)
+    assert shown == pytest.approx(want.result.probability, abs=5e-4)
+    assert page.text("class").startswith(str(want.result.predicted_class))
+    _keep([tmp_path / "clip.png"], f"serve_{browser}")

@@ -10,18 +10,38 @@ function headers() {
   return token ? { Authorization: "Bearer " + token } : {};
 }
 
-async function api(path, options = {}) {
-  const response = await fetch(path, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
+async function failure(response) {
   let body = null;
   try { body = await response.json(); } catch (e) { body = { detail: response.statusText }; }
   if (response.status === 401) { $("token-row").hidden = false; }
-  if (!response.ok) {
-    const field = body && body.field ? " [" + body.field + "]" : "";
-    const retry = response.headers.get("Retry-After");
-    throw new Error((body && body.detail ? body.detail : "HTTP " + response.status) + field +
-                    (retry ? " (retry in " + retry + " s)" : ""));
+  const field = body && body.field ? " [" + body.field + "]" : "";
+  const retry = response.headers.get("Retry-After");
+  return new Error((body && body.detail ? body.detail : "HTTP " + response.status) + field +
+                   (retry ? " (retry in " + retry + " s)" : ""));
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
+  if (!response.ok) throw await failure(response);
+  return response.json();
+}
+
+// The lines of an NDJSON response, each parsed, as they arrive.
+async function* ndjson(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
+    let cut;
+    while ((cut = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, cut).trim();
+      buffer = buffer.slice(cut + 1);
+      if (line) yield JSON.parse(line);
+    }
+    if (done) return;
   }
-  return body;
 }
 
 function status(text, isError = false) {
@@ -62,8 +82,9 @@ function showCard(m) {
   addRow(dl, "Cross-validated AUC", auc(m.metrics || {}, "cv"));
   const training = m.training || {};
   addRow(dl, "Training cohort", training.n_cases ? training.n_cases + " cases (" + (training.scheme || "") + ")" : null);
-  addRow(dl, "Lesion input", { none: "none (no image)", mask: "a delineated mask", "mask or box": "a mask or a box",
-                               automatic: "found automatically (a box helps box-prompted networks)" }[m.inputs.lesion]);
+  addRow(dl, "Lesion input", m.inputs.video ? "a box on one frame of the clip (followed through the clip)" :
+    { none: "none (no image)", mask: "a delineated mask", "mask or box": "a mask or a box",
+      automatic: "found automatically (a box helps box-prompted networks)" }[m.inputs.lesion]);
   addRow(dl, "Heat map", m.heat_map ? "yes" : "no");
   addRow(dl, "Toolkit version", m.version);
   card.append(dl);
@@ -114,11 +135,13 @@ function showClinical(m) {
 function selectModel() {
   state.model = state.models.find((m) => m.id === $("model").value) || null;
   if (!state.model) return;
+  $("result").hidden = true;  // the answer shown was another model's
   showCard(state.model);
   showClinical(state.model);
   const lesion = state.model.inputs.lesion;
   $("auto-mask").hidden = !state.model.segmentation;
   $("case-panel").hidden = !state.model.inputs.image;
+  $("video-panel").hidden = !state.model.inputs.video;
   $("method").disabled = !state.model.heat_map;
   $("lesion-hint").textContent = lesion === "mask" ? "This model reads a delineated mask: upload it." :
     lesion === "automatic" ? "This model finds the lesion itself; draw a box to help a box-prompted network." :
@@ -272,9 +295,44 @@ function clinicalValues() {
   return out;
 }
 
+async function predictClip() {
+  const m = state.model;
+  const clip = $("clip-file").files[0];
+  if (!clip) { status("Choose a clip first.", true); return; }
+  const form = new FormData();
+  form.append("model", m.id);
+  form.append("clip", clip);
+  form.append("box", $("clip-box").value);
+  form.append("key_frame", $("key-frame").value || "0");
+  const clinical = clinicalValues();
+  if (Object.keys(clinical).length) form.append("clinical", JSON.stringify(clinical));
+  $("predict").disabled = true;
+  $("result").hidden = true;
+  status("Sending the clip ...");
+  try {
+    const response = await fetch("/api/predict/video", { method: "POST", body: form, headers: headers() });
+    if (!response.ok) throw await failure(response);
+    let frames = 0, answer = null;
+    for await (const line of ndjson(response)) {
+      if (line.type === "frame") { frames += 1; status("Frame " + frames + ": " + line.source + (line.qc !== "ok" ? " (" + line.qc + ")" : "")); }
+      else answer = line;
+    }
+    if (!answer) throw new Error("The stream ended without an answer.");
+    if (answer.type === "error") throw new Error(answer.error + (answer.field ? " [" + answer.field + "]" : ""));
+    showResult(answer);
+    const counts = Object.entries(answer.frames || {}).filter(([, n]) => n).map(([k, n]) => k + " " + n).join(", ");
+    status(frames + " frames read (" + counts + "). Done.");
+  } catch (e) {
+    status(e.message, true);
+  } finally {
+    $("predict").disabled = false;
+  }
+}
+
 async function predict() {
   const m = state.model;
   if (!m) return;
+  if (m.inputs.video) { await predictClip(); return; }
   const form = new FormData();
   if (m.inputs.image) {
     if (!state.imageFile) { status("Choose an image first.", true); return; }
