@@ -29,7 +29,7 @@ def test_no_generated_request_gets_a_server_error(serve_models: Path):
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {f"{op.method.upper()} {op.path}" for op in operations} >= {
         "GET /api/health", "GET /api/models", "GET /api/models/{model}", "POST /api/models/{model}/predict",
-        "POST /api/models/{model}/segment", "POST /api/preview"}
+        "POST /api/models/{model}/segment", "POST /api/preview", "POST /api/predict/video"}
     seen: dict[str, set[int]] = {}
 
     def fuzz(op, mode) -> None:

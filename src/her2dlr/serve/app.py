@@ -179,7 +179,8 @@ def create_app(settings: ServeSettings, *, registry: ModelRegistry | None = None
     @api.get("/health", summary="Server status")
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": her2dlr.__version__, "models": len(models.models), "notice": NOTICE,
-                "max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels}
+                "max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
+                "max_video_bytes": settings.max_video_bytes, "max_video_frames": settings.max_video_frames}
 
     @api.get("/models", summary="The models with their cards and input fields")
     def list_models() -> list[dict[str, Any]]:
