@@ -126,63 +126,18 @@ def one_torch_thread():
 
 
 
-VIDEO_PARAMS = {"imageType": {"Original": {}}, "featureClass": {"firstorder": ["Mean", "Median", "10Percentile"]},
-                "setting": {"binWidth": 5.0, "label": 1, "minimumROIDimensions": 2, "minimumROISize": 16}}
-VIDEO_SWEEP = {"n_frames": 10, "n_dropouts": 1, "n_freezes": 0, "frame_size": (64, 80)}
-
-
 def video_clip(seed: int, label: int):
     """A simulated 10-frame sweep (one blank frame) of a lesion that is darker in class 1."""
-    from her2dlr.video.simulate import SweepSettings, simulate_sweep
+    from her2dlr.bench.serve_benches import simulated_clip
 
-    rng = np.random.default_rng(seed)
-    img = rng.uniform(90, 150, (160, 200)).astype(np.float32)
-    yy, xx = np.mgrid[:160, :200]
-    mask = (yy - 80) ** 2 / 22**2 + (xx - 100) ** 2 / 30**2 < 1
-    img[mask] *= 0.25 if label else 0.6
-    return simulate_sweep(img, mask, SweepSettings(seed=seed, **VIDEO_SWEEP))
+    return simulated_clip(seed, label)
 
 
 @pytest.fixture(scope="session")
 def video_model(tmp_path_factory) -> tuple[Path, Path]:
     """A video_tf logistic model learnt from 12 simulated sweeps (tracker from the key-frame box): its artefact
     folder and the folder of its training clips."""
-    import json
-    import warnings
-
-    import pandas as pd
-    import yaml
-
-    from her2dlr.cohort.manifest import Manifest
-    from her2dlr.cohort.splits import repeated_group_kfold
-    from her2dlr.learn.settings import LearnSettings
-    from her2dlr.learn.stage import run_learn_stage
-    from her2dlr.radiomics.parameters import load_params, params_hash
-    from her2dlr.segment.data import mask_box
-    from her2dlr.video.simulate import write_sweep
-    from her2dlr.video.stage import extract_video_table
+    from her2dlr.bench.serve_benches import write_video_artefact
 
     tmp = tmp_path_factory.mktemp("videomodel")
-    params = tmp / "params.yaml"
-    params.write_text(yaml.safe_dump(VIDEO_PARAMS))
-    rows = []
-    for i in range(12):
-        sweep = video_clip(i, i % 2)
-        path = write_sweep(sweep, tmp / f"v{i}.mp4")
-        rows.append({"case_id": f"v{i}", "image": str(path), "modality": "US-video", "key_frame": sweep.key_frame,
-                     "bbox": json.dumps(list(mask_box(sweep.masks[sweep.key_frame]))), "label": i % 2})
-    table, failures = extract_video_table(pd.DataFrame(rows), tmp / "features", params=str(params), progress=False)
-    assert failures.empty and len(table) == 12
-    ids = np.array([r["case_id"] for r in rows])
-    y = np.array([r["label"] for r in rows])
-    manifest = Manifest(pd.DataFrame({"case_id": ids, "patient_id": ids, "image": "x", "label": y,
-                                      "fold_r0": repeated_group_kfold(y, ids, 3, 1, 0)[0]}))
-    settings = LearnSettings(features=["video_tf"], models=[{"name": "lr", "grid": {}}], schemes=["kfold"],
-                             selection=[{"name": "variance"}], search={"inner_splits": 2})
-    provenance = [{"name": "video_tf", "params": str(params), "roi": "video",
-                   "params_hash": params_hash(load_params(params))}]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        run_learn_stage(table, manifest, settings, tmp / "learn", feature_set="video_tf", models_dir=tmp / "models",
-                        feature_tables=provenance, progress=False)
-    return tmp / "models" / "video_tf-lr", tmp
+    return write_video_artefact(tmp / "models", tmp), tmp

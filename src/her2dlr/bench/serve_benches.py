@@ -27,6 +27,11 @@ Metrics:
     decompression bombs, boxes outside the image, malformed clinical JSON, unknown fields ...)
     answered with a 4xx and a JSON message; ``n`` the catalogue's size, ``failures`` the names
     of those that were not.
+``video_frames_per_s``
+    Frames streamed per second by ``POST /api/predict/video`` for a simulated 150-frame sweep
+    (240 x 320, tracker from the key-frame box), from sending the clip to the answer's line, for a
+    ``video_tf`` logistic model learnt from 12 simulated sweeps (:func:`write_video_artefact`);
+    ``first_line_ms`` the time to the first frame's line (mean of 2 clips, after the load above).
 
 Default work dir: a fixed folder in the system temp directory.
 """
@@ -50,8 +55,9 @@ import numpy as np
 
 from her2dlr.bench import BenchOptions, register, result
 
-__all__ = ["ARCH", "bad_inputs", "free_port", "lesion_case", "serve_bench", "server_process", "train_tiny_network",
-           "write_clinical_artefact", "write_segmenter_artefact"]
+__all__ = ["ARCH", "VIDEO_PARAMS", "bad_inputs", "free_port", "lesion_case", "serve_bench", "server_process",
+           "simulated_clip", "train_tiny_network", "write_clinical_artefact", "write_segmenter_artefact",
+           "write_video_artefact"]
 
 ARCH = "densenet3block"  # seed 000's network
 MAX_REQUESTS = 500
@@ -184,6 +190,70 @@ def write_clinical_artefact(models_dir: str | os.PathLike[str], *, seed: int = 0
                                  "units": {"Age": "years"}},
                          task={"rule": "column", "positive": ["1"], "negative": ["0"]},
                          training={"scheme": "synthetic", "n_cases": n}, logistic={"ranges": ranges})
+
+
+#: Radiomics settings of the small video_tf models (first-order features of each frame).
+VIDEO_PARAMS = {"imageType": {"Original": {}}, "featureClass": {"firstorder": ["Mean", "Median", "10Percentile"]},
+                "setting": {"binWidth": 5.0, "label": 1, "minimumROIDimensions": 2, "minimumROISize": 16}}
+
+
+def simulated_clip(seed: int, label: int, *, n_frames: int = 10, frame_size: tuple[int, int] = (64, 80),
+                   n_dropouts: int = 1) -> Any:
+    """A simulated probe sweep (:func:`her2dlr.video.simulate.simulate_sweep`) over an elliptic lesion that is
+    darker in class 1; ``n_dropouts`` blank frames."""
+    from her2dlr.video.simulate import SweepSettings, simulate_sweep
+
+    rng = np.random.default_rng(seed)
+    img = rng.uniform(90, 150, (160, 200)).astype(np.float32)
+    yy, xx = np.mgrid[:160, :200]
+    mask = (yy - 80) ** 2 / 22**2 + (xx - 100) ** 2 / 30**2 < 1
+    img[mask] *= 0.25 if label else 0.6
+    return simulate_sweep(img, mask, SweepSettings(seed=seed, n_frames=n_frames, n_dropouts=n_dropouts, n_freezes=0,
+                                                   frame_size=frame_size))
+
+
+def write_video_artefact(models_dir: str | os.PathLike[str], work_dir: str | os.PathLike[str], *,
+                         n_clips: int = 12) -> Path:
+    """A ``video_tf`` logistic model (``<models_dir>/video_tf-lr``) learnt from ``n_clips`` simulated sweeps
+    (tracker from the key-frame box, 3-fold CV, fitted on all clips); the clips and tables go to ``work_dir``."""
+    import pandas as pd
+    import yaml
+
+    from her2dlr.cohort.manifest import Manifest
+    from her2dlr.cohort.splits import repeated_group_kfold
+    from her2dlr.learn.settings import LearnSettings
+    from her2dlr.learn.stage import run_learn_stage
+    from her2dlr.radiomics.parameters import load_params, params_hash
+    from her2dlr.segment.data import mask_box
+    from her2dlr.video.simulate import write_sweep
+    from her2dlr.video.stage import extract_video_table
+
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    params = work / "params.yaml"
+    params.write_text(yaml.safe_dump(VIDEO_PARAMS))
+    rows = []
+    for i in range(n_clips):
+        sweep = simulated_clip(i, i % 2)
+        path = write_sweep(sweep, work / f"v{i}.mp4")
+        rows.append({"case_id": f"v{i}", "image": str(path), "modality": "US-video", "key_frame": sweep.key_frame,
+                     "bbox": json.dumps(list(mask_box(sweep.masks[sweep.key_frame]))), "label": i % 2})
+    table, failures = extract_video_table(pd.DataFrame(rows), work / "features", params=str(params), progress=False)
+    if not failures.empty:
+        raise RuntimeError(f"simulated clips failed: {failures.to_dict(orient='records')}")
+    ids = np.array([r["case_id"] for r in rows])
+    y = np.array([r["label"] for r in rows])
+    manifest = Manifest(pd.DataFrame({"case_id": ids, "patient_id": ids, "image": "x", "label": y,
+                                      "fold_r0": repeated_group_kfold(y, ids, 3, 1, 0)[0]}))
+    settings = LearnSettings(features=["video_tf"], models=[{"name": "lr", "grid": {}}], schemes=["kfold"],
+                             selection=[{"name": "variance"}], search={"inner_splits": 2})
+    provenance = [{"name": "video_tf", "params": str(params), "roi": "video",
+                   "params_hash": params_hash(load_params(params))}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_learn_stage(table, manifest, settings, work / "learn", feature_set="video_tf", models_dir=Path(models_dir),
+                        feature_tables=provenance, progress=False)
+    return Path(models_dir) / "video_tf-lr"
 
 
 def free_port() -> int:
@@ -319,7 +389,24 @@ def _model_dir(opts: BenchOptions) -> Path:
     models = base / "serve" / "models"
     if not (models / f"deep_{ARCH}-signature" / "model_card.json").is_file():
         train_tiny_network(models, seed=opts.seed, n_per_class=24, epochs=4, work_dir=base / "serve")
+    if not (models / "video_tf-lr" / "model_card.json").is_file():
+        write_video_artefact(models, base / "serve" / "video")
     return models
+
+
+def _stream_clip(client: Any, data: bytes, box: str, key_frame: int) -> tuple[float, float, int, bool]:
+    """Send a clip to the video endpoint: seconds to the first line and to the last, frame lines, answered."""
+    t0 = time.perf_counter()
+    first, frames, last = None, 0, {}
+    with client.stream("POST", "/api/predict/video", files={"clip": ("clip.mp4", data, "video/mp4")},
+                       data={"model": "video_tf-lr", "box": box, "key_frame": str(key_frame)}) as r:
+        for line in r.iter_lines():
+            if not line.strip():
+                continue
+            first = first if first is not None else time.perf_counter() - t0
+            last = json.loads(line)
+            frames += last.get("type") == "frame"
+    return first or float("nan"), time.perf_counter() - t0, frames, last.get("type") == "result"
 
 
 @register("serve", "HTTP server (uvicorn on 127.0.0.1): predict latency with heat map, throughput, memory, bad inputs")
@@ -339,6 +426,13 @@ def serve_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     n_warm = 5
     sent = 0
     info = {"model": "", "image": "480x360 PNG + box", "heat_map": "gradcam", "threads": os.cpu_count()}
+    from her2dlr.segment.data import mask_box
+    from her2dlr.video.simulate import write_sweep
+
+    sweep = simulated_clip(opts.seed + 77, 1, n_frames=150, frame_size=(240, 320), n_dropouts=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = write_sweep(sweep, Path(tmp) / "clip.mp4").read_bytes()
+    clip_box = ",".join(str(int(v)) for v in mask_box(sweep.masks[sweep.key_frame]))
     with server_process(models_dir, max_concurrent=4) as (url, pid), httpx.Client(base_url=url, timeout=60) as client:
         listed = client.get("/api/models").json()
         model = next((m["id"] for m in listed if m["kind"] == "deep" and (m["inputs"]["image_spec"] or {}).get("arch")
@@ -375,10 +469,13 @@ def serve_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
                 rejected += 1
             else:
                 failures.append(f"{bad_name}:{r.status_code}")
-        remaining = MAX_REQUESTS - sent
+        n_clips = 2
+        remaining = MAX_REQUESTS - sent - n_clips
         tail = [one() for _ in range(max(remaining, 0))]
         sent += len(tail)
         rss1 = _rss_mb(pid)
+        clips = [_stream_clip(client, clip, clip_box, sweep.key_frame) for _ in range(n_clips)]
+        sent += n_clips
     errors = sum(s[1] for s in seq) + sum(c[1] for c in conc) + sum(t[1] for t in tail)
     yield result(name, "latency_p50_ms", round(float(np.percentile(lat, 50)), 1), n=n_seq, **info)
     yield result(name, "latency_p95_ms", round(float(np.percentile(lat, 95)), 1), n=n_seq, **info)
@@ -389,3 +486,7 @@ def serve_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     yield result(name, "rss_growth_mb", growth, n=sent, rss_mb=round(rss1, 1) if rss1 is not None else None,
                  growth_after_sequential_mb=mid, process="server")
     yield result(name, "rejected_bad_inputs", rejected, n=len(catalogue), failures=failures)
+    frames = [c[2] for c in clips]
+    yield result(name, "video_frames_per_s", round(float(np.mean([c[2] / c[1] for c in clips])), 1), n=len(clips),
+                 frames=frames, answered=sum(c[3] for c in clips), frame_size="320x240",
+                 first_line_ms=round(float(np.mean([c[0] for c in clips])) * 1000, 1), model="video_tf-lr")
