@@ -38,4 +38,8 @@ def with_scheduler(study: Study, scheduler: str | None, *, add_learn: bool = Fal
     update = {"radiomics": pointed(study.radiomics)}
     if study.learn is not None or add_learn:
         update["learn"] = pointed(study.learn or LearnSettings())
-    return study.model_copy(update=update)
+    pointed_study = study.model_copy(update=update)
+    # `her2dlr run` runs the stages the study file names (its fields set): an address given on the
+    # command line must not make a section the file lacks look configured.
+    pointed_study.__pydantic_fields_set__ = set(study.model_fields_set)
+    return pointed_study
