@@ -159,6 +159,8 @@ def test_an_unreachable_scheduler_is_an_input_error_naming_it(monkeypatch, tmp_p
     rows = pd.DataFrame({"case_id": ["a", "b"], "image": ["a.png", "b.png"], "mask": ["m.png", "m.png"]})
     with pytest.raises(InputError, match="Dask scheduler at"):
         extract_radiomics(rows, "us2d", n_jobs=2, backend="dask", scheduler=address, progress=False)
+    with pytest.raises(InputError, match="give its scheduler's address"):  # dask, no address, no Client
+        extract_radiomics(rows, "us2d", n_jobs=2, backend="dask", progress=False)
     with pytest.raises(InputError, match="needs backend='dask'"):
         extract_radiomics(rows, "us2d", backend="loky", scheduler=address, progress=False)
     cohort = write_lesion_folders(tmp_path / "cohort", 1)
