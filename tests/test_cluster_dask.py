@@ -37,7 +37,7 @@ def small_busi_lesions(busi, n: int) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def dask_cluster():
     """Two single-threaded worker processes behind a scheduler on a local TCP port."""
-    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0")
     yield cluster
     cluster.close()
 

@@ -149,7 +149,7 @@ def _dask_scheduler(scheduler: str | None) -> Iterator[str]:
         from distributed import LocalCluster
     except ImportError:
         raise InputError("--backend dask needs dask[distributed]: pip install 'her2dlr[cluster]'.") from None
-    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None)
+    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0")
     try:
         yield cluster.scheduler_address
     finally:
