@@ -19,7 +19,7 @@ from her2dlr.learn.fold_cache import FoldCache
 from her2dlr.learn.settings import LearnSettings
 from her2dlr.learn.stage import run_learn_stage
 from her2dlr.learn.tuning import SearchSettings
-from her2dlr.runfolder import FOLD_CACHE
+from her2dlr.runfolder import FOLD_CACHE, PARAMS
 
 FIT = {"model": "lr", "grid": {"C": [0.1, 1.0]}, "search": SearchSettings(inner_splits=3),
        "selection": [{"name": "variance"}, {"name": "zscore"}, {"name": "ttest", "alpha": 0.2},
@@ -42,13 +42,19 @@ def cohort(n_patients: int = 48, p: int = 20, seed: int = 0, repeats: int = REPE
     return features, manifest
 
 
+#: The learning stage the killed run and its re-run share (a lasso selection makes each fold take a while).
+KILLED = {"models": [{"name": "lr", "grid": {"C": [0.1, 1.0]}}], "schemes": ["kfold"], "save_models": False,
+          "selection": FIT["selection"], "search": {"inner_splits": 3}}
+
 CHILD = """
 import sys
 import pandas as pd
 sys.path.insert(0, {tests!r})
-from test_cv_resume import FIT
-from her2dlr.learn.cv import run_outer_cv
-run_outer_cv(pd.read_parquet({features!r}), pd.read_parquet({manifest!r}), cache={cache!r}, **FIT)
+from test_cv_resume import KILLED
+from her2dlr.learn.settings import LearnSettings
+from her2dlr.learn.stage import run_learn_stage
+run_learn_stage(pd.read_parquet({features!r}), pd.read_parquet({manifest!r}), LearnSettings(**KILLED), {out!r},
+                feature_set="radiomics")
 """
 
 
@@ -72,13 +78,14 @@ def _kill_after(cmd: list[str], cache: Path, n_files: int, timeout: float = 240.
 
 
 @pytest.mark.slow
-def test_a_killed_cv_resumes_from_its_finished_folds_and_gives_the_uninterrupted_result(tmp_path, monkeypatch):
+def test_a_killed_learn_run_resumes_from_its_finished_folds_and_gives_the_uninterrupted_result(tmp_path, monkeypatch):
     features, manifest = cohort()
     paths = {"features": str(tmp_path / "features.parquet"), "manifest": str(tmp_path / "manifest.parquet")}
     features.to_parquet(paths["features"])
     manifest.to_parquet(paths["manifest"])
-    cache = tmp_path / "fold_cache"
-    script = CHILD.format(tests=str(Path(__file__).parent), cache=str(cache), **paths)
+    out = tmp_path / "learn"
+    cache = out / FOLD_CACHE
+    script = CHILD.format(tests=str(Path(__file__).parent), out=str(out), **paths)
     kept = _kill_after([sys.executable, "-c", script], cache, n_files=2)
     n_folds = REPEATS * K
     assert 2 <= kept < n_folds  # really interrupted half-way
@@ -87,16 +94,16 @@ def test_a_killed_cv_resumes_from_its_finished_folds_and_gives_the_uninterrupted
     fitted = []
     real_fit = cv.fit_fold
     monkeypatch.setattr(cv, "fit_fold", lambda *a, **kw: fitted.append(kw["fold"]) or real_fit(*a, **kw))
-    resumed = cv.run_outer_cv(features, manifest, cache=cache, **FIT)
-    assert resumed.n_cached == kept and len(fitted) == n_folds - kept  # the finished folds were not fitted again
+    resumed = run_learn_stage(features, manifest, LearnSettings(**KILLED), out, feature_set="radiomics")
+    assert resumed.results[0].n_cached == kept and len(fitted) == n_folds - kept  # finished folds not fitted again
     monkeypatch.setattr(cv, "fit_fold", real_fit)
 
-    whole = cv.run_outer_cv(features, manifest, **FIT)  # uninterrupted, no cache
-    assert whole.n_cached == 0
-    pd.testing.assert_frame_equal(resumed.predictions.drop(columns="prob"), whole.predictions.drop(columns="prob"))
-    np.testing.assert_allclose(resumed.predictions["prob"], whole.predictions["prob"], rtol=0, atol=1e-12)
-    assert [f.features for f in resumed.fits] == [f.features for f in whole.fits]
-    assert [f.threshold.value for f in resumed.fits] == [f.threshold.value for f in whole.fits]
+    whole = run_learn_stage(features, manifest, LearnSettings(**KILLED), tmp_path / "whole", feature_set="radiomics")
+    assert whole.results[0].n_cached == 0
+    a, b = resumed.predictions, whole.predictions
+    pd.testing.assert_frame_equal(a.drop(columns="prob"), b.drop(columns="prob"))
+    np.testing.assert_allclose(a["prob"], b["prob"], rtol=0, atol=1e-12)
+    pd.testing.assert_frame_equal(pd.read_csv(out / PARAMS), pd.read_csv(tmp_path / "whole" / PARAMS))
 
 
 def _stage(features: pd.DataFrame, manifest: pd.DataFrame, out: Path, seed: int = 0):
