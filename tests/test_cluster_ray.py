@@ -28,12 +28,15 @@ def ray_local():
 
 
 @pytest.mark.realdata
-def test_busi_extraction_on_ray_equals_the_local_one(shared_data, ray_local):
+def test_busi_extraction_on_ray_equals_the_local_one(shared_data):
+    """No address and no Ray running: the stage starts a local Ray instance itself, and stops it."""
     cases = select_busi_cases(shared_data / "busi", 24)
     size = cases["mask"].map(lambda m: os.stat(m).st_size)
     manifest = cases.loc[size.sort_values(kind="stable").index[:4]].reset_index(drop=True)
     local = extract_radiomics(manifest, PARAMS, n_jobs=1, progress=False)
+    assert not ray.is_initialized()
     remote = extract_radiomics(manifest, PARAMS, n_jobs=2, backend="ray", progress=False)
+    assert not ray.is_initialized()
     assert remote.timing["backend"] == "ray" and remote.failures.empty
     assert list(remote.features.index) == list(manifest["case_id"])
     assert list(remote.features.columns) == list(local.features.columns)
