@@ -63,7 +63,7 @@ STAGES = ("cohort", "segment", "radiomics", "learn", "deep", "dlr", "survival", 
 #: Files larger than this are fingerprinted by size + mtime instead of their bytes.
 HASH_LIMIT = 64 * 2**20
 #: Keys of a settings section that change how fast a stage runs, not what it writes.
-_EXECUTION_KEYS = ("n_jobs", "backend")
+_EXECUTION_KEYS = ("n_jobs", "backend", "scheduler")
 
 
 # ---------------------------------------------------------------------------- fingerprints of files

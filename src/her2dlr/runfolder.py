@@ -11,7 +11,8 @@ A study writes everything under one run folder (``output_dir`` of the study file
                    deep_<arch>/<fold>.parquet + provenance.csv, deep_<arch>_pca.csv,
                    dsfr_<arch>/<fold>.parquet + provenance.csv + heatmaps/ (segmentation networks' features)
       learn/<set>/ predictions.parquet, metrics.csv, funnel.csv, params.csv, inner_results.csv,
-                   feature_frequency.csv, clinical_variables.csv, settings.json, excluded_cases.csv
+                   feature_frequency.csv, clinical_variables.csv, settings.json, excluded_cases.csv,
+                   fold_cache/ (finished outer folds: an interrupted run resumes from them)
       deep/<arch>/ <fold>/best.pt, last.pt, predictions.parquet, metrics.csv, folds.csv, history.csv,
                    settings.json, explain/
       models/<name>/  model_card.json, model.joblib, components/, network.pt
@@ -38,6 +39,7 @@ __all__ = [
     "CLINICAL_VARIABLES", "EXCLUDED_CASES",
     "FEATURE_FREQUENCY",
     "FOLDS",
+    "FOLD_CACHE",
     "FUNNEL",
     "HISTORY",
     "INNER_RESULTS",
@@ -73,6 +75,7 @@ FEATURE_FREQUENCY = "feature_frequency.csv"
 CLINICAL_VARIABLES = "clinical_variables.csv"
 LABEL_PROXIES = "label_proxies.csv"  # clinical columns that may stand in for the label (her2dlr.evaluate.proxies)
 EXCLUDED_CASES = "excluded_cases.csv"
+FOLD_CACHE = "fold_cache"  # learn/<set>/fold_cache/<key>.joblib: finished outer folds, for resuming (her2dlr.learn.fold_cache)
 SETTINGS = "settings.json"
 FOLDS = "folds.csv"
 HISTORY = "history.csv"

@@ -114,6 +114,7 @@ radiomics:
   roi: mask                  # mask, or bbox: the lesion's bounding rectangle
   n_jobs: -1                 # -1: all cores
   backend: loky              # loky | threading | sequential | dask | ray
+  # scheduler: tcp://node01:8786   # with backend dask (ray: ray://node01:10001): run on a lab cluster (README)
 
 learn:
 {features}
@@ -128,6 +129,8 @@ learn:
   schemes: [kfold, holdout]  # outer evaluation on the splits above
   search: {inner_splits: 5, search: grid}   # best setting by inner-CV median AUC
   threshold: {method: youden}               # chosen on training data, applied unchanged to test
+  # backend: dask                           # outer folds on a lab cluster: loky (default) | dask | ray
+  # scheduler: tcp://node01:8786
 
 deep:                        # her2dlr train deep study.yaml (options on the command line override)
   arch: densenet3block       # seed 000's network; her2dlr train archs lists the others

@@ -23,6 +23,14 @@ the sum of per-block minima favours ``one``, so the speed-up is if anything unde
 Finally all cases run once more with 1 worker and the first cache of ``one``: every
 case comes from the cache.
 
+With ``--backend dask`` each repetition also runs all cases through a Dask cluster (the
+scheduler of ``--scheduler``, else a local ``distributed.LocalCluster`` of 2 single-threaded
+worker processes, started and warmed up untimed), with a fresh cache, right after ``two``; its
+fastest run gives ``cases_per_s_dask_2_workers`` and ``speedup_dask_2_workers`` (t_one / t_dask),
+and ``max_rel_diff_vs_local`` compares its features with the 2-worker loky ones (must be 0).
+The lines about parallel speed carry ``loadavg`` (``/proc/loadavg`` when the timing ended):
+on a shared machine the other processes take cores the workers would use.
+
 Metrics: ``overhead_vs_pyradiomics`` (t_one / t_plain - 1, target <= 0.10),
 ``speedup_2_workers`` (t_one / t_two, target >= 1.7), ``cache_speedup``
 (t_one / t_cached, target >= 20), ``cases_per_s_pyradiomics``,
@@ -37,6 +45,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +119,10 @@ def plain_pyradiomics_loop(manifest: pd.DataFrame, params: dict[str, Any]) -> di
     return out
 
 
+def _as_dict(features: pd.DataFrame) -> dict[str, dict[str, float]]:
+    return {str(c): row for c, row in features.to_dict("index").items()}
+
+
 def _max_rel_diff(ours: pd.DataFrame, plain: dict[str, dict[str, float]]) -> float:
     ref = pd.DataFrame.from_dict(plain, orient="index").loc[ours.index, ours.columns]
     a, b = ours.to_numpy(float), ref.to_numpy(float)
@@ -119,10 +132,38 @@ def _max_rel_diff(ours: pd.DataFrame, plain: dict[str, dict[str, float]]) -> flo
     return float(np.nanmax(rel)) if rel.size else float("nan")
 
 
+def _loadavg() -> str | None:
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return None
+
+
+@contextmanager
+def _dask_scheduler(scheduler: str | None) -> Iterator[str]:
+    """The given scheduler's address, or that of a local 2-worker cluster kept for the duration."""
+    if scheduler is not None:
+        yield scheduler
+        return
+    try:
+        from distributed import LocalCluster
+    except ImportError:
+        raise InputError("--backend dask needs dask[distributed]: pip install 'her2dlr[cluster]'.") from None
+    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0")
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
 @register(BENCH, "Radiomics extraction on BUSI (us2d): overhead vs plain PyRadiomics, 2-worker and cache speed-ups")
 def bench_extraction(options: BenchOptions) -> Iterator[dict[str, Any]]:
     """Yield the extraction benchmark's result lines (see the module docstring)."""
     from her2dlr.radiomics.extract import extract_case, extract_radiomics, load_params
+
+    backend = options.extra.get("backend")
+    if backend not in (None, "loky", "dask"):
+        raise InputError(f"Benchmark 'extraction' times --backend dask (besides loky); got {backend!r}.")
 
     if options.data is None:
         raise InputError(
@@ -148,6 +189,14 @@ def bench_extraction(options: BenchOptions) -> Iterator[dict[str, Any]]:
     if options.work_dir is not None:
         Path(options.work_dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="her2dlr-bench-extraction-", dir=options.work_dir))
+    stack = ExitStack()
+    scheduler = None
+    if backend == "dask":
+        scheduler = stack.enter_context(_dask_scheduler(options.extra.get("scheduler")))
+        extract_radiomics(manifest.iloc[:4], params, n_jobs=2, backend="dask", scheduler=scheduler,
+                          chunk_size=1, progress=False)  # workers import PyRadiomics and build their extractor
+    t_dask = math.inf
+    dasks: list[Any] = []
     try:
         # Timing protocol: see the module docstring.
         blocks = _blocks(manifest, BLOCKS_QUICK if options.quick else BLOCKS_FULL)
@@ -173,6 +222,12 @@ def bench_extraction(options: BenchOptions) -> Iterator[dict[str, Any]]:
             cache = work / f"cache-two-{rep}"
             twos.append(extract_radiomics(manifest, params, n_jobs=2, backend="loky", cache_dir=cache, progress=False))
             t_two = min(t_two, time.perf_counter() - t)
+            if scheduler is not None:
+                t = time.perf_counter()
+                dasks.append(extract_radiomics(manifest, params, n_jobs=2, backend="dask", scheduler=scheduler,
+                                               cache_dir=work / f"cache-dask-{rep}", progress=False))
+                t_dask = min(t_dask, time.perf_counter() - t)
+        load = _loadavg()
         t_plain, t_one = sum(best_plain), sum(best_one)
         failures = sum(len(r.failures) for r in ones + twos)
         one_features = pd.concat([r.features for r in ones[: len(blocks)]])
@@ -182,8 +237,10 @@ def bench_extraction(options: BenchOptions) -> Iterator[dict[str, Any]]:
         cached = extract_radiomics(manifest, params, n_jobs=1, cache_dir=work / "cache-one-0", progress=False)
         t_cached = time.perf_counter() - t
     finally:
+        stack.close()
         shutil.rmtree(work, ignore_errors=True)
 
+    failures += sum(len(r.failures) for r in dasks)
     if failures or cached.timing["n_computed"]:
         raise RuntimeError(
             f"extraction benchmark is invalid: {failures} failures, "
@@ -191,10 +248,15 @@ def bench_extraction(options: BenchOptions) -> Iterator[dict[str, Any]]:
         )
     diff = max(_max_rel_diff(one_features, plain), _max_rel_diff(two_features, plain))
     yield result(BENCH, "overhead_vs_pyradiomics", t_one / t_plain - 1.0, n=n, seconds=t_one, target=0.10)
-    yield result(BENCH, "speedup_2_workers", t_one / t_two, n=n, seconds=t_two, target=1.7)
+    yield result(BENCH, "speedup_2_workers", t_one / t_two, n=n, seconds=t_two, target=1.7, loadavg=load)
     yield result(BENCH, "cache_speedup", t_one / t_cached, n=n, seconds=t_cached, target=20)
     yield result(BENCH, "cases_per_s_pyradiomics", n / t_plain, n=n, seconds=t_plain)
     yield result(BENCH, "cases_per_s_1_worker", n / t_one, n=n, seconds=t_one)
-    yield result(BENCH, "cases_per_s_2_workers", n / t_two, n=n, seconds=t_two)
+    yield result(BENCH, "cases_per_s_2_workers", n / t_two, n=n, seconds=t_two, loadavg=load)
+    if dasks:
+        yield result(BENCH, "cases_per_s_dask_2_workers", n / t_dask, n=n, seconds=t_dask, loadavg=load)
+        yield result(BENCH, "speedup_dask_2_workers", t_one / t_dask, n=n, seconds=t_dask, loadavg=load)
+        yield result(BENCH, "max_rel_diff_vs_local", _max_rel_diff(dasks[0].features, _as_dict(two_features)), n=n,
+                     target=0)
     yield result(BENCH, "n_features", int(one_features.shape[1]), n=n)
     yield result(BENCH, "max_rel_diff_vs_pyradiomics", diff, n=n)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from her2dlr.cli.cluster import SchedulerOption, with_scheduler
 from her2dlr.cli.common import ArchOption, StudyArg, console, friendly, sub_app
 from her2dlr.radiomics.parameters import shipped_params_help
 
@@ -23,12 +24,13 @@ def extract_radiomics_cmd(
                                                     "PyRadiomics params YAML; default from the study.")] = None,
     roi: Annotated[str | None, typer.Option(help="'mask' or 'bbox'; default from the study.")] = None,
     n_jobs: Annotated[int | None, typer.Option(help="Parallel workers; default from the study.")] = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Extract PyRadiomics features of every included case (cached; failures recorded, not fatal)."""
     from her2dlr.config import load_study
     from her2dlr.radiomics.stage import run_radiomics_stage
 
-    s = load_study(study)
+    s = with_scheduler(load_study(study), scheduler)
     chosen = {"params": params, "roi": roi, "n_jobs": n_jobs}
     settings = s.radiomics.model_copy(update={k: v for k, v in chosen.items() if v is not None})
     out = run_radiomics_stage(s, settings)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from her2dlr.cli.cluster import SchedulerOption, with_scheduler
 from her2dlr.cli.common import StudyArg, console, friendly, sub_app
 
 __all__ = ["app"]
@@ -23,6 +24,7 @@ def learn_run(
     scheme: Annotated[list[str] | None, typer.Option("--scheme", help="kfold and/or holdout; default from the study.")] = None,
     n_jobs: Annotated[int | None, typer.Option("--n-jobs", help="Parallel outer folds.")] = None,
     pairs: Annotated[bool, typer.Option("--pairs", help="Also every imaging x clinical classifier pairing (seed 001); needs 'clinical' among the features.")] = False,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Select features and evaluate every model on the study's splits (predictions, metrics, funnel, model artefacts).
 
@@ -35,7 +37,7 @@ def learn_run(
     from her2dlr.learn.study import run_study_learning
     from her2dlr.runfolder import METRICS
 
-    s = load_study(study)
+    s = with_scheduler(load_study(study), scheduler, add_learn=True)
     for result in run_study_learning(s, features=features, models=model, schemes=scheme, n_jobs=n_jobs, pairs=pairs):
         print_metrics(result.metrics, f"Models on {result.out_dir.name} (written to {result.out_dir})",
                       predictions=result.predictions, source=result.out_dir / METRICS, run_dir=s.run_dir)

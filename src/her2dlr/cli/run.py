@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from her2dlr.cli.cluster import SchedulerOption, with_scheduler
 from her2dlr.cli.common import StudyArg, console, friendly
 
 __all__ = ["run_cmd"]
@@ -20,8 +21,11 @@ def run_cmd(
     from_stage: Annotated[str | None, typer.Option("--from", help="This stage and the ones after it.")] = None,
     n_jobs: Annotated[int | None, typer.Option("--n-jobs", help="Parallel workers (-1: all cores); default: each stage's own.")] = None,
     pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write report.pdf.")] = True,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Run every stage the study file configures, re-running only those whose settings or inputs changed."""
+    from her2dlr.config import load_study
     from her2dlr.pipeline import run_study
 
-    run_study(study, force=force, only=only or None, from_stage=from_stage, n_jobs=n_jobs, pdf=pdf, console=console)
+    target = with_scheduler(load_study(study), scheduler) if scheduler else study
+    run_study(target, force=force, only=only or None, from_stage=from_stage, n_jobs=n_jobs, pdf=pdf, console=console)

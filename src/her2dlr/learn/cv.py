@@ -14,13 +14,18 @@ plus ``label`` and ``threshold``:
   out-of-fold predictions of the chosen setting on the training rows (what the threshold is
   chosen from), and ``"train"`` for the final model's apparent predictions on its own
   training rows (kept when ``keep_train=True``, as papers report a "training cohort" AUC).
+
+Outer folds run in parallel on any joblib backend, a Dask or Ray cluster included
+(``backend``, ``scheduler``), and with a fold cache (:mod:`her2dlr.learn.fold_cache`) each
+finished fold is kept on disk, so a run killed half-way resumes from the folds it finished.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,6 +37,7 @@ from sklearn.pipeline import Pipeline
 from her2dlr.checks import binary_target, check_choice
 from her2dlr.cohort.manifest import Manifest
 from her2dlr.errors import InputError
+from her2dlr.learn.fold_cache import FoldCache, fold_key
 from her2dlr.learn.selection import build_selection, selection_funnel
 from her2dlr.learn.thresholds import (
     Threshold,
@@ -41,6 +47,7 @@ from her2dlr.learn.thresholds import (
 )
 from her2dlr.learn.tuning import SearchSettings, Steps, tune
 from her2dlr.learn.zoo import get_model
+from her2dlr.radiomics.parallel import CLUSTER_BACKENDS, check_backend, cluster_session
 
 __all__ = [
     "PREDICTION_COLUMNS",
@@ -134,12 +141,15 @@ class CVResult:
     predictions : DataFrame
         Columns :data:`PREDICTION_COLUMNS`.
     fits : list of FoldFit
+    n_cached : int
+        Outer folds read from the fold cache instead of being fitted.
     """
 
     model: str
     scheme: str
     predictions: pd.DataFrame
     fits: list[FoldFit]
+    n_cached: int = 0
 
     def thresholds(self) -> dict[tuple[str, str], float]:
         """``(model, fold) -> threshold value`` (for :func:`her2dlr.evaluate.metrics.metrics_table`)."""
@@ -326,12 +336,36 @@ def fit_final(data: LearningData, *, model: str, selection: Steps, rows: np.ndar
     return fit
 
 
+def _fit_indexed(index: int, *args: Any, **kwargs: Any) -> tuple[int, tuple[FoldFit, np.ndarray]]:
+    return index, fit_fold(*args, **kwargs)
+
+
+def _fitted_folds(jobs: list[Any], n_jobs: int, backend: str | None,
+                  scheduler: str | None) -> Iterable[tuple[int, tuple[FoldFit, np.ndarray]]]:
+    """``(fold index, fit_fold output)`` of each job, as they finish."""
+    if not jobs:
+        return
+    if backend not in CLUSTER_BACKENDS:  # None: joblib's current backend (loky, or the caller's parallel_config)
+        yield from Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(jobs)
+        return
+    with cluster_session(backend, scheduler, n_workers=n_jobs if n_jobs > 0 else None):
+        try:
+            outputs = Parallel(return_as="generator_unordered")(jobs)
+        except ValueError as exc:  # ray's backend cannot stream results back
+            if "return_as" not in str(exc):
+                raise
+            outputs = Parallel(return_as="list")(jobs)
+        yield from outputs
+
+
 def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, model: str, selection: Steps,
                  scheme: str = "kfold", grid: Mapping[str, list[Any]] | None = None,
                  params: Mapping[str, Any] | None = None, search: SearchSettings | None = None,
                  threshold: ThresholdRule | None = None, threshold_source: str = "inner_oof",
                  keep_train: bool = True, label: str = "label", model_name: str | None = None,
-                 n_jobs: int = 1, progress: bool = False, numeric_only: bool = True) -> CVResult:
+                 n_jobs: int = 1, progress: bool = False, numeric_only: bool = True,
+                 backend: str | None = None, scheduler: str | None = None,
+                 cache: FoldCache | str | os.PathLike[str] | None = None) -> CVResult:
     """Nested evaluation of one model over the manifest's outer folds.
 
     Parameters
@@ -360,6 +394,16 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
     numeric_only : bool, default=True
         ``False`` lets raw (text) columns through to ``selection``, whose first steps must then
         encode them in-fold (see :func:`learning_data` and :mod:`her2dlr.learn.fusion`).
+    backend : {"loky", "threading", "dask", "ray"}, optional
+        joblib backend of the outer folds (default: joblib's, loky unless a
+        ``joblib.parallel_config`` says otherwise). ``dask`` / ``ray`` send every fold to the
+        cluster of ``scheduler`` (see :func:`her2dlr.radiomics.parallel.cluster_session`).
+        Results do not depend on the backend.
+    scheduler : str, optional
+        Address of the Dask scheduler or Ray cluster.
+    cache : FoldCache or path, optional
+        Fold cache: finished folds are read from it and new ones written to it as they finish
+        (see :mod:`her2dlr.learn.fold_cache`), so an interrupted run resumes.
 
     Returns
     -------
@@ -368,13 +412,16 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
     Raises
     ------
     InputError
-        A training fold with one class (names the fold), cases without features, no split columns.
+        A training fold with one class (names the fold), cases without features, no split columns,
+        an unknown backend or an unreachable scheduler.
     StudyFileError
         Unknown model name, selection step or hyper-parameter.
     """
     spec = get_model(model)  # fail fast on a bad name, before any fitting
     if selection and isinstance(next(iter(selection)), Mapping):
         build_selection(selection)  # type: ignore[arg-type]  # fail fast on a bad step
+    if backend is not None:
+        check_backend(backend, ("loky", "threading", "sequential", *CLUSTER_BACKENDS), where="run_outer_cv")
     name = model_name or spec.name
     data = learning_data(features, manifest, label=label, numeric_only=numeric_only)
     folds = list(outer_folds(data.table, scheme))
@@ -383,23 +430,39 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
             raise InputError(f"Outer fold '{fold}' has no training rows.")
         binary_target(data.y[train], where=f"Training fold '{fold}'")
     search = search or SearchSettings()
-    if n_jobs != 1 and search.n_jobs != 1:
+    if (n_jobs != 1 or backend in CLUSTER_BACKENDS) and search.n_jobs != 1:
         search = replace(search, n_jobs=1)
-    jobs = (
-        delayed(fit_fold)(data.X[train], data.y[train], data.groups[train], model=spec.name, selection=selection,
-                          grid=grid, params=params, search=search, threshold=threshold,
-                          threshold_source=threshold_source, fold=fold)
-        for fold, _, train, _ in folds
-    )
-    outputs: Any = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+    settings = {"model": spec.name, "selection": selection, "grid": grid, "params": params, "search": search,
+                "threshold": threshold, "threshold_source": threshold_source}
+    store = FoldCache(cache) if cache is not None and not isinstance(cache, FoldCache) else cache
+    done: dict[int, tuple[FoldFit, np.ndarray]] = {}
+    keys: dict[int, str] = {}
+    if store is not None:
+        for i, (fold, _, train, _) in enumerate(folds):
+            keys[i] = fold_key(data.X[train], data.y[train], data.groups[train], fold=fold,
+                               **{**settings, "search": replace(search, n_jobs=1)})
+            hit = store.get(keys[i])
+            if hit is not None:
+                done[i] = hit
+    n_cached = len(done)
+    if n_cached:
+        log.info("%s (%s): %d of %d outer folds from the fold cache", name, scheme, n_cached, len(folds))
+    jobs = [delayed(_fit_indexed)(i, data.X[train], data.y[train], data.groups[train], fold=fold, **settings)
+            for i, (fold, _, train, _) in enumerate(folds) if i not in done]
+    outputs: Iterable[Any] = _fitted_folds(jobs, n_jobs, backend, scheduler)
     if progress:
         from rich.progress import track
 
-        outputs = track(outputs, total=len(folds), description=f"{name} ({scheme})")
+        cached = f", {n_cached} from cache" if n_cached else ""
+        outputs = track(outputs, total=len(jobs), description=f"{name} ({scheme}{cached})")
+    for i, out in outputs:
+        if store is not None:
+            store.put(keys[i], out)
+        done[i] = out
     frames: list[pd.DataFrame] = []
     fits: list[FoldFit] = []
-    # outputs first: zip then drains the progress generator, so the bar reaches 100%
-    for (fit, oof), (fold, rep, train, test) in zip(outputs, folds):
+    for i, (fold, rep, train, test) in enumerate(folds):
+        fit, oof = done[i]
         fit.repeat = rep
         fit.test_cases = data.X.index[test].tolist()
         fits.append(fit)
@@ -418,4 +481,4 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
         log.info("%s %s: inner median AUC %.3f, %d features, %.1fs", name, fold, fit.inner_median_auc,
                  len(fit.features), fit.seconds)
     predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
-    return CVResult(name, scheme, predictions[PREDICTION_COLUMNS], fits)
+    return CVResult(name, scheme, predictions[PREDICTION_COLUMNS], fits, n_cached=n_cached)

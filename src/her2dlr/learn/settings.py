@@ -174,6 +174,11 @@ class LearnSettings(_Strict):
     save_models: bool = Field(True, description="Save a model artefact per model under <run>/models (the hold-out's "
                               "training fit, or a fit on all cases when only k-fold is evaluated).")
     n_jobs: int = Field(1, ge=-1, description="Outer folds fitted in parallel (-1: all cores).")
+    backend: Literal["loky", "dask", "ray"] = Field(
+        "loky", description="Where the outer folds run: loky (local processes), or dask / ray on a lab cluster.")
+    scheduler: str | None = Field(
+        None, description="Address of a running Dask scheduler (tcp://host:8786) or Ray cluster (ray://host:10001) "
+                          "for backend dask / ray.")
     seed: int = Field(0, description="Seeds inner splits, random search, selectors and models.")
 
     @field_validator("models", mode="before")
@@ -193,6 +198,12 @@ class LearnSettings(_Strict):
         except Her2dlrError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @model_validator(mode="after")
+    def _scheduler_needs_cluster_backend(self) -> LearnSettings:
+        if self.scheduler is not None and self.backend == "loky":
+            raise ValueError(f"scheduler {self.scheduler!r} needs backend: dask (or ray), not 'loky'")
+        return self
 
     @field_validator("schemes")
     @classmethod

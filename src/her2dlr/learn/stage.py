@@ -12,6 +12,8 @@ For every model of the settings and every outer scheme (``kfold``, ``holdout``) 
 ``feature_frequency.csv``  how often each feature reached the model over the outer folds
 ``settings.json``          the settings used (with the feature-set name)
 ``clinical_variables.csv`` (with ``clinical=True``) how often each clinical variable was kept
+``fold_cache/``            finished outer folds (:mod:`her2dlr.learn.fold_cache`): a run killed
+                           half-way resumes from them; only the last run's folds are kept
 ``label_proxies.csv``      (with ``clinical=True``) clinical columns that may stand in for the
                            label: near-perfect alone, or named like a verdict
                            (:mod:`her2dlr.evaluate.proxies`); flagged ones are also warned about
@@ -44,10 +46,12 @@ from her2dlr.evaluate.metrics import metrics_table
 from her2dlr.io.atomic import write_csv_atomic, write_parquet_atomic, write_text_atomic
 from her2dlr.learn.cv import CVResult, run_outer_cv
 from her2dlr.learn.deploy import ModelInputs, save_stage_artefacts
+from her2dlr.learn.fold_cache import FoldCache
 from her2dlr.learn.settings import LearnSettings
 from her2dlr.runfolder import (
     CLINICAL_VARIABLES,
     FEATURE_FREQUENCY,
+    FOLD_CACHE,
     FUNNEL,
     INNER_RESULTS,
     LABEL_PROXIES,
@@ -124,9 +128,10 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
     deploy_scheme = None
     if settings.save_models and models_dir is not None:
         deploy_scheme = "holdout" if "holdout" in settings.schemes else "final"
+    cache = FoldCache(out / FOLD_CACHE)
     runs = _ModelRuns(inputs, manifest, settings, feature_set, raw, types, clinical=clinical,
                       fusion=set(settings.clinical.fusion) if clinical and has_imaging else set(),
-                      feature_tables=list(feature_tables or []), progress=progress)
+                      feature_tables=list(feature_tables or []), progress=progress, cache=cache)
     for entry in settings.models:
         runs.run_model(entry, list(settings.schemes) + ["final"] * (deploy_scheme == "final"))
     runs.add_pairings()
@@ -136,6 +141,7 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
     predictions = pd.concat([r.predictions for r in results], ignore_index=True)
     metrics = metrics_table(predictions)
     files = _write_outputs(out, results, predictions, metrics, settings, feature_set, clinical)
+    cache.prune()  # keep this run's folds only: the folder never outgrows one run
     if clinical and raw is not None:
         files.append(_check_label_proxies(raw, types, manifest, out))
     if deploy:
@@ -199,6 +205,7 @@ class _ModelRuns:
     fusion: set[str]
     feature_tables: list[dict[str, Any]]
     progress: bool
+    cache: FoldCache | None = None
     results: list[CVResult] = field(default_factory=list)
     model_inputs: dict[str, ModelInputs] = field(default_factory=dict)
     # scheme -> set -> classifier -> result, for the classifier pairings
@@ -231,7 +238,7 @@ class _ModelRuns:
             threshold=self.rule, threshold_source=s.threshold.source,
             keep_train=s.keep_train_predictions or scheme == "final",
             model_name=f"{set_name}-{clf}", n_jobs=s.n_jobs, progress=self.progress,
-            numeric_only=numeric_only,
+            numeric_only=numeric_only, backend=s.backend, scheduler=s.scheduler, cache=self.cache,
         )
         self.results.append(result)
         return result

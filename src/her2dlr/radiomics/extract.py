@@ -47,7 +47,7 @@ from her2dlr.io.atomic import atomic_path
 from her2dlr.io.cells import BBox, is_missing, parse_bbox
 from her2dlr.io.images import bbox_mask, read_image, read_mask, read_mask_array
 from her2dlr.radiomics.cache import FeatureCache, case_key
-from her2dlr.radiomics.parallel import check_backend, chunked, effective_workers, run_chunks
+from her2dlr.radiomics.parallel import CLUSTER_BACKENDS, check_backend, chunked, effective_workers, run_chunks
 from her2dlr.radiomics.parameters import Params, load_params, params_hash
 
 __all__ = [
@@ -502,6 +502,7 @@ def extract_radiomics(
     progress: bool = True,
     label: int = 1,
     chunk_size: int | None = None,
+    scheduler: str | None = None,
 ) -> ExtractionResult:
     """Extract radiomics features for every row of a manifest.
 
@@ -516,8 +517,9 @@ def extract_radiomics(
     n_jobs : int, default 1
         Workers (``-1``: all cores). One worker runs in this process.
     backend : {"loky", "threading", "sequential", "dask", "ray"}, default "loky"
-        joblib backend. ``dask`` needs a running ``distributed.Client``; ``dask`` and
-        ``ray`` need their packages (``her2dlr[cluster]``).
+        joblib backend. ``dask`` needs a scheduler (``scheduler``, or a ``distributed.Client``
+        made before); ``dask`` and ``ray`` need their packages (``her2dlr[cluster]``). The
+        features do not depend on the backend.
     cache_dir : path-like, optional
         Per-case feature cache; a re-run computes only cases whose image, mask, box,
         spacing or params changed. Failed cases are not cached.
@@ -527,6 +529,10 @@ def extract_radiomics(
         Mask value of the lesion (see :func:`load_case`).
     chunk_size : int, optional
         Cases per parallel task; by default about 16 tasks per worker, at most 8 cases each.
+    scheduler : str, optional
+        With ``backend="dask"`` or ``"ray"``: the address of the cluster to connect to for this
+        extraction (see :func:`her2dlr.radiomics.parallel.cluster_session`). Image and mask
+        paths must be readable by its workers.
 
     Returns
     -------
@@ -550,6 +556,9 @@ def extract_radiomics(
 
     start = time.perf_counter()
     check_backend(backend)
+    if scheduler is not None and backend not in CLUSTER_BACKENDS:
+        raise InputError(f"scheduler={scheduler!r} is the address of a Dask or Ray cluster: it needs backend='dask' "
+                         f"or 'ray', not {backend!r}.")
     n_workers = effective_workers(n_jobs, backend)
     table = _manifest_table(manifest_df)
     resolved = load_params(params)
@@ -587,7 +596,7 @@ def extract_radiomics(
     ) as bar:
         chunks = chunked(todo, n_workers, chunk_size) if todo else []
         for outcomes in run_chunks(
-            _extract_chunk, chunks, n_workers=n_workers, backend=backend,
+            _extract_chunk, chunks, n_workers=n_workers, backend=backend, scheduler=scheduler,
             params=resolved, digest=digest, label=label,
         ):
             for out in outcomes:

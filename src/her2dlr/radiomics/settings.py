@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from her2dlr.radiomics.parameters import shipped_params_help
 from her2dlr.schema import StrictModel
@@ -18,4 +18,14 @@ class RadiomicsSettings(StrictModel):
         "mask", description="'bbox': the mask's (or given box's) bounding rectangle, as in seed 000; 'auto': the "
                             "out-of-fold mask of the segmentation stage (her2dlr train seg).")
     n_jobs: int = Field(-1, description="Parallel workers (-1: all cores).")
-    backend: Literal["loky", "threading", "sequential", "dask", "ray"] = "loky"
+    backend: Literal["loky", "threading", "sequential", "dask", "ray"] = Field(
+        "loky", description="joblib backend: loky (local processes), or dask / ray to run on a lab cluster.")
+    scheduler: str | None = Field(
+        None, description="Address of a running Dask scheduler (tcp://host:8786) or Ray cluster (ray://host:10001) "
+                          "for backend dask / ray; the image paths must be readable by its workers.")
+
+    @model_validator(mode="after")
+    def _scheduler_needs_cluster_backend(self) -> RadiomicsSettings:
+        if self.scheduler is not None and self.backend not in ("dask", "ray"):
+            raise ValueError(f"scheduler {self.scheduler!r} needs backend: dask (or ray), not {self.backend!r}")
+        return self

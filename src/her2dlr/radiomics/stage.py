@@ -87,7 +87,8 @@ def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None,
     paths = study.paths
     n_jobs = (os.cpu_count() or 1) if settings.n_jobs == -1 else settings.n_jobs
     result = extract_radiomics(
-        rows, params, n_jobs=n_jobs, backend=settings.backend, cache_dir=paths.feature_cache, progress=progress
+        rows, params, n_jobs=n_jobs, backend=settings.backend, cache_dir=paths.feature_cache, progress=progress,
+        scheduler=settings.scheduler,
     )
     name = features_name(settings)
     path = paths.feature_table(name)
