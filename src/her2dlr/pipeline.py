@@ -54,9 +54,11 @@ from her2dlr import __version__
 from her2dlr.config import Study, load_study
 from her2dlr.errors import Her2dlrError, InputError, nearest
 from her2dlr.io.atomic import check_writable
-from her2dlr.runfolder import RunPaths
+from her2dlr.runfolder import BEST_CHECKPOINT, MODEL_CARD, RunPaths
+from her2dlr.tracking import check_tracking, tracked_pipeline
 
-__all__ = ["STAGES", "PipelineResult", "StageOutcome", "file_fingerprint", "print_summary", "run_study"]
+__all__ = ["STAGES", "PipelineResult", "StageOutcome", "file_fingerprint", "print_summary", "run_study",
+           "track_finished_stage"]
 
 #: Stage names, in the order they run.
 STAGES = ("cohort", "segment", "radiomics", "learn", "deep", "dlr", "survival", "report")
@@ -495,20 +497,24 @@ def run_study(study: Study | str | os.PathLike[str], *, force: bool = False, onl
     stamps: dict[str, Any] = state["stages"]
     configured = {spec.name for spec in _SPECS if spec.configured(study)}
     result = PipelineResult(run_dir=paths.root)
-    for spec in _SPECS:
-        if spec.name not in configured:
-            result.stages.append(StageOutcome(spec.name, "skipped", reason="not configured"))
-            continue
-        if spec.name not in chosen:
-            result.stages.append(StageOutcome(spec.name, "not selected", reason="outside --only / --from"))
-            continue
-        outcome, error = _stage(spec, study, opts, stamps, configured, force, paths, state, console)
-        result.stages.append(outcome)
-        if error is not None:
-            result.seconds = time.perf_counter() - t_start
-            if console is not None:
-                print_summary(result, console)
-            raise error
+    check_tracking(study)
+    with tracked_pipeline(study) as log_outcomes:
+        for spec in _SPECS:
+            if spec.name not in configured:
+                result.stages.append(StageOutcome(spec.name, "skipped", reason="not configured"))
+                continue
+            if spec.name not in chosen:
+                result.stages.append(StageOutcome(spec.name, "not selected", reason="outside --only / --from"))
+                continue
+            outcome, error = _stage(spec, study, opts, stamps, configured, force, paths, state, console)
+            result.stages.append(outcome)
+            if error is not None:
+                result.seconds = time.perf_counter() - t_start
+                if console is not None:
+                    print_summary(result, console)
+                raise error
+        if log_outcomes is not None:
+            log_outcomes({o.stage: {"status": o.status, "seconds": o.seconds} for o in result.stages})
     result.seconds = time.perf_counter() - t_start
     if console is not None:
         print_summary(result, console)
@@ -533,7 +539,7 @@ def _stage(spec: _Stage, study: Study, opts: _Options, stamps: dict[str, Any], c
     if stamp is not None:
         del stamps[spec.name]
         _save_state(paths.stages, state)
-    not_outputs = [p.relative_to(paths.root).as_posix() for p in (paths.stages, paths.feature_cache)]
+    not_outputs = [p.relative_to(paths.root).as_posix() for p in (paths.stages, paths.feature_cache, paths.mlruns)]
     before = _tree(paths.root, not_outputs) if paths.root.is_dir() else {}
     try:
         main = Path(spec.run(study, opts))
@@ -559,7 +565,50 @@ def _stage(spec: _Stage, study: Study, opts: _Options, stamps: dict[str, Any], c
         "seconds": round(seconds, 3), "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     _save_state(paths.stages, state)
+    if spec.name in _TRACKED:
+        models = sorted({paths.root / Path(rel).parent for rel in written
+                         if rel.startswith("models/") and rel.count("/") == 2 and rel.endswith("/" + MODEL_CARD)})
+        track_finished_stage(study, spec.name, main, artefacts=models)
     return StageOutcome(spec.name, "ran", seconds, main, reason), None
+
+
+# ---------------------------------------------------------------------------- MLflow tracking
+#: Stages logged to MLflow when the study turns tracking on.
+_TRACKED = ("segment", "learn", "deep", "dlr")
+
+
+def track_finished_stage(study: Study, stage: str, folder: str | os.PathLike[str], *,
+                         artefacts: Sequence[str | os.PathLike[str]] = ()) -> str | None:
+    """Log a stage that finished to MLflow, when the study's ``tracking.mlflow`` is on (see :mod:`her2dlr.tracking`).
+
+    Parameters
+    ----------
+    study : Study
+    stage : {"segment", "learn", "deep", "dlr"}
+    folder : path
+        The stage's results folder (``segment/<arch>``, ``learn/<set>``, ``deep/<arch>``).
+    artefacts : sequence of path
+        The model artefact folders it wrote, logged as MLflow ``pyfunc`` models
+        (:mod:`her2dlr.predict.pyfunc`).
+
+    Returns
+    -------
+    str or None
+        The MLflow run id (None: tracking off, or a failure, which is a warning).
+    """
+    if not study.tracking.mlflow:
+        return None
+    from her2dlr.tracking import require_mlflow, results_record, segment_record, track_stage
+
+    require_mlflow()
+    from her2dlr.predict.pyfunc import log_pyfunc_model
+
+    if stage == "segment":
+        network = Path(folder) / "final" / BEST_CHECKPOINT
+        record = segment_record(folder, network=network if network.is_file() else None)
+    else:
+        record = results_record(stage, folder, artefacts=artefacts)
+    return track_stage(study, record, model_logger=log_pyfunc_model)
 
 
 def _named(exc: BaseException, spec: _Stage) -> BaseException:
