@@ -79,6 +79,7 @@ def test_two_learn_runs_are_two_mlflow_runs_of_one_study(tracked: Path):
     with store(study.run_dir) as runs:
         client = mlflow.MlflowClient()
         logged = [{f.path for f in client.list_artifacts(r.info.run_id, "tables")} for r in runs]
+        figures = [[f.path for f in client.list_artifacts(r.info.run_id, "figures")] for r in runs]
     assert len(runs) == 2
     digest = study_hash(study)
     metrics = pd.read_csv(study.run_dir / "learn" / "features" / "metrics.csv")
@@ -92,6 +93,8 @@ def test_two_learn_runs_are_two_mlflow_runs_of_one_study(tracked: Path):
                 key = f"{row.model}/{row.split}/{row.scope}/{name}"
                 assert run.data.metrics[key] == pytest.approx(getattr(row, name), abs=1e-12), key
         assert {"tables/metrics.csv", "tables/settings.json"} <= tables
+    assert figures == [["figures/roc_test.png"]] * 2
+    assert not list((study.run_dir / "learn" / "features").glob("*.png"))  # drawn for the store only
     # the hold-out AUC is a real one: the first three features carry HER2
     test = metrics[(metrics["split"] == "test")].iloc[0]
     assert runs[0].data.metrics[f"{test['model']}/test/{test['scope']}/auc"] > 0.75
@@ -177,3 +180,25 @@ def test_flattened_params_and_metric_names_are_ones_mlflow_accepts():
     assert flat["grid"] == "{}" and flat["schemes"] == '["kfold"]' and flat["clinical.fusion"] == "[]"
     assert len(flat["long"]) <= 6000
     assert metric_key("late(radiomics,clinical)-lr", "test", "holdout", "auc") == "late_radiomics_clinical_-lr/test/holdout/auc"
+
+
+def test_her2dlr_run_logs_a_parent_run_with_the_stages_it_ran_nested(tmp_path: Path):
+    import json
+
+    from her2dlr.pipeline import run_study
+
+    study = load_study(feature_only_study(tmp_path, tracking={"mlflow": True, "experiment": "tracked"}))
+    first = run_study(study, only=["cohort", "learn"], pdf=False, progress=False, n_jobs=1)
+    again = run_study(study, only=["cohort", "learn"], pdf=False, progress=False, n_jobs=1)
+    assert first["learn"].status == "ran" and again["learn"].status == "reused"
+    with store(study.run_dir) as runs:
+        pass
+    parents = [r for r in runs if r.data.tags["her2dlr.stage"] == "run"]
+    children = [r for r in runs if r.data.tags["her2dlr.stage"] == "learn"]
+    assert len(parents) == 2 and len(children) == 1  # the reused stage logged nothing new
+    assert children[0].data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+    assert parents[0].data.tags["her2dlr.stage.learn"] == "ran" and parents[1].data.tags["her2dlr.stage.learn"] == "reused"
+    assert parents[0].data.params["study_hash"] == children[0].data.params["study_hash"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    stamps = json.loads((study.run_dir / "stages.json").read_text())["stages"]
+    assert not [rel for s in stamps.values() for rel in s["outputs"] if rel.startswith("mlruns/")]

@@ -606,9 +606,48 @@ def track_finished_stage(study: Study, stage: str, folder: str | os.PathLike[str
     if stage == "segment":
         network = Path(folder) / "final" / BEST_CHECKPOINT
         record = segment_record(folder, network=network if network.is_file() else None)
-    else:
-        record = results_record(stage, folder, artefacts=artefacts)
-    return track_stage(study, record, model_logger=log_pyfunc_model)
+        return track_stage(study, record, model_logger=log_pyfunc_model)
+    import tempfile
+
+    record = results_record(stage, folder, artefacts=artefacts)
+    with tempfile.TemporaryDirectory() as tmp:  # the ROC figure goes to the store, never into the run folder
+        roc = _roc_figure(Path(folder), Path(tmp) / "roc_test.png")
+        record.figures += [roc] if roc is not None else []
+        return track_stage(study, record, model_logger=log_pyfunc_model)
+
+
+def _roc_figure(folder: Path, out: Path) -> Path | None:
+    """ROC curves of a results folder's test predictions (first repetition of a k-fold, or the hold-out), legend
+    from its ``metrics.csv``; None when it has no test predictions of both classes."""
+    import pandas as pd
+    from sklearn.metrics import roc_curve
+
+    from her2dlr.report.figures._base import model_colors
+    from her2dlr.report.figures.discrimination import plot_roc
+    from her2dlr.report.tables import fmt_ci
+    from her2dlr.runfolder import METRICS, PREDICTIONS
+
+    if not (folder / PREDICTIONS).is_file() or not (folder / METRICS).is_file():
+        return None
+    pred = pd.read_parquet(folder / PREDICTIONS)
+    metrics = pd.read_csv(folder / METRICS).set_index(["model", "split", "scope"])
+    test = pred[(pred["split"] == "test") & pred["label"].notna()]
+    fold = test["fold"].astype(str)
+    test = test[~fold.str.match(r"^r\d+f\d+$") | fold.str.startswith("r0f")]
+    curves, labels = {}, {}
+    for (model, scheme), part in test.groupby(["model", fold.str.replace(r"^r0f\d+$", "r0", regex=True)]):
+        if part["label"].nunique() < 2:
+            continue
+        curves[f"{model} ({scheme})"] = roc_curve(part["label"].astype(int), part["prob"])[:2]
+        key = (model, "test", scheme)
+        row = metrics.loc[[key]].iloc[0] if key in metrics.index else None
+        labels[f"{model} ({scheme})"] = (f"{model} ({scheme}): {fmt_ci(row['auc'], row['ci_low'], row['ci_high'])}"
+                                         if row is not None else f"{model} ({scheme})")
+    if not curves:
+        return None
+    fig = plot_roc(curves, labels, model_colors(list(curves)), title=f"{folder.name}: test predictions")
+    fig.savefig(out, dpi=110)
+    return out
 
 
 def _named(exc: BaseException, spec: _Stage) -> BaseException:
