@@ -26,8 +26,9 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "feature_only"
 runner = CliRunner()
 
 
-def feature_only_study(root: Path, **keys: Any) -> Path:
-    """The smallest learning study: a clinical table without images and a feature table computed elsewhere."""
+def feature_only_study(root: Path, *, build: bool = True, **keys: Any) -> Path:
+    """The smallest learning study: a clinical table without images and a feature table computed elsewhere
+    (with ``build``, its cohort built)."""
     for name in ("clinical.csv", "features.csv"):
         shutil.copy(FIXTURE / name, root / name)
     raw = {
@@ -43,8 +44,9 @@ def feature_only_study(root: Path, **keys: Any) -> Path:
     }
     study = root / "study.yaml"
     study.write_text(yaml.safe_dump(raw, sort_keys=False))
-    res = runner.invoke(app, ["cohort", "build", str(study), "--n-jobs", "1"])
-    assert res.exit_code == 0, res.output
+    if build:
+        res = runner.invoke(app, ["cohort", "build", str(study), "--n-jobs", "1"])
+        assert res.exit_code == 0, res.output
     return study
 
 
@@ -134,7 +136,7 @@ def test_tracking_is_off_by_default_and_writes_no_store(tmp_path: Path):
 def test_tracking_on_without_mlflow_is_a_clear_error_before_any_work(tmp_path: Path, monkeypatch):
     from her2dlr.tracking import check_tracking
 
-    study = feature_only_study(tmp_path, tracking={"mlflow": True})
+    study = feature_only_study(tmp_path, build=False, tracking={"mlflow": True})
     real_import = builtins.__import__
 
     def no_mlflow(name: str, *args: Any, **kwargs: Any) -> Any:
@@ -145,16 +147,17 @@ def test_tracking_on_without_mlflow_is_a_clear_error_before_any_work(tmp_path: P
     monkeypatch.setattr(builtins, "__import__", no_mlflow)
     with pytest.raises(InputError, match=r"pip install her2dlr\[tracking\]"):
         check_tracking(load_study(study))
-    res = runner.invoke(app, ["learn", "run", str(study)])
-    assert res.exit_code == 2 and "her2dlr[tracking]" in res.output
-    assert not (tmp_path / "runs" / "tracked" / "learn").exists()  # refused before learning started
+    for command in (["learn", "run"], ["run"]):  # (train deep / seg make the same call first; they load torch)
+        res = runner.invoke(app, [*command, str(study)])
+        assert res.exit_code == 2 and "her2dlr[tracking]" in res.output, (command, res.output)
+    assert not (tmp_path / "runs").exists()  # refused before any work
 
 
 def test_unknown_tracking_key_names_the_allowed_ones(tmp_path: Path):
     from her2dlr.config import study_from_dict
     from her2dlr.errors import StudyFileError
 
-    raw = yaml.safe_load((Path(feature_only_study(tmp_path))).read_text())
+    raw = yaml.safe_load(feature_only_study(tmp_path, build=False).read_text())
     raw["tracking"] = {"mlflow": True, "url": "http://localhost:5000"}
     with pytest.raises(StudyFileError, match=r"unknown key 'tracking.url'.*uri"):
         study_from_dict(raw, base_dir=tmp_path)

@@ -35,6 +35,11 @@ run id differs), or with ``force``. Input files are fingerprinted by:
 
 A stage that fails records nothing (its stamp is removed before it starts, so the next run
 tries it again), and its error propagates, its message prefixed by the stage's name.
+
+Tracking. With the study's ``tracking.mlflow`` on, a run is one MLflow parent run (the study's
+settings, each stage's status and seconds) and every segmentation, learning, deep and DLR stage
+that ran logs a child run after it finished (:func:`track_finished_stage`, which ``learn run``,
+``train deep`` and ``train seg`` call too); the store (``RUN/mlruns``) is never a stage output.
 """
 
 from __future__ import annotations
@@ -489,6 +494,7 @@ def run_study(study: Study | str | os.PathLike[str], *, force: bool = False, onl
     """
     t_start = time.perf_counter()
     study = study if isinstance(study, Study) else load_study(study)
+    check_tracking(study)
     paths = RunPaths(study.run_dir)
     check_writable(paths.root)
     opts = _Options(n_jobs=n_jobs, progress=progress, pdf=pdf)
@@ -497,7 +503,6 @@ def run_study(study: Study | str | os.PathLike[str], *, force: bool = False, onl
     stamps: dict[str, Any] = state["stages"]
     configured = {spec.name for spec in _SPECS if spec.configured(study)}
     result = PipelineResult(run_dir=paths.root)
-    check_tracking(study)
     with tracked_pipeline(study) as log_outcomes:
         for spec in _SPECS:
             if spec.name not in configured:
