@@ -249,8 +249,12 @@ def _quiet_mlflow(mlflow: Any) -> Iterator[None]:
 
 
 @contextmanager
-def _experiment(study: Any) -> Iterator[Any]:
-    """The mlflow module pointed at the study's store and experiment (the previous tracking URI restored after)."""
+def _experiment(study: Any) -> Iterator[tuple[Any, str]]:
+    """The mlflow module pointed at the study's store, and the id of the study's experiment (created when new).
+
+    The previous tracking URI is restored after; the user's active experiment is left alone
+    (runs are started with an explicit ``experiment_id``).
+    """
     mlflow = require_mlflow()
     uri, artifacts = store_location(study)
     previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
@@ -261,8 +265,7 @@ def _experiment(study: Any) -> Iterator[Any]:
             client = mlflow.MlflowClient()
             found = client.get_experiment_by_name(name)
             exp_id = found.experiment_id if found is not None else client.create_experiment(name, artifact_location=artifacts)
-            mlflow.set_experiment(experiment_id=exp_id)
-        yield mlflow
+        yield mlflow, exp_id
     finally:
         mlflow.set_tracking_uri(previous)
 
@@ -301,9 +304,9 @@ def track_stage(study: Any, record: StageRecord, *, model_logger: ModelLogger | 
         return None
     digest = study_hash(study)
     try:
-        with _experiment(study) as mlflow, _quiet_mlflow(mlflow):
+        with _experiment(study) as (mlflow, exp_id), _quiet_mlflow(mlflow):
             nested = mlflow.active_run() is not None
-            with mlflow.start_run(run_name=record.name, nested=nested,
+            with mlflow.start_run(experiment_id=exp_id, run_name=record.name, nested=nested,
                                   tags={"her2dlr.stage": record.stage, "her2dlr.study_hash": digest,
                                         "her2dlr.run_folder": str(study.run_dir)}) as run:
                 _log_record(mlflow, record, digest, model_logger)
@@ -348,9 +351,9 @@ def tracked_pipeline(study: Any) -> Iterator[Callable[[Mapping[str, Any]], None]
     state = {"failed": False}
     with ExitStack() as stack:
         try:
-            mlflow = stack.enter_context(_experiment(study))
+            mlflow, exp_id = stack.enter_context(_experiment(study))
             with _quiet_mlflow(mlflow):
-                mlflow.start_run(run_name="her2dlr run", tags={
+                mlflow.start_run(experiment_id=exp_id, run_name="her2dlr run", tags={
                     "her2dlr.stage": "run", "her2dlr.study_hash": digest, "her2dlr.run_folder": str(study.run_dir)})
                 stack.callback(_end_run, mlflow, state)
                 mlflow.log_params({"study_hash": digest, "stage": "run",
