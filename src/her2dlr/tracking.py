@@ -73,6 +73,7 @@ LOGGED_METRICS = ("auc", "ci_low", "ci_high", "accuracy", "sensitivity", "specif
 _TABLE_SUFFIXES = (".csv", ".json")
 _STORE_DB = "mlflow.db"
 _STORE_ARTIFACTS = "artifacts"
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 #: Writes a model artefact folder as an MLflow model of the active run.
 ModelLogger = Callable[[Path], Any]
 
@@ -236,16 +237,23 @@ def segment_record(folder: str | os.PathLike[str], *, network: str | os.PathLike
 # ---------------------------------------------------------------------------- logging
 @contextmanager
 def _quiet_mlflow(mlflow: Any) -> Iterator[None]:
-    """MLflow's own INFO lines and advice warnings (database set-up, type hints) kept off the user's console."""
+    """MLflow's own INFO lines, advice warnings (database set-up, type hints) and artifact-copy progress bars
+    kept off the user's console (the toolkit's own progress bars are the ones that matter)."""
     logger = logging.getLogger("mlflow")
     level = logger.level
+    bar = os.environ.get(_PROGRESS_BAR)
     logger.setLevel(logging.ERROR)
+    os.environ[_PROGRESS_BAR] = "false"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
         logger.setLevel(level)
+        if bar is None:
+            os.environ.pop(_PROGRESS_BAR, None)
+        else:
+            os.environ[_PROGRESS_BAR] = bar
 
 
 @contextmanager
