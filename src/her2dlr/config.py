@@ -34,6 +34,7 @@ from her2dlr.schema import StrictModel
 from her2dlr.schema import format_validation_error as _format
 from her2dlr.segment.settings import SegmentSettings
 from her2dlr.survival.settings import SurvivalSettings
+from her2dlr.tracking import TrackingSettings
 
 __all__ = [
     "DEFAULT_MISSING_VALUES",
@@ -66,6 +67,8 @@ class Study(StrictModel):
     segment: SegmentSettings | None = Field(None, description="Lesion segmentation networks on the outer folds (her2dlr train seg).")
     deep: DeepSettings | None = Field(None, description="Networks: ROI input, training, folds (her2dlr train deep, learn dlr).")
     survival: SurvivalSettings | None = Field(None, description="Survival stage (time, event, score, treatment columns).")
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings,
+                                       description="MLflow tracking of the learn, deep and segmentation stages (off by default).")
 
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

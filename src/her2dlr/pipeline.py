@@ -35,6 +35,11 @@ run id differs), or with ``force``. Input files are fingerprinted by:
 
 A stage that fails records nothing (its stamp is removed before it starts, so the next run
 tries it again), and its error propagates, its message prefixed by the stage's name.
+
+Tracking. With the study's ``tracking.mlflow`` on, a run is one MLflow parent run (the study's
+settings, each stage's status and seconds) and every segmentation, learning, deep and DLR stage
+that ran logs a child run after it finished (:func:`track_finished_stage`, which ``learn run``,
+``train deep`` and ``train seg`` call too); the store (``RUN/mlruns``) is never a stage output.
 """
 
 from __future__ import annotations
@@ -54,9 +59,11 @@ from her2dlr import __version__
 from her2dlr.config import Study, load_study
 from her2dlr.errors import Her2dlrError, InputError, nearest
 from her2dlr.io.atomic import check_writable
-from her2dlr.runfolder import RunPaths
+from her2dlr.runfolder import BEST_CHECKPOINT, MODEL_CARD, RunPaths
+from her2dlr.tracking import check_tracking, tracked_pipeline
 
-__all__ = ["STAGES", "PipelineResult", "StageOutcome", "file_fingerprint", "print_summary", "run_study"]
+__all__ = ["STAGES", "PipelineResult", "StageOutcome", "file_fingerprint", "print_summary", "run_study",
+           "track_finished_stage"]
 
 #: Stage names, in the order they run.
 STAGES = ("cohort", "segment", "radiomics", "learn", "deep", "dlr", "survival", "report")
@@ -487,6 +494,7 @@ def run_study(study: Study | str | os.PathLike[str], *, force: bool = False, onl
     """
     t_start = time.perf_counter()
     study = study if isinstance(study, Study) else load_study(study)
+    check_tracking(study)
     paths = RunPaths(study.run_dir)
     check_writable(paths.root)
     opts = _Options(n_jobs=n_jobs, progress=progress, pdf=pdf)
@@ -495,20 +503,23 @@ def run_study(study: Study | str | os.PathLike[str], *, force: bool = False, onl
     stamps: dict[str, Any] = state["stages"]
     configured = {spec.name for spec in _SPECS if spec.configured(study)}
     result = PipelineResult(run_dir=paths.root)
-    for spec in _SPECS:
-        if spec.name not in configured:
-            result.stages.append(StageOutcome(spec.name, "skipped", reason="not configured"))
-            continue
-        if spec.name not in chosen:
-            result.stages.append(StageOutcome(spec.name, "not selected", reason="outside --only / --from"))
-            continue
-        outcome, error = _stage(spec, study, opts, stamps, configured, force, paths, state, console)
-        result.stages.append(outcome)
-        if error is not None:
-            result.seconds = time.perf_counter() - t_start
-            if console is not None:
-                print_summary(result, console)
-            raise error
+    with tracked_pipeline(study) as log_outcomes:
+        for spec in _SPECS:
+            if spec.name not in configured:
+                result.stages.append(StageOutcome(spec.name, "skipped", reason="not configured"))
+                continue
+            if spec.name not in chosen:
+                result.stages.append(StageOutcome(spec.name, "not selected", reason="outside --only / --from"))
+                continue
+            outcome, error = _stage(spec, study, opts, stamps, configured, force, paths, state, console)
+            result.stages.append(outcome)
+            if error is not None:
+                result.seconds = time.perf_counter() - t_start
+                if console is not None:
+                    print_summary(result, console)
+                raise error
+        if log_outcomes is not None:
+            log_outcomes({o.stage: {"status": o.status, "seconds": o.seconds} for o in result.stages})
     result.seconds = time.perf_counter() - t_start
     if console is not None:
         print_summary(result, console)
@@ -533,7 +544,7 @@ def _stage(spec: _Stage, study: Study, opts: _Options, stamps: dict[str, Any], c
     if stamp is not None:
         del stamps[spec.name]
         _save_state(paths.stages, state)
-    not_outputs = [p.relative_to(paths.root).as_posix() for p in (paths.stages, paths.feature_cache)]
+    not_outputs = [p.relative_to(paths.root).as_posix() for p in (paths.stages, paths.feature_cache, paths.mlruns)]
     before = _tree(paths.root, not_outputs) if paths.root.is_dir() else {}
     try:
         main = Path(spec.run(study, opts))
@@ -559,7 +570,89 @@ def _stage(spec: _Stage, study: Study, opts: _Options, stamps: dict[str, Any], c
         "seconds": round(seconds, 3), "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     _save_state(paths.stages, state)
+    if spec.name in _TRACKED:
+        models = sorted({paths.root / Path(rel).parent for rel in written
+                         if rel.startswith("models/") and rel.count("/") == 2 and rel.endswith("/" + MODEL_CARD)})
+        track_finished_stage(study, spec.name, main, artefacts=models)
     return StageOutcome(spec.name, "ran", seconds, main, reason), None
+
+
+# ---------------------------------------------------------------------------- MLflow tracking
+#: Stages logged to MLflow when the study turns tracking on.
+_TRACKED = ("segment", "learn", "deep", "dlr")
+
+
+def track_finished_stage(study: Study, stage: str, folder: str | os.PathLike[str], *,
+                         artefacts: Sequence[str | os.PathLike[str]] = ()) -> str | None:
+    """Log a stage that finished to MLflow, when the study's ``tracking.mlflow`` is on (see :mod:`her2dlr.tracking`).
+
+    Parameters
+    ----------
+    study : Study
+    stage : {"segment", "learn", "deep", "dlr"}
+    folder : path
+        The stage's results folder (``segment/<arch>``, ``learn/<set>``, ``deep/<arch>``).
+    artefacts : sequence of path
+        The model artefact folders it wrote, logged as MLflow ``pyfunc`` models
+        (:mod:`her2dlr.predict.pyfunc`).
+
+    Returns
+    -------
+    str or None
+        The MLflow run id (None: tracking off, or a failure, which is a warning).
+    """
+    if not study.tracking.mlflow:
+        return None
+    from her2dlr.tracking import require_mlflow, results_record, segment_record, track_stage
+
+    require_mlflow()
+    from her2dlr.predict.pyfunc import log_pyfunc_model
+
+    if stage == "segment":
+        network = Path(folder) / "final" / BEST_CHECKPOINT
+        record = segment_record(folder, network=network if network.is_file() else None)
+        return track_stage(study, record, model_logger=log_pyfunc_model)
+    import tempfile
+
+    record = results_record(stage, folder, artefacts=artefacts)
+    with tempfile.TemporaryDirectory() as tmp:  # the ROC figure goes to the store, never into the run folder
+        roc = _roc_figure(Path(folder), Path(tmp) / "roc_test.png")
+        record.figures += [roc] if roc is not None else []
+        return track_stage(study, record, model_logger=log_pyfunc_model)
+
+
+def _roc_figure(folder: Path, out: Path) -> Path | None:
+    """ROC curves of a results folder's test predictions (first repetition of a k-fold, or the hold-out), legend
+    from its ``metrics.csv``; None when it has no test predictions of both classes."""
+    import pandas as pd
+    from sklearn.metrics import roc_curve
+
+    from her2dlr.report.figures._base import model_colors
+    from her2dlr.report.figures.discrimination import plot_roc
+    from her2dlr.report.tables import fmt_ci
+    from her2dlr.runfolder import METRICS, PREDICTIONS
+
+    if not (folder / PREDICTIONS).is_file() or not (folder / METRICS).is_file():
+        return None
+    pred = pd.read_parquet(folder / PREDICTIONS)
+    metrics = pd.read_csv(folder / METRICS).set_index(["model", "split", "scope"])
+    test = pred[(pred["split"] == "test") & pred["label"].notna()]
+    fold = test["fold"].astype(str)
+    test = test[~fold.str.match(r"^r\d+f\d+$") | fold.str.startswith("r0f")]
+    curves, labels = {}, {}
+    for (model, scheme), part in test.groupby(["model", fold.str.replace(r"^r0f\d+$", "r0", regex=True)]):
+        if part["label"].nunique() < 2:
+            continue
+        curves[f"{model} ({scheme})"] = roc_curve(part["label"].astype(int), part["prob"])[:2]
+        key = (model, "test", scheme)
+        row = metrics.loc[[key]].iloc[0] if key in metrics.index else None
+        labels[f"{model} ({scheme})"] = (f"{model} ({scheme}): {fmt_ci(row['auc'], row['ci_low'], row['ci_high'])}"
+                                         if row is not None else f"{model} ({scheme})")
+    if not curves:
+        return None
+    fig = plot_roc(curves, labels, model_colors(list(curves)), title=f"{folder.name}: test predictions")
+    fig.savefig(out, dpi=110)
+    return out
 
 
 def _named(exc: BaseException, spec: _Stage) -> BaseException:

@@ -21,6 +21,7 @@ A study writes everything under one run folder (``output_dir`` of the study file
       survival/    tables/, figures/, summary.txt, survival_settings.json, risk_stratifier.json
       report/      report.html, report.pdf, figures/, tables/
       stages.json  what `her2dlr run` ran, with the fingerprints of its inputs
+      mlruns/      the MLflow store (mlflow.db, artifacts/) when the study turns tracking on
 
 Writers and readers take their paths from :class:`RunPaths` and the file-name constants below;
 no stage spells a run-folder path itself.
@@ -269,3 +270,8 @@ class RunPaths:
     @property
     def stages(self) -> Path:
         return self.root / "stages.json"
+
+    @property
+    def mlruns(self) -> Path:
+        """The MLflow store of ``tracking: {mlflow: true}`` when no ``uri`` is given (see :mod:`her2dlr.tracking`)."""
+        return self.root / "mlruns"

@@ -35,12 +35,16 @@ def learn_run(
     from her2dlr.config import load_study
     from her2dlr.console import print_metrics
     from her2dlr.learn.study import run_study_learning
-    from her2dlr.runfolder import METRICS
+    from her2dlr.pipeline import track_finished_stage
+    from her2dlr.runfolder import METRICS, MODEL_CARD
+    from her2dlr.tracking import check_tracking
 
     s = with_scheduler(load_study(study), scheduler, add_learn=True)
+    check_tracking(s)
     for result in run_study_learning(s, features=features, models=model, schemes=scheme, n_jobs=n_jobs, pairs=pairs):
         print_metrics(result.metrics, f"Models on {result.out_dir.name} (written to {result.out_dir})",
                       predictions=result.predictions, source=result.out_dir / METRICS, run_dir=s.run_dir)
+        track_finished_stage(s, "learn", result.out_dir, artefacts=[p for p in result.files if (p / MODEL_CARD).is_file()])
 
 
 @app.command("dlr")

@@ -72,8 +72,11 @@ def train_deep(
     from her2dlr.console import print_metrics
     from her2dlr.deep.settings import DeepSettings
     from her2dlr.deep.stage import deep_dir, run_deep_stage, training_settings
+    from her2dlr.pipeline import track_finished_stage
+    from her2dlr.tracking import check_tracking
 
     s = load_study(study)
+    check_tracking(s)
     try:
         d = (s.deep or DeepSettings()).merged(
             arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, image_size=image_size,
@@ -90,6 +93,7 @@ def train_deep(
                                       distributed=distributed)
     result = run_deep_stage(s, settings=settings, roi=roi, schemes=d.schemes, repeats=repeat,
                             resume=resume, final=d.final, n_jobs=n_jobs, lesion=d.roi)
+    track_finished_stage(s, "deep", deep_dir(s, d.arch), artefacts=[result.artefact] if result.artefact else [])
     if len(result.metrics):
         print_metrics(result.metrics, f"{result.model} (written to {deep_dir(s, d.arch)})")
     for fold in result.folds:
@@ -128,10 +132,13 @@ def train_seg(
 ) -> None:
     """Train a segmentation network per outer fold; every case gets its out-of-fold mask (<run>/segment/<arch>/)."""
     from her2dlr.config import load_study
+    from her2dlr.pipeline import track_finished_stage
     from her2dlr.segment.settings import SegmentSettings
     from her2dlr.segment.stage import run_seg_stage
+    from her2dlr.tracking import check_tracking
 
     s = load_study(study)
+    check_tracking(s)
     given = {"arch": arch, "box_prompt": box_prompt, "epochs": epochs, "batch_size": batch_size,
              "image_size": image_size, "patience": patience, "repetition": repetition, "device": device}
     base = s.segment or SegmentSettings()
@@ -142,6 +149,7 @@ def train_seg(
         raise InputError(f"Option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']} "
                          f"(got {err.get('input')!r}).") from None
     res = run_seg_stage(s, settings, final=final)
+    track_finished_stage(s, "segment", res.out_dir)
     m = res.summary
     if m.get("n_cases"):
         console.print(f"Out-of-fold masks of {len(res.masks)} cases -> {res.out_dir / 'masks'}; against the given masks "

@@ -6,6 +6,6 @@ is the answer with its threshold, provenance, warnings and heat map.
 """
 
 from her2dlr.predict.api import PredictionResult, predict, results_frame
-from her2dlr.predict.cases import Case, cases_from_options
+from her2dlr.predict.cases import Case, cases_from_frame, cases_from_options
 
-__all__ = ["Case", "PredictionResult", "cases_from_options", "predict", "results_frame"]
+__all__ = ["Case", "PredictionResult", "cases_from_frame", "cases_from_options", "predict", "results_frame"]

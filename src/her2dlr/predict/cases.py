@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from her2dlr.learn.artefact import ModelArtefact
 
-__all__ = ["Case", "cases_from_options"]
+__all__ = ["Case", "cases_from_frame", "cases_from_options"]
 
 
 @dataclass
@@ -60,9 +62,7 @@ def cases_from_options(artefact: ModelArtefact, *, cases: str | os.PathLike[str]
 
     extra = parse_clinical(clinical)
     if cases is not None:
-        return [Case(case_id=c["case_id"], image=c["image"], mask=c["mask"], box=c["box"], spacing=c["spacing"],
-                     clinical={**{k: v for k, v in c.items() if k not in _CASE_KEYS}, **extra}, where=c["row"])
-                for c in cases_table(cases)]
+        return [_image_case(c, extra) for c in cases_table(cases)]
     if features is not None:
         frame = feature_rows(artefact, features)
         return [Case(case_id=str(cid), features=row, clinical=dict(extra))
@@ -75,3 +75,43 @@ def cases_from_options(artefact: ModelArtefact, *, cases: str | os.PathLike[str]
 
 
 _CASE_KEYS = ("case_id", "image", "mask", "box", "spacing", "row")
+
+
+def _image_case(row: Mapping[str, Any], extra: Mapping[str, Any]) -> Case:
+    """A case of a cases-table row (:func:`her2dlr.predict.inputs.case_rows`): other columns are clinical values."""
+    return Case(case_id=row["case_id"], image=row["image"], mask=row["mask"], box=row["box"], spacing=row["spacing"],
+                clinical={**{k: v for k, v in row.items() if k not in _CASE_KEYS}, **extra}, where=row["row"])
+
+
+def cases_from_frame(frame: pd.DataFrame, *, source: str = "the input table") -> list[Case]:
+    """The cases of a table in memory: image rows, or rows of feature (and clinical) values.
+
+    Parameters
+    ----------
+    frame : DataFrame of shape (n_cases, n_columns)
+        With an ``image`` column: a cases table as ``her2dlr predict --cases`` reads it (``mask`` or
+        ``box``, optional ``case_id`` and ``spacing``, other columns clinical; relative paths read
+        against the working folder). Without one: a feature row per case (the model's feature and
+        clinical columns), the case id from a ``case_id`` column or else the index.
+    source : str
+        Names the table in error messages.
+
+    Raises
+    ------
+    InputError
+        No rows, a case id on several rows, or a bad image row (see :func:`her2dlr.predict.inputs.case_rows`).
+    """
+    from her2dlr.errors import InputError
+    from her2dlr.predict.inputs import case_rows
+
+    if len(frame) == 0:
+        raise InputError(f"{source} has no rows.")
+    if "image" in frame.columns:
+        return [_image_case(row, {}) for row in case_rows(frame, source=source)]
+    rows = frame.set_index("case_id") if "case_id" in frame.columns else frame
+    ids = rows.index.astype(str)
+    dup = ids[ids.duplicated()].unique().tolist()
+    if dup:
+        raise InputError(f"{source} has case id(s) {dup[:5]} on more than one row. Give one row per case.")
+    return [Case(case_id=cid, features=values, where=f"{source} row {i + 1}")
+            for i, (cid, values) in enumerate(zip(ids, rows.to_dict(orient="records")))]

@@ -27,7 +27,7 @@ import pandas as pd
 from her2dlr.errors import InputError
 from her2dlr.learn.artefact import ModelArtefact
 
-__all__ = ["case_inputs", "cases_inputs", "cases_table", "clinical_row", "feature_rows", "image_features", "parse_box",
+__all__ = ["case_inputs", "case_rows", "cases_inputs", "cases_table", "clinical_row", "feature_rows", "image_features", "parse_box",
            "parse_clinical"]
 
 
@@ -214,13 +214,17 @@ def cases_table(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     from her2dlr.io.tables import read_table
 
     table_path = Path(path)
-    df = read_table(table_path)
+    return case_rows(read_table(table_path), base=table_path.resolve().parent, source=str(table_path))
+
+
+def case_rows(df: pd.DataFrame, *, base: Path | None = None, source: str = "the cases table") -> list[dict[str, Any]]:
+    """The rows of a cases table already read (see :func:`cases_table`); relative paths are read against ``base``
+    (the working folder when None); ``source`` names the table in messages."""
     if "image" not in df.columns:
-        raise InputError(f"Cases table {table_path} has no 'image' column. Columns: {list(df.columns)[:10]}.")
-    base = table_path.resolve().parent
+        raise InputError(f"Cases table {source} has no 'image' column. Columns: {list(df.columns)[:10]}.")
     out = []
     for i, rec in enumerate(df.to_dict(orient="records")):
-        where = f"{table_path} row {i + 2}"  # row 1 is the header
+        where = f"{source} row {i + 2}"  # row 1 is the header
         image = _cell(rec, "image")
         if image is None:
             raise InputError(f"{where}: no image.")
@@ -236,9 +240,10 @@ def cases_table(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         except ValueError:
             raise InputError(f"{where}: spacing {spacing!r} is not a number (pixel size in mm).") from None
         case_id = _cell(rec, "case_id", "case")
+        folder = base if base is not None else Path()
         out.append({**{k: v for k, v in rec.items() if k not in ("image", "mask", "box", "bbox", "spacing")},
                     "case_id": str(case_id) if case_id is not None else f"row{i + 2}", "row": where,
-                    "image": base / str(image), "mask": base / str(mask) if mask is not None else None,
+                    "image": folder / str(image), "mask": folder / str(mask) if mask is not None else None,
                     "box": box, "spacing": spacing})
     return out
 
