@@ -6,7 +6,9 @@ its worker, and once in one plain process with the same effective batch (two pro
 half the batch each). Both must learn; the two-process scores must equal the one-process ones
 within the noise of a different shuffling and augmentation order; both ranks must end with the
 same weights; and only rank 0 may write (each rank is given its own output folder: rank 1's must
-stay absent). A last test runs ``torchrun -m her2dlr train deep STUDY`` on a folder cohort.
+stay absent). The same launch runs the segmentation stage of a small study (one network per
+fold, out-of-fold masks written by rank 0 only). A last test runs ``torchrun -m her2dlr train deep
+STUDY`` on a folder cohort.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ SEG = {"image_size": SEG_SIZE, "epochs": 12, "features": (8, 16, 32), "lr": 3e-3
        "device": "cpu", "num_threads": 1, "progress": False}
 SEG_BATCH = 8
 
+pytestmark = pytest.mark.slow  # each launch starts two Python processes with torch (10-30 s)
+
 
 def deep_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from test_deep_synthetic import two_texture_rois
@@ -48,8 +52,8 @@ def seg_data() -> tuple[np.ndarray, np.ndarray]:
     return X, Y
 
 
-def _worker(out: Path) -> None:
-    """One torchrun process: train both networks distributed, then record what this rank ended with."""
+def _worker(out: Path, study: Path) -> None:
+    """One torchrun process: train both networks distributed, run a study's segmentation stage, record this rank."""
     from her2dlr.deep.train import TrainSettings, train_network
     from her2dlr.segment.train import SegTrainSettings, train_segmenter
 
@@ -60,6 +64,10 @@ def _worker(out: Path) -> None:
     X, Y = seg_data()
     seg = train_segmenter(X, Y, settings=SegTrainSettings(**SEG, batch_size=SEG_BATCH // world, distributed=True),
                           out_dir=out / f"seg_rank{rank}")
+    from her2dlr.config import load_study
+    from her2dlr.segment.stage import run_seg_stage
+
+    stage = run_seg_stage(load_study(study), progress=False, distributed=True)
     # the test's own record of this rank (the library wrote only rank 0's checkpoints)
     record = out / "record"
     record.mkdir(exist_ok=True)
@@ -67,10 +75,10 @@ def _worker(out: Path) -> None:
     (record / f"history{rank}.json").write_text(json.dumps({
         "deep_val_auc": deep.history["val_auc"].tolist(), "deep_train_loss": deep.history["train_loss"].tolist(),
         "deep_best_epoch": deep.best_epoch, "seg_val_dice": seg.history["val_dice"].tolist(),
-        "seg_best": seg.val_dice, "world": world}))
+        "seg_best": seg.val_dice, "world": world, "stage_masks": len(stage.masks)}))
 
 
-def _torchrun(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
+def _torchrun(args: list[str], cwd: Path, timeout: int = 420) -> subprocess.CompletedProcess:
     import her2dlr
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "250",
@@ -82,10 +90,23 @@ def _torchrun(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.Comp
     return done
 
 
+N_STUDY_PER_CLASS = 6
+
+
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory) -> Path:
+    from typer.testing import CliRunner
+
+    from conftest import write_folder_study, write_random_lesion_folders
+    from her2dlr.cli import app
+
     out = tmp_path_factory.mktemp("ddp")
-    _torchrun([__file__, str(out)], cwd=out)
+    study = write_folder_study(out / "study.yaml", write_random_lesion_folders(out / "cohort", N_STUDY_PER_CLASS),
+                               output_dir=str(out / "run"), split={"kfold": {"n_splits": 2, "n_repeats": 1}},
+                               segment={"image_size": 32, "epochs": 2, "batch_size": 4, "patience": 0})
+    built = CliRunner().invoke(app, ["cohort", "build", str(study), "--n-jobs", "1"])
+    assert built.exit_code == 0, built.output
+    _torchrun([__file__, str(out), str(study)], cwd=out)
     return out
 
 
@@ -133,6 +154,7 @@ def test_both_ranks_end_with_the_same_weights_and_history(two_processes: Path) -
         different = [k for k in w0[net] if not torch.equal(w0[net][k], w1[net][k])]
         assert not different, f"{net}: ranks differ in {different[:5]}"
     # scores gathered over the whole validation split and broadcast: the same on both ranks, epoch by epoch
+    h0.pop("stage_masks"), h1.pop("stage_masks")  # rank 0 alone segments the study's cases
     assert h0 == h1
 
 
@@ -170,6 +192,22 @@ def test_segmentation_two_processes_match_one(two_processes: Path, one_process: 
     assert abs(dice_2 - dice_1) <= 0.05, (dice_1, dice_2)
 
 
+def test_segmentation_stage_rank_0_segments_and_writes(two_processes: Path) -> None:
+    _, h0 = _record(two_processes, 0)
+    _, h1 = _record(two_processes, 1)
+    assert h0["stage_masks"] == 2 * N_STUDY_PER_CLASS and h1["stage_masks"] == 0
+    seg = two_processes / "run" / "segment" / "unet"
+    written = sorted(str(p.relative_to(seg)) for p in seg.rglob("*") if p.is_file())
+    for name in ("masks.csv", "metrics.csv", "summary.json", "montage.png", "r0f0/best.pt", "r0f1/best.pt"):
+        assert name in written, written
+    assert len([w for w in written if w.startswith("masks/")]) == 2 * N_STUDY_PER_CLASS
+    assert not [w for w in written if w.endswith(".tmp")], written
+    from her2dlr.segment.checkpoints import load_segmenter
+
+    _, _, meta = load_segmenter(seg / "r0f0" / "best.pt")
+    assert meta["settings"]["distributed"] is True
+
+
 @pytest.mark.filterwarnings("ignore::her2dlr.deep.train.FewCasesWarning")
 def test_torchrun_her2dlr_train_deep_writes_once(tmp_path: Path) -> None:
     from typer.testing import CliRunner
@@ -200,4 +238,4 @@ def test_torchrun_her2dlr_train_deep_writes_once(tmp_path: Path) -> None:
 
 
 if __name__ == "__main__":  # a torchrun worker (see _torchrun)
-    _worker(Path(sys.argv[1]))
+    _worker(Path(sys.argv[1]), Path(sys.argv[2]))
