@@ -3,7 +3,7 @@
 # the segmentation U-Net, on the CPU and on the first CUDA GPU (mixed precision), synthetic data.
 # Prints JSON lines (the last ones: gpu_speedup_train / gpu_speedup_infer per network). Run once:
 #
-#   benchmarks/gpu_check.sh            # about 5-10 minutes on a workstation CPU, seconds on a GPU
+#   benchmarks/gpu_check.sh            # a few minutes on the CPU (under 2 on one busy core), seconds on a GPU
 #   QUICK=1 benchmarks/gpu_check.sh    # small version (a minute)
 #   LIMIT_S=300 benchmarks/gpu_check.sh
 #
