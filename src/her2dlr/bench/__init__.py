@@ -60,6 +60,8 @@ _BENCH_MODULES = (
     "her2dlr.bench.bad_inputs",
     "her2dlr.bench.serve_benches",
     "her2dlr.bench.video_benches",
+    "her2dlr.bench.torchrun_benches",
+    "her2dlr.bench.device_speed",
 )
 
 

@@ -5,7 +5,11 @@ Example::
     her2dlr train deep study.yaml --arch densenet3block --epochs 40 --batch-size 32
     her2dlr train deep study.yaml --arch resnet101 --image-size 224 --channels 3 \\
         --weights ~/weights/resnet101_imagenet.pt --device cuda
-    torchrun --nproc_per_node=4 "$(which her2dlr)" train deep study.yaml --arch resnet50 --distributed
+    torchrun --nproc_per_node=4 -m her2dlr train deep study.yaml --arch resnet50
+    torchrun --nproc_per_node=2 -m her2dlr train seg study.yaml
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) training is distributed by itself (DistributedDataParallel,
+:mod:`her2dlr.imaging.distributed`): every process trains on its shard, only rank 0 writes and prints.
 
 Settings come from the study file's ``deep:`` section (:mod:`her2dlr.deep.settings`); an
 option given on the command line overrides it.
@@ -25,6 +29,16 @@ from her2dlr.errors import InputError
 __all__ = ["app"]
 
 app = sub_app("Train networks on the study's outer folds.")
+
+DISTRIBUTED_HELP = ("DistributedDataParallel over the processes of a torchrun launch (default: on when torchrun "
+                    "started several processes).")
+
+
+def _launch(distributed: bool | None) -> tuple[bool, bool]:
+    """Whether this process is rank 0 (the one that writes and prints), and whether to train distributed."""
+    from her2dlr.imaging.distributed import is_main_process, launched_world_size
+
+    return is_main_process(), launched_world_size() > 1 if distributed is None else distributed
 
 
 @app.callback()
@@ -62,7 +76,7 @@ def train_deep(
     threads: Annotated[int | None, typer.Option("--threads", help="Torch CPU threads (default: idle CPUs).")] = None,
     n_jobs: Annotated[int, typer.Option("--n-jobs", help="Threads reading images.")] = 2,
     resume: Annotated[bool, typer.Option("--resume", help="Continue interrupted folds from their last.pt.")] = False,
-    distributed: Annotated[bool, typer.Option("--distributed", help="DistributedDataParallel (launch with torchrun).")] = False,
+    distributed: Annotated[bool | None, typer.Option("--distributed/--no-distributed", help=DISTRIBUTED_HELP)] = None,
 ) -> None:
     """Train a network on every outer fold; write checkpoints, predictions and metrics to <run>/deep/<arch>.
 
@@ -89,10 +103,13 @@ def train_deep(
         err = exc.errors()[0]
         raise InputError(f"Option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']} "
                          f"(got {err.get('input')!r}).") from None
+    main, distributed = _launch(distributed)
     settings, roi = training_settings(d, weights_dir=s.base_dir, num_workers=num_workers, num_threads=threads,
-                                      distributed=distributed)
+                                      distributed=distributed, progress=main)
     result = run_deep_stage(s, settings=settings, roi=roi, schemes=d.schemes, repeats=repeat,
-                            resume=resume, final=d.final, n_jobs=n_jobs, lesion=d.roi)
+                            resume=resume, final=d.final, n_jobs=n_jobs, lesion=d.roi, progress=main)
+    if not main:  # the other processes of a torchrun launch only help train
+        return
     track_finished_stage(s, "deep", deep_dir(s, d.arch), artefacts=[result.artefact] if result.artefact else [])
     if len(result.metrics):
         print_metrics(result.metrics, f"{result.model} (written to {deep_dir(s, d.arch)})")
@@ -129,6 +146,7 @@ def train_seg(
     repetition: Annotated[int | None, typer.Option("--repetition", help="k-fold repetition whose folds give the out-of-fold masks (default 0).")] = None,
     final: Annotated[bool | None, typer.Option("--final/--no-final", help="Also the network for new cases, trained on every case with a mask.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto (default), cpu, cuda or cuda:N.")] = None,
+    distributed: Annotated[bool | None, typer.Option("--distributed/--no-distributed", help=DISTRIBUTED_HELP)] = None,
 ) -> None:
     """Train a segmentation network per outer fold; every case gets its out-of-fold mask (<run>/segment/<arch>/)."""
     from her2dlr.config import load_study
@@ -148,7 +166,10 @@ def train_seg(
         err = exc.errors()[0]
         raise InputError(f"Option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']} "
                          f"(got {err.get('input')!r}).") from None
-    res = run_seg_stage(s, settings, final=final)
+    main, distributed = _launch(distributed)
+    res = run_seg_stage(s, settings, final=final, progress=main, distributed=distributed)
+    if not main:  # the other processes of a torchrun launch only help train
+        return
     track_finished_stage(s, "segment", res.out_dir)
     m = res.summary
     if m.get("n_cases"):

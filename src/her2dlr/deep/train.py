@@ -33,14 +33,17 @@ and restored afterwards; augmentation runs single-threaded (small tensors are fa
 Devices: CUDA (with mixed precision, ``torch.autocast`` + gradient scaling) when present,
 else the CPU. Asking for a GPU that is not there is an error unless ``allow_cpu_fallback``.
 
-Several GPUs (DDP): launch the same script once per GPU with ``torchrun --nproc_per_node=N``
-and set ``distributed=True``. Each process trains on its shard of every epoch
-(``DistributedSampler``), gradients are averaged by ``DistributedDataParallel``, rank 0 scores
-the validation split and writes the checkpoints, and its early-stopping decision is broadcast.
-``batch_size`` is per process. Without a launcher (no ``RANK`` / ``WORLD_SIZE`` in the
-environment) a one-process group is made, which is how it is tested here (gloo, world size 1);
-several processes are not tested here. The deep stage (:mod:`her2dlr.deep.cv`) runs its folds
-one after another in every process, and only rank 0 writes the tables.
+Several processes or GPUs (DDP, :mod:`her2dlr.imaging.distributed`): launch the same command
+once per process with ``torchrun --nproc_per_node=N`` and set ``distributed=True`` (``her2dlr
+train deep`` does so by itself under a launcher). Each process trains on its shard of every
+epoch (``DistributedSampler``, its own augmentation draws), gradients are averaged by
+``DistributedDataParallel`` and batch-norm statistics after every epoch, so all processes hold
+the same weights; each scores a share of the validation split and all gather the whole split's
+predictions; rank 0's validation scores (and a callback's stop) are broadcast, so all stop at
+the same epoch; only rank 0 writes checkpoints. ``batch_size`` is per process. Without a
+launcher a one-process group is made and closed again. Tested with two CPU processes (gloo) in
+``tests/test_torchrun_ddp.py``. The deep stage (:mod:`her2dlr.deep.cv`) runs its folds one after
+another in every process, and only rank 0 writes the tables.
 """
 
 from __future__ import annotations
@@ -67,6 +70,18 @@ from her2dlr.deep.data import AugmentCollate, RoiDataset
 from her2dlr.deep.networks import CHECKPOINT_FORMAT, build_network
 from her2dlr.deep.transforms import Augment, AugmentSettings
 from her2dlr.errors import InputError, nearest
+from her2dlr.imaging.distributed import (
+    DistInfo,
+    broadcast_floats,
+    gather_predictions,
+    mean_over_ranks,
+    process_group,
+    rank_device,
+    shard_length,
+    shard_sampler,
+    sync_buffers,
+    wrap_ddp,
+)
 from her2dlr.imaging.torchutil import (
     checkpoint_safe,
     default_threads,
@@ -458,55 +473,15 @@ def predict_proba(model: nn.Module, rois: np.ndarray | torch.Tensor, *, batch_si
 
 
 def _evaluate(model: nn.Module, rois: np.ndarray, y: np.ndarray, loss_fn: Callable[..., torch.Tensor],
-              device: torch.device, settings: TrainSettings) -> tuple[float, float, np.ndarray]:
-    prob = predict_proba(model, rois, batch_size=max(settings.batch_size, 64), device=device, amp=settings.amp)
+              device: torch.device, settings: TrainSettings, dist_info: DistInfo) -> tuple[float, float, np.ndarray]:
+    """Validation loss, AUC and probabilities; with several processes each predicts a share and all gather them."""
+    batch = max(settings.batch_size, 64)
+    prob = gather_predictions(lambda rows: predict_proba(model, rois[rows], batch_size=batch, device=device,
+                                                         amp=settings.amp), len(rois), dist_info)
     with torch.no_grad():
         logp = torch.log(torch.as_tensor(prob).clamp_min(1e-12)).float()
         loss = float(loss_fn(logp, torch.as_tensor(y, dtype=torch.long)))
     return loss, _auc(y, prob), prob
-
-
-# --------------------------------------------------------------------------- distributed
-@dataclass
-class _Dist:
-    enabled: bool = False
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-    env_set: tuple[str, ...] = ()
-
-
-def _init_distributed(settings: TrainSettings) -> _Dist:
-    if not settings.distributed:
-        return _Dist()
-    import torch.distributed as dist
-
-    if not dist.is_available():
-        raise InputError("distributed=True but this torch build has no torch.distributed.")
-    owns = False
-    env_set: list[str] = []
-    if not dist.is_initialized():
-        env = os.environ
-        if "RANK" not in env or "WORLD_SIZE" not in env:  # no launcher: a one-process group
-            defaults = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
-                        "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
-            env_set = [k for k in defaults if k not in env]
-            for k in env_set:
-                env[k] = defaults[k]
-        backend = "nccl" if torch.cuda.is_available() and settings.device != "cpu" else "gloo"
-        dist.init_process_group(backend=backend, init_method="env://")
-        owns = True
-    return _Dist(True, dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns,
-                 tuple(env_set))
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- training
@@ -569,23 +544,14 @@ def train_network(rois: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
     groups = np.arange(len(y)).astype(str) if groups is None else np.asarray(groups).astype(str)
     out = Path(out_dir) if out_dir is not None else None
 
-    dist_info = _init_distributed(settings)
     device = resolve_device(settings.device, allow_cpu_fallback=settings.allow_cpu_fallback)
-    if dist_info.enabled and device.type == "cuda":
-        device = torch.device(f"cuda:{dist_info.local_rank}")
     threads = settings.num_threads or default_threads(settings.num_workers)
-    cuda_devices = [device.index or 0] if device.type == "cuda" else []
-    try:
+    with process_group(settings.distributed, device) as dist_info:
+        device = rank_device(device, dist_info)
+        cuda_devices = [device.index or 0] if device.type == "cuda" else []
         with seeded(settings.seed, deterministic=settings.deterministic, devices=cuda_devices), torch_threads(threads):
             return _train(rois, y, groups, settings, out, resume, dict(extra or {}), name, callback, device,
                           dist_info)
-    finally:
-        if dist_info.owns_group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-            for key in dist_info.env_set:
-                os.environ.pop(key, None)
 
 
 @dataclass
@@ -598,7 +564,7 @@ class _Run:
     val_idx: np.ndarray
     settings: TrainSettings
     device: torch.device
-    dist_info: _Dist
+    dist_info: DistInfo
     name: str
     notes: list[str]
     extra: dict[str, Any]
@@ -636,7 +602,7 @@ class _Fit:
 
 def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainSettings, out: Path | None,
            resume: bool, extra: dict[str, Any], name: str, callback: Callable[[dict[str, Any]], bool | None] | None,
-           device: torch.device, dist_info: _Dist) -> TrainResult:
+           device: torch.device, dist_info: DistInfo) -> TrainResult:
     """Setup, resume, the epoch loop, then the final selection (each a step below, in this order)."""
     run = _setup_run(rois, y, groups, settings, out, extra, name, device, dist_info)
     weights_np = class_weights(y[run.fit_idx], settings.n_classes)
@@ -645,13 +611,13 @@ def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainS
                              "finished": False, "stopped_early": False, "history": [], "n_cases": len(y),
                              "n_val": len(run.val_idx), "class_weights": weights_np.tolist()}
     start_epoch, best_state = _resume(run, fit, state, resume)
-    fit.net = _distributed(fit.model, run)
+    fit.net = wrap_ddp(fit.model, run.dist_info, run.device)
     epoch, best_state = _epoch_loop(run, fit, state, start_epoch, best_state, callback)
     return _final_selection(run, fit, state, epoch, best_state, weights_np)
 
 
 def _setup_run(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainSettings, out: Path | None,
-               extra: dict[str, Any], name: str, device: torch.device, dist_info: _Dist) -> _Run:
+               extra: dict[str, Any], name: str, device: torch.device, dist_info: DistInfo) -> _Run:
     """The inner validation split (or the warning that there is none) and the checkpoint paths."""
     notes: list[str] = []
     val_mask, no_val = _inner_split(y, groups, settings)
@@ -718,16 +684,6 @@ def _resume(run: _Run, fit: _Fit, state: dict[str, Any], resume: bool) -> tuple[
     return start_epoch, best_state
 
 
-def _distributed(model: nn.Module, run: _Run) -> nn.Module:
-    """The model wrapped in DistributedDataParallel when the run is distributed, else the model."""
-    if not run.dist_info.enabled:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    device = run.device
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-
 def _epoch_loop(run: _Run, fit: _Fit, state: dict[str, Any], start_epoch: int, best_state: dict[str, Any] | None,
                 callback: Callable[[dict[str, Any]], bool | None] | None) -> tuple[int, dict[str, Any] | None]:
     """Train epoch after epoch until the schedule ends, early stopping, or the callback; return the last epoch."""
@@ -747,6 +703,9 @@ def _epoch_loop(run: _Run, fit: _Fit, state: dict[str, Any], start_epoch: int, b
             t0 = time.perf_counter()
             loader = _epoch_loader(run, dataset, augment, collate, epoch)
             train_loss = _train_epoch(run, fit, loader)
+            sync_buffers(fit.model, run.dist_info)  # each process updated the batch-norm statistics on its shard
+            if fit.averaged is not None:
+                sync_buffers(fit.averaged, run.dist_info)
             epoch += 1
             row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "val_loss": float("nan"),
                                    "val_auc": float("nan"), "lr": float(fit.optimizer.param_groups[0]["lr"])}
@@ -756,6 +715,7 @@ def _epoch_loop(run: _Run, fit: _Fit, state: dict[str, Any], start_epoch: int, b
                 best_state = {k: v.detach().cpu().clone() for k, v in fit.kept.state_dict().items()}
             _record_epoch(run, state, row, improved, t0)
             interrupted = bool(callback(dict(row))) if callback is not None else False
+            interrupted = bool(broadcast_floats([interrupted], run.dist_info)[0])  # rank 0's word stops all
             if run.is_main:
                 _save_checkpoints(run, fit, state, epoch, improved)
             if bar is not None:
@@ -773,9 +733,12 @@ def _epoch_loop(run: _Run, fit: _Fit, state: dict[str, Any], start_epoch: int, b
 
 def _epoch_loader(run: _Run, dataset: RoiDataset, augment: Augment, collate: AugmentCollate, epoch: int
                   ) -> DataLoader:
-    """Reseed dropout, NumPy and the augmentation from the seed and the epoch, and make the epoch's loader."""
+    """Reseed dropout, NumPy and the augmentation from the seed and the epoch, and make the epoch's loader.
+
+    Each process of a distributed run draws its own augmentations (rank 0 those of a one-process run).
+    """
     settings = run.settings
-    epoch_seed = (settings.seed * 1_000_003 + epoch) % (2**32)
+    epoch_seed = (settings.seed * 1_000_003 + epoch + 7919 * run.dist_info.rank) % (2**32)
     torch.manual_seed(epoch_seed)  # dropout; a resumed run draws what the uninterrupted one drew
     np.random.seed(epoch_seed)
     augment.set_random_state(epoch_seed)
@@ -803,7 +766,7 @@ def _train_epoch(run: _Run, fit: _Fit, loader: DataLoader) -> float:
             fit.averaged.update_parameters(fit.model)
         total += float(loss.detach()) * len(yb)
         count += len(yb)
-    return total / max(count, 1)
+    return mean_over_ranks(total, count, run.dist_info)
 
 
 def _validate(run: _Run, fit: _Fit, state: dict[str, Any], row: dict[str, Any]) -> bool:
@@ -815,8 +778,8 @@ def _validate(run: _Run, fit: _Fit, state: dict[str, Any], row: dict[str, Any]) 
     improved = True  # no validation: the latest epoch is the one kept
     if run.has_val:
         v_loss, v_auc, _ = _evaluate(fit.kept, run.rois[run.val_idx], run.y[run.val_idx], fit.loss_cpu, run.device,
-                                     run.settings)
-        v_loss, v_auc = _agree(run.dist_info, v_loss, v_auc)
+                                     run.settings, run.dist_info)
+        v_loss, v_auc = broadcast_floats([v_loss, v_auc], run.dist_info)
         row.update(val_loss=v_loss, val_auc=v_auc)
         better_auc = v_auc > state["best_auc"] + 1e-9
         tie = abs(v_auc - state["best_auc"]) <= 1e-9 and v_loss < state["best_loss"]
@@ -891,20 +854,15 @@ def _final_selection(run: _Run, fit: _Fit, state: dict[str, Any], epoch: int, be
     )
 
 
-def _loader(dataset: RoiDataset, settings: TrainSettings, collate: AugmentCollate, seed: int, dist_info: _Dist,
+def _loader(dataset: RoiDataset, settings: TrainSettings, collate: AugmentCollate, seed: int, dist_info: DistInfo,
             epoch: int) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
-    sampler = None
-    if dist_info.enabled:
-        from torch.utils.data.distributed import DistributedSampler
-
-        sampler = DistributedSampler(dataset, num_replicas=dist_info.world, rank=dist_info.rank, shuffle=True,
-                                     seed=settings.seed)
-        sampler.set_epoch(epoch)
+    sampler = shard_sampler(dataset, dist_info, seed=settings.seed, epoch=epoch)
+    n = shard_length(len(dataset), dist_info)  # a last batch of one case would break batch norm
     return DataLoader(dataset, batch_size=settings.batch_size, shuffle=sampler is None, sampler=sampler,
                       collate_fn=collate, num_workers=settings.num_workers, generator=generator,
                       worker_init_fn=_seed_worker if settings.num_workers else None,
-                      drop_last=len(dataset) > settings.batch_size and len(dataset) % settings.batch_size == 1)
+                      drop_last=n > settings.batch_size and n % settings.batch_size == 1)
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -913,17 +871,6 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
     random.seed(seed)
     torch.set_num_threads(1)
-
-
-def _agree(dist_info: _Dist, loss: float, auc: float) -> tuple[float, float]:
-    """Rank 0's validation scores on every rank, so all take the same early-stopping decision."""
-    if not dist_info.enabled or dist_info.world == 1:
-        return loss, auc
-    import torch.distributed as dist
-
-    t = torch.tensor([loss, auc], dtype=torch.float64)
-    dist.broadcast(t, src=0)
-    return float(t[0]), float(t[1])
 
 
 def _check_resumable(ckpt: Mapping[str, Any], settings: TrainSettings, state: dict[str, Any], path: Path) -> None:

@@ -51,8 +51,12 @@ class SegStageResult:
     final: Path | None = None
 
 
-def seg_train_settings(settings: SegmentSettings, *, progress: bool = True) -> tuple[Any, Any, Any]:
-    """The training settings, input spec and post-processing of a ``segment:`` section (loads torch)."""
+def seg_train_settings(settings: SegmentSettings, *, progress: bool = True,
+                       distributed: bool = False) -> tuple[Any, Any, Any]:
+    """The training settings, input spec and post-processing of a ``segment:`` section (loads torch).
+
+    ``distributed``: DistributedDataParallel over the processes of a ``torchrun`` launch.
+    """
     from her2dlr.segment.data import SegSpec
     from her2dlr.segment.postprocess import PostSettings
     from her2dlr.segment.train_settings import SegTrainSettings
@@ -61,7 +65,7 @@ def seg_train_settings(settings: SegmentSettings, *, progress: bool = True) -> t
         arch=settings.arch, spatial_dims=settings.spatial_dims, image_size=settings.size,
         box_prompt=settings.box_prompt, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
         patience=settings.patience, val_fraction=settings.val_fraction, seed=settings.seed, device=settings.device,
-        progress=progress)
+        progress=progress, distributed=distributed)
     spec = SegSpec(size=settings.size, spatial_dims=settings.spatial_dims, box_prompt=settings.box_prompt,
                    box_margin=settings.box_margin)
     p = settings.post
@@ -91,12 +95,12 @@ def _cases(study: Study, settings: SegmentSettings) -> pd.DataFrame:
 
 
 def _train(cases: pd.DataFrame, rows: np.ndarray, settings: SegmentSettings, out: Path, progress: bool,
-           notes: list[str], name: str) -> Any:
+           notes: list[str], name: str, distributed: bool = False) -> Any:
     """Train one network on ``cases.iloc[rows]`` (cases with a given mask)."""
     from her2dlr.segment.data import load_seg_pairs
     from her2dlr.segment.train import train_segmenter
 
-    train, spec, _ = seg_train_settings(settings, progress=progress)
+    train, spec, _ = seg_train_settings(settings, progress=progress, distributed=distributed)
     sub = cases.iloc[rows]
     boxes = [tuple(b) if b is not None else None for b in sub["box"]]
     x, y, _ = load_seg_pairs(list(sub["image"]), list(sub["mask"]), boxes, spec=spec, progress=progress)
@@ -132,7 +136,7 @@ def _prompt_box(row: Any) -> tuple[float, ...] | None:
 
 
 def run_seg_stage(study: Study, settings: SegmentSettings | None = None, *, final: bool | None = None,
-                  progress: bool = True) -> SegStageResult:
+                  progress: bool = True, distributed: bool = False) -> SegStageResult:
     """Train the segmentation networks on the study's outer folds and write every case's out-of-fold mask.
 
     Parameters
@@ -143,6 +147,9 @@ def run_seg_stage(study: Study, settings: SegmentSettings | None = None, *, fina
     final : bool, optional
         Also train the network for new cases on every case with a mask (default: ``settings.final``).
     progress : bool, default=True
+    distributed : bool, default=False
+        Train each network with DistributedDataParallel over the processes of a ``torchrun``
+        launch; only rank 0 segments the cases and writes (the others return an empty result).
 
     Returns
     -------
@@ -170,10 +177,15 @@ def run_seg_stage(study: Study, settings: SegmentSettings | None = None, *, fina
         raise InputError(f"fold_r{settings.repetition} assigns no case to a fold: set split.kfold.")
     preds: dict[int, Any] = {}
     network_of: dict[int, str] = {}
+    from her2dlr.imaging.distributed import is_main_process
+
+    main = is_main_process()
     for k in folds:
         name = f"r{settings.repetition}f{k}"
         train_rows = np.flatnonzero(has_mask & (cases["fold"].to_numpy() >= 0) & (cases["fold"].to_numpy() != k))
-        model = _train(cases, train_rows, settings, out, progress, notes, name)
+        model = _train(cases, train_rows, settings, out, progress, notes, name, distributed)
+        if not main:
+            continue
         own = np.flatnonzero(cases["fold"].to_numpy() == k)
         if k == folds[0]:  # outside the k-fold: never seen by any fold network
             own = np.concatenate([own, np.flatnonzero(cases["fold"].to_numpy() < 0)])
@@ -183,10 +195,14 @@ def run_seg_stage(study: Study, settings: SegmentSettings | None = None, *, fina
     if final:
         from her2dlr.segment.checkpoints import save_segmenter
 
-        model = _train(cases, np.flatnonzero(has_mask), settings, out, progress, notes, "final")
+        model = _train(cases, np.flatnonzero(has_mask), settings, out, progress, notes, "final", distributed)
+        if not main:
+            return SegStageResult(out, pd.DataFrame(), {}, notes)
         train, spec, _ = seg_train_settings(settings, progress=False)
         final_path = save_segmenter(model, spec, train, out / "final" / BEST_CHECKPOINT,
                                     post=settings.post.model_dump(), n_cases=int(has_mask.sum()))
+    if not main:
+        return SegStageResult(out, pd.DataFrame(), {}, notes)
     rows = []
     for i, case in cases.iterrows():
         p = preds[int(i)]

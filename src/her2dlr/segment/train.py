@@ -19,6 +19,11 @@ Reproducibility: the seed fixes the initial weights, the split, and - reseeded e
 the seed and the epoch number - shuffling, dropout and augmentation; deterministic algorithms are
 switched on for the run and every global state is restored afterwards. Same seed and thread count
 on the CPU: the same weights. Devices: CUDA with mixed precision (``amp``) when present, else the CPU.
+
+Several processes or GPUs (``distributed``, launched by ``torchrun``): each process trains on its
+shard of every epoch with DistributedDataParallel, segments a share of the validation split and
+gathers the rest, takes rank 0's Dice for early stopping, and only rank 0 writes checkpoints
+(:mod:`her2dlr.imaging.distributed`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,17 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from her2dlr.errors import InputError
+from her2dlr.imaging.distributed import (
+    DistInfo,
+    broadcast_floats,
+    gather_predictions,
+    mean_over_ranks,
+    process_group,
+    rank_device,
+    shard_sampler,
+    sync_buffers,
+    wrap_ddp,
+)
 from her2dlr.imaging.torchutil import default_threads, resolve_device, seeded, torch_threads
 from her2dlr.segment.augment import AugmentBatch, PairDataset, SegAugment, SegAugmentSettings
 from her2dlr.segment.checkpoints import load_segmenter, save_segmenter
@@ -162,13 +178,17 @@ def train_segmenter(X: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = No
     device = resolve_device(settings.device)
     threads = settings.num_threads or default_threads(settings.num_workers)
     out = Path(out_dir) if out_dir is not None else None
-    with seeded(settings.seed, devices=[device.index or 0] if device.type == "cuda" else []), torch_threads(threads):
-        val, why = _inner_split(groups, settings)
-        if why:
-            notes.append(f"{why}: no inner validation split; all {settings.epochs} epochs trained and the last "
-                         "weights kept.")
-        run = _Run(X, Y, np.flatnonzero(~val), np.flatnonzero(val), settings, spec, device, out, notes)
-        result = _fit(run)
+    with process_group(settings.distributed, device) as dist_info:
+        device = rank_device(device, dist_info)
+        with (seeded(settings.seed, devices=[device.index or 0] if device.type == "cuda" else []),
+              torch_threads(threads)):
+            val, why = _inner_split(groups, settings)
+            if why:
+                notes.append(f"{why}: no inner validation split; all {settings.epochs} epochs trained and the last "
+                             "weights kept.")
+            run = _Run(X, Y, np.flatnonzero(~val), np.flatnonzero(val), settings, spec, device, out, notes,
+                       dist_info)
+            result = _fit(run)
     result.val_index = np.flatnonzero(lesion)[run.val_idx]
     return result
 
@@ -186,6 +206,7 @@ class _Run:
     device: torch.device
     out: Path | None
     notes: list[str]
+    dist_info: DistInfo = field(default_factory=DistInfo)
 
 
 def _fit(run: _Run) -> SegTrainResult:
@@ -203,6 +224,7 @@ def _fit(run: _Run) -> SegTrainResult:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=s.epochs, eta_min=s.lr * 0.01)
     use_amp = s.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    net = wrap_ddp(model, run.dist_info, device)  # what the training batches go through
     augment = SegAugment(s.image_size, s.augment, seed=s.seed, spatial_dims=s.spatial_dims,
                          image_channels=run.spec.channels)
     collate = AugmentBatch(augment, s.seed)
@@ -211,16 +233,18 @@ def _fit(run: _Run) -> SegTrainResult:
     best = {"dice": -math.inf, "loss": math.inf, "epoch": 0, "bad": 0}
     best_state: dict[str, torch.Tensor] | None = None
     history: list[dict[str, Any]] = []
-    bar = _bar(s)
+    bar = _bar(s) if run.dist_info.is_main else None
     try:
         for epoch in range(1, s.epochs + 1):
             t0 = time.perf_counter()
             row: dict[str, Any] = {"epoch": epoch, "lr": float(optimizer.param_groups[0]["lr"])}
-            row["train_loss"] = _train_epoch(model, _loader(dataset, collate, augment, s, epoch), optimizer, loss_fn,
-                                             scaler, device)
+            loader = _loader(dataset, collate, augment, s, epoch, run.dist_info)
+            row["train_loss"] = _train_epoch(net, loader, optimizer, loss_fn, scaler, device, run.dist_info)
+            sync_buffers(model, run.dist_info)
             scheduler.step()
             row["val_loss"], row["val_dice"] = (_validate(model, run, loss_fn) if has_val
                                                 else (float("nan"), float("nan")))
+            row["val_loss"], row["val_dice"] = broadcast_floats([row["val_loss"], row["val_dice"]], run.dist_info)
             improved = (not has_val or row["val_dice"] > best["dice"] + 1e-9
                         or (abs(row["val_dice"] - best["dice"]) <= 1e-9 and row["val_loss"] < best["loss"]))
             if improved:
@@ -230,7 +254,8 @@ def _fit(run: _Run) -> SegTrainResult:
                 best["bad"] += 1
             row["seconds"] = time.perf_counter() - t0
             history.append(row)
-            _save(run, model, epoch, improved, row)
+            if run.dist_info.is_main:
+                _save(run, model, epoch, improved, row)
             if bar is not None:
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", dice="-" if not has_val else f"{row['val_dice']:.3f}",
                                 best=best["epoch"], refresh=False)
@@ -260,19 +285,24 @@ def _bar(settings: SegTrainSettings) -> Any:
 
 
 def _loader(dataset: PairDataset, collate: AugmentBatch, augment: SegAugment, settings: SegTrainSettings,
-            epoch: int) -> DataLoader:
-    """Reseed dropout and augmentation from the seed and the epoch; the epoch's shuffled loader."""
-    epoch_seed = (settings.seed * 1_000_003 + epoch) % (2**32)
+            epoch: int, dist_info: DistInfo) -> DataLoader:
+    """Reseed dropout and augmentation from the seed and the epoch; the epoch's shuffled loader (or shard).
+
+    Each process of a distributed run draws its own augmentations (rank 0 those of a one-process run).
+    """
+    epoch_seed = (settings.seed * 1_000_003 + epoch + 7919 * dist_info.rank) % (2**32)
     torch.manual_seed(epoch_seed)
     augment.set_random_state(epoch_seed)
     collate.seed, collate.worker = epoch_seed, None
-    return DataLoader(dataset, batch_size=settings.batch_size, shuffle=True, collate_fn=collate,
-                      num_workers=settings.num_workers, generator=torch.Generator().manual_seed(epoch_seed))
+    sampler = shard_sampler(dataset, dist_info, seed=settings.seed, epoch=epoch)
+    return DataLoader(dataset, batch_size=settings.batch_size, shuffle=sampler is None, sampler=sampler,
+                      collate_fn=collate, num_workers=settings.num_workers,
+                      generator=torch.Generator().manual_seed(epoch_seed))
 
 
 def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, loss_fn: Any, scaler: Any,
-                 device: torch.device) -> float:
-    """One pass over the training cases; the mean training loss."""
+                 device: torch.device, dist_info: DistInfo) -> float:
+    """One pass over the training cases; the mean training loss (over all processes' shards)."""
     model.train()
     total, count = 0.0, 0
     for xb, yb in loader:
@@ -290,7 +320,7 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
             optimizer.step()
         total += float(loss.detach()) * len(xb)
         count += len(xb)
-    return total / max(count, 1)
+    return mean_over_ranks(total, count, dist_info)
 
 
 def _validate(model: nn.Module, run: _Run, loss_fn: Any) -> tuple[float, float]:
@@ -298,7 +328,9 @@ def _validate(model: nn.Module, run: _Run, loss_fn: Any) -> tuple[float, float]:
     from her2dlr.segment.infer import predict_lesion_prob
 
     s = run.settings
-    prob = predict_lesion_prob(model, run.X[run.val_idx], batch_size=s.batch_size, device=run.device, amp=s.amp)
+    X = run.X[run.val_idx]
+    prob = gather_predictions(lambda rows: predict_lesion_prob(model, X[rows], batch_size=s.batch_size,
+                                                               device=run.device, amp=s.amp), len(X), run.dist_info)
     truth = run.Y[run.val_idx]
     with torch.no_grad():
         p = torch.from_numpy(prob).clamp(1e-6, 1 - 1e-6)[:, None]

@@ -48,6 +48,9 @@ class SegTrainSettings:
         DataLoader worker processes for augmentation.
     progress : bool, default=True
         A bar over epochs with the training loss and the validation Dice.
+    distributed : bool, default=False
+        DistributedDataParallel over the processes of a ``torchrun`` launch
+        (:mod:`her2dlr.imaging.distributed`); ``batch_size`` is per process.
     augment : SegAugmentSettings
     """
 
@@ -69,6 +72,7 @@ class SegTrainSettings:
     num_threads: int | None = None
     num_workers: int = 0
     progress: bool = True
+    distributed: bool = False
     augment: SegAugmentSettings = field(default_factory=SegAugmentSettings)
 
     def __post_init__(self) -> None:
