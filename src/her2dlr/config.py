@@ -35,6 +35,7 @@ from her2dlr.schema import format_validation_error as _format
 from her2dlr.segment.settings import SegmentSettings
 from her2dlr.survival.settings import SurvivalSettings
 from her2dlr.tracking import TrackingSettings
+from her2dlr.video.settings import VideoSettings
 
 __all__ = [
     "DEFAULT_MISSING_VALUES",
@@ -65,6 +66,7 @@ class Study(StrictModel):
     radiomics: RadiomicsSettings = Field(default_factory=RadiomicsSettings)
     learn: LearnSettings | None = Field(None, description="Feature selection, model zoo and validation.")
     segment: SegmentSettings | None = Field(None, description="Lesion segmentation networks on the outer folds (her2dlr train seg).")
+    video: VideoSettings | None = Field(None, description="Per-frame localisation and radiomics curves of video rows (her2dlr extract video).")
     deep: DeepSettings | None = Field(None, description="Networks: ROI input, training, folds (her2dlr train deep, learn dlr).")
     survival: SurvivalSettings | None = Field(None, description="Survival stage (time, event, score, treatment columns).")
     tracking: TrackingSettings = Field(default_factory=TrackingSettings,

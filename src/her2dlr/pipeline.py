@@ -3,6 +3,9 @@
 Stages, in order, each run only when the study configures it (what it reads, besides its settings):
 
 - ``cohort``: always; build, QC, splits (the sources' files).
+- ``segment``: a ``segment:`` section; the segmentation networks and out-of-fold masks (the manifest).
+- ``video``: a ``video:`` section; per-frame localisation and the ``video_tf`` table (the manifest,
+  ``video.network``).
 - ``radiomics``: a ``radiomics:`` section, or a radiomics table named in ``learn.features`` or
   ``deep.dlr.radiomics`` (the manifest).
 - ``learn``: a ``learn:`` section (the manifest, the feature tables it names).
@@ -66,7 +69,7 @@ __all__ = ["STAGES", "PipelineResult", "StageOutcome", "file_fingerprint", "prin
            "track_finished_stage"]
 
 #: Stage names, in the order they run.
-STAGES = ("cohort", "segment", "radiomics", "learn", "deep", "dlr", "survival", "report")
+STAGES = ("cohort", "segment", "video", "radiomics", "learn", "deep", "dlr", "survival", "report")
 #: Files larger than this are fingerprinted by size + mtime instead of their bytes.
 HASH_LIMIT = 64 * 2**20
 #: Keys of a settings section that change how fast a stage runs, not what it writes.
@@ -245,6 +248,24 @@ def _run_segment(study: Study, opts: _Options) -> Path:
     return run_seg_stage(study, progress=opts.progress).out_dir
 
 
+def _run_video(study: Study, opts: _Options) -> Path:
+    from her2dlr.video.stage import run_video_stage
+
+    settings = study.video
+    if opts.n_jobs is not None:
+        settings = settings.model_copy(update={"n_jobs": opts.n_jobs})
+    run_video_stage(study, settings, progress=opts.progress)
+    return study.paths.feature_table("video_tf")
+
+
+def _video_inputs(study: Study) -> dict[str, str]:
+    out = _manifest_input(study)
+    for path in (study.video.network, study.video.params):
+        if path is not None and str(path).endswith((".pt", ".yaml", ".yml")):
+            out[str(study.resolve(path))] = file_fingerprint(study.resolve(path), content=True)
+    return out
+
+
 def _run_radiomics(study: Study, opts: _Options) -> Path:
     from her2dlr.radiomics.stage import run_radiomics_stage
 
@@ -282,6 +303,15 @@ def _run_dlr(study: Study, opts: _Options) -> Path:
     return result.out_dir
 
 
+def _survival_inputs(study: Study) -> dict[str, str]:
+    out = _manifest_input(study)
+    if study.survival.score_from is not None:  # the scores come from the learn / deep predictions
+        for path in sorted([*study.run_dir.glob("learn/*/predictions.parquet"),
+                            *study.run_dir.glob("deep/*/predictions.parquet")]):
+            out[str(path.relative_to(study.run_dir))] = file_fingerprint(path, content=True)
+    return out
+
+
 def _run_survival(study: Study, opts: _Options) -> Path:
     from her2dlr.survival.stage import run_survival_stage
 
@@ -312,10 +342,12 @@ _SPECS = (
            _cohort_inputs, _run_cohort, lambda s: _cohort_inputs(s, None, after_run=True)),
     _Stage("segment", "segment", ("cohort",), lambda s: s.segment is not None,
            lambda s, o: _section(s.segment), lambda s, _: _manifest_input(s), _run_segment),
+    _Stage("video", "video", ("cohort", "segment"), lambda s: s.video is not None,
+           lambda s, o: _section(s.video), lambda s, _: _video_inputs(s), _run_video),
     _Stage("radiomics", "radiomics", ("cohort", "segment"),
            lambda s: "radiomics" in s.model_fields_set or bool(_radiomics_names(s)),
            lambda s, o: _section(s.radiomics), lambda s, _: _radiomics_inputs(s), _run_radiomics),
-    _Stage("learn", "learn", ("cohort", "radiomics"), lambda s: s.learn is not None,
+    _Stage("learn", "learn", ("cohort", "video", "radiomics"), lambda s: s.learn is not None,
            lambda s, o: _section(s.learn),
            lambda s, _: {**_manifest_input(s), **_feature_inputs(s, s.learn.features)}, _run_learn),
     _Stage("deep", "deep", ("cohort", "segment"), lambda s: s.deep is not None,
@@ -323,8 +355,8 @@ _SPECS = (
     _Stage("dlr", "deep.dlr", ("cohort", "radiomics", "deep"), _dlr_configured,
            lambda s, o: {"arch": s.deep.arch, "dlr": _section(s.deep.dlr), "learn": _section(s.learn)},
            lambda s, _: {**_manifest_input(s), **_feature_inputs(s, [s.deep.dlr.radiomics])}, _run_dlr),
-    _Stage("survival", "survival", ("cohort",), lambda s: s.survival is not None,
-           lambda s, o: _section(s.survival), lambda s, _: _manifest_input(s), _run_survival),
+    _Stage("survival", "survival", ("cohort", "learn", "deep"), lambda s: s.survival is not None,
+           lambda s, o: _section(s.survival), lambda s, _: _survival_inputs(s), _run_survival),
     _Stage("report", "report", STAGES[:-1], lambda s: True, lambda s, o: {"pdf": o.pdf}, lambda s, _: {}, _run_report),
 )
 

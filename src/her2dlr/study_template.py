@@ -1,14 +1,21 @@
-"""The commented example study file written by ``her2dlr init``."""
+"""The study files ``her2dlr init`` writes: the commented example, and the paper templates.
+
+``her2dlr init --template seed000`` (... ``seed004``) writes a study file that runs one of the five
+papers' protocols on the user's cohort, each setting commented with the paper's section; they are
+the YAML files in ``her2dlr/data/templates/``.
+"""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from her2dlr.errors import InputError
 from her2dlr.io.atomic import write_text_atomic
 from her2dlr.radiomics.parameters import shipped_params
 
-__all__ = ["CLINICAL_BLOCK", "EXAMPLE_STUDY", "example_study", "write_example"]
+__all__ = ["CLINICAL_BLOCK", "EXAMPLE_STUDY", "PAPER_TEMPLATES", "example_study", "template_text", "write_example",
+           "write_template"]
 
 #: The ``learn:`` lines that add the clinical model and its fusions (commented out in the example).
 CLINICAL_BLOCK = """\
@@ -195,3 +202,37 @@ def write_example(path: str | Path, *, force: bool = False) -> Path:
     if path.exists() and not force:
         raise InputError(f"{path} already exists; use --force to overwrite it.")
     return write_text_atomic(path, EXAMPLE_STUDY)
+
+
+#: Paper template name -> what it reproduces (``her2dlr init --list-templates``).
+PAPER_TEMPLATES = {
+    "seed000": "Xu 2022 - ultrasound image, 3-block DenseNet on a drawn rectangle, radiomics and clinical comparators",
+    "seed001": "Quan 2023 - ultrasound video, per-frame radiomics curves, time-frequency features + clinical pairs",
+    "seed002": "Hu - ultrasound image, radiomics zoo, CNN + PCA deep features (DLR), clinical nomogram",
+    "seed003": "MRI DLR - DCE-MRI 3D radiomics, HER2-low vs HER2-zero, Kaplan-Meier and AIC-stepwise Cox",
+    "seed004": "Tong, DeepTEPP - DCE-MRI 3D network on recurrence, risk groups and anti-HER2 benefit per group",
+}
+
+
+def template_text(name: str) -> str:
+    """The YAML text of paper template ``name`` (one of :data:`PAPER_TEMPLATES`).
+
+    Raises
+    ------
+    InputError
+        Unknown name (lists the known ones).
+    """
+    from her2dlr.errors import nearest
+
+    if name not in PAPER_TEMPLATES:
+        raise InputError(f"Unknown template '{name}'. Known: {', '.join(PAPER_TEMPLATES)}.{nearest(name, PAPER_TEMPLATES)}")
+    return resources.files("her2dlr").joinpath("data", "templates", f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def write_template(name: str, path: str | Path, *, force: bool = False) -> Path:
+    """Write paper template ``name`` to ``path`` (refuses to overwrite unless ``force``)."""
+    text = template_text(name)
+    path = Path(path)
+    if path.exists() and not force:
+        raise InputError(f"{path} already exists; use --force to overwrite it.")
+    return write_text_atomic(path, text)

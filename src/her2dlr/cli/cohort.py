@@ -20,10 +20,21 @@ NJobs = Annotated[int, typer.Option(help="Parallel workers (-1: all cores).")]
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write the example study file.")] = Path("study.yaml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    template: Annotated[str | None, typer.Option("--template", help="A paper's protocol: seed000 ... seed004 (see --list-templates).")] = None,
+    list_templates: Annotated[bool, typer.Option("--list-templates", help="List the paper templates and exit.")] = False,
 ) -> None:
-    """Write a commented example study file."""
-    from her2dlr.study_template import write_example
+    """Write a commented example study file, or a paper's protocol (--template)."""
+    from her2dlr.study_template import PAPER_TEMPLATES, write_example, write_template
 
+    if list_templates:
+        for name, what in PAPER_TEMPLATES.items():
+            console.print(f"{name}  {what}", highlight=False)
+        return
+    if template is not None:
+        write_template(template, path, force=force)
+        console.print(f"Wrote {path}: the protocol of {template}, each setting with the paper's section. Edit the "
+                      f"cohort paths and columns, then run `her2dlr run {path}`.", highlight=False)
+        return
     write_example(path, force=force)
     console.print(f"Wrote {path}. Edit the cohort sources and label, then run `her2dlr cohort qc {path}`.")
 

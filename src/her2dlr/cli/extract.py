@@ -92,25 +92,18 @@ def extract_dsfr_cmd(
 @friendly
 def extract_video_cmd(
     study: StudyArg = Path("study.yaml"),
-    params: Annotated[str, typer.Option(help="Per-frame radiomics params set or YAML path.")] = "video",
-    network: Annotated[Path | None, typer.Option("--network", help="Segmentation checkpoint for videos without per-frame annotations (else the tracker from the row's key-frame bbox).")] = None,
-    n_jobs: Annotated[int, typer.Option("--n-jobs", help="Worker processes over frames.")] = 1,
+    params: Annotated[str | None, typer.Option(help="Per-frame radiomics params set or YAML path; default: video.params of the study, else 'video'.")] = None,
+    network: Annotated[Path | None, typer.Option("--network", help="Segmentation checkpoint for videos without per-frame annotations (else the tracker from the row's key-frame bbox); default: video.network of the study.")] = None,
+    n_jobs: Annotated[int | None, typer.Option("--n-jobs", help="Worker processes over frames; default: video.n_jobs of the study.")] = None,
 ) -> None:
     """Per-frame lesion localisation, radiomics curves and their time-frequency features (video_tf) of every video row."""
-    from her2dlr.cohort.build import manifest_path
-    from her2dlr.cohort.manifest import Manifest
-    from her2dlr.cohort.video import video_rows
     from her2dlr.config import load_study
-    from her2dlr.video.stage import extract_video_table
+    from her2dlr.video.settings import VideoSettings
+    from her2dlr.video.stage import run_video_stage
 
     s = load_study(study)
-    rows = video_rows(Manifest.load(manifest_path(s)).included)  # QC-excluded clips (unreadable) are left out
-    model = spec = None
-    if network is not None:
-        from her2dlr.segment.checkpoints import load_segmenter
-
-        model, spec, _ = load_segmenter(network, spatial_dims=2)
-    table, failures = extract_video_table(rows, s.paths.features, params=params, model=model, spec=spec,
-                                          n_jobs=n_jobs)
+    given = {"params": params, "network": network.resolve() if network is not None else None, "n_jobs": n_jobs}
+    settings = (s.video or VideoSettings()).model_copy(update={k: v for k, v in given.items() if v is not None})
+    table, failures = run_video_stage(s, settings)
     console.print(f"{len(table)} videos x {table.shape[1]} features -> {s.paths.feature_table('video_tf')}"
                   + (f"; {len(failures)} left out (see {s.paths.feature_failures('video_tf')})" if len(failures) else ""))

@@ -112,7 +112,7 @@ class _Table:
             return
         path = src.table if src.table.is_absolute() else root / src.table
         raw = read_table(path)
-        for col in [src.table_key_column, *src.clinical_columns, *src.label_columns]:
+        for col in [src.table_key_column, *src.clinical_columns, *src.label_columns, *self.survival_columns().values()]:
             if col not in raw.columns:
                 raise InputError(f"Column '{col}' is not in {path}. Columns: {list(map(str, raw.columns))}."
                                  f"{nearest(col, map(str, raw.columns))}")
@@ -132,7 +132,14 @@ class _Table:
         lookup = study.patient if self.src.table_key == "patient_id" else study.folder.relative_to(base).as_posix()
         rec = self.rows.get(lookup)
         columns = list(dict.fromkeys([*self.src.clinical_columns, *self.src.label_columns]))
-        return {c: (pd.NA if rec is None else rec[c]) for c in columns}
+        out = {c: (pd.NA if rec is None else rec[c]) for c in columns}
+        out.update({key: (pd.NA if rec is None else rec[col]) for key, col in self.survival_columns().items()})
+        return out
+
+    def survival_columns(self) -> dict[str, str]:
+        """Manifest name (time, event, treatment) -> the table's column, for those the source names."""
+        named = {"time": self.src.time_column, "event": self.src.event_column, "treatment": self.src.treatment_column}
+        return {key: col for key, col in named.items() if col}
 
 
 def import_dicom(src: DicomSource, root: Path, paths: RunPaths, missing_values: list[str], *,

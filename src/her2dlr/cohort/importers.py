@@ -296,6 +296,8 @@ def import_sources(study: Study) -> Manifest:
             df, t = import_dicom(src, study.base_dir, study.paths, study.cohort.missing_values)
             clinical += [c for c in src.clinical_columns if c not in clinical]
             types.update(t)
+            renamed.update({col: key for key, col in (("time", src.time_column), ("event", src.event_column),
+                                                      ("treatment", src.treatment_column)) if col and col != key})
         else:
             df, t = import_table(src, study.base_dir, study.cohort.missing_tokens)
             clinical += [c for c in src.clinical_columns if c not in clinical]

@@ -161,6 +161,9 @@ class DicomSource(_SourceBase):
     table_key_column: str = "folder"
     clinical_columns: list[str] = Field(default_factory=list)
     label_columns: list[str] = Field(default_factory=list)
+    time_column: str | None = Field(None, description="Follow-up time column of the table (survival).")
+    event_column: str | None = Field(None, description="Event column of the table: 1 = event, 0 = censored.")
+    treatment_column: str | None = Field(None, description="Treatment arm column of the table.")
     pseudonym_key: Path | None = Field(
         None, description="File of the secret keying the pseudonymous case ids (default: pseudonym.key beside the "
                           "study file; created when absent; keep it private).")

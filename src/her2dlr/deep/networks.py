@@ -439,6 +439,21 @@ class ViTNet(nn.Module):
         return self.classifier(self.embed(x))
 
 
+def _mm_resnet_options(self: Any, widths: tuple[int, ...] = (16, 32, 64, 128), blocks: int = 1,
+                       multi_stage: bool = True, multi_scale: bool = True, proj_dim: int = 32,
+                       dropout: float = 0.2) -> None:
+    """The options of ``mm_resnet`` in the deep stage: MMResNet's, without clinical inputs (the stage
+    feeds images only; clinical fusion is the learning stage's)."""
+
+
+def _mm_resnet(in_channels: int, n_classes: int, spatial_dims: int, **options: Any) -> nn.Module:
+    from her2dlr.deep.deeptepp import MMResNet
+
+    if "widths" in options:
+        options["widths"] = tuple(options["widths"])
+    return MMResNet(in_channels, n_classes, spatial_dims=spatial_dims, **options)
+
+
 # --------------------------------------------------------------------------- registry
 class _Entry(NamedTuple):
     make: Callable[..., nn.Module]  # (in_channels, n_classes, image_size, spatial_dims, **options)
@@ -461,14 +476,16 @@ _REGISTRY: dict[str, _Entry] = {
                     "VGG-19 with batch norm, GAP head"),
     "vit": _Entry(lambda c, k, s, d, **o: ViTNet(c, k, image_size=s, spatial_dims=d, **o), ViTNet.__init__, 16, 16,
                   "MONAI ViT-B/16 encoder, mean-token head"),
+    "mm_resnet": _Entry(lambda c, k, s, d, **o: _mm_resnet(c, k, d, **o), _mm_resnet_options, 16, 16,
+                        "multi-scale multi-stage ResNet, DeepTEPP's backbone (seed 004), image only"),
 }
 ARCHS = tuple(_REGISTRY)
 #: Input size each network is usually trained at (images).
 DEFAULT_IMAGE_SIZE = {"densenet3block": 64, "densenet121": 224, "resnet50": 224, "resnet101": 224, "vgg19": 224,
-                      "vit": 224}
+                      "vit": 224, "mm_resnet": 64}
 #: Cube side of volumes by default: a 64^3 crop holds as many voxels as a 512 x 512 image.
 DEFAULT_VOLUME_SIZE = {"densenet3block": 32, "densenet121": 64, "resnet50": 64, "resnet101": 64, "vgg19": 64,
-                       "vit": 64}
+                       "vit": 64, "mm_resnet": 32}
 
 
 def list_archs() -> dict[str, str]:

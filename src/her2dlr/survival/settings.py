@@ -63,6 +63,11 @@ class SurvivalSettings(_Strict):
     stepwise: Literal["both", "forward", "backward", "none"] = Field("both", description="AIC stepwise direction.")
     penalizer: float = Field(0.0, ge=0, description="Ridge/elastic-net penalty of the Cox models (0 = none).")
     score_column: str | None = Field(None, description="Risk score column for risk groups (higher = riskier).")
+    score_from: str | None = Field(
+        None, description="A model of this study's learn or deep stage (e.g. 'deep-densenet3block', "
+        "'radiomics_mri3d_mask-lr') whose k-fold out-of-fold probability (mean over repetitions) becomes the "
+        "score column (named by score_column, default 'model_score'): every case scored by a model that never "
+        "saw it.")
     score_covariates: list[str] | None = Field(
         None, description="If no score column: covariates of an out-of-fold Cox score built here."
     )

@@ -96,5 +96,60 @@ def run_survival_stage(study: Study | None = None, *, settings_from: Study | Non
             df = df.drop_duplicates("patient_id", keep="first")
             notes.append(f"the cohort has {n_rows} rows of {len(df)} patients: one row per patient (the first) "
                          "enters the survival analyses")
+        if settings.score_from is not None:
+            column = settings.score_column or "model_score"
+            scores, note = out_of_fold_scores(study.run_dir, settings.score_from)  # type: ignore[union-attr]
+            df = df.assign(**{column: df["case_id"].astype(str).map(scores)})
+            settings = settings.model_copy(update={"score_column": column})
+            notes.append(note)
     folder = Path(out) if out is not None else study.paths.survival  # type: ignore[union-attr]
     return run_survival(df, settings, folder, notes=notes), folder
+
+
+def out_of_fold_scores(run_dir: str | os.PathLike[str], model: str) -> tuple[Any, str]:
+    """Each case's k-fold out-of-fold probability of ``model`` (mean over repetitions), from the run folder.
+
+    Parameters
+    ----------
+    run_dir : path
+        The study's run folder; ``learn/*/predictions.parquet`` and ``deep/*/predictions.parquet``
+        are searched for rows of ``model``.
+    model : str
+        A model name as in those files' ``model`` column (and in ``metrics.csv``).
+
+    Returns
+    -------
+    scores : Series
+        Indexed by case id (str).
+    note : str
+        Where the scores came from, for the survival summary.
+
+    Raises
+    ------
+    InputError
+        No such model (the known ones are listed), or no k-fold test predictions of it.
+    """
+    import pandas as pd
+
+    from her2dlr.errors import InputError, nearest
+    from her2dlr.runfolder import PREDICTIONS
+
+    run = Path(run_dir)
+    files = sorted([*run.glob(f"learn/*/{PREDICTIONS}"), *run.glob(f"deep/*/{PREDICTIONS}")])
+    known: set[str] = set()
+    for path in files:
+        pred = pd.read_parquet(path, columns=["case_id", "model", "fold", "split", "prob"])
+        known.update(pred["model"].astype(str).unique())
+        rows = pred[(pred["model"] == model) & (pred["split"] == "test")
+                    & pred["fold"].astype(str).str.fullmatch(r"r\d+f\d+")]
+        if (pred["model"] == model).any():
+            if rows.empty:
+                raise InputError(f"survival.score_from: model '{model}' in {path} has no k-fold test predictions; "
+                                 "out-of-fold scores need the k-fold scheme (schemes: [kfold]).")
+            scores = rows.groupby(rows["case_id"].astype(str))["prob"].mean()
+            n_rep = rows["fold"].str.extract(r"r(\d+)f", expand=False).nunique()
+            return scores, (f"score '{model}': out-of-fold probability of {len(scores)} cases from "
+                            f"{path.relative_to(run)} (mean over {n_rep} k-fold repetition(s))")
+    listed = ", ".join(sorted(known)) or "none (run the learn or deep stage first)"
+    raise InputError(f"survival.score_from: no model '{model}' in {run}/learn or {run}/deep predictions. "
+                     f"Known: {listed}.{nearest(model, sorted(known))}")

@@ -26,7 +26,7 @@ from her2dlr.io.video import VideoInfo, open_video
 from her2dlr.video.features import DEFAULT_TARGET_FPS, frame_radiomics, video_tf_row
 from her2dlr.video.localise import Localisation, localise_video, read_annotations
 
-__all__ = ["VideoAnalysis", "analyse_video", "extract_video_table", "frame_table"]
+__all__ = ["VideoAnalysis", "analyse_video", "extract_video_table", "frame_table", "run_video_stage"]
 
 PathLike = str | os.PathLike[str]
 
@@ -202,3 +202,44 @@ def extract_video_table(rows: pd.DataFrame, features_dir: PathLike, *, name: str
               "n_videos": len(table), "n_failed": len(fail), "frames": counts}
     write_text_atomic(out / f"{name}.json", json.dumps(record, indent=2, default=str))
     return table, fail
+
+
+def run_video_stage(study: Any, settings: Any = None, *, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``her2dlr extract video`` and the ``video`` stage of ``her2dlr run``: the study's ``video_tf`` table.
+
+    Parameters
+    ----------
+    study : her2dlr.config.Study
+        Its manifest's included video rows are analysed (QC-excluded clips are left out).
+    settings : her2dlr.video.settings.VideoSettings, optional
+        Default: the study's ``video:`` section, or the defaults when it has none.
+    progress : bool, default=True
+
+    Returns
+    -------
+    table, failures
+        As :func:`extract_video_table`.
+    """
+    from her2dlr.cohort.build import manifest_path
+    from her2dlr.cohort.manifest import Manifest
+    from her2dlr.cohort.video import video_rows
+    from her2dlr.video.settings import VideoSettings
+
+    s = settings if settings is not None else (getattr(study, "video", None) or VideoSettings())
+    rows = video_rows(Manifest.load(manifest_path(study)).included)
+    if rows.empty:
+        raise InputError(f"The study '{study.name}' has no included video rows (modality US-video) for the video "
+                         "stage; check the cohort source's modality and qc.csv.")
+    model = spec = None
+    if s.network is not None:
+        from her2dlr.segment.checkpoints import load_segmenter
+
+        network = study.resolve(s.network)
+        if not Path(network).is_file():
+            raise InputError(f"video.network: {network} does not exist (a segmentation checkpoint, e.g. "
+                             "RUN/segment/<arch>/final/best.pt after `her2dlr train seg --final`).")
+        model, spec, _ = load_segmenter(network, spatial_dims=2)
+    n_jobs = (os.cpu_count() or 1) if s.n_jobs == -1 else s.n_jobs
+    params = str(study.resolve(s.params)) if s.params.endswith((".yaml", ".yml")) else s.params
+    return extract_video_table(rows, study.paths.features, params=params, model=model, spec=spec,
+                               target_fps=s.target_fps, n_jobs=n_jobs, progress=progress)
