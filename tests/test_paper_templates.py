@@ -3,7 +3,7 @@ with `her2dlr run` on data of its modality.
 
 Every template keeps its protocol; a test changes only what belongs to the user (the cohort section and,
 where the data has no IHC/ISH, the label rule) and what sets the size of the computation (epochs, folds,
-inner splits, image sizes, the radiomics params set), each listed in the test's ``SHRINK``.
+inner splits, image sizes, hyper-parameter grids, the radiomics params set), each listed in the test's ``shrink``.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def test_seed000_runs_end_to_end(us_cohort: dict[str, Any], tmp_path: Path, one_
     cohort["sources"] = [{**cohort["sources"][0], "bbox_columns": ["x", "y", "w", "h"]}]
     shrink = {"split": {"kfold": {"n_splits": 3}}, "radiomics": {"params": "us2d_original"},
               "learn": {"search": {"inner_splits": 2}, "features": ["radiomics_us2d_original_bbox", "clinical"],
-                        "schemes": ["kfold"]},
+                        "schemes": ["kfold"], "models": [{"name": "rf", "grid": {}}, "svm"]},
               "deep": {"epochs": 1, "patience": 0, "batch_size": 8}}
     study = _study("seed000", tmp_path, cohort, shrink, label=LABEL)
     result, seconds = _run(study, report=False)
