@@ -146,6 +146,31 @@ def test_same_seed_gives_identical_weights(train_set: tuple) -> None:
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_an_interrupted_training_resumes_to_the_uninterrupted_result(train_set: tuple, tmp_path: Path) -> None:
+    spec = SegSpec(size=SIZE)
+    X, Y, _ = load_seg_pairs(train_set[0][:16], train_set[1][:16], spec=spec, progress=False)
+    settings = SegTrainSettings(image_size=SIZE, epochs=4, seed=5, **{**FAST, "patience": 3})
+    whole = train_segmenter(X, Y, settings=settings, out_dir=tmp_path / "whole")
+    epochs_run: list[int] = []
+    stopped = train_segmenter(X, Y, settings=settings, out_dir=tmp_path / "cut",
+                              callback=lambda row: epochs_run.append(row["epoch"]) or row["epoch"] == 2)
+    assert epochs_run == [1, 2] and len(stopped.history) == 2
+    resumed = train_segmenter(X, Y, settings=settings, out_dir=tmp_path / "cut", resume=True,
+                              callback=lambda row: epochs_run.append(row["epoch"]))
+    assert epochs_run == [1, 2, 3, 4]  # only the epochs the interruption left
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    cols = ["epoch", "train_loss", "val_loss", "val_dice"]
+    assert whole.history[cols].equals(resumed.history[cols]) and whole.best_epoch == resumed.best_epoch
+    again = train_segmenter(X, Y, settings=settings, out_dir=tmp_path / "cut", resume=True,
+                            callback=lambda row: epochs_run.append(row["epoch"]))
+    assert epochs_run == [1, 2, 3, 4]  # a finished training is not repeated
+    assert all(torch.equal(a[k], again.model.state_dict()[k]) for k in a)
+    other = SegTrainSettings(image_size=SIZE, epochs=4, seed=6, **{**FAST, "patience": 3})
+    with pytest.raises(InputError, match="other training settings"):
+        train_segmenter(X, Y, settings=other, out_dir=tmp_path / "cut", resume=True)
+
+
 # --------------------------------------------------------------------------- networks and checkpoints
 @pytest.mark.parametrize("arch", list(SEG_ARCHS))
 @pytest.mark.parametrize("dims", [2, 3])

@@ -147,6 +147,7 @@ def train_seg(
     final: Annotated[bool | None, typer.Option("--final/--no-final", help="Also the network for new cases, trained on every case with a mask.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto (default), cpu, cuda or cuda:N.")] = None,
     distributed: Annotated[bool | None, typer.Option("--distributed/--no-distributed", help=DISTRIBUTED_HELP)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue interrupted networks from their resume.pt.")] = False,
 ) -> None:
     """Train a segmentation network per outer fold; every case gets its out-of-fold mask (<run>/segment/<arch>/)."""
     from her2dlr.config import load_study
@@ -167,7 +168,7 @@ def train_seg(
         raise InputError(f"Option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']} "
                          f"(got {err.get('input')!r}).") from None
     main, distributed = _launch(distributed)
-    res = run_seg_stage(s, settings, final=final, progress=main, distributed=distributed)
+    res = run_seg_stage(s, settings, final=final, progress=main, distributed=distributed, resume=resume)
     if not main:  # the other processes of a torchrun launch only help train
         return
     track_finished_stage(s, "segment", res.out_dir)

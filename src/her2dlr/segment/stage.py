@@ -95,7 +95,7 @@ def _cases(study: Study, settings: SegmentSettings) -> pd.DataFrame:
 
 
 def _train(cases: pd.DataFrame, rows: np.ndarray, settings: SegmentSettings, out: Path, progress: bool,
-           notes: list[str], name: str, distributed: bool = False) -> Any:
+           notes: list[str], name: str, distributed: bool = False, resume: bool = False) -> Any:
     """Train one network on ``cases.iloc[rows]`` (cases with a given mask)."""
     from her2dlr.segment.data import load_seg_pairs
     from her2dlr.segment.train import train_segmenter
@@ -104,7 +104,8 @@ def _train(cases: pd.DataFrame, rows: np.ndarray, settings: SegmentSettings, out
     sub = cases.iloc[rows]
     boxes = [tuple(b) if b is not None else None for b in sub["box"]]
     x, y, _ = load_seg_pairs(list(sub["image"]), list(sub["mask"]), boxes, spec=spec, progress=progress)
-    res = train_segmenter(x, y, sub["group"].to_numpy(), settings=train, out_dir=out / name, spec=spec)
+    res = train_segmenter(x, y, sub["group"].to_numpy(), settings=train, out_dir=out / name, spec=spec,
+                          resume=resume)
     notes += [f"{name}: {n}" for n in res.notes]
     return res.model
 
@@ -136,7 +137,7 @@ def _prompt_box(row: Any) -> tuple[float, ...] | None:
 
 
 def run_seg_stage(study: Study, settings: SegmentSettings | None = None, *, final: bool | None = None,
-                  progress: bool = True, distributed: bool = False) -> SegStageResult:
+                  progress: bool = True, distributed: bool = False, resume: bool = False) -> SegStageResult:
     """Train the segmentation networks on the study's outer folds and write every case's out-of-fold mask.
 
     Parameters
@@ -150,6 +151,9 @@ def run_seg_stage(study: Study, settings: SegmentSettings | None = None, *, fina
     distributed : bool, default=False
         Train each network with DistributedDataParallel over the processes of a ``torchrun``
         launch; only rank 0 segments the cases and writes (the others return an empty result).
+    resume : bool, default=False
+        Continue each network from its folder's ``resume.pt`` (an interrupted run): finished folds
+        are not trained again and the networks equal those of an uninterrupted run.
 
     Returns
     -------
@@ -183,7 +187,7 @@ def run_seg_stage(study: Study, settings: SegmentSettings | None = None, *, fina
     for k in folds:
         name = f"r{settings.repetition}f{k}"
         train_rows = np.flatnonzero(has_mask & (cases["fold"].to_numpy() >= 0) & (cases["fold"].to_numpy() != k))
-        model = _train(cases, train_rows, settings, out, progress, notes, name, distributed)
+        model = _train(cases, train_rows, settings, out, progress, notes, name, distributed, resume)
         if not main:
             continue
         own = np.flatnonzero(cases["fold"].to_numpy() == k)
@@ -195,7 +199,7 @@ def run_seg_stage(study: Study, settings: SegmentSettings | None = None, *, fina
     if final:
         from her2dlr.segment.checkpoints import save_segmenter
 
-        model = _train(cases, np.flatnonzero(has_mask), settings, out, progress, notes, "final", distributed)
+        model = _train(cases, np.flatnonzero(has_mask), settings, out, progress, notes, "final", distributed, resume)
         if not main:
             return SegStageResult(out, pd.DataFrame(), {}, notes)
         train, spec, _ = seg_train_settings(settings, progress=False)

@@ -28,9 +28,12 @@ gathers the rest, takes rank 0's Dice for early stopping, and only rank 0 writes
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +57,7 @@ from her2dlr.imaging.distributed import (
     sync_buffers,
     wrap_ddp,
 )
-from her2dlr.imaging.torchutil import default_threads, resolve_device, seeded, torch_threads
+from her2dlr.imaging.torchutil import checkpoint_safe, default_threads, resolve_device, seeded, torch_threads
 from her2dlr.segment.augment import AugmentBatch, PairDataset, SegAugment, SegAugmentSettings
 from her2dlr.segment.checkpoints import load_segmenter, save_segmenter
 from her2dlr.segment.data import SegSpec
@@ -134,7 +137,8 @@ def _inner_split(groups: np.ndarray, settings: SegTrainSettings) -> tuple[np.nda
 
 def train_segmenter(X: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = None, *,
                     settings: SegTrainSettings | None = None, out_dir: str | os.PathLike[str] | None = None,
-                    spec: SegSpec | None = None) -> SegTrainResult:
+                    spec: SegSpec | None = None, resume: bool = False,
+                    callback: Callable[[dict[str, Any]], bool | None] | None = None) -> SegTrainResult:
     """Train a segmentation network with early stopping on the Dice of an inner validation split.
 
     Parameters
@@ -151,6 +155,13 @@ def train_segmenter(X: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = No
         Folder for ``best.pt`` and ``last.pt``.
     spec : SegSpec, optional
         Stored in the checkpoints (default: made from the settings and the channel count of ``X``).
+    resume : bool, default=False
+        Continue from ``out_dir/resume.pt`` (written after every epoch with the optimiser, schedule
+        and early-stopping state): the result equals that of an uninterrupted run. A finished
+        training is not repeated. Without the file, training starts afresh.
+    callback : callable, optional
+        Called with each epoch's history row after its checkpoints are written; returning True
+        stops training there (what an interruption leaves behind).
 
     Returns
     -------
@@ -159,7 +170,8 @@ def train_segmenter(X: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = No
     Raises
     ------
     InputError
-        Arrays of the wrong shape, no mask with a lesion, a GPU asked for and absent.
+        Arrays of the wrong shape, no mask with a lesion, a GPU asked for and absent, a
+        ``resume.pt`` written with other settings or cases.
     """
     settings = settings or SegTrainSettings()
     X, Y = _check_arrays(X, Y, settings)
@@ -187,7 +199,7 @@ def train_segmenter(X: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = No
                 notes.append(f"{why}: no inner validation split; all {settings.epochs} epochs trained and the last "
                              "weights kept.")
             run = _Run(X, Y, np.flatnonzero(~val), np.flatnonzero(val), settings, spec, device, out, notes,
-                       dist_info)
+                       dist_info, resume=resume, callback=callback)
             result = _fit(run)
     result.val_index = np.flatnonzero(lesion)[run.val_idx]
     return result
@@ -207,6 +219,18 @@ class _Run:
     out: Path | None
     notes: list[str]
     dist_info: DistInfo = field(default_factory=DistInfo)
+    resume: bool = False
+    callback: Callable[[dict[str, Any]], bool | None] | None = None
+
+    def fingerprint(self) -> str:
+        """What a resumed run must share with the interrupted one: the settings that shape the
+        training (not threads, workers, device or progress) and the cases."""
+        skip = ("progress", "num_threads", "num_workers", "device", "distributed")
+        kept = {k: v for k, v in checkpoint_safe(self.settings).items() if k not in skip}
+        digest = hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode())
+        for arr in (self.X, self.Y, self.fit_idx, self.val_idx):
+            digest.update(np.ascontiguousarray(arr).tobytes())
+        return digest.hexdigest()
 
 
 def _fit(run: _Run) -> SegTrainResult:
@@ -230,12 +254,18 @@ def _fit(run: _Run) -> SegTrainResult:
     collate = AugmentBatch(augment, s.seed)
     dataset = PairDataset(run.X[run.fit_idx], run.Y[run.fit_idx])
     has_val = len(run.val_idx) > 0
-    best = {"dice": -math.inf, "loss": math.inf, "epoch": 0, "bad": 0}
+    best: dict[str, Any] = {"dice": -math.inf, "loss": math.inf, "epoch": 0, "bad": 0, "done": False}
     best_state: dict[str, torch.Tensor] | None = None
     history: list[dict[str, Any]] = []
+    fingerprint = run.fingerprint()
+    start = 0
+    if run.resume:
+        start, best_state = _restore(run, fingerprint, model, optimizer, scheduler, scaler, best, history)
     bar = _bar(s) if run.dist_info.is_main else None
     try:
-        for epoch in range(1, s.epochs + 1):
+        for epoch in range(start + 1, s.epochs + 1):
+            if best["done"]:
+                break
             t0 = time.perf_counter()
             row: dict[str, Any] = {"epoch": epoch, "lr": float(optimizer.param_groups[0]["lr"])}
             loader = _loader(dataset, collate, augment, s, epoch, run.dist_info)
@@ -254,14 +284,19 @@ def _fit(run: _Run) -> SegTrainResult:
                 best["bad"] += 1
             row["seconds"] = time.perf_counter() - t0
             history.append(row)
+            if has_val and s.patience and best["bad"] >= s.patience:
+                run.notes.append(f"Stopped early after epoch {epoch} (best epoch {best['epoch']}).")
+                best["done"] = True
             if run.dist_info.is_main:
                 _save(run, model, epoch, improved, row)
+                _save_resume(run, fingerprint, epoch, model, optimizer, scheduler, scaler, best, history)
             if bar is not None:
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", dice="-" if not has_val else f"{row['val_dice']:.3f}",
                                 best=best["epoch"], refresh=False)
                 bar.update(1)
-            if has_val and s.patience and best["bad"] >= s.patience:
-                run.notes.append(f"Stopped early after epoch {epoch} (best epoch {best['epoch']}).")
+            stop = run.callback(dict(row)) if run.callback is not None else None
+            stop = bool(broadcast_floats([float(bool(stop))], run.dist_info)[0])
+            if best["done"] or stop:
                 break
     finally:
         if bar is not None:
@@ -337,6 +372,54 @@ def _validate(model: nn.Module, run: _Run, loss_fn: Any) -> tuple[float, float]:
         loss = float(loss_fn(torch.log(torch.cat([1 - p, p], dim=1)), torch.from_numpy(truth)[:, None]))
     dice = float(np.mean([dice_score(pr >= 0.5, t) for pr, t in zip(prob, truth)]))
     return loss, dice
+
+
+RESUME = "resume.pt"
+_RESUME_FORMAT = "her2dlr-segmentation-resume-1"
+
+
+def _save_resume(run: _Run, fingerprint: str, epoch: int, model: nn.Module, optimizer: Any, scheduler: Any,
+                 scaler: Any, best: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    """Everything a later ``resume=True`` needs to continue after ``epoch`` as if never stopped."""
+    if run.out is None:
+        return
+    from her2dlr.io.atomic import atomic_path
+
+    payload = {"format": _RESUME_FORMAT, "fingerprint": fingerprint, "epoch": epoch,
+               "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+               "optimizer_state": optimizer.state_dict(), "scheduler_state": scheduler.state_dict(),
+               "scaler_state": scaler.state_dict() if scaler is not None else None,
+               "best": dict(best), "history": list(history), "notes": list(run.notes)}
+    with atomic_path(run.out / RESUME) as tmp:
+        torch.save(payload, tmp)
+
+
+def _restore(run: _Run, fingerprint: str, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any,
+             best: dict[str, Any], history: list[dict[str, Any]]) -> tuple[int, dict[str, torch.Tensor] | None]:
+    """Load ``resume.pt`` into the training objects; the last epoch done and the kept weights so far."""
+    path = run.out / RESUME if run.out is not None else None
+    if path is None or not path.is_file():
+        return 0, None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a torn or foreign file: say which, never continue from it silently
+        raise InputError(f"Cannot resume from {path}: {type(exc).__name__}. Delete it to train afresh.") from None
+    if not isinstance(state, dict) or state.get("format") != _RESUME_FORMAT:
+        raise InputError(f"{path} is not a segmentation training state. Delete it to train afresh.")
+    if state["fingerprint"] != fingerprint:
+        raise InputError(f"{path} was written with other training settings or cases than this run's; resuming would "
+                         "mix two trainings. Delete it (or the fold folder) to train afresh.")
+    model.load_state_dict(state["model_state"])
+    optimizer.load_state_dict(state["optimizer_state"])
+    scheduler.load_state_dict(state["scheduler_state"])
+    if scaler is not None and state.get("scaler_state"):
+        scaler.load_state_dict(state["scaler_state"])
+    best.update(state["best"])
+    history.extend(state["history"])
+    run.notes[:] = list(dict.fromkeys([*state["notes"], *run.notes]))
+    best_path = run.out / "best.pt"
+    best_state = load_segmenter(best_path)[0].state_dict() if best_path.is_file() and best["epoch"] else None
+    return int(state["epoch"]), best_state
 
 
 def _save(run: _Run, model: nn.Module, epoch: int, improved: bool, row: dict[str, Any]) -> None:
