@@ -118,11 +118,17 @@ def _check_dicom(field_name: str, data: bytes, max_pixels: int) -> CheckedUpload
         return _read_dicom(field_name, data, max_pixels)
 
 
-def _read_dicom(field_name: str, data: bytes, max_pixels: int) -> CheckedUpload:
+def read_dicom_header(field_name: str, data: bytes) -> tuple[Any, int, int, int]:
+    """The dataset of an uploaded DICOM file and its rows, columns and frame count (call inside
+    ``warnings.catch_warnings``: pydicom's warnings may quote attribute values).
+
+    Raises
+    ------
+    UploadError
+        400 when it cannot be read or holds no pixel data.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
-
-    from her2dlr.serve.deidentify import deidentify_dataset
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
@@ -132,6 +138,13 @@ def _read_dicom(field_name: str, data: bytes, max_pixels: int) -> CheckedUpload:
         raise UploadError(400, field_name, f"{field_name}: the DICOM file cannot be read ({type(exc).__name__}).") from None
     if "PixelData" not in ds:
         raise UploadError(400, field_name, f"{field_name}: the DICOM file holds no image (no pixel data).")
+    return ds, rows, cols, frames
+
+
+def _read_dicom(field_name: str, data: bytes, max_pixels: int) -> CheckedUpload:
+    from her2dlr.serve.deidentify import deidentify_dataset
+
+    ds, rows, cols, frames = read_dicom_header(field_name, data)
     _check_pixels(field_name, cols, rows, frames, max_pixels)
     if frames > 1:
         raise UploadError(400, field_name, f"{field_name}: a multi-frame DICOM ({frames} frames) is a cine loop or a "

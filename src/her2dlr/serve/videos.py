@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from her2dlr.errors import InputError
-from her2dlr.serve.uploads import UploadError, _check_pixels
+from her2dlr.serve.uploads import UploadError, _check_pixels, read_dicom_header
 
 __all__ = ["CLIP_KINDS", "CheckedClip", "OpenClip", "check_clip", "frame_line", "open_clip", "run_clip", "sniff_clip"]
 
@@ -70,21 +70,11 @@ def sniff_clip(data: bytes) -> str | None:
 
 
 def _dicom_cine(name: str, data: bytes, max_pixels: int, max_frames: int) -> CheckedClip:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     from her2dlr.serve.deidentify import deidentify_dataset
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom's warnings may quote attribute values
-        try:
-            ds = pydicom.dcmread(io.BytesIO(data))
-            rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-            frames = int(ds.get("NumberOfFrames", 1) or 1)
-        except (InvalidDicomError, ValueError, TypeError, KeyError, AttributeError, EOFError, OSError) as exc:
-            raise UploadError(400, name, f"{name}: the DICOM file cannot be read ({type(exc).__name__}).") from None
-        if "PixelData" not in ds:
-            raise UploadError(400, name, f"{name}: the DICOM file holds no image (no pixel data).")
+        ds, rows, cols, frames = read_dicom_header(name, data)
         _check_pixels(name, cols, rows, 1, max_pixels)
         if frames < 2:
             raise UploadError(400, name, f"{name}: a single-frame DICOM is an image, not a cine loop; send it to "
