@@ -40,6 +40,7 @@ SMALL_3D = {  # arch -> (cube side, options); densenet121 pools five times and n
     "resnet101": (16, {}),
     "vgg19": (16, {}),
     "vit": (16, {"patch_size": 8, "hidden_size": 32, "mlp_dim": 64, "num_layers": 1, "num_heads": 4}),
+    "mm_resnet": (16, {"widths": (4, 8, 8, 16)}),
 }
 
 
@@ -79,8 +80,9 @@ def test_every_arch_builds_in_3d_with_logits_embed_and_target_layer(arch):
     handle.remove()
     assert logits.shape == (1, 2) and torch.isfinite(logits).all()
     assert emb.shape == (1, net.embed_dim)
-    assert maps["map"].ndim == 5 and maps["map"].shape[:2] == (1, net.embed_dim)  # (N, C, d, h, w) for Grad-CAM
-    if arch != "vgg19":  # vgg19 max-pools once more after its last convolution
+    channels = options["widths"][-1] if arch == "mm_resnet" else net.embed_dim  # mm_resnet: its last stage
+    assert maps["map"].ndim == 5 and maps["map"].shape[:2] == (1, channels)  # (N, C, d, h, w) for Grad-CAM
+    if arch not in ("vgg19", "mm_resnet"):  # vgg19 max-pools once more; mm_resnet fuses every stage
         torch.testing.assert_close(maps["map"].mean(dim=(2, 3, 4)), emb, rtol=1e-4, atol=1e-5)
     assert net.config["spatial_dims"] == 3
 

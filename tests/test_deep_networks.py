@@ -16,6 +16,7 @@ SMALL = {  # arch -> (image size, options): small inputs keep the big networks f
     "resnet101": (32, {}),
     "vgg19": (32, {}),
     "vit": (32, {"patch_size": 16, "hidden_size": 64, "mlp_dim": 128, "num_layers": 2, "num_heads": 4}),
+    "mm_resnet": (32, {"widths": (8, 16, 16, 32)}),
 }
 
 
@@ -44,8 +45,11 @@ def test_logits_embed_and_target_layer(arch):
     assert logits.shape == (2, 3)
     assert emb.shape == (2, net.embed_dim)
     fmap = maps["map"]
-    assert fmap.ndim == 4 and fmap.shape[:2] == (2, net.embed_dim)
-    if arch != "vgg19":  # vgg19 max-pools once more after its last convolution
+    # mm_resnet's embedding fuses every stage (and a 2x2 pooling) through projections: its target layer is the last
+    # stage, of the last width, and the mean of its maps is not the embedding
+    channels = options["widths"][-1] if arch == "mm_resnet" else net.embed_dim
+    assert fmap.ndim == 4 and fmap.shape[:2] == (2, channels)
+    if arch not in ("vgg19", "mm_resnet"):  # vgg19 max-pools once more after its last convolution
         torch.testing.assert_close(fmap.mean(dim=(2, 3)), emb, rtol=1e-4, atol=1e-5)
     assert net.config["arch"] == arch and net.config["image_size"] == size
 

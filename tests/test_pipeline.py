@@ -121,7 +121,7 @@ def test_changed_learn_settings_rerun_learning_and_report_only(study: tuple[dict
     raw = copy.deepcopy(raw)
     raw["learn"]["threshold"] = {"method": "sensitivity", "target": 0.9}
     result = _run(raw, root)
-    assert _statuses(result) == {"cohort": "reused", "segment": "skipped", "radiomics": "reused", "learn": "ran", "deep": "skipped",
+    assert _statuses(result) == {"cohort": "reused", "segment": "skipped", "video": "skipped", "radiomics": "reused", "learn": "ran", "deep": "skipped",
                                  "dlr": "skipped", "survival": "skipped", "report": "ran"}
     assert result["learn"].reason == "settings changed (learn)"
     assert result["report"].reason == "upstream re-ran: learn"
@@ -137,7 +137,7 @@ def test_deleted_output_reruns_its_stage(study: tuple[dict[str, Any], Path]) -> 
     raw, root = study
     (root / "run" / "features" / f"{TABLE}_failures.csv").unlink()
     result = _run(raw, root, only=["cohort", "radiomics"])
-    assert _statuses(result) == {"cohort": "reused", "segment": "skipped", "radiomics": "ran", "learn": "not selected", "deep": "skipped",
+    assert _statuses(result) == {"cohort": "reused", "segment": "skipped", "video": "skipped", "radiomics": "ran", "learn": "not selected", "deep": "skipped",
                                  "dlr": "skipped", "survival": "skipped", "report": "not selected"}
     assert result["radiomics"].reason == f"output missing: features/{TABLE}_failures.csv"
     assert (root / "run" / "features" / f"{TABLE}_failures.csv").is_file()
@@ -191,7 +191,7 @@ def test_cli_run_prints_the_summary(study: tuple[dict[str, Any], Path]) -> None:
 def test_force_reruns_selected_stages(study: tuple[dict[str, Any], Path]) -> None:
     raw, root = study
     result = _run(raw, root, from_stage="report", force=True)
-    assert _statuses(result) == {"cohort": "not selected", "segment": "skipped", "radiomics": "not selected", "learn": "not selected",
+    assert _statuses(result) == {"cohort": "not selected", "segment": "skipped", "video": "skipped", "radiomics": "not selected", "learn": "not selected",
                                  "deep": "skipped", "dlr": "skipped", "survival": "skipped", "report": "ran"}
     assert result["report"].reason == "forced"
 

@@ -177,7 +177,7 @@ def chromium(tmp_path_factory) -> Iterator[Page]:
 
 
 @pytest.fixture(scope="module")
-def firefox() -> Iterator[Page]:
+def firefox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
     if not FIREFOX:
         pytest.skip("Firefox is not installed (Debian: apt-get install firefox-esr)")
     marionette = pytest.importorskip("marionette_driver.marionette",
@@ -186,7 +186,8 @@ def firefox() -> Iterator[Page]:
 
     client = marionette.Marionette(host="127.0.0.1", port=free_port(), bin=FIREFOX, headless=True,
                                    app_args=["-no-remote", "--width=1280", "--height=1700"], startup_timeout=120,
-                                   gecko_log=os.devnull)
+                                   gecko_log=str(tmp_path_factory.mktemp("gecko") / "gecko.log"))
+    # never os.devnull: Marionette deletes an existing log file before starting (as root, /dev/null itself)
     try:
         client.start_session()
         client.timeout.page_load = 60
