@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
-from conftest import write_random_lesion_folders
+from conftest import write_folder_study, write_random_lesion_folders
 from her2dlr.cli import app
 
 mlflow = pytest.importorskip("mlflow", reason="MLflow is not installed (pip install her2dlr[tracking])")
@@ -26,17 +25,13 @@ def runs(tmp_path_factory) -> tuple[Path, list, list]:
 
     tmp = tmp_path_factory.mktemp("tracked_nets")
     write_random_lesion_folders(tmp / "cohort", 8)
-    raw = {
-        "name": "nets",
-        "cohort": {"sources": [{"kind": "folders", "path": str(tmp / "cohort")}]},
-        "label": {"rule": "column", "column": "class", "positive": ["malignant"], "negative": ["benign"]},
-        "split": {"seed": 3, "holdout": None, "kfold": {"n_splits": 2, "n_repeats": 1}},
-        "segment": {"image_size": 32, "epochs": 3, "batch_size": 8, "patience": 0, "final": False},
-        "deep": {"image_size": 32, "epochs": 1, "batch_size": 8, "patience": 0, "final": True},
-        "tracking": {"mlflow": True},
-    }
-    study = tmp / "study.yaml"
-    study.write_text(yaml.safe_dump(raw))
+    study = write_folder_study(
+        tmp / "study.yaml", tmp / "cohort", name="nets",
+        split={"seed": 3, "holdout": None, "kfold": {"n_splits": 2, "n_repeats": 1}},
+        segment={"image_size": 32, "epochs": 3, "batch_size": 8, "patience": 0, "final": False},
+        deep={"image_size": 32, "epochs": 1, "batch_size": 8, "patience": 0, "final": True},
+        tracking={"mlflow": True},
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
