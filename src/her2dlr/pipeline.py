@@ -260,9 +260,10 @@ def _run_video(study: Study, opts: _Options) -> Path:
 
 def _video_inputs(study: Study) -> dict[str, str]:
     out = _manifest_input(study)
-    for path in (study.video.network, study.video.params):
-        if path is not None and str(path).endswith((".pt", ".yaml", ".yml")):
-            out[str(study.resolve(path))] = file_fingerprint(study.resolve(path), content=True)
+    params = study.video.params  # a shipped set by name, or the user's own params file
+    files = [study.video.network, params if params.endswith((".yaml", ".yml")) else None]
+    for path in filter(None, files):
+        out[str(study.resolve(path))] = file_fingerprint(study.resolve(path), content=True)
     return out
 
 
