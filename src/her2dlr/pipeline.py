@@ -207,13 +207,13 @@ def _cohort_inputs(study: Study, previous: dict[str, str] | None, *, after_run: 
 
 
 def _manifest_files(study: Study) -> list[str]:
-    """Every image and mask path the manifest names, outside the run folder (derived masks are outputs)."""
+    """Every image, mask and annotations path the manifest names, outside the run folder (derived masks are outputs)."""
     import pandas as pd
 
     table = pd.read_parquet(study.paths.manifest)
     run = str(study.run_dir) + os.sep
     files: set[str] = set()
-    for col in ("image", "mask"):
+    for col in ("image", "mask", "annotations"):  # a video row's per-frame annotations are an input too
         if col in table.columns:
             files.update(str(v) for v in table[col].dropna() if str(v))
     for cell in table["masks"].dropna() if "masks" in table.columns else ():

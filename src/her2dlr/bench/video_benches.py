@@ -104,7 +104,7 @@ def _one_video(image: Path, mask: Path, seed: int, n_frames: int) -> dict[str, A
     from her2dlr.radiomics.extract import extract_arrays
     from her2dlr.segment.data import mask_box
     from her2dlr.video.features import frame_radiomics, video_tf_row
-    from her2dlr.video.localise import Localiser, finalise_track
+    from her2dlr.video.localise import Localiser, finalise_track, localise_video
     from her2dlr.video.simulate import SweepSettings, simulate_sweep
     from her2dlr.video.track import ellipse_mask
 
@@ -132,10 +132,17 @@ def _one_video(image: Path, mask: Path, seed: int, n_frames: int) -> dict[str, A
         "image": str(image), "dice_raw": float(np.mean(raw_dice)), "dice_final": float(np.mean(final_dice)),
         "rejected_share": float(rejected.mean()),
         "misfires_caught": float(rejected.iloc[hits].mean()) if hits else np.nan, "error": None}
+    key_mask = final.mask(k)
+    out["dice_key_frame"] = _dice(key_mask, sweep.masks[k])
     try:
         curves, _ = frame_radiomics(sweep.frames, final, params="video")
         out["tf"] = video_tf_row(image.stem, curves, 15.0, target_fps=15.0).iloc[0].to_dict()
         out["key"] = extract_arrays(frame_grey(sweep.frames[k]), sweep.masks[k], "video")
+        out["key_tracked"] = extract_arrays(frame_grey(sweep.frames[k]), key_mask, "video")
+        truth = localise_video(sweep.frames, "annotations",
+                               annotations={i: m for i, m in enumerate(sweep.masks) if m.any()})
+        curves, _ = frame_radiomics(sweep.frames, truth, params="video")
+        out["tf_true"] = video_tf_row(image.stem, curves, 15.0, target_fps=15.0).iloc[0].to_dict()
     except InputError as exc:
         out["error"] = str(exc)
     return out
@@ -194,18 +201,26 @@ def video_sim_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     ok = [i for i, r in enumerate(runs) if r["error"] is None]
     y = labels[ok]
     groups = np.array([runs[i]["image"] for i in ok])
-    tf = pd.DataFrame([runs[i]["tf"] for i in ok])
-    key = pd.DataFrame([runs[i]["key"] for i in ok])
-    p_tf = _oof(tf, y, groups, opts.seed)
-    p_key = _oof(key, y, groups, opts.seed)
-    res_tf, res_key = delong_auc_ci(y, p_tf), delong_auc_ci(y, p_key)
-    test = delong_test(y, p_tf, p_key)
     extra = {"n": len(ok), "n_failed": len(runs) - len(ok), "n_positive": int(y.sum()), "seconds": round(seconds, 1)}
-    yield result(SIM, "auc_video_tf", round(res_tf.auc, 4), ci_low=round(res_tf.ci_low, 4),
-                 ci_high=round(res_tf.ci_high, 4), n_features=tf.shape[1], **extra)
-    yield result(SIM, "auc_keyframe", round(res_key.auc, 4), ci_low=round(res_key.ci_low, 4),
-                 ci_high=round(res_key.ci_high, 4), n_features=key.shape[1], **extra)
-    yield result(SIM, "p_delong_video_tf_vs_keyframe", round(float(test.p_value), 4), **extra)
+    probs, widths = {}, {}
+    for metric, key in (("auc_video_tf", "tf"), ("auc_keyframe", "key"), ("auc_keyframe_tracked", "key_tracked"),
+                        ("auc_video_tf_true_masks", "tf_true")):
+        table = pd.DataFrame([runs[i][key] for i in ok])
+        probs[metric], widths[metric] = _oof(table, y, groups, opts.seed), table.shape[1]
+    dice_key = np.array([runs[i]["dice_key_frame"] for i in ok], float)
+    notes = {"auc_keyframe": {"mask": "true mask of the key frame"},
+             "auc_keyframe_tracked": {"mask": "the video path's mask of the key frame",
+                                      "dice_key_frame": round(float(dice_key.mean()), 4)},
+             "auc_video_tf": {"mask": "the video path's masks"},
+             "auc_video_tf_true_masks": {"mask": "true mask of every frame"}}
+    for metric in ("auc_video_tf", "auc_keyframe", "auc_keyframe_tracked", "auc_video_tf_true_masks"):
+        res = delong_auc_ci(y, probs[metric])
+        yield result(SIM, metric, round(res.auc, 4), ci_low=round(res.ci_low, 4), ci_high=round(res.ci_high, 4),
+                     n_features=widths[metric], **notes[metric], **extra)
+    for a, b in (("video_tf", "keyframe"), ("video_tf", "keyframe_tracked"),
+                 ("video_tf_true_masks", "keyframe")):
+        test = delong_test(y, probs[f"auc_{a}"], probs[f"auc_{b}"])
+        yield result(SIM, f"p_delong_{a}_vs_{b}", round(float(test.p_value), 4), **extra)
 
 
 def _maxrss_mb() -> float:

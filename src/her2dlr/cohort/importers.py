@@ -20,6 +20,7 @@ from her2dlr.cohort.clinical import clean_missing, infer_clinical_types
 from her2dlr.cohort.dicom_source import import_dicom
 from her2dlr.cohort.manifest import CORE_COLUMNS, Manifest
 from her2dlr.cohort.settings import DicomSource, FilesSource, FolderSource, TableSource
+from her2dlr.cohort.video import video_cells, video_row_problems
 from her2dlr.errors import InputError, nearest
 from her2dlr.io.cells import parse_bbox
 from her2dlr.io.tables import numbers_where_numeric, read_table
@@ -201,6 +202,32 @@ def _refuse_missing_files(missing_files: list[str], table_path: Path, src: Table
                      + "\n  ".join(missing_files[:20]) + hint)
 
 
+def _row_bbox(src: TableSource, rec: pd.Series, where: str) -> str | None:
+    """The row's box as JSON ``[x, y, w, h]`` from ``bbox_columns`` or ``bbox_column`` (None when empty)."""
+    if src.bbox_columns:
+        vals = [rec[c] for c in src.bbox_columns]
+        return None if any(pd.isna(v) for v in vals) else _parse_bbox(json.dumps([float(v) for v in vals]), where)
+    if src.bbox_column:
+        return _parse_bbox(rec[src.bbox_column], where)
+    return None
+
+
+def _video_columns(src: TableSource, rec: pd.Series, where: str, root: Path, image: Path | None, bbox: str | None,
+                   missing_files: list[str], problems: list[str]) -> dict[str, object]:
+    """A video row's ``annotations``, ``key_frame`` and ``fps``; a missing annotations file goes to
+    ``missing_files``, what its clip contradicts (key frame, box, annotations) to ``problems``."""
+    cells = video_cells(rec, where=where, root=root, annotations_column=src.annotations_column,
+                        key_frame_column=src.key_frame_column, fps_column=src.fps_column)
+    ann = cells.get("annotations")
+    if isinstance(ann, str) and not Path(ann).exists():
+        missing_files.append(f"{where}, column '{src.annotations_column}': {ann}")
+    elif image is not None and image.exists():
+        columns = {"key_frame": src.key_frame_column, "annotations": src.annotations_column,
+                   "bbox": ", ".join(f"'{c}'" for c in src.bbox_columns) if src.bbox_columns else f"'{src.bbox_column}'"}
+        problems += video_row_problems(image, {**cells, "bbox": bbox}, where=where, columns=columns)
+    return cells
+
+
 def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tuple[pd.DataFrame, dict[str, str]]:
     """Rows of a manifest table, plus the types of its clinical columns.
 
@@ -211,6 +238,7 @@ def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tup
     name = f"table {table_path.name}"
     needed = [src.image_column, src.mask_column, src.bbox_column, src.case_id_column, src.patient_id_column,
               src.centre_column, src.spacing_column, src.time_column, src.event_column, src.treatment_column,
+              src.annotations_column, src.key_frame_column, src.fps_column,
               *(src.bbox_columns or []), *src.clinical_columns, *src.label_columns]
     for col in [c for c in needed if c]:
         if col not in raw.columns:
@@ -231,7 +259,7 @@ def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tup
         cleaned, src.clinical_columns, declared=src.clinical_types, separator=src.multi_value_separator,
         source=str(table_path), row_offset=2,
     )
-    rows, missing_files = [], []
+    rows, missing_files, video_problems = [], [], []
     for i, rec in typed.iterrows():
         row_no = i + 2  # 1-based, plus the header line, as a spreadsheet shows it
         where = f"{name} row {row_no}"
@@ -240,12 +268,9 @@ def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tup
         for p in [image, *masks]:
             if p is not None and not p.exists():
                 missing_files.append(f"{where}: {p}")
-        bbox = None
-        if src.bbox_columns:
-            vals = [rec[c] for c in src.bbox_columns]
-            bbox = None if any(pd.isna(v) for v in vals) else _parse_bbox(json.dumps([float(v) for v in vals]), where)
-        elif src.bbox_column:
-            bbox = _parse_bbox(rec[src.bbox_column], where)
+        bbox = _row_bbox(src, rec, where)
+        video = _video_columns(src, rec, where, image_root, image, bbox, missing_files, video_problems) \
+            if src.modality == "US-video" else {}
         spacing = np.nan
         if src.spacing_column and not pd.isna(rec[src.spacing_column]):
             try:
@@ -270,10 +295,14 @@ def import_table(src: TableSource, root: Path, missing_values: list[str]) -> tup
             centre=str(rec[src.centre_column]) if src.centre_column and not pd.isna(rec[src.centre_column]) else None,
             bbox=bbox if bbox is not None else pd.NA,
             spacing=spacing,
+            **video,
             **extra,
         ))
     if missing_files:
         _refuse_missing_files(missing_files, table_path, src, raw)
+    if video_problems:
+        raise InputError(f"{len(video_problems)} problem(s) with the video rows of {table_path}:\n  "
+                         + "\n  ".join(video_problems[:20]))
     df = pd.DataFrame(rows)
     dup = df["case_id"][df["case_id"].duplicated(keep=False)]
     if len(dup):

@@ -88,6 +88,10 @@ class FilesSource(_SourceBase):
 class TableSource(_SourceBase):
     """A manifest table (CSV / XLSX / Parquet) listing image and mask paths and clinical columns.
 
+    With ``modality: US-video`` each row's image is a clip (video file, DICOM cine or frame folder);
+    ``annotations_column``, ``key_frame_column`` and ``fps_column`` then name its optional video
+    columns, and the box columns give the lesion box on the key frame.
+
     Without ``image_column`` and ``image_template`` the rows have no images: a feature-only
     cohort whose features come from tables the study brings (``learn.features``); it then
     needs ``case_id_column``. Templates build paths from the row's cells, e.g.
@@ -107,6 +111,13 @@ class TableSource(_SourceBase):
     case_id_column: str | None = None
     patient_id_column: str | None = None
     centre_column: str | None = None
+    annotations_column: str | None = Field(
+        None, description="Video rows: column of per-frame annotations, a CSV of frame, x, y, w, h or a folder of "
+        "numbered mask files (relative to image_root); empty cells: none.")
+    key_frame_column: str | None = Field(
+        None, description="Video rows: column of the frame number (from 0) the key-frame box is drawn on "
+        "(default 0).")
+    fps_column: str | None = Field(None, description="Video rows: column of the frame rate, for clips without one.")
     spacing_column: str | None = None
     spacing_unit: Literal["mm", "cm"] = "mm"
     clinical_columns: list[str] = Field(default_factory=list)
@@ -127,6 +138,9 @@ class TableSource(_SourceBase):
             raise ValueError("give either image_column or image_template, not both")
         if self.mask_column and self.mask_template:
             raise ValueError("give either mask_column or mask_template, not both")
+        video = [c for c in ("annotations_column", "key_frame_column", "fps_column") if getattr(self, c)]
+        if video and self.modality != "US-video":
+            raise ValueError(f"{', '.join(video)} name(s) columns of video rows: give modality: US-video")
         if not (self.image_column or self.image_template) and not self.case_id_column:
             raise ValueError("a table source without images (no image_column or image_template) needs case_id_column")
         return self

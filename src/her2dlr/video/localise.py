@@ -22,10 +22,8 @@ key frame arrives: choose an early key frame for long clips. Only cropped masks 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +31,7 @@ import pandas as pd
 
 from her2dlr.errors import InputError
 from her2dlr.io.video import frame_grey
+from her2dlr.io.video_annotations import read_annotations
 from her2dlr.video.qc import FrameQC, QCSettings, qc_counts
 from her2dlr.video.track import (
     TRACK_COLUMNS,
@@ -49,65 +48,6 @@ __all__ = ["LOCALISERS", "Localisation", "Localiser", "finalise_track", "localis
 PathLike = str | os.PathLike[str]
 Box = tuple[float, float, float, float]
 LOCALISERS = ("annotations", "network", "tracker")
-_NUMBER = re.compile(r"(\d+)(?!.*\d)")
-
-
-# ------------------------------------------------------------------ annotations
-def read_annotations(path: PathLike, n_frames: int | None = None) -> dict[int, Box | np.ndarray]:
-    """Per-frame lesion annotations: frame number -> box ``(x, y, w, h)`` or boolean mask.
-
-    Parameters
-    ----------
-    path : path-like
-        A CSV/XLSX table with columns ``frame, x, y, w, h``, or a folder of mask images whose names end
-        in the frame number (``mask_0012.png`` -> frame 12). Frames count from 0.
-    n_frames : int, optional
-        The clip's frame count: annotations of frames that do not exist are refused.
-
-    Raises
-    ------
-    InputError
-        Missing columns, non-numeric or non-positive boxes, repeated frames, frames outside the clip
-        (the rows are named).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"Annotations not found: {path}")
-    out: dict[int, Box | np.ndarray] = {}
-    if path.is_dir():
-        from her2dlr.io.images import read_mask_array
-
-        for file in sorted(path.iterdir()):
-            match = _NUMBER.search(file.stem)
-            if not file.is_file() or match is None:
-                continue
-            out[int(match.group(1))] = read_mask_array(file) > 0
-        if not out:
-            raise InputError(f"Annotation folder {path} holds no numbered mask files.")
-    else:
-        from her2dlr.io.tables import read_table
-
-        table = read_table(path)
-        table.columns = [str(c).strip().lower() for c in table.columns]
-        missing = [c for c in ("frame", "x", "y", "w", "h") if c not in table.columns]
-        if missing:
-            raise InputError(f"Annotations {path} lack column(s) {missing}: expected frame, x, y, w, h.")
-        values = table[["frame", "x", "y", "w", "h"]].apply(pd.to_numeric, errors="coerce")
-        bad = values.index[values.isna().any(axis=1) | (values["w"] <= 0) | (values["h"] <= 0)].tolist()
-        if bad:
-            raise InputError(f"Annotations {path}: row(s) {[i + 2 for i in bad[:5]]} need numeric frame, x, y "
-                             "and positive w, h.")
-        dup = values["frame"][values["frame"].duplicated()].tolist()
-        if dup:
-            raise InputError(f"Annotations {path}: frame(s) {sorted({int(d) for d in dup})[:5]} appear twice.")
-        for row in values.itertuples(index=False):
-            out[int(row.frame)] = (float(row.x), float(row.y), float(row.w), float(row.h))
-    if n_frames is not None:
-        outside = sorted(f for f in out if f < 0 or f >= n_frames)
-        if outside:
-            raise InputError(f"Annotations {path} name frame(s) {outside[:5]} but the video has {n_frames} frames "
-                             f"(0 to {n_frames - 1}).")
-    return out
 
 
 # ------------------------------------------------------------------ results
