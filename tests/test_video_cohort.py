@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -58,6 +59,9 @@ def test_video_rows_pass_qc_and_feed_extract_video(tmp_path: Path):
 
 
 # ------------------------------------------------------------------ a table naming the video columns
+N_FRAMES = 8
+
+
 def _clip_folder(root: Path, n_clips: int = 3) -> tuple[list[dict], dict[str, dict[int, tuple]]]:
     """Simulated clips under root/clips, per-frame box CSVs (every other frame) under root/boxes; the table's
     rows (columns clip, boxes_csv, kf, kf_box, label) and each case's true boxes."""
@@ -66,11 +70,11 @@ def _clip_folder(root: Path, n_clips: int = 3) -> tuple[list[dict], dict[str, di
     rows, boxes = [], {}
     for k in range(n_clips):
         still, mask = random_lesion(60 + k, rough=bool(k % 2), size=96, radii=(14, 22))
-        sweep = simulate_sweep(still, mask > 0, SweepSettings(n_frames=12, n_dropouts=0, n_freezes=0, seed=k,
+        sweep = simulate_sweep(still, mask > 0, SweepSettings(n_frames=N_FRAMES, n_dropouts=0, n_freezes=0, seed=k,
                                                               frame_size=(96, 112)))
         write_sweep(sweep, root / "clips" / f"clip{k}.mp4")
         kf = sweep.key_frame
-        annotated = {i: tuple(_box(sweep.masks[i])) for i in range(0, 12, 2)}
+        annotated = {i: tuple(_box(sweep.masks[i])) for i in range(0, N_FRAMES, 2)}
         pd.DataFrame([{"frame": i, "x": b[0], "y": b[1], "w": b[2], "h": b[3]} for i, b in annotated.items()]).to_csv(
             root / "boxes" / f"v{k}.csv", index=False)
         boxes[f"v{k}"] = annotated
@@ -117,11 +121,10 @@ def test_table_source_names_annotations_and_key_frame_columns(tmp_path: Path):
         frames = pd.read_csv(run / "features" / "video_tf_frames" / f"{case}.csv").set_index("frame")
         assert (frames.loc[list(annotated), "source"] == "annotated").all()
         assert (frames.drop(index=list(annotated))["source"] == "interpolated").all()
-        # the same clip analysed from the boxes themselves (no table, no CSV) gives the same features
-        clip = data / "clips" / f"clip{case[1:]}.mp4"
-        direct = analyse_video(clip, case_id=case, annotations=annotated).row
-        np.testing.assert_allclose(table.loc[[case], direct.columns].to_numpy(float), direct.to_numpy(float),
-                                   rtol=1e-9, equal_nan=True)
+    # the same clip analysed from the boxes themselves (no table, no CSV) gives the same features
+    direct = analyse_video(data / "clips" / "clip1.mp4", case_id="v1", annotations=boxes["v1"]).row
+    np.testing.assert_allclose(table.loc[["v1"], direct.columns].to_numpy(float), direct.to_numpy(float),
+                               rtol=1e-9, equal_nan=True)
     tracked = pd.read_csv(run / "features" / "video_tf_frames" / "v3.csv")
     assert "annotated" not in set(tracked["source"]) and (tracked["source"] == "predicted").any()
 
@@ -141,8 +144,8 @@ def test_bad_video_rows_are_refused_with_row_and_column(tmp_path: Path):
     assert "videos.csv row 3, column 'boxes_csv'" in out and "nowhere.csv" in out
     out = _refused(tmp_path, [{**rows[0], "kf": "middle"}, rows[1]])
     assert "videos.csv row 2, column 'kf': the key frame must be a frame number" in out
-    out = _refused(tmp_path, [rows[0], {**rows[1], "kf": 12}])
-    assert "row 3, column 'kf': key frame 12 is beyond the clip's 12 frames" in out
+    out = _refused(tmp_path, [rows[0], {**rows[1], "kf": N_FRAMES}])
+    assert f"row 3, column 'kf': key frame {N_FRAMES} is beyond the clip's {N_FRAMES} frames" in out
     out = _refused(tmp_path, [{**rows[0], "kf_box": "[90, 10, 30, 20]"}, rows[1]])
     assert "row 2, column(s) 'kf_box': the key-frame box [90.0, 10.0, 30.0, 20.0] lies outside the clip's 112x96" in out
     pd.DataFrame([{"frame": 1, "x": 10, "y": 80, "w": 20, "h": 20}]).to_csv(tmp_path / "data" / "off.csv", index=False)
@@ -150,4 +153,16 @@ def test_bad_video_rows_are_refused_with_row_and_column(tmp_path: Path):
     assert "row 3, column 'boxes_csv': the box [10.0, 80.0, 20.0, 20.0] of frame 1 lies outside the 112x96" in out
     pd.DataFrame([{"frame": 20, "x": 10, "y": 10, "w": 20, "h": 20}]).to_csv(tmp_path / "data" / "late.csv", index=False)
     out = _refused(tmp_path, [{**rows[0], "boxes_csv": "late.csv"}, rows[1]])
-    assert "row 2, column 'boxes_csv'" in out and "frame(s) [20] but the video has 12 frames" in out
+    assert "row 2, column 'boxes_csv'" in out and f"frame(s) [20] but the video has {N_FRAMES} frames" in out
+
+
+def test_video_columns_need_a_video_source():
+    from pydantic import ValidationError
+
+    from her2dlr.cohort.settings import TableSource
+
+    with pytest.raises(ValidationError, match="annotations_column, key_frame_column name"):
+        TableSource(kind="table", path=Path("t.csv"), image_column="clip", annotations_column="boxes",
+                    key_frame_column="kf")
+    assert TableSource(kind="table", path=Path("t.csv"), modality="US-video", image_column="clip",
+                       annotations_column="boxes").annotations_column == "boxes"
