@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from her2dlr.bench import BenchOptions, register, result
+from her2dlr.bench.video_network import fold_indices, shift_mask, train_fold_network
 
 SIM = "video-sim"
 SPEED = "video-speed"
@@ -97,34 +98,62 @@ def _inject(track: pd.DataFrame, key: int, rng: np.random.Generator, share: floa
     return out, hits
 
 
-def _one_video(image: Path, mask: Path, seed: int, n_frames: int) -> dict[str, Any]:
-    """Simulate, localise, inject misfires, reject and interpolate, extract: one video's numbers."""
+def _finalise(localiser: Any, key: int, seed: int, method: str,
+              shape: tuple[int, int]) -> tuple[Any, pd.DataFrame, dict, list[int]]:
+    """Inject misfires into the raw track (a network mask moves with its box), then reject, interpolate, smooth."""
+    from her2dlr.video.localise import finalise_track
+
+    raw, masks = localiser.raw()
+    moved, hits = _inject(raw, key, np.random.default_rng(seed + 7))
+    for i in hits:
+        if i in masks:
+            shifted = shift_mask(masks.pop(i), round(moved.at[i, "y"] - raw.at[i, "y"]),
+                                 round(moved.at[i, "x"] - raw.at[i, "x"]), shape)
+            if shifted is not None:
+                masks[i] = shifted
+    return finalise_track(moved, masks, shape, localiser.qc_table, method), moved, masks, hits
+
+
+def _one_video(image: Path, mask: Path, seed: int, n_frames: int, network: tuple[Any, Any] | None = None) -> dict[str, Any]:
+    """Simulate, localise (tracker, or ``network`` = (model, spec)), inject misfires, reject and interpolate,
+    extract: one video's numbers."""
     from her2dlr.errors import InputError
     from her2dlr.io.video import frame_grey
     from her2dlr.radiomics.extract import extract_arrays
     from her2dlr.segment.data import mask_box
     from her2dlr.video.features import frame_radiomics, video_tf_row
-    from her2dlr.video.localise import Localiser, finalise_track, localise_video
+    from her2dlr.video.localise import Localiser, localise_video
     from her2dlr.video.simulate import SweepSettings, simulate_sweep
     from her2dlr.video.track import ellipse_mask
 
     sweep = simulate_sweep(image, mask, SweepSettings(n_frames=n_frames, fps=15.0, frame_size=(96, 128), seed=seed))
     k = sweep.key_frame
-    localiser = Localiser("tracker", key_frame=k, key_box=mask_box(sweep.masks[k]))
+    method = "tracker" if network is None else "network"
+    if network is not None:
+        import torch
+
+        torch.set_num_threads(1)  # one worker process per core
+    model, spec = network if network is not None else (None, None)
+    localiser = Localiser(method, key_frame=k, key_box=mask_box(sweep.masks[k]), model=model, spec=spec)
     for frame in sweep.frames:
         localiser.update(frame)
-    raw, masks = localiser.raw()
-    rng = np.random.default_rng(seed + 7)
-    raw, hits = _inject(raw, k, rng)
     shape = sweep.frames[0].shape[:2]
-    qc = localiser.qc_table
-    final = finalise_track(raw, masks, shape, qc, "tracker")
+    try:
+        final, raw, masks, hits = _finalise(localiser, k, seed, method, shape)
+    except InputError as exc:  # e.g. a network that never finds the lesion: counted, not fatal
+        return {"image": str(image), "error": str(exc), **dict.fromkeys(
+            ("dice_raw", "dice_final", "rejected_share", "misfires_caught", "dice_key_frame"), np.nan)}
     truth_frames = [i for i, m in enumerate(sweep.masks) if m.any()]
     raw_dice, final_dice = [], []
     for i in truth_frames:
         row = raw.iloc[i]
         found = row["source"] == "predicted"
-        raw_mask = ellipse_mask(shape, (row.x, row.y, row.w, row.h)) if found else np.zeros(shape, bool)
+        if found and i in masks:
+            y0, x0, crop = masks[i]
+            raw_mask = np.zeros(shape, bool)
+            raw_mask[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
+        else:
+            raw_mask = ellipse_mask(shape, (row.x, row.y, row.w, row.h)) if found else np.zeros(shape, bool)
         raw_dice.append(_dice(raw_mask, sweep.masks[i]))
         final_dice.append(_dice(final.mask(i), sweep.masks[i]))
     rejected = final.track["source"] == "rejected"
@@ -184,14 +213,31 @@ def video_sim_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
 
     if opts.data is None:
         raise InputError("video-sim needs --data pointing at the BUSI folder (../shared/data/busi).")
+    localiser = str(opts.extra.get("localiser") or "tracker")
+    if localiser not in ("tracker", "network"):
+        raise InputError(f"video-sim --localiser must be tracker or network; got '{localiser}'.")
     n_videos, n_frames = (40, 30) if opts.quick else (220, 60)
     start = time.perf_counter()
     cases = _busi_cases(Path(opts.data), n_videos, opts.seed)
-    runs = Parallel(n_jobs=max(1, opts.n_jobs), backend="loky")(
-        delayed(_one_video)(img, msk, opts.seed * 1000 + i, n_frames) for i, (img, msk, _) in enumerate(cases))
     labels = np.array([c[2] for c in cases])
+    seeds = [opts.seed * 1000 + i for i in range(len(cases))]
+    jobs = Parallel(n_jobs=max(1, opts.n_jobs), backend="loky")
+    info: dict[str, Any] = {"localiser": localiser}
+    if localiser == "tracker":
+        runs = jobs(delayed(_one_video)(img, msk, seeds[i], n_frames) for i, (img, msk, _) in enumerate(cases))
+    else:
+        runs = [None] * len(cases)
+        epochs = 8 if opts.quick else 20
+        info.update(network="box-prompted unet 64 px (8-128), trained per fold on its training stills",
+                    epochs=epochs)
+        for train, test in fold_indices(labels, np.array([str(c[0]) for c in cases]), opts.seed):
+            network = train_fold_network([cases[i][:2] for i in train], seed=opts.seed, epochs=epochs,
+                                         threads=max(1, opts.n_jobs))
+            for i, out in zip(test, jobs(delayed(_one_video)(cases[i][0], cases[i][1], seeds[i], n_frames, network)
+                                         for i in test)):
+                runs[i] = out
     seconds = time.perf_counter() - start
-    common = {"n": len(runs), "frames": n_frames, "seconds": round(seconds, 1)}
+    common = {"n": len(runs), "frames": n_frames, "seconds": round(seconds, 1), **info}
     for metric, key in (("dice_frames", "dice_raw"), ("dice_frames_after_interpolation", "dice_final"),
                         ("rejected_share", "rejected_share"), ("misfires_rejected_share", "misfires_caught")):
         values = np.array([r[key] for r in runs], float)
@@ -201,7 +247,8 @@ def video_sim_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     ok = [i for i, r in enumerate(runs) if r["error"] is None]
     y = labels[ok]
     groups = np.array([runs[i]["image"] for i in ok])
-    extra = {"n": len(ok), "n_failed": len(runs) - len(ok), "n_positive": int(y.sum()), "seconds": round(seconds, 1)}
+    extra = {"n": len(ok), "n_failed": len(runs) - len(ok), "n_positive": int(y.sum()), "seconds": round(seconds, 1),
+             "localiser": localiser}
     probs, widths = {}, {}
     for metric, key in (("auc_video_tf", "tf"), ("auc_keyframe", "key"), ("auc_keyframe_tracked", "key_tracked"),
                         ("auc_video_tf_true_masks", "tf_true")):
