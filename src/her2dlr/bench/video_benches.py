@@ -17,6 +17,18 @@ injected misfires (the box moved by 0.6-1.2 of its side, confidence 0.9), as a d
   ``video`` radiomics x 24 features) and ``auc_keyframe``: the same classifier on the 87 radiomics of the
   key frame with its true mask, on the same 5 folds grouped by source image (DeLong CI; ``p_delong``
   compares them). Classifier: median imputation, variance filter, z-score, L2 logistic regression (C=0.05).
+* like for like: ``auc_keyframe_tracked`` is the key-frame model on the mask the video path gave that
+  frame (``dice_key_frame``: its Dice against the true mask), and ``auc_video_tf_true_masks`` the
+  time-frequency model on the true mask of every frame. ``auc_keyframe`` vs ``auc_keyframe_tracked`` and
+  ``auc_video_tf_true_masks`` vs ``auc_video_tf`` show what localisation costs; ``auc_video_tf_true_masks``
+  vs ``auc_keyframe`` (and ``auc_video_tf`` vs ``auc_keyframe_tracked``) what the time-frequency features
+  cost or add at equal localisation.
+
+``--localiser network`` replaces the tracker by the box-prompted segmentation network
+(:mod:`her2dlr.bench.video_network`): per outer fold (the AUC models' folds), a small U-Net trained on
+the source stills of that fold's training videos only localises the fold's test videos, prompted from
+the key frame's true box and then from its own previous box; misfires are injected as for the tracker
+(a misfired mask moves with its box). Every line then says ``"localiser": "network"``.
 
 What it can and cannot show: each simulated video holds exactly the information of its source still
 (plus speckle and motion), so ``auc_video_tf`` vs ``auc_keyframe`` measures what the video path keeps
