@@ -48,6 +48,11 @@ video-sim: dice_frames 0.697 (0.685-0.708), dice_frames_after_interpolation 0.80
 rejected_share 0.072, misfires_rejected_share 0.999, auc_video_tf 0.828 (0.774-0.882) vs auc_keyframe
 0.953 (0.928-0.979), DeLong p < 0.001 (220 videos, 1,792 s). The key-frame model reads the true mask of
 its frame while the video model reads the tracker's ellipses on every frame, which is most of the gap.
+``--quick`` with the like-for-like lines (40 videos, 30 frames, 292 s): auc_video_tf 0.573, auc_keyframe
+0.678, auc_keyframe_tracked 0.650 (dice_key_frame 0.874), auc_video_tf_true_masks 0.663 (p 0.82 against
+auc_keyframe); intervals are +-0.18 at this size. ``--quick --localiser network`` (8 epochs per fold,
+855 s): dice_frames 0.466, after interpolation 0.579 (tracker: 0.620, 0.774), auc_video_tf 0.515,
+auc_keyframe_tracked 0.588.
 video-speed: decode_fps 430, localise_fps 22.6 (target 30, not met under that load), track_fps 175,
 pipeline_fps 11.5 (target 8), peak_mb 722 with growth_mb 27 from 200 to 2,000 frames.
 """
