@@ -148,8 +148,14 @@ def test_bad_bbox_names_row(tmp_path: Path):
     df["box"] = "[10, 12, 30, 20]"
     df.loc[2, "box"] = "[10, 12, -3, 20]"
     df.to_csv(tmp_path / "t.csv", index=False)
-    with pytest.raises(InputError, match=r"row 4: bounding box"):
+    with pytest.raises(InputError, match=r"row 4, column 'box': bounding box"):
         import_sources(_study(tmp_path, _table_source(tmp_path / "t.csv", mask_column=None, bbox_column="box")))
+    df["x"], df["y0"], df["w"], df["h"] = "10", 12, 30, 20
+    df.loc[1, "x"] = "left"
+    df.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(InputError, match=r"row 3, columns \['x', 'y0', 'w', 'h'\]: bounding box .* must be numbers"):
+        import_sources(_study(tmp_path, _table_source(tmp_path / "t.csv", mask_column=None,
+                                                      bbox_columns=["x", "y0", "w", "h"])))
 
 
 def test_files_source_for_volumes(shared_data: Path, tmp_path: Path):

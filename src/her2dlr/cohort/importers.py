@@ -206,9 +206,16 @@ def _row_bbox(src: TableSource, rec: pd.Series, where: str) -> str | None:
     """The row's box as JSON ``[x, y, w, h]`` from ``bbox_columns`` or ``bbox_column`` (None when empty)."""
     if src.bbox_columns:
         vals = [rec[c] for c in src.bbox_columns]
-        return None if any(pd.isna(v) for v in vals) else _parse_bbox(json.dumps([float(v) for v in vals]), where)
+        if any(pd.isna(v) for v in vals):
+            return None
+        where = f"{where}, columns {src.bbox_columns}"
+        try:
+            numbers = [float(v) for v in vals]
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: bounding box {vals} must be numbers x, y, w, h.") from None
+        return _parse_bbox(json.dumps(numbers), where)
     if src.bbox_column:
-        return _parse_bbox(rec[src.bbox_column], where)
+        return _parse_bbox(rec[src.bbox_column], f"{where}, column '{src.bbox_column}'")
     return None
 
 
