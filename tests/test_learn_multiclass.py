@@ -201,6 +201,10 @@ def test_three_class_study_runs_to_a_report_with_per_class_aucs(tmp_path):
     assert "Confusion matrix of features-nb on the test set (hold-out)" in html
     assert "discrimination cannot be shown" not in html
     assert "Decision curves need one probability of a positive class" in html
+    from her2dlr.survival.stage import out_of_fold_scores
+
+    with pytest.raises(InputError, match="multi-class model"):  # its 'prob' is no risk score
+        out_of_fold_scores(run, "features-nb")
     # the deep stage trains binary networks: refused before any stage runs, naming the rule
     spec = yaml.safe_load(study.read_text())
     spec["deep"] = {"arch": "densenet3block"}

@@ -685,7 +685,7 @@ def _roc_figure(folder: Path, out: Path) -> Path | None:
     test = test[~fold.str.match(r"^r\d+f\d+$") | fold.str.startswith("r0f")]
     curves, labels = {}, {}
     for (model, scheme), part in test.groupby(["model", fold.str.replace(r"^r0f\d+$", "r0", regex=True)]):
-        if part["label"].nunique() < 2:
+        if part["label"].nunique() != 2:  # one class, or a multi-class model (no single ROC curve)
             continue
         curves[f"{model} ({scheme})"] = roc_curve(part["label"].astype(int), part["prob"])[:2]
         key = (model, "test", scheme)
