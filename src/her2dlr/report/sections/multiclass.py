@@ -13,6 +13,8 @@ The binary analyses that need one positive-class probability or an operating thr
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
@@ -26,6 +28,9 @@ from her2dlr.report.views import View, prediction_views
 __all__ = ["add_multiclass_discrimination", "multiclass_class_names", "multiclass_views", "omitted_note"]
 
 _KEY = "multiclass_views"
+#: What the binary views' descriptions say about thresholds, which multi-class models do not have.
+_THRESHOLD_CLAUSES = re.compile(r",? (with the threshold chosen on training data|each fold with its own training "
+                                r"threshold)| \(the predictions the operating threshold was chosen from\)")
 
 
 def multiclass_views(ctx: ReportContext) -> list[View]:
@@ -79,7 +84,7 @@ def _view_metrics(view: View, names: list[str]) -> dict[str, object]:
 def _view_subsection(ctx: ReportContext, sec: Section, view: View, sources: list[str]) -> None:
     names = multiclass_class_names(ctx, _n_classes(view))
     sub = sec.sub(f"discrimination_multiclass_{view.key}", f"{view.title}: {len(names)} classes")
-    sub.text(view.description.split(", with the threshold")[0].rstrip(".") + ". The predicted class is the most "
+    sub.text(_THRESHOLD_CLAUSES.sub("", view.description).rstrip(".") + ". The predicted class is the most "
              "probable one (no threshold).")
     results = _view_metrics(view, names)
     if not results:
