@@ -13,8 +13,9 @@ out-of-fold rows of repetition k and ``mean`` for their mean; ``fold-mean`` for 
                and a ``macro`` row, with accuracy and balanced accuracy;
 ``confusion``  (``confusion.csv``) per scope, long form: ``true``, ``predicted`` (class names), ``n``.
 
-The intervals do not account for several images of one patient (the binary table's clustered
-interval has no multi-class form here); the rows say ``ci_method`` accordingly.
+When a patient has several cases (``patient_id``) the intervals are patient-clustered, as in the
+binary table: Obuchowski's for the one-vs-rest AUCs and a bootstrap of whole patients for the
+macro AUC; ``ci_method`` says which were used.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from her2dlr.evaluate.multiclass import multiclass_metrics
 
 __all__ = ["CI_METHOD", "CONFUSION_COLUMNS", "PER_CLASS_COLUMNS", "MulticlassTables", "multiclass_tables"]
 
-#: ``ci_method`` of the macro AUC rows.
-CI_METHOD = "stratified bootstrap (macro one-vs-rest)"
+#: Start of ``ci_method`` of the macro AUC rows (then the per-class / macro interval methods).
+CI_METHOD = "macro one-vs-rest"
 PER_CLASS_COLUMNS = ["model", "split", "scope", "class", "name", "n_pos", "n_neg", "auc", "se", "ci_low", "ci_high",
                      "accuracy", "balanced_accuracy"]
 CONFUSION_COLUMNS = ["model", "split", "scope", "true", "predicted", "n"]
@@ -62,11 +63,12 @@ def _scope(frame: pd.DataFrame, cols: list[str], names: list[str], key: dict[str
     proba = frame[cols].to_numpy(dtype=float)
     row: dict[str, Any] = {**key, "n": len(y), "n_pos": np.nan, "threshold": np.nan}
     try:
-        r = multiclass_metrics(y, proba, class_names=names, level=level, n_boot=n_boot, seed=seed)
+        clusters = frame["patient_id"].to_numpy() if "patient_id" in frame.columns else None
+        r = multiclass_metrics(y, proba, class_names=names, level=level, n_boot=n_boot, seed=seed, clusters=clusters)
     except InputError:  # a class absent from this subset (a small training fold): accuracy only
         row.update(accuracy=float((proba.argmax(axis=1) == y).mean()))
         return row, [], []
-    row.update(auc=r.macro_auc, ci_low=r.macro_ci_low, ci_high=r.macro_ci_high, ci_method=CI_METHOD,
+    row.update(auc=r.macro_auc, ci_low=r.macro_ci_low, ci_high=r.macro_ci_high, ci_method=f"{CI_METHOD}: {r.ci_method}",
                accuracy=r.accuracy)
     per = [{**key, **rec, "accuracy": r.accuracy, "balanced_accuracy": r.balanced_accuracy}
            for rec in r.summary.to_dict("records")]
@@ -83,7 +85,7 @@ def _mean(rows: list[dict[str, Any]], key: dict[str, str]) -> dict[str, Any]:
             out[col] = float(frame[col].mean())
     if "auc" in frame.columns:
         out["auc_min"], out["auc_max"] = float(frame["auc"].min()), float(frame["auc"].max())
-        out["ci_method"] = CI_METHOD
+        out["ci_method"] = "/".join(sorted(set(frame["ci_method"].dropna().astype(str)))) or None
     return out
 
 

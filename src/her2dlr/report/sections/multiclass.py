@@ -76,8 +76,9 @@ def _view_metrics(view: View, names: list[str]) -> dict[str, object]:
         y = f["label"].astype(int).to_numpy()
         if len(np.unique(y)) < len(names):
             continue
+        clusters = f["patient_id"].to_numpy() if "patient_id" in f.columns else None
         out[m] = (y, f[cols].to_numpy(dtype=float), multiclass_metrics(y, f[cols].to_numpy(dtype=float),
-                                                                        class_names=names))
+                                                                        class_names=names, clusters=clusters))
     return out
 
 
@@ -103,8 +104,11 @@ def _view_subsection(ctx: ReportContext, sec: Section, view: View, sources: list
                         "Accuracy": fmt_num(r.accuracy), "Balanced accuracy": fmt_num(r.balanced_accuracy)})
         ctx.results[("multiclass", view.key, m)] = r
     data = pd.DataFrame(rows)
-    sub.add(ctx.table(f"multiclass_auc_{view.key}", f"One-vs-rest AUC of each class (DeLong 95% CI) and macro AUC "
-                      f"(mean of the one-vs-rest AUCs; stratified bootstrap 95% CI, {results[ordered[0]][2].n_boot:,} "
+    clustered = any(r[2].ci_method.startswith("obuchowski") for r in results.values())
+    per_ci, macro_ci = (("patient-clustered (Obuchowski)", "bootstrap of whole patients within classes") if clustered
+                        else ("DeLong", "stratified bootstrap"))
+    sub.add(ctx.table(f"multiclass_auc_{view.key}", f"One-vs-rest AUC of each class ({per_ci} 95% CI) and macro AUC "
+                      f"(mean of the one-vs-rest AUCs; {macro_ci} 95% CI, {results[ordered[0]][2].n_boot:,} "
                       f"resamples) on the {view.title.lower()}; accuracy of the most probable class.", data,
                       display=pd.DataFrame(display), sources=sources))
     shown = ordered[:MAX_PANELS]
@@ -121,8 +125,8 @@ def _view_subsection(ctx: ReportContext, sec: Section, view: View, sources: list
         curves[m] = per
     width = {1: "45%", 2: "75%"}.get(len(shown), "100%")
     sub.add(ctx.figure(f"roc_multiclass_{view.key}", plot_ovr_roc(curves),
-                       f"One-vs-rest ROC curves on the {view.title.lower()}: each class against the other two; legend: "
-                       f"AUC (DeLong 95% CI){more}.", sources=sources, width=width,
+                       f"One-vs-rest ROC curves on the {view.title.lower()}: each class against the others; legend: "
+                       f"AUC ({per_ci} 95% CI){more}.", sources=sources, width=width,
                        data=pd.concat(roc_rows, ignore_index=True)))
     conf = {m: results[m][2].confusion for m in shown}
     conf_data = pd.concat([c.stack().rename("n").reset_index().assign(model=m) for m, c in conf.items()],
@@ -148,7 +152,9 @@ def add_multiclass_discrimination(ctx: ReportContext, sec: Section) -> bool:
     sources = ctx.sources_of("predictions")
     sec.text("Multi-class models give a probability for each class; the predicted class is the most probable one, so "
              "there is no operating threshold. Each class is judged against the others (one-vs-rest AUC with a "
-             "DeLong 95% CI) and the macro AUC is the mean of these, with a stratified bootstrap 95% CI. "
+             "DeLong 95% CI, patient-clustered where patients have several cases) and the macro AUC is the mean of "
+             "these, with a bootstrap 95% CI stratified by class (resampling whole patients where they have several "
+             "cases). "
              "Calibration curves, decision curves and threshold metrics are binary analyses and are not drawn "
              "for these models.")
     for v in views:
