@@ -200,6 +200,7 @@ def test_three_class_study_runs_to_a_report_with_per_class_aucs(tmp_path):
     assert f"{macro_auc:.3f}" in html
     assert "Confusion matrix of features-nb on the test set (hold-out)" in html
     assert "discrimination cannot be shown" not in html
+    assert "Multi-class models (features-nb): AUC is the macro one-vs-rest AUC" in html
     assert "Decision curves need one probability of a positive class" in html
     from her2dlr.survival.stage import out_of_fold_scores
 
