@@ -9,7 +9,7 @@ import numpy as np
 
 from her2dlr.errors import InputError, nearest
 
-__all__ = ["binary_target", "check_choice", "check_no_missing", "check_number", "feature_label", "param_error"]
+__all__ = ["binary_target", "check_choice", "check_no_missing", "check_number", "class_target", "feature_label", "param_error"]
 
 
 def param_error(owner: object | str, name: str, allowed: str, got: Any) -> InputError:
@@ -68,6 +68,35 @@ def binary_target(y: Any, *, where: str = "the training data") -> np.ndarray:
     if len(classes) != 2:
         raise InputError(f"{where}: expected two classes, got {len(classes)}: {list(classes)[:10]}.")
     return (arr == classes[1]).astype(np.int64)
+
+
+def class_target(y: Any, *, where: str = "the training data") -> np.ndarray:
+    """Labels of a multi-class task as an int array of class numbers 0 .. n_classes - 1.
+
+    The label rules write class numbers (``her2_three_class``: 0 zero, 1 low, 2 positive); they
+    are kept as they are, so class ``k`` keeps its name whatever subset of cases is given.
+
+    Raises
+    ------
+    InputError
+        Missing labels, values that are not whole numbers >= 0, or a single class.
+    """
+    arr = np.asarray(y).ravel()
+    try:
+        values = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: multi-class labels must be class numbers 0, 1, 2 ...; got "
+                         f"{sorted(set(map(str, arr)))[:10]}.") from None
+    if np.isnan(values).any():
+        raise InputError(f"{where}: {int(np.isnan(values).sum())} label(s) are missing.")
+    if (values < 0).any() or not np.array_equal(values, np.round(values)):
+        raise InputError(f"{where}: multi-class labels must be class numbers 0, 1, 2 ...; got "
+                         f"{sorted(set(values.tolist()))[:10]}.")
+    out = values.astype(np.int64)
+    if len(np.unique(out)) < 2:
+        raise InputError(f"{where} holds a single class ({out[0]!r}, {len(out)} cases): a classifier needs "
+                         "several classes. Use fewer folds, or check the label rule.")
+    return out
 
 
 def feature_label(names: Sequence[str] | None, idx: Iterable[int], limit: int = 5) -> str:

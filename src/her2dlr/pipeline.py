@@ -535,6 +535,7 @@ def run_study(study: Study | str | os.PathLike[str], *, force: bool = False, onl
     state = _load_state(paths.stages)
     stamps: dict[str, Any] = state["stages"]
     configured = {spec.name for spec in _SPECS if spec.configured(study)}
+    _refuse_multiclass_deep(study, configured)
     result = PipelineResult(run_dir=paths.root)
     with tracked_pipeline(study) as log_outcomes:
         for spec in _SPECS:
@@ -557,6 +558,16 @@ def run_study(study: Study | str | os.PathLike[str], *, force: bool = False, onl
     if console is not None:
         print_summary(result, console)
     return result
+
+
+def _refuse_multiclass_deep(study: Study, configured: set[str]) -> None:
+    """The deep and DLR stages train binary networks: refuse them, before any stage runs, for a 3-class label."""
+    rule = study.label.rule
+    if rule == "her2_three_class" and configured & {"deep", "dlr"}:
+        raise InputError(
+            f"deep: label.rule '{rule}' has three classes (HER2-zero / HER2-low / HER2-positive), but the deep and "
+            "DLR stages train binary networks only, so they cannot run on it. Remove the study's `deep:` section (the "
+            "learning stage handles three classes), or use a binary rule (label.rule: her2_low or her2_status).")
 
 
 def _stage(spec: _Stage, study: Study, opts: _Options, stamps: dict[str, Any], configured: set[str], force: bool,
@@ -674,7 +685,7 @@ def _roc_figure(folder: Path, out: Path) -> Path | None:
     test = test[~fold.str.match(r"^r\d+f\d+$") | fold.str.startswith("r0f")]
     curves, labels = {}, {}
     for (model, scheme), part in test.groupby(["model", fold.str.replace(r"^r0f\d+$", "r0", regex=True)]):
-        if part["label"].nunique() < 2:
+        if part["label"].nunique() != 2:  # one class, or a multi-class model (no single ROC curve)
             continue
         curves[f"{model} ({scheme})"] = roc_curve(part["label"].astype(int), part["prob"])[:2]
         key = (model, "test", scheme)

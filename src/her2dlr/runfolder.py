@@ -37,7 +37,7 @@ from pathlib import Path
 
 __all__ = [
     "BEST_CHECKPOINT",
-    "CLINICAL_VARIABLES", "EXCLUDED_CASES",
+    "CLINICAL_VARIABLES", "CONFUSION", "EXCLUDED_CASES",
     "FEATURE_FREQUENCY",
     "FOLDS",
     "FOLD_CACHE",
@@ -49,6 +49,7 @@ __all__ = [
     "MANIFEST",
     "METRICS",
     "MODEL_CARD",
+    "MULTICLASS",
     "PARAMS",
     "PREDICTIONS",
     "PREDICTIONS_CSV",
@@ -69,6 +70,8 @@ __all__ = [
 PREDICTIONS = "predictions.parquet"
 PREDICTIONS_CSV = "predictions.csv"
 METRICS = "metrics.csv"
+MULTICLASS = "multiclass.csv"  # multi-class models: per-class one-vs-rest AUCs, macro AUC (her2dlr.evaluate.multiclass_tables)
+CONFUSION = "confusion.csv"  # multi-class models: confusion matrices, long form
 FUNNEL = "funnel.csv"
 PARAMS = "params.csv"
 INNER_RESULTS = "inner_results.csv"

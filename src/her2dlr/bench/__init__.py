@@ -42,6 +42,7 @@ _BENCH_MODULES = (
     "her2dlr.bench.cohort_benches",
     "her2dlr.bench.extraction",
     "her2dlr.bench.learn_benches",
+    "her2dlr.bench.multiclass_benches",
     "her2dlr.bench.breast_usg",
     "her2dlr.bench.survival_benches",
     "her2dlr.bench.busi_radiomics",

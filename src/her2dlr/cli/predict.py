@@ -52,7 +52,8 @@ def predict_cmd(
                                    spacing=spacing, clinical=clinical, clinical_table=clinical_table, case=case)
         results = predict(art, batch, heat_maps=heatmap, method=method)
     table = results_frame(results)
-    print_frame(table, f"{art.name} (threshold {art.threshold:.3f})")
+    rule = f"most probable of {', '.join(art.classes)}" if art.classes else f"threshold {art.threshold:.3f}"
+    print_frame(table, f"{art.name} ({rule})")
     for warning in dict.fromkeys(w for r in results for w in r.warnings):
         console.print(f"[yellow]Warning:[/] {escape(warning)}", highlight=False)
     if out is not None:

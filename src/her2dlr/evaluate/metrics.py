@@ -275,6 +275,10 @@ def metrics_table(predictions: pd.DataFrame, thresholds: Any = None, *, level: f
     need = {"model", "fold", "split", "prob", "label"}
     if not need.issubset(predictions.columns):
         raise InputError(f"metrics_table: predictions lack column(s) {sorted(need - set(predictions.columns))}.")
+    if "prob_2" in predictions.columns and predictions["prob_2"].notna().any():
+        raise InputError("metrics_table: these predictions are of a multi-class model (prob_0 .. prob_<k-1>), whose "
+                         "'prob' is the predicted class's probability; use "
+                         "her2dlr.evaluate.multiclass_tables.multiclass_tables.")
     rows: list[dict[str, Any]] = []
     for (model, split), frame in predictions.groupby(["model", "split"], sort=True):
         folds = frame["fold"].astype(str)

@@ -118,6 +118,21 @@ class ModelArtefact:
         return float(self.card["threshold"]["value"])
 
     @property
+    def classes(self) -> list[str] | None:
+        """Class names of a multi-class model (card ``classes``, class order), None for a binary one."""
+        names = self.card.get("classes")
+        return [str(n) for n in names] if isinstance(names, list) and len(names) > 2 else None
+
+    def class_probabilities(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probability of every class, shape (n_rows, n_classes), of a multi-class ``pipeline`` model."""
+        if self.classes is None or self.kind != "pipeline":
+            raise InputError(f"Model '{self.name}' is not a multi-class pipeline: use predict_proba.")
+        self.check_inputs(frame)
+        proba = np.zeros((len(frame), len(self.classes)))
+        proba[:, np.asarray(self.pipeline.classes_, dtype=int)] = self.pipeline.predict_proba(self._own_inputs(frame))
+        return proba
+
+    @property
     def clinical_types(self) -> dict[str, str]:
         """Raw clinical columns this model (or a component) reads, with their types."""
         out = dict(self.card["inputs"].get("clinical", {}))
@@ -204,6 +219,9 @@ class ModelArtefact:
         InputError
             A needed column is missing (see :meth:`check_inputs`).
         """
+        if self.classes is not None:
+            raise InputError(f"Model '{self.name}' has {len(self.classes)} classes ({', '.join(self.classes)}): it has "
+                             "no single positive-class probability; use class_probabilities or predict.")
         self.check_inputs(frame)
         kind = self.kind
         if kind == "pipeline":
@@ -227,7 +245,20 @@ class ModelArtefact:
         raise InputError(f"Model card of {self.path} has unknown kind '{kind}'. Known: {', '.join(KINDS)}.")
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``case_id, model, prob, class, threshold`` for every row (index of ``frame`` = case id)."""
+        """``case_id, model, prob, class, threshold`` for every row (index of ``frame`` = case id).
+
+        A multi-class model also gives ``class_name`` and ``prob_<k>`` for every class; its
+        ``class`` is the most probable one, ``prob`` that class's probability, ``threshold`` NaN.
+        """
+        if self.classes is not None:
+            proba = self.class_probabilities(frame)
+            cls = proba.argmax(axis=1)
+            out = pd.DataFrame({"case_id": [str(i) for i in frame.index], "model": self.name,
+                                "prob": proba[np.arange(len(cls)), cls], "class": cls,
+                                "class_name": [self.classes[c] for c in cls], "threshold": float("nan")})
+            for k in range(proba.shape[1]):
+                out[f"prob_{k}"] = proba[:, k]
+            return out
         prob = self.predict_proba(frame)
         thr = Threshold(**self.card["threshold"])
         return pd.DataFrame({"case_id": [str(i) for i in frame.index], "model": self.name, "prob": prob,

@@ -34,7 +34,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.pipeline import Pipeline
 
-from her2dlr.checks import binary_target, check_choice
+from her2dlr.checks import binary_target, check_choice, class_target
 from her2dlr.cohort.manifest import Manifest
 from her2dlr.errors import InputError
 from her2dlr.learn.fold_cache import FoldCache, fold_key
@@ -182,7 +182,7 @@ def _group_ids(table: pd.DataFrame) -> pd.Series:
 
 
 def learning_data(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, label: str = "label",
-                  numeric_only: bool = True) -> LearningData:
+                  numeric_only: bool = True, multiclass: bool = False) -> LearningData:
     """Align a feature table with the manifest's included, labelled rows.
 
     Parameters
@@ -197,6 +197,9 @@ def learning_data(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, 
         Refuse non-numeric columns (radiomics tables). ``False`` keeps raw columns (text,
         mixed, missing) as they are, for pipelines that encode them in-fold (the clinical
         model, :mod:`her2dlr.learn.fusion`); numeric columns are still cast to float.
+    multiclass : bool, default=False
+        Keep the label's class numbers 0 .. k-1 (:func:`her2dlr.checks.class_target`) instead
+        of requiring two classes (:mod:`her2dlr.learn.multiclass_cv`).
 
     Raises
     ------
@@ -229,7 +232,7 @@ def learning_data(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, 
         X = X.astype(dict.fromkeys(numeric.columns, np.float64))
     else:
         X = X.astype(np.float64)
-    y = binary_target(table[label].to_numpy(), where="the cohort")
+    y = (class_target if multiclass else binary_target)(table[label].to_numpy(), where="the cohort")
     return LearningData(X, y, table["patient_id"].astype(str).to_numpy(),
                         _group_ids(table).to_numpy(), table.reset_index(drop=True))
 
@@ -417,6 +420,14 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
     StudyFileError
         Unknown model name, selection step or hyper-parameter.
     """
+    from her2dlr.learn.multiclass_cv import label_classes, run_multiclass_cv
+
+    if label_classes(manifest, label) > 2:  # HER2-zero / low / positive: same folds, macro AUC, argmax
+        return run_multiclass_cv(
+            features, manifest, model=model, selection=selection, scheme=scheme, grid=grid, params=params,
+            search=search, threshold=threshold, threshold_source=threshold_source, keep_train=keep_train,
+            label=label, model_name=model_name, n_jobs=n_jobs, progress=progress, numeric_only=numeric_only,
+            backend=backend, scheduler=scheduler, cache=cache)
     spec = get_model(model)  # fail fast on a bad name, before any fitting
     if selection and isinstance(next(iter(selection)), Mapping):
         build_selection(selection)  # type: ignore[arg-type]  # fail fast on a bad step

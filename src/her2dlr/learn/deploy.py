@@ -150,7 +150,8 @@ def save_stage_artefacts(deploy: Sequence[CVResult], inputs: Mapping[str, ModelI
                     pipeline=fit.pipeline, radiomics_params=params, network=networks.get(result.model),
                     segmenter=segmenter if any(t.get("roi") == "auto" for t in spec.feature_tables) else None,
                     params=fit.params,
-                    selected_features=fit.features, inner_median_auc=fit.inner_median_auc, **common)
+                    selected_features=fit.features, inner_median_auc=fit.inner_median_auc,
+                    **_multiclass_card(fit, task), **common)
             elif result.fits:  # combined: imaging component + clinical columns
                 fit = result.fits[0]
                 extra: dict[str, Any] = {}
@@ -173,6 +174,16 @@ def save_stage_artefacts(deploy: Sequence[CVResult], inputs: Mapping[str, ModelI
         if not progressed:
             break
     return [p for name, p in done.items() if name not in given]
+
+
+def _multiclass_card(fit: Any, task: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"classes": [...]}`` for a multi-class fit (no threshold: argmax), else nothing."""
+    if fit.threshold.method != "argmax":
+        return {}
+    n = int(np.max(fit.pipeline.classes_)) + 1
+    names = task.get("classes")
+    return {"classes": [str(c) for c in names] if isinstance(names, list) and len(names) >= n > 2
+            else [str(k) for k in range(max(n, 3))]}
 
 
 def result_prob(results: Sequence[CVResult], model: str, cases: pd.Index) -> np.ndarray:

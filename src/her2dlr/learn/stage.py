@@ -11,6 +11,9 @@ For every model of the settings and every outer scheme (``kfold``, ``holdout``) 
 ``inner_results.csv``      inner AUC of every setting in every fold (the model search itself)
 ``feature_frequency.csv``  how often each feature reached the model over the outer folds
 ``settings.json``          the settings used (with the feature-set name)
+``multiclass.csv``         (label of more than two classes) per-class one-vs-rest AUCs, macro AUC;
+                           ``metrics.csv`` then holds the macro AUC (:mod:`her2dlr.learn.multiclass_stage`)
+``confusion.csv``          (label of more than two classes) confusion matrices, long form
 ``clinical_variables.csv`` (with ``clinical=True``) how often each clinical variable was kept
 ``fold_cache/``            finished outer folds (:mod:`her2dlr.learn.fold_cache`): a run killed
                            half-way resumes from them; only the last run's folds are kept
@@ -47,6 +50,7 @@ from her2dlr.io.atomic import write_csv_atomic, write_parquet_atomic, write_text
 from her2dlr.learn.cv import CVResult, run_outer_cv
 from her2dlr.learn.deploy import ModelInputs, save_stage_artefacts
 from her2dlr.learn.fold_cache import FoldCache
+from her2dlr.learn.multiclass_stage import check_multiclass_stage, multiclass_outputs
 from her2dlr.learn.settings import LearnSettings
 from her2dlr.runfolder import (
     CLINICAL_VARIABLES,
@@ -121,6 +125,7 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
     LearnStageResult
     """
     out = Path(out_dir)
+    check_multiclass_stage(manifest, settings, clinical=clinical)  # a 3-class label: refuse binary-only settings
     has_imaging = features is not None and features.shape[1] > 0
     if not has_imaging and not clinical:
         raise InputError("The learning stage got no feature table and no clinical model to fit.")
@@ -139,8 +144,10 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
     deploy = [r for r in results if r.scheme == deploy_scheme]
     results = [r for r in results if r.scheme != "final"]
     predictions = pd.concat([r.predictions for r in results], ignore_index=True)
-    metrics = metrics_table(predictions)
+    multi = multiclass_outputs(predictions, manifest, out)  # None for a binary label
+    metrics = metrics_table(predictions) if multi is None else multi.metrics
     files = _write_outputs(out, results, predictions, metrics, settings, feature_set, clinical)
+    files += multi.files if multi is not None else []
     cache.prune()  # keep this run's folds only: the folder never outgrows one run
     if clinical and raw is not None:
         files.append(_check_label_proxies(raw, types, manifest, out))

@@ -61,7 +61,8 @@ class ArrayInputClassifier(ClassifierMixin, BaseEstimator):
     The boundary with libraries that refuse some characters in feature names (LightGBM: JSON
     special characters; XGBoost: ``[``, ``]``, ``<``): they see columns by position only.
     With ``balance_pos_weight`` it sets ``scale_pos_weight = n_negative / n_positive`` of the
-    training rows (XGBoost's class weighting) on a clone before fitting.
+    training rows (XGBoost's class weighting) on a clone before fitting; with more than two
+    classes it passes balanced sample weights instead.
 
     Parameters
     ----------
@@ -101,14 +102,19 @@ class ArrayInputClassifier(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         if self.balance_pos_weight:
             classes = np.unique(y)
-            n_pos = int((y == classes[-1]).sum())
-            est.set_params(scale_pos_weight=(len(y) - n_pos) / max(n_pos, 1))
+            if len(classes) > 2:  # scale_pos_weight is binary-only: weight each case by n / (k * n_class)
+                from sklearn.utils.class_weight import compute_sample_weight
+
+                fit_params = {**fit_params, "sample_weight": compute_sample_weight("balanced", y)}
+            else:
+                n_pos = int((y == classes[-1]).sum())
+                est.set_params(scale_pos_weight=(len(y) - n_pos) / max(n_pos, 1))
         self.estimator_ = est.fit(Xa, y, **fit_params)
         self.classes_ = self.estimator_.classes_
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, shape (n_cases, 2)."""
+        """Class probabilities, shape (n_cases, n_classes)."""
         check_is_fitted(self, "estimator_")
         return self.estimator_.predict_proba(self._array(X))
 

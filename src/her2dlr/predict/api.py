@@ -45,6 +45,10 @@ class PredictionResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     heat_map: HeatMapResult | None = None
+    #: Multi-class models: the predicted class's name and every class's probability (name -> value);
+    #: ``probability`` is then the predicted class's probability and ``threshold`` NaN.
+    class_name: str | None = None
+    class_probabilities: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the heat map as its path and scores)."""
@@ -175,8 +179,18 @@ def predict(model: ModelArtefact | str | os.PathLike[str], cases: Case | Sequenc
         results.append(PredictionResult(
             case_id=case.case_id, model=artefact.name, kind=artefact.kind, probability=float(row["prob"]),
             predicted_class=int(row["class"]), threshold=float(row["threshold"]), version=version,
-            provenance=_provenance(artefact, case, records[i]), warnings=list(dict.fromkeys(caught[i] + common)), heat_map=heat))
+            provenance=_provenance(artefact, case, records[i]), warnings=list(dict.fromkeys(caught[i] + common)), heat_map=heat,
+            **_class_fields(artefact, row)))
     return results
+
+
+def _class_fields(artefact: ModelArtefact, row: dict[str, Any]) -> dict[str, Any]:
+    """``class_name`` and ``class_probabilities`` of a multi-class model's row (nothing for a binary model)."""
+    names = artefact.classes
+    if names is None:
+        return {}
+    return {"class_name": str(row["class_name"]),
+            "class_probabilities": {n: float(row[f"prob_{k}"]) for k, n in enumerate(names)}}
 
 
 def _check_heat_maps(artefact: ModelArtefact, batch: list[Case]) -> None:
@@ -188,7 +202,15 @@ def _check_heat_maps(artefact: ModelArtefact, batch: list[Case]) -> None:
 
 
 def results_frame(results: Sequence[PredictionResult]) -> pd.DataFrame:
-    """``case_id, model, prob, class, threshold`` (the predictions contract), one row per result."""
-    return pd.DataFrame({"case_id": [r.case_id for r in results], "model": [r.model for r in results],
-                         "prob": [r.probability for r in results], "class": [r.predicted_class for r in results],
-                         "threshold": [r.threshold for r in results]})
+    """``case_id, model, prob, class, threshold`` (the predictions contract), one row per result.
+
+    Multi-class results add ``class_name`` and ``prob_<k>`` (the probability of class k, k = 0 ..).
+    """
+    frame = pd.DataFrame({"case_id": [r.case_id for r in results], "model": [r.model for r in results],
+                          "prob": [r.probability for r in results], "class": [r.predicted_class for r in results],
+                          "threshold": [r.threshold for r in results]})
+    if results and results[0].class_probabilities:
+        frame["class_name"] = [r.class_name for r in results]
+        for k in range(len(results[0].class_probabilities)):
+            frame[f"prob_{k}"] = [list(r.class_probabilities.values())[k] for r in results]
+    return frame

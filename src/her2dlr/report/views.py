@@ -92,14 +92,18 @@ class View:
         return wide
 
 
-def _usable(frame: pd.DataFrame) -> pd.DataFrame:
+def _usable(frame: pd.DataFrame, multiclass: bool = False) -> pd.DataFrame:
     frame = frame[frame["label"].notna() & frame["prob"].notna()]
+    # rows of multi-class models (prob_0 .. prob_<k-1>; their 'prob' is the predicted class's probability)
+    many = frame["prob_2"].notna() if "prob_2" in frame.columns else pd.Series(False, index=frame.index)
+    frame = frame[many if multiclass else ~many]
     frame = frame.drop_duplicates(["model", "case_id"], keep="first")
-    good = frame.groupby("model")["label"].transform(lambda s: s.astype(int).nunique() == 2)
+    good = frame.groupby("model")["label"].transform(lambda s: (s.astype(int).nunique() > 2) if multiclass
+                                                      else (s.astype(int).nunique() == 2))
     return frame[good.astype(bool)]
 
 
-def prediction_views(predictions: pd.DataFrame) -> list[View]:
+def prediction_views(predictions: pd.DataFrame, *, multiclass: bool = False) -> list[View]:
     """Split the run's predictions into :class:`View` objects (train, test, cv, final; those present).
 
     Parameters
@@ -107,10 +111,15 @@ def prediction_views(predictions: pd.DataFrame) -> list[View]:
     predictions : DataFrame
         Columns ``case_id, model, fold, split, prob, label`` (``class``, ``threshold`` optional).
 
+    multiclass : bool, default=False
+        Views of the multi-class models (rows with ``prob_2``) instead of the binary ones; each
+        kind is left out of the other's views.
+
     Returns
     -------
     list of View
-        In reading order; views whose models all lack one of the two classes are left out.
+        In reading order; views whose models all lack one of the two classes (multi-class: have
+        fewer than three) are left out.
     """
     if predictions.empty:
         return []
@@ -146,7 +155,7 @@ def prediction_views(predictions: pd.DataFrame) -> list[View]:
     candidates.append(("final", "Final model (apparent)",
                        "Predictions of the final model on the cases it was fitted on.", final))
     for key, title, desc, frame in candidates:
-        frame = _usable(frame)
+        frame = _usable(frame, multiclass)
         if len(frame):
             views.append(View(key, title, desc, frame.reset_index(drop=True)))
     return views

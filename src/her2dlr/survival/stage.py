@@ -138,8 +138,11 @@ def out_of_fold_scores(run_dir: str | os.PathLike[str], model: str) -> tuple[Any
     files = sorted([*run.glob(f"learn/*/{PREDICTIONS}"), *run.glob(f"deep/*/{PREDICTIONS}")])
     known: set[str] = set()
     for path in files:
-        pred = pd.read_parquet(path, columns=["case_id", "model", "fold", "split", "prob"])
+        pred = pd.read_parquet(path)
         known.update(pred["model"].astype(str).unique())
+        if "prob_2" in pred.columns and pred.loc[pred["model"] == model, "prob_2"].notna().any():
+            raise InputError(f"survival.score_from: '{model}' in {path} is a multi-class model: its 'prob' is the "
+                             "probability of whichever class it predicts, not a risk score. Use a binary model.")
         rows = pred[(pred["model"] == model) & (pred["split"] == "test")
                     & pred["fold"].astype(str).str.fullmatch(r"r\d+f\d+")]
         if (pred["model"] == model).any():

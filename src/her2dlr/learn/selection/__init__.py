@@ -10,6 +10,8 @@ study-file name         class
 ``zscore``              :class:`ZScore`
 ``ttest``               :class:`UnivariateFilter` (``test="ttest"``)
 ``mannwhitney``         :class:`UnivariateFilter` (``test="mannwhitney"``)
+``anova``               :class:`UnivariateFilter` (``test="anova"``, one-way ANOVA F)
+``kruskal``             :class:`UnivariateFilter` (``test="kruskal"``, Kruskal-Wallis H)
 ``pearson``             :class:`PearsonRedundancy`
 ``greedy``              :class:`GreedyElimination` (seed 002)
 ``mrmr``                :class:`MRMR`
@@ -19,6 +21,10 @@ study-file name         class
 ``mutual_info``         :class:`MutualInfoSelector`
 ``icc``                 :class:`ICCFilter` (seed 003)
 ======================  ==========================================================
+
+Every step accepts a multi-class label (class numbers 0 .. k-1): ``ttest`` / ``mannwhitney``
+run their k-sample counterparts (ANOVA / Kruskal-Wallis), ``lasso`` a multinomial L1 logistic
+regression, ``pearson`` / ``greedy`` a one-vs-rest relevance; ``_multiclass`` marks them.
 """
 
 from __future__ import annotations

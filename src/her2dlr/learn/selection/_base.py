@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator
 from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from her2dlr.checks import binary_target, check_no_missing
+from her2dlr.checks import binary_target, check_no_missing, class_target
 
 __all__ = ["BaseSelector"]
 
@@ -35,6 +35,8 @@ class BaseSelector(SelectorMixin, BaseEstimator):
     _accepts_missing: bool = False
     #: Whether ``fit`` needs labels.
     _needs_y: bool = True
+    #: Whether ``fit`` accepts more than two classes (labels 0 .. k-1, e.g. HER2-zero / low / positive).
+    _multiclass: bool = False
 
     # -------------------------------------------------------------- hooks
     def _check_params(self) -> None:
@@ -55,7 +57,8 @@ class BaseSelector(SelectorMixin, BaseEstimator):
         ----------
         X : DataFrame or array-like of shape (n_cases, n_features)
         y : array-like of shape (n_cases,)
-            Binary labels (ignored by unsupervised selectors).
+            Binary labels, or class numbers 0 .. k-1 for selectors with ``_multiclass``
+            (ignored by unsupervised selectors).
 
         Returns
         -------
@@ -63,10 +66,16 @@ class BaseSelector(SelectorMixin, BaseEstimator):
         """
         self._check_params()
         Xa = self._validate_fit(X)
-        ya = binary_target(y, where=f"{type(self).__name__}.fit") if self._needs_y else None
+        ya = self._target(y) if self._needs_y else None
         support = np.asarray(self._fit(Xa, ya), dtype=bool)
         self.support_ = support
         return self
+
+    def _target(self, y: Any) -> np.ndarray:
+        where = f"{type(self).__name__}.fit"
+        if self._multiclass and len(np.unique(np.asarray(y))) > 2:
+            return class_target(y, where=where)
+        return binary_target(y, where=where)
 
     def _validate_fit(self, X: Any) -> np.ndarray:
         if self._accepts_missing:  # infinite values count as missing

@@ -35,6 +35,8 @@ SELECTION_STEPS: dict[str, tuple[type[BaseEstimator], dict[str, Any]]] = {
     "zscore": (ZScore, {}),
     "ttest": (UnivariateFilter, {"test": "ttest"}),
     "mannwhitney": (UnivariateFilter, {"test": "mannwhitney"}),
+    "anova": (UnivariateFilter, {"test": "anova"}),
+    "kruskal": (UnivariateFilter, {"test": "kruskal"}),
     "pearson": (PearsonRedundancy, {}),
     "greedy": (GreedyElimination, {}),
     "mrmr": (MRMR, {}),

@@ -42,6 +42,8 @@ def _redundant_pairs(X: np.ndarray, threshold: float, block: int = 1024) -> np.n
 
 
 class _RedundancyBase(BaseSelector):
+    _multiclass = True  # the relevance has a multi-class form (see relevance())
+
     def __init__(self, *, threshold: float = 0.9, relevance: str = "auc") -> None:
         self.threshold = threshold
         self.relevance = relevance
@@ -158,6 +160,8 @@ class MRMR(BaseSelector):
     order_ : list of int
         Positions of the picked features, in picking order.
     """
+
+    _multiclass = True  # ANOVA F and mutual information take any number of classes
 
     def __init__(self, *, n_features: int = 20, relevance: str = "f", scheme: str = "quotient",
                  random_state: int = 0) -> None:

@@ -1,4 +1,5 @@
-"""Univariate filters: t-test / Mann-Whitney p-value filter, chi-square and mutual information top-k."""
+"""Univariate filters: t-test / Mann-Whitney (ANOVA / Kruskal-Wallis) p-value filter, chi-square and mutual
+information top-k. Every filter here accepts more than two classes."""
 
 from __future__ import annotations
 
@@ -6,12 +7,21 @@ import numpy as np
 from sklearn.feature_selection import chi2, mutual_info_classif
 
 from her2dlr.checks import check_choice, check_number
-from her2dlr.learn._univariate import column_auc, mannwhitney_pvalues, ttest_pvalues
+from her2dlr.learn._univariate import (
+    anova_pvalues,
+    column_auc,
+    kruskal_pvalues,
+    mannwhitney_pvalues,
+    ovr_auc_spread,
+    ttest_pvalues,
+)
 from her2dlr.learn.selection._base import BaseSelector
 
 __all__ = ["ChiSquareSelector", "MutualInfoSelector", "TopKSelector", "UnivariateFilter"]
 
-_TESTS = {"ttest", "mannwhitney"}
+_TESTS = {"ttest", "mannwhitney", "anova", "kruskal"}
+#: The k-sample test used in place of a two-sample one when the label has more than two classes.
+MULTICLASS_TEST = {"ttest": "anova", "mannwhitney": "kruskal", "anova": "anova", "kruskal": "kruskal"}
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -23,11 +33,15 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 class UnivariateFilter(BaseSelector):
-    """Keep features whose two-sample test p-value in the training fold is below ``alpha``.
+    """Keep features whose test p-value in the training fold is below ``alpha``.
 
     ``test="ttest"`` is :func:`scipy.stats.ttest_ind` (Student's t-test by default, as seed 002;
     Welch's with ``equal_var=False``); ``test="mannwhitney"`` is :func:`scipy.stats.mannwhitneyu`
-    (two-sided). No multiple-testing correction is applied: this is a screening step.
+    (two-sided); ``"anova"`` is the one-way ANOVA F test (:func:`scipy.stats.f_oneway`) and
+    ``"kruskal"`` the Kruskal-Wallis H test (:func:`scipy.stats.kruskal`). With more than two
+    classes (e.g. HER2-zero / low / positive) a two-sample test is replaced by its k-sample
+    counterpart (t-test -> ANOVA, Mann-Whitney -> Kruskal-Wallis; ``test_used_`` says which ran).
+    No multiple-testing correction is applied: this is a screening step.
 
     **Fallback**: when no feature reaches ``p < alpha`` (pure-noise data, tiny folds), the
     ``k_fallback`` features with the smallest p-values are kept instead, so the pipeline can
@@ -36,7 +50,7 @@ class UnivariateFilter(BaseSelector):
 
     Parameters
     ----------
-    test : {"ttest", "mannwhitney"}, default="ttest"
+    test : {"ttest", "mannwhitney", "anova", "kruskal"}, default="ttest"
     alpha : float, default=0.05
         Keep features with ``p < alpha``.
     k_fallback : int, default=10
@@ -50,7 +64,10 @@ class UnivariateFilter(BaseSelector):
     pvalues_ : ndarray of shape (n_features_in_,)
         P-values, 1 for features constant in the training fold.
     auc_ : ndarray of shape (n_features_in_,)
-        Univariate AUC of each feature (for reports).
+        Univariate AUC of each feature (for reports); with more than two classes, 0.5 plus the
+        mean one-vs-rest ``|AUC - 0.5|`` (:func:`her2dlr.learn._univariate.ovr_auc_spread`).
+    test_used_ : str
+        The test that ran (differs from ``test`` for a multi-class label).
     fallback_used_ : bool
 
     Examples
@@ -62,6 +79,8 @@ class UnivariateFilter(BaseSelector):
     >>> UnivariateFilter(alpha=0.01).fit(X, y).get_support()[0]
     np.True_
     """
+
+    _multiclass = True
 
     def __init__(self, *, test: str = "ttest", alpha: float = 0.05, k_fallback: int = 10,
                  equal_var: bool = True) -> None:
@@ -76,11 +95,17 @@ class UnivariateFilter(BaseSelector):
         check_number(self, "k_fallback", self.k_fallback, low=0, integer=True)
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-        if self.test == "ttest":
+        multi = len(np.unique(y)) > 2
+        self.test_used_ = MULTICLASS_TEST[self.test] if multi else self.test
+        if self.test_used_ == "ttest":
             self.statistics_, self.pvalues_ = ttest_pvalues(X, y, equal_var=self.equal_var)
-        else:
+        elif self.test_used_ == "mannwhitney":
             self.statistics_, self.pvalues_ = mannwhitney_pvalues(X, y)
-        self.auc_ = column_auc(X, y)
+        elif self.test_used_ == "anova":
+            self.statistics_, self.pvalues_ = anova_pvalues(X, y)
+        else:
+            self.statistics_, self.pvalues_ = kruskal_pvalues(X, y)
+        self.auc_ = 0.5 + ovr_auc_spread(X, y) if multi else column_auc(X, y)
         support = self.pvalues_ < self.alpha
         self.fallback_used_ = not support.any()
         if self.fallback_used_:
@@ -93,6 +118,8 @@ class TopKSelector(BaseSelector):
 
     ``k`` larger than the number of features keeps them all.
     """
+
+    _multiclass = True
 
     def __init__(self, *, k: int = 20) -> None:
         self.k = k

@@ -47,9 +47,14 @@ def _curves(view: View, model: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
 
 def calibration_section(ctx: ReportContext) -> Section:
     """Per evaluation set: all models' curves, the reference model in detail, and the summary table."""
+    from her2dlr.report.sections.multiclass import omitted_note
+
     sec = Section("calibration", "Calibration")
+    omitted = omitted_note(ctx, "Calibration curves, slope and Hosmer-Lemeshow test")
+    if omitted:
+        sec.note(omitted, "info")
     if not ctx.views:
-        return sec.note("The run has no predictions: calibration cannot be shown.", "missing")
+        return sec if omitted else sec.note("The run has no predictions: calibration cannot be shown.", "missing")
     sources = ctx.sources_of("predictions")
     sec.text("Calibration compares predicted probabilities with observed proportions: binned (deciles of the "
              "predictions, Wilson 95% CI) and smoothed (LOESS) curves; the calibration slope (ideal 1; below 1: "

@@ -235,8 +235,13 @@ def _view_subsection(ctx: ReportContext, sec: Section, view: View, sources: list
 
 def discrimination_section(ctx: ReportContext) -> Section:
     """One subsection per evaluation set, after a forest plot of every AUC."""
+    from her2dlr.report.sections.multiclass import add_multiclass_discrimination
+
     sec = Section("discrimination", "Discrimination")
+    multiclass = add_multiclass_discrimination(ctx, sec)  # 3-class models: one-vs-rest and macro AUCs
     if not ctx.views:
+        if multiclass:
+            return sec
         return sec.note("The run has no predictions with both classes (learn/<set>/predictions.parquet): "
                         "discrimination cannot be shown.", "missing")
     sources = ctx.sources_of("predictions")

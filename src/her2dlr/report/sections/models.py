@@ -49,6 +49,18 @@ def _settings_facts(ctx: ReportContext) -> dict[str, str]:
     return facts
 
 
+def _multiclass_caption(ctx: ReportContext) -> str:
+    """What the metrics table's columns mean for multi-class models (empty when the run has none)."""
+    from her2dlr.report.sections.multiclass import multiclass_views
+
+    models = sorted({m for v in multiclass_views(ctx) for m in v.models})
+    if not models:
+        return ""
+    return (f" Multi-class models ({', '.join(models[:5])}{' ...' if len(models) > 5 else ''}): AUC is the macro "
+            "one-vs-rest AUC with its bootstrap 95% CI, accuracy that of the most probable class; they have no "
+            "threshold metrics (section 'Discrimination' gives the per-class AUCs).")
+
+
 def models_section(ctx: ReportContext) -> Section:
     """Metrics of every model (``learn/*/metrics.csv``), the reference model and the modelling facts."""
     sec = Section("models", "Models")
@@ -65,7 +77,8 @@ def models_section(ctx: ReportContext) -> Section:
         sec.add(ctx.table("models_metrics", "Performance of every model (metrics.csv). AUC with DeLong 95% CI; "
                           "threshold metrics at the operating threshold chosen on training data. k-fold rows are "
                           "means over repetitions (test: pooled out-of-fold predictions of each repetition) or "
-                          "over folds (train); per-repetition rows are in metrics.csv.", data, display=display, sources=ctx.sources_of("metrics")))
+                          "over folds (train); per-repetition rows are in metrics.csv." + _multiclass_caption(ctx), data,
+                          display=display, sources=ctx.sources_of("metrics")))
     else:
         sec.note("No learn/<set>/metrics.csv: the metrics table is not shown.", "missing")
     params = ctx.run.concat("params")

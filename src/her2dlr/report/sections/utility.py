@@ -17,10 +17,14 @@ THRESHOLDS = np.round(np.arange(0.01, 1.0, 0.01), 2)
 def utility_section(ctx: ReportContext) -> Section:
     """Decision curves (net benefit against threshold probability) on each evaluation set."""
     from her2dlr.evaluate.decision import decision_curve
+    from her2dlr.report.sections.multiclass import omitted_note
 
     sec = Section("utility", "Clinical utility")
+    omitted = omitted_note(ctx, "Decision curves")
+    if omitted:
+        sec.note(omitted, "info")
     if not ctx.views:
-        return sec.note("The run has no predictions: decision curves cannot be shown.", "missing")
+        return sec if omitted else sec.note("The run has no predictions: decision curves cannot be shown.", "missing")
     sec.text("Decision curve analysis: the net benefit of acting on each model's prediction at each threshold "
              "probability, against treating every patient as positive (treat all) or none (treat none). A model "
              "is useful at thresholds where its curve lies above both.")

@@ -1,0 +1,90 @@
+"""The learning stage's multi-class parts: settings checks before fitting and the extra tables after.
+
+A label with more than two classes (``label.rule: her2_three_class``) goes through the same
+stage (:func:`her2dlr.learn.stage.run_learn_stage`), with these differences:
+
+* refused up front, naming the key: a ``learn.threshold`` other than the default (there is no
+  operating threshold: the class is the most probable one), the clinical model and its fusions (``clinical`` in
+  ``learn.features``: its stepwise selection is a binary logistic regression), and selection
+  steps without a multi-class form;
+* ``metrics.csv`` rows hold the macro one-vs-rest AUC with its interval, and the stage also
+  writes ``multiclass.csv`` (per-class AUCs) and ``confusion.csv``
+  (:mod:`her2dlr.evaluate.multiclass_tables`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from her2dlr.cohort.manifest import Manifest
+from her2dlr.errors import InputError
+from her2dlr.evaluate.multiclass_tables import multiclass_tables
+from her2dlr.io.atomic import write_csv_atomic
+from her2dlr.learn.multiclass_cv import check_multiclass_steps, is_multiclass_predictions, label_classes
+from her2dlr.runfolder import CONFUSION, MULTICLASS
+
+__all__ = ["MulticlassOutputs", "check_multiclass_stage", "class_names", "multiclass_outputs"]
+
+
+@dataclass
+class MulticlassOutputs:
+    """``metrics.csv`` rows of the multi-class models and the extra files written."""
+
+    metrics: pd.DataFrame
+    per_class: pd.DataFrame
+    confusion: pd.DataFrame
+    files: list[Path] = field(default_factory=list)
+
+
+def class_names(manifest: Manifest | pd.DataFrame, n_classes: int) -> list[str]:
+    """Class names from the label rule (``manifest.meta["label"]["classes"]``), else ``"0"``, ``"1"`` ..."""
+    meta = manifest.meta if isinstance(manifest, Manifest) else {}
+    names = (meta.get("label") or {}).get("classes")
+    if isinstance(names, list) and len(names) == n_classes:
+        return [str(n) for n in names]
+    return [str(k) for k in range(n_classes)]
+
+
+def check_multiclass_stage(manifest: Manifest | pd.DataFrame, settings: Any, *, clinical: bool) -> None:
+    """Refuse settings that need a binary label when the manifest's label has more than two classes.
+
+    Parameters
+    ----------
+    manifest : Manifest or DataFrame
+    settings : LearnSettings
+    clinical : bool
+        Whether the stage fits the clinical model.
+
+    Raises
+    ------
+    InputError
+        A ``learn.threshold`` other than the default, ``clinical`` in ``learn.features``, or a
+        binary-only selection step.
+    """
+    k = label_classes(manifest)
+    if k <= 2:
+        return
+    if settings.threshold != type(settings.threshold)():  # the default (youden, as `her2dlr init` writes) is moot
+        raise InputError(f"learn.threshold: method {settings.threshold.method!r} sets a binary operating threshold, "
+                         f"but the label has {k} classes: the predicted class is the most probable one. Remove the "
+                         "'threshold' key.")
+    if clinical:
+        raise InputError(f"learn.features: 'clinical' fits a binary clinical model (stepwise logistic regression) and "
+                         f"its fusions; the label has {k} classes. Remove 'clinical' from learn.features, or use a "
+                         "binary label rule (her2_status, her2_low).")
+    check_multiclass_steps(settings.selection)
+
+
+def multiclass_outputs(predictions: pd.DataFrame, manifest: Manifest | pd.DataFrame,
+                       out: Path) -> MulticlassOutputs | None:
+    """Tables of the multi-class predictions, ``multiclass.csv`` and ``confusion.csv`` written; None when binary."""
+    if not is_multiclass_predictions(predictions):
+        return None
+    n_classes = sum(1 for c in predictions.columns if str(c).startswith("prob_"))
+    tables = multiclass_tables(predictions, class_names=class_names(manifest, n_classes))
+    files = [write_csv_atomic(tables.per_class, out / MULTICLASS), write_csv_atomic(tables.confusion, out / CONFUSION)]
+    return MulticlassOutputs(tables.metrics, tables.per_class, tables.confusion, files)
