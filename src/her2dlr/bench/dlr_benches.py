@@ -125,30 +125,13 @@ def train_busi_deep(opts: BenchOptions, data: Path, repeats: list[int]) -> None:
     with ``resume=True``); when the saved ones cannot be resumed (other settings, unreadable)
     all are trained again. Writes ``<work_dir>/busi-deep/densenet3block/`` as ``busi-deep`` does.
     """
-    from her2dlr.bench.deep_benches import (
-        BUSI_DEEP_ARCH,
-        _busi_manifest,
-        _cached_rois,
-        busi_deep_dir,
-    )
-    from her2dlr.deep.cv import deep_table, run_deep_cv
-    from her2dlr.deep.train import TrainSettings
+    from her2dlr.bench.deep_benches import run_busi_deep
     from her2dlr.errors import InputError
-    from her2dlr.imaging.roi import RoiSpec
 
-    work = busi_deep_dir(opts)
-    manifest = _busi_manifest(data, work, opts.n_jobs)
-    spec = RoiSpec(size=64, margin=10)  # busi-deep's ROI and training settings
-    rois = _cached_rois(deep_table(manifest), spec, work, opts.n_jobs)
-    settings = TrainSettings(arch=BUSI_DEEP_ARCH, image_size=64, seed=opts.seed, progress=False)
-    kwargs: dict[str, Any] = {"settings": settings, "roi": spec, "scheme": "kfold", "out_dir": work / BUSI_DEEP_ARCH,
-                              "rois": rois, "repeats": repeats, "progress": False}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            run_deep_cv(manifest, resume=True, **kwargs)
-        except InputError:
-            run_deep_cv(manifest, resume=False, **kwargs)
+    try:
+        run_busi_deep(opts, data, repeats, resume=True)
+    except InputError:
+        run_busi_deep(opts, data, repeats, resume=False)
 
 
 def _inner_auc(res: Any) -> float | None:

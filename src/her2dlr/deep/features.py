@@ -564,6 +564,11 @@ def extract_fold_features(checkpoints: Mapping[str, Any], manifest: Any, *, n_jo
             inputs[key] = manifest_rois(table, spec, n_jobs=n_jobs)
         net = fold_features([(fold, ck.load, ck.train_cases, str(ck.path))], inputs[key], ids, batch_size=batch_size)
         out[fold] = net[fold]
+        if dict(ck.meta.get("settings") or {}).get("tta_flips"):  # the signature as the network predicts
+            from her2dlr.deep.train import predict_proba
+
+            prob = predict_proba(ck.load(), inputs[key], batch_size=batch_size, flips=True)[:, 1]
+            out[fold].prob = pd.Series(prob, index=out[fold].prob.index, name="prob")
         out[fold].meta.update({"arch": ck.meta.get("arch"), "roi": spec.to_dict()})
     check_out_of_fold(out, table)
     return out
