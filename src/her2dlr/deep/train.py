@@ -101,6 +101,7 @@ __all__ = [
     "class_weights",
     "default_threads",
     "load_checkpoint",
+    "loss_function",
     "make_checkpoint",
     "mixup_batch",
     "model_from_checkpoint",
@@ -348,7 +349,13 @@ def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
 
 
-def _loss(settings: TrainSettings, weights: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def loss_function(settings: TrainSettings, weights: torch.Tensor
+                  ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss ``(logits, labels) -> scalar`` of ``settings`` with class weights ``weights``.
+
+    ``weighted_ce`` / ``ce``: (weighted) cross-entropy with ``settings.label_smoothing``;
+    ``focal``: MONAI's focal loss with the class weights.
+    """
     if settings.loss == "focal":
         from monai.losses import FocalLoss
 
@@ -671,8 +678,8 @@ def _setup_fit(run: _Run, weights_np: np.ndarray) -> _Fit:
                           image_size=settings.image_size, spatial_dims=settings.spatial_dims, weights=settings.weights,
                           **settings.arch_options)
     model.to(device)
-    loss_fn = _loss(settings, weights.to(device))
-    loss_cpu = _loss(settings, weights)
+    loss_fn = loss_function(settings, weights.to(device))
+    loss_cpu = loss_function(settings, weights)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler: Any = None
     if settings.scheduler == "cosine":
