@@ -7,7 +7,8 @@ Three ways to join a fold network and a radiomics model (:mod:`her2dlr.deep.dlr`
 ``late``
     The mean of the network's probability (the deep signature) and the radiomics model's.
 ``stacking``
-    A logistic regression on the two models' logits, fitted on held-out predictions of both.
+    A logistic regression on the two models' z-scored logits (:func:`make_stacker`), fitted on
+    held-out predictions of both.
 
 Where they are compared: on each outer fold's **inner validation cases** of the network (the
 cases its training held out from the gradient steps, :attr:`FoldFeatures.val_cases`). Only
@@ -39,7 +40,7 @@ from her2dlr.errors import InputError
 from her2dlr.learn.cv import PREDICTION_COLUMNS, CVResult
 from her2dlr.learn.thresholds import ThresholdRule, apply_threshold, choose_threshold
 
-__all__ = ["FUSIONS", "ChosenFusion", "FusionChoice", "choose_fusion", "stacking_features"]
+__all__ = ["FUSIONS", "ChosenFusion", "FusionChoice", "choose_fusion", "make_stacker", "stacking_features"]
 
 #: The candidate fusions, in order of preference on a tie.
 FUSIONS = ("early", "late", "stacking")
@@ -92,10 +93,17 @@ def stacking_features(p_deep: np.ndarray, p_radiomics: np.ndarray) -> np.ndarray
     return np.log(p / (1 - p))
 
 
-def _stacker(seed: int) -> Any:
-    from sklearn.linear_model import LogisticRegression
+def make_stacker(seed: int = 0) -> Any:
+    """The stacker: z-score of the two logits, then an L2 logistic regression (C = 1).
 
-    return LogisticRegression(C=1.0, random_state=seed)
+    The z-score makes the penalty blind to each model's probability scale (a network whose
+    probabilities all sit near 0.5 is not penalised for needing a large coefficient).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, random_state=seed))
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -111,7 +119,7 @@ def _stacking_inner(X: np.ndarray, y: np.ndarray, n_folds: int, seed: int) -> np
     if k < 2:
         return np.full(len(y), np.nan)
     cv = StratifiedKFold(k, shuffle=True, random_state=seed)
-    return cross_val_predict(_stacker(seed), X, y, cv=cv, method="predict_proba")[:, 1]
+    return cross_val_predict(make_stacker(seed), X, y, cv=cv, method="predict_proba")[:, 1]
 
 
 def _rows(pred: pd.DataFrame, fold: str, split: str) -> pd.DataFrame:
@@ -188,7 +196,7 @@ def choose_fusion(early: CVResult, radiomics: CVResult, networks: Mapping[str, F
             if chosen == "late":
                 p_test = (p_net_test + p_rad_test) / 2
             else:
-                model = _stacker(seed).fit(X_inner, y)
+                model = make_stacker(seed).fit(X_inner, y)
                 p_test = model.predict_proba(stacking_features(p_net_test, p_rad_test))[:, 1]
         thr = choose_threshold(y, inner_prob[chosen], threshold, source="inner_val")
         for split, case_ids, prob, labels, patients in (
