@@ -343,15 +343,16 @@ class DLRModels:
 
 def fit_dlr_models(folds: Mapping[str, FoldFeatures], radiomics: pd.DataFrame, radiomics_name: str,
                    manifest: Manifest | pd.DataFrame, *, arch: str, model: str, settings: Any,
-                   n_components: int = 64, scheme: str = "kfold", deep_only: bool = True, n_jobs: int = 1
-                   ) -> DLRModels:
+                   n_components: int = 64, scheme: str = "kfold", deep_only: bool = True, n_jobs: int = 1,
+                   choose: bool = True) -> DLRModels:
     """The DLR models of one network on the outer folds of ``scheme``, with the study's learning settings.
 
     ``deep_<arch>-<model>`` (deep features only, when ``deep_only``), ``deep_<arch>+<radiomics_name>-<model>``
     (early fusion), ``<radiomics_name>-<model>``, ``deep_<arch>-signature``, their late fusion, and
     ``deep_<arch>+<radiomics_name>-fused``: the fusion each fold chose by inner validation
     (:func:`her2dlr.deep.dlr_fusion.choose_fusion`; left out, with a log message, when the fold
-    networks do not list their inner validation cases). Selection, search and threshold rule
+    networks do not list their inner validation cases; not made with ``choose=False``). Selection,
+    search and threshold rule
     come from ``settings`` (:class:`~her2dlr.learn.settings.LearnSettings`).
     """
     from her2dlr.learn.cv import run_outer_cv
@@ -366,12 +367,12 @@ def fit_dlr_models(folds: Mapping[str, FoldFeatures], radiomics: pd.DataFrame, r
     rad = run_outer_cv(radiomics, manifest, model_name=f"{radiomics_name}-{model}", **common)
     signature = deep_signature(folds, manifest, scheme=scheme, threshold=rule, name=f"deep_{arch}-signature")
     chosen = None
-    if all(f.val_cases for f in folds.values()):
+    if choose and all(f.val_cases for f in folds.values()):
         from her2dlr.deep.dlr_fusion import choose_fusion
 
         chosen = choose_fusion(dlr, rad, folds, name=f"deep_{arch}+{radiomics_name}-fused", threshold=rule,
                                seed=settings.search_settings().random_state)
-    else:
+    elif choose:
         log.warning("The fold networks do not list their inner validation cases (trained before they were "
                     "recorded): no fusion chosen by inner validation; train the networks again to get it.")
     return DLRModels(dlr, rad, signature, late_dlr(signature, rad, threshold=rule), deep, chosen)
