@@ -193,3 +193,18 @@ def test_recipe_choice_reads_only_the_inner_validation_split(tmp_path):
     p_a = first.predictions.query("fold == 'r0f0' and split == 'test'")["prob"].to_numpy()
     p_b = second.predictions.query("fold == 'r0f0' and split == 'test'")["prob"].to_numpy()
     assert not np.allclose(p_a, p_b)  # the test images did change
+
+
+def test_study_deep_section_sets_the_options_and_recipes():
+    from her2dlr.deep.settings import DeepSettings
+    from her2dlr.deep.stage import training_settings
+
+    deep = DeepSettings(image_size=64, margin_fraction=0.25, mixup=0.2, label_smoothing=0.1, ema=0.99, tta_flips=True,
+                        recipes=[{"name": "base"}, {"name": "ctx", "image_size": 96, "margin": 0}])
+    settings, roi = training_settings(deep)
+    assert (settings.mixup, settings.label_smoothing, settings.ema, settings.tta_flips) == (0.2, 0.1, 0.99, True)
+    assert roi.margin_fraction == 0.25 and roi.size == 64
+    ctx = recipes_from_dicts(deep.recipes)[1].apply(settings, roi)
+    assert ctx[0].image_size == 96 and ctx[1].size == 96 and ctx[1].margin == 0 and ctx[0].mixup == 0.2
+    with pytest.raises(Exception, match="label_smoothing"):
+        DeepSettings(label_smoothing=1.0)

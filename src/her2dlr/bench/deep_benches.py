@@ -23,7 +23,8 @@ regularisers for a few hundred images, then the same with more context around th
 In each outer fold the three are trained on the same inner training part and the one with the
 best inner validation AUC is the fold's network as trained (:mod:`her2dlr.deep.recipes`); the
 outer test fold is predicted only by that network. ``recipe_choice`` lines name the winner of
-every fold with the inner scores.
+every fold with the inner scores. Candidates already trained in the work folder with the same
+settings are reloaded (interrupted ones resumed), so a stopped run goes on where it stopped.
 
 Metrics: ``auc``: the mean over repetitions of the pooled out-of-fold AUC (every case
 predicted once per repetition by the fold network that did not see it); ``ci_low``/``ci_high``
@@ -169,7 +170,12 @@ def busi_deep_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     start = time.perf_counter()
     manifest = _busi_manifest(data, busi_deep_dir(opts), opts.n_jobs)
     repeats = [0] if opts.quick else list(range(len(manifest.fold_columns)))
-    res, seconds_prep = run_busi_deep(opts, data, repeats)
+    from her2dlr.errors import InputError
+
+    try:  # finished candidates of an earlier run with the same settings are reloaded, not retrained
+        res, seconds_prep = run_busi_deep(opts, data, repeats, resume=True)
+    except InputError:
+        res, seconds_prep = run_busi_deep(opts, data, repeats, resume=False)
     seconds = time.perf_counter() - start - seconds_prep
     m = res.metrics
     row = m[(m["split"] == "test") & (m["scope"] == "mean")].iloc[0]
