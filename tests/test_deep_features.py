@@ -203,7 +203,7 @@ def test_dlr_fusion_on_the_same_folds(fold_nets, cohort):
 
     from her2dlr.deep.dlr_fusion import choose_fusion
 
-    nets = {k: replace(v, val_cases=frozenset(sorted(v.train_cases)[::4])) for k, v in fold_nets.items()}
+    nets = {k: replace(v, val_cases=frozenset(sorted(v.train_cases)[::3])) for k, v in fold_nets.items()}
     chosen = choose_fusion(dlr, rad, nets)
     lines = dlr_lines({"dlr": dlr, "radiomics_box": rad, "deep_features": deep, "deep_signature": sig, "late": late,
                        "chosen": chosen}, saved_predictions=None, pca=in_fold_pca(fold_nets, manifest, n_components=8),

@@ -104,3 +104,7 @@ def test_a_network_without_inner_validation_cases_is_refused():
     nets["r0f1"].val_cases = frozenset()
     with pytest.raises(InputError, match="r0f1.*inner validation"):
         choose_fusion(early, rad, nets)
+    labels = early.predictions.drop_duplicates("case_id").set_index("case_id")["label"]
+    nets["r0f1"].val_cases = frozenset(c for c in nets["r0f1"].train_cases if labels[c] == 0)
+    with pytest.raises(InputError, match="one class"):
+        choose_fusion(early, rad, nets)

@@ -176,6 +176,9 @@ def choose_fusion(early: CVResult, radiomics: CVResult, networks: Mapping[str, F
             raise InputError(f"Fold '{fold}': {len(missing)} inner validation case(s) lack inner out-of-fold "
                              f"predictions, e.g. {missing[:5]}.")
         y = e_oof.loc[inner, "label"].to_numpy(dtype=int)
+        if len(np.unique(y)) < 2:
+            raise InputError(f"Fold '{fold}': the network's {len(inner)} inner validation cases are all of one "
+                             "class; the fusions cannot be compared on them.")
         p_net = net.prob.reindex(inner).to_numpy(dtype=float)
         p_rad, p_early = r_oof.loc[inner, "prob"].to_numpy(float), e_oof.loc[inner, "prob"].to_numpy(float)
         X_inner = stacking_features(p_net, p_rad)

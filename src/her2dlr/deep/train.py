@@ -962,6 +962,12 @@ def _check_resumable(ckpt: Mapping[str, Any], settings: TrainSettings, state: di
             raise InputError(f"Cannot resume from {path}: it was trained with {key}={saved.get(key)!r}, these "
                              f"settings have {getattr(settings, key)!r}. Use another output folder or the same "
                              "settings.")
+    defaults = TrainSettings.__dataclass_fields__
+    for key in ("mixup", "label_smoothing", "ema", "tta_flips"):  # absent from checkpoints written before them
+        if saved.get(key, defaults[key].default) != getattr(settings, key):
+            raise InputError(f"Cannot resume from {path}: it was trained with {key}="
+                             f"{saved.get(key, defaults[key].default)!r}, these settings have "
+                             f"{getattr(settings, key)!r}. Use another output folder or the same settings.")
     if saved.get("epochs") != settings.epochs and settings.scheduler == "cosine":
         raise InputError(f"Cannot resume from {path} with epochs={settings.epochs}: it was trained for "
                          f"epochs={saved.get('epochs')} and the cosine schedule depends on it.")
