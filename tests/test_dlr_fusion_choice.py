@@ -31,11 +31,14 @@ def _world(kind: str, seed: int = 0):
     n = N_TRAIN + N_TEST
     frames = {"early": [], "radiomics": []}
     networks = {}
-    for k, fold in enumerate(FOLDS):
+    for fold in FOLDS:
         y = rng.permutation(np.arange(n) % 2)
         ids = np.array([f"{fold}-c{i}" for i in range(n)])  # each fold its own cases: enough for the test
         signal = 2 * y - 1
-        noise = lambda s=1.0: rng.normal(0, s, n)  # noqa: E731
+
+        def noise(sd: float = 1.0) -> np.ndarray:
+            return rng.normal(0, sd, n)
+
         if kind == "early":
             p = {"early": _sigmoid(2.5 * signal + noise()), "radiomics": _sigmoid(noise(3)), "net": _sigmoid(noise())}
         else:
@@ -50,7 +53,6 @@ def _world(kind: str, seed: int = 0):
         feats = pd.DataFrame({"deep_0": np.zeros(n)}, index=pd.Index(ids, name="case_id"))
         networks[fold] = FoldFeatures(fold, feats, pd.Series(p["net"], index=ids, name="prob"),
                                       frozenset(ids[train]), val_cases=frozenset(ids[:N_VAL]))
-        assert k < 2
     results = {m: CVResult(m, "kfold", pd.concat(f, ignore_index=True)[PREDICTION_COLUMNS], []) for m, f in
                frames.items()}
     return results["early"], results["radiomics"], networks

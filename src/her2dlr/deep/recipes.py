@@ -12,6 +12,10 @@ rows are predicted once, by the chosen network, after the choice; they never ent
 
 Every candidate gets the fold's seed, validation share and class count, so all see the same
 inner split; a recipe may not change them (:data:`FIXED_KEYS`).
+
+The same inner validation split also chose each candidate's epoch (early stopping), so the
+winner's inner score is optimistic (a maximum over epochs and candidates); it ranks the
+candidates, and the outer test fold gives the estimate.
 """
 
 from __future__ import annotations
