@@ -208,3 +208,40 @@ def test_study_deep_section_sets_the_options_and_recipes():
     assert ctx[0].image_size == 96 and ctx[1].size == 96 and ctx[1].margin == 0 and ctx[0].mixup == 0.2
     with pytest.raises(Exception, match="label_smoothing"):
         DeepSettings(label_smoothing=1.0)
+
+
+def test_rotate_batch_turns_every_roi_four_ways():
+    from her2dlr.deep.pretext import rotate_batch
+
+    x = torch.arange(2 * 9, dtype=torch.float32).reshape(2, 1, 3, 3)
+    rotated, turns = rotate_batch(x)
+    assert rotated.shape == (8, 1, 3, 3) and turns.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    for j in range(8):
+        np.testing.assert_array_equal(rotated[j, 0].numpy(), np.rot90(x[j % 2, 0].numpy(), turns[j].item()))
+
+
+def test_rotation_pretraining_learns_the_pretext_from_training_images_only():
+    from her2dlr.deep.networks import build_network
+    from her2dlr.deep.pretext import rotation_pretrain
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.3, (24, 1, 32, 32)).astype(np.float32)
+    x[:, :, :8, :] += 2.0  # a bright band at the top: which way is up is learnable
+    model = build_network("densenet3block", image_size=32, **TINY)
+    history = rotation_pretrain(model, x, epochs=6, batch_size=12, lr=3e-3)
+    assert history["pretext_accuracy"].iloc[-1] > 0.6 > 0.25  # chance is 1/4
+
+    # in train_network the pretext sees the inner training part only: other validation images, same weights
+    xs, ys = two_texture_rois(40, seed=2)
+    settings = tiny(epochs=1, patience=0, pretrain_epochs=2)
+    a = train_network(xs, ys, settings=settings)
+    changed = xs.copy()
+    changed[a.val_index] = rng.normal(size=changed[a.val_index].shape)
+    b = train_network(changed, ys, settings=settings)
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    c = train_network(xs, ys, settings=tiny(epochs=1, patience=0))
+    assert not all(torch.equal(sa[k], c.model.state_dict()[k]) for k in sa)
+    assert any("rotation pre-training" in note for note in a.notes)
+    with pytest.raises(InputError, match="2D"):
+        tiny(pretrain_epochs=1, spatial_dims=3)

@@ -25,6 +25,7 @@ Example (YAML)::
       label_smoothing: 0.0
       ema: 0.0                    # moving average of the weights (e.g. 0.99), validated and kept
       tta_flips: false            # predictions: mean over the ROI and its left-right mirror
+      pretrain_epochs: 0          # self-supervised rotation pre-training on the training images
       recipes:                    # candidates chosen per outer fold on the inner validation split
         - {name: base}
         - {name: context96, image_size: 96, margin: 0, margin_fraction: 0.25, mixup: 0.2, ema: 0.99}
@@ -80,6 +81,7 @@ class DeepSettings(_Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy.")
     ema: float = Field(0.0, ge=0, lt=1, description="Decay of the moving average of the weights (0: off).")
     tta_flips: bool = Field(False, description="Predict as the mean over the ROI and its left-right mirror.")
+    pretrain_epochs: int = Field(0, ge=0, description="Rotation pre-training epochs on the inner training images.")
     recipes: list[dict[str, Any]] = Field(
         default_factory=list, description="Candidate recipes ({name, <setting>: value}) chosen in every outer fold "
                                           "by the inner validation AUC (her2dlr.deep.recipes); empty: one recipe.")

@@ -52,6 +52,7 @@ def training_settings(deep: DeepSettings, *, weights_dir: Path | None = None, nu
         batch_size=deep.batch_size, lr=deep.lr, weight_decay=deep.weight_decay, loss=deep.loss,
         scheduler=deep.scheduler, patience=deep.patience, keep=deep.keep, val_fraction=deep.val_fraction,
         mixup=deep.mixup, label_smoothing=deep.label_smoothing, ema=deep.ema, tta_flips=deep.tta_flips,
+        pretrain_epochs=deep.pretrain_epochs,
         seed=deep.seed, device=deep.device, allow_cpu_fallback=deep.allow_cpu_fallback, num_workers=num_workers,
         num_threads=num_threads, distributed=distributed, progress=progress)
     roi = RoiSpec(size=size, margin=deep.margin, margin_fraction=deep.margin_fraction, channels=deep.channels,

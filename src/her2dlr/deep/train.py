@@ -177,6 +177,11 @@ class TrainSettings:
         batch is mixed with a shuffled copy of itself, ``lambda * x + (1 - lambda) * x[perm]``,
         and the loss is ``lambda * loss(y) + (1 - lambda) * loss(y[perm])`` (see
         :func:`mixup_batch`). 0 switches it off; 0.2-0.4 are usual.
+    pretrain_epochs : int, default=0
+        Self-supervised pre-training before the supervised epochs: this many epochs of
+        predicting the quarter turn of the inner training part's own ROIs
+        (:func:`her2dlr.deep.pretext.rotation_pretrain`; never the inner validation or test
+        images). 2D only; 0 switches it off.
     tta_flips : bool, default=False
         Test-time flips: every prediction (validation, test, deployment) is the mean of the
         softmax probabilities of the ROI and its left-right mirror image (the flip the training
@@ -226,6 +231,7 @@ class TrainSettings:
     label_smoothing: float = 0.0
     mixup: float = 0.0
     tta_flips: bool = False
+    pretrain_epochs: int = 0
     min_epochs: int = 5
     min_class_cases: int = 10
     seed: int = 0
@@ -248,7 +254,7 @@ class TrainSettings:
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("keep", self.keep, KEEP)
         for name, low in (("image_size", 8), ("in_channels", 1), ("n_classes", 2), ("epochs", 1), ("batch_size", 1),
-                          ("patience", 0), ("min_epochs", 0), ("min_class_cases", 2), ("num_workers", 0)):
+                          ("patience", 0), ("min_epochs", 0), ("pretrain_epochs", 0), ("min_class_cases", 2), ("num_workers", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise InputError(f"The '{name}' parameter of TrainSettings must be an int >= {low}. "
@@ -262,6 +268,8 @@ class TrainSettings:
                              f"Got {self.label_smoothing!r} instead.")
         if self.label_smoothing > 0 and self.loss == "focal":
             raise InputError("TrainSettings: label_smoothing works with loss 'weighted_ce' or 'ce', not 'focal'.")
+        if self.pretrain_epochs and self.spatial_dims != 2:
+            raise InputError("TrainSettings: rotation pre-training (pretrain_epochs) takes 2D images.")
         if not float(self.mixup) >= 0:
             raise InputError(f"The 'mixup' parameter of TrainSettings must be >= 0 (0: off). Got {self.mixup!r} instead.")
         if not 0.0 <= float(self.ema) < 1.0:
@@ -649,9 +657,22 @@ def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainS
                              "finished": False, "stopped_early": False, "history": [], "n_cases": len(y),
                              "n_val": len(run.val_idx), "class_weights": weights_np.tolist()}
     start_epoch, best_state = _resume(run, fit, state, resume)
+    if start_epoch == 0 and settings.pretrain_epochs:
+        _pretrain(run, fit)
     fit.net = wrap_ddp(fit.model, run.dist_info, run.device)
     epoch, best_state = _epoch_loop(run, fit, state, start_epoch, best_state, callback)
     return _final_selection(run, fit, state, epoch, best_state, weights_np)
+
+
+def _pretrain(run: _Run, fit: _Fit) -> None:
+    """Rotation pre-training on the inner training part's ROIs (see ``TrainSettings.pretrain_epochs``)."""
+    from her2dlr.deep.pretext import rotation_pretrain
+
+    s = run.settings
+    history = rotation_pretrain(fit.model, run.rois[run.fit_idx], epochs=s.pretrain_epochs, batch_size=s.batch_size,
+                                lr=s.lr, weight_decay=s.weight_decay, seed=s.seed, device=run.device)
+    run.notes.append(f"{run.name}: rotation pre-training, {s.pretrain_epochs} epoch(s) on the {len(run.fit_idx)} "
+                     f"inner training images (pretext accuracy {history['pretext_accuracy'].iloc[-1]:.2f}).")
 
 
 def _setup_run(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainSettings, out: Path | None,
@@ -963,7 +984,7 @@ def _check_resumable(ckpt: Mapping[str, Any], settings: TrainSettings, state: di
                              f"settings have {getattr(settings, key)!r}. Use another output folder or the same "
                              "settings.")
     defaults = TrainSettings.__dataclass_fields__
-    for key in ("mixup", "label_smoothing", "ema", "tta_flips"):  # absent from checkpoints written before them
+    for key in ("mixup", "label_smoothing", "ema", "tta_flips", "pretrain_epochs"):  # absent from older checkpoints
         if saved.get(key, defaults[key].default) != getattr(settings, key):
             raise InputError(f"Cannot resume from {path}: it was trained with {key}="
                              f"{saved.get(key, defaults[key].default)!r}, these settings have "
