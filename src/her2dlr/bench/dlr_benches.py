@@ -4,10 +4,12 @@
 
 Cohort and folds: exactly those of ``busi-deep`` (:mod:`her2dlr.bench.deep_benches`): the
 default BUSI build (437 benign, 210 malignant; near-duplicates grouped), repeated (3 x) group
-5-fold CV, read from ``<work_dir>/busi-deep/cohort/``. The seed-000 network's fold checkpoints
-``<work_dir>/busi-deep/densenet3block/<fold>/best.pt`` are reused when they are all there;
-otherwise they are trained with busi-deep's settings (:func:`train_busi_deep`: finished folds
-reloaded, the others trained), so ``busi-dlr --quick`` then ``busi-dlr`` trains each network once.
+5-fold CV, read from ``<work_dir>/busi-deep/cohort/``. busi-deep's fold networks (each fold's
+recipe chosen on its inner validation split) ``<work_dir>/busi-deep/densenet3block/<fold>/best.pt``
+are reused when they are all there; otherwise they are trained as busi-deep trains them
+(:func:`train_busi_deep`: finished candidates reloaded, the others trained), so ``busi-dlr
+--quick`` then ``busi-dlr`` trains each network once. Each network's inner validation cases
+(recorded in its checkpoint) are where the fusions are compared.
 
 Features, all on the same outer folds:
 
@@ -109,7 +111,10 @@ def pooled_delong(a: pd.DataFrame, b: pd.DataFrame) -> dict[int, Any]:
 
 
 def _checkpoints_ready(folder: Path, repeats: list[int]) -> bool:
-    """All fold networks of ``repeats`` are saved, readable, and busi-deep's predictions name their folds."""
+    """All fold networks of ``repeats`` are saved, readable, chosen among busi-deep's recipes, and named in its predictions.
+
+    A network from before the recipes (no ``recipe`` in its checkpoint) is not busi-deep's any more.
+    """
     from her2dlr.deep.train import load_checkpoint
     from her2dlr.errors import InputError
 
@@ -117,8 +122,8 @@ def _checkpoints_ready(folder: Path, repeats: list[int]) -> bool:
     if not (all(p.is_file() for p in want) and (folder / PREDICTIONS).is_file()):
         return False
     try:
-        for path in want:
-            load_checkpoint(path)
+        if not all(dict(load_checkpoint(path).get("extra") or {}).get("recipe") for path in want):
+            return False
     except InputError:
         return False
     folds = set(pd.read_parquet(folder / PREDICTIONS, columns=["fold"])["fold"])
@@ -126,7 +131,7 @@ def _checkpoints_ready(folder: Path, repeats: list[int]) -> bool:
 
 
 def train_busi_deep(opts: BenchOptions, data: Path, repeats: list[int]) -> None:
-    """Train (or finish) busi-deep's fold networks of ``repeats`` with busi-deep's settings.
+    """Train (or finish) busi-deep's fold networks of ``repeats`` as busi-deep does (recipes chosen per fold).
 
     Finished folds are reloaded, interrupted ones resumed (:func:`her2dlr.deep.cv.run_deep_cv`
     with ``resume=True``); when the saved ones cannot be resumed (other settings, unreadable)
