@@ -198,6 +198,20 @@ def test_dlr_fusion_on_the_same_folds(fold_nets, cohort):
     assert by_metric["auc_deep_signature"]["max_abs_diff_vs_busi_deep"] == 0.0
     assert 0 <= by_metric["delong_p_vs_radiomics"]["value"] <= 1
     assert by_metric["auc"]["ci_low"] <= by_metric["auc"]["value"] <= by_metric["auc"]["ci_high"]
+    # with the fusion chosen per fold on the networks' inner validation cases, that is the headline
+    from dataclasses import replace
+
+    from her2dlr.deep.dlr_fusion import choose_fusion
+
+    nets = {k: replace(v, val_cases=frozenset(sorted(v.train_cases)[::3])) for k, v in fold_nets.items()}
+    chosen = choose_fusion(dlr, rad, nets)
+    lines = dlr_lines({"dlr": dlr, "radiomics_box": rad, "deep_features": deep, "deep_signature": sig, "late": late,
+                       "chosen": chosen}, saved_predictions=None, pca=in_fold_pca(fold_nets, manifest, n_components=8),
+                      info={"n": N_CASES})
+    by_metric = {line["metric"]: line for line in lines}
+    assert {"auc", "auc_early", "fusion_choice"} <= set(by_metric) and by_metric["auc"]["model"] == "dlr-chosen"
+    assert sum(by_metric["fusion_choice"]["value"].values()) == 5
+    assert set(by_metric["fusion_choice"]["by_fold"]) == {f"r0f{k}" for k in range(5)}
     # a missing fold is named
     with pytest.raises(InputError, match="r0f4"):
         run_dlr_cv({k: v for k, v in fold_nets.items() if k != "r0f4"}, radiomics, manifest, **common)

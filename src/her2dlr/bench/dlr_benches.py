@@ -4,10 +4,12 @@
 
 Cohort and folds: exactly those of ``busi-deep`` (:mod:`her2dlr.bench.deep_benches`): the
 default BUSI build (437 benign, 210 malignant; near-duplicates grouped), repeated (3 x) group
-5-fold CV, read from ``<work_dir>/busi-deep/cohort/``. The seed-000 network's fold checkpoints
-``<work_dir>/busi-deep/densenet3block/<fold>/best.pt`` are reused when they are all there;
-otherwise they are trained with busi-deep's settings (:func:`train_busi_deep`: finished folds
-reloaded, the others trained), so ``busi-dlr --quick`` then ``busi-dlr`` trains each network once.
+5-fold CV, read from ``<work_dir>/busi-deep/cohort/``. busi-deep's fold networks (each fold's
+recipe chosen on its inner validation split) ``<work_dir>/busi-deep/densenet3block/<fold>/best.pt``
+are reused when they are all there; otherwise they are trained as busi-deep trains them
+(:func:`train_busi_deep`: finished candidates reloaded, the others trained), so ``busi-dlr
+--quick`` then ``busi-dlr`` trains each network once. Each network's inner validation cases
+(recorded in its checkpoint) are where the fusions are compared.
 
 Features, all on the same outer folds:
 
@@ -24,17 +26,24 @@ Models (logistic regression, tuned by the inner group 5-fold search picked by me
 * ``radiomics_box``: the radiomics alone through the same selection and classifier;
 * ``deep_features``: the 64 principal components alone -> selection -> classifier;
 * ``deep_signature``: the network's own probability (out-of-fold);
-* ``late``: mean of the deep signature and the radiomics model's probabilities.
+* ``late``: mean of the deep signature and the radiomics model's probabilities;
+* ``chosen``: the study's DLR model (:func:`her2dlr.deep.dlr_fusion.choose_fusion`): in each
+  outer fold early fusion, late fusion or stacking (logistic regression on the two models'
+  logits), whichever has the best AUC on the fold network's inner validation cases (held out
+  from its gradient steps; the outer test fold is never read for the choice).
 
-Metrics: ``auc`` (the DLR early fusion, declared the headline before any run; target >= 0.94)
-with ``ci_low``/``ci_high`` (mean per-repetition DeLong limits) and ``auc_min``/``auc_max``, and
-``inner_median_auc`` (the inner-CV AUC on the training rows, where the deep features are
-in-sample for the fold network: the gap to ``auc`` shows how much they flatter the fit);
+Metrics: ``auc`` (the fusion chosen by inner validation, the headline; target >= 0.93) with
+``ci_low``/``ci_high`` (mean per-repetition DeLong limits) and ``auc_min``/``auc_max``;
+``fusion_choice``: how many folds chose each fusion, with every fold's inner AUCs;
+``auc_early`` (the early fusion, the former headline) with ``inner_median_auc`` (the inner-CV
+AUC on the training rows, where the deep features are in-sample for the fold network: the gap
+to the test AUC shows how much they flatter the fit);
 ``auc_radiomics_box``, ``auc_deep_features``, ``auc_deep_signature`` (with
 ``max_abs_diff_vs_busi_deep``: the recomputed out-of-fold probabilities against those
 ``busi-deep`` saved) and ``auc_late``; ``delong_p_vs_radiomics``: paired DeLong test of the
 DLR against the radiomics model on the pooled out-of-fold predictions of repetition 0 (every
-case once; ``p_by_repetition`` lists all repetitions); ``pca_explained_variance`` (mean share
+case once; ``p_by_repetition`` lists all repetitions; the headline model against radiomics);
+``pca_explained_variance`` (mean share
 of the deep-feature variance the 64 in-fold components keep); ``seconds``.
 
 All models' predictions are written to ``<work_dir>/busi-dlr/predictions.parquet``.
@@ -102,7 +111,10 @@ def pooled_delong(a: pd.DataFrame, b: pd.DataFrame) -> dict[int, Any]:
 
 
 def _checkpoints_ready(folder: Path, repeats: list[int]) -> bool:
-    """All fold networks of ``repeats`` are saved, readable, and busi-deep's predictions name their folds."""
+    """All fold networks of ``repeats`` are saved, readable, chosen among busi-deep's recipes, and named in its predictions.
+
+    A network from before the recipes (no ``recipe`` in its checkpoint) is not busi-deep's any more.
+    """
     from her2dlr.deep.train import load_checkpoint
     from her2dlr.errors import InputError
 
@@ -110,8 +122,8 @@ def _checkpoints_ready(folder: Path, repeats: list[int]) -> bool:
     if not (all(p.is_file() for p in want) and (folder / PREDICTIONS).is_file()):
         return False
     try:
-        for path in want:
-            load_checkpoint(path)
+        if not all(dict(load_checkpoint(path).get("extra") or {}).get("recipe") for path in want):
+            return False
     except InputError:
         return False
     folds = set(pd.read_parquet(folder / PREDICTIONS, columns=["fold"])["fold"])
@@ -119,36 +131,19 @@ def _checkpoints_ready(folder: Path, repeats: list[int]) -> bool:
 
 
 def train_busi_deep(opts: BenchOptions, data: Path, repeats: list[int]) -> None:
-    """Train (or finish) busi-deep's fold networks of ``repeats`` with busi-deep's settings.
+    """Train (or finish) busi-deep's fold networks of ``repeats`` as busi-deep does (recipes chosen per fold).
 
     Finished folds are reloaded, interrupted ones resumed (:func:`her2dlr.deep.cv.run_deep_cv`
     with ``resume=True``); when the saved ones cannot be resumed (other settings, unreadable)
     all are trained again. Writes ``<work_dir>/busi-deep/densenet3block/`` as ``busi-deep`` does.
     """
-    from her2dlr.bench.deep_benches import (
-        BUSI_DEEP_ARCH,
-        _busi_manifest,
-        _cached_rois,
-        busi_deep_dir,
-    )
-    from her2dlr.deep.cv import deep_table, run_deep_cv
-    from her2dlr.deep.train import TrainSettings
+    from her2dlr.bench.deep_benches import run_busi_deep
     from her2dlr.errors import InputError
-    from her2dlr.imaging.roi import RoiSpec
 
-    work = busi_deep_dir(opts)
-    manifest = _busi_manifest(data, work, opts.n_jobs)
-    spec = RoiSpec(size=64, margin=10)  # busi-deep's ROI and training settings
-    rois = _cached_rois(deep_table(manifest), spec, work, opts.n_jobs)
-    settings = TrainSettings(arch=BUSI_DEEP_ARCH, image_size=64, seed=opts.seed, progress=False)
-    kwargs: dict[str, Any] = {"settings": settings, "roi": spec, "scheme": "kfold", "out_dir": work / BUSI_DEEP_ARCH,
-                              "rois": rois, "repeats": repeats, "progress": False}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            run_deep_cv(manifest, resume=True, **kwargs)
-        except InputError:
-            run_deep_cv(manifest, resume=False, **kwargs)
+    try:
+        run_busi_deep(opts, data, repeats, resume=True)
+    except InputError:
+        run_busi_deep(opts, data, repeats, resume=False)
 
 
 def _inner_auc(res: Any) -> float | None:
@@ -164,7 +159,9 @@ def dlr_lines(results: dict[str, Any], *, saved_predictions: pd.DataFrame | None
     Parameters
     ----------
     results : dict
-        ``dlr``, ``radiomics_box``, ``deep_features``, ``deep_signature``, ``late`` -> CVResult.
+        ``dlr``, ``radiomics_box``, ``deep_features``, ``deep_signature``, ``late`` -> CVResult,
+        and optionally ``chosen`` -> :class:`~her2dlr.deep.dlr_fusion.ChosenFusion` (then the
+        headline ``auc`` is the chosen fusion and the early fusion is ``auc_early``).
     saved_predictions : DataFrame or None
         busi-deep's predictions, to check the recomputed network probabilities against.
     pca : PCAReport
@@ -174,18 +171,34 @@ def dlr_lines(results: dict[str, Any], *, saved_predictions: pd.DataFrame | None
         Describes the deep signature.
     """
     dlr, rad, signature = results["dlr"], results["radiomics_box"], results["deep_signature"]
+    chosen = results.get("chosen")
+    head = chosen.result if chosen is not None else dlr
     m = _test_metrics(dlr.predictions)
-    tests = pooled_delong(dlr.predictions, rad.predictions)
+    tests = pooled_delong(head.predictions, rad.predictions)
     kept = dlr.fits[0].features if dlr.fits else []
     deep_share = float(np.mean([sum(f.startswith("deep__") for f in fit.features) / max(len(fit.features), 1)
                                 for fit in dlr.fits])) if dlr.fits else float("nan")
-    lines = [result(BENCH, "auc", float(m["auc"]), ci_low=float(m["ci_low"]), ci_high=float(m["ci_high"]),
-                    auc_min=float(m["auc_min"]), auc_max=float(m["auc_max"]), target=0.94,
-                    inner_median_auc=_inner_auc(dlr),
-                    sensitivity=float(m["sensitivity"]), specificity=float(m["specificity"]), model=dlr.model,
-                    fusion="early: deep PCA-64 (in-fold) + radiomics -> seed-002 selection -> classifier",
-                    median_features=float(np.median([len(f.features) for f in dlr.fits])) if dlr.fits else None,
-                    deep_share_of_features=round(deep_share, 3), example_features=list(kept[:8]), **info)]
+    lines = []
+    if chosen is not None:
+        h = _test_metrics(head.predictions)
+        table = chosen.choice_table()
+        lines.append(result(BENCH, "auc", float(h["auc"]), ci_low=float(h["ci_low"]), ci_high=float(h["ci_high"]),
+                            auc_min=float(h["auc_min"]), auc_max=float(h["auc_max"]), target=0.93,
+                            sensitivity=float(h["sensitivity"]), specificity=float(h["specificity"]),
+                            model=head.model, fusion="chosen per fold by inner validation AUC: early, late or stacking",
+                            **info))
+        lines.append(result(BENCH, "fusion_choice", table["chosen"].value_counts().to_dict(), folds=len(table),
+                            mean_n_inner=round(float(table["n_inner"].mean()), 1),
+                            by_fold={c.fold: {"chosen": c.chosen, **{k: round(v, 4) for k, v in c.scores.items()}}
+                                     for c in chosen.choices}))
+    lines.append(result(BENCH, "auc_early" if chosen is not None else "auc", float(m["auc"]),
+                        ci_low=float(m["ci_low"]), ci_high=float(m["ci_high"]),
+                        auc_min=float(m["auc_min"]), auc_max=float(m["auc_max"]),
+                        **({} if chosen is not None else {"target": 0.94}), inner_median_auc=_inner_auc(dlr),
+                        sensitivity=float(m["sensitivity"]), specificity=float(m["specificity"]), model=dlr.model,
+                        fusion="early: deep PCA-64 (in-fold) + radiomics -> seed-002 selection -> classifier",
+                        median_features=float(np.median([len(f.features) for f in dlr.fits])) if dlr.fits else None,
+                        deep_share_of_features=round(deep_share, 3), example_features=list(kept[:8]), **info))
     for metric, key in (("auc_radiomics_box", "radiomics_box"), ("auc_deep_features", "deep_features"),
                         ("auc_deep_signature", "deep_signature"), ("auc_late", "late")):
         res = results[key]
@@ -203,7 +216,8 @@ def dlr_lines(results: dict[str, Any], *, saved_predictions: pd.DataFrame | None
                             auc_max=float(row["auc_max"]), **extra, **info))
     rep = min(tests)
     first = tests[rep]
-    lines.append(result(BENCH, "delong_p_vs_radiomics", float(first.p_value), auc_dlr=float(first.auc_a),
+    lines.append(result(BENCH, "delong_p_vs_radiomics", float(first.p_value), model=head.model,
+                        auc_dlr=float(first.auc_a),
                         auc_radiomics=float(first.auc_b), difference=float(first.difference), z=float(first.z),
                         repetition=rep, p_by_repetition={str(k): round(float(v.p_value), 6) for k, v in tests.items()},
                         n=info.get("n")))
@@ -214,7 +228,8 @@ def dlr_lines(results: dict[str, Any], *, saved_predictions: pd.DataFrame | None
     return lines
 
 
-@register(BENCH, "BUSI box ROIs: deep features (PCA 64 in-fold) + radiomics fusion vs radiomics alone, same folds")
+@register(BENCH, "BUSI box ROIs: deep + radiomics, fusion (early / late / stacking) chosen per fold by inner "
+                 "validation, vs radiomics alone, same folds")
 def busi_dlr_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     """Yield the benchmark's result lines (see the module docstring)."""
     from her2dlr.bench.breast_usg import labelled_cases
@@ -226,6 +241,7 @@ def busi_dlr_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     )
     from her2dlr.deep.checkpoints import find_fold_checkpoints
     from her2dlr.deep.dlr import deep_signature, late_dlr, run_dlr_cv
+    from her2dlr.deep.dlr_fusion import choose_fusion
     from her2dlr.deep.features import extract_fold_features, in_fold_pca
     from her2dlr.learn.cv import run_outer_cv
     from her2dlr.learn.settings import DEFAULT_SELECTION
@@ -272,11 +288,12 @@ def busi_dlr_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
         deep = run_dlr_cv(folds, None, manifest, n_components=N_COMPONENTS, model_name=f"deep-{DLR_MODEL}", **common)
     signature = deep_signature(folds, manifest)
     late = late_dlr(signature, rad)
+    chosen = choose_fusion(dlr, rad, folds, name=f"dlr-chosen-{DLR_MODEL}", seed=opts.seed)
     seconds_models = time.perf_counter() - t0
 
     from her2dlr.io.atomic import write_parquet_atomic
 
-    models = [dlr, rad, deep, signature, late]
+    models = [dlr, rad, deep, signature, late, chosen.result]
     write_parquet_atomic(pd.concat([r.predictions for r in models], ignore_index=True),
                          deep_work.parent / "busi-dlr" / ("predictions_quick.parquet" if opts.quick
                                                           else "predictions.parquet"), index=False)
@@ -284,7 +301,7 @@ def busi_dlr_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     info = {"n": len(manifest.table), "positives": int(manifest.table["label"].sum()), "repeats": len(repeats),
             "folds": 5, "classifier": DLR_MODEL, "roi": "box", "quick": opts.quick}
     yield from dlr_lines({"dlr": dlr, "radiomics_box": rad, "deep_features": deep, "deep_signature": signature,
-                          "late": late}, saved_predictions=saved, pca=pca, info=info,
+                          "late": late, "chosen": chosen}, saved_predictions=saved, pca=pca, info=info,
                          deep_model=f"{BUSI_DEEP_ARCH} (out-of-fold probability)")
     total = time.perf_counter() - start
     yield result(BENCH, "seconds", round(total, 1), seconds=round(total, 1), seconds_models=round(seconds_models, 1),

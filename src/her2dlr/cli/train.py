@@ -114,6 +114,10 @@ def train_deep(
     if len(result.metrics):
         print_metrics(result.metrics, f"{result.model} (written to {deep_dir(s, d.arch)})")
     for fold in result.folds:
+        if fold.recipe is not None:
+            scores = ", ".join(f"{k} {v:.3f}" for k, v in fold.recipe_scores.items())
+            console.print(f"Fold {fold.fold}: recipe {fold.recipe} (inner validation AUC: {scores})",
+                          highlight=False)
         for note in fold.notes:
             console.print(f"[yellow]Note:[/] {note}", highlight=False)
     if result.artefact is not None:

@@ -130,6 +130,8 @@ def find_fold_checkpoints(folder: str | os.PathLike[str], *, manifest: Any = Non
         meta = {k: v for k, v in ckpt.items() if k not in ("model_state", "optimizer_state", "scheduler_state",
                                                           "scaler_state")}
         fold = _fold_of(meta, path)
+        if dict(meta.get("extra") or {}).get("recipe_candidate"):  # a recipe candidate, not the fold's network
+            continue
         if fold == "final" or not (fold == "holdout" or (fold.startswith("r") and "f" in fold)):
             continue
         found[fold] = FoldCheckpoint(fold, path, _train_cases(meta, fold, table, path, recorded), meta)

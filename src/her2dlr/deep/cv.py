@@ -38,7 +38,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from torch import nn
 
 from her2dlr.cohort.manifest import Manifest
 from her2dlr.deep.data import RoiInput, load_rois, manifest_rois, torch_threads
+from her2dlr.deep.recipes import Recipe, RecipeChoice, choose_recipe
 from her2dlr.deep.train import (
     TrainResult,
     TrainSettings,
@@ -102,6 +103,10 @@ class DeepFold:
     seconds : float
     history : DataFrame
     notes : list of str
+    recipe : str or None
+        The training recipe chosen on the inner validation split (None: no recipes given).
+    recipe_scores : dict
+        Inner validation AUC of every candidate recipe.
     """
 
     fold: str
@@ -116,6 +121,8 @@ class DeepFold:
     seconds: float
     history: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    recipe: str | None = None
+    recipe_scores: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -156,6 +163,7 @@ class DeepCVResult:
             "best_epoch": f.best_epoch, "epochs_run": f.epochs_run, "val_auc": f.val_auc,
             "threshold": f.threshold.value, "threshold_source": f.threshold.source, "seconds": f.seconds,
             "checkpoint": str(f.checkpoint) if f.checkpoint else None, "notes": " | ".join(f.notes),
+            "recipe": f.recipe, "recipe_scores": json.dumps(f.recipe_scores) if f.recipe_scores else None,
         } for f in self.folds])
 
     def history(self) -> pd.DataFrame:
@@ -195,7 +203,8 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
                 model_name: str | None = None, keep_train: bool = True, resume: bool = False,
                 rois: np.ndarray | None = None, repeats: Sequence[int] | None = None, final: bool = False,
                 threshold: ThresholdRule | None = None, label: str = "label", n_jobs: int = 1,
-                progress: bool = True) -> DeepCVResult:
+                progress: bool = True, recipes: Sequence[Recipe] | None = None,
+                recipe_rois: Mapping[RoiSpec, np.ndarray] | None = None) -> DeepCVResult:
     """Train and evaluate a network on every outer fold of the manifest.
 
     Parameters
@@ -227,6 +236,17 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
     n_jobs : int, default=1
         Threads reading images.
     progress : bool, default=True
+    recipes : sequence of Recipe, optional
+        Candidate training recipes (:mod:`her2dlr.deep.recipes`), changes to ``settings`` and
+        ``roi``. In every fold each is trained on the same inner training part and scored on the
+        same inner validation split; the best by inner validation AUC (ties: the first listed)
+        is the fold's network, kept as trained (``<fold>/best.pt``; every candidate under
+        ``<fold>/recipes/<name>/``). The fold table names the winner (``recipe``) and every
+        candidate's inner score (``recipe_scores``). The outer test rows are not read before
+        the choice is made.
+    recipe_rois : mapping, optional
+        RoiSpec -> prepared ROIs of :func:`deep_table` rows, for recipes with other ROI settings
+        (made from the images when absent).
 
     Returns
     -------
@@ -270,6 +290,15 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
         folds.append(("final", None, rows, np.zeros(len(table), dtype=bool)))
     name = model_name or f"deep-{settings.arch}"
     out = Path(out_dir) if out_dir is not None else None
+    prepared: dict[RoiSpec, np.ndarray] = {roi: rois, **dict(recipe_rois or {})}
+
+    def rois_for(spec: RoiSpec) -> np.ndarray:
+        if spec not in prepared:
+            prepared[spec] = manifest_rois(table, spec, n_jobs=n_jobs, progress=progress)
+        if len(prepared[spec]) != len(table):
+            raise InputError(f"Got {len(prepared[spec])} prepared ROIs for {len(table)} included, labelled cases.")
+        return prepared[spec]
+
     frames: list[pd.DataFrame] = []
     results: list[DeepFold] = []
     scheme_name = "+".join(schemes)
@@ -280,11 +309,20 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
         t0 = time.perf_counter()
         train_idx = np.flatnonzero(train)
         fold_dir = out / fold if out is not None else None
-        res = train_network(rois[train_idx], y[train_idx], groups[train_idx], settings=settings, out_dir=fold_dir,
-                            resume=resume, extra={**extra_base, "fold": fold}, name=f"fold {fold}")
+        choice = None
+        if recipes:
+            res, fold_settings, fold_roi, choice = _train_recipes(
+                recipes, settings, roi, rois_for, train_idx, y, groups, fold_dir, resume, extra_base, fold)
+            fold_rois = rois_for(fold_roi)
+        else:
+            res = train_network(rois[train_idx], y[train_idx], groups[train_idx], settings=settings,
+                                out_dir=fold_dir, resume=resume, extra={**extra_base, "fold": fold},
+                                name=f"fold {fold}")
+            fold_settings, fold_rois = settings, rois
+        flips = fold_settings.tta_flips
         threads = settings.num_threads or default_threads(settings.num_workers)
         with torch_threads(threads):
-            thr, notes = _fold_threshold(res, rois[train_idx], y[train_idx], threshold, fold)
+            thr, notes = _fold_threshold(res, fold_rois[train_idx], y[train_idx], threshold, fold, flips)
         seconds = time.perf_counter() - t0
         if res.best_path is not None and _is_main_process():
             _stamp(res.best_path, threshold=thr.to_dict(), train_cases=cases[train_idx].tolist(),
@@ -300,17 +338,21 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
         test_idx = np.flatnonzero(test)
         with torch_threads(threads):
             if len(test_idx):
-                frames.append(rows_of(test_idx, predict_proba(res.model, rois[test_idx])[:, 1], "test"))
+                frames.append(rows_of(test_idx, predict_proba(res.model, fold_rois[test_idx], flips=flips)[:, 1],
+                                      "test"))
             if len(res.val_index):
                 frames.append(rows_of(train_idx[res.val_index], res.val_prob[:, 1], "train_oof"))
             if keep_train or fold == "final":
-                frames.append(rows_of(train_idx, predict_proba(res.model, rois[train_idx])[:, 1], "train"))
+                frames.append(rows_of(train_idx, predict_proba(res.model, fold_rois[train_idx], flips=flips)[:, 1],
+                                      "train"))
         val_auc = float(res.history.loc[res.history["epoch"] == res.best_epoch, "val_auc"].iloc[0]) \
             if len(res.history) and (res.history["epoch"] == res.best_epoch).any() else float("nan")
         results.append(DeepFold(
             fold=fold, repeat=rep, threshold=thr, best_epoch=res.best_epoch, epochs_run=res.epochs_run,
             val_auc=val_auc, checkpoint=res.best_path, train_cases=cases[train_idx].tolist(),
             test_cases=cases[test_idx].tolist(), seconds=seconds, history=res.history, notes=res.notes + notes,
+            recipe=choice.name if choice is not None else None,
+            recipe_scores=dict(choice.scores) if choice is not None else {},
         ))
         log.info("%s %s: best epoch %d/%d, val AUC %.3f, %.1fs", name, fold, res.best_epoch, res.epochs_run,
                  val_auc, seconds)
@@ -320,8 +362,42 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
     metrics = metrics_table(evaluated) if len(evaluated) else pd.DataFrame()
     result = DeepCVResult(name, scheme_name, predictions, results, metrics, out)
     if out is not None and _is_main_process():
-        write_deep_outputs(result, out, settings=settings, roi=roi)
+        write_deep_outputs(result, out, settings=settings, roi=roi, recipes=recipes)
     return result
+
+
+def _train_recipes(recipes: Sequence[Recipe], settings: TrainSettings, roi: RoiSpec,
+                   rois_for: Callable[[RoiSpec], np.ndarray], train_idx: np.ndarray, y: np.ndarray,
+                   groups: np.ndarray, fold_dir: Path | None, resume: bool, extra_base: dict[str, Any],
+                   fold: str) -> tuple[TrainResult, TrainSettings, RoiSpec, RecipeChoice]:
+    """Train every candidate on the fold's training rows only; keep the best by inner validation AUC."""
+    results: dict[str, tuple[TrainResult, TrainSettings, RoiSpec]] = {}
+    scores: dict[str, float] = {}
+    for recipe in recipes:
+        cand_settings, cand_roi = recipe.apply(settings, roi)
+        cand_dir = fold_dir / "recipes" / recipe.name if fold_dir is not None else None
+        extra = {**extra_base, "roi": cand_roi.to_dict(), "fold": fold, "recipe_candidate": recipe.name}
+        res = train_network(rois_for(cand_roi)[train_idx], y[train_idx], groups[train_idx], settings=cand_settings,
+                            out_dir=cand_dir, resume=resume, extra=extra, name=f"fold {fold} {recipe.name}")
+        results[recipe.name] = (res, cand_settings, cand_roi)
+        scores[recipe.name] = _kept_val_auc(res)
+    choice = choose_recipe(scores)
+    res, chosen_settings, chosen_roi = results[choice.name]
+    log.info("fold %s: recipe %s (inner validation AUC %s)", fold, choice.name,
+             ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    if fold_dir is not None and res.best_path is not None and _is_main_process():
+        ckpt = load_checkpoint(res.best_path)
+        extra = {k: v for k, v in dict(ckpt.get("extra") or {}).items() if k != "recipe_candidate"}
+        ckpt["extra"] = {**extra, "recipe": choice.name, "recipe_scores": choice.scores}
+        res.best_path = save_checkpoint(ckpt, fold_dir / res.best_path.name)
+    return res, chosen_settings, chosen_roi, choice
+
+
+def _kept_val_auc(res: TrainResult) -> float:
+    """Inner validation AUC of the weights a training run kept (NaN without a validation split)."""
+    hist = res.history
+    rows = hist.loc[hist["epoch"] == res.best_epoch, "val_auc"] if len(hist) else pd.Series(dtype=float)
+    return float(rows.iloc[0]) if len(rows) else float("nan")
 
 
 def _is_main_process() -> bool:
@@ -330,11 +406,11 @@ def _is_main_process() -> bool:
 
 
 def _fold_threshold(res: TrainResult, rois: np.ndarray, y: np.ndarray, rule: ThresholdRule | None,
-                    fold: str) -> tuple[Threshold, list[str]]:
+                    fold: str, flips: bool = False) -> tuple[Threshold, list[str]]:
     """Youden (or ``rule``) threshold on the inner validation predictions, else on the training fit."""
     if len(res.val_index) and len(np.unique(y[res.val_index])) == 2:
         return choose_threshold(y[res.val_index], res.val_prob[:, 1], rule, source="inner_val"), []
-    prob = predict_proba(res.model, rois)[:, 1]
+    prob = predict_proba(res.model, rois, flips=flips)[:, 1]
     return (choose_threshold(y, prob, rule, source="train_fit"),
             [f"fold {fold}: threshold chosen on the training predictions (no inner validation split)"])
 
@@ -347,8 +423,8 @@ def _stamp(path: Path, **items: Any) -> None:
 
 
 def write_deep_outputs(result: DeepCVResult, out_dir: PathLike, *, settings: TrainSettings,
-                       roi: RoiSpec) -> list[Path]:
-    """Write predictions, metrics, fold and history tables and the settings (atomically)."""
+                       roi: RoiSpec, recipes: Sequence[Recipe] | None = None) -> list[Path]:
+    """Write predictions, metrics, fold and history tables and the settings (and recipes) atomically."""
     from her2dlr.io.atomic import write_csv_atomic, write_parquet_atomic, write_text_atomic
 
     out = Path(out_dir)
@@ -359,7 +435,7 @@ def write_deep_outputs(result: DeepCVResult, out_dir: PathLike, *, settings: Tra
         write_csv_atomic(result.history(), out / HISTORY),
         write_text_atomic(out / SETTINGS, json.dumps(
             {"model": result.model, "scheme": result.scheme, "train": settings.to_dict(), "roi": roi.to_dict(),
-             "torch": torch.__version__}, indent=2, default=str)),
+             "recipes": [r.to_dict() for r in recipes or []], "torch": torch.__version__}, indent=2, default=str)),
     ]
     return files
 
@@ -432,5 +508,6 @@ def predict_images(checkpoint: PathLike, images: Sequence[PathLike | np.ndarray]
     arrays = load_rois(images, rois, spec=spec, n_jobs=n_jobs)
     dev = resolve_device(device)
     model.to(dev)
-    prob = predict_proba(model, arrays, batch_size=batch_size, device=dev)
+    flips = bool(dict(info.get("settings") or {}).get("tta_flips", False))
+    prob = predict_proba(model, arrays, batch_size=batch_size, device=dev, flips=flips)
     return prob[:, 1] if int(info["n_classes"]) == 2 else prob

@@ -167,7 +167,7 @@ def save_dlr_artefacts(study: Any, *, arch: str = "densenet3block", radiomics: s
     folds = fold_features([(scheme, network, net.train_cases, str(net.path))], x, table["case_id"].tolist())
     rad, rad_name = load_feature_tables(study, [radiomics])
     models = fit_dlr_models(folds, rad, rad_name, table, arch=arch, model=model, settings=settings,
-                            n_components=n_components, scheme=scheme, deep_only=False)
+                            n_components=n_components, scheme=scheme, deep_only=False, choose=False)
     dlr, rad_res, signature, late = models.dlr, models.radiomics, models.signature, models.late
     dlr_name, sig_name, rule = dlr.model, signature.model, settings.threshold_rule()
     held = pd.concat([r.predictions for r in (dlr, rad_res, signature, late)], ignore_index=True)

@@ -15,6 +15,10 @@ Three models and one fusion, all on the cohort's outer folds (:func:`her2dlr.lea
 ``late(dlr)-<clf>`` / ``late(deep_signature,radiomics)`` (:func:`late_dlr`)
     Mean of the deep signature's and the radiomics model's probabilities, fold by fold
     (:func:`her2dlr.learn.fusion.late_fusion`).
+``deep_<arch>+<radiomics>-fused`` (:func:`her2dlr.deep.dlr_fusion.choose_fusion`)
+    The study's DLR model: in each outer fold early fusion, late fusion or stacking, whichever
+    scores best on the network's inner validation cases (never the outer test rows); the
+    choice of every fold is in ``fusion_choice.csv``.
 
 Honesty: in outer fold ``r<rep>f<k>`` the deep columns of every case come from the network of
 that fold, trained without the fold's test cases (checked by
@@ -57,10 +61,13 @@ from her2dlr.learn.thresholds import ThresholdRule, apply_threshold, choose_thre
 from her2dlr.learn.tuning import SearchSettings, Steps, as_steps
 from her2dlr.runfolder import FUNNEL, METRICS, PREDICTIONS, dlr_set_name
 
-__all__ = ["DEEP_SIGNATURE", "DLR_SELECTION", "DLRModels", "FeatureBlock", "deep_block", "deep_signature", "dlr_steps",
+__all__ = ["DEEP_SIGNATURE", "DLR_SELECTION", "FUSION_CHOICE", "DLRModels", "FeatureBlock", "deep_block", "deep_signature", "dlr_steps",
            "fit_dlr_models", "late_dlr", "run_dlr_cv"]
 
 log = logging.getLogger(__name__)
+
+#: Per-fold fusion choice of the study's DLR model, in ``RUN/learn/dlr_<arch>/``.
+FUSION_CHOICE = "fusion_choice.csv"
 
 #: Selection after the fusion (seed 002: as for radiomics).
 DLR_SELECTION: list[dict[str, Any]] = [dict(s) for s in DEFAULT_SELECTION]
@@ -326,22 +333,27 @@ class DLRModels:
     signature: CVResult
     late: CVResult
     deep: CVResult | None = None
+    chosen: Any = None  # ChosenFusion, when the networks list their inner validation cases
 
     def results(self) -> list[CVResult]:
-        """``deep`` (when fitted), ``dlr``, ``radiomics``, ``signature``, ``late``."""
-        return [r for r in (self.deep, self.dlr, self.radiomics, self.signature, self.late) if r is not None]
+        """``deep`` (when fitted), ``dlr``, ``radiomics``, ``signature``, ``late``, the chosen fusion (when made)."""
+        fused = self.chosen.result if self.chosen is not None else None
+        return [r for r in (self.deep, self.dlr, self.radiomics, self.signature, self.late, fused) if r is not None]
 
 
 def fit_dlr_models(folds: Mapping[str, FoldFeatures], radiomics: pd.DataFrame, radiomics_name: str,
                    manifest: Manifest | pd.DataFrame, *, arch: str, model: str, settings: Any,
-                   n_components: int = 64, scheme: str = "kfold", deep_only: bool = True, n_jobs: int = 1
-                   ) -> DLRModels:
+                   n_components: int = 64, scheme: str = "kfold", deep_only: bool = True, n_jobs: int = 1,
+                   choose: bool = True) -> DLRModels:
     """The DLR models of one network on the outer folds of ``scheme``, with the study's learning settings.
 
     ``deep_<arch>-<model>`` (deep features only, when ``deep_only``), ``deep_<arch>+<radiomics_name>-<model>``
-    (early fusion), ``<radiomics_name>-<model>``, ``deep_<arch>-signature`` and their late fusion;
-    selection, search and threshold rule come from ``settings``
-    (:class:`~her2dlr.learn.settings.LearnSettings`).
+    (early fusion), ``<radiomics_name>-<model>``, ``deep_<arch>-signature``, their late fusion, and
+    ``deep_<arch>+<radiomics_name>-fused``: the fusion each fold chose by inner validation
+    (:func:`her2dlr.deep.dlr_fusion.choose_fusion`; left out, with a log message, when the fold
+    networks do not list their inner validation cases; not made with ``choose=False``). Selection,
+    search and threshold rule
+    come from ``settings`` (:class:`~her2dlr.learn.settings.LearnSettings`).
     """
     from her2dlr.learn.cv import run_outer_cv
 
@@ -354,7 +366,16 @@ def fit_dlr_models(folds: Mapping[str, FoldFeatures], radiomics: pd.DataFrame, r
                      model_name=f"deep_{arch}+{radiomics_name}-{model}", **common)
     rad = run_outer_cv(radiomics, manifest, model_name=f"{radiomics_name}-{model}", **common)
     signature = deep_signature(folds, manifest, scheme=scheme, threshold=rule, name=f"deep_{arch}-signature")
-    return DLRModels(dlr, rad, signature, late_dlr(signature, rad, threshold=rule), deep)
+    chosen = None
+    if choose and all(f.val_cases for f in folds.values()):
+        from her2dlr.deep.dlr_fusion import choose_fusion
+
+        chosen = choose_fusion(dlr, rad, folds, name=f"deep_{arch}+{radiomics_name}-fused", threshold=rule,
+                               seed=settings.search_settings().random_state)
+    elif choose:
+        log.warning("The fold networks do not list their inner validation cases (trained before they were "
+                    "recorded): no fusion chosen by inner validation; train the networks again to get it.")
+    return DLRModels(dlr, rad, signature, late_dlr(signature, rad, threshold=rule), deep, chosen)
 
 
 @dataclass
@@ -401,8 +422,9 @@ def run_study_dlr(study: Any, *, arch: str = "densenet3block", radiomics: str = 
     manifest = Manifest.load(manifest_path(study))
     folds = read_fold_features(study.paths.deep_features(arch))
     rad, rad_name = load_feature_tables(study, [radiomics])
-    results = fit_dlr_models(folds, rad, rad_name, manifest, arch=arch, model=model, settings=settings,
-                             n_components=n_components, n_jobs=n_jobs).results()
+    models = fit_dlr_models(folds, rad, rad_name, manifest, arch=arch, model=model, settings=settings,
+                            n_components=n_components, n_jobs=n_jobs)
+    results = models.results()
     predictions = pd.concat([r.predictions for r in results], ignore_index=True)
     metrics = metrics_table(predictions)
     out = study.paths.learn_set(dlr_set_name(arch))
@@ -410,4 +432,6 @@ def run_study_dlr(study: Any, *, arch: str = "densenet3block", radiomics: str = 
              write_csv_atomic(metrics, out / METRICS),
              write_csv_atomic(pd.concat([r.funnel().assign(model=r.model) for r in results if r.fits],
                                         ignore_index=True), out / FUNNEL)]
+    if models.chosen is not None:
+        files.append(write_csv_atomic(models.chosen.choice_table(), out / FUSION_CHOICE))
     return DLRResult(results, predictions, metrics, out, files)

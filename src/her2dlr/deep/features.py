@@ -166,6 +166,11 @@ class FoldFeatures:
         Cases the network was fitted on (its training and early-stopping cases).
     checkpoint : str, optional
         Where the network came from.
+    meta : dict
+    val_cases : frozenset of str
+        The network's inner validation cases (among ``train_cases``: they chose the epoch and
+        the recipe but gave no gradient steps), so its probabilities there are held out; empty
+        when unknown.
     """
 
     fold: str
@@ -174,6 +179,7 @@ class FoldFeatures:
     train_cases: frozenset[str]
     checkpoint: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    val_cases: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def embed_dim(self) -> int:
@@ -188,6 +194,7 @@ class FoldFeatures:
         ids = self.features.index.astype(str)
         extra = dict(self.meta.get("provenance", {}))
         return pd.DataFrame({"fold": self.fold, "case_id": ids, "seen_in_training": ids.isin(self.train_cases),
+                             "inner_validation": ids.isin(self.val_cases),
                              "prob": self.prob.reindex(ids).to_numpy(), "checkpoint": self.checkpoint, **extra})
 
 
@@ -495,9 +502,11 @@ def read_fold_features(folder: str | os.PathLike[str], *, command: str = "her2dl
         frame.index.name = "case_id"
         part = part.set_index("case_id")
         ckpt = part["checkpoint"].dropna()
+        val = (frozenset(part.index[part["inner_validation"].fillna(False).astype(bool)])
+               if "inner_validation" in part.columns else frozenset())
         out[str(fold)] = FoldFeatures(str(fold), frame, part["prob"].rename("prob"),
                                       frozenset(part.index[part["seen_in_training"].astype(bool)]),
-                                      str(ckpt.iloc[0]) if len(ckpt) else None)
+                                      str(ckpt.iloc[0]) if len(ckpt) else None, val_cases=val)
     return out
 
 
@@ -564,6 +573,12 @@ def extract_fold_features(checkpoints: Mapping[str, Any], manifest: Any, *, n_jo
             inputs[key] = manifest_rois(table, spec, n_jobs=n_jobs)
         net = fold_features([(fold, ck.load, ck.train_cases, str(ck.path))], inputs[key], ids, batch_size=batch_size)
         out[fold] = net[fold]
+        out[fold].val_cases = frozenset(str(c) for c in dict(ck.meta.get("extra") or {}).get("val_cases") or [])
+        if dict(ck.meta.get("settings") or {}).get("tta_flips"):  # the signature as the network predicts
+            from her2dlr.deep.train import predict_proba
+
+            prob = predict_proba(ck.load(), inputs[key], batch_size=batch_size, flips=True)[:, 1]
+            out[fold].prob = pd.Series(prob, index=out[fold].prob.index, name="prob")
         out[fold].meta.update({"arch": ck.meta.get("arch"), "roi": spec.to_dict()})
     check_out_of_fold(out, table)
     return out

@@ -13,6 +13,7 @@ Example (YAML)::
       image_size: 64              # default: 64 for densenet3block, 224 for the others (3D: 32, 64)
       channels: 1
       margin: 10                  # px around the lesion's bounding rectangle (seed 002)
+      margin_fraction: 0.0        # more context: this share of the box's side on every side
       epochs: 40
       batch_size: 32
       lr: 0.001
@@ -20,6 +21,14 @@ Example (YAML)::
       scheduler: cosine           # or plateau, none
       patience: 10                # early stopping on the inner validation AUC
       keep: best                  # or last: the full schedule's last weights
+      mixup: 0.0                  # Beta(a, a) mixup of each batch (0: off)
+      label_smoothing: 0.0
+      ema: 0.0                    # moving average of the weights (e.g. 0.99), validated and kept
+      tta_flips: false            # predictions: mean over the ROI and its left-right mirror
+      pretrain_epochs: 0          # self-supervised rotation pre-training on the training images
+      recipes:                    # candidates chosen per outer fold on the inner validation split
+        - {name: base}
+        - {name: context96, image_size: 96, margin: 0, margin_fraction: 0.25, mixup: 0.2, ema: 0.99}
       schemes: [kfold, holdout]
       final: true                 # also the network to deploy
       weights: null               # local file of pretrained weights (never downloaded)
@@ -57,6 +66,8 @@ class DeepSettings(_Strict):
     image_size: int | None = Field(None, ge=8, description="ROI side in px (default by network and spatial_dims).")
     channels: Literal[1, 3] = 1
     margin: int = Field(10, ge=0, description="Pixels added around the lesion's bounding rectangle.")
+    margin_fraction: float = Field(0.0, ge=0, le=2, description="Context added on every side as a share of the "
+                                                                "box's side (on top of margin).")
     keep_aspect: bool = Field(False, description="Square the ROI with image context instead of stretching it.")
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -66,6 +77,14 @@ class DeepSettings(_Strict):
     scheduler: Literal["cosine", "plateau", "none"] = "cosine"
     patience: int = Field(10, ge=0, description="Early-stopping patience in epochs (0: off).")
     keep: Literal["best", "last"] = "best"
+    mixup: float = Field(0.0, ge=0, description="Mixup: lambda ~ Beta(mixup, mixup) per batch; 0 is off.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy.")
+    ema: float = Field(0.0, ge=0, lt=1, description="Decay of the moving average of the weights (0: off).")
+    tta_flips: bool = Field(False, description="Predict as the mean over the ROI and its left-right mirror.")
+    pretrain_epochs: int = Field(0, ge=0, description="Rotation pre-training epochs on the inner training images.")
+    recipes: list[dict[str, Any]] = Field(
+        default_factory=list, description="Candidate recipes ({name, <setting>: value}) chosen in every outer fold "
+                                          "by the inner validation AUC (her2dlr.deep.recipes); empty: one recipe.")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Inner validation share of each training fold.")
     schemes: list[Literal["kfold", "holdout"]] = Field(default_factory=lambda: ["kfold"])
     final: bool = Field(False, description="Also train the deployable network on the hold-out's training rows.")

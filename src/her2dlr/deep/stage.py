@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from her2dlr.deep.cv import DeepCVResult, run_deep_cv
+from her2dlr.deep.recipes import Recipe, recipes_from_dicts
 from her2dlr.deep.settings import DeepSettings
 from her2dlr.deep.train import TrainSettings
 from her2dlr.imaging.roi import RoiSpec
@@ -50,16 +51,19 @@ def training_settings(deep: DeepSettings, *, weights_dir: Path | None = None, nu
         weights=str(weights.expanduser()) if weights is not None else None, epochs=deep.epochs,
         batch_size=deep.batch_size, lr=deep.lr, weight_decay=deep.weight_decay, loss=deep.loss,
         scheduler=deep.scheduler, patience=deep.patience, keep=deep.keep, val_fraction=deep.val_fraction,
+        mixup=deep.mixup, label_smoothing=deep.label_smoothing, ema=deep.ema, tta_flips=deep.tta_flips,
+        pretrain_epochs=deep.pretrain_epochs,
         seed=deep.seed, device=deep.device, allow_cpu_fallback=deep.allow_cpu_fallback, num_workers=num_workers,
         num_threads=num_threads, distributed=distributed, progress=progress)
-    roi = RoiSpec(size=size, margin=deep.margin, channels=deep.channels, keep_aspect=deep.keep_aspect,
-                  spatial_dims=deep.spatial_dims)
+    roi = RoiSpec(size=size, margin=deep.margin, margin_fraction=deep.margin_fraction, channels=deep.channels,
+                  keep_aspect=deep.keep_aspect, spatial_dims=deep.spatial_dims)
     return train, roi
 
 
 def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None = None,
                    schemes: Sequence[str] = ("kfold",), repeats: Sequence[int] | None = None, resume: bool = False,
-                   final: bool = False, n_jobs: int = 1, progress: bool = True, lesion: str = "mask") -> DeepCVResult:
+                   final: bool = False, n_jobs: int = 1, progress: bool = True, lesion: str = "mask",
+                   recipes: Sequence[Recipe] | None = None) -> DeepCVResult:
     """Train ``settings.arch`` on every outer fold of the study's manifest and write the outputs.
 
     Parameters
@@ -84,6 +88,9 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
     lesion : {"mask", "bbox", "auto"}
         Where the lesion is: the given mask or box (both give the same crop: the bounding
         rectangle plus the margin), or the out-of-fold automatic mask of the segmentation stage.
+    recipes : sequence of Recipe, optional
+        Candidate training recipes chosen per fold on the inner validation split (default: the
+        study's ``deep.recipes``; none: ``settings`` as given).
 
     Raises
     ------
@@ -103,9 +110,12 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
         from her2dlr.cohort.manifest import use_auto_masks
 
         manifest = manifest.copy(use_auto_masks(manifest.table, study.paths.auto_masks))
+    if recipes is None and study.deep is not None and study.deep.recipes:
+        recipes = recipes_from_dicts(study.deep.recipes)
     result = run_deep_cv(manifest, settings=settings, roi=roi, scheme=list(schemes),
                          out_dir=deep_dir(study, settings.arch),
-                         repeats=repeats, resume=resume, final=final, n_jobs=n_jobs, progress=progress)
+                         repeats=repeats, resume=resume, final=final, n_jobs=n_jobs, progress=progress,
+                         recipes=recipes or None)
     if int(os.environ.get("RANK", "0")) != 0:  # distributed launch: rank 0 writes
         return result
     segmenter = None

@@ -95,12 +95,15 @@ __all__ = [
     "LOSSES",
     "SCHEDULERS",
     "FewCasesWarning",
+    "MixedBatch",
     "TrainResult",
     "TrainSettings",
     "class_weights",
     "default_threads",
     "load_checkpoint",
+    "loss_function",
     "make_checkpoint",
+    "mixup_batch",
     "model_from_checkpoint",
     "predict_proba",
     "resolve_device",
@@ -165,6 +168,24 @@ class TrainSettings:
         Decay of an exponential moving average of the weights (and batch-norm statistics),
         updated after every step, e.g. 0.98; the average is what is validated, kept and
         returned. 0 switches it off.
+    label_smoothing : float, default=0.0
+        Cross-entropy against ``(1 - e) * onehot + e / n_classes`` instead of the one-hot label
+        (PyTorch's ``label_smoothing``; with the class weights as PyTorch applies them). Not
+        with ``loss="focal"``.
+    mixup : float, default=0.0
+        Mixup (Zhang et al. 2018) with ``lambda ~ Beta(mixup, mixup)``, one draw per batch: each
+        batch is mixed with a shuffled copy of itself, ``lambda * x + (1 - lambda) * x[perm]``,
+        and the loss is ``lambda * loss(y) + (1 - lambda) * loss(y[perm])`` (see
+        :func:`mixup_batch`). 0 switches it off; 0.2-0.4 are usual.
+    pretrain_epochs : int, default=0
+        Self-supervised pre-training before the supervised epochs: this many epochs of
+        predicting the quarter turn of the inner training part's own ROIs
+        (:func:`her2dlr.deep.pretext.rotation_pretrain`; never the inner validation or test
+        images). 2D only; 0 switches it off.
+    tta_flips : bool, default=False
+        Test-time flips: every prediction (validation, test, deployment) is the mean of the
+        softmax probabilities of the ROI and its left-right mirror image (the flip the training
+        augmentation uses), see :func:`predict_proba`.
     min_epochs : int, default=5
         No early stop before this many epochs.
     min_class_cases : int, default=10
@@ -207,6 +228,10 @@ class TrainSettings:
     patience: int = 10
     keep: str = "best"
     ema: float = 0.0
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
+    tta_flips: bool = False
+    pretrain_epochs: int = 0
     min_epochs: int = 5
     min_class_cases: int = 10
     seed: int = 0
@@ -229,7 +254,7 @@ class TrainSettings:
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("keep", self.keep, KEEP)
         for name, low in (("image_size", 8), ("in_channels", 1), ("n_classes", 2), ("epochs", 1), ("batch_size", 1),
-                          ("patience", 0), ("min_epochs", 0), ("min_class_cases", 2), ("num_workers", 0)):
+                          ("patience", 0), ("min_epochs", 0), ("pretrain_epochs", 0), ("min_class_cases", 2), ("num_workers", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise InputError(f"The '{name}' parameter of TrainSettings must be an int >= {low}. "
@@ -238,6 +263,15 @@ class TrainSettings:
             if not float(getattr(self, name)) >= 0 or (name == "lr" and not self.lr > 0):
                 raise InputError(f"The '{name}' parameter of TrainSettings must be a number "
                                  f"{'> 0' if name == 'lr' else '>= 0'}. Got {getattr(self, name)!r} instead.")
+        if not 0.0 <= float(self.label_smoothing) < 1.0:
+            raise InputError(f"The 'label_smoothing' parameter of TrainSettings must be in [0, 1). "
+                             f"Got {self.label_smoothing!r} instead.")
+        if self.label_smoothing > 0 and self.loss == "focal":
+            raise InputError("TrainSettings: label_smoothing works with loss 'weighted_ce' or 'ce', not 'focal'.")
+        if self.pretrain_epochs and self.spatial_dims != 2:
+            raise InputError("TrainSettings: rotation pre-training (pretrain_epochs) takes 2D images.")
+        if not float(self.mixup) >= 0:
+            raise InputError(f"The 'mixup' parameter of TrainSettings must be >= 0 (0: off). Got {self.mixup!r} instead.")
         if not 0.0 <= float(self.ema) < 1.0:
             raise InputError(f"The 'ema' parameter of TrainSettings must be in [0, 1). Got {self.ema!r} instead.")
         if not 0.0 < self.val_fraction < 1.0:
@@ -323,13 +357,20 @@ def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
 
 
-def _loss(settings: TrainSettings, weights: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def loss_function(settings: TrainSettings, weights: torch.Tensor
+                  ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss ``(logits, labels) -> scalar`` of ``settings`` with class weights ``weights``.
+
+    ``weighted_ce`` / ``ce``: (weighted) cross-entropy with ``settings.label_smoothing``;
+    ``focal``: MONAI's focal loss with the class weights.
+    """
     if settings.loss == "focal":
         from monai.losses import FocalLoss
 
         focal = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=settings.focal_gamma, weight=weights)
         return lambda logits, y: focal(logits.float(), y[:, None])
-    ce = nn.CrossEntropyLoss(weight=weights if settings.loss == "weighted_ce" else None)
+    ce = nn.CrossEntropyLoss(weight=weights if settings.loss == "weighted_ce" else None,
+                             label_smoothing=float(settings.label_smoothing))
     return lambda logits, y: ce(logits.float(), y)
 
 
@@ -446,10 +487,12 @@ def model_from_checkpoint(checkpoint: str | os.PathLike[str] | Mapping[str, Any]
 
 # --------------------------------------------------------------------------- prediction
 def predict_proba(model: nn.Module, rois: np.ndarray | torch.Tensor, *, batch_size: int = 128,
-                  device: str | torch.device = "cpu", amp: bool = True) -> np.ndarray:
+                  device: str | torch.device = "cpu", amp: bool = True, flips: bool = False) -> np.ndarray:
     """Class probabilities of ROI arrays, shape (n_cases, n_classes) (softmax of the logits).
 
-    The model is put in eval mode (and back into its former mode afterwards).
+    The model is put in eval mode (and back into its former mode afterwards). ``flips``:
+    test-time flips, the mean of the probabilities of each ROI and its left-right mirror
+    (the last axis), see ``TrainSettings.tta_flips``.
     """
     device = torch.device(device) if not isinstance(device, torch.device) else device
     was_training = model.training
@@ -462,8 +505,10 @@ def predict_proba(model: nn.Module, rois: np.ndarray | torch.Tensor, *, batch_si
             for start in range(0, len(x_all), batch_size):
                 x = x_all[start:start + batch_size].to(device, non_blocking=True)
                 with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
-                    logits = model(x)
-                out.append(torch.softmax(logits.float(), dim=1).cpu())
+                    prob = torch.softmax(model(x).float(), dim=1)
+                    if flips:
+                        prob = (prob + torch.softmax(model(torch.flip(x, dims=(-1,))).float(), dim=1)) / 2
+                out.append(prob.cpu())
     finally:
         model.train(was_training)
     if not out:
@@ -477,7 +522,8 @@ def _evaluate(model: nn.Module, rois: np.ndarray, y: np.ndarray, loss_fn: Callab
     """Validation loss, AUC and probabilities; with several processes each predicts a share and all gather them."""
     batch = max(settings.batch_size, 64)
     prob = gather_predictions(lambda rows: predict_proba(model, rois[rows], batch_size=batch, device=device,
-                                                         amp=settings.amp), len(rois), dist_info)
+                                                         amp=settings.amp, flips=settings.tta_flips),
+                              len(rois), dist_info)
     with torch.no_grad():
         logp = torch.log(torch.as_tensor(prob).clamp_min(1e-12)).float()
         loss = float(loss_fn(logp, torch.as_tensor(y, dtype=torch.long)))
@@ -611,9 +657,22 @@ def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainS
                              "finished": False, "stopped_early": False, "history": [], "n_cases": len(y),
                              "n_val": len(run.val_idx), "class_weights": weights_np.tolist()}
     start_epoch, best_state = _resume(run, fit, state, resume)
+    if start_epoch == 0 and settings.pretrain_epochs:
+        _pretrain(run, fit)
     fit.net = wrap_ddp(fit.model, run.dist_info, run.device)
     epoch, best_state = _epoch_loop(run, fit, state, start_epoch, best_state, callback)
     return _final_selection(run, fit, state, epoch, best_state, weights_np)
+
+
+def _pretrain(run: _Run, fit: _Fit) -> None:
+    """Rotation pre-training on the inner training part's ROIs (see ``TrainSettings.pretrain_epochs``)."""
+    from her2dlr.deep.pretext import rotation_pretrain
+
+    s = run.settings
+    history = rotation_pretrain(fit.model, run.rois[run.fit_idx], epochs=s.pretrain_epochs, batch_size=s.batch_size,
+                                lr=s.lr, weight_decay=s.weight_decay, seed=s.seed, device=run.device)
+    run.notes.append(f"{run.name}: rotation pre-training, {s.pretrain_epochs} epoch(s) on the {len(run.fit_idx)} "
+                     f"inner training images (pretext accuracy {history['pretext_accuracy'].iloc[-1]:.2f}).")
 
 
 def _setup_run(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainSettings, out: Path | None,
@@ -640,8 +699,8 @@ def _setup_fit(run: _Run, weights_np: np.ndarray) -> _Fit:
                           image_size=settings.image_size, spatial_dims=settings.spatial_dims, weights=settings.weights,
                           **settings.arch_options)
     model.to(device)
-    loss_fn = _loss(settings, weights.to(device))
-    loss_cpu = _loss(settings, weights)
+    loss_fn = loss_function(settings, weights.to(device))
+    loss_cpu = loss_function(settings, weights)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler: Any = None
     if settings.scheduler == "cosine":
@@ -749,12 +808,18 @@ def _train_epoch(run: _Run, fit: _Fit, loader: DataLoader) -> float:
     """One pass over the training cases; the mean training loss."""
     fit.net.train()
     total, count = 0.0, 0
+    # mixup's draws come from the epoch-seeded global NumPy state (a resumed run draws the same)
+    mix_rng = np.random.default_rng(np.random.randint(2**31)) if run.settings.mixup > 0 else None
     for xb, yb in loader:
         xb, yb = xb.to(run.device, non_blocking=True), yb.to(run.device, non_blocking=True)
         fit.optimizer.zero_grad(set_to_none=True)
+        mixed = mixup_batch(xb, yb, run.settings.mixup, mix_rng) if mix_rng is not None else None
         with torch.autocast("cuda", dtype=torch.float16) if fit.use_amp else nullcontext():
-            logits = fit.net(xb)
-        loss = fit.loss_fn(logits, yb)
+            logits = fit.net(mixed.x if mixed is not None else xb)
+        if mixed is not None:
+            loss = mixed.lam * fit.loss_fn(logits, mixed.y_a) + (1 - mixed.lam) * fit.loss_fn(logits, mixed.y_b)
+        else:
+            loss = fit.loss_fn(logits, yb)
         if fit.scaler is not None:
             fit.scaler.scale(loss).backward()
             fit.scaler.step(fit.optimizer)
@@ -767,6 +832,41 @@ def _train_epoch(run: _Run, fit: _Fit, loader: DataLoader) -> float:
         total += float(loss.detach()) * len(yb)
         count += len(yb)
     return mean_over_ranks(total, count, run.dist_info)
+
+
+@dataclass(frozen=True)
+class MixedBatch:
+    """A mixup batch: ``x = lam * x_a + (1 - lam) * x_b`` with the labels of both parts."""
+
+    x: torch.Tensor
+    y_a: torch.Tensor
+    y_b: torch.Tensor
+    lam: float
+    perm: torch.Tensor
+
+
+def mixup_batch(x: torch.Tensor, y: torch.Tensor, alpha: float, rng: np.random.Generator) -> MixedBatch:
+    """Mix a batch with a shuffled copy of itself (mixup, Zhang et al. 2018).
+
+    Parameters
+    ----------
+    x : Tensor of shape (n, ...)
+    y : Tensor of shape (n,)
+    alpha : float
+        ``lam ~ Beta(alpha, alpha)``, one draw for the batch.
+    rng : numpy Generator
+        Draws ``lam`` and the pairing permutation.
+
+    Returns
+    -------
+    MixedBatch
+        ``x = lam * x + (1 - lam) * x[perm]``, ``y_a = y``, ``y_b = y[perm]``.
+    """
+    if not alpha > 0:
+        raise InputError(f"mixup_batch: alpha must be > 0. Got {alpha!r} instead.")
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.as_tensor(rng.permutation(len(x)), dtype=torch.long, device=x.device)
+    return MixedBatch(lam * x + (1.0 - lam) * x[perm], y, y[perm], lam, perm)
 
 
 def _validate(run: _Run, fit: _Fit, state: dict[str, Any], row: dict[str, Any]) -> bool:
@@ -837,7 +937,8 @@ def _final_selection(run: _Run, fit: _Fit, state: dict[str, Any], epoch: int, be
     if best_state is not None:
         model.load_state_dict(best_state)
     model.to("cpu").eval()
-    val_prob = (predict_proba(model, run.rois[run.val_idx], batch_size=128) if run.has_val
+    val_prob = (predict_proba(model, run.rois[run.val_idx], batch_size=128, flips=run.settings.tta_flips)
+                if run.has_val
                 else np.zeros((0, run.settings.n_classes)))
     stopped_early = bool(state.get("stopped_early", False))
     if stopped_early:
@@ -882,6 +983,12 @@ def _check_resumable(ckpt: Mapping[str, Any], settings: TrainSettings, state: di
             raise InputError(f"Cannot resume from {path}: it was trained with {key}={saved.get(key)!r}, these "
                              f"settings have {getattr(settings, key)!r}. Use another output folder or the same "
                              "settings.")
+    defaults = TrainSettings.__dataclass_fields__
+    for key in ("mixup", "label_smoothing", "ema", "tta_flips", "pretrain_epochs"):  # absent from older checkpoints
+        if saved.get(key, defaults[key].default) != getattr(settings, key):
+            raise InputError(f"Cannot resume from {path}: it was trained with {key}="
+                             f"{saved.get(key, defaults[key].default)!r}, these settings have "
+                             f"{getattr(settings, key)!r}. Use another output folder or the same settings.")
     if saved.get("epochs") != settings.epochs and settings.scheduler == "cosine":
         raise InputError(f"Cannot resume from {path} with epochs={settings.epochs}: it was trained for "
                          f"epochs={saved.get('epochs')} and the cosine schedule depends on it.")

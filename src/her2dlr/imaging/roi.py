@@ -80,6 +80,10 @@ class RoiSpec:
         backbones; volumes become cubes).
     margin : int, default=10
         Pixels added on every side of the lesion's bounding box (seed 002).
+    margin_fraction : float, default=0.0
+        Context added on every side as a fraction of the box's side along that axis (on top of
+        ``margin``): 0.25 widens a 40 px side by 10 px at each end, so large and small lesions
+        keep the same share of surrounding tissue.
     min_size : int, default=16
         Smallest crop side in pixels before resizing; smaller boxes grow around their centre.
     channels : {1, 3}, default=1
@@ -98,6 +102,7 @@ class RoiSpec:
 
     size: int = 64
     margin: int = 10
+    margin_fraction: float = 0.0
     min_size: int = 16
     channels: int = 1
     keep_aspect: bool = False
@@ -111,6 +116,9 @@ class RoiSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise InputError(f"The '{name}' parameter of RoiSpec must be an int >= {low}. Got {value!r} instead.")
+        if isinstance(self.margin_fraction, bool) or not 0.0 <= float(self.margin_fraction) <= 2.0:
+            raise InputError(f"The 'margin_fraction' parameter of RoiSpec must be a number in [0, 2]. "
+                             f"Got {self.margin_fraction!r} instead.")
         if self.channels not in (1, 3):
             raise InputError(f"The 'channels' parameter of RoiSpec must be 1 or 3. Got {self.channels!r} instead.")
         if self.pad_mode not in PAD_MODES:
@@ -190,7 +198,7 @@ def _bbox_bounds(bbox: Sequence[float], shape: tuple[int, ...]) -> tuple[list[in
 
 def roi_box(image_shape: tuple[int, ...], *, mask: np.ndarray | None = None,
             bbox: Sequence[float] | None = None, margin: int = 10, min_size: int = 16,
-            square: bool = False, spatial_dims: int = 2) -> Box:
+            square: bool = False, spatial_dims: int = 2, margin_fraction: float = 0.0) -> Box:
     """The crop box of a lesion: its bounding box widened by ``margin``.
 
     Parameters
@@ -208,6 +216,9 @@ def roi_box(image_shape: tuple[int, ...], *, mask: np.ndarray | None = None,
     square : bool, default=False
         Grow the shorter sides to the longest one (around the centre): a square or a cube.
     spatial_dims : {2, 3}, default=2
+    margin_fraction : float, default=0.0
+        Further context on every side: this fraction of the lesion box's side along that axis
+        (rounded to whole pixels).
 
     Returns
     -------
@@ -223,6 +234,8 @@ def roi_box(image_shape: tuple[int, ...], *, mask: np.ndarray | None = None,
     --------
     >>> roi_box((100, 100), bbox=(40, 50, 10, 20), margin=10)
     (30, 40, 60, 80)
+    >>> roi_box((100, 100), bbox=(40, 50, 10, 20), margin=0, margin_fraction=0.5)
+    (35, 40, 55, 80)
     >>> roi_box((100, 100), bbox=(0, 0, 2, 2), margin=0, min_size=8)
     (-3, -3, 5, 5)
     >>> roi_box((20, 100, 100), bbox=(40, 50, 5, 10, 20, 4), margin=2, min_size=1, spatial_dims=3)
@@ -239,7 +252,8 @@ def roi_box(image_shape: tuple[int, ...], *, mask: np.ndarray | None = None,
         lo, hi = _bbox_bounds(bbox, shape)
     else:
         return _to_box([0] * n, shape)
-    lo, hi = [v - margin for v in lo], [v + margin for v in hi]
+    extra = [margin + int(margin_fraction * (h - low) + 0.5) for low, h in zip(lo, hi)]
+    lo, hi = [v - e for v, e in zip(lo, extra)], [v + e for v, e in zip(hi, extra)]
     want = [max(h - low, min_size) for low, h in zip(lo, hi)]
     if square:
         want = [max(want)] * n
@@ -396,7 +410,7 @@ def crop_roi(image: np.ndarray, *, mask: np.ndarray | None = None, bbox: Sequenc
     spec = spec or RoiSpec()
     image = np.asarray(image)
     box = roi_box(image.shape, mask=mask, bbox=bbox, margin=spec.margin, min_size=spec.min_size,
-                  square=spec.keep_aspect, spatial_dims=spec.spatial_dims)
+                  square=spec.keep_aspect, spatial_dims=spec.spatial_dims, margin_fraction=spec.margin_fraction)
     return crop_box(image, box, pad_mode=spec.pad_mode, fill=spec.fill)
 
 
