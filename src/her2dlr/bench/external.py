@@ -121,7 +121,7 @@ __all__ = [
     "external_bench",
     "fit_models",
     "perturbed_rows",
-    "resample_rows",
+    "scaled_test_rows",
     "resolve_test_study",
     "score_models",
 ]
@@ -227,53 +227,26 @@ def busi_nominal_spacing(train: pd.DataFrame, test: pd.DataFrame) -> float:
     return round((by_height + by_width) / 2.0, 3)
 
 
-def _resample_one(image: str, mask: str, factor: float, out_image: Path, out_mask: Path) -> None:
-    import SimpleITK as sitk
-    from PIL import Image
+def scaled_test_rows(test: pd.DataFrame, train_mm: float | None, out_dir: Path) -> pd.DataFrame:
+    """The test rows brought to the training pixel size ``train_mm`` by the toolkit's own rule.
 
-    from her2dlr.io.atomic import atomic_path
-    from her2dlr.io.images import read_image, read_mask_array
-
-    grey = sitk.GetArrayFromImage(read_image(image))
-    arr = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
-    h, w = arr.shape
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    # PIL widens the filter support when shrinking: Lanczos resampling with anti-aliasing
-    out = Image.fromarray(arr).resize(size, Image.Resampling.LANCZOS)
-    m = (read_mask_array(mask) > 0).astype(np.uint8) * 255
-    m_out = np.asarray(Image.fromarray(m).resize(size, Image.Resampling.BILINEAR)) >= 128
-    for img, path in ((out, out_image), (Image.fromarray(m_out.astype(np.uint8) * 255), out_mask)):
-        with atomic_path(path) as tmp:
-            img.save(tmp, format="PNG")
-
-
-def resample_rows(table: pd.DataFrame, target: float, out_dir: Path) -> pd.DataFrame:
-    """Copies of the rows' images and masks resampled to ``target`` mm per pixel (written once under ``out_dir``).
-
-    Rows need ``case_id``, ``image``, ``mask`` and ``spacing`` (mm); rows without a spacing or a
-    mask are returned as they are. The returned rows point at the resampled files and have no
-    spacing: one new pixel is one training-cohort pixel. Images: Lanczos (anti-aliased when
-    shrinking); masks: bilinear, then >= 0.5. Files are named by a hash of the source files'
-    bytes and the factor, so a second run reuses them.
+    :func:`her2dlr.radiomics.pixel_size.plan_pixel_size` with the training side's pixel size as
+    the only training value: the target never depends on the test cases. Rows without a pixel
+    size are left as they are (taken to have the training pixel size). The returned rows have no
+    ``spacing``: one pixel is one training pixel on both sides, so features are in training-pixel
+    units and the training cohort's cached features (no pixel size) stay valid.
     """
-    from her2dlr.radiomics.cache import file_fingerprint
+    from her2dlr.radiomics.pixel_size import apply_pixel_size, plan_pixel_size
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = table.copy()
-    for idx, row in rows.iterrows():
-        spacing = pd.to_numeric(pd.Series([row.get("spacing")]), errors="coerce").iloc[0]
-        if pd.isna(spacing) or not isinstance(row.get("mask"), str):
-            continue
-        factor = float(spacing) / float(target)
-        text = f"{file_fingerprint(row['image'])}|{file_fingerprint(row['mask'])}|{factor:.6f}"
-        stem = f"{row['case_id']}-{hashlib.blake2b(text.encode(), digest_size=6).hexdigest()}"
-        out_image, out_mask = out_dir / f"{stem}.png", out_dir / f"{stem}_mask.png"
-        if not (out_image.is_file() and out_mask.is_file()):
-            _resample_one(row["image"], row["mask"], factor, out_image, out_mask)
-        rows.at[idx, "image"] = str(out_image)
-        rows.at[idx, "mask"] = str(out_mask)
-        rows.at[idx, "spacing"] = np.nan
-    return rows
+    if train_mm is None:
+        return test.assign(spacing=np.nan)
+    rows = test.copy()
+    if "bbox" not in rows.columns:
+        rows["bbox"] = None
+    both = pd.concat([pd.DataFrame({"spacing": [train_mm]}), rows[["spacing"]]], ignore_index=True)
+    plan = plan_pixel_size(both, pd.Series([True] + [False] * len(rows)))
+    out = apply_pixel_size(rows, plan, out_dir, warn=False)
+    return out.assign(spacing=np.nan)
 
 
 def _perturb_one(image: str, out_image: Path) -> None:
@@ -444,9 +417,9 @@ def external_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
         if opts.quick:
             train = train.copy(_stratified(train.table, QUICK_TRAIN, opts.seed))
             test = test.copy(_stratified(test.table, QUICK_TEST, opts.seed))
+        train_mm = BUSI_PIXEL_MM if busi_mm is not None else None  # declared, not re-estimated per test batch
         test_tables = {False: test.table.assign(spacing=np.nan),
-                       True: (resample_rows(test.table, busi_mm, work / "resampled") if busi_mm is not None
-                              else test.table.assign(spacing=np.nan))}
+                       True: scaled_test_rows(test.table, train_mm, work / "resampled")}
         seconds_extraction += time.perf_counter() - t_start
         for setting, roi in ROIS.items():
             features: dict[tuple[str, str, bool], tuple[pd.DataFrame, Any]] = {}
