@@ -112,17 +112,22 @@ from her2dlr.bench import BenchOptions, register, result
 from her2dlr.errors import InputError
 
 __all__ = [
+    "BUSI_PIXEL_MM",
     "DEFAULT_VARIANT",
     "MODELS",
+    "PLAIN_MODEL",
     "SHAPE_INVARIANT",
+    "TRANSDUCTIVE_VARIANT",
     "VARIANTS",
+    "PlainFit",
     "Variant",
     "busi_nominal_spacing",
     "external_bench",
     "fit_models",
+    "fit_plain",
     "perturbed_rows",
-    "scaled_test_rows",
     "resolve_test_study",
+    "scaled_test_rows",
     "score_models",
 ]
 
@@ -195,9 +200,18 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("shape_invariant", "us2d_original", False, False,
             "scale-invariant shape features only (no pixel size needed)", SHAPE_INVARIANT),
 )
-DEFAULT_VARIANT = "harmonised"
-#: ``--quick`` runs the variants that share the default's extraction.
-QUICK_VARIANTS = ("normalised", DEFAULT_VARIANT)
+#: The shipped default: no test-set statistic (each BrEaST case is prepared and scored on its own).
+DEFAULT_VARIANT = "normalised"
+#: The default's features with harmonisation on the BrEaST batch: reported beside it, labelled transductive.
+TRANSDUCTIVE_VARIANT = "harmonised"
+#: ``--quick`` runs the default and its transductive twin (they share one extraction).
+QUICK_VARIANTS = (DEFAULT_VARIANT, TRANSDUCTIVE_VARIANT)
+#: BUSI's pixel size as the bench declares it (mm), like a user's ``spacing_mm`` for a source whose files
+#: carry none: derived once from image geometry (:func:`busi_nominal_spacing` on the whole BUSI and
+#: BrEaST-Lesions-USG cohorts; no label, feature or score), then fixed, so no test batch moves it.
+BUSI_PIXEL_MM = 0.086
+#: The plain script's model, fitted beside the toolkit's (z-score + logistic regression, C = 1, all features).
+PLAIN_MODEL = "plain_lr"
 
 
 def busi_nominal_spacing(train: pd.DataFrame, test: pd.DataFrame) -> float:
@@ -363,19 +377,45 @@ def fit_models(X_train: pd.DataFrame, y_train: np.ndarray, groups: np.ndarray, m
                             fold="final")[0] for model in models}
 
 
+@dataclass
+class PlainFit:
+    """The plain script's model (:data:`PLAIN_MODEL`): no selection, no tuning, threshold 0.5."""
+
+    pipeline: Any
+    features: list[str]
+    inner_median_auc: float = float("nan")
+    threshold: float = 0.5
+
+
+def fit_plain(X_train: pd.DataFrame, y_train: np.ndarray) -> PlainFit:
+    """Median imputation, z-score and logistic regression (C = 1) on every feature: a plain script's model."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = X_train.replace([np.inf, -np.inf], np.nan)
+    model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
+                          LogisticRegression(C=1.0, max_iter=10000))
+    return PlainFit(model.fit(X, y_train), list(X.columns))
+
+
 def score_models(fits: dict[str, Any], X_train: pd.DataFrame, X_test: pd.DataFrame, y_test: np.ndarray, *,
                  harmonise: bool) -> list[dict[str, Any]]:
-    """Apply the fitted classifiers to the test cohort (optionally harmonised first); one dict per classifier."""
+    """Apply the fitted classifiers to the test cohort, harmonised first (transductive) only when asked; one dict each.
+
+    Without ``harmonise`` each test case is scored on its own features
+    (:func:`her2dlr.learn.harmonise.external_probabilities`).
+    """
     from her2dlr.evaluate.metrics import auc_ci, threshold_metrics
-    from her2dlr.learn.harmonise import LocationScaleHarmoniser
+    from her2dlr.learn.harmonise import external_probabilities
     from her2dlr.learn.thresholds import apply_threshold
 
-    X_test = X_test[X_train.columns]
-    if harmonise:
-        X_test = LocationScaleHarmoniser().fit(X_train).transform(X_test)
+    X_train = X_train.replace([np.inf, -np.inf], np.nan)
+    X_test = X_test[X_train.columns].replace([np.inf, -np.inf], np.nan)
     out = []
     for model, fit in fits.items():
-        prob = fit.pipeline.predict_proba(X_test)[:, 1]
+        prob = external_probabilities(fit.pipeline, X_train, X_test, transductive=harmonise)
         auc = auc_ci(y_test, prob)
         met = threshold_metrics(y_test, predicted=apply_threshold(prob, fit.threshold))
         out.append({"model": model, "auc": auc.auc, "ci_low": auc.ci_low, "ci_high": auc.ci_high,
@@ -459,41 +499,47 @@ def external_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     if key not in fits:
-                        fits[key] = fit_models(X_train, tr["label"].astype(int).to_numpy(),
-                                               tr["group"].astype(str).to_numpy(), models, seed=opts.seed,
-                                               n_jobs=opts.n_jobs, memo_dir=Path(tmp) / "selection",
+                        y_tr = tr["label"].astype(int).to_numpy()
+                        fits[key] = fit_models(X_train, y_tr, tr["group"].astype(str).to_numpy(), models,
+                                               seed=opts.seed, n_jobs=opts.n_jobs, memo_dir=Path(tmp) / "selection",
                                                selection=selection)
+                        fits[key][PLAIN_MODEL] = fit_plain(X_train, y_tr)
                     rows = score_models(fits[key], X_train, X_test.loc[te["case_id"].astype(str), cols],
                                         te["label"].astype(int).to_numpy(), harmonise=v.harmonise)
                 per_variant[(setting, v.name)] = [
                     {**r, "n": len(te), "positives": int(te["label"].sum()), "n_train": len(tr)} for r in rows]
     seconds = time.perf_counter() - t_start - seconds_extraction
-    # the classifier of each variant: best BUSI inner-CV AUC (training data only)
-    chosen = {k: max(rows, key=lambda r: r["inner_auc"]) for k, rows in per_variant.items()}
-    default = next(v for v in VARIANTS if v.name == DEFAULT_VARIANT)
+    # the classifier of each variant: best BUSI inner-CV AUC (training data only); the plain model has none
+    chosen = {k: max((r for r in rows if r["model"] != PLAIN_MODEL), key=lambda r: r["inner_auc"])
+              for k, rows in per_variant.items()}
+    plain_auc = {k: next(r for r in rows if r["model"] == PLAIN_MODEL) for k, rows in per_variant.items()}
+    by_name = {v.name: v for v in VARIANTS}
     for setting in ROIS:
-        best = chosen[(setting, DEFAULT_VARIANT)]
-        yield result(BENCH, f"auc_external_{setting}", best["auc"], ci_low=best["ci_low"], ci_high=best["ci_high"],
-                     n=best["n"], positives=best["positives"], n_train=best["n_train"], model=best["model"],
-                     variant=DEFAULT_VARIANT, inner_auc=round(best["inner_auc"], 4),
-                     sensitivity=best["sensitivity"], specificity=best["specificity"], accuracy=best["accuracy"],
-                     transductive=default.harmonise, quick=opts.quick)
+        for name, suffix in ((DEFAULT_VARIANT, ""), (TRANSDUCTIVE_VARIANT, "_transductive")):
+            best, v = chosen[(setting, name)], by_name[name]
+            yield result(BENCH, f"auc_external_{setting}{suffix}", best["auc"], ci_low=best["ci_low"],
+                         ci_high=best["ci_high"], n=best["n"], positives=best["positives"], n_train=best["n_train"],
+                         model=best["model"], variant=name, inner_auc=round(best["inner_auc"], 4),
+                         sensitivity=best["sensitivity"], specificity=best["specificity"], accuracy=best["accuracy"],
+                         transductive=v.harmonise, auc_plain_lr=round(plain_auc[(setting, name)]["auc"], 4),
+                         quick=opts.quick)
     for setting in ROIS:
         for r in per_variant[(setting, DEFAULT_VARIANT)]:
             yield result(BENCH, f"auc_external_{setting}_{r['model']}", r["auc"], ci_low=r["ci_low"],
                          ci_high=r["ci_high"], n=r["n"], inner_auc=round(r["inner_auc"], 4),
-                         variant=DEFAULT_VARIANT)
+                         variant=DEFAULT_VARIANT, transductive=False)
     for setting in ROIS:
         for v in variants:
             best = chosen[(setting, v.name)]
             yield result(BENCH, f"auc_external_{setting}_{v.name}", best["auc"], ci_low=best["ci_low"],
                          ci_high=best["ci_high"], n=best["n"], model=best["model"],
                          inner_auc=round(best["inner_auc"], 4), params=v.params, resampled=v.resample,
-                         harmonised=v.harmonise, note=v.note,
+                         harmonised=v.harmonise, transductive=v.harmonise, note=v.note,
                          auc_by_model={r["model"]: round(r["auc"], 4) for r in per_variant[(setting, v.name)]})
-    yield result(BENCH, "busi_pixel_mm", busi_mm if busi_mm is not None else float("nan"),
-                 note="assumed BUSI pixel size: same median field of view" if busi_mm is not None
-                 else "the test cohort gives no pixel size: test images not resampled")
+    yield result(BENCH, "busi_pixel_mm", BUSI_PIXEL_MM if busi_mm is not None else float("nan"),
+                 from_fields_of_view=busi_mm,
+                 note="declared BUSI pixel size (derived once from both cohorts' fields of view, then fixed)"
+                 if busi_mm is not None else "the test cohort gives no pixel size: test images not resampled")
     yield result(BENCH, "seconds", round(seconds, 2), seconds=round(seconds, 2), n_jobs=opts.n_jobs,
                  models=len(models), variants=len(variants))
     yield result(BENCH, "seconds_extraction", round(seconds_extraction, 2), seconds=round(seconds_extraction, 2))
