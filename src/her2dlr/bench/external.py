@@ -471,6 +471,31 @@ def score_models(fits: dict[str, Any], X_train: pd.DataFrame, X_test: pd.DataFra
     return out
 
 
+def _chosen(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The classifier of a variant: best BUSI inner-CV AUC (training data only); the plain model has none."""
+    return max((r for r in rows if r["model"] != PLAIN_MODEL), key=lambda r: r["inner_auc"])
+
+
+def _headline_lines(per_variant: dict[tuple[str, str], list[dict[str, Any]]], quick: bool) -> Iterator[dict[str, Any]]:
+    """The default's lines, each with its transductive twin, then the default's per-classifier lines."""
+    by_name = {v.name: v for v in VARIANTS}
+    for setting in ROIS:
+        for name, suffix in ((DEFAULT_VARIANT, ""), (TRANSDUCTIVE_VARIANT, "_transductive")):
+            rows = per_variant[(setting, name)]
+            best, v = _chosen(rows), by_name[name]
+            plain = next(r for r in rows if r["model"] == PLAIN_MODEL)
+            yield result(BENCH, f"auc_external_{setting}{suffix}", best["auc"], ci_low=best["ci_low"],
+                         ci_high=best["ci_high"], n=best["n"], positives=best["positives"], n_train=best["n_train"],
+                         model=best["model"], variant=name, inner_auc=round(best["inner_auc"], 4),
+                         sensitivity=best["sensitivity"], specificity=best["specificity"], accuracy=best["accuracy"],
+                         transductive=v.harmonise, auc_plain_lr=round(plain["auc"], 4), quick=quick)
+    for setting in ROIS:
+        for r in per_variant[(setting, DEFAULT_VARIANT)]:
+            yield result(BENCH, f"auc_external_{setting}_{r['model']}", r["auc"], ci_low=r["ci_low"],
+                         ci_high=r["ci_high"], n=r["n"], inner_auc=round(r["inner_auc"], 4),
+                         variant=DEFAULT_VARIANT, transductive=False)
+
+
 @register(BENCH, "External validation: BUSI-trained radiomics model on BrEaST-Lesions-USG, masks and boxes, levers")
 def external_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     """Yield the benchmark's result lines (see the module docstring)."""
@@ -508,73 +533,62 @@ def external_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
         test_tables = {False: test.table.assign(spacing=np.nan),
                        True: scaled_test_rows(test.table, train_mm, work / "resampled")}
         seconds_extraction += time.perf_counter() - t_start
-        for setting, roi in ROIS.items():
-            features: dict[tuple[str, str, bool], tuple[pd.DataFrame, Any]] = {}
-            for v in variants:
-                params = params_path(v.params)
-                key_train = (v.params, "train", False)
-                if key_train not in features:
-                    X, man, secs = radiomics_or_drop(train, params, work / "cache", opts.n_jobs, BENCH,
-                                                     table=rows_for_roi(train.table, roi))
-                    features[key_train] = (X, man)
-                    seconds_extraction += secs
-                key_repeat = (v.params, "repeat", False)
-                if v.stable and key_repeat not in features:
-                    rows = rows_for_roi(perturbed_rows(train.table, work / "perturbed"), roi)
-                    X, _, secs = radiomics_or_drop(train, params, work / "cache", opts.n_jobs, BENCH, table=rows)
-                    features[key_repeat] = (X, None)
-                    seconds_extraction += secs
-                key_test = (v.params, "test", v.resample)
-                if key_test not in features:
-                    rows = rows_for_roi(test_tables[v.resample], roi)
-                    X, man, secs = radiomics_or_drop(test, params, work / "cache", opts.n_jobs, BENCH, table=rows)
-                    features[key_test] = (X, man)
-                    seconds_extraction += secs
-            fits: dict[tuple[Any, ...], dict[str, Any]] = {}
-            for v in variants:
-                X_train, man_train = features[(v.params, "train", False)]
-                X_test, man_test = features[(v.params, "test", v.resample)]
-                tr, te = man_train.table, man_test.table
-                cols = v.columns(X_train.columns)
-                X_train = X_train.loc[tr["case_id"].astype(str), cols]
-                key = (v.params, v.features, v.stable)  # the training side depends on these only
-                selection = list(SELECTION)
-                if v.stable:
-                    repeat = features[(v.params, "repeat", False)][0]
-                    selection = [{"name": "icc", "repeat": repeat[cols], "threshold": ICC_THRESHOLD,
-                                  "missing": "drop"}, *selection]
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    if key not in fits:
-                        y_tr = tr["label"].astype(int).to_numpy()
-                        fits[key] = fit_models(X_train, y_tr, tr["group"].astype(str).to_numpy(), models,
-                                               seed=opts.seed, n_jobs=opts.n_jobs, memo_dir=Path(tmp) / "selection",
-                                               selection=selection)
-                        fits[key][PLAIN_MODEL] = fit_plain(X_train, y_tr)
-                    rows = score_models(fits[key], X_train, X_test.loc[te["case_id"].astype(str), cols],
-                                        te["label"].astype(int).to_numpy(), harmonise=v.harmonise)
-                per_variant[(setting, v.name)] = [
-                    {**r, "n": len(te), "positives": int(te["label"].sum()), "n_train": len(tr)} for r in rows]
+        # the default and its transductive twin first, so their lines come out before the other variants run
+        features_by: dict[str, dict[tuple[str, str, bool], tuple[pd.DataFrame, Any]]] = {s: {} for s in ROIS}
+        fits_by: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {s: {} for s in ROIS}
+        first = [v for v in variants if v.name in (DEFAULT_VARIANT, TRANSDUCTIVE_VARIANT)]
+        for phase in (first, [v for v in variants if v not in first]):
+            for setting, roi in ROIS.items():
+                features = features_by[setting]
+                for v in phase:
+                    params = params_path(v.params)
+                    key_train = (v.params, "train", False)
+                    if key_train not in features:
+                        X, man, secs = radiomics_or_drop(train, params, work / "cache", opts.n_jobs, BENCH,
+                                                         table=rows_for_roi(train.table, roi))
+                        features[key_train] = (X, man)
+                        seconds_extraction += secs
+                    key_repeat = (v.params, "repeat", False)
+                    if v.stable and key_repeat not in features:
+                        rows = rows_for_roi(perturbed_rows(train.table, work / "perturbed"), roi)
+                        X, _, secs = radiomics_or_drop(train, params, work / "cache", opts.n_jobs, BENCH, table=rows)
+                        features[key_repeat] = (X, None)
+                        seconds_extraction += secs
+                    key_test = (v.params, "test", v.resample)
+                    if key_test not in features:
+                        rows = rows_for_roi(test_tables[v.resample], roi)
+                        X, man, secs = radiomics_or_drop(test, params, work / "cache", opts.n_jobs, BENCH, table=rows)
+                        features[key_test] = (X, man)
+                        seconds_extraction += secs
+                fits = fits_by[setting]
+                for v in phase:
+                    X_train, man_train = features[(v.params, "train", False)]
+                    X_test, man_test = features[(v.params, "test", v.resample)]
+                    tr, te = man_train.table, man_test.table
+                    cols = v.columns(X_train.columns)
+                    X_train = X_train.loc[tr["case_id"].astype(str), cols]
+                    key = (v.params, v.features, v.stable)  # the training side depends on these only
+                    selection = list(SELECTION)
+                    if v.stable:
+                        repeat = features[(v.params, "repeat", False)][0]
+                        selection = [{"name": "icc", "repeat": repeat[cols], "threshold": ICC_THRESHOLD,
+                                      "missing": "drop"}, *selection]
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        if key not in fits:
+                            y_tr = tr["label"].astype(int).to_numpy()
+                            fits[key] = fit_models(X_train, y_tr, tr["group"].astype(str).to_numpy(), models,
+                                                   seed=opts.seed, n_jobs=opts.n_jobs, memo_dir=Path(tmp) / "selection",
+                                                   selection=selection)
+                            fits[key][PLAIN_MODEL] = fit_plain(X_train, y_tr)
+                        rows = score_models(fits[key], X_train, X_test.loc[te["case_id"].astype(str), cols],
+                                            te["label"].astype(int).to_numpy(), harmonise=v.harmonise)
+                    per_variant[(setting, v.name)] = [
+                        {**r, "n": len(te), "positives": int(te["label"].sum()), "n_train": len(tr)} for r in rows]
+            if phase is first:
+                yield from _headline_lines(per_variant, opts.quick)
     seconds = time.perf_counter() - t_start - seconds_extraction
-    # the classifier of each variant: best BUSI inner-CV AUC (training data only); the plain model has none
-    chosen = {k: max((r for r in rows if r["model"] != PLAIN_MODEL), key=lambda r: r["inner_auc"])
-              for k, rows in per_variant.items()}
-    plain_auc = {k: next(r for r in rows if r["model"] == PLAIN_MODEL) for k, rows in per_variant.items()}
-    by_name = {v.name: v for v in VARIANTS}
-    for setting in ROIS:
-        for name, suffix in ((DEFAULT_VARIANT, ""), (TRANSDUCTIVE_VARIANT, "_transductive")):
-            best, v = chosen[(setting, name)], by_name[name]
-            yield result(BENCH, f"auc_external_{setting}{suffix}", best["auc"], ci_low=best["ci_low"],
-                         ci_high=best["ci_high"], n=best["n"], positives=best["positives"], n_train=best["n_train"],
-                         model=best["model"], variant=name, inner_auc=round(best["inner_auc"], 4),
-                         sensitivity=best["sensitivity"], specificity=best["specificity"], accuracy=best["accuracy"],
-                         transductive=v.harmonise, auc_plain_lr=round(plain_auc[(setting, name)]["auc"], 4),
-                         quick=opts.quick)
-    for setting in ROIS:
-        for r in per_variant[(setting, DEFAULT_VARIANT)]:
-            yield result(BENCH, f"auc_external_{setting}_{r['model']}", r["auc"], ci_low=r["ci_low"],
-                         ci_high=r["ci_high"], n=r["n"], inner_auc=round(r["inner_auc"], 4),
-                         variant=DEFAULT_VARIANT, transductive=False)
+    chosen = {k: _chosen(rows) for k, rows in per_variant.items()}
     for setting in ROIS:
         for v in variants:
             best = chosen[(setting, v.name)]
