@@ -50,12 +50,17 @@ def test_scaled_test_rows_use_the_declared_training_pixel_size_only(tmp_path: Pa
     new_mask = sitk.GetArrayFromImage(sitk.ReadImage(out.loc[0, "mask"]))
     assert sitk.ReadImage(out.loc[0, "image"]).GetSize() == (40, 50) and new_mask.shape == (50, 40)
     assert new_mask.sum() == 20 * 20  # 40 x 40 px at 0.05 mm -> 20 x 20 px at 0.1 mm
-    assert out["spacing"].isna().all()  # one pixel is one training pixel on both sides
+    assert (out["spacing"] == 1.0).all()  # one pixel is one training pixel on both sides
+    from her2dlr.radiomics.extract import load_case
+
+    image, roi = load_case(out.loc[0, "image"], out.loc[0, "mask"], spacing=out.loc[0, "spacing"])
+    assert image.GetSpacing() == (1.0, 1.0) and roi.GetSpacing() == (1.0, 1.0)  # not the file's 0.1 mm
     assert out.loc[1, "image"] == rows.loc[1, "image"]  # no spacing: taken to have the training pixel size
     # the other test rows never change how one row is prepared
     alone = scaled_test_rows(rows.iloc[:1], 0.1, tmp_path / "out")
     assert alone.loc[0, "image"] == out.loc[0, "image"]
     assert scaled_test_rows(rows, None, tmp_path / "out")["image"].tolist() == rows["image"].tolist()
+    assert (scaled_test_rows(rows, None, tmp_path / "out")["spacing"] == 1.0).all()
 
 
 def test_external_quick(shared_data: Path, tmp_path: Path):

@@ -293,21 +293,23 @@ def scaled_test_rows(test: pd.DataFrame, train_mm: float | None, out_dir: Path) 
 
     :func:`her2dlr.radiomics.pixel_size.plan_pixel_size` with the training side's pixel size as
     the only training value: the target never depends on the test cases. Rows without a pixel
-    size are left as they are (taken to have the training pixel size). The returned rows have no
-    ``spacing``: one pixel is one training pixel on both sides, so features are in training-pixel
-    units and the training cohort's cached features (no pixel size) stay valid.
+    size are left as they are (taken to have the training pixel size). The returned rows have
+    ``spacing`` 1: one pixel is one training pixel on both sides, so features are in training-pixel
+    units like those of the training cohort (no pixel size), whose cached features stay valid. (The
+    resampled files carry the training pixel size in mm; without that override the test side's
+    shape features would be in mm and the training side's in pixels.)
     """
     from her2dlr.radiomics.pixel_size import apply_pixel_size, plan_pixel_size
 
     if train_mm is None:
-        return test.assign(spacing=np.nan)
+        return test.assign(spacing=1.0)
     rows = test.copy()
     if "bbox" not in rows.columns:
         rows["bbox"] = None
     both = pd.concat([pd.DataFrame({"spacing": [train_mm]}), rows[["spacing"]]], ignore_index=True)
     plan = plan_pixel_size(both, pd.Series([True] + [False] * len(rows)))
     out = apply_pixel_size(rows, plan, out_dir, warn=False)
-    return out.assign(spacing=np.nan)
+    return out.assign(spacing=1.0)
 
 
 def _perturb_one(image: str, out_image: Path) -> None:
