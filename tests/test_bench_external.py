@@ -33,10 +33,11 @@ def test_nominal_spacing_from_fields_of_view():
         busi_nominal_spacing(train, test.assign(spacing=np.nan))
 
 
-def test_resample_rows_writes_scaled_copies(tmp_path: Path):
+def test_scaled_test_rows_use_the_declared_training_pixel_size_only(tmp_path: Path):
+    import SimpleITK as sitk
     from PIL import Image
 
-    from her2dlr.bench.external import resample_rows
+    from her2dlr.bench.external import scaled_test_rows
 
     img = (np.arange(100 * 80) % 251).astype(np.uint8).reshape(100, 80)
     mask = np.zeros((100, 80), np.uint8)
@@ -45,15 +46,21 @@ def test_resample_rows_writes_scaled_copies(tmp_path: Path):
     Image.fromarray(mask).save(tmp_path / "a_mask.png")
     rows = pd.DataFrame({"case_id": ["a", "b"], "image": [str(tmp_path / "a.png")] * 2,
                          "mask": [str(tmp_path / "a_mask.png")] * 2, "spacing": [0.05, np.nan]})
-    out = resample_rows(rows, 0.1, tmp_path / "out")
-    new = np.asarray(Image.open(out.loc[0, "image"]))
-    new_mask = np.asarray(Image.open(out.loc[0, "mask"]))
-    assert new.shape == (50, 40) and new_mask.shape == (50, 40)
-    assert 350 <= (new_mask > 0).sum() <= 450  # 40 x 40 px at 0.05 mm -> 20 x 20 px at 0.1 mm
-    assert np.isnan(out.loc[0, "spacing"])
-    assert out.loc[1, "image"] == rows.loc[1, "image"]  # no spacing: left as it is
-    again = resample_rows(rows, 0.1, tmp_path / "out")
-    assert again.loc[0, "image"] == out.loc[0, "image"]
+    out = scaled_test_rows(rows, 0.1, tmp_path / "out")
+    new_mask = sitk.GetArrayFromImage(sitk.ReadImage(out.loc[0, "mask"]))
+    assert sitk.ReadImage(out.loc[0, "image"]).GetSize() == (40, 50) and new_mask.shape == (50, 40)
+    assert new_mask.sum() == 20 * 20  # 40 x 40 px at 0.05 mm -> 20 x 20 px at 0.1 mm
+    assert (out["spacing"] == 1.0).all()  # one pixel is one training pixel on both sides
+    from her2dlr.radiomics.extract import load_case
+
+    image, roi = load_case(out.loc[0, "image"], out.loc[0, "mask"], spacing=out.loc[0, "spacing"])
+    assert image.GetSpacing() == (1.0, 1.0) and roi.GetSpacing() == (1.0, 1.0)  # not the file's 0.1 mm
+    assert out.loc[1, "image"] == rows.loc[1, "image"]  # no spacing: taken to have the training pixel size
+    # the other test rows never change how one row is prepared
+    alone = scaled_test_rows(rows.iloc[:1], 0.1, tmp_path / "out")
+    assert alone.loc[0, "image"] == out.loc[0, "image"]
+    assert scaled_test_rows(rows, None, tmp_path / "out")["image"].tolist() == rows["image"].tolist()
+    assert (scaled_test_rows(rows, None, tmp_path / "out")["spacing"] == 1.0).all()
 
 
 def test_external_quick(shared_data: Path, tmp_path: Path):
@@ -66,11 +73,17 @@ def test_external_quick(shared_data: Path, tmp_path: Path):
         line = lines[f"auc_external_{setting}"]
         assert 0.0 <= line["ci_low"] <= line["value"] <= line["ci_high"] <= 1.0
         assert line["n"] == 40 and line["n_train"] == 80 and line["model"] == "lr"
-        assert line["variant"] == bench.DEFAULT_VARIANT and line["transductive"] is True
+        assert line["variant"] == bench.DEFAULT_VARIANT and line["transductive"] is False
+        twin = lines[f"auc_external_{setting}_transductive"]
+        assert twin["variant"] == bench.TRANSDUCTIVE_VARIANT and twin["transductive"] is True
+        assert 0.0 <= line["auc_plain_lr"] <= 1.0
         for variant in bench.QUICK_VARIANTS:
-            assert 0.0 <= lines[f"auc_external_{setting}_{variant}"]["value"] <= 1.0
+            v_line = lines[f"auc_external_{setting}_{variant}"]
+            assert 0.0 <= v_line["value"] <= 1.0 and v_line["transductive"] is (variant == bench.TRANSDUCTIVE_VARIANT)
     assert lines["auc_external_mask"]["value"] > 0.6
-    assert 0.05 < lines["busi_pixel_mm"]["value"] < 0.15
+    assert lines["busi_pixel_mm"]["value"] == bench.BUSI_PIXEL_MM
+    # the declared BUSI pixel size is the one the two cohorts' fields of view give
+    assert lines["busi_pixel_mm"]["from_fields_of_view"] == pytest.approx(bench.BUSI_PIXEL_MM, abs=0.002)
     assert lines["seconds"]["value"] > 0
 
 

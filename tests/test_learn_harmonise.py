@@ -86,3 +86,26 @@ def test_harmonise_to_reference_matches_transformer():
     expected = LocationScaleHarmoniser(empirical_bayes=False).fit(ref).transform(new[["a", "b", "c"]])
     assert list(out.columns) == ["a", "b", "c"]
     pd.testing.assert_frame_equal(out, expected)
+
+
+def test_external_default_scores_each_case_alone_transductive_option_does_not():
+    """Changing the other external cases leaves one case's probability as it is, unless harmonisation is asked for."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from her2dlr.learn.harmonise import external_probabilities
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 200)
+    train = pd.DataFrame({"a": rng.normal(0, 1, 200) + y, "b": rng.normal(5, 2, 200) - y})
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(train, y)
+    batch = pd.DataFrame({"b": rng.normal(8, 1, 40), "a": rng.normal(2, 2, 40)})  # columns matched by name
+    other = batch.copy()
+    other.iloc[1:] = other.iloc[1:] * 3.0 + 1.0  # every case but the first replaced
+    alone = external_probabilities(model, train, batch)
+    assert external_probabilities(model, train, other)[0] == alone[0]
+    assert alone[0] == pytest.approx(model.predict_proba(batch[["a", "b"]].iloc[:1])[0, 1])
+    harmonised = external_probabilities(model, train, batch, transductive=True)
+    moved = external_probabilities(model, train, other, transductive=True)
+    assert abs(harmonised[0] - moved[0]) > 0.01 and harmonised[0] != pytest.approx(alone[0])

@@ -119,6 +119,7 @@ radiomics:
   # shipped sets (also listed by `her2dlr extract radiomics --help`):
 {params}
   roi: mask                  # mask, or bbox: the lesion's bounding rectangle
+  pixel_size: training       # training: 2D images resampled to the training images' pixel size; as_given
   n_jobs: -1                 # -1: all cores
   backend: loky              # loky | threading | sequential | dask | ray
   # scheduler: tcp://node01:8786   # with backend dask (ray: ray://node01:10001): run on a lab cluster (README)

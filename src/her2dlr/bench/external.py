@@ -29,10 +29,13 @@ Levers, one variant each (:data:`VARIANTS`); ``plain`` uses none of them (a BrEa
 taken as a BUSI pixel, raw grey levels), as a plain PyRadiomics + classifier script does:
 
 - **physical scale** (``resampled``): texture and shape are measured in pixels, so a pixel must
-  mean the same length in both cohorts. BUSI gives no pixel size; it is taken as the one that
-  gives both cohorts the same median field of view (image height and width in mm; image
-  geometry only, no label): 0.086 mm (:func:`busi_nominal_spacing`). Each BrEaST image and
-  mask is resampled to it (:func:`resample_rows`) before extraction; BUSI is left as it is.
+  mean the same length in both cohorts. BUSI gives no pixel size; the bench declares one,
+  :data:`BUSI_PIXEL_MM` = 0.086 mm, as a user declares ``spacing_mm`` for a source whose files
+  carry none. It was derived once from image geometry (:func:`busi_nominal_spacing`: the size that
+  gives both cohorts the same median field of view; no label, feature or score) and is then fixed,
+  so no test batch moves it (the ``busi_pixel_mm`` line shows the derivation beside it). Each
+  BrEaST image and mask is resampled to it by the toolkit's own rule
+  (:mod:`her2dlr.radiomics.pixel_size`, :func:`scaled_test_rows`); BUSI is left as it is.
 - **intensity normalisation** (``normalised``): PyRadiomics ``normalize`` (each image to zero
   mean, unit SD, times 50: ``us2d_original_norm``). B-mode grey levels depend on gain, dynamic
   range and post-processing, which differ between scanners and operators.
@@ -51,13 +54,64 @@ taken as a BUSI pixel, raw grey levels), as a plain PyRadiomics + classifier scr
   (never their labels) before predicting them, as a site would calibrate on a batch of its
   own cases; a model so deployed needs such a batch.
 
-The shipped default (``auc_external_mask`` / ``auc_external_box``) is :data:`DEFAULT_VARIANT`
-(``harmonised``: physical scale + intensity normalisation + harmonisation), fixed by principle
-- each corrects a known source of difference between sites: pixel size, gain, and the
-remaining per-feature shifts - *before* any BrEaST score was seen, and not changed after.
-**The variants were then explored on BrEaST**; every one is reported, so the reader sees the
-spread rather than a picked number. Development run (seed 0), AUC with the classifier chosen
-by BUSI inner CV / with logistic regression throughout:
+**Defaults.** ``auc_external_mask`` / ``auc_external_box`` are :data:`DEFAULT_VARIANT`
+(``normalised``: physical scale + per-image intensity normalisation). It uses no statistic of
+the test set: each BrEaST case is resampled, normalised and scored on its own, so its
+probability does not depend on the other BrEaST cases. Beside each default line,
+``auc_external_<roi>_transductive`` is :data:`TRANSDUCTIVE_VARIANT` (``harmonised``: the same
+features aligned to BUSI on the whole BrEaST batch), labelled ``transductive: true``. Until
+this change the shipped default was ``harmonised`` itself. Both ingredients of the new default
+were chosen before any BrEaST score was seen (they are the old default without its
+transductive step); dropping harmonisation was decided by principle (no test-set statistic),
+after the table below had been seen, and its effect is reported rather than tuned. Every line
+also gives ``auc_plain_lr``: the plain script's model (median imputation, z-score, logistic
+regression C = 1, all features: :func:`fit_plain`) on the same features.
+
+Full run of this version (seed 0, 2 cores): masks 0.791 [0.734, 0.848] (SVM, the best BUSI
+inner AUC; logistic regression 0.826, XGBoost 0.846, the plain model 0.831), transductive twin
+0.806; boxes 0.798 [0.742, 0.854] (logistic regression; the plain model 0.783), transductive
+twin 0.799. Neither target (0.85 / 0.80) is reached without test-set statistics, and
+harmonisation adds little on top of resampling and normalisation (+0.015 masks, +0.001 boxes).
+Seen in the same run, after the default was fixed: resampling alone (``resampled``) gives masks
+0.854 (LightGBM) and boxes 0.660 (LightGBM; its logistic regression 0.779), so per-image
+normalisation costs masks and helps boxes; the default was not changed for it.
+
+**Box features vs a plain PyRadiomics script** (finding, BUSI -> BrEaST, boxes, no resampling;
+the same plain model - z-score + logistic regression C = 1 - fitted on BUSI and scored on the
+252 BrEaST cases for each feature version; measured after the development table below):
+
+==========================================================  =====
+box features                                                AUC
+==========================================================  =====
+toolkit (``us2d_original``: bin width 5, float luma)        0.778
+toolkit, bin width 8                                        0.784
+plain script (PIL ``L`` uint8 grey, bin width 8)             0.787
+plain script, bin width 5                                   0.778
+plain script, bin width 8, its 102 features (+MCC, SumAvg)  0.790
+toolkit masks, bin width 5 / 8                             0.787 / 0.790
+==========================================================  =====
+
+Feature by feature: the ROI is the same (the mask's bounding rectangle, both sides; the
+smallest BUSI box has 888 pixels, far above ``minimumROISize`` 16, and ``force2D`` is cleared
+for 2D input, which PyRadiomics' 2D route equals); shape and first-order features (bar
+Entropy and Uniformity) are identical. The **bin width** changes every texture feature of
+every case (median relative difference: GLCM 17%, GLRLM 23%, GLDM 23%, GLSZM 37%, NGTDM 47%),
+but mostly by a monotone rescaling (median Spearman 0.97-1.0 between the two versions; below
+0.9 only GLCM InverseVariance 0.51 and GLDM DependenceNonUniformityNormalized 0.69). The **grey
+conversion** (float BT.601 luma vs PIL's rounded 8-bit luma) changes only colour images: 11 of
+647 BUSI and 147 of 252 BrEaST cases, mostly the low-grey-level emphasis features (up to 30%
+on single cases, Spearman >= 0.96). Together they are worth 0.009 AUC here (0.778 -> 0.787),
+a sixth of the DeLong half-width (about 0.055). On the **same** toolkit box features, seed
+002's selection and tuned logistic regression scored 0.729 (the ``plain`` variant's ``lr``)
+against 0.778 for the plain model: on BrEaST the box loss comes from selection and tuning, not
+from the features. No shipped default was changed for it: the bin width of 5 gives 41-45 bins
+on the median BUSI mask / box (grey ranges 207 / 224), inside PyRadiomics' advised 30-130,
+while 8 would give 26-28, below it; float luma avoids a rounding step. (The analysis script is
+not part of the bench; its numbers are quoted here.)
+
+Development run of the levers (seed 0, before this change: the previous default
+``harmonised``, BUSI pixel size from :func:`busi_nominal_spacing`, PIL Lanczos resampling). AUC
+with the classifier chosen by BUSI inner CV / with logistic regression throughout:
 
 ===================  ===============  ===============
 variant              masks            boxes
@@ -80,18 +134,20 @@ AUC is itself a source of variance across sites (masks, ``harmonised``: SVM, the
 AUC, 0.819; LightGBM 0.853). With 252 test cases the DeLong 95% intervals are about +/- 0.055,
 so most differences here are within noise; only the large box gains are clear.
 
-Metrics: ``auc_external_mask`` and ``auc_external_box`` with ``ci_low``/``ci_high`` (DeLong
-95% CI on the BrEaST cases), ``n``, ``positives``, ``n_train``, ``model``, ``variant``,
-``inner_auc`` (the chosen classifier's BUSI inner-CV median AUC), ``transductive`` and the
-threshold metrics at the operating threshold chosen on BUSI (Youden on inner out-of-fold
-predictions); one ``auc_external_<roi>_<clf>`` line per classifier of the default variant; one
-``auc_external_<roi>_<variant>`` line per variant (``auc_by_model``: every classifier's AUC);
-``busi_pixel_mm`` (the assumed BUSI pixel size); ``seconds`` (model fitting and scoring) and
-``seconds_extraction`` (cohort builds, resampling, perturbation and radiomics; near the cohort
-build time once cached).
+Metrics: ``auc_external_mask`` and ``auc_external_box`` (the default, ``transductive: false``)
+and ``auc_external_mask_transductive`` / ``auc_external_box_transductive`` (its harmonised
+twin, ``transductive: true``), each with ``ci_low``/``ci_high`` (DeLong 95% CI on the BrEaST
+cases), ``n``, ``positives``, ``n_train``, ``model``, ``variant``, ``inner_auc`` (the chosen
+classifier's BUSI inner-CV median AUC), ``auc_plain_lr`` and the threshold metrics at the
+operating threshold chosen on BUSI (Youden on inner out-of-fold predictions); one
+``auc_external_<roi>_<clf>`` line per classifier of the default variant (``plain_lr``: the
+plain model); one ``auc_external_<roi>_<variant>`` line per variant (``auc_by_model``: every
+classifier's AUC; ``transductive``); ``busi_pixel_mm`` (the declared BUSI pixel size, with
+``from_fields_of_view``); ``seconds`` (model fitting and scoring) and ``seconds_extraction``
+(cohort builds, resampling, perturbation and radiomics; near the cohort build time once cached).
 
-``--quick``: 80 BUSI and 40 BrEaST cases (stratified, seeded), logistic regression only, the
-variants that share the default's extraction (``normalised`` and the default).
+``--quick``: 80 BUSI and 40 BrEaST cases (stratified, seeded), logistic regression (and the
+plain model) only, the default and its transductive twin (they share one extraction).
 """
 
 from __future__ import annotations
@@ -112,17 +168,22 @@ from her2dlr.bench import BenchOptions, register, result
 from her2dlr.errors import InputError
 
 __all__ = [
+    "BUSI_PIXEL_MM",
     "DEFAULT_VARIANT",
     "MODELS",
+    "PLAIN_MODEL",
     "SHAPE_INVARIANT",
+    "TRANSDUCTIVE_VARIANT",
     "VARIANTS",
+    "PlainFit",
     "Variant",
     "busi_nominal_spacing",
     "external_bench",
     "fit_models",
+    "fit_plain",
     "perturbed_rows",
-    "resample_rows",
     "resolve_test_study",
+    "scaled_test_rows",
     "score_models",
 ]
 
@@ -195,9 +256,18 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("shape_invariant", "us2d_original", False, False,
             "scale-invariant shape features only (no pixel size needed)", SHAPE_INVARIANT),
 )
-DEFAULT_VARIANT = "harmonised"
-#: ``--quick`` runs the variants that share the default's extraction.
-QUICK_VARIANTS = ("normalised", DEFAULT_VARIANT)
+#: The shipped default: no test-set statistic (each BrEaST case is prepared and scored on its own).
+DEFAULT_VARIANT = "normalised"
+#: The default's features with harmonisation on the BrEaST batch: reported beside it, labelled transductive.
+TRANSDUCTIVE_VARIANT = "harmonised"
+#: ``--quick`` runs the default and its transductive twin (they share one extraction).
+QUICK_VARIANTS = (DEFAULT_VARIANT, TRANSDUCTIVE_VARIANT)
+#: BUSI's pixel size as the bench declares it (mm), like a user's ``spacing_mm`` for a source whose files
+#: carry none: derived once from image geometry (:func:`busi_nominal_spacing` on the whole BUSI and
+#: BrEaST-Lesions-USG cohorts; no label, feature or score), then fixed, so no test batch moves it.
+BUSI_PIXEL_MM = 0.086
+#: The plain script's model, fitted beside the toolkit's (z-score + logistic regression, C = 1, all features).
+PLAIN_MODEL = "plain_lr"
 
 
 def busi_nominal_spacing(train: pd.DataFrame, test: pd.DataFrame) -> float:
@@ -227,53 +297,28 @@ def busi_nominal_spacing(train: pd.DataFrame, test: pd.DataFrame) -> float:
     return round((by_height + by_width) / 2.0, 3)
 
 
-def _resample_one(image: str, mask: str, factor: float, out_image: Path, out_mask: Path) -> None:
-    import SimpleITK as sitk
-    from PIL import Image
+def scaled_test_rows(test: pd.DataFrame, train_mm: float | None, out_dir: Path) -> pd.DataFrame:
+    """The test rows brought to the training pixel size ``train_mm`` by the toolkit's own rule.
 
-    from her2dlr.io.atomic import atomic_path
-    from her2dlr.io.images import read_image, read_mask_array
-
-    grey = sitk.GetArrayFromImage(read_image(image))
-    arr = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
-    h, w = arr.shape
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    # PIL widens the filter support when shrinking: Lanczos resampling with anti-aliasing
-    out = Image.fromarray(arr).resize(size, Image.Resampling.LANCZOS)
-    m = (read_mask_array(mask) > 0).astype(np.uint8) * 255
-    m_out = np.asarray(Image.fromarray(m).resize(size, Image.Resampling.BILINEAR)) >= 128
-    for img, path in ((out, out_image), (Image.fromarray(m_out.astype(np.uint8) * 255), out_mask)):
-        with atomic_path(path) as tmp:
-            img.save(tmp, format="PNG")
-
-
-def resample_rows(table: pd.DataFrame, target: float, out_dir: Path) -> pd.DataFrame:
-    """Copies of the rows' images and masks resampled to ``target`` mm per pixel (written once under ``out_dir``).
-
-    Rows need ``case_id``, ``image``, ``mask`` and ``spacing`` (mm); rows without a spacing or a
-    mask are returned as they are. The returned rows point at the resampled files and have no
-    spacing: one new pixel is one training-cohort pixel. Images: Lanczos (anti-aliased when
-    shrinking); masks: bilinear, then >= 0.5. Files are named by a hash of the source files'
-    bytes and the factor, so a second run reuses them.
+    :func:`her2dlr.radiomics.pixel_size.plan_pixel_size` with the training side's pixel size as
+    the only training value: the target never depends on the test cases. Rows without a pixel
+    size are left as they are (taken to have the training pixel size). The returned rows have
+    ``spacing`` 1: one pixel is one training pixel on both sides, so features are in training-pixel
+    units like those of the training cohort (no pixel size), whose cached features stay valid. (The
+    resampled files carry the training pixel size in mm; without that override the test side's
+    shape features would be in mm and the training side's in pixels.)
     """
-    from her2dlr.radiomics.cache import file_fingerprint
+    from her2dlr.radiomics.pixel_size import apply_pixel_size, plan_pixel_size
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = table.copy()
-    for idx, row in rows.iterrows():
-        spacing = pd.to_numeric(pd.Series([row.get("spacing")]), errors="coerce").iloc[0]
-        if pd.isna(spacing) or not isinstance(row.get("mask"), str):
-            continue
-        factor = float(spacing) / float(target)
-        text = f"{file_fingerprint(row['image'])}|{file_fingerprint(row['mask'])}|{factor:.6f}"
-        stem = f"{row['case_id']}-{hashlib.blake2b(text.encode(), digest_size=6).hexdigest()}"
-        out_image, out_mask = out_dir / f"{stem}.png", out_dir / f"{stem}_mask.png"
-        if not (out_image.is_file() and out_mask.is_file()):
-            _resample_one(row["image"], row["mask"], factor, out_image, out_mask)
-        rows.at[idx, "image"] = str(out_image)
-        rows.at[idx, "mask"] = str(out_mask)
-        rows.at[idx, "spacing"] = np.nan
-    return rows
+    if train_mm is None:
+        return test.assign(spacing=1.0)
+    rows = test.copy()
+    if "bbox" not in rows.columns:
+        rows["bbox"] = None
+    both = pd.concat([pd.DataFrame({"spacing": [train_mm]}), rows[["spacing"]]], ignore_index=True)
+    plan = plan_pixel_size(both, pd.Series([True] + [False] * len(rows)))
+    out = apply_pixel_size(rows, plan, out_dir, warn=False)
+    return out.assign(spacing=1.0)
 
 
 def _perturb_one(image: str, out_image: Path) -> None:
@@ -390,25 +435,76 @@ def fit_models(X_train: pd.DataFrame, y_train: np.ndarray, groups: np.ndarray, m
                             fold="final")[0] for model in models}
 
 
+@dataclass
+class PlainFit:
+    """The plain script's model (:data:`PLAIN_MODEL`): no selection, no tuning, threshold 0.5."""
+
+    pipeline: Any
+    features: list[str]
+    inner_median_auc: float = float("nan")
+    threshold: float = 0.5
+
+
+def fit_plain(X_train: pd.DataFrame, y_train: np.ndarray) -> PlainFit:
+    """Median imputation, z-score and logistic regression (C = 1) on every feature: a plain script's model."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = X_train.replace([np.inf, -np.inf], np.nan)
+    model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
+                          LogisticRegression(C=1.0, max_iter=10000))
+    return PlainFit(model.fit(X, y_train), list(X.columns))
+
+
 def score_models(fits: dict[str, Any], X_train: pd.DataFrame, X_test: pd.DataFrame, y_test: np.ndarray, *,
                  harmonise: bool) -> list[dict[str, Any]]:
-    """Apply the fitted classifiers to the test cohort (optionally harmonised first); one dict per classifier."""
+    """Apply the fitted classifiers to the test cohort, harmonised first (transductive) only when asked; one dict each.
+
+    Without ``harmonise`` each test case is scored on its own features
+    (:func:`her2dlr.learn.harmonise.external_probabilities`).
+    """
     from her2dlr.evaluate.metrics import auc_ci, threshold_metrics
-    from her2dlr.learn.harmonise import LocationScaleHarmoniser
+    from her2dlr.learn.harmonise import external_probabilities
     from her2dlr.learn.thresholds import apply_threshold
 
-    X_test = X_test[X_train.columns]
-    if harmonise:
-        X_test = LocationScaleHarmoniser().fit(X_train).transform(X_test)
+    X_train = X_train.replace([np.inf, -np.inf], np.nan)
+    X_test = X_test[X_train.columns].replace([np.inf, -np.inf], np.nan)
     out = []
     for model, fit in fits.items():
-        prob = fit.pipeline.predict_proba(X_test)[:, 1]
+        prob = external_probabilities(fit.pipeline, X_train, X_test, transductive=harmonise)
         auc = auc_ci(y_test, prob)
         met = threshold_metrics(y_test, predicted=apply_threshold(prob, fit.threshold))
         out.append({"model": model, "auc": auc.auc, "ci_low": auc.ci_low, "ci_high": auc.ci_high,
                     "inner_auc": fit.inner_median_auc, "n_features": len(fit.features),
                     **{k: met[k] for k in ("sensitivity", "specificity", "accuracy")}})
     return out
+
+
+def _chosen(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The classifier of a variant: best BUSI inner-CV AUC (training data only); the plain model has none."""
+    return max((r for r in rows if r["model"] != PLAIN_MODEL), key=lambda r: r["inner_auc"])
+
+
+def _headline_lines(per_variant: dict[tuple[str, str], list[dict[str, Any]]], quick: bool) -> Iterator[dict[str, Any]]:
+    """The default's lines, each with its transductive twin, then the default's per-classifier lines."""
+    by_name = {v.name: v for v in VARIANTS}
+    for setting in ROIS:
+        for name, suffix in ((DEFAULT_VARIANT, ""), (TRANSDUCTIVE_VARIANT, "_transductive")):
+            rows = per_variant[(setting, name)]
+            best, v = _chosen(rows), by_name[name]
+            plain = next(r for r in rows if r["model"] == PLAIN_MODEL)
+            yield result(BENCH, f"auc_external_{setting}{suffix}", best["auc"], ci_low=best["ci_low"],
+                         ci_high=best["ci_high"], n=best["n"], positives=best["positives"], n_train=best["n_train"],
+                         model=best["model"], variant=name, inner_auc=round(best["inner_auc"], 4),
+                         sensitivity=best["sensitivity"], specificity=best["specificity"], accuracy=best["accuracy"],
+                         transductive=v.harmonise, auc_plain_lr=round(plain["auc"], 4), quick=quick)
+    for setting in ROIS:
+        for r in per_variant[(setting, DEFAULT_VARIANT)]:
+            yield result(BENCH, f"auc_external_{setting}_{r['model']}", r["auc"], ci_low=r["ci_low"],
+                         ci_high=r["ci_high"], n=r["n"], inner_auc=round(r["inner_auc"], 4),
+                         variant=DEFAULT_VARIANT, transductive=False)
 
 
 @register(BENCH, "External validation: BUSI-trained radiomics model on BrEaST-Lesions-USG, masks and boxes, levers")
@@ -444,83 +540,78 @@ def external_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
         if opts.quick:
             train = train.copy(_stratified(train.table, QUICK_TRAIN, opts.seed))
             test = test.copy(_stratified(test.table, QUICK_TEST, opts.seed))
+        train_mm = BUSI_PIXEL_MM if busi_mm is not None else None  # declared, not re-estimated per test batch
         test_tables = {False: test.table.assign(spacing=np.nan),
-                       True: (resample_rows(test.table, busi_mm, work / "resampled") if busi_mm is not None
-                              else test.table.assign(spacing=np.nan))}
+                       True: scaled_test_rows(test.table, train_mm, work / "resampled")}
         seconds_extraction += time.perf_counter() - t_start
-        for setting, roi in ROIS.items():
-            features: dict[tuple[str, str, bool], tuple[pd.DataFrame, Any]] = {}
-            for v in variants:
-                params = params_path(v.params)
-                key_train = (v.params, "train", False)
-                if key_train not in features:
-                    X, man, secs = radiomics_or_drop(train, params, work / "cache", opts.n_jobs, BENCH,
-                                                     table=rows_for_roi(train.table, roi))
-                    features[key_train] = (X, man)
-                    seconds_extraction += secs
-                key_repeat = (v.params, "repeat", False)
-                if v.stable and key_repeat not in features:
-                    rows = rows_for_roi(perturbed_rows(train.table, work / "perturbed"), roi)
-                    X, _, secs = radiomics_or_drop(train, params, work / "cache", opts.n_jobs, BENCH, table=rows)
-                    features[key_repeat] = (X, None)
-                    seconds_extraction += secs
-                key_test = (v.params, "test", v.resample)
-                if key_test not in features:
-                    rows = rows_for_roi(test_tables[v.resample], roi)
-                    X, man, secs = radiomics_or_drop(test, params, work / "cache", opts.n_jobs, BENCH, table=rows)
-                    features[key_test] = (X, man)
-                    seconds_extraction += secs
-            fits: dict[tuple[Any, ...], dict[str, Any]] = {}
-            for v in variants:
-                X_train, man_train = features[(v.params, "train", False)]
-                X_test, man_test = features[(v.params, "test", v.resample)]
-                tr, te = man_train.table, man_test.table
-                cols = v.columns(X_train.columns)
-                X_train = X_train.loc[tr["case_id"].astype(str), cols]
-                key = (v.params, v.features, v.stable)  # the training side depends on these only
-                selection = list(SELECTION)
-                if v.stable:
-                    repeat = features[(v.params, "repeat", False)][0]
-                    selection = [{"name": "icc", "repeat": repeat[cols], "threshold": ICC_THRESHOLD,
-                                  "missing": "drop"}, *selection]
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    if key not in fits:
-                        fits[key] = fit_models(X_train, tr["label"].astype(int).to_numpy(),
-                                               tr["group"].astype(str).to_numpy(), models, seed=opts.seed,
-                                               n_jobs=opts.n_jobs, memo_dir=Path(tmp) / "selection",
-                                               selection=selection)
-                    rows = score_models(fits[key], X_train, X_test.loc[te["case_id"].astype(str), cols],
-                                        te["label"].astype(int).to_numpy(), harmonise=v.harmonise)
-                per_variant[(setting, v.name)] = [
-                    {**r, "n": len(te), "positives": int(te["label"].sum()), "n_train": len(tr)} for r in rows]
+        # the default and its transductive twin first, so their lines come out before the other variants run
+        features_by: dict[str, dict[tuple[str, str, bool], tuple[pd.DataFrame, Any]]] = {s: {} for s in ROIS}
+        fits_by: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {s: {} for s in ROIS}
+        first = [v for v in variants if v.name in (DEFAULT_VARIANT, TRANSDUCTIVE_VARIANT)]
+        for phase in (first, [v for v in variants if v not in first]):
+            for setting, roi in ROIS.items():
+                features = features_by[setting]
+                for v in phase:
+                    params = params_path(v.params)
+                    key_train = (v.params, "train", False)
+                    if key_train not in features:
+                        X, man, secs = radiomics_or_drop(train, params, work / "cache", opts.n_jobs, BENCH,
+                                                         table=rows_for_roi(train.table, roi))
+                        features[key_train] = (X, man)
+                        seconds_extraction += secs
+                    key_repeat = (v.params, "repeat", False)
+                    if v.stable and key_repeat not in features:
+                        rows = rows_for_roi(perturbed_rows(train.table, work / "perturbed"), roi)
+                        X, _, secs = radiomics_or_drop(train, params, work / "cache", opts.n_jobs, BENCH, table=rows)
+                        features[key_repeat] = (X, None)
+                        seconds_extraction += secs
+                    key_test = (v.params, "test", v.resample)
+                    if key_test not in features:
+                        rows = rows_for_roi(test_tables[v.resample], roi)
+                        X, man, secs = radiomics_or_drop(test, params, work / "cache", opts.n_jobs, BENCH, table=rows)
+                        features[key_test] = (X, man)
+                        seconds_extraction += secs
+                fits = fits_by[setting]
+                for v in phase:
+                    X_train, man_train = features[(v.params, "train", False)]
+                    X_test, man_test = features[(v.params, "test", v.resample)]
+                    tr, te = man_train.table, man_test.table
+                    cols = v.columns(X_train.columns)
+                    X_train = X_train.loc[tr["case_id"].astype(str), cols]
+                    key = (v.params, v.features, v.stable)  # the training side depends on these only
+                    selection = list(SELECTION)
+                    if v.stable:
+                        repeat = features[(v.params, "repeat", False)][0]
+                        selection = [{"name": "icc", "repeat": repeat[cols], "threshold": ICC_THRESHOLD,
+                                      "missing": "drop"}, *selection]
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        if key not in fits:
+                            y_tr = tr["label"].astype(int).to_numpy()
+                            fits[key] = fit_models(X_train, y_tr, tr["group"].astype(str).to_numpy(), models,
+                                                   seed=opts.seed, n_jobs=opts.n_jobs, memo_dir=Path(tmp) / "selection",
+                                                   selection=selection)
+                            fits[key][PLAIN_MODEL] = fit_plain(X_train, y_tr)
+                        rows = score_models(fits[key], X_train, X_test.loc[te["case_id"].astype(str), cols],
+                                            te["label"].astype(int).to_numpy(), harmonise=v.harmonise)
+                    per_variant[(setting, v.name)] = [
+                        {**r, "n": len(te), "positives": int(te["label"].sum()), "n_train": len(tr)} for r in rows]
+            if phase is first:
+                yield from _headline_lines(per_variant, opts.quick)
     seconds = time.perf_counter() - t_start - seconds_extraction
-    # the classifier of each variant: best BUSI inner-CV AUC (training data only)
-    chosen = {k: max(rows, key=lambda r: r["inner_auc"]) for k, rows in per_variant.items()}
-    default = next(v for v in VARIANTS if v.name == DEFAULT_VARIANT)
-    for setting in ROIS:
-        best = chosen[(setting, DEFAULT_VARIANT)]
-        yield result(BENCH, f"auc_external_{setting}", best["auc"], ci_low=best["ci_low"], ci_high=best["ci_high"],
-                     n=best["n"], positives=best["positives"], n_train=best["n_train"], model=best["model"],
-                     variant=DEFAULT_VARIANT, inner_auc=round(best["inner_auc"], 4),
-                     sensitivity=best["sensitivity"], specificity=best["specificity"], accuracy=best["accuracy"],
-                     transductive=default.harmonise, quick=opts.quick)
-    for setting in ROIS:
-        for r in per_variant[(setting, DEFAULT_VARIANT)]:
-            yield result(BENCH, f"auc_external_{setting}_{r['model']}", r["auc"], ci_low=r["ci_low"],
-                         ci_high=r["ci_high"], n=r["n"], inner_auc=round(r["inner_auc"], 4),
-                         variant=DEFAULT_VARIANT)
+    chosen = {k: _chosen(rows) for k, rows in per_variant.items()}
     for setting in ROIS:
         for v in variants:
             best = chosen[(setting, v.name)]
             yield result(BENCH, f"auc_external_{setting}_{v.name}", best["auc"], ci_low=best["ci_low"],
                          ci_high=best["ci_high"], n=best["n"], model=best["model"],
                          inner_auc=round(best["inner_auc"], 4), params=v.params, resampled=v.resample,
-                         harmonised=v.harmonise, note=v.note,
+                         harmonised=v.harmonise, transductive=v.harmonise, note=v.note,
                          auc_by_model={r["model"]: round(r["auc"], 4) for r in per_variant[(setting, v.name)]})
-    yield result(BENCH, "busi_pixel_mm", busi_mm if busi_mm is not None else float("nan"),
-                 note="assumed BUSI pixel size: same median field of view" if busi_mm is not None
-                 else "the test cohort gives no pixel size: test images not resampled")
+    yield result(BENCH, "busi_pixel_mm", BUSI_PIXEL_MM if busi_mm is not None else float("nan"),
+                 from_fields_of_view=busi_mm,
+                 note="declared BUSI pixel size (derived once from both cohorts' fields of view, then fixed)"
+                 if busi_mm is not None else "the test cohort gives no pixel size: test images not resampled")
     yield result(BENCH, "seconds", round(seconds, 2), seconds=round(seconds, 2), n_jobs=opts.n_jobs,
                  models=len(models), variants=len(variants))
     yield result(BENCH, "seconds_extraction", round(seconds_extraction, 2), seconds=round(seconds_extraction, 2))

@@ -40,6 +40,8 @@ def extract_radiomics_cmd(
         + (f"; {out.n_failed} failed (see {out.failures_path})" if out.n_failed else ""),
         highlight=False,
     )
+    if out.pixel_size is not None:
+        console.print(f"Pixel size: {out.pixel_size.note}", highlight=False)
 
 
 @app.command("deep")

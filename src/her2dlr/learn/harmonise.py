@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from her2dlr.checks import check_choice, check_number
 from her2dlr.errors import InputError
 
-__all__ = ["LocationScaleHarmoniser", "harmonise_to_reference"]
+__all__ = ["LocationScaleHarmoniser", "external_probabilities", "harmonise_to_reference"]
 
 #: IQR of a standard normal: scales the IQR so that it estimates an SD.
 _IQR_NORMAL = 1.3489795003921634
@@ -250,3 +250,34 @@ def harmonise_to_reference(reference: pd.DataFrame, target: pd.DataFrame, **opti
                          f"e.g. {missing[:3]}.")
     model = LocationScaleHarmoniser(**options).fit(reference)
     return model.transform(target[reference.columns])
+
+
+def external_probabilities(model: Any, reference: pd.DataFrame, batch: pd.DataFrame, *, transductive: bool = False,
+                           **options: Any) -> np.ndarray:
+    """Positive-class probabilities of a fitted model on an external batch, harmonised first only when asked.
+
+    Parameters
+    ----------
+    model : fitted classifier or pipeline with ``predict_proba``
+        Fitted on ``reference``'s columns.
+    reference : DataFrame
+        The training rows' features (the harmoniser's reference; unused when not transductive).
+    batch : DataFrame
+        The external cases' features (columns matched by name).
+    transductive : bool, default False
+        ``False``: each case is scored on its own features, so its probability does not depend on
+        the other cases of the batch. ``True``: the batch is first aligned to the reference
+        (:func:`harmonise_to_reference`), which uses every case's unlabelled features: a case's
+        probability then depends on the batch it came with, and every number computed from it must
+        be labelled transductive.
+    **options
+        Passed to :class:`LocationScaleHarmoniser` when ``transductive``.
+
+    Returns
+    -------
+    ndarray of shape (n_cases,)
+    """
+    X = batch[list(reference.columns)]
+    if transductive:
+        X = harmonise_to_reference(reference, X, **options)
+    return np.asarray(model.predict_proba(X)[:, 1], dtype=float)

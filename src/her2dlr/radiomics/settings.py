@@ -17,6 +17,10 @@ class RadiomicsSettings(StrictModel):
     roi: Literal["mask", "bbox", "auto"] = Field(
         "mask", description="'bbox': the mask's (or given box's) bounding rectangle, as in seed 000; 'auto': the "
                             "out-of-fold mask of the segmentation stage (her2dlr train seg).")
+    pixel_size: Literal["training", "as_given"] = Field(
+        "training", description="'training': 2D images whose pixel size differs from the training images' are "
+                                "resampled to it, and what is assumed when a side gives none is said (see "
+                                "her2dlr.radiomics.pixel_size); 'as_given': each image on its own pixel grid.")
     n_jobs: int = Field(-1, description="Parallel workers (-1: all cores).")
     backend: Literal["loky", "threading", "sequential", "dask", "ray"] = Field(
         "loky", description="joblib backend: loky (local processes), or dask / ray to run on a lab cluster.")

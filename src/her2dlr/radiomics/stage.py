@@ -18,12 +18,13 @@ from her2dlr.io.cells import is_missing
 from her2dlr.io.images import mask_to_bbox, read_mask_array
 from her2dlr.io.profile import profile_images
 from her2dlr.radiomics.extract import extract_radiomics, load_params, params_hash, write_features
+from her2dlr.radiomics.pixel_size import PixelSizePlan, apply_pixel_size, plan_pixel_size, training_rows
 from her2dlr.radiomics.settings import RadiomicsSettings
 
 if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
     from her2dlr.config import Study
 
-__all__ = ["RadiomicsStageResult", "features_name", "rows_for_roi", "run_radiomics_stage"]
+__all__ = ["RadiomicsStageResult", "common_pixel_size", "features_name", "rows_for_roi", "run_radiomics_stage"]
 
 
 @dataclass
@@ -38,6 +39,7 @@ class RadiomicsStageResult:
     seconds: float
     n_cached: int = 0
     n_computed: int = 0
+    pixel_size: PixelSizePlan | None = None
 
 
 def features_name(settings: RadiomicsSettings) -> str:
@@ -68,6 +70,32 @@ def rows_for_roi(table: pd.DataFrame, roi: str) -> pd.DataFrame:
     return rows
 
 
+def common_pixel_size(table: pd.DataFrame, rows: pd.DataFrame, out_dir: Path) -> tuple[pd.DataFrame, PixelSizePlan]:
+    """Bring the 2D rows (``modality`` "US", or all rows without that column) to the training pixel size.
+
+    ``table`` is the manifest (its ``split`` names the training rows, see
+    :func:`her2dlr.radiomics.pixel_size.training_rows`), ``rows`` the rows to extract
+    (:func:`rows_for_roi`, same index). Warns when a pixel size had to be assumed.
+
+    Returns
+    -------
+    rows : DataFrame
+        The rows to extract, resampled where needed (files under ``out_dir``).
+    plan : PixelSizePlan
+        What was done and assumed (its ``note`` goes into the feature record and the report).
+    """
+    flat = table["modality"].astype(str).eq("US") if "modality" in table.columns else pd.Series(True, index=table.index)
+    flat = flat.reindex(rows.index).fillna(False).astype(bool)
+    plan = plan_pixel_size(rows[flat], training_rows(table).reindex(rows.index)[flat])
+    out = rows.copy()
+    if flat.any():
+        done = apply_pixel_size(rows[flat], plan, out_dir)
+        out["spacing"] = pd.to_numeric(out["spacing"], errors="coerce")
+        for col in ("image", "mask", "bbox", "spacing"):
+            out.loc[flat, col] = done[col]
+    return out, plan
+
+
 def _spacings(column: pd.Series) -> list[float | None]:
     return [None if is_missing(v) else float(v) for v in column]
 
@@ -83,6 +111,9 @@ def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None,
     if settings.roi == "auto":
         table = with_auto_masks(table, study.paths.auto_masks)
     rows = rows_for_roi(table, settings.roi)
+    plan = None
+    if settings.pixel_size == "training":
+        rows, plan = common_pixel_size(table, rows, study.paths.features / "resampled")
     params = load_params(settings.params if not settings.params.endswith((".yaml", ".yml")) else str(study.resolve(settings.params)))
     paths = study.paths
     n_jobs = (os.cpu_count() or 1) if settings.n_jobs == -1 else settings.n_jobs
@@ -107,6 +138,7 @@ def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None,
         "n_cases": len(result.features), "n_features": int(result.features.shape[1]),
         "n_failed": len(result.failures), "pyradiomics": radiomics.__version__,
         "python": platform.python_version(),
+        "pixel_size": plan.as_dict() if plan is not None else {"note": "Each image on its own pixel grid (as_given)."},
         "images": profile_images(zip(extracted["image"], _spacings(extracted["spacing"])), progress=progress),
     }, indent=2))
     return RadiomicsStageResult(
@@ -114,4 +146,5 @@ def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None,
         n_features=result.features.shape[1], n_failed=len(result.failures),
         seconds=float(getattr(result, "seconds", float("nan"))),
         n_cached=int(result.timing.get("n_cached", 0)), n_computed=int(result.timing.get("n_computed", 0)),
+        pixel_size=plan,
     )

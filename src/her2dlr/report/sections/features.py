@@ -45,7 +45,8 @@ def _extraction(ctx: ReportContext, sec: Section) -> None:
         rows.append({"table": name, "cases": rec.get("n_cases"), "features": rec.get("n_features"),
                      "failed": rec.get("n_failed"), "params": rec.get("params"), "roi": rec.get("roi"),
                      "params_hash": rec.get("params_hash"), "software": (f"PyRadiomics {rec['pyradiomics']}"
-                                                                        if rec.get("pyradiomics") else "")})
+                                                                        if rec.get("pyradiomics") else ""),
+                     "pixel_size": (rec.get("pixel_size") or {}).get("note", "")})
     if not rows:
         sec.note("The run has no features/*.parquet tables.", "missing")
         return
@@ -71,8 +72,9 @@ def _extraction(ctx: ReportContext, sec: Section) -> None:
                 f"Fixed bin count {setting['binCount']}" if "binCount" in setting else None)
         f.set("discretisation", disc, sec.title)
         res = setting.get("resampledPixelSpacing")
+        pixel_note = (run.feature_record(str(first["table"])) or {}).get("pixel_size", {}).get("note")
         f.set("resampling", f"Resampled to {res} mm ({setting.get('interpolator', 'default interpolator')})." if res
-              else "No resampling (images used at their own pixel spacing).", sec.title)
+              else pixel_note or "No resampling (images used at their own pixel spacing).", sec.title)
         norm = "normalised (PyRadiomics normalize)" if setting.get("normalize") else "not intensity-normalised"
         f.set("image_preprocessing", f"Grey-level images {norm}; colour converted to grey; ROI '{first.get('roi')}'; "
                                      f"parameter set '{first['params']}' (hash {first.get('params_hash')}).", sec.title)
