@@ -95,6 +95,7 @@ def test_pixel_unit_model_ignores_a_given_spacing_and_says_so(trained: Path, tmp
     shutil.copytree(_model(trained), model)
     card = json.loads((model / "model_card.json").read_text())
     card["inputs"]["feature_tables"][0]["images"]["spacing"] = {"known": 0, "unknown": 24}
+    card["inputs"]["feature_tables"][0].pop("pixel_size", None)  # no training pixel size to resample to
     (model / "model_card.json").write_text(json.dumps(card))
     write_checksums(model)  # re-exported on purpose
     image, mask = _case(trained)

@@ -137,7 +137,8 @@ def feature_table_provenance(study: Study, name: str) -> dict[str, Any]:
     sidecar = path.with_suffix(".json")
     if sidecar.exists():
         meta = json.loads(sidecar.read_text())
-        info.update({k: meta[k] for k in ("params", "roi", "params_hash", "pyradiomics", "images") if k in meta})
+        info.update({k: meta[k] for k in ("params", "roi", "params_hash", "pyradiomics", "images", "pixel_size")
+                     if k in meta})
     return info
 
 

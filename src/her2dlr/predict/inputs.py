@@ -114,7 +114,6 @@ def image_features(artefact: ModelArtefact, image: str | os.PathLike[str], *, ma
     found (network, confidence) goes into ``record`` when one is given.
     """
     from her2dlr.io.images import mask_to_bbox, read_mask_array
-    from her2dlr.radiomics.extract import extract_case
     from her2dlr.radiomics.parameters import params_hash
 
     params = artefact.radiomics_params()
@@ -135,7 +134,41 @@ def image_features(artefact: ModelArtefact, image: str | os.PathLike[str], *, ma
                          "same input. Give --mask.")
     if roi == "bbox" and mask is not None:
         box, mask = mask_to_bbox(read_mask_array(mask)), None
-    return extract_case(image, mask_path=mask, bbox=box, params=params, spacing=spacing)
+    return _extract_on_training_grid(tables[0], image, mask=mask, box=box, spacing=spacing, params=params,
+                                     record=record)
+
+
+def _extract_on_training_grid(table: Mapping[str, Any], image: str | os.PathLike[str], *, mask: Any, box: Any,
+                              spacing: float | None, params: Any, record: dict[str, Any] | None) -> dict[str, float]:
+    """Features of one 2D image on the training images' pixel grid, as the training extraction had them.
+
+    The training table's radiomics stage brought every image to the training pixel size
+    (:mod:`her2dlr.radiomics.pixel_size`); its target is in the table's provenance. A new image whose
+    pixel size is known and differs is resampled (image, mask, box) the same way before extraction;
+    one without a known pixel size is taken to have the training one, as in training.
+    """
+    import tempfile
+
+    from her2dlr.io.profile import image_header
+    from her2dlr.radiomics.extract import extract_case
+    from her2dlr.radiomics.pixel_size import PixelSizePlan, apply_pixel_size
+
+    target = (table.get("pixel_size") or {}).get("target_mm")
+    if target is None:
+        return extract_case(image, mask_path=mask, bbox=box, params=params, spacing=spacing)
+    head = image_header(Path(image))
+    own = spacing if spacing is not None else (min(head.spacing) if head.spacing else None)
+    if head.spacing is not None and len(head.spacing) > 2 and min(head.size) > 1:
+        return extract_case(image, mask_path=mask, bbox=box, params=params, spacing=spacing)  # volumes: as given
+    row = pd.DataFrame([{"case_id": "case", "image": str(image), "mask": None if mask is None else str(mask),
+                         "bbox": None if box is None else json.dumps([float(v) for v in box]), "spacing": own}])
+    with tempfile.TemporaryDirectory() as tmp:
+        done = apply_pixel_size(row, PixelSizePlan(float(target), 0, 0, None), Path(tmp), warn=False).iloc[0]
+        if record is not None:
+            record["pixel_size_mm"] = float(target)
+            record["resampled"] = done["image"] != str(image)
+        bbox = None if done["bbox"] is None else json.loads(done["bbox"])
+        return extract_case(done["image"], mask_path=done["mask"], bbox=bbox, params=params, spacing=float(target))
 
 
 def _auto_features(artefact: ModelArtefact, image: str | os.PathLike[str], *, mask: Any, box: Any,
@@ -154,7 +187,11 @@ def _auto_features(artefact: ModelArtefact, image: str | os.PathLike[str], *, ma
         record["segmentation"] = info
     with tempfile.TemporaryDirectory() as tmp:
         path = write_mask(auto, image, Path(tmp) / ("mask.png" if auto.ndim == 2 else "mask.nrrd"))
-        return extract_case(image, mask_path=path, params=params, spacing=spacing)
+        if auto.ndim != 2:
+            return extract_case(image, mask_path=path, params=params, spacing=spacing)
+        tables = [t for t in artefact.feature_tables if t.get("params_hash")]
+        return _extract_on_training_grid(tables[0], image, mask=path, box=None, spacing=spacing, params=params,
+                                         record=record)
 
 
 def case_inputs(artefact: ModelArtefact, *, case_id: str = "case", image: str | os.PathLike[str] | None = None,
