@@ -42,13 +42,15 @@ import pandas as pd
 
 from her2dlr.bench import result
 
-__all__ = ["N_WORKFLOWS", "TOP_K", "bench_space", "plain_cv", "workflow_cv", "workflow_lines"]
+__all__ = ["N_WORKFLOWS", "QUICK_WORKFLOWS", "TOP_K", "bench_space", "plain_cv", "workflow_cv", "workflow_lines"]
 
 N_WORKFLOWS = 30
+#: ``--quick`` (80 cases, one repetition): the same space, a third of the budget.
+QUICK_WORKFLOWS = 10
 TOP_K = 5
 
 
-def bench_space(selection: list[dict[str, Any]]) -> Any:
+def bench_space(selection: list[dict[str, Any]], n_workflows: int = N_WORKFLOWS) -> Any:
     """The fixed :class:`~her2dlr.learn.workflows.WorkflowSpace` of the bench (see the module docstring).
 
     ``selection``: the bench's seed-002 chain.
@@ -59,7 +61,7 @@ def bench_space(selection: list[dict[str, Any]]) -> Any:
         feature_sets=["all", "texture", {"name": "shape_firstorder", "columns": ["original_shape*", "*_firstorder_*"]}],
         chains=["none", "unsupervised", {"name": "seed002", "steps": selection}, "lasso", "mrmr"],
         models=["lr", "svm", "rf", "extratrees", "xgboost", "lightgbm"],
-        n_workflows=N_WORKFLOWS, top_k=TOP_K)
+        n_workflows=n_workflows, top_k=TOP_K)
 
 
 def workflow_cv(features: pd.DataFrame, manifest: Any, *, space: Any, name: str, n_jobs: int, seed: int) -> Any:
@@ -93,13 +95,14 @@ def _auc_line(bench: str, metric: str, predictions: pd.DataFrame, **info: Any) -
 
 
 def workflow_lines(bench: str, features: pd.DataFrame, manifest: Any, setting: str, *,
-                   selection: list[dict[str, Any]], n_jobs: int, seed: int) -> list[dict[str, Any]]:
+                   selection: list[dict[str, Any]], n_jobs: int, seed: int,
+                   quick: bool = False) -> list[dict[str, Any]]:
     """The ``auc_<setting>_workflows``, ``auc_<setting>_plain``, DeLong and seconds lines of one ROI setting."""
     from her2dlr.bench.busi_radiomics import cpu_seconds
     from her2dlr.bench.dlr_benches import pooled_delong
 
     n = len(manifest.table)
-    space = bench_space(selection)
+    space = bench_space(selection, QUICK_WORKFLOWS if quick else N_WORKFLOWS)
     t0, cpu0 = time.perf_counter(), cpu_seconds()
     searched = workflow_cv(features, manifest, space=space, name=f"radiomics_{setting}-workflows", n_jobs=n_jobs,
                            seed=seed)
