@@ -200,7 +200,8 @@ def search_workflows(X: pd.DataFrame, y: Any, groups: Any, *, space: WorkflowSpa
     for j, (_, va) in enumerate(splits):
         for m, i in enumerate(members):
             oof_members[m, va] = prob_rows[i][j]
-        ensemble_split[j] = _auc(y[va], oof_members[:, va].mean(axis=0))
+        mean_va = oof_members[:, va].mean(axis=0)
+        ensemble_split[j] = _auc(y[va], mean_va) if np.isfinite(mean_va).all() else np.nan
     oof = oof_members.mean(axis=0)
     chosen = [tried[i] for i in members]
     ensemble = WorkflowEnsemble([space.pipeline(w, settings.random_state) for w in chosen],
