@@ -124,15 +124,15 @@ def test_seconds_budget_stops_the_search():
 def test_same_seed_same_result_and_n_jobs_does_not_matter():
     X, y = _table(n=80)
     runs = [search_workflows(X, y, np.arange(len(y)), space=_space(n_workflows=4, top_k=2),
-                             settings=SearchSettings(inner_splits=3, n_jobs=j, random_state=4)) for j in (1, 1, 2)]
+                             settings=SearchSettings(inner_splits=3, n_jobs=j, random_state=4)) for j in (1, 2)]
     for other in runs[1:]:
         pd.testing.assert_frame_equal(runs[0].results, other.results)
         np.testing.assert_array_equal(runs[0].pipeline.predict_proba(X), other.pipeline.predict_proba(X))
-    other_seed = search_workflows(X, y, np.arange(len(y)), space=_space(n_workflows=4, top_k=2), settings=SearchSettings(inner_splits=3,
-                                                                                                    random_state=5))
-    assert list(other_seed.results["workflow"]) == list(runs[0].results["workflow"])
-    assert not runs[0].results["params"].equals(other_seed.results["params"]) or \
-        not runs[0].results["feature_set"].equals(other_seed.results["feature_set"])
+    other_seed = search_workflows(X, y, np.arange(len(y)), space=_space(n_workflows=4, top_k=2),
+                                  settings=SearchSettings(inner_splits=3, random_state=5))
+    tried = [runs[0].results[["feature_set", "chain", "classifier", "params"]].astype(str),
+             other_seed.results[["feature_set", "chain", "classifier", "params"]].astype(str)]
+    assert not tried[0].equals(tried[1])  # another seed samples other workflows
 
 
 def test_study_settings_run_the_stage_and_the_artefact_predicts_like_the_model(tmp_path):
