@@ -52,6 +52,11 @@ def test_busi_radiomics_quick(shared_data: Path, tmp_path: Path, monkeypatch: py
         assert line["n"] == bench.QUICK_CASES and line["repeats"] == 1 and line["model"] == "lr"
         assert lines[f"auc_{setting}_lr"]["value"] == line["value"]
         assert lines[f"seconds_{setting}"]["value"] > 0
+        for kind in ("workflows", "plain"):
+            auc = lines[f"auc_{setting}_{kind}"]
+            assert 0.0 <= auc["ci_low"] <= auc["value"] <= auc["ci_high"] <= 1.0 and auc["n"] == bench.QUICK_CASES
+        assert 0.0 <= lines[f"delong_p_{setting}_workflows_vs_plain"]["value"] <= 1.0
+        assert lines[f"seconds_{setting}_workflows"]["cpu_seconds"] > 0
     # benign vs malignant is easy from delineated lesions, even on 80 cases
     assert lines["auc_mask"]["value"] > 0.8
     assert lines["seconds"]["value"] == max(lines["seconds_mask"]["value"], lines["seconds_box"]["value"])

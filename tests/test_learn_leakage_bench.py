@@ -17,3 +17,4 @@ def test_leakage_quick():
     proper, leaky = lines["auc_proper"]["value"], lines["auc_leaky"]["value"]
     assert 0.35 <= proper <= 0.65
     assert leaky > proper + 0.15
+    assert 0.35 <= lines["auc_proper_workflows"]["value"] <= 0.65  # choosing among workflows does not leak

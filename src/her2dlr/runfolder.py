@@ -11,7 +11,7 @@ A study writes everything under one run folder (``output_dir`` of the study file
                    deep_<arch>/<fold>.parquet + provenance.csv, deep_<arch>_pca.csv,
                    dsfr_<arch>/<fold>.parquet + provenance.csv + heatmaps/ (segmentation networks' features)
       learn/<set>/ predictions.parquet, metrics.csv, funnel.csv, params.csv, inner_results.csv,
-                   feature_frequency.csv, clinical_variables.csv, settings.json, excluded_cases.csv,
+                   feature_frequency.csv, clinical_variables.csv, workflows.csv, settings.json, excluded_cases.csv,
                    fold_cache/ (finished outer folds: an interrupted run resumes from them)
       deep/<arch>/ <fold>/best.pt, last.pt, predictions.parquet, metrics.csv, folds.csv, history.csv,
                    settings.json, explain/
@@ -37,7 +37,9 @@ from pathlib import Path
 
 __all__ = [
     "BEST_CHECKPOINT",
-    "CLINICAL_VARIABLES", "CONFUSION", "EXCLUDED_CASES",
+    "CLINICAL_VARIABLES",
+    "CONFUSION",
+    "EXCLUDED_CASES",
     "FEATURE_FREQUENCY",
     "FOLDS",
     "FOLD_CACHE",
@@ -59,6 +61,7 @@ __all__ = [
     "QC_SUMMARY_TEXT",
     "QC_TABLE",
     "SETTINGS",
+    "WORKFLOWS",
     "RunPaths",
     "deep_features_name",
     "dlr_set_name",
@@ -75,6 +78,7 @@ CONFUSION = "confusion.csv"  # multi-class models: confusion matrices, long form
 FUNNEL = "funnel.csv"
 PARAMS = "params.csv"
 INNER_RESULTS = "inner_results.csv"
+WORKFLOWS = "workflows.csv"  # every workflow tried by a workflow search, per outer fold
 FEATURE_FREQUENCY = "feature_frequency.csv"
 CLINICAL_VARIABLES = "clinical_variables.csv"
 LABEL_PROXIES = "label_proxies.csv"  # clinical columns that may stand in for the label (her2dlr.evaluate.proxies)

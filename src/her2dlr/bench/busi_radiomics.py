@@ -59,7 +59,14 @@ cores), with ``load_avg`` (the machine's 1-minute load when it ended); ``seconds
 this run's extraction of both settings (near 0 once cached; ``cases``: cases extracted or read
 from the cache).
 
-``--quick``: 80 cases (stratified, seeded), repetition 0 only, logistic regression only.
+Workflow search (:mod:`her2dlr.bench.busi_workflows`, printed first for each ROI setting, as
+soon as it is done): ``auc_mask_workflows`` / ``auc_box_workflows`` (feature set, selection chain
+and classifier searched together inside every outer training fold, the top 5 averaged),
+``auc_mask_plain`` / ``auc_box_plain`` (the plain script computed on the same folds),
+``delong_p_<roi>_workflows_vs_plain`` and ``seconds_<roi>_workflows``.
+
+``--quick``: 80 cases (stratified, seeded), repetition 0 only, logistic regression only (the
+workflow search keeps its space, with 10 workflows per fold instead of 30).
 """
 
 from __future__ import annotations
@@ -79,6 +86,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from her2dlr.bench import BenchOptions, register, result
 from her2dlr.bench.breast_usg import best_by_prefix, labelled_cases, radiomics_or_drop, subset_cases
+from her2dlr.bench.busi_workflows import workflow_lines
 from her2dlr.bench.cohort_benches import busi_study, require_data
 
 __all__ = ["MODELS", "ROIS", "SELECTION", "SharedSelection", "busi_cases", "busi_radiomics_bench", "cpu_seconds",
@@ -339,6 +347,10 @@ def busi_radiomics_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
             features, manifest, t_extract = roi_features(cases, roi, params_path(PARAMS), work / "cache",
                                                           opts.n_jobs)
             seconds_extraction += t_extract
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield from workflow_lines(BENCH, features, manifest, setting, selection=SELECTION,
+                                          n_jobs=opts.n_jobs, seed=opts.seed, quick=opts.quick)
             t0, cpu0 = time.perf_counter(), cpu_seconds()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

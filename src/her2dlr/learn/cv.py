@@ -270,7 +270,7 @@ def fit_fold(X_train: pd.DataFrame, y_train: np.ndarray, groups_train: np.ndarra
              selection: Steps, grid: Mapping[str, list[Any]] | None = None,
              params: Mapping[str, Any] | None = None, search: SearchSettings | None = None,
              threshold: ThresholdRule | None = None, threshold_source: str = "inner_oof",
-             fold: str = "final") -> tuple[FoldFit, np.ndarray]:
+             fold: str = "final", workflows: Any = None) -> tuple[FoldFit, np.ndarray]:
     """Tune, refit and choose the threshold on one training set.
 
     Parameters
@@ -287,6 +287,10 @@ def fit_fold(X_train: pd.DataFrame, y_train: np.ndarray, groups_train: np.ndarra
         final model's predictions on its own training rows.
     fold : str
         Name used in messages and results.
+    workflows : WorkflowSpace, optional
+        Search this space (:func:`her2dlr.learn.workflows.search_workflows`) instead of tuning
+        ``model`` after ``selection``: the fold's model is the top-k ensemble, its inner
+        out-of-fold predictions the mean of its members', ``inner_results`` every tried workflow.
 
     Returns
     -------
@@ -297,8 +301,13 @@ def fit_fold(X_train: pd.DataFrame, y_train: np.ndarray, groups_train: np.ndarra
     where = f"Training fold '{fold}'"
     start = time.perf_counter()
     y_train = binary_target(y_train, where=where)
-    tuned = tune(X_train, y_train, groups_train, selection=selection, model=model, grid=grid, params=params,
-                 settings=search, where=where)
+    if workflows is not None:
+        from her2dlr.learn.workflows import search_workflows
+
+        tuned = search_workflows(X_train, y_train, groups_train, space=workflows, settings=search, where=where)
+    else:
+        tuned = tune(X_train, y_train, groups_train, selection=selection, model=model, grid=grid, params=params,
+                     settings=search, where=where)
     notes = list(tuned.notes)
     oof = tuned.oof
     if threshold_source == "inner_oof" and np.isfinite(oof).all():
@@ -307,7 +316,10 @@ def fit_fold(X_train: pd.DataFrame, y_train: np.ndarray, groups_train: np.ndarra
         if threshold_source == "inner_oof":
             notes.append(f"{where}: some inner predictions failed; threshold chosen on the training fit")
         thr = choose_threshold(y_train, tuned.pipeline.predict_proba(X_train)[:, 1], threshold, source="train_fit")
-    names = tuned.pipeline[:-1].get_feature_names_out() if len(tuned.pipeline) > 1 else X_train.columns
+    if workflows is not None:
+        names = tuned.pipeline[-1].used_features_
+    else:
+        names = tuned.pipeline[:-1].get_feature_names_out() if len(tuned.pipeline) > 1 else X_train.columns
     fit = FoldFit(
         fold=fold, repeat=None, pipeline=tuned.pipeline, params=tuned.params,
         inner_median_auc=tuned.inner_median_auc, inner_mean_auc=tuned.inner_mean_auc,
@@ -361,6 +373,20 @@ def _fitted_folds(jobs: list[Any], n_jobs: int, backend: str | None,
         yield from outputs
 
 
+def _multiclass_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, workflows: Any, *, label: str,
+                   **kwargs: Any) -> CVResult | None:
+    """The multi-class outer CV (:mod:`her2dlr.learn.multiclass_cv`) when the label has more than two classes."""
+    from her2dlr.learn.multiclass_cv import label_classes, run_multiclass_cv
+
+    n_classes = label_classes(manifest, label)
+    if n_classes <= 2:
+        return None
+    if workflows is not None:
+        raise InputError(f"learn.search.search: 'workflows' ranks workflows by a two-class AUC, but the label has "
+                         f"{n_classes} classes. Use search 'grid' or 'random' for a multi-class label.")
+    return run_multiclass_cv(features, manifest, label=label, **kwargs)
+
+
 def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, model: str, selection: Steps,
                  scheme: str = "kfold", grid: Mapping[str, list[Any]] | None = None,
                  params: Mapping[str, Any] | None = None, search: SearchSettings | None = None,
@@ -368,7 +394,7 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
                  keep_train: bool = True, label: str = "label", model_name: str | None = None,
                  n_jobs: int = 1, progress: bool = False, numeric_only: bool = True,
                  backend: str | None = None, scheduler: str | None = None,
-                 cache: FoldCache | str | os.PathLike[str] | None = None) -> CVResult:
+                 cache: FoldCache | str | os.PathLike[str] | None = None, workflows: Any = None) -> CVResult:
     """Nested evaluation of one model over the manifest's outer folds.
 
     Parameters
@@ -407,6 +433,9 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
     cache : FoldCache or path, optional
         Fold cache: finished folds are read from it and new ones written to it as they finish
         (see :mod:`her2dlr.learn.fold_cache`), so an interrupted run resumes.
+    workflows : WorkflowSpace, optional
+        Workflow search in every training fold instead of ``model`` after ``selection`` (see
+        :func:`fit_fold`); ``model`` is then only a name (default ``"workflows"``).
 
     Returns
     -------
@@ -420,20 +449,22 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
     StudyFileError
         Unknown model name, selection step or hyper-parameter.
     """
-    from her2dlr.learn.multiclass_cv import label_classes, run_multiclass_cv
-
-    if label_classes(manifest, label) > 2:  # HER2-zero / low / positive: same folds, macro AUC, argmax
-        return run_multiclass_cv(
-            features, manifest, model=model, selection=selection, scheme=scheme, grid=grid, params=params,
-            search=search, threshold=threshold, threshold_source=threshold_source, keep_train=keep_train,
-            label=label, model_name=model_name, n_jobs=n_jobs, progress=progress, numeric_only=numeric_only,
-            backend=backend, scheduler=scheduler, cache=cache)
-    spec = get_model(model)  # fail fast on a bad name, before any fitting
-    if selection and isinstance(next(iter(selection)), Mapping):
-        build_selection(selection)  # type: ignore[arg-type]  # fail fast on a bad step
+    multiclass = _multiclass_cv(
+        features, manifest, workflows, model=model, selection=selection, scheme=scheme, grid=grid, params=params,
+        search=search, threshold=threshold, threshold_source=threshold_source, keep_train=keep_train,
+        label=label, model_name=model_name, n_jobs=n_jobs, progress=progress, numeric_only=numeric_only,
+        backend=backend, scheduler=scheduler, cache=cache)
+    if multiclass is not None:  # HER2-zero / low / positive: same folds, macro AUC, argmax
+        return multiclass
+    if workflows is None:
+        spec_name = get_model(model).name  # fail fast on a bad name, before any fitting
+        if selection and isinstance(next(iter(selection)), Mapping):
+            build_selection(selection)  # type: ignore[arg-type]  # fail fast on a bad step
+    else:
+        spec_name, selection = str(model), []
     if backend is not None:
         check_backend(backend, ("loky", "threading", "sequential", *CLUSTER_BACKENDS), where="run_outer_cv")
-    name = model_name or spec.name
+    name = model_name or spec_name
     data = learning_data(features, manifest, label=label, numeric_only=numeric_only)
     folds = list(outer_folds(data.table, scheme))
     for fold, _, train, _ in folds:
@@ -443,8 +474,10 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
     search = search or SearchSettings()
     if (n_jobs != 1 or backend in CLUSTER_BACKENDS) and search.n_jobs != 1:
         search = replace(search, n_jobs=1)
-    settings = {"model": spec.name, "selection": selection, "grid": grid, "params": params, "search": search,
+    settings = {"model": spec_name, "selection": selection, "grid": grid, "params": params, "search": search,
                 "threshold": threshold, "threshold_source": threshold_source}
+    if workflows is not None:
+        settings["workflows"] = workflows
     store = FoldCache(cache) if cache is not None and not isinstance(cache, FoldCache) else cache
     done: dict[int, tuple[FoldFit, np.ndarray]] = {}
     keys: dict[int, str] = {}

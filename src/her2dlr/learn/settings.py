@@ -17,7 +17,7 @@ Example (YAML)::
         - {name: lasso, cv: 10}
       models: [lr, svm, rf, extratrees, xgboost, {name: lightgbm, grid: {num_leaves: [4, 8]}}]
       schemes: [kfold, holdout]
-      search: {inner_splits: 5, search: grid}
+      search: {inner_splits: 5, search: grid}   # or: workflows (see below)
       threshold: {method: youden}
       n_jobs: 2
 
@@ -35,6 +35,18 @@ and the late fusion (mean probability of the clinical and radiomics models, same
                  fusion: [early, late, stack, combined, pairs], pair_method: stack}
 
 ``stack``, ``combined`` and ``pairs`` are described in :mod:`her2dlr.learn.integration`.
+
+Workflow search instead of seed 002's fixed chain (:mod:`her2dlr.learn.workflows`): the
+feature set, the selection chain and the classifier with its hyper-parameters are searched
+together inside every training fold, and the ``top_k`` best workflows by inner median AUC are
+averaged; the stage then fits one model, ``<tables>-workflows``, instead of one per classifier::
+
+      search:
+        search: workflows
+        workflows: {n_workflows: 60, seconds: null, top_k: 5, feature_sets: [all, original],
+                    chains: [none, unsupervised, seed002, lasso, mrmr], models: [lr, svm, rf, lightgbm]}
+
+Every tried workflow's inner AUCs are written to ``workflows.csv`` (see :mod:`her2dlr.learn.stage`).
 """
 
 from __future__ import annotations
@@ -45,7 +57,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from her2dlr.errors import Her2dlrError
 
-__all__ = ["DEFAULT_MODELS", "DEFAULT_SELECTION", "ClinicalConfig", "LearnSettings", "ModelEntry", "SearchConfig", "ThresholdConfig"]
+__all__ = ["DEFAULT_MODELS", "DEFAULT_SELECTION", "ClinicalConfig", "LearnSettings", "ModelEntry", "SearchConfig",
+           "ThresholdConfig", "WorkflowsConfig"]
 
 #: Seed 002's radiomics selection.
 DEFAULT_SELECTION: list[dict[str, Any]] = [
@@ -86,12 +99,59 @@ class ModelEntry(_Strict):
         return self
 
 
+class WorkflowsConfig(_Strict):
+    """Workflow search (``search: workflows``): see :class:`her2dlr.learn.workflows.WorkflowSpace`."""
+
+    n_workflows: int | None = Field(60, ge=1, description="Workflows tried per training fold (null: until 'seconds').")
+    seconds: float | None = Field(None, gt=0, description="Wall-time budget of one search (null: no limit).")
+    top_k: int = Field(5, ge=1, description="Best workflows averaged into the fold's model (1: the best alone).")
+    feature_sets: list[str | dict[str, Any]] = Field(
+        default_factory=lambda: ["all"],
+        description="Column groups: all, original, shape, firstorder, texture, log, wavelet, or "
+        "{name: ..., columns: [name patterns]}.")
+    chains: list[str | dict[str, Any]] = Field(
+        default_factory=lambda: ["none", "unsupervised", "seed002", "lasso", "mrmr"],
+        description="Selection chains: none, unsupervised, seed002, lasso, mrmr, or {name: ..., steps: [...]}.")
+    models: list[str | dict[str, Any]] = Field(
+        default_factory=lambda: list(DEFAULT_MODELS),
+        description="Zoo classifiers (or {name, label, grid, params}); their grids are sampled.")
+
+    @model_validator(mode="after")
+    def _valid_space(self) -> WorkflowsConfig:
+        try:
+            self.space()
+        except Her2dlrError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def space(self) -> Any:
+        """The :class:`her2dlr.learn.workflows.WorkflowSpace` of these settings."""
+        from her2dlr.learn.workflows import WorkflowSpace
+
+        return WorkflowSpace(feature_sets=list(self.feature_sets), chains=list(self.chains), models=list(self.models),
+                             n_workflows=self.n_workflows, seconds=self.seconds, top_k=self.top_k)
+
+
 class SearchConfig(_Strict):
-    """Inner hyper-parameter search (see :class:`her2dlr.learn.tuning.SearchSettings`)."""
+    """Inner search (see :class:`her2dlr.learn.tuning.SearchSettings`).
+
+    ``grid`` / ``random``: each classifier of ``learn.models`` is tuned over its grid with the
+    fixed ``learn.selection`` (seed 002, the default). ``workflows``: feature set, selection
+    chain and classifier are searched together and the top-k averaged (options under
+    ``workflows``; ``learn.models`` and ``learn.selection`` are then not used).
+    """
 
     inner_splits: int = Field(5, ge=2, le=20, description="Inner StratifiedGroupKFold splits.")
-    search: Literal["grid", "random"] = "grid"
+    search: Literal["grid", "random", "workflows"] = "grid"
     n_iter: int = Field(10, ge=1, description="Settings sampled by the random search.")
+    workflows: WorkflowsConfig | None = Field(None, description="Options of search: workflows (default options "
+                                                                "when absent).")
+
+    @model_validator(mode="after")
+    def _workflows_need_search(self) -> SearchConfig:
+        if self.workflows is not None and self.search != "workflows":
+            raise ValueError(f"'workflows' options are given but search is '{self.search}'; set search: workflows")
+        return self
 
 
 class ThresholdConfig(_Strict):
@@ -216,8 +276,15 @@ class LearnSettings(_Strict):
         """The :class:`her2dlr.learn.tuning.SearchSettings` of these settings."""
         from her2dlr.learn.tuning import SearchSettings
 
-        return SearchSettings(inner_splits=self.search.inner_splits, search=self.search.search,
+        search = "grid" if self.search.search == "workflows" else self.search.search
+        return SearchSettings(inner_splits=self.search.inner_splits, search=search,
                               n_iter=self.search.n_iter, n_jobs=1, random_state=self.seed)
+
+    def workflow_space(self) -> Any:
+        """The :class:`her2dlr.learn.workflows.WorkflowSpace` of ``search: workflows``, else None."""
+        if self.search.search != "workflows":
+            return None
+        return (self.search.workflows or WorkflowsConfig()).space()
 
     def threshold_rule(self) -> Any:
         """The :class:`her2dlr.learn.thresholds.ThresholdRule` of these settings."""

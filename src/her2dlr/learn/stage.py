@@ -14,6 +14,12 @@ For every model of the settings and every outer scheme (``kfold``, ``holdout``) 
 ``multiclass.csv``         (label of more than two classes) per-class one-vs-rest AUCs, macro AUC;
                            ``metrics.csv`` then holds the macro AUC (:mod:`her2dlr.learn.multiclass_stage`)
 ``confusion.csv``          (label of more than two classes) confusion matrices, long form
+``workflows.csv``          (with ``search: workflows``) every workflow tried in every outer
+                           fold: ``model, scheme, fold, workflow, feature_set, chain,
+                           classifier, params`` (JSON), ``median_auc``, ``mean_auc``,
+                           ``split<i>_auc`` (inner CV on the fold's training rows), ``rank``
+                           (1 = best inner median AUC), ``in_ensemble`` (one of the top k
+                           averaged into the fold's model)
 ``clinical_variables.csv`` (with ``clinical=True``) how often each clinical variable was kept
 ``fold_cache/``            finished outer folds (:mod:`her2dlr.learn.fold_cache`): a run killed
                            half-way resumes from them; only the last run's folds are kept
@@ -21,6 +27,10 @@ For every model of the settings and every outer scheme (``kfold``, ``holdout``) 
                            label: near-perfect alone, or named like a verdict
                            (:mod:`her2dlr.evaluate.proxies`); flagged ones are also warned about
 =========================  ====================================================================
+
+With ``learn.search.search: workflows`` (:mod:`her2dlr.learn.workflows`) the imaging table is
+fitted once, as the model ``<set>-workflows`` (the top-k ensemble of the workflow search),
+instead of once per classifier of ``learn.models``.
 
 With ``clinical=True`` the manifest's clinical columns are a second input (see
 :mod:`her2dlr.learn.fusion`): models ``clinical-<clf>``, and with an imaging table
@@ -39,6 +49,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -63,6 +74,7 @@ from her2dlr.runfolder import (
     PARAMS,
     PREDICTIONS,
     SETTINGS,
+    WORKFLOWS,
 )
 
 __all__ = ["LearnStageResult", "run_learn_stage"]
@@ -133,11 +145,15 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
     deploy_scheme = None
     if settings.save_models and models_dir is not None:
         deploy_scheme = "holdout" if "holdout" in settings.schemes else "final"
+    space = settings.workflow_space()
+    if space is not None and clinical:
+        raise InputError("learn.search.search: workflows searches the imaging feature tables only; remove "
+                         "'clinical' from learn.features, or use search: grid for the clinical models.")
     cache = FoldCache(out / FOLD_CACHE)
     runs = _ModelRuns(inputs, manifest, settings, feature_set, raw, types, clinical=clinical,
                       fusion=set(settings.clinical.fusion) if clinical and has_imaging else set(),
-                      feature_tables=list(feature_tables or []), progress=progress, cache=cache)
-    for entry in settings.models:
+                      feature_tables=list(feature_tables or []), progress=progress, cache=cache, workflows=space)
+    for entry in settings.models if space is None else [WORKFLOWS_ENTRY]:
         runs.run_model(entry, list(settings.schemes) + ["final"] * (deploy_scheme == "final"))
     runs.add_pairings()
     results = runs.results
@@ -163,6 +179,8 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
 
 
 _Input = tuple[str, pd.DataFrame, Any, bool]  # (set name, frame, selection steps, numeric only)
+#: The one "classifier" of a workflow search: models are named ``<set>-workflows``.
+WORKFLOWS_ENTRY = SimpleNamespace(name="workflows", label=None, grid=None, params={})
 
 
 def _stage_inputs(features: pd.DataFrame | None, manifest: Manifest | pd.DataFrame, settings: LearnSettings,
@@ -213,6 +231,7 @@ class _ModelRuns:
     feature_tables: list[dict[str, Any]]
     progress: bool
     cache: FoldCache | None = None
+    workflows: Any = None
     results: list[CVResult] = field(default_factory=list)
     model_inputs: dict[str, ModelInputs] = field(default_factory=dict)
     # scheme -> set -> classifier -> result, for the classifier pairings
@@ -246,6 +265,7 @@ class _ModelRuns:
             keep_train=s.keep_train_predictions or scheme == "final",
             model_name=f"{set_name}-{clf}", n_jobs=s.n_jobs, progress=self.progress,
             numeric_only=numeric_only, backend=s.backend, scheduler=s.scheduler, cache=self.cache,
+            workflows=self.workflows,
         )
         self.results.append(result)
         return result
@@ -350,6 +370,13 @@ def _write_outputs(out: Path, results: list[CVResult], predictions: pd.DataFrame
         write_text_atomic(out / SETTINGS,
                           json.dumps({"feature_set": feature_set, **settings.model_dump(mode="json")}, indent=2)),
     ]
+    searched = [f.inner_results.assign(model=r.model, scheme=r.scheme, fold=f.fold)
+                for r in results for f in r.fits if "workflow" in f.inner_results.columns]
+    if searched:
+        table = pd.concat(searched, ignore_index=True)
+        table["params"] = table["params"].map(lambda p: json.dumps(p, default=str))
+        first = ["model", "scheme", "fold", "workflow", "feature_set", "chain", "classifier", "params"]
+        files.append(write_csv_atomic(table[first + [c for c in table.columns if c not in first]], out / WORKFLOWS))
     if clinical:
         from her2dlr.learn.fusion import selected_clinical_variables
 
