@@ -44,6 +44,9 @@ def test_shared_selection_is_reused_and_identical(tmp_path: Path):
 def test_busi_radiomics_quick(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import her2dlr.bench.busi_radiomics as bench
 
+    # the lines and their wiring are checked, not the search's quality: a small budget keeps CI short
+    monkeypatch.setattr("her2dlr.bench.busi_workflows.QUICK_WORKFLOWS", 4)
+    monkeypatch.setattr("her2dlr.bench.busi_workflows.TOP_K", 2)
     opts = BenchOptions(data=shared_data / "busi", quick=True, work_dir=tmp_path, n_jobs=2)
     lines = {line["metric"]: line for line in run_bench("busi-radiomics", opts)}
     for setting in ("mask", "box"):
