@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -56,6 +56,7 @@ __all__ = [
     "LearningData",
     "fit_final",
     "fit_fold",
+    "fitted_outer_folds",
     "learning_data",
     "outer_folds",
     "run_outer_cv",
@@ -373,6 +374,63 @@ def _fitted_folds(jobs: list[Any], n_jobs: int, backend: str | None,
         yield from outputs
 
 
+def fitted_outer_folds(fit: Callable[..., tuple[int, Any]], data: LearningData, folds: list[Any],
+                       settings: dict[str, Any], *, cache: FoldCache | str | os.PathLike[str] | None, n_jobs: int,
+                       backend: str | None, scheduler: str | None, progress: str | None,
+                       key: Mapping[str, Any] | None = None) -> tuple[dict[int, Any], int]:
+    """Every outer fold's training fit, read from the fold cache when there, else fitted and cached as it finishes.
+
+    Parameters
+    ----------
+    fit : callable
+        ``fit(index, X_train, y_train, groups_train, fold=name, **settings) -> (index, output)``.
+    data : LearningData
+    folds : list
+        :func:`outer_folds` of ``data.table``.
+    settings : dict
+        Keyword settings of ``fit``; with ``key``, they make the fold cache key.
+    cache : FoldCache or path, optional
+    n_jobs, backend, scheduler
+        See :func:`run_outer_cv`.
+    progress : str, optional
+        Progress bar title (``None``: no bar).
+    key : dict, optional
+        Extra fold-cache key items (e.g. the task).
+
+    Returns
+    -------
+    (dict, int)
+        Fold index -> ``fit``'s output, and how many came from the cache.
+    """
+    store = FoldCache(cache) if cache is not None and not isinstance(cache, FoldCache) else cache
+    done: dict[int, Any] = {}
+    keys: dict[int, str] = {}
+    if store is not None:
+        search = settings.get("search")
+        for i, (fold, _, train, _) in enumerate(folds):
+            keys[i] = fold_key(data.X[train], data.y[train], data.groups[train], fold=fold, **dict(key or {}),
+                               **{**settings, "search": replace(search, n_jobs=1) if search is not None else None})
+            hit = store.get(keys[i])
+            if hit is not None:
+                done[i] = hit
+    n_cached = len(done)
+    if n_cached:
+        log.info("%s: %d of %d outer folds from the fold cache", progress or "outer CV", n_cached, len(folds))
+    jobs = [delayed(fit)(i, data.X[train], data.y[train], data.groups[train], fold=fold, **settings)
+            for i, (fold, _, train, _) in enumerate(folds) if i not in done]
+    outputs: Iterable[Any] = _fitted_folds(jobs, n_jobs, backend, scheduler)
+    if progress:
+        from rich.progress import track
+
+        cached = f", {n_cached} from cache" if n_cached else ""
+        outputs = track(outputs, total=len(jobs), description=f"{progress}{cached})")
+    for i, out in outputs:
+        if store is not None:
+            store.put(keys[i], out)
+        done[i] = out
+    return done, n_cached
+
+
 def _multiclass_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, workflows: Any, *, label: str,
                    **kwargs: Any) -> CVResult | None:
     """The multi-class outer CV (:mod:`her2dlr.learn.multiclass_cv`) when the label has more than two classes."""
@@ -478,31 +536,9 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
                 "threshold": threshold, "threshold_source": threshold_source}
     if workflows is not None:
         settings["workflows"] = workflows
-    store = FoldCache(cache) if cache is not None and not isinstance(cache, FoldCache) else cache
-    done: dict[int, tuple[FoldFit, np.ndarray]] = {}
-    keys: dict[int, str] = {}
-    if store is not None:
-        for i, (fold, _, train, _) in enumerate(folds):
-            keys[i] = fold_key(data.X[train], data.y[train], data.groups[train], fold=fold,
-                               **{**settings, "search": replace(search, n_jobs=1)})
-            hit = store.get(keys[i])
-            if hit is not None:
-                done[i] = hit
-    n_cached = len(done)
-    if n_cached:
-        log.info("%s (%s): %d of %d outer folds from the fold cache", name, scheme, n_cached, len(folds))
-    jobs = [delayed(_fit_indexed)(i, data.X[train], data.y[train], data.groups[train], fold=fold, **settings)
-            for i, (fold, _, train, _) in enumerate(folds) if i not in done]
-    outputs: Iterable[Any] = _fitted_folds(jobs, n_jobs, backend, scheduler)
-    if progress:
-        from rich.progress import track
-
-        cached = f", {n_cached} from cache" if n_cached else ""
-        outputs = track(outputs, total=len(jobs), description=f"{name} ({scheme}{cached})")
-    for i, out in outputs:
-        if store is not None:
-            store.put(keys[i], out)
-        done[i] = out
+    done, n_cached = fitted_outer_folds(_fit_indexed, data, folds, settings, cache=cache, n_jobs=n_jobs,
+                                        backend=backend, scheduler=scheduler,
+                                        progress=f"{name} ({scheme}" if progress else None)
     frames: list[pd.DataFrame] = []
     fits: list[FoldFit] = []
     for i, (fold, rep, train, test) in enumerate(folds):

@@ -33,7 +33,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -49,8 +49,8 @@ from her2dlr.checks import class_target
 from her2dlr.cohort.manifest import Manifest
 from her2dlr.errors import InputError
 from her2dlr.learn._univariate import column_auc
-from her2dlr.learn.cv import PREDICTION_COLUMNS, CVResult, FoldFit, _fitted_folds, learning_data, outer_folds
-from her2dlr.learn.fold_cache import FoldCache, fold_key
+from her2dlr.learn.cv import PREDICTION_COLUMNS, CVResult, FoldFit, fitted_outer_folds, learning_data, outer_folds
+from her2dlr.learn.fold_cache import FoldCache
 from her2dlr.learn.selection import selection_funnel
 from her2dlr.learn.thresholds import Threshold, ThresholdRule
 from her2dlr.learn.tuning import (
@@ -352,28 +352,9 @@ def run_multiclass_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame,
         search = replace(search, n_jobs=1)
     settings = {"model": spec.name, "selection": selection, "grid": grid, "params": params, "search": search,
                 "n_classes": n_classes}
-    store = FoldCache(cache) if cache is not None and not isinstance(cache, FoldCache) else cache
-    done: dict[int, tuple[FoldFit, np.ndarray]] = {}
-    keys: dict[int, str] = {}
-    if store is not None:
-        for i, (fold, _, train, _) in enumerate(folds):
-            keys[i] = fold_key(data.X[train], data.y[train], data.groups[train], fold=fold, task="multiclass",
-                               **{**settings, "search": replace(search, n_jobs=1)})
-            hit = store.get(keys[i])
-            if hit is not None:
-                done[i] = hit
-    n_cached = len(done)
-    jobs = [delayed(_fit_indexed)(i, data.X[train], data.y[train], data.groups[train], fold=fold, **settings)
-            for i, (fold, _, train, _) in enumerate(folds) if i not in done]
-    outputs: Iterable[Any] = _fitted_folds(jobs, n_jobs, backend, scheduler)
-    if progress:
-        from rich.progress import track
-
-        outputs = track(outputs, total=len(jobs), description=f"{name} ({scheme}, {n_classes} classes)")
-    for i, out in outputs:
-        if store is not None:
-            store.put(keys[i], out)
-        done[i] = out
+    done, n_cached = fitted_outer_folds(_fit_indexed, data, folds, settings, cache=cache, n_jobs=n_jobs,
+                                        backend=backend, scheduler=scheduler, key={"task": "multiclass"},
+                                        progress=f"{name} ({scheme}, {n_classes} classes" if progress else None)
     frames: list[pd.DataFrame] = []
     fits: list[FoldFit] = []
     for i, (fold, rep, train, test) in enumerate(folds):
