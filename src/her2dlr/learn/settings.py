@@ -220,8 +220,9 @@ class LearnSettings(_Strict):
     clinical: ClinicalConfig = Field(default_factory=ClinicalConfig)
     selection: list[dict[str, Any]] = Field(
         default_factory=lambda: [dict(s) for s in DEFAULT_SELECTION],
-        description="Selection steps in order: variance, zscore, ttest, mannwhitney, pearson, greedy, mrmr, "
-        "lasso, rfe, chi2, mutual_info, icc.",
+        description="Selection steps in order: variance, zscore, ttest, mannwhitney, anova, kruskal, pearson, "
+        "greedy, mrmr, lasso, rfe, chi2, mutual_info, icc (with three classes ttest is an ANOVA and mannwhitney "
+        "a Kruskal-Wallis test).",
     )
     models: list[ModelEntry] = Field(default_factory=lambda: [ModelEntry(name=m) for m in DEFAULT_MODELS])
     schemes: list[Literal["kfold", "holdout"]] = Field(
