@@ -54,7 +54,9 @@ auc_keyframe); intervals are +-0.18 at this size. ``--quick --localiser network`
 855 s): dice_frames 0.466, after interpolation 0.579 (tracker: 0.620, 0.774), auc_video_tf 0.515,
 auc_keyframe_tracked 0.588.
 video-speed: decode_fps 430, localise_fps 22.6 (target 30, not met under that load), track_fps 175,
-pipeline_fps 11.5 (target 8), peak_mb 722 with growth_mb 27 from 200 to 2,000 frames.
+pipeline_fps 11.5 (target 8), peak_mb 722 with growth_mb 27 from 200 to 2,000 frames. On the same 2 cores
+with no other work (load about 1.3), the 2,000-frame clip gave decode_fps 475, localise_fps 41.5,
+track_fps 361, pipeline_fps 26.6, peak_mb 753 with growth_mb 26.
 """
 
 from __future__ import annotations
