@@ -60,7 +60,7 @@ from her2dlr.learn.tuning import (
     _split_key,
     build_pipeline,
     candidate_settings,
-    median_auc_refit,
+    tuned_model,
 )
 from her2dlr.learn.zoo import get_model, model_grid
 from her2dlr.radiomics.parallel import CLUSTER_BACKENDS, check_backend
@@ -238,25 +238,7 @@ def tune_multiclass(X: pd.DataFrame, y: Any, groups: Any, *, selection: Steps, m
     splits = list(cv.split(np.zeros(len(y)), y, groups))
     runs = Parallel(n_jobs=settings.n_jobs)(
         delayed(_evaluate_split)(template, candidates, X, y, k, tr, va) for tr, va in splits)
-    scores = np.column_stack([r[0] for r in runs])
-    for r in runs:
-        notes.extend(f"{where}: {e}" for e in r[2][:3])
-    best = median_auc_refit({f"split{j}_test_score": scores[:, j] for j in range(scores.shape[1])})
-    oof = np.full((len(y), k), np.nan)
-    for (_, va), r in zip(splits, runs):
-        oof[va] = r[1][best]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med, mean = np.nanmedian(scores, axis=1), np.nanmean(scores, axis=1)
-    results = pd.DataFrame({"params": candidates, "median_auc": med, "mean_auc": mean})
-    for j in range(scores.shape[1]):
-        results[f"split{j}_auc"] = scores[:, j]
-    results["chosen"] = np.arange(len(candidates)) == best
-    pipeline = clone(template).set_params(**candidates[best])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        pipeline.fit(X, y)
-    return TunedModel(pipeline, dict(candidates[best]), float(med[best]), float(mean[best]), results, oof, cv, notes)
+    return tuned_model(template, candidates, X, y, cv, splits, runs, notes, where, oof_columns=k)
 
 
 def _no_threshold(n: int) -> Threshold:

@@ -52,6 +52,7 @@ __all__ = [
     "median_auc_refit",
     "split_scores",
     "tune",
+    "tuned_model",
 ]
 
 Steps = Sequence[Mapping[str, Any]] | Sequence[tuple[str, BaseEstimator]]
@@ -262,6 +263,33 @@ def _evaluate_split(template: Pipeline, candidates: list[dict[str, Any]], X: Any
     return scores, probs, errors
 
 
+def tuned_model(template: Pipeline, candidates: list[dict[str, Any]], X: Any, y: np.ndarray, cv: Any,
+                splits: list[tuple[np.ndarray, np.ndarray]], runs: list[tuple[np.ndarray, np.ndarray, list[str]]],
+                notes: list[str], where: str, oof_columns: int | None = None) -> TunedModel:
+    """Pick the setting by median inner AUC from the inner splits' ``runs`` (scores, validation
+    probabilities, errors), collect its inner out-of-fold predictions (``oof_columns`` per case for
+    class probabilities) and refit it on all rows."""
+    scores = np.column_stack([r[0] for r in runs])
+    for r in runs:
+        notes.extend(f"{where}: {e}" for e in r[2][:3])
+    best = median_auc_refit({f"split{j}_test_score": scores[:, j] for j in range(scores.shape[1])})
+    oof = np.full(len(y) if oof_columns is None else (len(y), oof_columns), np.nan)
+    for (_, va), r in zip(splits, runs):
+        oof[va] = r[1][best]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med, mean = np.nanmedian(scores, axis=1), np.nanmean(scores, axis=1)
+    results = pd.DataFrame({"params": candidates, "median_auc": med, "mean_auc": mean})
+    for j in range(scores.shape[1]):
+        results[f"split{j}_auc"] = scores[:, j]
+    results["chosen"] = np.arange(len(candidates)) == best
+    pipeline = clone(template).set_params(**candidates[best])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pipeline.fit(X, y)
+    return TunedModel(pipeline, dict(candidates[best]), float(med[best]), float(mean[best]), results, oof, cv, notes)
+
+
 def tune(X: pd.DataFrame | np.ndarray, y: Any, groups: Any, *, selection: Steps, model: str,
          grid: Mapping[str, list[Any]] | None = None, params: Mapping[str, Any] | None = None,
          settings: SearchSettings | None = None, where: str = "the training fold") -> TunedModel:
@@ -306,23 +334,4 @@ def tune(X: pd.DataFrame | np.ndarray, y: Any, groups: Any, *, selection: Steps,
     runs = Parallel(n_jobs=settings.n_jobs)(
         delayed(_evaluate_split)(template, candidates, X, y, tr, va) for tr, va in splits
     )
-    scores = np.column_stack([r[0] for r in runs])
-    cv_results = {f"split{j}_test_score": scores[:, j] for j in range(scores.shape[1])}
-    for r in runs:
-        notes.extend(f"{where}: {e}" for e in r[2][:3])
-    best = median_auc_refit(cv_results)
-    oof = np.full(len(y), np.nan)
-    for (_, va), r in zip(splits, runs):
-        oof[va] = r[1][best]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med, mean = np.nanmedian(scores, axis=1), np.nanmean(scores, axis=1)
-    results = pd.DataFrame({"params": candidates, "median_auc": med, "mean_auc": mean})
-    for j in range(scores.shape[1]):
-        results[f"split{j}_auc"] = scores[:, j]
-    results["chosen"] = np.arange(len(candidates)) == best
-    pipeline = clone(template).set_params(**candidates[best])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        pipeline.fit(X, y)
-    return TunedModel(pipeline, dict(candidates[best]), float(med[best]), float(mean[best]), results, oof, cv, notes)
+    return tuned_model(template, candidates, X, y, cv, splits, runs, notes, where)
