@@ -240,3 +240,4 @@ def test_heat_map_shows_the_models_answer_and_a_colour_bar(run: Path):
     errors = [np.abs(rgb[r, x0:x0 + bar_w] - want.astype(np.uint8)).max() for r in range(rgb.shape[0])]
     assert min(errors) <= 1
     assert int(np.argmin(errors)) > rgb.shape[0] // 2  # under the picture
+

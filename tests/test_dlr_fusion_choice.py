@@ -110,3 +110,53 @@ def test_a_network_without_inner_validation_cases_is_refused():
     nets["r0f1"].val_cases = frozenset(c for c in nets["r0f1"].train_cases if labels[c] == 0)
     with pytest.raises(InputError, match="one class"):
         choose_fusion(early, rad, nets)
+
+
+def test_the_stacker_on_raw_logits_reproduces_the_fitted_stacker():
+    from her2dlr.deep.dlr_fusion import make_stacker, stacker_on_logits
+
+    rng = np.random.default_rng(3)
+    y = np.arange(80) % 2
+    p = np.column_stack([_sigmoid(0.05 * (2 * y - 1) + rng.normal(0, 0.02, 80)), _sigmoid(rng.normal(0, 3, 80))])
+    X = stacking_features(p[:, 0], p[:, 1])
+    stacker = make_stacker().fit(X, y)
+    intercept, coef = stacker_on_logits(stacker)
+    assert _sigmoid(intercept + X @ coef) == pytest.approx(stacker.predict_proba(X)[:, 1], abs=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["early", "stacking"])
+def test_the_deployed_fused_artefact_applies_the_fusion_the_deploy_network_chose(kind, tmp_path):
+    from her2dlr.deep.deploy import DEEP_PROB, _save_fused_artefact
+    from her2dlr.deep.dlr_fusion import choose_on_inner
+    from her2dlr.learn.artefact import artefact_slug, load_artefact, save_artefact
+    from her2dlr.learn.thresholds import Threshold
+
+    early, rad, nets = _world(kind)
+    fold = "r0f0"
+    early = CVResult("dlr", "final", early.predictions.query("fold == @fold"), [])
+    rad = CVResult("rad", "final", rad.predictions.query("fold == @fold"), [])
+    thr = Threshold(0.5, "fixed", None, 1.0, 1.0, 40)
+    network = tmp_path / "net.pt"
+    network.write_bytes(b"checkpoint")
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"r": rng.normal(size=40)})
+    pipes = {m: LogisticRegression().fit(x, np.arange(40) % 2) for m in ("dlr", "rad")}
+    paths = {"sig": save_artefact(tmp_path / "sig", name="sig", kind="deep", threshold=thr,
+                                  inputs={"columns": [DEEP_PROB], "features": [DEEP_PROB]}, network=network)}
+    for m, pipe in pipes.items():
+        paths[m] = save_artefact(tmp_path / m, name=m, kind="pipeline", threshold=thr,
+                                 inputs={"columns": ["r"], "features": ["r"]}, pipeline=pipe)
+    path = _save_fused_artefact(tmp_path, nets[fold], early, rad, "sig", paths, arch="a", radiomics_name="r",
+                                rule=None, seed=0, metrics=pd.DataFrame(columns=["model", "split", "scope"]),
+                                task={}, config_hash="x")
+    fused = load_artefact(path)
+    assert path.name == artefact_slug("deep_a+r-fused") and fused.card["fusion"]["chosen"] == kind
+    frame = pd.DataFrame({DEEP_PROB: rng.uniform(0.01, 0.99, 5), "r": rng.normal(size=5)})
+    inner = choose_on_inner(early, rad, nets[fold], fold)
+    if kind == "early":
+        expected = pipes["dlr"].predict_proba(frame[["r"]])[:, 1]
+    else:
+        p_rad = pipes["rad"].predict_proba(frame[["r"]])[:, 1]
+        expected = inner.stacker.predict_proba(stacking_features(frame[DEEP_PROB].to_numpy(), p_rad))[:, 1]
+    assert fused.predict_proba(frame) == pytest.approx(expected, abs=1e-9)
+    assert fused.card["threshold"]["value"] == pytest.approx(inner.threshold.value)

@@ -1,6 +1,6 @@
 """Deployable deep and DLR models: artefacts that ``her2dlr predict`` applies to an image and its lesion.
 
-Three kinds of artefact come from a trained network (see :mod:`her2dlr.learn.artefact`):
+Four artefacts come from a trained network (see :mod:`her2dlr.learn.artefact`):
 
 ``deep_<arch>-signature`` (kind ``deep``)
     The network's own probability of the positive class (seed 002's deep-learning signature),
@@ -11,6 +11,11 @@ Three kinds of artefact come from a trained network (see :mod:`her2dlr.learn.art
     (:func:`her2dlr.deep.dlr.dlr_steps`), fitted on the network's training cases.
 ``late(deep_<arch>-signature,<radiomics>-<clf>)`` (kind ``late``)
     Mean of the signature's and the radiomics model's probabilities (seed 003).
+``deep_<arch>+<radiomics>-fused`` (kind ``late`` or ``stack``)
+    The study's DLR model: early fusion, late fusion or stacking, whichever wins on the deployed
+    network's own inner validation cases (:func:`her2dlr.deep.dlr_fusion.choose_on_inner`), as
+    each outer fold chose its own; the card's ``fusion`` names the choice and every candidate's
+    inner AUC.
 
 Which network is deployed: the hold-out fold's (``RUN/deep/<arch>/holdout``: the card's test
 metrics are then the hold-out's), else the one trained for deployment with ``her2dlr train
@@ -190,4 +195,51 @@ def save_dlr_artefacts(study: Any, *, arch: str = "densenet3block", radiomics: s
     saved = save_stage_artefacts([dlr, rad_res, late], inputs, models_dir, metrics=card_metrics, task=task,
                                  config_hash=chash, rule=rule, radiomics_params=radiomics_params_of(prov),
                                  saved={sig_name: sig_path}, networks={dlr_name: net.path})
-    return [sig_path, *saved]
+    paths = {m: models_dir / artefact_slug(m) for m in (dlr_name, rad_res.model)} | {sig_name: sig_path}
+    fused = _save_fused_artefact(models_dir, folds[scheme], dlr, rad_res, sig_name, paths, arch=arch,
+                                 radiomics_name=rad_name, rule=rule, seed=settings.search_settings().random_state,
+                                 metrics=card_metrics, task=task, config_hash=chash)
+    return [sig_path, *saved, *([fused] if fused is not None else [])]
+
+
+def _save_fused_artefact(models_dir: Path, net: Any, dlr: Any, rad: Any, sig_name: str, paths: Mapping[str, Path], *,
+                         arch: str, radiomics_name: str, rule: Any, seed: int, metrics: pd.DataFrame,
+                         task: Mapping[str, Any], config_hash: str) -> Path | None:
+    """The study's DLR model to deploy, ``deep_<arch>+<radiomics>-fused``: the fusion chosen on the deploy
+    network's own inner validation cases, as every outer fold chose its own.
+
+    ``early`` is saved as a one-component ``late`` artefact over the early-fusion model, ``late``
+    as the mean of the signature and the radiomics model, ``stacking`` as a ``stack`` artefact
+    (intercept and coefficients on the two components' logits, :func:`stacker_on_logits`). None,
+    with a log message, when the network's inner validation cases cannot decide (none listed,
+    or one class only).
+    """
+    import logging
+
+    from her2dlr.deep.dlr_fusion import choose_on_inner, stacker_on_logits
+    from her2dlr.learn.deploy import metrics_of
+
+    name = f"deep_{arch}+{radiomics_name}-fused"
+    fold = str(dlr.predictions["fold"].iloc[0])
+    try:
+        inner = choose_on_inner(dlr, rad, net, fold, threshold=rule, seed=seed)
+    except InputError as err:
+        logging.getLogger(__name__).warning("No deployable %s: %s", name, err)
+        return None
+    chosen = inner.choice.chosen
+    extra: dict[str, Any]
+    if chosen == "early":
+        kind, components, extra = "late", [paths[dlr.model]], {"weights": [1.0]}
+    elif chosen == "late":
+        kind, components, extra = "late", [paths[sig_name], paths[rad.model]], {"weights": [1.0, 1.0]}
+    else:
+        intercept, coef = stacker_on_logits(inner.stacker)
+        kind, components = "stack", [paths[sig_name], paths[rad.model]]
+        extra = {"meta": {"intercept": intercept, "coefficients": {sig_name: float(coef[0]), rad.model: float(coef[1])}}}
+    n_pos = int(inner.y.sum())
+    return save_artefact(
+        models_dir / artefact_slug(name), name=name, kind=kind, threshold=inner.threshold, inputs={},
+        components=components, task=dict(task), config_hash=config_hash, metrics=metrics_of(metrics, name),
+        fusion={"chosen": chosen, "inner_auc": inner.choice.scores, "n_inner": inner.choice.n_inner,
+                "n_inner_positive": n_pos},
+        training={"scheme": fold, "n_cases": len(net.train_cases), "fusion_chosen_on": len(inner.cases)}, **extra)

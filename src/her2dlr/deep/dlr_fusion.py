@@ -38,9 +38,10 @@ import pandas as pd
 from her2dlr.deep.features import FoldFeatures
 from her2dlr.errors import InputError
 from her2dlr.learn.cv import PREDICTION_COLUMNS, CVResult
-from her2dlr.learn.thresholds import ThresholdRule, apply_threshold, choose_threshold
+from her2dlr.learn.thresholds import Threshold, ThresholdRule, apply_threshold, choose_threshold
 
-__all__ = ["FUSIONS", "ChosenFusion", "FusionChoice", "choose_fusion", "make_stacker", "stacking_features"]
+__all__ = ["FUSIONS", "ChosenFusion", "FusionChoice", "InnerChoice", "choose_fusion", "choose_on_inner",
+           "make_stacker", "stacker_on_logits", "stacking_features"]
 
 #: The candidate fusions, in order of preference on a tie.
 FUSIONS = ("early", "late", "stacking")
@@ -129,6 +130,89 @@ def _rows(pred: pd.DataFrame, fold: str, split: str) -> pd.DataFrame:
     return part.set_index(part["case_id"].astype(str))
 
 
+
+@dataclass
+class InnerChoice:
+    """The fusion chosen on one network's inner validation cases, with what applying it needs.
+
+    Attributes
+    ----------
+    choice : FusionChoice
+    cases : list of str
+        The inner validation cases, sorted.
+    y : ndarray
+        Their labels.
+    patients : ndarray
+        Their patient ids.
+    prob : ndarray
+        The chosen fusion's held-out probabilities of those cases.
+    threshold : Threshold
+        Chosen on ``prob`` with the study's rule.
+    stacker : fitted Pipeline or None
+        The stacker fitted on all inner validation cases (``stacking`` only).
+    """
+
+    choice: FusionChoice
+    cases: list[str]
+    y: np.ndarray
+    patients: np.ndarray
+    prob: np.ndarray
+    threshold: Threshold
+    stacker: Any = None
+
+
+def choose_on_inner(early: CVResult, radiomics: CVResult, net: FoldFeatures, fold: str, *,
+                    threshold: ThresholdRule | None = None, stack_folds: int = 5, seed: int = 0) -> InnerChoice:
+    """The fusion with the best AUC on ``net``'s inner validation cases of ``fold`` (see :func:`choose_fusion`).
+
+    Reads only the ``train_oof`` rows of ``fold``; usable for an outer fold and for the network
+    trained for deployment alike.
+
+    Raises
+    ------
+    InputError
+        The network lists no inner validation cases, some lack inner out-of-fold predictions, or
+        they are all of one class.
+    """
+    inner = sorted(net.val_cases)
+    if not inner:
+        raise InputError(f"Fold '{fold}': the network lists no inner validation cases (its checkpoint has no "
+                         "'val_cases'); the fusions cannot be compared on held-out predictions.")
+    e_oof, r_oof = _rows(early.predictions, fold, "train_oof"), _rows(radiomics.predictions, fold, "train_oof")
+    missing = sorted(set(inner) - (set(e_oof.index) & set(r_oof.index)))
+    if missing:
+        raise InputError(f"Fold '{fold}': {len(missing)} inner validation case(s) lack inner out-of-fold "
+                         f"predictions, e.g. {missing[:5]}.")
+    y = e_oof.loc[inner, "label"].to_numpy(dtype=int)
+    if len(np.unique(y)) < 2:
+        raise InputError(f"Fold '{fold}': the network's {len(inner)} inner validation cases are all of one "
+                         "class; the fusions cannot be compared on them.")
+    p_net = net.prob.reindex(inner).to_numpy(dtype=float)
+    p_rad, p_early = r_oof.loc[inner, "prob"].to_numpy(float), e_oof.loc[inner, "prob"].to_numpy(float)
+    X_inner = stacking_features(p_net, p_rad)
+    inner_prob = {"early": p_early, "late": (p_net + p_rad) / 2,
+                  "stacking": _stacking_inner(X_inner, y, stack_folds, seed)}
+    scores = {k: _auc(y, v) if not np.isnan(v).any() else float("nan") for k, v in inner_prob.items()}
+    chosen = max(FUSIONS, key=lambda k: (not np.isnan(scores[k]), scores[k] if not np.isnan(scores[k]) else 0,
+                                         -FUSIONS.index(k)))
+    stacker = make_stacker(seed).fit(X_inner, y) if chosen == "stacking" else None
+    thr = choose_threshold(y, inner_prob[chosen], threshold, source="inner_val")
+    return InnerChoice(FusionChoice(fold, chosen, scores, len(inner)), inner, y,
+                       e_oof.loc[inner, "patient_id"].to_numpy(), inner_prob[chosen], thr, stacker)
+
+
+def stacker_on_logits(stacker: Any) -> tuple[float, np.ndarray]:
+    """A fitted :func:`make_stacker` as ``(intercept, coefficients)`` on the raw logits of (deep, radiomics).
+
+    The z-score folds into the logistic regression: ``b + sum(w_i (z_i - m_i) / s_i)`` =
+    ``(b - sum(w_i m_i / s_i)) + sum((w_i / s_i) z_i)``, so a model artefact of kind ``stack``
+    (intercept + coefficients on its components' logits) reproduces the stacker exactly.
+    """
+    scaler, lr = stacker[0], stacker[-1]
+    w = lr.coef_.ravel() / scaler.scale_
+    return float(lr.intercept_[0] - np.sum(w * scaler.mean_)), w
+
+
 def choose_fusion(early: CVResult, radiomics: CVResult, networks: Mapping[str, FoldFeatures], *,
                   name: str = "dlr-chosen", threshold: ThresholdRule | None = None, stack_folds: int = 5,
                   seed: int = 0) -> ChosenFusion:
@@ -166,45 +250,23 @@ def choose_fusion(early: CVResult, radiomics: CVResult, networks: Mapping[str, F
         if fold not in networks:
             raise InputError(f"No network for outer fold '{fold}'.")
         net = networks[fold]
-        inner = sorted(net.val_cases)
-        if not inner:
-            raise InputError(f"Fold '{fold}': the network lists no inner validation cases (its checkpoint has no "
-                             "'val_cases'); the fusions cannot be compared on held-out predictions.")
-        e_oof, r_oof = _rows(early.predictions, fold, "train_oof"), _rows(radiomics.predictions, fold, "train_oof")
-        missing = sorted(set(inner) - (set(e_oof.index) & set(r_oof.index)))
-        if missing:
-            raise InputError(f"Fold '{fold}': {len(missing)} inner validation case(s) lack inner out-of-fold "
-                             f"predictions, e.g. {missing[:5]}.")
-        y = e_oof.loc[inner, "label"].to_numpy(dtype=int)
-        if len(np.unique(y)) < 2:
-            raise InputError(f"Fold '{fold}': the network's {len(inner)} inner validation cases are all of one "
-                             "class; the fusions cannot be compared on them.")
-        p_net = net.prob.reindex(inner).to_numpy(dtype=float)
-        p_rad, p_early = r_oof.loc[inner, "prob"].to_numpy(float), e_oof.loc[inner, "prob"].to_numpy(float)
-        X_inner = stacking_features(p_net, p_rad)
-        inner_prob = {"early": p_early, "late": (p_net + p_rad) / 2,
-                      "stacking": _stacking_inner(X_inner, y, stack_folds, seed)}
-        scores = {k: _auc(y, v) if not np.isnan(v).any() else float("nan") for k, v in inner_prob.items()}
-        chosen = max(FUSIONS, key=lambda k: (not np.isnan(scores[k]), scores[k] if not np.isnan(scores[k]) else 0,
-                                             -FUSIONS.index(k)))
-        choices.append(FusionChoice(fold, chosen, scores, len(inner)))
-
+        inner = choose_on_inner(early, radiomics, net, fold, threshold=threshold, stack_folds=stack_folds, seed=seed)
+        choices.append(inner.choice)
         e_test, r_test = _rows(early.predictions, fold, "test"), _rows(radiomics.predictions, fold, "test")
         ids = e_test.index.tolist()
-        if chosen == "early":
+        if inner.choice.chosen == "early":
             p_test = e_test["prob"].to_numpy(float)
         else:
             p_net_test = net.prob.reindex(ids).to_numpy(dtype=float)
             p_rad_test = r_test.loc[ids, "prob"].to_numpy(float)
-            if chosen == "late":
+            if inner.choice.chosen == "late":
                 p_test = (p_net_test + p_rad_test) / 2
             else:
-                model = make_stacker(seed).fit(X_inner, y)
-                p_test = model.predict_proba(stacking_features(p_net_test, p_rad_test))[:, 1]
-        thr = choose_threshold(y, inner_prob[chosen], threshold, source="inner_val")
+                p_test = inner.stacker.predict_proba(stacking_features(p_net_test, p_rad_test))[:, 1]
+        thr = inner.threshold
         for split, case_ids, prob, labels, patients in (
                 ("test", ids, p_test, e_test["label"].to_numpy(), e_test["patient_id"].to_numpy()),
-                ("train_oof", inner, inner_prob[chosen], y, e_oof.loc[inner, "patient_id"].to_numpy())):
+                ("train_oof", inner.cases, inner.prob, inner.y, inner.patients)):
             frames.append(pd.DataFrame({
                 "case_id": case_ids, "patient_id": patients, "model": name, "fold": fold, "split": split,
                 "prob": prob, "class": apply_threshold(prob, thr), "label": labels, "threshold": thr.value}))
