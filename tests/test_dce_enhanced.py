@@ -176,6 +176,25 @@ def test_folder_discovery_takes_an_enhanced_file_as_one_series_beside_classic_st
     assert read_dce_study(enhanced).layout == "enhanced-multi-phase-series"
 
 
+def test_dynamics_stored_as_one_enhanced_series_per_phase(studies, tmp_path: Path) -> None:
+    """One enhanced file per dynamic, each its own series (as some scanners export): phases by series, in time order."""
+    source = pydicom.dcmread(studies["enhanced-temporal-index"][0] / "IM00000")
+    pixels = _frames(source)
+    (tmp_path / "split").mkdir()
+    for k, series_number in zip(range(1, N_PHASES + 1), (12, 10, 11)):  # series numbers not in time order
+        keep = [i for i in range(int(source.NumberOfFrames)) if int(_content(source, i).TemporalPositionIndex) == k]
+        ds = pydicom.dcmread(studies["enhanced-temporal-index"][0] / "IM00000")
+        ds.PerFrameFunctionalGroupsSequence = Sequence([source.PerFrameFunctionalGroupsSequence[i] for i in keep])
+        ds.PixelData, ds.NumberOfFrames = np.ascontiguousarray(pixels[keep]).tobytes(), len(keep)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesNumber = generate_uid(), generate_uid(), series_number
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(tmp_path / "split" / f"dyn{series_number}.dcm")
+    dce = read_dce_folder(tmp_path / "split")
+    assert (dce.layout, dce.split_tag, dce.order_tag, dce.n_series) == (
+        "enhanced-series-per-phase", "SeriesInstanceUID", "TemporalPositionIndex", 3)
+    _assert_same(dce, read_dce_folder(studies["temporal-position"][0]))
+
+
 # --------------------------------------------------------------------------- bad input
 def _drop_one_frame_of_phase_2(ds: Dataset) -> list[int]:
     n = int(ds.NumberOfFrames)
