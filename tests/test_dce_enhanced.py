@@ -4,6 +4,7 @@ bad input named by file and frame, and no identifying attribute in any output.""
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 from collections.abc import Callable
@@ -162,6 +163,19 @@ def test_phases_are_split_by_whichever_temporal_attribute_the_frames_fill(studie
         np.testing.assert_array_equal(sitk.GetArrayFromImage(x), sitk.GetArrayFromImage(y))
     if tag != "DimensionIndexValues":
         assert dce.time_tag == tag and dce.times_s == [0.0, 61.0, 122.0]
+
+
+def test_acquisition_times_that_differ_slice_by_slice_split_into_blocks_of_whole_volumes(studies, tmp_path) -> None:
+    path = _enhanced_file(studies, "enhanced-datetime", tmp_path)
+    ds = pydicom.dcmread(path)
+    for item in ds.PerFrameFunctionalGroupsSequence:  # 2D multi-slice: slice z acquired 1.5 s after slice z - 1
+        content, z = item.FrameContentSequence[0], int(item.FrameContentSequence[0].DimensionIndexValues) - 1
+        stamp = datetime.datetime.strptime(content.FrameAcquisitionDateTime, "%Y%m%d%H%M%S.%f")
+        content.FrameAcquisitionDateTime = (stamp + datetime.timedelta(seconds=1.5 * z)).strftime("%Y%m%d%H%M%S.%f")
+    ds.save_as(path)
+    dce = read_dce_folder(path.parent)
+    assert dce.split_tag == "FrameAcquisitionDateTime (blocks)" and dce.order_tag == "FrameAcquisitionDateTime"
+    _assert_same(dce, read_dce_folder(studies["temporal-position"][0]))
 
 
 def test_folder_discovery_takes_an_enhanced_file_as_one_series_beside_classic_studies(studies, tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ Vendors store a dynamic acquisition in one of two ways, and fill different tags:
   the first that every phase fills with distinct values);
 * one series holding every phase (several slices share a position; the phases are told apart
   by the first of :data:`~her2dlr.io.dicom_series.TEMPORAL_TAGS` whose values split the slices
-  into complete volumes).
+  into complete volumes; acquisition times that differ slice by slice are cut into consecutive
+  blocks of complete volumes).
 
 Both may mix (a pre-contrast series plus a multi-phase post-contrast series). An enhanced
 multi-frame file (Enhanced MR, one file per series) is read frame by frame and then split the
@@ -35,6 +36,7 @@ import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -148,9 +150,31 @@ def _has_repeated_positions(slices: list[SliceHeader]) -> bool:
     return len(np.unique(positions)) < len(positions)
 
 
+def _time_blocks(slices: list[SliceHeader], tag: str, n_positions: int) -> list[list[SliceHeader]] | None:
+    """Phases as consecutive blocks in time, for acquisition times that differ slice by slice (2D multi-slice).
+
+    Sorted by time, every block of ``n_positions`` slices must hold each position once and end
+    before the next block starts; otherwise None.
+    """
+    if len(slices) % n_positions:
+        return None
+    ordered = sorted(slices, key=lambda s: s.temporal[tag])
+    blocks = [ordered[i:i + n_positions] for i in range(0, len(ordered), n_positions)]
+    if any(_has_repeated_positions(block) for block in blocks):
+        return None
+    if any(a[-1].temporal[tag] >= b[0].temporal[tag] for a, b in pairwise(blocks)):
+        return None
+    return blocks
+
+
 def _split_multiphase(slices: list[SliceHeader], what: str) -> tuple[list[list[SliceHeader]], str]:
-    """Split one series holding several phases by the first temporal tag that yields whole volumes."""
+    """Split one series holding several phases by the first temporal tag that yields whole volumes.
+
+    A time tag with more values than there can be phases (a time per slice) splits the series
+    into consecutive blocks of whole volumes instead (recorded as ``<tag> (blocks)``).
+    """
     n_positions = len(np.unique(np.round(slice_positions(slices), 3)))
+    n_phases = -(-len(slices) // n_positions)
     tried = []
     for tag in TEMPORAL_TAGS:
         if not all(tag in s.temporal for s in slices):
@@ -163,6 +187,12 @@ def _split_multiphase(slices: list[SliceHeader], what: str) -> tuple[list[list[S
             continue
         sizes = {value: len(members) for value, members in groups.items()}
         if all(not _has_repeated_positions(members) for members in groups.values()):
+            if len(groups) > n_phases and tag in TIME_TAGS:
+                blocks = _time_blocks(slices, tag, n_positions)
+                if blocks is not None:
+                    return blocks, f"{tag} (blocks)"
+                tried.append(f"{tag} ({len(groups)} values, not in blocks of whole volumes)")
+                continue
             if len(set(sizes.values())) > 1:
                 shown = ", ".join(f"{tag}={v:g}: {n} slices" for v, n in sorted(sizes.items()))
                 raise InputError(f"{what}: phases of different sizes ({shown}); every phase needs all "

@@ -33,8 +33,8 @@ Vendor-like layouts (:data:`LAYOUTS`)
 
 What it cannot show: real scanners' bias fields, motion between phases, fat suppression,
 partial-volume effects at real lesion margins, or how HER2 status actually shapes kinetics; nor
-the private tags, compressed transfer syntaxes and per-slice acquisition times of real vendors'
-enhanced files (every frame of a phase here has one acquisition time).
+the private tags and compressed transfer syntaxes of real vendors' enhanced files, or 2D
+multi-slice timing (every slice of a phase here has one acquisition time).
 """
 
 from __future__ import annotations
