@@ -77,7 +77,8 @@ def test_manifest_rows_are_pseudonymous_volumes_with_the_phase_split_recorded(bu
     assert sorted(manifest["label"].dropna().astype(int).value_counts().tolist()) == [5, 5]
     qc = pd.read_csv(paths.qc_table)
     expected = {"series-per-phase": "AcquisitionNumber", "temporal-position": "TemporalPositionIdentifier",
-                "trigger-time": "TriggerTime", "acquisition-time": "AcquisitionTime"}
+                "trigger-time": "TriggerTime", "acquisition-time": "AcquisitionTime",
+                "enhanced-temporal-index": "TemporalPositionIndex", "enhanced-datetime": "FrameAcquisitionDateTime"}
     assert sorted(qc["dce_order_tag"]) == sorted(expected[layout] for layout in truth["layout"])
     assert (qc["dce_n_phases"] == 3).all() and qc["dce_phase"].str.startswith("post").all()
 

@@ -24,6 +24,8 @@ EXPECTED_TAGS = {  # layout -> (dce_layout, split tag, order tag)
     "temporal-position": ("multi-phase-series", "TemporalPositionIdentifier", "TemporalPositionIdentifier"),
     "trigger-time": ("multi-phase-series", "TriggerTime", "TriggerTime"),
     "acquisition-time": ("series-per-phase", "SeriesInstanceUID", "AcquisitionTime"),
+    "enhanced-temporal-index": ("enhanced-multi-phase-series", "TemporalPositionIndex", "TemporalPositionIndex"),
+    "enhanced-datetime": ("enhanced-multi-phase-series", "FrameAcquisitionDateTime", "FrameAcquisitionDateTime"),
 }
 
 

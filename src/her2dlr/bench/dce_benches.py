@@ -1,7 +1,8 @@
 """DCE-MRI benchmarks on synthetic studies written as real DICOM files.
 
 ``her2dlr bench dce-series [--data ../shared/data/mri-breast1] [--quick]``
-    Simulated studies (:mod:`her2dlr.io.synthetic_dce`) in each vendor-like layout, with the
+    Simulated studies (:mod:`her2dlr.io.synthetic_dce`) in each vendor-like layout (four of
+    classic one-slice files, two of one Enhanced MR multi-frame file per study), with the
     real breast volume of ``--data`` as background when given. Metrics:
     ``phases_correct`` (share of studies split into the simulated phases, voxel for voxel, in
     time order with the right roles; must be 1.0), ``geometry_max_error_mm`` (largest distance
@@ -12,7 +13,8 @@
 
 ``her2dlr bench mri-speed [--data ../shared/data/mri-breast1] [--quick]``
     Seconds per volume: ``read_and_split_s`` (finding the series, reading four phases and
-    splitting them), ``kinetic_maps_s`` and ``radiomics_mri3d_s`` (the shipped ``mri3d`` set on
+    splitting them; median over all layouts, with the medians of the classic one-slice-per-file
+    layouts and of the enhanced multi-frame ones as ``classic_s`` / ``enhanced_s``), ``kinetic_maps_s`` and ``radiomics_mri3d_s`` (the shipped ``mri3d`` set on
     the third post-contrast phase with the lesion mask, one process).
 """
 
@@ -79,7 +81,8 @@ def _phases_match(dce: Any, simulated: list[np.ndarray]) -> bool:
         np.array_equal(sitk.GetArrayViewFromImage(p), s.astype(np.float32)) for p, s in zip(dce.phases, simulated))
 
 
-@register("dce-series", "DICOM DCE phase split in 4 vendor layouts: phases_correct (must be 1), geometry error, PHI leaks (must be 0)")
+@register("dce-series", f"DICOM DCE phase split in {len(LAYOUTS)} vendor layouts (classic and enhanced multi-frame): "
+                        "phases_correct (must be 1), geometry error, PHI leaks (must be 0)")
 def dce_series(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     import pydicom
 
@@ -174,7 +177,10 @@ def mri_speed(opts: BenchOptions) -> Iterator[dict[str, Any]]:
             n_features = len(features)
     size = "x".join(str(s) for s in dce.phases[0].GetSize())
     common = {"n": n_cases, "volume": size, "phases": int(truth["n_phases"][0]), "background": source}
-    yield result("mri-speed", "read_and_split_s", round(float(np.median(read_s)), 4), **common,
+    enhanced = truth["layout"].str.startswith("enhanced-").to_numpy()
+    by_kind = {f"{kind}_s": round(float(np.median(np.asarray(read_s)[chosen])), 4)
+               for kind, chosen in (("classic", ~enhanced), ("enhanced", enhanced)) if chosen.any()}
+    yield result("mri-speed", "read_and_split_s", round(float(np.median(read_s)), 4), **common, **by_kind,
                  seconds=round(float(np.sum(read_s)), 2))
     yield result("mri-speed", "kinetic_maps_s", round(float(np.median(maps_s)), 4), **common)
     yield result("mri-speed", "radiomics_mri3d_s", round(float(np.median(radiomics_s)), 3), **common,

@@ -7,9 +7,14 @@ Vendors store a dynamic acquisition in one of two ways, and fill different tags:
   the first that every phase fills with distinct values);
 * one series holding every phase (several slices share a position; the phases are told apart
   by the first of :data:`~her2dlr.io.dicom_series.TEMPORAL_TAGS` whose values split the slices
-  into complete volumes).
+  into complete volumes; acquisition times that differ slice by slice are cut into consecutive
+  blocks of complete volumes).
 
-Both may mix (a pre-contrast series plus a multi-phase post-contrast series). The first
+Both may mix (a pre-contrast series plus a multi-phase post-contrast series). An enhanced
+multi-frame file (Enhanced MR, one file per series) is read frame by frame and then split the
+same way, by the temporal attributes of its per-frame functional groups (TemporalPositionIndex,
+a temporal DimensionIndexValues entry, FrameAcquisitionDateTime, TriggerTime ...); its layout
+is recorded as ``enhanced-`` + the layout above. The first
 ``n_pre`` phases in time are pre-contrast (role ``pre``), the rest ``post1`` .. ``postN``.
 A 4D NIfTI / NRRD is split along its fourth axis.
 
@@ -31,6 +36,7 @@ import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +68,12 @@ __all__ = [
 ]
 
 KINETIC_MAPS: tuple[str, ...] = ("subtraction", "wash_in", "ser", "ttp")
-ORDER_TAGS: tuple[str, ...] = ("TemporalPositionIdentifier", "TriggerTime", "AcquisitionTime", "AcquisitionNumber",
-                               "SeriesNumber")
+ORDER_TAGS: tuple[str, ...] = ("TemporalPositionIdentifier", "TemporalPositionIndex", "DimensionIndexValues",
+                               "TriggerTime", "NominalCardiacTriggerDelayTime", "TemporalPositionTimeOffset",
+                               "FrameAcquisitionDateTime", "AcquisitionTime", "AcquisitionNumber", "SeriesNumber")
+TIME_TAGS: tuple[str, ...] = ("TriggerTime", "NominalCardiacTriggerDelayTime", "TemporalPositionTimeOffset",
+                              "FrameAcquisitionDateTime", "AcquisitionTime")
+"""Tags that give the phases' acquisition times (seconds), in the order they are tried."""
 _RULE = re.compile(r"^(pre|post(\d+)|last|peak)$")
 
 
@@ -82,7 +92,8 @@ class DcePhases:
     times_s : list of float or None
         Acquisition time of each phase relative to the first (seconds), None when no tag gives it.
     layout : str
-        ``series-per-phase``, ``multi-phase-series``, ``mixed`` or ``4d-volume``.
+        ``series-per-phase``, ``multi-phase-series``, ``mixed`` or ``4d-volume``; prefixed with
+        ``enhanced-`` when the slices are frames of enhanced multi-frame files.
     split_tag : str
         What told the phases apart (``SeriesInstanceUID`` or a temporal tag, ``axis 4`` for 4D files).
     order_tag : str
@@ -139,9 +150,31 @@ def _has_repeated_positions(slices: list[SliceHeader]) -> bool:
     return len(np.unique(positions)) < len(positions)
 
 
+def _time_blocks(slices: list[SliceHeader], tag: str, n_positions: int) -> list[list[SliceHeader]] | None:
+    """Phases as consecutive blocks in time, for acquisition times that differ slice by slice (2D multi-slice).
+
+    Sorted by time, every block of ``n_positions`` slices must hold each position once and end
+    before the next block starts; otherwise None.
+    """
+    if len(slices) % n_positions:
+        return None
+    ordered = sorted(slices, key=lambda s: s.temporal[tag])
+    blocks = [ordered[i:i + n_positions] for i in range(0, len(ordered), n_positions)]
+    if any(_has_repeated_positions(block) for block in blocks):
+        return None
+    if any(a[-1].temporal[tag] >= b[0].temporal[tag] for a, b in pairwise(blocks)):
+        return None
+    return blocks
+
+
 def _split_multiphase(slices: list[SliceHeader], what: str) -> tuple[list[list[SliceHeader]], str]:
-    """Split one series holding several phases by the first temporal tag that yields whole volumes."""
+    """Split one series holding several phases by the first temporal tag that yields whole volumes.
+
+    A time tag with more values than there can be phases (a time per slice) splits the series
+    into consecutive blocks of whole volumes instead (recorded as ``<tag> (blocks)``).
+    """
     n_positions = len(np.unique(np.round(slice_positions(slices), 3)))
+    n_phases = -(-len(slices) // n_positions)
     tried = []
     for tag in TEMPORAL_TAGS:
         if not all(tag in s.temporal for s in slices):
@@ -154,6 +187,12 @@ def _split_multiphase(slices: list[SliceHeader], what: str) -> tuple[list[list[S
             continue
         sizes = {value: len(members) for value, members in groups.items()}
         if all(not _has_repeated_positions(members) for members in groups.values()):
+            if len(groups) > n_phases and tag in TIME_TAGS:
+                blocks = _time_blocks(slices, tag, n_positions)
+                if blocks is not None:
+                    return blocks, f"{tag} (blocks)"
+                tried.append(f"{tag} ({len(groups)} values, not in blocks of whole volumes)")
+                continue
             if len(set(sizes.values())) > 1:
                 shown = ", ".join(f"{tag}={v:g}: {n} slices" for v, n in sorted(sizes.items()))
                 raise InputError(f"{what}: phases of different sizes ({shown}); every phase needs all "
@@ -185,7 +224,7 @@ def _order(phases: list[list[SliceHeader]], what: str) -> tuple[list[list[SliceH
 
 
 def _times(phases: list[list[SliceHeader]]) -> tuple[list[float | None], str | None]:
-    for tag in ("TriggerTime", "AcquisitionTime"):
+    for tag in TIME_TAGS:
         values = [_phase_value(p, tag) for p in phases]
         if None not in values and len(set(values)) == len(values):
             t0 = values[0]
@@ -205,7 +244,7 @@ def _check_same_grid(phases: list[list[SliceHeader]], what: str) -> None:
             shape = f"{grid[2]}x{grid[1]}x{grid[0]}"
             first = f"{reference[0][2]}x{reference[0][1]}x{reference[0][0]}"
             raise InputError(f"{what}: phases of different sizes or positions (phase {reference[2]} is {first}, "
-                             f"phase {k} is {shape} voxels, from {members[0].path.name}); all phases must share one grid.")
+                             f"phase {k} is {shape} voxels, from {members[0].name}); all phases must share one grid.")
 
 
 def read_dce_study(
@@ -243,13 +282,17 @@ def read_dce_study(
     split_tags = []
     for members in series.values():
         if _has_repeated_positions(members):
-            parts, tag = _split_multiphase(members, f"{what}, series {members[0].series_number}")
+            files = {s.path for s in members}
+            in_file = f", file {members[0].path.name}" if len(files) == 1 else ""
+            parts, tag = _split_multiphase(members, f"{what}, series {members[0].series_number}{in_file}")
             phases += parts
             split_tags.append(tag)
         else:
             phases.append(members)
     multi = len(split_tags) > 0
     layout = ("multi-phase-series" if len(series) == 1 else "mixed") if multi else "series-per-phase"
+    if any(s.frame is not None for members in series.values() for s in members):
+        layout = f"enhanced-{layout}"
     split_tag = ("+".join(dict.fromkeys(split_tags)) if len(series) == 1 else
                  "SeriesInstanceUID" + "".join(f"+{t}" for t in dict.fromkeys(split_tags)))
     if len(phases) < 2:

@@ -36,7 +36,7 @@ PHI_KEYWORDS: tuple[str, ...] = (
     "OperatorsName", "PhysiciansOfRecord", "RequestingPhysician", "StationName", "DeviceSerialNumber",
     "StudyID", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "StudyTime", "SeriesTime",
     "ContentTime", "AcquisitionDateTime", "StudyDescription", "SeriesDescription",
-    "RequestAttributesSequence", "ProtocolName", "ImageComments",
+    "RequestAttributesSequence", "ProtocolName", "ImageComments", "FrameComments",
 )
 """DICOM keywords (PS3.15 Table E.1-1, basic profile) that never leave a reader of this package."""
 
@@ -97,6 +97,8 @@ def load_or_create_key(path: str | os.PathLike[str]) -> bytes:
 def phi_values(dataset: object) -> list[str]:
     """The non-empty string values of the :data:`PHI_KEYWORDS` attributes a pydicom dataset holds.
 
+    Items of every sequence are searched too (an enhanced multi-frame file may repeat identifiers
+    in its functional groups; a sequence such as OtherPatientIDsSequence holds them in items).
     Used by tests and benchmarks to search outputs for anything identifying.
     """
     values = []
@@ -107,12 +109,20 @@ def phi_values(dataset: object) -> list[str]:
         text = str(value).strip()
         if text:
             values.append(text)
+    for element in dataset:  # type: ignore[attr-defined]
+        if element.VR == "SQ":
+            for item in element.value or []:
+                values += [v for v in phi_values(item) if v not in values]
     return values
 
 
 def strip_identifiers(dataset: object) -> object:
-    """Remove every :data:`PHI_KEYWORDS` attribute from a pydicom dataset, in place, and return it."""
+    """Remove every :data:`PHI_KEYWORDS` attribute from a pydicom dataset and its sequences' items, in place; return it."""
     for keyword in PHI_KEYWORDS:
         if keyword in dataset:  # type: ignore[operator]
             delattr(dataset, keyword)
+    for element in dataset:  # type: ignore[attr-defined]
+        if element.VR == "SQ":
+            for item in element.value or []:
+                strip_identifiers(item)
     return dataset

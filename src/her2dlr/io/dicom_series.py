@@ -7,6 +7,10 @@ spacing is the distance between neighbouring positions. The volume's SimpleITK d
 the row direction, the column direction and the normal as its columns, its origin is the
 position of the first slice along the normal.
 
+An enhanced multi-frame file (Enhanced MR: one file per series, often every dynamic in it)
+gives one :class:`SliceHeader` per frame, its geometry and timing taken from the functional
+groups (:mod:`her2dlr.io.enhanced_mr`); from there on its frames are slices like any other.
+
 Headers are read with pydicom, pixel data only when a volume is built. Nothing identifying
 leaves this module: the patient id is turned into a pseudonym (:mod:`her2dlr.io.deid`) as
 the header is read.
@@ -27,6 +31,8 @@ from pydicom.errors import InvalidDicomError
 
 from her2dlr.errors import InputError
 from her2dlr.io.deid import pseudonym
+from her2dlr.io.dicom_time import classic_temporal_values
+from her2dlr.io.enhanced_mr import frame_geometries, is_enhanced, read_frames
 
 __all__ = [
     "TEMPORAL_TAGS",
@@ -38,8 +44,16 @@ __all__ = [
     "stack_slices",
 ]
 
-TEMPORAL_TAGS: tuple[str, ...] = ("TemporalPositionIdentifier", "TriggerTime", "AcquisitionTime", "AcquisitionNumber")
-"""Tags that may tell the phases of a dynamic series apart, in the order they are tried."""
+TEMPORAL_TAGS: tuple[str, ...] = (
+    "TemporalPositionIdentifier", "TemporalPositionIndex", "DimensionIndexValues", "FrameAcquisitionDateTime",
+    "TriggerTime", "NominalCardiacTriggerDelayTime", "TemporalPositionTimeOffset", "AcquisitionTime",
+    "AcquisitionNumber",
+)
+"""Tags that may tell the phases of a dynamic series apart, in the order they are tried.
+
+Classic files fill TemporalPositionIdentifier, TriggerTime, AcquisitionTime or AcquisitionNumber;
+the others come from the per-frame functional groups of enhanced files (see
+:mod:`her2dlr.io.enhanced_mr`; ``DimensionIndexValues`` is the entry of a temporal dimension)."""
 
 SPACING_TOLERANCE = 0.01
 """Largest relative deviation of a slice gap from the median gap before the series is refused."""
@@ -54,7 +68,10 @@ class SliceHeader:
 
     ``patient`` and ``study`` are pseudonyms; ``temporal`` holds the numeric value of each
     :data:`TEMPORAL_TAGS` tag the file fills (TriggerTime and AcquisitionTime in seconds;
-    AcquisitionTime as seconds since midnight, used only for differences).
+    AcquisitionTime as seconds since midnight, FrameAcquisitionDateTime as seconds since 1970,
+    both used only for differences). ``frame`` is the frame's index (from 0) in an enhanced
+    multi-frame file, None for a classic one-slice file; ``rescale`` is that frame's
+    (slope, intercept).
     """
 
     path: Path
@@ -72,6 +89,13 @@ class SliceHeader:
     pixel_spacing: tuple[float, float]
     temporal: dict[str, float]
     instance_number: int | None
+    frame: int | None = None
+    rescale: tuple[float, float] = (1.0, 0.0)
+
+    @property
+    def name(self) -> str:
+        """How messages name the slice: the file name, plus the frame number (from 1) for a multi-frame file."""
+        return self.path.name if self.frame is None else f"{self.path.name} frame {self.frame + 1}"
 
     @property
     def normal(self) -> np.ndarray:
@@ -99,38 +123,6 @@ class StudyFiles:
         return dict(sorted(groups.items(), key=lambda kv: (kv[1][0].series_number or 0, kv[0])))
 
 
-def _seconds_of_day(value: str) -> float | None:
-    text = str(value).strip()
-    if len(text) < 2 or not text[:2].isdigit():
-        return None
-    try:
-        hours = int(text[0:2])
-        minutes = int(text[2:4]) if len(text) >= 4 else 0
-        seconds = float(text[4:]) if len(text) > 4 else 0.0
-    except ValueError:
-        return None
-    return hours * 3600.0 + minutes * 60.0 + seconds
-
-
-def _temporal_values(ds: pydicom.Dataset) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for tag in TEMPORAL_TAGS:
-        value = ds.get(tag)
-        if value is None or str(value).strip() == "":
-            continue
-        if tag == "AcquisitionTime":
-            seconds = _seconds_of_day(value)
-            if seconds is not None:
-                out[tag] = seconds
-            continue
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
-        out[tag] = number / 1000.0 if tag == "TriggerTime" else number
-    return out
-
-
 def _floats(ds: pydicom.Dataset, keyword: str, n: int, path: Path) -> tuple[float, ...]:
     value = ds.get(keyword)
     try:
@@ -143,34 +135,46 @@ def _floats(ds: pydicom.Dataset, keyword: str, n: int, path: Path) -> tuple[floa
     return numbers
 
 
-def _header(path: Path, ds: pydicom.Dataset, key: bytes) -> SliceHeader:
+def _headers(path: Path, ds: pydicom.Dataset, key: bytes) -> list[SliceHeader]:
+    """One header per image of the file: the file itself, or each frame of an enhanced multi-frame file."""
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     if "PixelData" not in ds and "FloatPixelData" not in ds:
-        raise InputError(f"DICOM file {path} is an image ({ds.get('Rows')}x{ds.get('Columns')}) without pixel data; "
-                         "the export is incomplete. Export the series again or remove the file.")
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise InputError(f"DICOM file {path} holds {ds.NumberOfFrames} frames (enhanced multi-frame MR); only "
-                         "classic one-slice-per-file series are read. Convert it (e.g. `dcm2niix`) to a 4D NIfTI.")
+        frames = f", {n_frames} frames" if n_frames > 1 else ""
+        raise InputError(f"DICOM file {path} is an image ({ds.get('Rows')}x{ds.get('Columns')}{frames}) without pixel "
+                         "data; the export is incomplete. Export the series again or remove the file.")
+    if n_frames > 1 and not is_enhanced(ds):
+        raise InputError(f"DICOM file {path} holds {ds.NumberOfFrames} frames but no per-frame functional groups "
+                         "(PerFrameFunctionalGroupsSequence), so its frames' geometry is unknown; only classic "
+                         "one-slice files and enhanced multi-frame files are read. Convert it (e.g. `dcm2niix`) "
+                         "to a 4D NIfTI.")
     patient_id = str(ds.get("PatientID", "") or ds.get("PatientName", "") or ds.get("StudyInstanceUID", ""))
     study_uid = str(ds.get("StudyInstanceUID", ""))
     series_number = ds.get("SeriesNumber")
     instance = ds.get("InstanceNumber")
-    return SliceHeader(
-        path=path,
-        patient=pseudonym(patient_id, key, prefix="patient"),
-        study=pseudonym(f"{patient_id}|{study_uid}", key, prefix="case"),
-        series_uid=str(ds.get("SeriesInstanceUID", "")),
-        series_number=int(series_number) if series_number not in (None, "") else None,
-        description=str(ds.get("SeriesDescription", "")),
-        modality=str(ds.get("Modality", "")),
-        manufacturer=str(ds.get("Manufacturer", "")),
-        rows=int(ds.Rows),
-        columns=int(ds.Columns),
+    common = {
+        "path": path,
+        "patient": pseudonym(patient_id, key, prefix="patient"),
+        "study": pseudonym(f"{patient_id}|{study_uid}", key, prefix="case"),
+        "series_uid": str(ds.get("SeriesInstanceUID", "")),
+        "series_number": int(series_number) if series_number not in (None, "") else None,
+        "description": str(ds.get("SeriesDescription", "")),
+        "modality": str(ds.get("Modality", "")),
+        "manufacturer": str(ds.get("Manufacturer", "")),
+        "rows": int(ds.Rows),
+        "columns": int(ds.Columns),
+        "instance_number": int(instance) if instance not in (None, "") else None,
+    }
+    if is_enhanced(ds):
+        return [SliceHeader(**common, position=f.position, orientation=f.orientation,  # type: ignore[arg-type]
+                            pixel_spacing=f.pixel_spacing, temporal=f.temporal, frame=f.index, rescale=f.rescale)
+                for f in frame_geometries(ds, path)]
+    return [SliceHeader(
+        **common,  # type: ignore[arg-type]
         position=_floats(ds, "ImagePositionPatient", 3, path),  # type: ignore[arg-type]
         orientation=_floats(ds, "ImageOrientationPatient", 6, path),  # type: ignore[arg-type]
         pixel_spacing=_floats(ds, "PixelSpacing", 2, path),  # type: ignore[arg-type]
-        temporal=_temporal_values(ds),
-        instance_number=int(instance) if instance not in (None, "") else None,
-    )
+        temporal=classic_temporal_values(ds),
+    )]
 
 
 def read_slice_headers(
@@ -189,7 +193,7 @@ def read_slice_headers(
     Returns
     -------
     slices : list of SliceHeader
-        One per image file, in path order.
+        One per image file (one per frame of an enhanced multi-frame file), in path order.
     skipped : list of Path
         Files that are not DICOM, or DICOM without an image (DICOMDIR, reports, RT plans).
 
@@ -214,14 +218,15 @@ def read_slice_headers(
         if media_class == _MEDIA_STORAGE_DIRECTORY or "Rows" not in ds:
             skipped.append(path)
             continue
-        slices.append(_header(path, ds, key))
+        slices += _headers(path, ds, key)
     return slices, skipped
 
 
 def find_studies(root: str | os.PathLike[str], *, key: bytes | None = None) -> list[StudyFiles]:
     """Find the studies (one patient, one StudyInstanceUID each) under ``root``.
 
-    Files may be spread over any folder tree. A single folder holding the files of two
+    Files may be spread over any folder tree; an enhanced multi-frame file is a series of its
+    own (possibly every phase of a dynamic study). A single folder holding the files of two
     patients is refused: that is a misfiled export, and splitting it silently would hide it.
 
     Returns
@@ -266,14 +271,14 @@ def _check_same_plane(slices: list[SliceHeader], what: str) -> None:
     first = slices[0]
     for s in slices[1:]:
         if (s.rows, s.columns) != (first.rows, first.columns):
-            raise InputError(f"{what}: slice {s.path.name} is {s.columns}x{s.rows} pixels but {first.path.name} is "
+            raise InputError(f"{what}: slice {s.name} is {s.columns}x{s.rows} pixels but {first.name} is "
                              f"{first.columns}x{first.rows}; one volume needs one matrix size.")
         if not np.allclose(s.orientation, first.orientation, atol=1e-3):
-            raise InputError(f"{what}: slice {s.path.name} has orientation {s.orientation}, unlike {first.path.name} "
+            raise InputError(f"{what}: slice {s.name} has orientation {s.orientation}, unlike {first.name} "
                              f"{first.orientation}; the series mixes planes.")
         if not np.allclose(s.pixel_spacing, first.pixel_spacing, rtol=1e-4):
-            raise InputError(f"{what}: slice {s.path.name} has pixel spacing {s.pixel_spacing}, unlike "
-                             f"{first.path.name} {first.pixel_spacing}.")
+            raise InputError(f"{what}: slice {s.name} has pixel spacing {s.pixel_spacing}, unlike "
+                             f"{first.name} {first.pixel_spacing}.")
 
 
 def ordered_slices(slices: list[SliceHeader], what: str) -> tuple[list[SliceHeader], float]:
@@ -294,7 +299,7 @@ def ordered_slices(slices: list[SliceHeader], what: str) -> tuple[list[SliceHead
     gaps = np.diff(positions[order])
     if (gaps < 1e-4).any():
         k = int(np.argmax(gaps < 1e-4))
-        raise InputError(f"{what}: slices {ordered[k].path.name} and {ordered[k + 1].path.name} lie at the same "
+        raise InputError(f"{what}: slices {ordered[k].name} and {ordered[k + 1].name} lie at the same "
                          f"position ({positions[order][k]:.3f} mm along the normal); the series holds several phases "
                          "or duplicated files.")
     median = float(np.median(gaps))
@@ -302,8 +307,8 @@ def ordered_slices(slices: list[SliceHeader], what: str) -> tuple[list[SliceHead
     if len(bad):
         k = int(bad[0])
         raise InputError(
-            f"{what}: uneven slice spacing ({gaps[k]:.3f} mm between {ordered[k].path.name} and "
-            f"{ordered[k + 1].path.name}, median {median:.3f} mm; {len(bad)} uneven gap(s) of {len(gaps)}). "
+            f"{what}: uneven slice spacing ({gaps[k]:.3f} mm between {ordered[k].name} and "
+            f"{ordered[k + 1].name}, median {median:.3f} mm; {len(bad)} uneven gap(s) of {len(gaps)}). "
             "A slice is probably missing; export the complete series.")
     return ordered, median
 
@@ -317,6 +322,23 @@ def _pixels(path: Path) -> np.ndarray:
     slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
     return arr * slope + intercept
+
+
+def _slice_pixels(ordered: list[SliceHeader]) -> np.ndarray:
+    """The rescaled float32 pixels of the slices, stacked in their order (each multi-frame file decoded once)."""
+    planes: list[np.ndarray | None] = [None] * len(ordered)
+    frames_by_file: dict[Path, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, s in enumerate(ordered):
+        if s.frame is None:
+            planes[i] = _pixels(s.path)
+        else:
+            frames_by_file[s.path][s.frame].append(i)
+    for path, wanted in frames_by_file.items():
+        for frame, stored in read_frames(path, list(wanted)):
+            for i in wanted[frame]:
+                slope, intercept = ordered[i].rescale
+                planes[i] = stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    return np.stack(planes)  # type: ignore[arg-type]
 
 
 def stack_slices(slices: list[SliceHeader], *, what: str = "series") -> sitk.Image:
@@ -336,7 +358,7 @@ def stack_slices(slices: list[SliceHeader], *, what: str = "series") -> sitk.Ima
     """
     ordered, gap = ordered_slices(slices, what)
     first = ordered[0]
-    volume = np.stack([_pixels(s.path) for s in ordered])
+    volume = _slice_pixels(ordered)
     image = sitk.GetImageFromArray(volume)
     row_dir, col_dir = np.asarray(first.orientation[:3]), np.asarray(first.orientation[3:])
     normal = first.normal

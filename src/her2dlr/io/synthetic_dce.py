@@ -26,9 +26,15 @@ Vendor-like layouts (:data:`LAYOUTS`)
 ``temporal-position``   one series of all phases with TemporalPositionIdentifier and AcquisitionTime
 ``trigger-time``        one series of all phases with TriggerTime only (AcquisitionNumber constant)
 ``acquisition-time``    one series per phase with shuffled SeriesNumbers, ordered by AcquisitionTime only
+``enhanced-temporal-index``  one Enhanced MR file of all phases: TemporalPositionIndex, DimensionIndexValues
+                        and FrameAcquisitionDateTime per frame, shared geometry and rescale
+``enhanced-datetime``   one Enhanced MR file of all phases told apart by FrameAcquisitionDateTime only,
+                        geometry and rescale per frame (:mod:`her2dlr.io.synthetic_enhanced`)
 
 What it cannot show: real scanners' bias fields, motion between phases, fat suppression,
-partial-volume effects at real lesion margins, or how HER2 status actually shapes kinetics.
+partial-volume effects at real lesion margins, or how HER2 status actually shapes kinetics; nor
+the private tags and compressed transfer syntaxes of real vendors' enhanced files, or 2D
+multi-slice timing (every slice of a phase here has one acquisition time).
 """
 
 from __future__ import annotations
@@ -46,10 +52,12 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from scipy import ndimage
 
 from her2dlr.errors import InputError
+from her2dlr.io.synthetic_enhanced import write_enhanced_file
 
 __all__ = ["LAYOUTS", "CaseGeometry", "SyntheticCase", "simulate_case", "write_dce_dicom", "write_synthetic_cohort"]
 
-LAYOUTS: tuple[str, ...] = ("series-per-phase", "temporal-position", "trigger-time", "acquisition-time")
+LAYOUTS: tuple[str, ...] = ("series-per-phase", "temporal-position", "trigger-time", "acquisition-time",
+                            "enhanced-temporal-index", "enhanced-datetime")
 
 #: Per class: (relative peak enhancement, wash-in time constant s, wash-out rate 1/s, texture amplitude)
 KINETICS = {0: (0.7, 110.0, 0.0, 0.03), 1: (1.3, 70.0, 0.0012, 0.15), 2: (1.8, 40.0, 0.0035, 0.3)}
@@ -242,7 +250,9 @@ def write_dce_dicom(
 ) -> Path:
     """Write a simulated study as DICOM files (MR Image Storage, explicit VR little endian) in ``folder``.
 
-    Files are named in a shuffled order; per-phase layouts put each phase in a subfolder.
+    Files are named in a shuffled order; per-phase layouts put each phase in a subfolder. The
+    ``enhanced-*`` layouts write one Enhanced MR Image Storage file (``IM00000``) holding every
+    frame, in a shuffled frame order.
     When ``mask_name`` is given the lesion mask is written beside them as NRRD with the
     volume's geometry.
 
@@ -261,7 +271,11 @@ def write_dce_dicom(
     if layout == "series-per-phase":
         series_numbers = list(range(3, 3 + n_phases))
     names = rng.permutation(n_phases * n_slices)
-    for k in range(n_phases):
+    if layout.startswith("enhanced-"):
+        write_enhanced_file(case, folder / "IM00000", variant=layout.removeprefix("enhanced-"), identity=identity,
+                            uids=uids, frame_order=np.argsort(names),
+                            acquired=[f"{identity.get('StudyDate', '20240117')}{_time_text(t)}" for t in case.times_s])
+    for k in range(0 if layout.startswith("enhanced-") else n_phases):
         sub = folder / f"s{series_numbers[k]:03d}" if layout in ("series-per-phase", "acquisition-time") else folder
         sub.mkdir(exist_ok=True)
         for z in range(n_slices):
@@ -300,8 +314,9 @@ def write_synthetic_cohort(
 ) -> pd.DataFrame:
     """Write ``n_cases`` simulated studies under ``root/caseNNN/`` plus ``root/clinical.csv``.
 
-    Classes and layouts cycle over the cases (with 3 classes and 4 layouts every pairing
-    appears once in 12 cases). ``clinical.csv`` has ``folder``, ``ihc``, ``ish``
+    Classes and layouts cycle over the cases, the layouts shifted by one after each full
+    cycle, so that every class meets every layout (with 3 classes and 6 layouts each pairing
+    appears once in 18 cases) and no layout goes with one class. ``clinical.csv`` has ``folder``, ``ihc``, ``ish``
     (HER2 label rules), ``her2_class`` and an ``age`` column unrelated to the class.
 
     Returns
@@ -316,7 +331,7 @@ def write_synthetic_cohort(
     rows = []
     for k in range(n_cases):
         label = classes[k % len(classes)]
-        layout = layouts[k % len(layouts)]
+        layout = layouts[(k + k // len(layouts)) % len(layouts)]
         case = simulate_case(label, rng, shape=shape, n_phases=n_phases, background=background, separation=separation)
         identity = identity_of(k, rng)
         folder = root / f"case{k:03d}"
