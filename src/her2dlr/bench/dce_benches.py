@@ -14,8 +14,13 @@
 ``her2dlr bench mri-speed [--data ../shared/data/mri-breast1] [--quick]``
     Seconds per volume: ``read_and_split_s`` (finding the series, reading four phases and
     splitting them; median over all layouts, with the medians of the classic one-slice-per-file
-    layouts and of the enhanced multi-frame ones as ``classic_s`` / ``enhanced_s``), ``kinetic_maps_s`` and ``radiomics_mri3d_s`` (the shipped ``mri3d`` set on
-    the third post-contrast phase with the lesion mask, one process).
+    layouts and of the enhanced multi-frame ones as ``classic_s`` / ``enhanced_s``),
+    ``kinetic_maps_s``, ``radiomics_mri3d_s`` (the shipped ``mri3d`` set on the third
+    post-contrast phase with the lesion mask, one process), ``segmentation_s`` (the default 3D
+    U-Net of ``segment``, 64^3 input, on that phase: input preparation, network, paste-back,
+    post-processing) and ``network_s`` (seed 004's ``mm_resnet`` on the 32^3 tumour crop:
+    cropping, resizing, normalising, forward pass); batch 1 on at most 2 threads, untrained
+    weights (the time does not depend on them).
 """
 
 from __future__ import annotations
@@ -151,8 +156,40 @@ def _cohort_build(root: Path) -> Path:
     return root / "run"
 
 
-@register("mri-speed", "Seconds per DCE-MRI volume: DICOM read + phase split, kinetic maps, radiomics (mri3d)")
+def _inference_timers() -> tuple[Any, Any, int]:
+    """Seconds of the 3D segmentation and of the seed 004 network on one volume and its mask; the threads used."""
+    import torch
+
+    from her2dlr.deep.networks import build_network
+    from her2dlr.imaging.roi import RoiSpec, prepare_roi
+    from her2dlr.imaging.torchutil import default_threads
+    from her2dlr.segment.data import SegSpec
+    from her2dlr.segment.infer import segment_images
+    from her2dlr.segment.networks import build_seg_network
+
+    seg_spec, roi_spec = SegSpec(size=64, spatial_dims=3), RoiSpec(size=32, margin=4, spatial_dims=3)
+    seg_net = build_seg_network(spatial_dims=3).eval()
+    net = build_network("mm_resnet", image_size=32, spatial_dims=3).eval()
+
+    def segmentation(volume: np.ndarray, mask: np.ndarray) -> float:
+        t0 = time.perf_counter()
+        segment_images(seg_net, [volume], spec=seg_spec, batch_size=1, device="cpu", progress=False)
+        return time.perf_counter() - t0
+
+    def network(volume: np.ndarray, mask: np.ndarray) -> float:
+        t0 = time.perf_counter()
+        x = torch.from_numpy(np.ascontiguousarray(prepare_roi(volume, mask=mask, spec=roi_spec), np.float32))
+        with torch.inference_mode():
+            net(x.reshape(1, 1, *x.shape[-3:]))
+        return time.perf_counter() - t0
+
+    return segmentation, network, min(2, default_threads())
+
+
+@register("mri-speed", "Seconds per DCE-MRI volume: DICOM read + phase split, kinetic maps, radiomics (mri3d), "
+                       "3D segmentation, network inference")
 def mri_speed(opts: BenchOptions) -> Iterator[dict[str, Any]]:
+    from her2dlr.imaging.torchutil import torch_threads
     from her2dlr.radiomics.extract import extract_case
 
     background, source = background_volume(opts)
@@ -160,7 +197,8 @@ def mri_speed(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(opts.work_dir or tmp) / "mri-speed"
         truth = write_synthetic_cohort(root, n_cases=n_cases, seed=opts.seed, background=background)
-        read_s, maps_s, radiomics_s, n_features = [], [], [], 0
+        read_s, maps_s, radiomics_s, seg_s, net_s, n_features = [], [], [], [], [], 0
+        segmentation, network, threads = _inference_timers()
         for _, row in truth.iterrows():
             folder = root / row["folder"]
             t0 = time.perf_counter()
@@ -175,6 +213,13 @@ def mri_speed(opts: BenchOptions) -> Iterator[dict[str, Any]]:
             features = extract_case(image_path, folder / "mask.nrrd", params="mri3d")
             radiomics_s.append(time.perf_counter() - t0)
             n_features = len(features)
+            volume = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path))).astype(np.float32)
+            mask = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "mask.nrrd")))
+            with torch_threads(threads):
+                segmentation(volume, mask)  # warm-up: first calls allocate
+                network(volume, mask)
+                seg_s.append(segmentation(volume, mask))
+                net_s.append(network(volume, mask))
     size = "x".join(str(s) for s in dce.phases[0].GetSize())
     common = {"n": n_cases, "volume": size, "phases": int(truth["n_phases"][0]), "background": source}
     enhanced = truth["layout"].str.startswith("enhanced-").to_numpy()
@@ -185,3 +230,7 @@ def mri_speed(opts: BenchOptions) -> Iterator[dict[str, Any]]:
     yield result("mri-speed", "kinetic_maps_s", round(float(np.median(maps_s)), 4), **common)
     yield result("mri-speed", "radiomics_mri3d_s", round(float(np.median(radiomics_s)), 3), **common,
                  n_features=n_features, seconds=round(float(np.sum(radiomics_s)), 2))
+    yield result("mri-speed", "segmentation_s", round(float(np.median(seg_s)), 4), **common, arch="unet",
+                 input="64^3", threads=threads, weights="untrained")
+    yield result("mri-speed", "network_s", round(float(np.median(net_s)), 4), **common, arch="mm_resnet",
+                 input="32^3", threads=threads, weights="untrained")
