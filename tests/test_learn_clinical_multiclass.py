@@ -25,6 +25,7 @@ TYPES = {"Ki67": "numeric", "Grade": "categorical", "Age": "numeric"}
 CLASSES = ["HER2-zero", "HER2-low", "HER2-positive"]
 PROBS = ["prob_0", "prob_1", "prob_2"]
 FAST = {"inner_splits": 3}
+VALUES = ({"Ki67": 12.0, "Grade": "2", "Age": 50}, {"Ki67": 48.5, "Grade": "1", "Age": 61})  # two new cases
 
 
 def cohort(n: int = 60, seed: int = 0) -> tuple[Manifest, pd.DataFrame]:
@@ -98,16 +99,17 @@ def test_clinical_model_learns_three_classes_and_its_metrics_are_scikit_learns(c
 
 def test_serve_answers_a_three_class_model_with_her2dlr_predicts_class(clinical_run, tmp_path):
     pytest.importorskip("fastapi", reason="the server needs fastapi (pip install -e .)")
-    from fastapi.testclient import TestClient
+    import httpx
 
-    from her2dlr.serve import ServeSettings, create_app
+    from test_serve_browser import _uvicorn
 
     _, out = clinical_run
-    client = TestClient(create_app(ServeSettings(out / "models")))
-    listed = {m["id"]: m for m in client.get("/api/models").json()}
+    with _uvicorn(out / "models") as url, httpx.Client(base_url=url, timeout=60) as client:
+        listed = {m["id"]: m for m in client.get("/api/models").json()}
+        answers = [client.post("/api/models/clinical-lr/predict", data={"clinical": json.dumps(values)})
+                   for values in VALUES]
     assert listed["clinical-lr"]["classes"] == CLASSES
-    for values in ({"Ki67": 12.0, "Grade": "2", "Age": 50}, {"Ki67": 48.5, "Grade": "1", "Age": 61}):
-        r = client.post("/api/models/clinical-lr/predict", data={"clinical": json.dumps(values)})
+    for values, r in zip(VALUES, answers):
         assert r.status_code == 200, r.text
         body = r.json()
         probs = body["class_probabilities"]

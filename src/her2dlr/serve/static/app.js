@@ -83,8 +83,9 @@ function showCard(m) {
     addRow(dl, "Negative class", (task.negative || []).join(", "));
     addRow(dl, "Threshold", fmt(thr.value) + (thr.method ? " (" + thr.method + ", chosen on training predictions: " + (thr.source || "?") + ")" : ""));
   }
-  addRow(dl, "Hold-out test AUC", auc(m.metrics || {}, "test"));
-  addRow(dl, "Cross-validated AUC", auc(m.metrics || {}, "cv"));
+  const macro = m.classes && m.classes.length ? "macro " : "";  // mean one-vs-rest AUC of several classes
+  addRow(dl, "Hold-out test " + macro + "AUC", auc(m.metrics || {}, "test"));
+  addRow(dl, "Cross-validated " + macro + "AUC", auc(m.metrics || {}, "cv"));
   const training = m.training || {};
   addRow(dl, "Training cohort", training.n_cases ? training.n_cases + " cases (" + (training.scheme || "") + ")" : null);
   addRow(dl, "Lesion input", m.inputs.video ? "a box on one frame of the clip (followed through the clip)" :
