@@ -137,7 +137,7 @@ def best_model_line(metrics: Any, predictions: Any | None = None) -> str | None:
     if "auc" not in summary.columns or summary["auc"].dropna().empty:
         return None
     has_labels = predictions is not None and "label" in getattr(predictions, "columns", ())
-    views = prediction_views(predictions) if has_labels else []
+    views = prediction_views(predictions, multiclass=_is_multiclass(summary)) if has_labels else []
     model, why = reference_model(metrics, views) if views else (None, "")
     rows = summary[summary["model"] == model] if model is not None else summary.iloc[:0]
     if rows.empty:

@@ -21,6 +21,10 @@ the default fusions (early, late, stack; seed 002's binary nomogram model is lef
 
 ``seconds``: the stage's wall time. The signal strength is fixed: the numbers check the code, they
 are no claim about real data.
+
+Development run (seed 0, 2 CPU cores shared with other work): clinical 0.770 (0.723-0.810),
+imaging 0.661, early 0.808, late 0.810, stack 0.812 (0.769-0.852); Ki67 kept in 5/5 folds, Grade
+in 4/5, the noise columns in none; permuted labels 0.475 (0.422-0.526); 89 s for the stage.
 """
 
 from __future__ import annotations
