@@ -145,6 +145,8 @@ class MultinomialStepwiseSelector(SelectorMixin, BaseEstimator):
             if arr.ndim != 2:
                 raise InputError(f"MultinomialStepwiseSelector needs a 2-D X; got shape {arr.shape}.")
             frame = pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+            if hasattr(self, "feature_names_in_"):  # names of an earlier fit on a DataFrame
+                del self.feature_names_in_
         if frame.shape[1] == 0:
             raise InputError("MultinomialStepwiseSelector got no variables (X has no columns).")
         nan_cols = [c for c in frame.columns if frame[c].isna().any()]

@@ -37,7 +37,9 @@ With ``clinical=True`` the manifest's clinical columns are a second input (see
 ``<set>-<clf>``, ``<set>+clinical-<clf>`` (early fusion), ``late(<set>,clinical)-<clf>``,
 ``stack(<set>,clinical)-<clf>``, ``combined(<set>-<clf>,clinical)-lr`` (seed 002) and, with
 ``pairs``, ``pair(<set>,clinical)(<imaging clf>,<clinical clf>)`` (see
-:mod:`her2dlr.learn.integration`).
+:mod:`her2dlr.learn.integration`). With a label of more than two classes the clinical selection
+is multinomial, late fusion and stacking work class by class, and the combined model is left out
+(:mod:`her2dlr.learn.multiclass_stage`).
 
 Fitted fold pipelines stay in the returned :class:`LearnStageResult`; the deployable model
 artefact (``model_card.json``) is built from :func:`her2dlr.learn.cv.fit_final` elsewhere.
