@@ -144,9 +144,10 @@ def test_binary_only_settings_and_too_few_groups_are_refused(tmp_path):
                           threshold={"method": "fixed", "target": 0.5})
     with pytest.raises(InputError, match=r"learn\.threshold: method 'fixed'"):
         run_learn_stage(features, manifest, fixed, tmp_path)
-    plain = LearnSettings(features=["features"], selection=SELECTION, models=["nb"])
-    with pytest.raises(InputError, match=r"learn\.features: 'clinical'"):
-        run_learn_stage(features, manifest, plain, tmp_path, clinical=True)
+    named = LearnSettings(features=["features"], selection=SELECTION, models=["nb"],
+                          clinical={"fusion": ["stack", "combined"]})  # seed 002's nomogram has no 3-class form
+    with pytest.raises(InputError, match=r"learn\.clinical\.fusion: 'combined'"):
+        run_learn_stage(features, manifest, named, tmp_path, clinical=True)
     few = manifest.copy()  # class 2 left with one patient in every training fold
     keep = few["label"].ne(2) | few["patient_id"].isin(few.loc[few["label"] == 2, "patient_id"].unique()[:2])
     few = few[keep]

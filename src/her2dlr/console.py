@@ -82,9 +82,16 @@ def _summary_rows(metrics: Any) -> Any:
             .drop(columns="_o"))
 
 
+def _is_multiclass(rows: Any) -> bool:
+    """Whether metrics rows are a multi-class model's (macro AUC, accuracies; no sensitivity or threshold)."""
+    return "balanced_accuracy" in rows.columns and bool(rows["balanced_accuracy"].notna().any())
+
+
 def _compact(rows: Any) -> Any:
     """Summary rows as the console shows them: model, evaluation, n, AUC with its CI, sensitivity, specificity.
 
+    Multi-class rows (:func:`_is_multiclass`) show the macro one-vs-rest AUC, accuracy and
+    balanced accuracy instead: they have no operating threshold, so no sensitivity or specificity.
     Narrow columns leave the model names room on an 80-column terminal.
     """
     import pandas as pd
@@ -92,10 +99,13 @@ def _compact(rows: Any) -> Any:
     def ci(r: Any) -> str:
         return f"{r['auc']:.3f} ({r['ci_low']:.3f}-{r['ci_high']:.3f})" if pd.notna(r["auc"]) else "-"
 
+    multi = _is_multiclass(rows)
     out = pd.DataFrame({"model": rows["model"].astype(str),
                         "evaluation": rows["scope"].map({"holdout": "hold-out", "mean": "k-fold"}),
-                        "n": rows["n"], "AUC (95% CI)": rows.apply(ci, axis=1)})
-    for col, head in (("sensitivity", "sens"), ("specificity", "spec")):
+                        "n": rows["n"], ("macro AUC (95% CI)" if multi else "AUC (95% CI)"): rows.apply(ci, axis=1)})
+    shown = (("accuracy", "acc"), ("balanced_accuracy", "bal acc")) if multi else (
+        ("sensitivity", "sens"), ("specificity", "spec"))
+    for col, head in shown:
         if col in rows.columns:
             out[head] = rows[col].astype(float)
     return out
@@ -127,7 +137,7 @@ def best_model_line(metrics: Any, predictions: Any | None = None) -> str | None:
     if "auc" not in summary.columns or summary["auc"].dropna().empty:
         return None
     has_labels = predictions is not None and "label" in getattr(predictions, "columns", ())
-    views = prediction_views(predictions) if has_labels else []
+    views = prediction_views(predictions, multiclass=_is_multiclass(summary)) if has_labels else []
     model, why = reference_model(metrics, views) if views else (None, "")
     rows = summary[summary["model"] == model] if model is not None else summary.iloc[:0]
     if rows.empty:
@@ -137,7 +147,8 @@ def best_model_line(metrics: Any, predictions: Any | None = None) -> str | None:
         r = rows.iloc[0]
     where = _SCOPE_WORDS.get(str(r.get("scope")), "test data")
     ci = f" (95% CI {r['ci_low']:.3f}-{r['ci_high']:.3f})" if {"ci_low", "ci_high"} <= set(r.index) else ""
-    return f"Best model: {model}, AUC {r['auc']:.3f}{ci} on the {where}; chosen by {why}."
+    auc = "macro one-vs-rest AUC" if _is_multiclass(summary) else "AUC"
+    return f"Best model: {model}, {auc} {r['auc']:.3f}{ci} on the {where}; chosen by {why}."
 
 
 def print_metrics(metrics: Any, title: str, *, predictions: Any | None = None, source: str | Path | None = None,
@@ -167,6 +178,10 @@ def print_metrics(metrics: Any, title: str, *, predictions: Any | None = None, s
                 f"repetitions); the other {left_out} rows (per repetition, training, thresholds) are in "
                 f"{source or 'metrics.csv'}.")
         print_frame(_compact(shown), title, max_rows=None, note=note)
+    elif _is_multiclass(shown):
+        columns = [c for c in METRIC_COLUMNS if c not in ("sensitivity", "specificity", "threshold")]
+        print_frame(shown[[c for c in [*columns, "accuracy", "balanced_accuracy"] if c in shown.columns]]
+                    .rename(columns={"auc": "macro_auc"}), title, max_rows=None)
     else:
         print_frame(shown[[c for c in METRIC_COLUMNS if c in shown.columns]], title, max_rows=None)
     best = best_model_line(metrics, predictions)

@@ -43,6 +43,7 @@ _BENCH_MODULES = (
     "her2dlr.bench.extraction",
     "her2dlr.bench.learn_benches",
     "her2dlr.bench.multiclass_benches",
+    "her2dlr.bench.clinical_multiclass",
     "her2dlr.bench.breast_usg",
     "her2dlr.bench.survival_benches",
     "her2dlr.bench.busi_radiomics",

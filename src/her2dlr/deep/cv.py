@@ -181,6 +181,20 @@ def _group_ids(table: pd.DataFrame) -> pd.Series:
     return table["patient_id"].astype(str)
 
 
+def _refuse_multiclass(manifest: Manifest | pd.DataFrame, labels: pd.Series) -> None:
+    """Refuse a label of more than two classes, naming the label rule: the networks here are binary."""
+    n = int(labels.nunique())
+    if n <= 2:
+        return
+    meta = manifest.meta if isinstance(manifest, Manifest) else {}
+    rule = (meta.get("label") or {}).get("rule")
+    named = f"label.rule '{rule}'" if rule else "The label (label.rule)"
+    raise InputError(
+        f"{named} gives {n} classes, but the deep stage trains binary networks (one probability of the positive "
+        "class). Use a binary rule (label.rule: her2_low or her2_status) for the deep stage, or fit the three "
+        "classes with the learning stage (her2dlr learn run), which handles them.")
+
+
 def deep_table(manifest: Manifest | pd.DataFrame, *, label: str = "label") -> pd.DataFrame:
     """The included, labelled manifest rows the deep models use (same rows as the learning stage), reindexed."""
     from her2dlr.checks import binary_target
@@ -188,6 +202,8 @@ def deep_table(manifest: Manifest | pd.DataFrame, *, label: str = "label") -> pd
     table = manifest.included if isinstance(manifest, Manifest) else manifest
     if isinstance(manifest, pd.DataFrame) and "include" in table.columns:
         table = table[table["include"].fillna(True).astype(bool)]
+    if label in table.columns:
+        _refuse_multiclass(manifest, table[label].dropna())
     for col in ("case_id", "patient_id", "image", label):
         if col not in table.columns:
             raise InputError(f"The manifest has no '{col}' column; build the cohort (label rule, splits) first.")

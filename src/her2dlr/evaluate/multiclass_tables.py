@@ -8,7 +8,8 @@ out-of-fold rows of repetition k and ``mean`` for their mean; ``fold-mean`` for 
 ``metrics``    rows in :data:`~her2dlr.evaluate.metrics.METRIC_COLUMNS` (``metrics.csv``): ``auc``,
                ``ci_low``, ``ci_high`` hold the macro one-vs-rest AUC and its stratified bootstrap
                interval (``ci_method`` says so), ``accuracy`` the share of cases whose most probable
-               class is the true one; the binary columns (sensitivity, threshold ...) stay empty;
+               class is the true one, and an extra last column ``balanced_accuracy`` the mean of the
+               classes' recalls; the binary columns (sensitivity, threshold ...) stay empty;
 ``per_class``  (``multiclass.csv``) per scope, one row per class (one-vs-rest AUC with DeLong CI)
                and a ``macro`` row, with accuracy and balanced accuracy;
 ``confusion``  (``confusion.csv``) per scope, long form: ``true``, ``predicted`` (class names), ``n``.
@@ -66,10 +67,10 @@ def _scope(frame: pd.DataFrame, cols: list[str], names: list[str], key: dict[str
         clusters = frame["patient_id"].to_numpy() if "patient_id" in frame.columns else None
         r = multiclass_metrics(y, proba, class_names=names, level=level, n_boot=n_boot, seed=seed, clusters=clusters)
     except InputError:  # a class absent from this subset (a small training fold): accuracy only
-        row.update(accuracy=float((proba.argmax(axis=1) == y).mean()))
+        row.update(accuracy=float((proba.argmax(axis=1) == y).mean()))  # balanced: a class's recall is undefined
         return row, [], []
     row.update(auc=r.macro_auc, ci_low=r.macro_ci_low, ci_high=r.macro_ci_high, ci_method=f"{CI_METHOD}: {r.ci_method}",
-               accuracy=r.accuracy)
+               accuracy=r.accuracy, balanced_accuracy=r.balanced_accuracy)
     per = [{**key, **rec, "accuracy": r.accuracy, "balanced_accuracy": r.balanced_accuracy}
            for rec in r.summary.to_dict("records")]
     conf = [{**key, "true": t, "predicted": p, "n": int(r.confusion.loc[t, p])}
@@ -80,7 +81,7 @@ def _scope(frame: pd.DataFrame, cols: list[str], names: list[str], key: dict[str
 def _mean(rows: list[dict[str, Any]], key: dict[str, str]) -> dict[str, Any]:
     frame = pd.DataFrame(rows)
     out: dict[str, Any] = {**key, "n": round(float(frame["n"].mean())), "n_pos": np.nan, "threshold": np.nan}
-    for col in ("auc", "ci_low", "ci_high", "accuracy"):
+    for col in ("auc", "ci_low", "ci_high", "accuracy", "balanced_accuracy"):
         if col in frame.columns:
             out[col] = float(frame[col].mean())
     if "auc" in frame.columns:
@@ -145,6 +146,6 @@ def multiclass_tables(predictions: pd.DataFrame, *, class_names: list[str] | Non
             per_fold = [_scope(cv[folds[is_cv] == f], cols, names, {}, level, n_boot, seed)[0]
                         for f in sorted(folds[is_cv].unique())]
             rows.append(_mean(per_fold, {"model": model, "split": split, "scope": "fold-mean"}))
-    metrics = pd.DataFrame(rows).reindex(columns=METRIC_COLUMNS)
+    metrics = pd.DataFrame(rows).reindex(columns=[*METRIC_COLUMNS, "balanced_accuracy"])
     return MulticlassTables(metrics, pd.DataFrame(per_class, columns=PER_CLASS_COLUMNS),
                             pd.DataFrame(confusion, columns=CONFUSION_COLUMNS))

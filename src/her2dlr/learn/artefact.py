@@ -124,13 +124,27 @@ class ModelArtefact:
         return [str(n) for n in names] if isinstance(names, list) and len(names) > 2 else None
 
     def class_probabilities(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probability of every class, shape (n_rows, n_classes), of a multi-class ``pipeline`` model."""
-        if self.classes is None or self.kind != "pipeline":
-            raise InputError(f"Model '{self.name}' is not a multi-class pipeline: use predict_proba.")
+        """Probability of every class, shape (n_rows, n_classes), of a multi-class model.
+
+        A ``pipeline`` model's own probabilities; a ``late`` fusion's weighted mean of its
+        components'; a ``stack``'s multinomial regression on its components' log-probability
+        ratios (:func:`her2dlr.learn.multiclass_fusion.stack_probabilities`).
+        """
+        if self.classes is None or self.kind not in ("pipeline", "late", "stack"):
+            raise InputError(f"Model '{self.name}' is not a multi-class model: use predict_proba.")
         self.check_inputs(frame)
-        proba = np.zeros((len(frame), len(self.classes)))
-        proba[:, np.asarray(self.pipeline.classes_, dtype=int)] = self.pipeline.predict_proba(self._own_inputs(frame))
-        return proba
+        if self.kind == "pipeline":
+            proba = np.zeros((len(frame), len(self.classes)))
+            proba[:, np.asarray(self.pipeline.classes_, dtype=int)] = self.pipeline.predict_proba(
+                self._own_inputs(frame))
+            return proba
+        probs = [c.class_probabilities(frame) for c in self.components]
+        if self.kind == "late":
+            w = np.asarray(self.card["weights"], dtype=float)
+            return np.sum([wi * p for wi, p in zip(w / w.sum(), probs)], axis=0)
+        from her2dlr.learn.multiclass_fusion import stack_probabilities
+
+        return stack_probabilities(self.card["meta"], probs)
 
     @property
     def clinical_types(self) -> dict[str, str]:

@@ -336,6 +336,8 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
     [{'column': 'Shape', 'value': 'lobulated', 'count': 1, 'encoded_as': 'all zeros'}]
     """
 
+    _multiclass = True  # never reads the label: any number of classes
+
     def __init__(
         self,
         types: Mapping[str, str] | None = None,

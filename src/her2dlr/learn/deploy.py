@@ -166,8 +166,14 @@ def save_stage_artefacts(deploy: Sequence[CVResult], inputs: Mapping[str, ModelI
             else:
                 kind = "stack" if hasattr(result, "meta") else "late"
                 extra = {"meta": result.meta[fold]} if kind == "stack" else {"weights": [1.0] * len(comps)}
+                n_classes = sum(1 for c in result.predictions.columns if str(c).startswith("prob_"))
+                if n_classes > 2:  # a multi-class fusion: the class is the argmax, no threshold
+                    threshold = _argmax_threshold(result, fold)
+                    extra["classes"] = _class_names(n_classes, task)
+                else:
+                    threshold = _threshold_of(result, fold, rule)
                 done[result.model] = save_artefact(
-                    out, name=result.model, kind=kind, threshold=_threshold_of(result, fold, rule),
+                    out, name=result.model, kind=kind, threshold=threshold,
                     inputs=spec.card_inputs(), components=comps, **extra, **common)
             pending.remove(result)
             progressed = True
@@ -180,10 +186,24 @@ def _multiclass_card(fit: Any, task: Mapping[str, Any]) -> dict[str, Any]:
     """``{"classes": [...]}`` for a multi-class fit (no threshold: argmax), else nothing."""
     if fit.threshold.method != "argmax":
         return {}
-    n = int(np.max(fit.pipeline.classes_)) + 1
+    return {"classes": _class_names(int(np.max(fit.pipeline.classes_)) + 1, task)}
+
+
+def _class_names(n: int, task: Mapping[str, Any]) -> list[str]:
+    """The label rule's class names (``task["classes"]``), else ``"0"``, ``"1"`` ... (at least three)."""
     names = task.get("classes")
-    return {"classes": [str(c) for c in names] if isinstance(names, list) and len(names) >= n > 2
-            else [str(k) for k in range(max(n, 3))]}
+    return ([str(c) for c in names] if isinstance(names, list) and len(names) >= n > 2
+            else [str(k) for k in range(max(n, 3))])
+
+
+def _argmax_threshold(result: CVResult, fold: str) -> Threshold:
+    """The "threshold" of a multi-class composite: none (the most probable class), with its training row count."""
+    from her2dlr.learn.multiclass_cv import MULTICLASS_METHOD
+
+    p = result.predictions
+    rows = p[(p["fold"] == fold) & p["split"].isin(["train_oof", "train"])]
+    return Threshold(float("nan"), MULTICLASS_METHOD, None, float("nan"), float("nan"), len(rows),
+                     str(rows["split"].iloc[0]) if len(rows) else "none")
 
 
 def result_prob(results: Sequence[CVResult], model: str, cases: pd.Index) -> np.ndarray:

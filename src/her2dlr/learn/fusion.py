@@ -20,6 +20,10 @@ late fusion (:func:`late_fusion`, seed 003)
     of each outer fold, and the inner out-of-fold training predictions (both models use the
     same inner splits: same training rows, groups and seed), from which the fused threshold
     is chosen exactly as for a single model.
+
+A label of more than two classes uses the multinomial selector in the clinical steps
+(:mod:`her2dlr.learn.clinical_multiclass`) and class-by-class late fusion
+(:mod:`her2dlr.learn.multiclass_fusion`).
 """
 
 from __future__ import annotations
@@ -86,7 +90,8 @@ def clinical_frame(manifest: Manifest, columns: Sequence[str] | None = None) -> 
     return frame, types
 
 
-def clinical_steps(types: Mapping[str, str], options: Mapping[str, Any] | None = None) -> list[tuple[str, Any]]:
+def clinical_steps(types: Mapping[str, str], options: Mapping[str, Any] | None = None, *,
+                   multiclass: bool = False) -> list[tuple[str, Any]]:
     """``[("encode", ClinicalEncoder), ("clinical_select", UnivariableMultivariableSelector)]``.
 
     Parameters
@@ -96,19 +101,38 @@ def clinical_steps(types: Mapping[str, str], options: Mapping[str, Any] | None =
     options : dict, optional
         ``min_frequency``, ``drop`` (encoder) and ``alpha_uni``, ``alpha_multi``, ``direction``,
         ``criterion``, ``on_separation``, ``fallback`` (selector).
+    multiclass : bool, default=False
+        A label of more than two classes: the selector is the multinomial
+        :class:`~her2dlr.learn.clinical_multiclass.MultinomialStepwiseSelector` (likelihood-ratio
+        tests; it takes ``alpha_uni``, ``alpha_multi``, ``direction`` and ``fallback``).
+
+    Raises
+    ------
+    InputError
+        With ``multiclass``, an option only the binary selector has (``criterion``, ...).
     """
     from her2dlr.evaluate.logistic import UnivariableMultivariableSelector
     from her2dlr.learn.clinical import ClinicalEncoder
+    from her2dlr.learn.clinical_multiclass import MultinomialStepwiseSelector
 
     opts = dict(options or {})
     enc_keys = ("min_frequency", "drop", "ordinal", "separator", "add_indicator")
     enc = ClinicalEncoder(dict(types), **{k: opts.pop(k) for k in enc_keys if k in opts})
-    sel = UnivariableMultivariableSelector(**opts)
+    if multiclass:
+        binary_only = sorted(set(opts) - {"alpha_uni", "alpha_multi", "direction", "fallback"})
+        if binary_only:
+            raise InputError(f"Clinical selection option(s) {binary_only} belong to the binary stepwise logistic "
+                             "regression; the label has more than two classes (multinomial likelihood-ratio "
+                             "selection takes alpha_uni, alpha_multi, direction, fallback).")
+        sel: Any = MultinomialStepwiseSelector(**opts)
+    else:
+        sel = UnivariableMultivariableSelector(**opts)
     return [("encode", enc.set_output(transform="pandas")), ("clinical_select", sel.set_output(transform="pandas"))]
 
 
 def early_fusion_steps(radiomics_columns: Sequence[str], types: Mapping[str, str], selection: Any,
-                       options: Mapping[str, Any] | None = None) -> list[tuple[str, Any]]:
+                       options: Mapping[str, Any] | None = None, *, multiclass: bool = False
+                       ) -> list[tuple[str, Any]]:
     """One ``("fusion", ColumnTransformer)`` step: radiomics selection || clinical encoder + selector.
 
     Parameters
@@ -121,11 +145,13 @@ def early_fusion_steps(radiomics_columns: Sequence[str], types: Mapping[str, str
         The radiomics selection steps.
     options : dict, optional
         See :func:`clinical_steps`.
+    multiclass : bool, default=False
+        See :func:`clinical_steps`.
     """
     from her2dlr.learn.tuning import as_steps
 
     rad = Pipeline(as_steps(selection)) if len(selection) else "passthrough"
-    clin = Pipeline(clinical_steps(types, options))
+    clin = Pipeline(clinical_steps(types, options, multiclass=multiclass))
     ct = ColumnTransformer(
         [("radiomics", rad, list(radiomics_columns)), ("clinical", clin, list(types))],
         remainder="drop", verbose_feature_names_out=True,
@@ -161,13 +187,20 @@ def late_fusion(results: Sequence[CVResult], *, name: str, threshold: ThresholdR
     Returns
     -------
     CVResult
-        Predictions for ``test`` (and ``train_oof``) rows; ``fits`` is empty.
+        Predictions for ``test`` (and ``train_oof``) rows; ``fits`` is empty. Multi-class models
+        are averaged class by class (:func:`~her2dlr.learn.multiclass_fusion.late_fusion_multiclass`).
 
     Raises
     ------
     InputError
         Fewer than two results, or results whose folds or cases differ.
     """
+    from her2dlr.learn.multiclass_cv import is_multiclass_predictions
+
+    if any(is_multiclass_predictions(r.predictions) for r in results):
+        from her2dlr.learn.multiclass_fusion import late_fusion_multiclass
+
+        return late_fusion_multiclass(results, name=name, weights=weights)
     if len(results) < 2:
         raise InputError("Late fusion needs at least two models.")
     w = np.asarray(weights if weights is not None else [1.0] * len(results), dtype=float)

@@ -120,8 +120,16 @@ def stacking(results: Sequence[CVResult], *, name: str, threshold: ThresholdRule
     -------
     CVResult
         ``test`` and ``train`` rows; ``fits`` is empty. The meta-model of every fold is in
-        ``result.meta`` (fold -> ``{"intercept", "coefficients"}``).
+        ``result.meta`` (fold -> ``{"intercept", "coefficients"}``). Multi-class models are
+        stacked by a multinomial regression
+        (:func:`~her2dlr.learn.multiclass_fusion.stacking_multiclass`; ``threshold`` unused).
     """
+    from her2dlr.learn.multiclass_cv import is_multiclass_predictions
+
+    if any(is_multiclass_predictions(r.predictions) for r in results):
+        from her2dlr.learn.multiclass_fusion import stacking_multiclass
+
+        return stacking_multiclass(results, name=name, C=C)
     test, train = _aligned(results, "Stacking")
     frames, meta = [], {}
     for fold in _folds(test[0], train[0]):

@@ -135,13 +135,25 @@ def check_multiclass_steps(selection: Steps, *, where: str = "learn.selection") 
     from her2dlr.learn.tuning import as_steps
 
     for i, (name, step) in enumerate(as_steps(selection), start=1):
-        if getattr(step, "_needs_y", True) and not getattr(step, "_multiclass", False):
+        if not _handles_classes(step):
             raise InputError(
                 f"{where} step {i} ('{name}', {type(step).__name__}) only handles two classes; the label has more. "
                 "Use a step with a multi-class form: variance, zscore, ttest (runs one-way ANOVA), mannwhitney "
                 "(runs Kruskal-Wallis), anova, kruskal, pearson, greedy, mrmr, lasso (multinomial), rfe, chi2, "
                 "mutual_info, icc."
             )
+
+
+def _handles_classes(step: Any) -> bool:
+    """Whether a step works with several classes: it ignores the label, has a multi-class form, or is a
+    pipeline / column transformer (early fusion) of such steps."""
+    from sklearn.compose import ColumnTransformer
+
+    if isinstance(step, Pipeline):
+        return all(_handles_classes(s) for _, s in step.steps)
+    if isinstance(step, ColumnTransformer):
+        return all(_handles_classes(t) for _, t, _ in step.transformers if not isinstance(t, str))
+    return not getattr(step, "_needs_y", True) or bool(getattr(step, "_multiclass", False))
 
 
 def multiclass_inner_splitter(y: np.ndarray, groups: np.ndarray, n_splits: int, random_state: int,

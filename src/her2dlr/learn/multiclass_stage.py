@@ -4,9 +4,13 @@ A label with more than two classes (``label.rule: her2_three_class``) goes throu
 stage (:func:`her2dlr.learn.stage.run_learn_stage`), with these differences:
 
 * refused up front, naming the key: a ``learn.threshold`` other than the default (there is no
-  operating threshold: the class is the most probable one), the clinical model and its fusions (``clinical`` in
-  ``learn.features``: its stepwise selection is a binary logistic regression), and selection
-  steps without a multi-class form;
+  operating threshold: the class is the most probable one), seed 002's combined (nomogram) model
+  when ``learn.clinical.fusion`` names it (left out silently when the fusions are the default
+  ones), and selection steps without a multi-class form;
+* the clinical model selects its variables by multinomial likelihood-ratio tests
+  (:mod:`her2dlr.learn.clinical_multiclass`); late fusion averages the class probabilities and
+  stacking is a multinomial regression on the models' log-probabilities
+  (:mod:`her2dlr.learn.multiclass_fusion`);
 * ``metrics.csv`` rows hold the macro one-vs-rest AUC with its interval, and the stage also
   writes ``multiclass.csv`` (per-class AUCs) and ``confusion.csv``
   (:mod:`her2dlr.evaluate.multiclass_tables`).
@@ -62,8 +66,8 @@ def check_multiclass_stage(manifest: Manifest | pd.DataFrame, settings: Any, *, 
     Raises
     ------
     InputError
-        A ``learn.threshold`` other than the default, ``clinical`` in ``learn.features``, or a
-        binary-only selection step.
+        A ``learn.threshold`` other than the default, ``combined`` named in
+        ``learn.clinical.fusion`` (with ``clinical``), or a binary-only selection step.
     """
     k = label_classes(manifest)
     if k <= 2:
@@ -72,10 +76,12 @@ def check_multiclass_stage(manifest: Manifest | pd.DataFrame, settings: Any, *, 
         raise InputError(f"learn.threshold: method {settings.threshold.method!r} sets a binary operating threshold, "
                          f"but the label has {k} classes: the predicted class is the most probable one. Remove the "
                          "'threshold' key.")
-    if clinical:
-        raise InputError(f"learn.features: 'clinical' fits a binary clinical model (stepwise logistic regression) and "
-                         f"its fusions; the label has {k} classes. Remove 'clinical' from learn.features, or use a "
-                         "binary label rule (her2_status, her2_low).")
+    if clinical and "combined" in settings.clinical.fusion and "fusion" in settings.clinical.model_fields_set:
+        raise InputError(f"learn.clinical.fusion: 'combined' is seed 002's nomogram model, a binary logistic "
+                         "regression on one imaging signature (the logit of the positive class's probability) and "
+                         f"the clinical variables; a {k}-class imaging model has no single signature, and a nomogram "
+                         "draws the odds of one outcome. Remove 'combined' (early, late, stack and pairs have "
+                         f"{k}-class forms).")
     check_multiclass_steps(settings.selection)
 
 

@@ -183,7 +183,8 @@ class ClinicalConfig(_Strict):
         description="With an imaging table too: early fusion (concatenate, then select), late fusion (mean "
         "probability), stack (logistic regression on both models' logits), combined (seed 002: logistic "
         "regression on the imaging signature + selected clinical variables, the nomogram model), pairs (every "
-        "imaging classifier x every clinical classifier, seed 001).",
+        "imaging classifier x every clinical classifier, seed 001). A three-class label leaves out 'combined' "
+        "(refused when named here).",
     )
     pair_method: Literal["stack", "mean"] = Field("stack", description="How 'pairs' integrates two classifiers.")
     units: dict[str, str] = Field(

@@ -37,7 +37,9 @@ With ``clinical=True`` the manifest's clinical columns are a second input (see
 ``<set>-<clf>``, ``<set>+clinical-<clf>`` (early fusion), ``late(<set>,clinical)-<clf>``,
 ``stack(<set>,clinical)-<clf>``, ``combined(<set>-<clf>,clinical)-lr`` (seed 002) and, with
 ``pairs``, ``pair(<set>,clinical)(<imaging clf>,<clinical clf>)`` (see
-:mod:`her2dlr.learn.integration`).
+:mod:`her2dlr.learn.integration`). With a label of more than two classes the clinical selection
+is multinomial, late fusion and stacking work class by class, and the combined model is left out
+(:mod:`her2dlr.learn.multiclass_stage`).
 
 Fitted fold pipelines stay in the returned :class:`LearnStageResult`; the deployable model
 artefact (``model_card.json``) is built from :func:`her2dlr.learn.cv.fit_final` elsewhere.
@@ -52,6 +54,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from her2dlr.cohort.manifest import Manifest
@@ -61,6 +64,7 @@ from her2dlr.io.atomic import write_csv_atomic, write_parquet_atomic, write_text
 from her2dlr.learn.cv import CVResult, run_outer_cv
 from her2dlr.learn.deploy import ModelInputs, save_stage_artefacts
 from her2dlr.learn.fold_cache import FoldCache
+from her2dlr.learn.multiclass_cv import label_classes
 from her2dlr.learn.multiclass_stage import check_multiclass_stage, multiclass_outputs
 from her2dlr.learn.settings import LearnSettings
 from her2dlr.runfolder import (
@@ -138,10 +142,12 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
     """
     out = Path(out_dir)
     check_multiclass_stage(manifest, settings, clinical=clinical)  # a 3-class label: refuse binary-only settings
+    multiclass = label_classes(manifest) > 2
     has_imaging = features is not None and features.shape[1] > 0
     if not has_imaging and not clinical:
         raise InputError("The learning stage got no feature table and no clinical model to fit.")
-    inputs, raw, types = _stage_inputs(features if has_imaging else None, manifest, settings, feature_set, clinical)
+    inputs, raw, types = _stage_inputs(features if has_imaging else None, manifest, settings, feature_set, clinical,
+                                       multiclass=multiclass)
     deploy_scheme = None
     if settings.save_models and models_dir is not None:
         deploy_scheme = "holdout" if "holdout" in settings.schemes else "final"
@@ -151,7 +157,7 @@ def run_learn_stage(features: pd.DataFrame | None, manifest: Manifest | pd.DataF
                          "'clinical' from learn.features, or use search: grid for the clinical models.")
     cache = FoldCache(out / FOLD_CACHE)
     runs = _ModelRuns(inputs, manifest, settings, feature_set, raw, types, clinical=clinical,
-                      fusion=set(settings.clinical.fusion) if clinical and has_imaging else set(),
+                      fusion=_fusions(settings, clinical and has_imaging, multiclass),
                       feature_tables=list(feature_tables or []), progress=progress, cache=cache, workflows=space)
     for entry in settings.models if space is None else [WORKFLOWS_ENTRY]:
         runs.run_model(entry, list(settings.schemes) + ["final"] * (deploy_scheme == "final"))
@@ -183,8 +189,17 @@ _Input = tuple[str, pd.DataFrame, Any, bool]  # (set name, frame, selection step
 WORKFLOWS_ENTRY = SimpleNamespace(name="workflows", label=None, grid=None, params={})
 
 
+def _fusions(settings: LearnSettings, both: bool, multiclass: bool) -> set[str]:
+    """The clinical fusions to fit: none without both inputs; a multi-class label leaves out seed 002's
+    combined model (refused before, see :func:`check_multiclass_stage`, when the settings name it)."""
+    if not both:
+        return set()
+    return set(settings.clinical.fusion) - ({"combined"} if multiclass else set())
+
+
 def _stage_inputs(features: pd.DataFrame | None, manifest: Manifest | pd.DataFrame, settings: LearnSettings,
-                  feature_set: str, clinical: bool) -> tuple[list[_Input], pd.DataFrame | None, dict[str, str]]:
+                  feature_set: str, clinical: bool, *, multiclass: bool = False
+                  ) -> tuple[list[_Input], pd.DataFrame | None, dict[str, str]]:
     """The model inputs: the imaging table, the clinical frame and their early fusion."""
     from her2dlr.learn.fusion import clinical_frame, clinical_steps, early_fusion_steps
 
@@ -196,7 +211,7 @@ def _stage_inputs(features: pd.DataFrame | None, manifest: Manifest | pd.DataFra
         raw, types = clinical_frame(manifest, settings.clinical.columns)  # type: ignore[arg-type]
         _check_units(settings.clinical.units, manifest)  # type: ignore[arg-type]
         options = settings.clinical.options()
-        inputs.append(("clinical", raw, clinical_steps(types, options), False))
+        inputs.append(("clinical", raw, clinical_steps(types, options, multiclass=multiclass), False))
         if features is not None and "early" in settings.clinical.fusion:
             imaging = features.set_index("case_id") if "case_id" in features.columns else features
             clash = set(imaging.columns) & set(raw.columns)
@@ -204,7 +219,8 @@ def _stage_inputs(features: pd.DataFrame | None, manifest: Manifest | pd.DataFra
                 raise InputError(f"Feature table column(s) {sorted(clash)[:5]} clash with clinical column names.")
             both = imaging.join(raw, how="inner")
             inputs.append((f"{feature_set}+clinical", both,
-                           early_fusion_steps(list(imaging.columns), types, settings.selection, options), False))
+                           early_fusion_steps(list(imaging.columns), types, settings.selection, options,
+                                              multiclass=multiclass), False))
     return inputs, raw, types
 
 
@@ -338,7 +354,13 @@ def _check_label_proxies(raw: pd.DataFrame, types: dict[str, str], manifest: Man
     table = table[table["label"].notna()]
     ids = table["case_id"].astype(str)
     frame = raw.reindex(ids)
-    check = label_proxies(frame, table["label"].astype(int).to_numpy(), types)
+    labels = table["label"].astype(int).to_numpy()
+    if len(np.unique(labels)) > 2:
+        from her2dlr.learn.clinical_multiclass import multiclass_label_proxies
+
+        check = multiclass_label_proxies(frame, labels, types)
+    else:
+        check = label_proxies(frame, labels, types)
     path = write_csv_atomic(check, out / LABEL_PROXIES)
     flagged = check[check["flagged"]]
     if len(flagged):

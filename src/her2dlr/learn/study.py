@@ -107,10 +107,15 @@ def run_study_learning(
     settings = study.learn or LearnSettings()
     updates = {k: v for k, v in {"models": models, "schemes": schemes, "n_jobs": n_jobs}.items() if v}
     if updates:
-        settings = LearnSettings.model_validate({**settings.model_dump(mode="json"), **updates})
+        # exclude_unset: keys the study file left out stay unset (a 3-class label skips a default fusion
+        # it has no form for, but refuses one the study names; see learn.multiclass_stage)
+        settings = LearnSettings.model_validate({**settings.model_dump(mode="json", exclude_unset=True), **updates})
     if pairs and "pairs" not in settings.clinical.fusion:
         settings = settings.model_copy(deep=True)
+        named = "fusion" in settings.clinical.model_fields_set
         settings.clinical.fusion = [*settings.clinical.fusion, "pairs"]
+        if not named:  # --pairs asks for the pairings only, not for the other default fusions by name
+            settings.clinical.model_fields_set.discard("fusion")
     from her2dlr.learn.fusion import CLINICAL_FEATURE
 
     manifest = Manifest.load(manifest_path(study))

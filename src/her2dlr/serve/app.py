@@ -8,7 +8,8 @@ Routes (every ``/api`` route checks the token when one is set)::
     GET  /api/health                    status, number of models, version
     GET  /api/models                    model summaries: card, lesion input, clinical fields
     GET  /api/models/{model}            one summary with its full model card
-    POST /api/models/{model}/predict    one case (multipart) -> probability, class, heat map PNG
+    POST /api/models/{model}/predict    one case (multipart) -> probability, class, heat map PNG (a
+                                        multi-class model adds class_name and class_probabilities)
     POST /api/models/{model}/segment    one image (+ box) -> the automatic lesion mask PNG
     POST /api/preview                   one image -> PNG as the models read it (DICOM de-identified)
     POST /api/predict/video             one clip (multipart) -> NDJSON stream: a line per frame, then the answer
@@ -52,7 +53,7 @@ from her2dlr.serve.forms import (
     parse_spacing,
     read_form,
 )
-from her2dlr.serve.registry import ModelRegistry, json_safe, model_summary, reads_video
+from her2dlr.serve.registry import ModelRegistry, class_fields, json_safe, model_summary, reads_video
 from her2dlr.serve.settings import ServeSettings
 from her2dlr.serve.uploads import (
     CheckedUpload,
@@ -340,6 +341,7 @@ def _predict(art: Any, model_id: str, *, image: CheckedUpload | None, mask: Chec
     return json_safe({
         "model": model_id, "name": result.model, "kind": result.kind, "version": result.version,
         "probability": result.probability, "predicted_class": result.predicted_class, "threshold": result.threshold,
+        **class_fields(result),
         "warnings": [_strip_paths(w, folder) for w in result.warnings], "notes": notes, "provenance": provenance,
         "heat_map": heat_map, "image": {"kind": image.kind, "height": image.shape[0], "width": image.shape[1],
                                         "deidentified": image.deidentified} if image else None,

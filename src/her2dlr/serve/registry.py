@@ -18,7 +18,8 @@ from typing import Any
 from her2dlr.errors import InputError, nearest
 from her2dlr.learn.artefact import CARD, ModelArtefact, load_artefact
 
-__all__ = ["ModelRegistry", "clinical_fields", "json_safe", "lesion_input", "model_summary", "reads_video"]
+__all__ = ["ModelRegistry", "class_fields", "clinical_fields", "json_safe", "lesion_input", "model_summary",
+           "reads_video"]
 
 
 def json_safe(value: Any) -> Any:
@@ -34,6 +35,26 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+def class_fields(result: Any) -> dict[str, Any]:
+    """``class_name`` and ``class_probabilities`` (class name -> probability) of a multi-class answer.
+
+    Parameters
+    ----------
+    result : PredictionResult
+        One answer of :func:`her2dlr.predict.predict`.
+
+    Returns
+    -------
+    dict
+        Empty for a binary model (its ``probability`` and ``predicted_class`` say it all); for a
+        multi-class one its ``probability`` is that of the predicted class, named here, next to
+        every class's probability (they sum to 1).
+    """
+    if not result.class_probabilities:
+        return {}
+    return {"class_name": result.class_name, "class_probabilities": dict(result.class_probabilities)}
 
 
 def reads_video(artefact: ModelArtefact) -> bool:
@@ -132,6 +153,7 @@ def model_summary(model_id: str, artefact: ModelArtefact) -> dict[str, Any]:
     metrics.pop("table", None)  # the full metric table stays in the card (GET /api/models/{id})
     return json_safe({
         "id": model_id, "name": artefact.name, "kind": artefact.kind, "task": card.get("task"),
+        "classes": artefact.classes,
         "threshold": card.get("threshold"), "metrics": metrics, "training": card.get("training") or card.get("cohort"),
         "created": card.get("created"), "version": versions.get("her2dlr"),
         "inputs": {"image": bool(artefact.feature_columns) and not reads_video(artefact), "video": reads_video(artefact),

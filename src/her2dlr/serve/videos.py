@@ -173,7 +173,7 @@ def frame_line(row: Mapping[str, Any], fps: float) -> dict[str, Any]:
 
 
 def _result_line(answer: Any, model_id: str, clip: OpenClip, notes: list[str], folder: Path) -> dict[str, Any]:
-    from her2dlr.serve.registry import json_safe
+    from her2dlr.serve.registry import class_fields, json_safe
     from her2dlr.video.stage import frame_table
 
     result = answer.result
@@ -183,6 +183,7 @@ def _result_line(answer: Any, model_id: str, clip: OpenClip, notes: list[str], f
     return json_safe({
         "type": "result", "model": model_id, "name": result.model, "kind": result.kind, "version": result.version,
         "probability": result.probability, "predicted_class": result.predicted_class, "threshold": result.threshold,
+        **class_fields(result),
         "warnings": [w.replace(text, "<upload>") for w in result.warnings], "notes": notes,
         "frames": answer.analysis.counts(), "fps": clip.fps, "provenance": provenance,
         "track": frame_table(answer.analysis.localisation).to_dict(orient="records"),

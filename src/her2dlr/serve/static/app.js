@@ -74,12 +74,18 @@ function showCard(m) {
   const dl = document.createElement("dl");
   const task = m.task || {};
   addRow(dl, "Kind", m.kind);
-  addRow(dl, "Positive class", (task.positive || []).join(", "));
-  addRow(dl, "Negative class", (task.negative || []).join(", "));
   const thr = m.threshold || {};
-  addRow(dl, "Threshold", fmt(thr.value) + (thr.method ? " (" + thr.method + ", chosen on training predictions: " + (thr.source || "?") + ")" : ""));
-  addRow(dl, "Hold-out test AUC", auc(m.metrics || {}, "test"));
-  addRow(dl, "Cross-validated AUC", auc(m.metrics || {}, "cv"));
+  if (m.classes && m.classes.length) {
+    addRow(dl, "Classes", m.classes.join(", "));
+    addRow(dl, "Answer", "the most probable class (no threshold)");
+  } else {
+    addRow(dl, "Positive class", (task.positive || []).join(", "));
+    addRow(dl, "Negative class", (task.negative || []).join(", "));
+    addRow(dl, "Threshold", fmt(thr.value) + (thr.method ? " (" + thr.method + ", chosen on training predictions: " + (thr.source || "?") + ")" : ""));
+  }
+  const macro = m.classes && m.classes.length ? "macro " : "";  // mean one-vs-rest AUC of several classes
+  addRow(dl, "Hold-out test " + macro + "AUC", auc(m.metrics || {}, "test"));
+  addRow(dl, "Cross-validated " + macro + "AUC", auc(m.metrics || {}, "cv"));
   const training = m.training || {};
   addRow(dl, "Training cohort", training.n_cases ? training.n_cases + " cases (" + (training.scheme || "") + ")" : null);
   addRow(dl, "Lesion input", m.inputs.video ? "a box on one frame of the clip (followed through the clip)" :
@@ -358,13 +364,33 @@ async function predict() {
   }
 }
 
+function showClassProbabilities(r) {
+  const table = $("class-probabilities");
+  const body = table.querySelector("tbody");
+  body.replaceChildren();
+  const probs = r.class_probabilities || {};
+  for (const [name, p] of Object.entries(probs)) {
+    const tr = document.createElement("tr");
+    if (name === r.class_name) tr.className = "predicted";
+    for (const text of [name, fmt(p)]) {
+      const td = document.createElement("td"); td.textContent = text; tr.append(td);
+    }
+    body.append(tr);
+  }
+  table.hidden = !Object.keys(probs).length;
+}
+
 function showResult(r) {
   $("result").hidden = false;
-  $("probability").textContent = fmt(r.probability);
+  const multi = !!r.class_name;
+  $("probability-label").textContent = multi ? "Most probable class" : "Probability";
+  $("probability").textContent = multi ? r.class_name + " (" + fmt(r.probability) + ")" : fmt(r.probability);
+  $("threshold-line").hidden = multi;
   $("threshold").textContent = fmt(r.threshold);
   const task = (state.model && state.model.task) || {};
   const names = r.predicted_class === 1 ? task.positive : task.negative;
   $("class").textContent = r.predicted_class + (names && names.length ? " (" + names.join(", ") + ")" : "");
+  showClassProbabilities(r);
   const list = $("warnings");
   list.replaceChildren();
   for (const text of [...(r.warnings || []), ...(r.notes || [])]) {
