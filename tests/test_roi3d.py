@@ -172,3 +172,148 @@ def test_radiomics_refuses_a_mask_on_another_grid(tmp_path: Path):
     moved = _write(_volume(mask, origin=(0.0, 0.0, 0.0)), tmp_path / "mask.nrrd")
     with pytest.raises(InputError, match=r"does not lie on the grid of its image .*origin"):
         extract_case(image, moved, params=PARAMS)
+
+
+# ------------------------------------------------------------------ roi: auto and DSFR on volumes
+N_PER_CLASS = 6
+
+
+@pytest.fixture(scope="module")
+def volume_study(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("seg3d")
+    write_sphere_folders(tmp / "cohort", N_PER_CLASS)
+    (tmp / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    raw = {
+        "name": "seg3d",
+        "cohort": {"sources": [{"kind": "folders", "path": str(tmp / "cohort"), "extensions": [".nrrd"],
+                                "modality": "MR"}]},
+        "label": {"rule": "column", "column": "class", "positive": ["malignant"], "negative": ["benign"]},
+        "split": {"seed": 5, "holdout": None, "kfold": {"n_splits": 2, "n_repeats": 1}},
+        "radiomics": {"params": str(tmp / "params.yaml"), "roi": "auto", "n_jobs": 1, "backend": "sequential"},
+        "segment": {"spatial_dims": 3, "image_size": 16, "features": [4, 8, 16], "epochs": 2, "batch_size": 4, "patience": 0,
+                    "final": False, "device": "cpu", "dsfr": {"layer": 1, "n_clusters": 2}},
+        "learn": {"search": {"inner_splits": 2}, "selection": [{"name": "zscore"}]},
+    }
+    study = tmp / "study.yaml"
+    study.write_text(yaml.safe_dump(raw))
+    res = runner.invoke(app, ["cohort", "build", str(study), "--n-jobs", "1"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["train", "seg", str(study)])
+    assert res.exit_code == 0, res.output
+    return study
+
+
+def _run(study: Path) -> Path:
+    return study.parent / "runs" / "seg3d"
+
+
+def test_train_seg_writes_out_of_fold_volume_masks_on_the_image_grid(volume_study: Path):
+    run = _run(volume_study)
+    manifest = pd.read_parquet(run / "cohort" / "manifest.parquet").set_index("case_id")
+    masks = pd.read_csv(run / "segment" / "unet" / "masks.csv", dtype={"case_id": str}).set_index("case_id")
+    assert sorted(masks.index) == sorted(manifest.index)
+    for case, row in masks.iterrows():
+        # segmented by the network of the case's own outer fold, which trained on the other fold only
+        assert row["network"] == f"r0f{int(manifest.loc[case, 'fold_r0'])}"
+        out, image = sitk.ReadImage(row["mask_auto"]), sitk.ReadImage(manifest.loc[case, "image"])
+        assert row["mask_auto"].endswith(".nrrd") and out.GetSize() == image.GetSize()
+        assert np.allclose(out.GetSpacing(), SPACING) and np.allclose(out.GetOrigin(), ORIGIN)
+        assert np.allclose(out.GetDirection(), DIRECTION)
+    book = json.loads((run / "segment" / "unet" / "summary.json").read_text())
+    assert book["settings"]["spatial_dims"] == 3
+    from her2dlr.deep.dsfr_features import seg_train_cases
+
+    table = pd.read_parquet(run / "cohort" / "manifest.parquet")
+    for fold in ("r0f0", "r0f1"):
+        seen = seg_train_cases(table, fold)
+        assert not seen & set(masks.index[masks["network"] == fold])
+
+
+def test_roi_auto_radiomics_reads_the_volume_masks_unchanged(volume_study: Path):
+    from her2dlr.radiomics.extract import extract_case
+
+    res = runner.invoke(app, ["extract", "radiomics", str(volume_study)])
+    assert res.exit_code == 0, res.output
+    run = _run(volume_study)
+    feats = pd.read_parquet(run / "features" / "radiomics_params_auto.parquet")
+    auto = pd.read_csv(run / "segment" / "auto_masks.csv", dtype={"case_id": str}).set_index("case_id")
+    assert len(feats) == int((~auto["empty"]).sum()) > 0
+    case = feats.index[0]
+    manifest = pd.read_parquet(run / "cohort" / "manifest.parquet").set_index("case_id")
+    direct = extract_case(manifest.loc[case, "image"], auto.loc[case, "mask_auto"], params=PARAMS)
+    np.testing.assert_allclose(feats.loc[case, list(direct)].to_numpy(), list(direct.values()), rtol=1e-10)
+
+
+def test_a_3d_network_refuses_2d_images(volume_study: Path, tmp_path: Path):
+    from her2dlr.segment.checkpoints import load_segmenter
+    from her2dlr.segment.infer import segment_images
+
+    model, spec, _ = load_segmenter(_run(volume_study) / "segment" / "unet" / "r0f0" / "best.pt")
+    with pytest.raises(InputError, match="3D segmentation network was given the 2D image"):
+        segment_images(model, [np.zeros((16, 16), np.float32)], spec=spec, progress=False)
+
+
+def test_dsfr_of_3d_fold_networks_is_the_lesion_voxel_average(volume_study: Path):
+    import torch
+
+    from her2dlr.deep.features import check_out_of_fold, fold_test_cases, read_fold_features
+    from her2dlr.segment.checkpoints import load_segmenter
+    from her2dlr.segment.data import prepare_seg_input
+    from her2dlr.segment.dsfr import resolve_layer
+
+    res = runner.invoke(app, ["extract", "dsfr", str(volume_study), "--heatmaps", "1"])
+    assert res.exit_code == 0, res.output
+    run = _run(volume_study)
+    folds = read_fold_features(run / "features" / "dsfr_unet")
+    manifest = pd.read_parquet(run / "cohort" / "manifest.parquet")
+    book = check_out_of_fold(folds, manifest)
+    assert not book[(book["role"] == "test") & book["seen_in_training"]].any(axis=None)
+    assert sorted(folds) == ["r0f0", "r0f1"]
+    # one case by hand: its own fold's network, a hook on the layer, the map averaged over the lesion's voxels
+    case = fold_test_cases(manifest, "r0f1")[0]
+    row = manifest.set_index("case_id").loc[case]
+    model, spec, _ = load_segmenter(run / "segment" / "unet" / "r0f1" / "best.pt")
+    model.eval()
+    x, _ = prepare_seg_input(sitk.GetArrayFromImage(sitk.ReadImage(row["image"])), spec=spec)
+    # the study uses roi: auto, so the lesion is the case's out-of-fold automatic mask
+    assert set(pd.read_csv(run / "features" / "dsfr_unet" / "provenance.csv")["lesion"]) == {"auto"}
+    auto = pd.read_csv(run / "segment" / "auto_masks.csv", dtype={"case_id": str}).set_index("case_id")
+    lesion = sitk.GetArrayFromImage(sitk.ReadImage(auto.loc[case, "mask_auto"])) > 0
+    assert lesion.any()
+    name = resolve_layer(model, 1, torch.as_tensor(x[None]))
+    seen = {}
+    handle = model.get_submodule(name).register_forward_hook(lambda _m, _i, out: seen.update(map=out))
+    with torch.no_grad():
+        model(torch.as_tensor(x[None]))
+    handle.remove()
+    maps = seen["map"][0].numpy()
+    assert maps.shape[1:] == (8, 8, 8)  # the first unit halves the 16^3 grid
+    # each feature cell weighs by the share of its 2x2x2 voxels in the lesion
+    weight = lesion.reshape(8, 2, 8, 2, 8, 2).mean(axis=(1, 3, 5))
+    by_hand = (maps * weight).sum(axis=(1, 2, 3)) / weight.sum()
+    table = folds["r0f1"].features
+    assert table.shape == (2 * N_PER_CLASS, maps.shape[0])
+    np.testing.assert_allclose(table.loc[case].to_numpy(), by_hand, rtol=1e-4, atol=1e-6)
+    assert len(list((run / "features" / "dsfr_unet" / "heatmaps").glob("*.png"))) == 1
+
+
+def test_dsfr_and_dlr_models_run_on_the_3d_tables(volume_study: Path):
+    from her2dlr.cohort.manifest import Manifest
+    from her2dlr.config import load_study
+    from her2dlr.deep.dsfr import fit_dsfr_models
+    from her2dlr.deep.features import read_fold_features
+
+    study = load_study(volume_study)
+    folds_dir = study.paths.dsfr_features("unet")
+    if not folds_dir.is_dir():
+        pytest.skip("needs the DSFR tables of the test before")
+    radiomics = pd.read_parquet(study.paths.feature_table("radiomics_params_auto"))
+    # seed 003's LASSO (5-fold) needs more cases than these 12: z-scores alone after the channel clusters
+    models = fit_dsfr_models(read_fold_features(folds_dir), radiomics, "radiomics", Manifest.load(study.paths.manifest),
+                             arch="unet", settings=study.learn, selection=[{"name": "zscore"}])
+    pred = pd.concat([r.predictions for r in models.results()])
+    test = pred[pred["split"] == "test"].pivot_table(index=["fold", "case_id"], columns="model", values="prob")
+    assert set(test.columns) == {"dsfr_unet-lr", "radiomics-lr", "dlr(dsfr_unet,radiomics)-lr"}
+    assert len(test) == len(radiomics)  # every case with an automatic lesion, once, by the fold that never saw it
+    np.testing.assert_allclose(test["dlr(dsfr_unet,radiomics)-lr"], (test["dsfr_unet-lr"] + test["radiomics-lr"]) / 2,
+                               atol=1e-12)
