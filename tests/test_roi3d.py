@@ -317,3 +317,78 @@ def test_dsfr_and_dlr_models_run_on_the_3d_tables(volume_study: Path):
     assert len(test) == len(radiomics)  # every case with an automatic lesion, once, by the fold that never saw it
     np.testing.assert_allclose(test["dlr(dsfr_unet,radiomics)-lr"], (test["dsfr_unet-lr"] + test["radiomics-lr"]) / 2,
                                atol=1e-12)
+
+
+# ------------------------------------------------------------------ a common voxel spacing from the training volumes
+def test_voxel_size_training_is_the_training_median_and_reaches_pyradiomics(tmp_path: Path):
+    from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+    from her2dlr.learn.study import feature_table_provenance, radiomics_params_of
+    from her2dlr.config import load_study
+
+    spacings = [(0.6 + 0.05 * i, 0.65 + 0.05 * i, 1.0 + 0.5 * i) for i in range(6)]
+    rows = []
+    for i, spacing in enumerate(spacings):
+        img, mask = sphere_case(40 + i, rough=bool(i % 2))
+        _write(_volume(img, spacing=spacing), tmp_path / f"v{i}.nrrd")
+        _write(_volume(mask, spacing=spacing), tmp_path / f"v{i}_mask.nrrd")
+        rows.append({"case": f"v{i}", "image": f"v{i}.nrrd", "mask": f"v{i}_mask.nrrd", "box": "", "y": i % 2})
+    study = _table_study(tmp_path, rows)
+    raw = yaml.safe_load(study.read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    raw["split"] = {"seed": 2, "holdout": {"test_size": 0.34}, "kfold": None}
+    raw["radiomics"] = {"params": str(tmp_path / "params.yaml"), "voxel_size": "training", "n_jobs": 1,
+                        "backend": "sequential"}
+    study.write_text(yaml.safe_dump(raw))
+    assert runner.invoke(app, ["cohort", "build", str(study), "--n-jobs", "1"]).exit_code == 0
+    manifest = pd.read_parquet(tmp_path / "run" / "cohort" / "manifest.parquet").set_index("case_id")
+    train = [int(c[1:]) for c in manifest.index[manifest["split"] != "test"]]
+    test = [int(c[1:]) for c in manifest.index[manifest["split"] == "test"]]
+    assert train and test
+    expected = np.median([spacings[i] for i in train], axis=0)
+
+    def extract() -> dict:
+        res = runner.invoke(app, ["extract", "radiomics", str(study)])
+        assert res.exit_code == 0, res.output
+        return json.loads((tmp_path / "run" / "features" / "radiomics_params_mask.json").read_text())
+
+    record = extract()
+    np.testing.assert_allclose(record["voxel_size"]["target_mm"], expected, rtol=1e-6)
+    assert record["voxel_size"]["n_training"] == len(train) and "training volumes" in record["voxel_size"]["note"]
+    # the features of a test volume are PyRadiomics' on that grid
+    case = test[0]
+    feats = pd.read_parquet(tmp_path / "run" / "features" / "radiomics_params_mask.parquet").loc[f"v{case}"]
+    params = {**PARAMS, "setting": {**PARAMS["setting"], "resampledPixelSpacing": list(expected)}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        direct = RadiomicsFeatureExtractor(params).execute(str(tmp_path / f"v{case}.nrrd"),
+                                                           str(tmp_path / f"v{case}_mask.nrrd"), label=1)
+    direct = {k: float(v) for k, v in direct.items() if not k.startswith("diagnostics_")}
+    np.testing.assert_allclose(feats[list(direct)].to_numpy(), list(direct.values()), rtol=1e-8)
+    # a model trained on this table finds the parameters, spacing included
+    loaded = load_study(study)
+    found = radiomics_params_of([feature_table_provenance(loaded, "radiomics_params_mask")])
+    assert found is not None and found["setting"]["resampledPixelSpacing"] == pytest.approx(list(expected))
+    # the test volumes never move the target
+    for i in test:
+        img, mask = sphere_case(40 + i, rough=bool(i % 2))
+        _write(_volume(img, spacing=(2.0, 2.0, 4.0)), tmp_path / f"v{i}.nrrd")
+        _write(_volume(mask, spacing=(2.0, 2.0, 4.0)), tmp_path / f"v{i}_mask.nrrd")
+    np.testing.assert_allclose(extract()["voxel_size"]["target_mm"], expected, rtol=1e-6)
+
+
+def test_voxel_size_refuses_2d_images_and_bad_values(tmp_path: Path):
+    from her2dlr.config import study_from_dict
+    from her2dlr.errors import StudyFileError
+    from her2dlr.radiomics.voxel_size import plan_voxel_size
+
+    rows = pd.DataFrame({"case_id": ["a"], "image": ["a.png"]})
+    with pytest.raises(InputError, match="a.png is a 2D image"):
+        plan_voxel_size(rows, pd.Series([True]), "training", spacings=[(0.1, 0.1)])
+    assert plan_voxel_size(rows, pd.Series([True]), "params").target_mm is None
+    assert plan_voxel_size(rows, pd.Series([True]), 1.0, spacings=[(1, 1, 2)]).target_mm == (1.0, 1.0, 1.0)
+    raw = {"name": "x", "cohort": {"sources": [{"kind": "folders", "path": "c"}]},
+           "label": {"rule": "column", "column": "class", "positive": ["m"], "negative": ["b"]},
+           "radiomics": {"voxel_size": [1.0, 2.0]}}
+    with pytest.raises(StudyFileError, match="voxel_size"):
+        study_from_dict(raw)
