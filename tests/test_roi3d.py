@@ -323,8 +323,8 @@ def test_dsfr_and_dlr_models_run_on_the_3d_tables(volume_study: Path):
 def test_voxel_size_training_is_the_training_median_and_reaches_pyradiomics(tmp_path: Path):
     from radiomics.featureextractor import RadiomicsFeatureExtractor
 
-    from her2dlr.learn.study import feature_table_provenance, radiomics_params_of
     from her2dlr.config import load_study
+    from her2dlr.learn.study import feature_table_provenance, radiomics_params_of
 
     spacings = [(0.6 + 0.05 * i, 0.65 + 0.05 * i, 1.0 + 0.5 * i) for i in range(6)]
     rows = []
