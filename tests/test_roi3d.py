@@ -110,6 +110,23 @@ def test_radiomics_of_a_3d_box_equal_pyradiomics_on_the_hand_built_box(tmp_path:
     np.testing.assert_allclose(ours[list(direct)].to_numpy(), list(direct.values()), rtol=1e-10)
 
 
+def test_the_deep_stage_crops_a_volume_around_its_3d_box(tmp_path: Path):
+    from her2dlr.deep.data import manifest_rois
+    from her2dlr.imaging.roi import RoiSpec
+
+    img, _ = sphere_case(4, rough=True)
+    path = _write(_volume(img), tmp_path / "vol.nrrd")
+    box = [3, 4, 5, 6, 7, 5]
+    mask = bbox_mask(sitk.ReadImage(str(path)), box)
+    mask_path = _write(mask, tmp_path / "box_mask.nrrd")
+    spec = RoiSpec(size=8, margin=1, min_size=2, spatial_dims=3)
+    rows = pd.DataFrame({"case_id": ["box", "mask"], "image": [str(path)] * 2, "modality": ["MR"] * 2,
+                         "mask": [None, str(mask_path)], "bbox": [json.dumps(box), None]})
+    x = manifest_rois(rows, spec)
+    assert x.shape == (2, 1, 8, 8, 8)
+    np.testing.assert_array_equal(x[0], x[1])
+
+
 # ------------------------------------------------------------------ QC: box form and mask geometry
 def _table_study(tmp: Path, rows: list[dict], **qc) -> Path:
     pd.DataFrame(rows).to_csv(tmp / "cases.csv", index=False)
