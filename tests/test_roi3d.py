@@ -110,6 +110,26 @@ def test_radiomics_of_a_3d_box_equal_pyradiomics_on_the_hand_built_box(tmp_path:
     np.testing.assert_allclose(ours[list(direct)].to_numpy(), list(direct.values()), rtol=1e-10)
 
 
+def test_roi_bbox_on_a_volume_is_the_box_of_its_mask(tmp_path: Path):
+    from her2dlr.radiomics.extract import load_case
+    from her2dlr.radiomics.stage import rows_for_roi
+
+    img, mask = sphere_case(5, rough=False)
+    image = _write(_volume(img), tmp_path / "vol.nrrd")
+    mask_path = _write(_volume(mask), tmp_path / "vol_mask.nrrd")
+    table = pd.DataFrame({"case_id": ["a"], "image": [str(image)], "mask": [str(mask_path)], "bbox": [None],
+                          "spacing": [np.nan]})
+    row = rows_for_roi(table, "bbox").iloc[0]
+    zz, yy, xx = np.nonzero(mask)
+    lo = [xx.min(), yy.min(), zz.min()]
+    assert json.loads(row["bbox"]) == lo + [xx.max() - lo[0] + 1, yy.max() - lo[1] + 1, zz.max() - lo[2] + 1]
+    vol, box = load_case(row["image"], None, row["bbox"])
+    arr = sitk.GetArrayFromImage(box)
+    assert arr[zz.min():zz.max() + 1, yy.min():yy.max() + 1, xx.min():xx.max() + 1].all()
+    assert arr.sum() == np.prod([np.ptp(a) + 1 for a in (zz, yy, xx)])
+    assert box.GetOrigin() == vol.GetOrigin() and box.GetDirection() == vol.GetDirection()
+
+
 def test_the_deep_stage_crops_a_volume_around_its_3d_box(tmp_path: Path):
     from her2dlr.deep.data import manifest_rois
     from her2dlr.imaging.roi import RoiSpec
