@@ -122,7 +122,7 @@ def test_roi_bbox_on_a_volume_is_the_box_of_its_mask(tmp_path: Path):
     row = rows_for_roi(table, "bbox").iloc[0]
     zz, yy, xx = np.nonzero(mask)
     lo = [xx.min(), yy.min(), zz.min()]
-    assert json.loads(row["bbox"]) == lo + [xx.max() - lo[0] + 1, yy.max() - lo[1] + 1, zz.max() - lo[2] + 1]
+    assert json.loads(row["bbox"]) == [*lo, xx.max() - lo[0] + 1, yy.max() - lo[1] + 1, zz.max() - lo[2] + 1]
     vol, box = load_case(row["image"], None, row["bbox"])
     arr = sitk.GetArrayFromImage(box)
     assert arr[zz.min():zz.max() + 1, yy.min():yy.max() + 1, xx.min():xx.max() + 1].all()
