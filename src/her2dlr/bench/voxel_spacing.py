@@ -26,6 +26,10 @@ out (their agreement is a property of the mask's sampling, not of resampling the
 
 This is a phantom with a known truth (the same object under two grids), not a claim about any
 scanner: it measures how much of a feature's value is the voxel grid rather than the lesion.
+
+Development run (seed 0, 40 lesions, 74 features, 2 shared cores under other load): median CCC
+0.573 on the own grids, 0.792 resampled to the training median 0.85 x 0.85 x 2.25 mm; share of
+features with CCC > 0.9: 0.162 and 0.230; 271.5 s.
 """
 
 from __future__ import annotations
