@@ -288,6 +288,15 @@ def test_a_3d_network_refuses_2d_images(volume_study: Path, tmp_path: Path):
     model, spec, _ = load_segmenter(_run(volume_study) / "segment" / "unet" / "r0f0" / "best.pt")
     with pytest.raises(InputError, match="3D segmentation network was given the 2D image"):
         segment_images(model, [np.zeros((16, 16), np.float32)], spec=spec, progress=False)
+    # and the stage refuses a 2D network on volumes, saying what to set
+    from her2dlr.config import load_study
+    from her2dlr.segment.settings import SegmentSettings
+    from her2dlr.segment.stage import run_seg_stage
+
+    study = load_study(volume_study)
+    flat = SegmentSettings(**{**study.segment.model_dump(), "spatial_dims": 2})
+    with pytest.raises(InputError, match=r"is 3D; this segmentation spec takes 2D images \(segment.spatial_dims: 3"):
+        run_seg_stage(study, flat, progress=False)
 
 
 def test_dsfr_of_3d_fold_networks_is_the_lesion_voxel_average(volume_study: Path):
