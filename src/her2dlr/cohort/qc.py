@@ -207,10 +207,12 @@ def _inspect_row(
     for mask_path in masks:
         try:
             arr, moved = _mask_on_grid(mask_path, image, image_path, resample_mask)
+        except _OffGrid as exc:
+            report.problems.append(("mask_geometry", str(exc)))
+            continue
         except Exception as exc:
-            message = str(exc) if isinstance(exc, InputError) else \
-                f"mask {mask_path} of image {image_path} cannot be read: {exc}"
-            report.problems.append(("mask_geometry" if isinstance(exc, InputError) else "mask_unreadable", message))
+            message = f"mask {mask_path} of image {image_path} cannot be read: {exc}"
+            report.problems.append(("mask_unreadable", message))
             continue
         resampled |= moved
         found = check_mask(arr, grey.shape, mask_path)
@@ -227,18 +229,22 @@ def _inspect_row(
     return report
 
 
+class _OffGrid(InputError):
+    """A volume's mask on another grid than its image."""
+
+
 def _mask_on_grid(mask_path: str, image: sitk.Image, image_path: str, resample: bool) -> tuple[np.ndarray, bool]:
     """A mask file as an array on its image's grid, and whether it had to be resampled onto it.
 
     A volume's mask that lies on another grid (size, spacing, origin or direction) is refused
-    (:class:`InputError` naming both files) unless ``resample``: then it is taken onto the
+    (:class:`_OffGrid` naming both files) unless ``resample``: then it is taken onto the
     image's grid by physical position (nearest neighbour).
     """
     differences = mask_geometry_differences(mask_path, image)
     if not differences:
         return read_mask_array(mask_path), False
     if not resample:
-        raise InputError(f"mask {mask_path} does not lie on the grid of its image {image_path} "
+        raise _OffGrid(f"mask {mask_path} does not lie on the grid of its image {image_path} "
                          f"({'; '.join(differences)}). Write the mask with the image's geometry, or set "
                          "qc.resample_mask: true to resample it onto the image by physical position.")
     mask = sitk.ReadImage(sitk_file_name(mask_path))
