@@ -113,13 +113,17 @@ split:
 qc:
   lesion_policy: largest     # several lesions per image: largest | union | each (each lesion a case)
   # near_duplicate_distance: 10   # perceptual-hash Hamming distance for near-duplicates
+  # resample_mask: false     # volumes: a mask on another grid than its image is refused; true resamples it
 
 radiomics:
   params: us2d               # a shipped set below, or the path of your own PyRadiomics params YAML
   # shipped sets (also listed by `her2dlr extract radiomics --help`):
 {params}
-  roi: mask                  # mask, or bbox: the lesion's bounding rectangle
+  roi: mask                  # mask, or bbox: the lesion's bounding rectangle (a box cell: [x, y, w, h];
+                             # [x, y, z, w, h, d] on volumes), or auto: the out-of-fold masks of `train seg`
   pixel_size: training       # training: 2D images resampled to the training images' pixel size; as_given
+  # voxel_size: params       # volumes: params (the set's resampledPixelSpacing) | training (median of the
+  #                          # training volumes, per axis) | a spacing in mm, e.g. 1.0 or [0.7, 0.7, 1.5]
   n_jobs: -1                 # -1: all cores
   backend: loky              # loky | threading | sequential | dask | ray
   # scheduler: tcp://node01:8786   # with backend dask (ray: ray://node01:10001): run on a lab cluster (README)

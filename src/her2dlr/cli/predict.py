@@ -16,10 +16,10 @@ __all__ = ["predict_cmd"]
 def predict_cmd(
     model: Annotated[Path, typer.Argument(help="Model artefact folder (<run>/models/<name>).")],
     features: Annotated[Path | None, typer.Option("--features", help="Feature table (Parquet/CSV) with the model's feature columns (and clinical columns).")] = None,
-    cases: Annotated[Path | None, typer.Option("--cases", help="Table of new cases: image, mask or box (x,y,w,h), optional case_id, spacing and clinical columns.")] = None,
+    cases: Annotated[Path | None, typer.Option("--cases", help="Table of new cases: image, mask or box (x,y,w,h; x,y,z,w,h,d on volumes), optional case_id, spacing and clinical columns.")] = None,
     image: Annotated[Path | None, typer.Option("--image", help="Image of one case.")] = None,
     mask: Annotated[Path | None, typer.Option("--mask", help="Lesion mask of the image.")] = None,
-    box: Annotated[str | None, typer.Option("--box", help="Lesion box x,y,w,h in pixels (models trained on boxes).")] = None,
+    box: Annotated[str | None, typer.Option("--box", help="Lesion box x,y,w,h in pixels, or x,y,z,w,h,d in voxels on a volume (models trained on boxes).")] = None,
     spacing: Annotated[float | None, typer.Option("--spacing", help="Pixel size in mm, when the file does not carry it.")] = None,
     clinical: Annotated[list[str] | None, typer.Option("--clinical", help="COLUMN=VALUE (repeatable).")] = None,
     clinical_table: Annotated[Path | None, typer.Option("--clinical-table", help="Table holding the case's clinical row.")] = None,

@@ -127,7 +127,8 @@ def build_cohort(study: Study, *, n_jobs: int = 1, progress: bool = True) -> Coh
         qc_kwargs["near_duplicate_distance"] = study.qc.near_duplicate_distance
     qc = run_qc(
         manifest, lesion_policy=study.qc.lesion_policy, derived_mask_dir=paths.derived_masks,
-        n_jobs=n_jobs, progress=progress, features=study_feature_tables(study) or None, **qc_kwargs,
+        n_jobs=n_jobs, progress=progress, features=study_feature_tables(study) or None,
+        resample_mask=study.qc.resample_mask, **qc_kwargs,
     )
     if manifest.meta.get("missing_cells"):
         qc.summary["missing_cells"] = manifest.meta["missing_cells"]

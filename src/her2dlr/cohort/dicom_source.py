@@ -36,7 +36,7 @@ from her2dlr.io.atomic import atomic_path
 from her2dlr.io.dce import kinetic_maps, read_dce_study, select_phase
 from her2dlr.io.deid import load_or_create_key, pseudonym
 from her2dlr.io.dicom_series import StudyFiles, find_studies
-from her2dlr.io.images import read_mask
+from her2dlr.io.images import geometry_differences, read_mask
 from her2dlr.io.tables import read_table
 
 if TYPE_CHECKING:
@@ -49,18 +49,8 @@ DCE_QC_COLUMNS = ("dce_layout", "dce_split_tag", "dce_order_tag", "dce_time_tag"
 """Per-case record of the phase split, copied from the manifest into the QC table."""
 
 
-def same_geometry(a: sitk.Image, b: sitk.Image) -> list[str]:
-    """How two images' grids differ (empty when they match within a tenth of a voxel)."""
-    out = []
-    if a.GetSize() != b.GetSize():
-        out.append(f"size {b.GetSize()} vs {a.GetSize()}")
-    if not np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=1e-3):
-        out.append(f"spacing {tuple(round(v, 4) for v in b.GetSpacing())} vs {tuple(round(v, 4) for v in a.GetSpacing())} mm")
-    if np.abs(np.subtract(a.GetOrigin(), b.GetOrigin())).max() > 0.1 * min(a.GetSpacing()):
-        out.append(f"origin {tuple(round(v, 2) for v in b.GetOrigin())} vs {tuple(round(v, 2) for v in a.GetOrigin())} mm")
-    if not np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-3):
-        out.append("orientation (direction cosines) differs")
-    return out
+same_geometry = geometry_differences
+"""How two images' grids differ (see :func:`her2dlr.io.images.geometry_differences`)."""
 
 
 def resample_isotropic(image: sitk.Image, spacing_mm: float, *, label: bool = False) -> sitk.Image:

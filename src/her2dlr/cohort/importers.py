@@ -135,12 +135,15 @@ def _split_multi(cell: object, sep: str) -> list[str]:
     return [part.strip() for part in str(cell).split(sep) if part.strip()]
 
 
-def _parse_bbox(value: object, where: str) -> str | None:
-    box = parse_bbox(value, where=f"{where}: bounding box")
+def _parse_bbox(value: object, where: str, ndim: int | None = None) -> str | None:
+    box = parse_bbox(value, where=f"{where}: bounding box", ndim=ndim)
     if box is None:
         return None
-    if box[2] <= 0 or box[3] <= 0 or min(box[:2]) < 0:
-        raise InputError(f"{where}: bounding box {value!r} must be [x, y, w, h] with x, y >= 0 and w, h > 0.")
+    n = len(box) // 2
+    if min(box[n:]) <= 0 or min(box[:n]) < 0:
+        form = "[x, y, w, h] with x, y >= 0 and w, h > 0" if n == 2 else \
+            "[x, y, z, w, h, d] with x, y, z >= 0 and w, h, d > 0"
+        raise InputError(f"{where}: bounding box {value!r} must be {form}.")
     return json.dumps(list(box))
 
 
@@ -203,7 +206,9 @@ def _refuse_missing_files(missing_files: list[str], table_path: Path, src: Table
 
 
 def _row_bbox(src: TableSource, rec: pd.Series, where: str) -> str | None:
-    """The row's box as JSON ``[x, y, w, h]`` from ``bbox_columns`` or ``bbox_column`` (None when empty)."""
+    """The row's box as JSON ``[x, y, w, h]`` (``[x, y, z, w, h, d]``) from ``bbox_columns`` or ``bbox_column``
+    (None when empty)."""
+    ndim = 2 if src.modality == "US-video" else None  # a clip's key-frame box is 2D
     if src.bbox_columns:
         vals = [rec[c] for c in src.bbox_columns]
         if any(pd.isna(v) for v in vals):
@@ -212,10 +217,11 @@ def _row_bbox(src: TableSource, rec: pd.Series, where: str) -> str | None:
         try:
             numbers = [float(v) for v in vals]
         except (TypeError, ValueError):
-            raise InputError(f"{where}: bounding box {vals} must be numbers x, y, w, h.") from None
-        return _parse_bbox(json.dumps(numbers), where)
+            raise InputError(f"{where}: bounding box {vals} must be numbers "
+                             f"{'x, y, w, h' if len(vals) == 4 else 'x, y, z, w, h, d'}.") from None
+        return _parse_bbox(json.dumps(numbers), where, ndim)
     if src.bbox_column:
-        return _parse_bbox(rec[src.bbox_column], f"{where}, column '{src.bbox_column}'")
+        return _parse_bbox(rec[src.bbox_column], f"{where}, column '{src.bbox_column}'", ndim)
     return None
 
 

@@ -8,7 +8,7 @@ Columns (DESIGN data contract):
 ``image``        absolute path of the image file (or DICOM folder)
 ``mask``         absolute path of the lesion mask, or missing when a box is given
 ``masks``        JSON list of all mask files found for the image (QC resolves them into ``mask``)
-``bbox``         JSON ``[x, y, w, h]`` in pixels, or missing
+``bbox``         JSON ``[x, y, w, h]`` in pixels (``[x, y, z, w, h, d]`` in voxels on a volume), or missing
 ``spacing``      pixel spacing in mm when known and not stored in the file, else missing
 ``centre``       acquiring centre (external validation splits by it)
 ``source``       name of the cohort source the row was imported from

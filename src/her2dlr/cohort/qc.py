@@ -4,7 +4,11 @@
 and checks, per manifest row:
 
 * the image can be read; colour images (RGB, RGBA) are converted to grey and recorded;
-* each mask can be read, has the image's size, holds only 0/1/255 and is not empty;
+* each mask can be read, has the image's size, holds only 0/1/255 and is not empty; a volume's
+  mask must lie on its image's grid (spacing, origin, direction too), or is resampled onto it
+  when ``resample_mask`` is set;
+* a box (``[x, y, w, h]`` on an image, ``[x, y, z, w, h, d]`` on a volume) must have the
+  image's form and reach into it;
 * how many lesions the masks hold (connected components of their union, 8-connected,
   ignoring specks smaller than ``min_lesion_pixels``), resolved by the lesion policy:
   ``largest`` keeps the largest lesion, ``union`` keeps them all, ``each`` makes one row per
@@ -55,7 +59,15 @@ from her2dlr.cohort.video import VIDEO_MODALITIES
 from her2dlr.errors import InputError, nearest
 from her2dlr.io.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from her2dlr.io.cells import is_missing, parse_bbox
-from her2dlr.io.images import bbox_mask, check_mask, read_image_and_channels, read_mask_array
+from her2dlr.io.images import (
+    bbox_mask,
+    check_mask,
+    mask_geometry_differences,
+    read_image_and_channels,
+    read_mask_array,
+    resample_mask_onto,
+    sitk_file_name,
+)
 from her2dlr.io.profile import pixel_bits
 from her2dlr.runfolder import QC_PAIRS, QC_SUMMARY_JSON, QC_SUMMARY_TEXT, QC_TABLE
 
@@ -111,7 +123,7 @@ def _write_mask(mask: np.ndarray, target: Path, reference: sitk.Image) -> str:
 
 def _resolve_lesions(
     report: _RowReport, union: np.ndarray, masks: list[str], case_id: str, image: sitk.Image,
-    policy: str, min_pixels: int, derived_dir: Path,
+    policy: str, min_pixels: int, derived_dir: Path, rewrite: bool = False,
 ) -> None:
     structure = ndimage.generate_binary_structure(union.ndim, union.ndim)
     labels, n_components = ndimage.label(union, structure=structure)
@@ -131,7 +143,7 @@ def _resolve_lesions(
         keep_sets = [lesions[:1]]
     else:
         keep_sets = [lesions]
-    unchanged = len(masks) == 1 and len(keep_sets) == 1 and len(keep_sets[0]) == n_components
+    unchanged = not rewrite and len(masks) == 1 and len(keep_sets) == 1 and len(keep_sets[0]) == n_components
     if unchanged:
         report.outputs = [(None, masks[0])]
         return
@@ -167,7 +179,7 @@ def _inspect_video(image_path: str) -> _RowReport:
 
 def _inspect_row(
     case_id: str, image_path: str, masks: list[str], bbox: Any, *, policy: str,
-    min_pixels: int, derived_dir: Path, video: bool = False,
+    min_pixels: int, derived_dir: Path, video: bool = False, resample_mask: bool = False,
 ) -> _RowReport:
     """Read one row's image and masks once and report what is wrong (never raises)."""
     if video:
@@ -191,25 +203,54 @@ def _inspect_row(
     report.fingerprint = fingerprint(grey)
 
     union = np.zeros(grey.shape, dtype=bool)
+    resampled = False
     for mask_path in masks:
         try:
-            arr = read_mask_array(mask_path)
+            arr, moved = _mask_on_grid(mask_path, image, image_path, resample_mask)
+        except _OffGrid as exc:
+            report.problems.append(("mask_geometry", str(exc)))
+            continue
         except Exception as exc:
             message = f"mask {mask_path} of image {image_path} cannot be read: {exc}"
             report.problems.append(("mask_unreadable", message))
             continue
+        resampled |= moved
         found = check_mask(arr, grey.shape, mask_path)
         report.problems.extend(found)
         if not found:
             union |= arr > 0
     if masks and not report.problems:
-        _resolve_lesions(report, union, masks, case_id, image, policy, min_pixels, derived_dir)
-    elif not masks and bbox is not None:
+        _resolve_lesions(report, union, masks, case_id, image, policy, min_pixels, derived_dir, rewrite=resampled)
+    if bbox is not None:
         try:
             bbox_mask(image, bbox)
         except InputError as exc:
             report.problems.append(("bbox_invalid", f"bbox of image {image_path}: {exc}"))
     return report
+
+
+class _OffGrid(InputError):
+    """A volume's mask on another grid than its image."""
+
+
+def _mask_on_grid(mask_path: str, image: sitk.Image, image_path: str, resample: bool) -> tuple[np.ndarray, bool]:
+    """A mask file as an array on its image's grid, and whether it had to be resampled onto it.
+
+    A volume's mask that lies on another grid (size, spacing, origin or direction) is refused
+    (:class:`_OffGrid` naming both files) unless ``resample``: then it is taken onto the
+    image's grid by physical position (nearest neighbour).
+    """
+    differences = mask_geometry_differences(mask_path, image)
+    if not differences:
+        return read_mask_array(mask_path), False
+    if not resample:
+        raise _OffGrid(f"mask {mask_path} does not lie on the grid of its image {image_path} "
+                         f"({'; '.join(differences)}). Write the mask with the image's geometry, or set "
+                         "qc.resample_mask: true to resample it onto the image by physical position.")
+    mask = sitk.ReadImage(sitk_file_name(mask_path))
+    if mask.GetNumberOfComponentsPerPixel() > 1:
+        raise InputError(f"mask {mask_path} has {mask.GetNumberOfComponentsPerPixel()} channels; a volume mask has one.")
+    return sitk.GetArrayFromImage(resample_mask_onto(mask, image)), True
 
 
 # --------------------------------------------------------------------------- manifest cells
@@ -458,6 +499,7 @@ def run_qc(
     n_jobs: int = 1,
     progress: bool = True,
     features: dict[str, pd.DataFrame] | None = None,
+    resample_mask: bool = False,
 ) -> QCResult:
     """Check every row of a manifest, resolve lesions and find duplicate groups.
 
@@ -488,6 +530,10 @@ def run_qc(
     features : dict of str to DataFrame, optional
         Feature tables (name -> table indexed by case id) of rows without images: identical
         feature rows are exact duplicates; a row missing from one of them is excluded.
+    resample_mask : bool, default False
+        A volume's mask on another grid than its image (size, spacing, origin, direction) is
+        resampled onto the image by physical position (nearest neighbour; written under
+        ``derived_mask_dir``) instead of excluding the row.
 
     Returns
     -------
@@ -512,7 +558,7 @@ def run_qc(
     inspect = delayed(_inspect_row)
     jobs = [
         inspect(str(row["case_id"]), str(row["image"]), masks, bbox, policy=lesion_policy,
-                min_pixels=min_lesion_pixels, derived_dir=derived_dir, video=bool(video))
+                min_pixels=min_lesion_pixels, derived_dir=derived_dir, video=bool(video), resample_mask=resample_mask)
         for (_, row), ((masks, _), (bbox, _)), image, video in zip(table.iterrows(), cells, has_image, is_video)
         if image
     ]
@@ -560,7 +606,7 @@ def run_qc(
     summary["settings"] = {
         "lesion_policy": lesion_policy, "near_duplicate_distance": int(near_duplicate_distance),
         "overlap_ncc": overlap_ncc, "candidate_dhash_distance": DEFAULT_CANDIDATE_DISTANCE,
-        "min_lesion_pixels": int(min_lesion_pixels), "label_column": label_column,
+        "min_lesion_pixels": int(min_lesion_pixels), "label_column": label_column, "resample_mask": resample_mask,
         "hash": "imagehash.phash 64-bit on the grey image (middle slice of volumes)",
     }
     summary["seconds"] = round(time.perf_counter() - start, 2)

@@ -106,8 +106,10 @@ class TableSource(_SourceBase):
     image_template: str | None = Field(None, description="Image path from the row's cells, e.g. 'images/{ID}.png'.")
     mask_column: str | None = None
     mask_template: str | None = Field(None, description="Mask path from the row's cells, e.g. 'masks/{ID}_mask.png'.")
-    bbox_columns: list[str] | None = Field(None, description="Four columns x, y, w, h (pixels).")
-    bbox_column: str | None = Field(None, description="One column holding a JSON list [x, y, w, h].")
+    bbox_columns: list[str] | None = Field(
+        None, description="Four columns x, y, w, h (pixels), or six x, y, z, w, h, d (voxel indices) for volumes.")
+    bbox_column: str | None = Field(
+        None, description="One column holding a JSON list [x, y, w, h], or [x, y, z, w, h, d] for volumes.")
     case_id_column: str | None = None
     patient_id_column: str | None = None
     centre_column: str | None = None
@@ -130,8 +132,9 @@ class TableSource(_SourceBase):
 
     @model_validator(mode="after")
     def _one_box_form(self) -> TableSource:
-        if self.bbox_columns is not None and len(self.bbox_columns) != 4:
-            raise ValueError(f"bbox_columns needs 4 names (x, y, w, h), got {self.bbox_columns}")
+        if self.bbox_columns is not None and len(self.bbox_columns) not in (4, 6):
+            raise ValueError(f"bbox_columns needs 4 names (x, y, w, h), or 6 (x, y, z, w, h, d) for volumes, got "
+                             f"{self.bbox_columns}")
         if self.bbox_columns and self.bbox_column:
             raise ValueError("give either bbox_columns (x, y, w, h) or bbox_column (JSON list), not both")
         if self.image_column and self.image_template:
@@ -255,4 +258,6 @@ class SplitSettings(StrictModel):
 
 class QCSettings(StrictModel):
     lesion_policy: Literal["largest", "union", "each"] = "largest"
+    resample_mask: bool = Field(False, description="A volume's mask on another grid than its image (spacing, "
+                                "origin, direction, size) is resampled onto it; false: the row is excluded.")
     near_duplicate_distance: int | None = Field(None, ge=0, le=32, description="Hamming distance of perceptual hashes (default: tuned value).")

@@ -9,6 +9,7 @@ networks expect one channel; the alpha channel is dropped.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -222,34 +223,90 @@ def read_mask(path: PathLike, reference: sitk.Image | None = None) -> sitk.Image
     return out
 
 
-def bbox_mask(reference: sitk.Image, bbox: tuple[float, float, float, float]) -> sitk.Image:
-    """Rectangular ROI mask (seed 000) from a box ``(x, y, w, h)`` in pixels, clipped to the image.
+def bbox_mask(reference: sitk.Image, bbox: Sequence[float]) -> sitk.Image:
+    """Box ROI mask on the image's grid: ``(x, y, w, h)`` for an image (seed 000), ``(x, y, z, w, h, d)`` for a volume.
+
+    The box is in voxel indices, x fastest (as :func:`her2dlr.imaging.roi.roi_box` takes it),
+    and is clipped to the image. The mask carries the image's spacing, origin and direction.
 
     Raises
     ------
     InputError
-        When the box has no area or lies wholly outside the image.
+        A box of the other form than the image's dimension (the message says which is
+        expected), or one without extent, or one wholly outside the image.
     """
-    if reference.GetDimension() != 2:
-        raise InputError("Bounding boxes are supported for 2D images only.")
-    x, y, w, h = (float(v) for v in bbox)
-    width, height = reference.GetSize()
-    x0, y0 = max(int(np.floor(x)), 0), max(int(np.floor(y)), 0)
-    x1, y1 = min(int(np.ceil(x + w)), width), min(int(np.ceil(y + h)), height)
-    if w <= 0 or h <= 0 or x1 <= x0 or y1 <= y0:
-        raise InputError(
-            f"Bounding box {list(bbox)} (x, y, w, h) has no area inside the {width}x{height} image."
-        )
-    arr = np.zeros((height, width), dtype=np.uint8)
-    arr[y0:y1, x0:x1] = 1
+    from her2dlr.io.cells import bbox_form
+
+    ndim = reference.GetDimension()
+    values = [float(v) for v in bbox]
+    if ndim not in (2, 3) or len(values) != 2 * ndim:
+        raise InputError(f"Bounding box {list(bbox)} has {len(values)} numbers; a {ndim}D "
+                         f"{'image' if ndim == 2 else 'volume'} takes {bbox_form(ndim)}.")
+    size = reference.GetSize()
+    lo = [max(int(np.floor(v)), 0) for v in values[:ndim]]
+    hi = [min(int(np.ceil(v + e)), n) for v, e, n in zip(values[:ndim], values[ndim:], size)]
+    if min(values[ndim:]) <= 0 or any(h <= low for low, h in zip(lo, hi)):
+        axes = "x, y, w, h" if ndim == 2 else "x, y, z, w, h, d"
+        raise InputError(f"Bounding box {list(bbox)} ({axes}) has no {'area' if ndim == 2 else 'extent'} inside the "
+                         f"{'x'.join(str(n) for n in size)} {'image' if ndim == 2 else 'volume'}.")
+    arr = np.zeros(tuple(reversed(size)), dtype=np.uint8)
+    arr[tuple(slice(low, h) for low, h in zip(reversed(lo), reversed(hi)))] = 1
     out = sitk.GetImageFromArray(arr)
     out.CopyInformation(reference)
     return out
 
 
-def mask_to_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """Bounding rectangle ``(x, y, w, h)`` of the foreground of a 2D mask array."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
+def mask_to_bbox(mask: np.ndarray) -> tuple[int, ...]:
+    """Bounding box ``(x, y, w, h)`` of a 2D mask array's foreground, ``(x, y, z, w, h, d)`` of a 3D one."""
+    where = np.nonzero(mask)
+    if where[0].size == 0:
         raise InputError("Cannot take the bounding box of an empty mask.")
-    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+    lo = [int(w.min()) for w in reversed(where)]
+    hi = [int(w.max()) + 1 for w in reversed(where)]
+    return tuple(lo) + tuple(h - low for low, h in zip(lo, hi))
+
+
+def geometry_differences(reference: sitk.Image, other: sitk.Image | sitk.ImageFileReader) -> list[str]:
+    """How the grid of ``other`` differs from ``reference`` (empty when they match within a tenth of a voxel).
+
+    Compares size, spacing (relative 1e-3), origin (a tenth of the smallest voxel side) and
+    direction cosines (1e-3). ``other`` may be a reader that has read the file's header only.
+    """
+    out = []
+    if reference.GetDimension() != other.GetDimension():
+        return [f"{other.GetDimension()}D vs {reference.GetDimension()}D"]
+    if reference.GetSize() != other.GetSize():
+        out.append(f"size {other.GetSize()} vs {reference.GetSize()}")
+    if not np.allclose(reference.GetSpacing(), other.GetSpacing(), rtol=1e-3):
+        out.append(f"spacing {tuple(round(v, 4) for v in other.GetSpacing())} vs "
+                   f"{tuple(round(v, 4) for v in reference.GetSpacing())} mm")
+    if np.abs(np.subtract(reference.GetOrigin(), other.GetOrigin())).max() > 0.1 * min(reference.GetSpacing()):
+        out.append(f"origin {tuple(round(v, 2) for v in other.GetOrigin())} vs "
+                   f"{tuple(round(v, 2) for v in reference.GetOrigin())} mm")
+    if not np.allclose(reference.GetDirection(), other.GetDirection(), atol=1e-3):
+        out.append("orientation (direction cosines) differs")
+    return out
+
+
+def mask_geometry_differences(path: PathLike, reference: sitk.Image) -> list[str]:
+    """How the grid of the volume mask file ``path`` differs from its image's (see :func:`geometry_differences`).
+
+    Only volumes are compared: 2D mask files (PNG) carry no geometry of their own. The header
+    alone is read.
+    """
+    path = Path(path)
+    if reference.GetDimension() != 3 or path.is_dir():
+        return []
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(sitk_file_name(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return []  # unreadable: the mask reader reports it
+    return geometry_differences(reference, reader)
+
+
+def resample_mask_onto(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
+    """A 0/1 mask on the grid of ``reference``, taken by physical position (nearest neighbour; 0 outside)."""
+    binary = sitk.Cast(mask > 0, sitk.sitkUInt8)
+    return sitk.Resample(binary, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)

@@ -42,8 +42,8 @@ def parse_clinical(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def parse_box(text: str | None) -> tuple[float, float, float, float] | None:
-    """``"x,y,w,h"`` (or ``"[x, y, w, h]"``) in pixels -> a box; None stays None."""
+def parse_box(text: str | None) -> tuple[float, ...] | None:
+    """``"x,y,w,h"`` (or ``"[x, y, w, h]"``) in pixels, ``"x,y,z,w,h,d"`` in voxels on a volume -> a box; None stays None."""
     from her2dlr.io.cells import parse_bbox
 
     if text is None:

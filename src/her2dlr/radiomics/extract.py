@@ -3,8 +3,9 @@
 What this adds to a plain ``RadiomicsFeatureExtractor`` loop:
 
 - images are read with :func:`her2dlr.io.images.read_image` (RGB/RGBA ultrasound
-  becomes luma grey, DICOM/NIfTI/NRRD volumes), masks are checked, and a box
-  ``[x, y, w, h]`` can stand in for a mask;
+  becomes luma grey, DICOM/NIfTI/NRRD volumes), masks are checked (a volume's mask must lie
+  on its image's grid: same size, spacing, origin and direction), and a box ``[x, y, w, h]``
+  (``[x, y, z, w, h, d]`` on a volume) can stand in for a mask;
 - truly 2D images are handed to PyRadiomics as 2D images with ``force2D`` cleared.
   PyRadiomics' ``force2D`` is meant for one-slice 3D volumes: on a 2D image it turns
   the wavelet into a 1D transform (sub-bands ``wavelet-L``/``wavelet-H``) and drops
@@ -45,7 +46,7 @@ import SimpleITK as sitk
 from her2dlr.errors import InputError
 from her2dlr.io.atomic import atomic_path
 from her2dlr.io.cells import BBox, is_missing, parse_bbox
-from her2dlr.io.images import bbox_mask, read_image, read_mask, read_mask_array
+from her2dlr.io.images import bbox_mask, mask_geometry_differences, read_image, read_mask, read_mask_array
 from her2dlr.radiomics.cache import FeatureCache, case_key
 from her2dlr.radiomics.parallel import CLUSTER_BACKENDS, check_backend, chunked, effective_workers, run_chunks
 from her2dlr.radiomics.parameters import Params, load_params, params_hash
@@ -115,8 +116,9 @@ def load_case(
         Image file (PNG, JPEG, TIFF, DICOM, NIfTI, NRRD, ...) or DICOM series folder.
     mask_path : path-like, optional
         Lesion mask file. Used when given; otherwise ``bbox`` is.
-    bbox : str or sequence of 4 numbers, optional
-        Rectangular ROI ``[x, y, w, h]`` in pixels (JSON text or a sequence), 2D only.
+    bbox : str or sequence of 4 or 6 numbers, optional
+        Box ROI ``[x, y, w, h]`` in pixels, or ``[x, y, z, w, h, d]`` in voxels on a volume (JSON
+        text or a sequence; lower corner in voxel indices, x fastest).
     spacing : float, optional
         Pixel spacing in mm to set on the image (and so the mask).
     label : int, default 1
@@ -133,20 +135,29 @@ def load_case(
     Raises
     ------
     InputError
-        Unreadable or missing file, mask of another size, empty mask, bad box, or
+        Unreadable or missing file, mask of another size or (volumes) another grid, empty
+        mask, bad box (of the other form than the image's dimension, or outside it), or
         neither a mask nor a box; the message names the file.
     """
     image = read_image(image_path, spacing=spacing)
     if mask_path is not None and not (isinstance(mask_path, float) and math.isnan(mask_path)):
+        differences = mask_geometry_differences(mask_path, image)
+        if differences and spacing is None:
+            raise InputError(f"mask {mask_path} does not lie on the grid of its image {image_path} "
+                             f"({'; '.join(differences)}). Resample it onto the image (cohort QC setting "
+                             "qc.resample_mask: true) or write it with the image's geometry.")
         if label == 1:
             mask = read_mask(mask_path, image)
         else:
             mask = _selected_label_mask(mask_path, image, label)
         return image, mask
-    box = parse_bbox(bbox)
+    box = parse_bbox(bbox, where=f"bbox of image {image_path}")
     if box is None:
         raise InputError(f"Image {image_path} has neither a mask nor a bbox: give one of them.")
-    return image, bbox_mask(image, box)
+    try:
+        return image, bbox_mask(image, box)
+    except InputError as exc:
+        raise InputError(f"image {image_path}: {exc}") from None
 
 
 def extractor_params(params: Mapping[str, Any], ndim: int) -> Params:
@@ -266,8 +277,8 @@ def extract_case(
         Image file or DICOM series folder; RGB/RGBA images are converted to luma grey.
     mask_path : path-like, optional
         Lesion mask; when absent, ``bbox`` gives a rectangular ROI.
-    bbox : str or sequence of 4 numbers, optional
-        ``[x, y, w, h]`` in pixels (JSON text or a sequence), 2D images only.
+    bbox : str or sequence of 4 or 6 numbers, optional
+        ``[x, y, w, h]`` in pixels, or ``[x, y, z, w, h, d]`` in voxels on a volume (JSON text or a sequence).
     params : str, path-like or mapping, default "us2d"
         Shipped set name, params YAML path, or parameter dict (see
         :func:`~her2dlr.radiomics.parameters.load_params`).
@@ -476,7 +487,7 @@ def _cost_estimate(case: _Case) -> float:
         except OSError:
             return 0.0
     if case.bbox is not None:
-        return case.bbox[2] * case.bbox[3]
+        return float(np.prod(case.bbox[len(case.bbox) // 2:]))
     return 0.0
 
 
@@ -510,7 +521,7 @@ def extract_radiomics(
     ----------
     manifest_df : DataFrame or Manifest
         Columns ``case_id``, ``image``, ``mask`` (path or missing), ``bbox`` (JSON
-        ``"[x, y, w, h]"`` or missing) and optionally ``spacing`` (mm or missing). A
+        ``"[x, y, w, h]"``, ``"[x, y, z, w, h, d]"`` for a volume, or missing) and optionally ``spacing`` (mm or missing). A
         :class:`~her2dlr.cohort.manifest.Manifest` contributes its included rows.
     params : str, path-like or mapping, default "us2d"
         Shipped set name, params YAML path or parameter dict.

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
+import yaml
 
 from her2dlr.cohort.build import manifest_path
 from her2dlr.cohort.manifest import Manifest, automatic_lesion, with_auto_masks
@@ -20,6 +21,7 @@ from her2dlr.io.profile import profile_images
 from her2dlr.radiomics.extract import extract_radiomics, load_params, params_hash, write_features
 from her2dlr.radiomics.pixel_size import PixelSizePlan, apply_pixel_size, plan_pixel_size, training_rows
 from her2dlr.radiomics.settings import RadiomicsSettings
+from her2dlr.radiomics.voxel_size import VoxelSizePlan, plan_voxel_size, with_voxel_size
 
 if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
     from her2dlr.config import Study
@@ -40,6 +42,7 @@ class RadiomicsStageResult:
     n_cached: int = 0
     n_computed: int = 0
     pixel_size: PixelSizePlan | None = None
+    voxel_size: VoxelSizePlan | None = None
 
 
 def features_name(settings: RadiomicsSettings) -> str:
@@ -116,6 +119,13 @@ def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None,
         rows, plan = common_pixel_size(table, rows, study.paths.features / "resampled")
     params = load_params(settings.params if not settings.params.endswith((".yaml", ".yml")) else str(study.resolve(settings.params)))
     paths = study.paths
+    voxel = plan_voxel_size(rows, training_rows(table).reindex(rows.index).fillna(False).astype(bool),
+                            settings.voxel_size)
+    params_file = None
+    if voxel.target_mm is not None:  # the extraction's own parameters, where a model artefact can find them
+        params = with_voxel_size(params, voxel)
+        params_file = paths.features / f"{features_name(settings)}.params.yaml"
+        write_text_atomic(params_file, yaml.safe_dump(params, sort_keys=False))
     n_jobs = (os.cpu_count() or 1) if settings.n_jobs == -1 else settings.n_jobs
     result = extract_radiomics(
         rows, params, n_jobs=n_jobs, backend=settings.backend, cache_dir=paths.feature_cache, progress=progress,
@@ -134,7 +144,8 @@ def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None,
 
     extracted = rows[rows["case_id"].astype(str).isin(set(result.features.index.astype(str)))]
     write_text_atomic(paths.feature_record(name), json.dumps({
-        "params": settings.params, "roi": settings.roi, "params_hash": params_hash(params),
+        "params": str(params_file) if params_file is not None else settings.params, "params_base": settings.params,
+        "roi": settings.roi, "params_hash": params_hash(params), "voxel_size": voxel.as_dict(),
         "n_cases": len(result.features), "n_features": int(result.features.shape[1]),
         "n_failed": len(result.failures), "pyradiomics": radiomics.__version__,
         "python": platform.python_version(),
@@ -146,5 +157,5 @@ def run_radiomics_stage(study: Study, settings: RadiomicsSettings | None = None,
         n_features=result.features.shape[1], n_failed=len(result.failures),
         seconds=float(getattr(result, "seconds", float("nan"))),
         n_cached=int(result.timing.get("n_cached", 0)), n_computed=int(result.timing.get("n_computed", 0)),
-        pixel_size=plan,
+        pixel_size=plan, voxel_size=voxel,
     )

@@ -247,7 +247,9 @@ def _pair(image: Any, mask: Any, box: Sequence[float] | None, index: int,
     img = read_array(image)
     if not isinstance(image, np.ndarray) and img.ndim != spec.spatial_dims:
         raise InputError(f"{image} is {img.ndim}D; this segmentation spec takes {spec.spatial_dims}D "
-                         f"{'images' if spec.spatial_dims == 2 else 'volumes'}.")
+                         f"{'images' if spec.spatial_dims == 2 else 'volumes'} (segment.spatial_dims: "
+                         f"{img.ndim if img.ndim in (2, 3) else spec.spatial_dims} for these; a 2D network is not "
+                         "run slice by slice on volumes).")
     msk = read_array(mask, mask=True)
     shape = img.shape[:spec.spatial_dims]
     if msk.shape[:spec.spatial_dims] != shape or msk.ndim != spec.spatial_dims:

@@ -9,6 +9,7 @@ Example (YAML)::
       arch: unet                 # unet, attention_unet or segresnet
       spatial_dims: 2            # 3 for volumes
       image_size: null           # default: 128 (2D), 64 (3D)
+      features: null             # level widths, default the arch's (unet: [16, 32, 64, 128, 256])
       box_prompt: false          # true: the network reads the reader's box (seed 000: nobody delineates)
       epochs: 60
       batch_size: 16
@@ -53,6 +54,9 @@ class SegmentSettings(StrictModel):
     arch: Literal["unet", "attention_unet", "segresnet"] = "unet"
     spatial_dims: Literal[2, 3] = 2
     image_size: int | None = Field(None, ge=16, description="Network input side (default: 128 in 2D, 64 in 3D).")
+    features: list[int] | None = Field(
+        None, min_length=2, description="Level widths from the input down (default: the arch's, e.g. unet "
+                                        "[16, 32, 64, 128, 256]); fewer levels for small inputs.")
     box_prompt: bool = Field(False, description="The network reads the lesion box as an extra channel.")
     box_margin: float = Field(0.25, ge=0, le=10, description="Context around a box, as a fraction of its size.")
     epochs: int = Field(60, ge=1)

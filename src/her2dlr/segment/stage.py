@@ -58,11 +58,18 @@ def seg_train_settings(settings: SegmentSettings, *, progress: bool = True,
     ``distributed``: DistributedDataParallel over the processes of a ``torchrun`` launch.
     """
     from her2dlr.segment.data import SegSpec
+    from her2dlr.segment.networks import DEFAULT_FEATURES
     from her2dlr.segment.postprocess import PostSettings
     from her2dlr.segment.train_settings import SegTrainSettings
 
+    levels = len(settings.features or DEFAULT_FEATURES[settings.arch])
+    if settings.size < 2 ** levels:  # the deepest level must keep 2 voxels a side for its normalisation
+        raise InputError(f"segment.image_size {settings.size} is too small for the {levels}-level {settings.arch}: "
+                         f"its deepest level would be one voxel wide. Use image_size >= {2 ** levels}, or fewer "
+                         f"levels (segment.features, e.g. {list((settings.features or DEFAULT_FEATURES[settings.arch])[:3])}).")
     train = SegTrainSettings(
         arch=settings.arch, spatial_dims=settings.spatial_dims, image_size=settings.size,
+        features=tuple(settings.features) if settings.features else None,
         box_prompt=settings.box_prompt, epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
         patience=settings.patience, val_fraction=settings.val_fraction, seed=settings.seed, device=settings.device,
         progress=progress, distributed=distributed)

@@ -179,7 +179,7 @@ def extract_video_table(rows: pd.DataFrame, features_dir: PathLike, *, name: str
             key_frame = _cell(rec, "key_frame")
             analysis = analyse_video(
                 rec["image"], case_id=case_id, annotations=_cell(rec, "annotations"),
-                key_frame=int(key_frame) if key_frame is not None else 0, key_box=parse_bbox(_cell(rec, "bbox")),
+                key_frame=int(key_frame) if key_frame is not None else 0, key_box=parse_bbox(_cell(rec, "bbox"), ndim=2),
                 model=model, spec=spec, params=params, fps=_cell(rec, "fps"), spacing=_cell(rec, "spacing"),
                 target_fps=target_fps, n_jobs=n_jobs, cache_dir=out / "cache" / name, progress=False)
         except InputError as exc:

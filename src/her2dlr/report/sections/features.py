@@ -72,9 +72,12 @@ def _extraction(ctx: ReportContext, sec: Section) -> None:
                 f"Fixed bin count {setting['binCount']}" if "binCount" in setting else None)
         f.set("discretisation", disc, sec.title)
         res = setting.get("resampledPixelSpacing")
-        pixel_note = (run.feature_record(str(first["table"])) or {}).get("pixel_size", {}).get("note")
-        f.set("resampling", f"Resampled to {res} mm ({setting.get('interpolator', 'default interpolator')})." if res
-              else pixel_note or "No resampling (images used at their own pixel spacing).", sec.title)
+        record = run.feature_record(str(first["table"])) or {}
+        pixel_note = record.get("pixel_size", {}).get("note")
+        voxel = record.get("voxel_size") or {}
+        resampled = (voxel["note"] if voxel.get("target_mm") else f"Resampled to {res} mm") if res else None
+        f.set("resampling", f"{resampled.rstrip('.')} ({setting.get('interpolator', 'default interpolator')})."
+              if resampled else pixel_note or "No resampling (images used at their own pixel spacing).", sec.title)
         norm = "normalised (PyRadiomics normalize)" if setting.get("normalize") else "not intensity-normalised"
         f.set("image_preprocessing", f"Grey-level images {norm}; colour converted to grey; ROI '{first.get('roi')}'; "
                                      f"parameter set '{first['params']}' (hash {first.get('params_hash')}).", sec.title)
