@@ -51,8 +51,8 @@ def test_roi_views_are_the_dihedral_turns_in_2d_and_the_multi_view_in_3d() -> No
 
 def test_multi_view_balances_the_inner_training_part_only() -> None:
     rng = np.random.default_rng(1)
-    rois = rng.normal(size=(20, 1, 16, 16, 16)).astype(np.float32)
-    y = np.array([0] * 14 + [1] * 6)
+    rois = rng.normal(size=(12, 1, 16, 16, 16)).astype(np.float32)
+    y = np.array([0] * 8 + [1] * 4)
     settings = _settings(spatial_dims=3, val_fraction=0.25, epochs=1)
     plain = train_network(rois, y, settings=settings)
     balanced = train_network(rois, y, settings=TrainSettings(**{**settings.to_dict(), "multi_view": True}))
@@ -111,6 +111,7 @@ def test_jigsaw_touches_training_batches_only() -> None:
     y = np.arange(24) % 2
     collate = AugmentCollate(None, jigsaw=4, seed=0)
     x, labels = collate([RoiDataset(rois, y)[i] for i in range(8)])
+    np.testing.assert_array_equal(labels.numpy(), y[:8])
     assert not np.array_equal(x.numpy(), rois[:8])  # training batches are shuffled ...
     np.testing.assert_allclose(np.sort(x.numpy().reshape(8, -1)), np.sort(rois[:8].reshape(8, -1)))  # ... blocks
     result = train_network(rois, y, settings=_settings(jigsaw=4, min_class_cases=3))

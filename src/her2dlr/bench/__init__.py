@@ -58,6 +58,7 @@ _BENCH_MODULES = (
     "her2dlr.bench.seg_autoroi",
     "her2dlr.bench.dce_benches",
     "her2dlr.bench.dce_synthetic",
+    "her2dlr.bench.deeptepp_stage",
     "her2dlr.bench.bad_inputs",
     "her2dlr.bench.serve_benches",
     "her2dlr.bench.video_benches",
