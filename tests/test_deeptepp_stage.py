@@ -190,6 +190,16 @@ def test_settings_refuse_clinical_fusion_without_a_clinical_input() -> None:
         DeepSettings(jigsaw=1)
     with pytest.raises(ValueError, match="clinical"):
         DeepSettings(clinical=True, clinical_columns=["age"])
+    with pytest.raises(InputError, match="clinical_columns.*needs a network with a clinical input"):
+        _settings(arch="densenet3block", arch_options={}, clinical_columns=("age",))
+
+
+def test_deep_features_refuse_a_network_with_clinical_fusion() -> None:
+    from her2dlr.deep.deeptepp import MMResNet
+    from her2dlr.deep.features import embed_arrays
+
+    with pytest.raises(InputError, match="fuses clinical values"):
+        embed_arrays(MMResNet(1, 2, spatial_dims=2, widths=TINY["widths"], n_clinical=1), np.zeros((2, 1, 16, 16)))
 
 
 def test_predict_needs_the_fused_clinical_columns_and_matches_training(fused_run, tmp_path) -> None:
