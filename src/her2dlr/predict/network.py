@@ -132,6 +132,7 @@ def _fused_clinical(artefact: ModelArtefact, path: Path, n: int,
 
     from her2dlr.deep.cv import clinical_columns_of
     from her2dlr.deep.data import manifest_clinical
+
     meta = _checkpoint_meta(str(path), path.stat().st_mtime_ns)
     columns = clinical_columns_of(meta)
     if not columns:
