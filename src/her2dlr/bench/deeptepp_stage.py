@@ -18,6 +18,13 @@ small widths: ``base`` (no switch), ``multi_view``, ``jigsaw`` (4 slabs of slice
 ``clinical`` (``ki67`` and ``age`` fused at the head) and ``all``. One line per variant: the
 out-of-fold AUC with its DeLong CI, the views added over the folds, and the variant's seconds.
 The cohort is simulated, not real: the numbers rank the switches on this generator only.
+
+Development run (2 shared CPU cores): with ``--quick`` (45 studies, 15 epochs) the out-of-fold AUC
+was base 0.69, multi_view 0.80, jigsaw 0.65, clinical 0.84, all 0.83; the full run (90 studies, 30
+epochs) gave base 0.98, multi_view 0.89, jigsaw 0.90, clinical 0.75, all 0.93. With enough cases
+the image alone nearly separates this generator's classes and every switch cost AUC; the clinical
+network then leaned on ``ki67`` (about 0.75 on its own) and stopped early before the image branch
+had learned. A switch's worth is a question for each cohort: this benchmark measures it.
 """
 
 from __future__ import annotations
