@@ -23,7 +23,8 @@ Output folder (``RUN/deep/<arch>/`` for a study)::
                                      fold's ``threshold``, ``train_cases`` and ``val_cases``
     predictions.parquet              the rows above, all folds
     metrics.csv                      :func:`her2dlr.evaluate.metrics.metrics_table` of them
-    folds.csv                        per fold: best epoch, epochs run, validation AUC, threshold, seconds
+    folds.csv                        per fold: best epoch, epochs run, validation AUC, threshold, seconds,
+                                     views added by multi-view balancing
     history.csv                      per fold and epoch: losses, validation AUC, learning rate
     settings.json                    training and ROI settings, scheme
 
@@ -49,7 +50,7 @@ import torch
 from torch import nn
 
 from her2dlr.cohort.manifest import Manifest
-from her2dlr.deep.data import RoiInput, load_rois, manifest_rois, torch_threads
+from her2dlr.deep.data import RoiInput, load_rois, manifest_clinical, manifest_rois, torch_threads
 from her2dlr.deep.recipes import Recipe, RecipeChoice, choose_recipe
 from her2dlr.deep.train import (
     TrainResult,
@@ -71,6 +72,7 @@ from her2dlr.runfolder import FOLDS, HISTORY, METRICS, PREDICTIONS, SETTINGS
 __all__ = [
     "DeepCVResult",
     "DeepFold",
+    "clinical_columns_of",
     "deep_table",
     "load_deep_model",
     "predict_images",
@@ -107,6 +109,8 @@ class DeepFold:
         The training recipe chosen on the inner validation split (None: no recipes given).
     recipe_scores : dict
         Inner validation AUC of every candidate recipe.
+    views_added : int
+        Multi-view inputs added to balance the fold's inner training part (``multi_view``).
     """
 
     fold: str
@@ -123,6 +127,7 @@ class DeepFold:
     notes: list[str] = field(default_factory=list)
     recipe: str | None = None
     recipe_scores: dict[str, float] = field(default_factory=dict)
+    views_added: int = 0
 
 
 @dataclass
@@ -164,6 +169,7 @@ class DeepCVResult:
             "threshold": f.threshold.value, "threshold_source": f.threshold.source, "seconds": f.seconds,
             "checkpoint": str(f.checkpoint) if f.checkpoint else None, "notes": " | ".join(f.notes),
             "recipe": f.recipe, "recipe_scores": json.dumps(f.recipe_scores) if f.recipe_scores else None,
+            "views_added": f.views_added,
         } for f in self.folds])
 
     def history(self) -> pd.DataFrame:
@@ -229,6 +235,8 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
         With ``image`` and ``mask`` / ``bbox``, ``label``, ``patient_id`` (and ``group``), and the
         ``fold_r<k>`` (``scheme="kfold"``) or ``split`` (``scheme="holdout"``) columns.
     settings : TrainSettings, default=TrainSettings()
+        With ``clinical_columns``, their values are read from the manifest
+        (:func:`her2dlr.deep.data.manifest_clinical`) and fused at the network's head.
     roi : RoiSpec, optional
         Default: ``RoiSpec(size=settings.image_size, channels=settings.in_channels)``.
     scheme : {"kfold", "holdout"} or a sequence of both
@@ -315,6 +323,11 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
             raise InputError(f"Got {len(prepared[spec])} prepared ROIs for {len(table)} included, labelled cases.")
         return prepared[spec]
 
+    def clinical_for(columns: Sequence[str]) -> np.ndarray | None:  # raw values; each fold's network scales them
+        return _clinical_values(table, columns)
+
+    clinical = clinical_for(settings.clinical_columns)
+
     frames: list[pd.DataFrame] = []
     results: list[DeepFold] = []
     scheme_name = "+".join(schemes)
@@ -328,17 +341,20 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
         choice = None
         if recipes:
             res, fold_settings, fold_roi, choice = _train_recipes(
-                recipes, settings, roi, rois_for, train_idx, y, groups, fold_dir, resume, extra_base, fold)
+                recipes, settings, roi, rois_for, train_idx, y, groups, fold_dir, resume, extra_base, fold,
+                clinical_for)
             fold_rois = rois_for(fold_roi)
         else:
             res = train_network(rois[train_idx], y[train_idx], groups[train_idx], settings=settings,
                                 out_dir=fold_dir, resume=resume, extra={**extra_base, "fold": fold},
-                                name=f"fold {fold}")
+                                name=f"fold {fold}", clinical=_rows(clinical, train_idx))
             fold_settings, fold_rois = settings, rois
         flips = fold_settings.tta_flips
+        fold_clinical = clinical_for(fold_settings.clinical_columns)
         threads = settings.num_threads or default_threads(settings.num_workers)
         with torch_threads(threads):
-            thr, notes = _fold_threshold(res, fold_rois[train_idx], y[train_idx], threshold, fold, flips)
+            thr, notes = _fold_threshold(res, fold_rois[train_idx], y[train_idx], threshold, fold, flips,
+                                         _rows(fold_clinical, train_idx))
         seconds = time.perf_counter() - t0
         if res.best_path is not None and _is_main_process():
             _stamp(res.best_path, threshold=thr.to_dict(), train_cases=cases[train_idx].tolist(),
@@ -354,13 +370,13 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
         test_idx = np.flatnonzero(test)
         with torch_threads(threads):
             if len(test_idx):
-                frames.append(rows_of(test_idx, predict_proba(res.model, fold_rois[test_idx], flips=flips)[:, 1],
-                                      "test"))
+                frames.append(rows_of(test_idx, predict_proba(res.model, fold_rois[test_idx], flips=flips,
+                                                              clinical=_rows(fold_clinical, test_idx))[:, 1], "test"))
             if len(res.val_index):
                 frames.append(rows_of(train_idx[res.val_index], res.val_prob[:, 1], "train_oof"))
             if keep_train or fold == "final":
-                frames.append(rows_of(train_idx, predict_proba(res.model, fold_rois[train_idx], flips=flips)[:, 1],
-                                      "train"))
+                frames.append(rows_of(train_idx, predict_proba(res.model, fold_rois[train_idx], flips=flips,
+                                                               clinical=_rows(fold_clinical, train_idx))[:, 1], "train"))
         val_auc = float(res.history.loc[res.history["epoch"] == res.best_epoch, "val_auc"].iloc[0]) \
             if len(res.history) and (res.history["epoch"] == res.best_epoch).any() else float("nan")
         results.append(DeepFold(
@@ -368,7 +384,7 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
             val_auc=val_auc, checkpoint=res.best_path, train_cases=cases[train_idx].tolist(),
             test_cases=cases[test_idx].tolist(), seconds=seconds, history=res.history, notes=res.notes + notes,
             recipe=choice.name if choice is not None else None,
-            recipe_scores=dict(choice.scores) if choice is not None else {},
+            recipe_scores=dict(choice.scores) if choice is not None else {}, views_added=res.views_added,
         ))
         log.info("%s %s: best epoch %d/%d, val AUC %.3f, %.1fs", name, fold, res.best_epoch, res.epochs_run,
                  val_auc, seconds)
@@ -382,10 +398,20 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
     return result
 
 
+def _clinical_values(table: pd.DataFrame, columns: Sequence[str]) -> np.ndarray | None:
+    """Raw clinical values of the rows for a network with clinical fusion (None without clinical columns)."""
+    return manifest_clinical(table, columns, key="deep.clinical_columns") if columns else None
+
+
+def _rows(values: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
+    return None if values is None else values[idx]
+
+
 def _train_recipes(recipes: Sequence[Recipe], settings: TrainSettings, roi: RoiSpec,
                    rois_for: Callable[[RoiSpec], np.ndarray], train_idx: np.ndarray, y: np.ndarray,
                    groups: np.ndarray, fold_dir: Path | None, resume: bool, extra_base: dict[str, Any],
-                   fold: str) -> tuple[TrainResult, TrainSettings, RoiSpec, RecipeChoice]:
+                   fold: str, clinical_for: Callable[[Sequence[str]], np.ndarray | None] = lambda c: None
+                   ) -> tuple[TrainResult, TrainSettings, RoiSpec, RecipeChoice]:
     """Train every candidate on the fold's training rows only; keep the best by inner validation AUC."""
     results: dict[str, tuple[TrainResult, TrainSettings, RoiSpec]] = {}
     scores: dict[str, float] = {}
@@ -394,7 +420,8 @@ def _train_recipes(recipes: Sequence[Recipe], settings: TrainSettings, roi: RoiS
         cand_dir = fold_dir / "recipes" / recipe.name if fold_dir is not None else None
         extra = {**extra_base, "roi": cand_roi.to_dict(), "fold": fold, "recipe_candidate": recipe.name}
         res = train_network(rois_for(cand_roi)[train_idx], y[train_idx], groups[train_idx], settings=cand_settings,
-                            out_dir=cand_dir, resume=resume, extra=extra, name=f"fold {fold} {recipe.name}")
+                            out_dir=cand_dir, resume=resume, extra=extra, name=f"fold {fold} {recipe.name}",
+                            clinical=_rows(clinical_for(cand_settings.clinical_columns), train_idx))
         results[recipe.name] = (res, cand_settings, cand_roi)
         scores[recipe.name] = _kept_val_auc(res)
     choice = choose_recipe(scores)
@@ -422,11 +449,11 @@ def _is_main_process() -> bool:
 
 
 def _fold_threshold(res: TrainResult, rois: np.ndarray, y: np.ndarray, rule: ThresholdRule | None,
-                    fold: str, flips: bool = False) -> tuple[Threshold, list[str]]:
+                    fold: str, flips: bool = False, clinical: np.ndarray | None = None) -> tuple[Threshold, list[str]]:
     """Youden (or ``rule``) threshold on the inner validation predictions, else on the training fit."""
     if len(res.val_index) and len(np.unique(y[res.val_index])) == 2:
         return choose_threshold(y[res.val_index], res.val_prob[:, 1], rule, source="inner_val"), []
-    prob = predict_proba(res.model, rois, flips=flips)[:, 1]
+    prob = predict_proba(res.model, rois, flips=flips, clinical=clinical)[:, 1]
     return (choose_threshold(y, prob, rule, source="train_fit"),
             [f"fold {fold}: threshold chosen on the training predictions (no inner validation split)"])
 
@@ -466,6 +493,11 @@ def roi_spec_of(checkpoint: dict[str, Any]) -> RoiSpec:
                    spatial_dims=int(checkpoint.get("spatial_dims", 2)))
 
 
+def clinical_columns_of(info: Mapping[str, Any]) -> list[str]:
+    """The clinical columns a checkpoint's network fuses at its head (empty for an image-only network)."""
+    return [str(c) for c in dict(info.get("settings") or {}).get("clinical_columns") or []]
+
+
 def load_deep_model(checkpoint: PathLike, *, arch: str | None = None) -> tuple[nn.Module, RoiSpec, dict[str, Any]]:
     """A checkpoint's network (eval mode, CPU), its ROI settings and the checkpoint's metadata.
 
@@ -491,7 +523,7 @@ def load_deep_model(checkpoint: PathLike, *, arch: str | None = None) -> tuple[n
 
 def predict_images(checkpoint: PathLike, images: Sequence[PathLike | np.ndarray],
                    rois: Sequence[RoiInput] | None = None, *, batch_size: int = 64, device: str = "cpu",
-                   n_jobs: int = 1) -> np.ndarray:
+                   n_jobs: int = 1, clinical: pd.DataFrame | None = None) -> np.ndarray:
     """Probabilities of new images from a saved network.
 
     Parameters
@@ -508,6 +540,9 @@ def predict_images(checkpoint: PathLike, images: Sequence[PathLike | np.ndarray]
         ``"auto"`` uses CUDA when present.
     n_jobs : int, default=1
         Threads reading images.
+    clinical : DataFrame, optional
+        One row per image with the clinical columns a network with clinical fusion reads
+        (``settings.clinical_columns`` of the checkpoint); missing values get the training median.
 
     Returns
     -------
@@ -521,9 +556,15 @@ def predict_images(checkpoint: PathLike, images: Sequence[PathLike | np.ndarray]
         Not a checkpoint, unreadable images, bad masks (the message names the image).
     """
     model, spec, info = load_deep_model(checkpoint)
+    columns = clinical_columns_of(info)
+    values = None
+    if columns:
+        if clinical is None or len(clinical) != len(images):
+            raise InputError(f"{checkpoint} fuses clinical columns {columns}: give a table of them, one row per image.")
+        values = manifest_clinical(clinical, columns, key=f"clinical values of {checkpoint}")
     arrays = load_rois(images, rois, spec=spec, n_jobs=n_jobs)
     dev = resolve_device(device)
     model.to(dev)
     flips = bool(dict(info.get("settings") or {}).get("tta_flips", False))
-    prob = predict_proba(model, arrays, batch_size=batch_size, device=dev, flips=flips)
+    prob = predict_proba(model, arrays, batch_size=batch_size, device=dev, flips=flips, clinical=values)
     return prob[:, 1] if int(info["n_classes"]) == 2 else prob

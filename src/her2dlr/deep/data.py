@@ -32,6 +32,7 @@ __all__ = [
     "RoiDataset",
     "RoiInput",
     "load_rois",
+    "manifest_clinical",
     "manifest_rois",
     "roi_of_row",
     "torch_threads",
@@ -150,28 +151,78 @@ def manifest_rois(table: pd.DataFrame, spec: RoiSpec | None = None, *, n_jobs: i
     return load_rois(table["image"].astype(str).tolist(), rois, spec=spec, n_jobs=n_jobs, progress=progress)
 
 
+def manifest_clinical(table: pd.DataFrame, columns: Sequence[str], *, key: str = "clinical_columns") -> np.ndarray:
+    """Clinical-pathological values of manifest rows as numbers, for a network that fuses them.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Manifest rows (e.g. :func:`her2dlr.deep.cv.deep_table`).
+    columns : sequence of str
+        Numeric (or yes/no) columns; a boolean column gives 0/1.
+    key : str
+        The setting that named the columns (in messages).
+
+    Returns
+    -------
+    ndarray of shape (n_rows, len(columns)), float64
+        NaN where a value is missing (the network fills it with its training median).
+
+    Raises
+    ------
+    InputError
+        A column absent from the manifest (lists those present), or one with text values (names
+        the column and the first case).
+    """
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        extra = [c for c in table.columns if c not in ("case_id", "patient_id", "image", "mask", "bbox", "modality",
+                                                       "split", "label") and not str(c).startswith(("fold_", "_"))]
+        raise InputError(f"{key}: the manifest has no column(s) {missing}. Its other columns: {extra[:15]}.")
+    out = np.empty((len(table), len(columns)), dtype=np.float64)
+    for j, col in enumerate(columns):
+        cells = table[col]
+        if cells.dtype == bool:
+            cells = cells.astype(float)
+        number = pd.to_numeric(cells.where(~cells.map(is_missing), np.nan), errors="coerce")
+        bad = number.isna() & ~cells.map(is_missing)
+        if bad.any():
+            row = table.loc[bad].iloc[0]
+            raise InputError(f"{key}: column '{col}' holds text (case {row.get('case_id')}: {row[col]!r}); the network "
+                             "fuses numbers. Code it as numbers (e.g. 0/1) in the clinical table.")
+        out[:, j] = number.to_numpy(dtype=np.float64)
+    return out
+
+
 class RoiDataset(Dataset):
-    """ROI arrays and labels as a PyTorch dataset of ``(roi tensor, label)``.
+    """ROI arrays and labels (and clinical values) as a PyTorch dataset of ``(roi, label[, clinical])``.
 
     Parameters
     ----------
     rois : ndarray of shape (n_cases, C, H, W) or (n_cases, C, D, H, W)
     labels : ndarray of shape (n_cases,), optional
         Integer classes (``-1`` when absent).
+    clinical : ndarray of shape (n_cases, n_clinical), optional
+        Raw clinical values of a network with clinical fusion (NaN where missing).
     """
 
-    def __init__(self, rois: np.ndarray, labels: np.ndarray | None = None) -> None:
+    def __init__(self, rois: np.ndarray, labels: np.ndarray | None = None, clinical: np.ndarray | None = None) -> None:
         self.rois = np.ascontiguousarray(rois, dtype=np.float32)
         self.labels = (np.full(len(rois), -1, dtype=np.int64) if labels is None
                        else np.asarray(labels, dtype=np.int64))
         if len(self.labels) != len(self.rois):
             raise InputError(f"{len(self.rois)} ROIs but {len(self.labels)} labels.")
+        self.clinical = None if clinical is None else np.asarray(clinical, dtype=np.float32)
+        if self.clinical is not None and len(self.clinical) != len(self.rois):
+            raise InputError(f"{len(self.rois)} ROIs but {len(self.clinical)} rows of clinical values.")
 
     def __len__(self) -> int:
         return len(self.rois)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        return self.rois[index], int(self.labels[index])
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        if self.clinical is None:
+            return self.rois[index], int(self.labels[index])
+        return self.rois[index], int(self.labels[index]), self.clinical[index]
 
 
 class AugmentCollate:
@@ -182,15 +233,42 @@ class AugmentCollate:
     augment : callable, optional
         ``(C, H, W)`` (or ``(C, D, H, W)``) ``array -> tensor`` (e.g. :class:`her2dlr.deep.transforms.Augment`);
         None: no augmentation.
+    jigsaw : int, default=0
+        After augmenting, shuffle each ROI as a jigsaw of ``jigsaw`` blocks per side (2D) or
+        slabs of slices (3D), see :func:`her2dlr.deep.deeptepp.jigsaw_roi`; 0: off. Training
+        batches only: the trainer's validation and test predictions never pass through here.
+    spatial_dims : {2, 3}, default=2
+    seed : int, default=0
+        Seeds the jigsaw's generator (reseeded by :meth:`set_random_state`).
+
+    Returns
+    -------
+    Batches ``(x, labels)``, or ``(x, labels, clinical)`` from a dataset with clinical values.
     """
 
-    def __init__(self, augment: Callable[[np.ndarray], torch.Tensor] | None = None) -> None:
+    def __init__(self, augment: Callable[[np.ndarray], torch.Tensor] | None = None, *, jigsaw: int = 0,
+                 spatial_dims: int = 2, seed: int = 0) -> None:
         self.augment = augment
+        self.jigsaw = int(jigsaw)
+        self.spatial_dims = spatial_dims
+        self.rng = np.random.default_rng(seed)
 
-    def __call__(self, batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def set_random_state(self, seed: int) -> None:
+        """Reseed the jigsaw's generator (the trainer does so every epoch)."""
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, batch: list[tuple[Any, ...]]) -> tuple[torch.Tensor, ...]:
         labels = torch.as_tensor([b[1] for b in batch], dtype=torch.long)
         if self.augment is None:
-            return torch.from_numpy(np.stack([b[0] for b in batch])), labels
-        with torch_threads(1):
-            x = torch.stack([self.augment(b[0]) for b in batch])
+            x = torch.from_numpy(np.stack([b[0] for b in batch]))
+        else:
+            with torch_threads(1):
+                x = torch.stack([self.augment(b[0]) for b in batch])
+        if self.jigsaw > 1:
+            from her2dlr.deep.deeptepp import jigsaw_roi
+
+            x = torch.from_numpy(np.stack([jigsaw_roi(r, self.jigsaw, self.rng, self.spatial_dims)
+                                           for r in x.numpy()]))
+        if len(batch[0]) > 2:
+            return x, labels, torch.from_numpy(np.stack([b[2] for b in batch]))
         return x, labels

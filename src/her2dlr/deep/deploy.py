@@ -77,8 +77,17 @@ def deploy_network(deep_folder: str | os.PathLike[str]) -> DeployNetwork | None:
 def _network_card(meta: Mapping[str, Any], fold: str) -> dict[str, Any]:
     from her2dlr.deep.checkpoints import roi_spec_of
 
-    return {"arch": meta.get("arch"), "image_size": meta.get("image_size"), "in_channels": meta.get("in_channels"),
-            "spatial_dims": meta.get("spatial_dims", 2), "roi": roi_spec_of(meta).to_dict(), "fold": fold, "lesion": "mask or box (its bounding rectangle)"}
+    card = {"arch": meta.get("arch"), "image_size": meta.get("image_size"), "in_channels": meta.get("in_channels"),
+            "spatial_dims": meta.get("spatial_dims", 2), "roi": roi_spec_of(meta).to_dict(), "fold": fold,
+            "lesion": "mask or box (its bounding rectangle)"}
+    settings = dict(meta.get("settings") or {})
+    for key in ("multi_view", "jigsaw"):
+        if settings.get(key):
+            card[key] = settings[key]
+    clinical = dict(meta.get("extra") or {}).get("clinical")
+    if clinical:  # fused at the head; the network imputes and standardises with these training values
+        card["clinical"] = dict(clinical)
+    return card
 
 
 def save_deep_artefact(models_dir: str | os.PathLike[str], deep_folder: str | os.PathLike[str], *, name: str,
@@ -87,7 +96,9 @@ def save_deep_artefact(models_dir: str | os.PathLike[str], deep_folder: str | os
     """Save the deploy network of ``deep_folder`` as a ``deep`` artefact ``models_dir/<name>``.
 
     ``segmenter``: the segmentation network of a network trained on automatic masks
-    (``deep.roi: auto``), saved with it so that a new case needs no mask. Returns None (nothing
+    (``deep.roi: auto``), saved with it so that a new case needs no mask. A network with
+    clinical fusion lists its clinical columns among the card's inputs (``inputs.clinical``),
+    with the training medians, means and scales it applies (``inputs.image.clinical``). Returns None (nothing
     written) when no hold-out or final network was trained.
     """
     from her2dlr.learn.deploy import metrics_of
@@ -110,9 +121,13 @@ def save_deep_artefact(models_dir: str | os.PathLike[str], deep_folder: str | os
         card["task"] = dict(task)
     if config_hash is not None:
         card["config_hash"] = config_hash
+    inputs: dict[str, Any] = {"columns": [DEEP_PROB], "features": [DEEP_PROB],
+                              "image": _network_card(net.meta, net.fold)}
+    fused = dict(net.meta.get("settings") or {}).get("clinical_columns") or []
+    if fused:  # the network reads them: predict refuses a case without them, by name
+        inputs["clinical"] = {str(c): "numeric" for c in fused}
     return save_artefact(Path(models_dir) / artefact_slug(name), name=name, kind="deep", threshold=Threshold(**thr),
-                         inputs={"columns": [DEEP_PROB], "features": [DEEP_PROB],
-                                 "image": _network_card(net.meta, net.fold)},
+                         inputs=inputs,
                          network=net.path, segmenter=segmenter, **card)
 
 

@@ -112,6 +112,10 @@ def embed_arrays(model: Any, x: np.ndarray | Any, *, batch_size: int = 64, devic
 
     if not hasattr(model, "embed"):
         raise InputError(f"{type(model).__name__} has no embed(x) method: not a toolkit network.")
+    if getattr(model, "n_clinical", 0):
+        raise InputError("This network fuses clinical values at its head (deep.clinical_columns): its penultimate "
+                         "features hold them, so they are no imaging features. For deep features and DLR models "
+                         "train an image-only network (the learning stage fuses clinical data itself).")
     params = list(model.parameters())
     dev = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x.float()

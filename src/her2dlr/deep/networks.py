@@ -51,6 +51,7 @@ from her2dlr.errors import InputError, nearest
 __all__ = [
     "ARCHS",
     "CHECKPOINT_FORMAT",
+    "CLINICAL_ARCHS",
     "DEFAULT_IMAGE_SIZE",
     "DEFAULT_VOLUME_SIZE",
     "SPATIAL_DIMS",
@@ -441,9 +442,9 @@ class ViTNet(nn.Module):
 
 def _mm_resnet_options(self: Any, widths: tuple[int, ...] = (16, 32, 64, 128), blocks: int = 1,
                        multi_stage: bool = True, multi_scale: bool = True, proj_dim: int = 32,
-                       dropout: float = 0.2) -> None:
-    """The options of ``mm_resnet`` in the deep stage: MMResNet's, without clinical inputs (the stage
-    feeds images only; clinical fusion is the learning stage's)."""
+                       dropout: float = 0.2, n_clinical: int = 0) -> None:
+    """The options of ``mm_resnet`` in the deep stage: MMResNet's (``n_clinical`` is set by the trainer
+    from ``clinical_columns``)."""
 
 
 def _mm_resnet(in_channels: int, n_classes: int, spatial_dims: int, **options: Any) -> nn.Module:
@@ -477,9 +478,11 @@ _REGISTRY: dict[str, _Entry] = {
     "vit": _Entry(lambda c, k, s, d, **o: ViTNet(c, k, image_size=s, spatial_dims=d, **o), ViTNet.__init__, 16, 16,
                   "MONAI ViT-B/16 encoder, mean-token head"),
     "mm_resnet": _Entry(lambda c, k, s, d, **o: _mm_resnet(c, k, d, **o), _mm_resnet_options, 16, 16,
-                        "multi-scale multi-stage ResNet, DeepTEPP's backbone (seed 004), image only"),
+                        "multi-scale multi-stage ResNet, DeepTEPP's network (seed 004), clinical fusion at the head"),
 }
 ARCHS = tuple(_REGISTRY)
+#: Networks with a clinical-pathological input at the head (``forward(x, clinical)``).
+CLINICAL_ARCHS = ("mm_resnet",)
 #: Input size each network is usually trained at (images).
 DEFAULT_IMAGE_SIZE = {"densenet3block": 64, "densenet121": 224, "resnet50": 224, "resnet101": 224, "vgg19": 224,
                       "vit": 224, "mm_resnet": 64}

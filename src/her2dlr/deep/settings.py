@@ -26,6 +26,9 @@ Example (YAML)::
       ema: 0.0                    # moving average of the weights (e.g. 0.99), validated and kept
       tta_flips: false            # predictions: mean over the ROI and its left-right mirror
       pretrain_epochs: 0          # self-supervised rotation pre-training on the training images
+      multi_view: false           # balance the classes with views of the smaller class (seed 004)
+      jigsaw: 0                   # jigsaw shuffle of training inputs: blocks (2D) / slabs of slices (3D) per side
+      clinical_columns: []        # clinical factors fused at the head (mm_resnet); or clinical: true
       recipes:                    # candidates chosen per outer fold on the inner validation split
         - {name: base}
         - {name: context96, image_size: 96, margin: 0, margin_fraction: 0.25, mixup: 0.2, ema: 0.99}
@@ -41,7 +44,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["DLRSettings", "DeepSettings"]
 
@@ -92,10 +95,42 @@ class DeepSettings(_Strict):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     allow_cpu_fallback: bool = False
     seed: int = 0
+    multi_view: bool = Field(False, description="Balance each inner training part's classes with views of the "
+                                                "smaller class's inputs (3D: axial, coronal, sagittal and turns; 2D: "
+                                                "turns and mirror images); never validation or test cases.")
+    jigsaw: int = Field(0, ge=0, description="Jigsaw shuffle of the training inputs every epoch: this many blocks "
+                                             "(2D) or slabs of slices (3D) per side; 0 is off. Must divide image_size.")
+    clinical_columns: list[str] = Field(
+        default_factory=list, description="Clinical-pathological manifest columns fused at the network's head "
+                                          "(mm_resnet), standardised on each training part.")
+    clinical: bool = Field(False, description="Fuse every clinical column of the cohort (instead of listing them in "
+                                              "clinical_columns).")
     roi: Literal["mask", "bbox", "auto"] = Field(
         "mask", description="The lesion: the given mask or box (same crop), or 'auto': the segmentation stage's "
                             "out-of-fold mask.")
     dlr: DLRSettings = Field(default_factory=DLRSettings)
+
+    @field_validator("jigsaw")
+    @classmethod
+    def _jigsaw_grid(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("deep.jigsaw must be 0 (off) or a grid of 2 or more blocks per side; got 1")
+        return value
+
+    @field_validator("clinical_columns")
+    @classmethod
+    def _distinct_columns(cls, value: list[str]) -> list[str]:
+        twice = sorted({c for c in value if value.count(c) > 1})
+        if twice:
+            raise ValueError(f"deep.clinical_columns names {twice} more than once")
+        return value
+
+    @model_validator(mode="after")
+    def _one_clinical_source(self) -> DeepSettings:
+        if self.clinical and self.clinical_columns:
+            raise ValueError("deep.clinical: true takes every clinical column of the cohort; drop it or drop "
+                             "deep.clinical_columns (give one of the two)")
+        return self
 
     def merged(self, **overrides: Any) -> DeepSettings:
         """A validated copy with the given values (``None`` = keep the study file's).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ def training_settings(deep: DeepSettings, *, weights_dir: Path | None = None, nu
 
     check_arch(deep.arch)
     size = deep.image_size or default_image_size(deep.arch, deep.spatial_dims)
+    _check_deeptepp_switches(deep, size)
     weights = deep.weights
     if weights is not None and weights_dir is not None and not weights.expanduser().is_absolute():
         weights = weights_dir / weights
@@ -52,12 +54,49 @@ def training_settings(deep: DeepSettings, *, weights_dir: Path | None = None, nu
         batch_size=deep.batch_size, lr=deep.lr, weight_decay=deep.weight_decay, loss=deep.loss,
         scheduler=deep.scheduler, patience=deep.patience, keep=deep.keep, val_fraction=deep.val_fraction,
         mixup=deep.mixup, label_smoothing=deep.label_smoothing, ema=deep.ema, tta_flips=deep.tta_flips,
-        pretrain_epochs=deep.pretrain_epochs,
+        pretrain_epochs=deep.pretrain_epochs, multi_view=deep.multi_view, jigsaw=deep.jigsaw,
+        clinical_columns=tuple(deep.clinical_columns),
         seed=deep.seed, device=deep.device, allow_cpu_fallback=deep.allow_cpu_fallback, num_workers=num_workers,
         num_threads=num_threads, distributed=distributed, progress=progress)
     roi = RoiSpec(size=size, margin=deep.margin, margin_fraction=deep.margin_fraction, channels=deep.channels,
                   keep_aspect=deep.keep_aspect, spatial_dims=deep.spatial_dims)
     return train, roi
+
+
+def _check_deeptepp_switches(deep: DeepSettings, size: int) -> None:
+    """Refuse a clinical fusion the network cannot take, and a jigsaw grid that does not divide the input."""
+    from her2dlr.deep.networks import CLINICAL_ARCHS
+    from her2dlr.errors import InputError
+
+    key = "deep.clinical_columns" if deep.clinical_columns else "deep.clinical"
+    if (deep.clinical_columns or deep.clinical) and deep.arch not in CLINICAL_ARCHS:
+        raise InputError(f"{key}: arch '{deep.arch}' has no clinical input; clinical-pathological fusion at the head "
+                         f"needs {', '.join(CLINICAL_ARCHS)} (or fuse clinical data in the learning stage).")
+    if deep.jigsaw and size % deep.jigsaw:
+        raise InputError(f"deep.jigsaw: a grid of {deep.jigsaw} must divide the input side image_size={size} "
+                         "(blocks of equal size).")
+    if (deep.clinical_columns or deep.clinical) and deep.pretrain_epochs:
+        raise InputError(f"{key}: rotation pre-training (deep.pretrain_epochs) takes image-only networks; set one of "
+                         "the two.")
+
+
+def _cohort_clinical_columns(manifest: Any) -> list[str]:
+    """``deep.clinical: true``: the cohort's numeric clinical columns (text ones are named and left out)."""
+    import logging
+
+    from her2dlr.errors import InputError
+
+    columns = list(manifest.clinical_columns)
+    types = dict(manifest.clinical_types)
+    numeric = [c for c in columns if types.get(c, "numeric") == "numeric"]
+    skipped = [c for c in columns if c not in numeric]
+    if skipped:
+        logging.getLogger(__name__).warning("deep.clinical: the network fuses numbers; clinical column(s) %s hold text "
+                                            "and are left out (code them as numbers to use them).", skipped)
+    if not numeric:
+        raise InputError(f"deep.clinical: true, but the cohort has no numeric clinical column (clinical columns: "
+                         f"{columns}). Declare clinical_columns in the cohort source, or list deep.clinical_columns.")
+    return numeric
 
 
 def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None = None,
@@ -112,6 +151,8 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
         manifest = manifest.copy(use_auto_masks(manifest.table, study.paths.auto_masks))
     if recipes is None and study.deep is not None and study.deep.recipes:
         recipes = recipes_from_dicts(study.deep.recipes)
+    if study.deep is not None and study.deep.clinical and not settings.clinical_columns:
+        settings = replace(settings, clinical_columns=tuple(_cohort_clinical_columns(manifest)))
     result = run_deep_cv(manifest, settings=settings, roi=roi, scheme=list(schemes),
                          out_dir=deep_dir(study, settings.arch),
                          repeats=repeats, resume=resume, final=final, n_jobs=n_jobs, progress=progress,

@@ -15,6 +15,20 @@ with ``spatial_dims=3``) and labels (one training fold) and
    the weights is what is scored and kept);
 5. returns the network with the best weights.
 
+DeepTEPP's switches (seed 004, :mod:`her2dlr.deep.deeptepp`), each acting on the inner training
+part only, never on the inner validation or test cases:
+
+* ``multi_view``: views of the smaller class's inputs (3D: axial, coronal, sagittal and in-plane
+  turns; 2D: quarter turns and mirror images) are added once, before training, until the classes
+  are balanced (:attr:`TrainResult.views_added`; the checkpoints' ``extra.multi_view``);
+* ``jigsaw``: every epoch each training input is shuffled as a jigsaw (2D: ``grid`` x ``grid``
+  blocks; 3D: ``grid`` slabs of slices) after augmentation;
+* ``clinical_columns``: clinical-pathological values fused at the network's head (archs of
+  :data:`her2dlr.deep.networks.CLINICAL_ARCHS`); their median imputation and standardisation
+  are fitted on the inner training part (:func:`her2dlr.deep.deeptepp.clinical_scaling`) and
+  stored in the network (its buffers) and in the checkpoints' ``extra.clinical``, so every
+  prediction of the network, deployed or not, applies the same.
+
 A training set with too few cases of a class for an inner split (``min_class_cases``) is
 trained for the full ``epochs`` without early stopping, with a :class:`FewCasesWarning`; the
 last epoch's weights are used and :attr:`TrainResult.notes` says so.
@@ -206,6 +220,15 @@ class TrainSettings:
     augment : AugmentSettings
     distributed : bool, default=False
         DistributedDataParallel (see the module docstring).
+    multi_view : bool, default=False
+        Balance the classes of the inner training part with views of the smaller class's inputs
+        (see the module docstring).
+    jigsaw : int, default=0
+        Jigsaw shuffle of the training inputs in every epoch with this many blocks (2D) or slabs
+        of slices (3D) per side; must divide ``image_size``. 0 is off.
+    clinical_columns : tuple of str, default=()
+        Clinical-pathological columns fused at the network's head (``mm_resnet`` only); the
+        training call then needs their values (``train_network(clinical=...)``).
     progress : bool, default=True
         tqdm bar over epochs with the training loss and validation AUC.
     """
@@ -243,10 +266,13 @@ class TrainSettings:
     deterministic: bool = True
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     distributed: bool = False
+    multi_view: bool = False
+    jigsaw: int = 0
+    clinical_columns: tuple[str, ...] = ()
     progress: bool = True
 
     def __post_init__(self) -> None:
-        from her2dlr.deep.networks import ARCHS, check_spatial_dims
+        from her2dlr.deep.networks import ARCHS, CLINICAL_ARCHS, check_spatial_dims
 
         _choice("arch", self.arch, ARCHS)
         check_spatial_dims(self.spatial_dims, "TrainSettings")
@@ -283,12 +309,42 @@ class TrainSettings:
         if isinstance(self.augment, Mapping):
             object.__setattr__(self, "augment", AugmentSettings(**self.augment))
         object.__setattr__(self, "arch_options", dict(self.arch_options))
+        self._check_deeptepp(CLINICAL_ARCHS)
+
+    def _check_deeptepp(self, clinical_archs: tuple[str, ...]) -> None:
+        """The multi-view, jigsaw and clinical-fusion switches (seed 004)."""
+        if not isinstance(self.multi_view, bool):
+            raise InputError(f"The 'multi_view' parameter of TrainSettings must be true or false. "
+                             f"Got {self.multi_view!r} instead.")
+        jig = self.jigsaw
+        if isinstance(jig, bool) or not isinstance(jig, (int, np.integer)) or jig < 0 or jig == 1:
+            raise InputError(f"The 'jigsaw' parameter of TrainSettings must be 0 (off) or a grid of 2 or more blocks "
+                             f"per side. Got {jig!r} instead.")
+        if jig and self.image_size % jig:
+            raise InputError(f"The 'jigsaw' parameter of TrainSettings must divide image_size={self.image_size} "
+                             f"(blocks of equal size). Got {jig!r} instead.")
+        columns = self.clinical_columns
+        if isinstance(columns, str) or not all(isinstance(c, str) and c for c in columns):
+            raise InputError(f"The 'clinical_columns' parameter of TrainSettings must be a list of column names. "
+                             f"Got {columns!r} instead.")
+        object.__setattr__(self, "clinical_columns", tuple(columns))
+        if len(set(columns)) != len(columns):
+            raise InputError(f"The 'clinical_columns' parameter of TrainSettings names a column twice: {list(columns)}.")
+        if "n_clinical" in self.arch_options:
+            raise InputError("TrainSettings: set the clinical inputs with clinical_columns, not arch_options.n_clinical.")
+        if columns and self.arch not in clinical_archs:
+            raise InputError(f"The 'clinical_columns' parameter of TrainSettings needs a network with a clinical input "
+                             f"({', '.join(clinical_archs)}); arch '{self.arch}' has none.")
+        if columns and self.pretrain_epochs:
+            raise InputError("TrainSettings: rotation pre-training (pretrain_epochs) takes image-only networks; "
+                             "it cannot be combined with clinical_columns.")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready; stored in checkpoints)."""
         out = asdict(self)
         out["augment"] = self.augment.to_dict()
         out["arch_options"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.arch_options.items()}
+        out["clinical_columns"] = list(self.clinical_columns)
         return out
 
     @classmethod
@@ -334,6 +390,11 @@ class TrainResult:
         Checkpoints (None when no ``out_dir`` was given).
     stopped_early : bool
     notes : list of str
+    views_added : int
+        Multi-view inputs added to the inner training part to balance its classes (0 without ``multi_view``).
+    clinical_scaling : dict or None
+        ``columns``, ``median``, ``mean``, ``scale`` of a network with clinical fusion (fitted on the
+        inner training part).
     """
 
     model: nn.Module
@@ -348,6 +409,8 @@ class TrainResult:
     last_path: Path | None = None
     stopped_early: bool = False
     notes: list[str] = field(default_factory=list)
+    views_added: int = 0
+    clinical_scaling: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- losses, splits
@@ -487,27 +550,33 @@ def model_from_checkpoint(checkpoint: str | os.PathLike[str] | Mapping[str, Any]
 
 # --------------------------------------------------------------------------- prediction
 def predict_proba(model: nn.Module, rois: np.ndarray | torch.Tensor, *, batch_size: int = 128,
-                  device: str | torch.device = "cpu", amp: bool = True, flips: bool = False) -> np.ndarray:
+                  device: str | torch.device = "cpu", amp: bool = True, flips: bool = False,
+                  clinical: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
     """Class probabilities of ROI arrays, shape (n_cases, n_classes) (softmax of the logits).
 
     The model is put in eval mode (and back into its former mode afterwards). ``flips``:
     test-time flips, the mean of the probabilities of each ROI and its left-right mirror
-    (the last axis), see ``TrainSettings.tta_flips``.
+    (the last axis), see ``TrainSettings.tta_flips``. ``clinical``: the raw clinical values
+    ``(n_cases, n_clinical)`` of a network with clinical fusion (NaN where missing).
     """
     device = torch.device(device) if not isinstance(device, torch.device) else device
     was_training = model.training
     model.eval()
     x_all = torch.as_tensor(rois, dtype=torch.float32)
+    c_all = None if clinical is None else torch.as_tensor(np.asarray(clinical, dtype=np.float32))
+    if c_all is not None and len(c_all) != len(x_all):
+        raise InputError(f"predict_proba: {len(x_all)} ROIs but {len(c_all)} rows of clinical values.")
     out = []
     use_amp = amp and device.type == "cuda"
     try:
         with torch.inference_mode():
             for start in range(0, len(x_all), batch_size):
                 x = x_all[start:start + batch_size].to(device, non_blocking=True)
+                more = () if c_all is None else (c_all[start:start + batch_size].to(device),)
                 with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
-                    prob = torch.softmax(model(x).float(), dim=1)
+                    prob = torch.softmax(model(x, *more).float(), dim=1)
                     if flips:
-                        prob = (prob + torch.softmax(model(torch.flip(x, dims=(-1,))).float(), dim=1)) / 2
+                        prob = (prob + torch.softmax(model(torch.flip(x, dims=(-1,)), *more).float(), dim=1)) / 2
                 out.append(prob.cpu())
     finally:
         model.train(was_training)
@@ -518,11 +587,13 @@ def predict_proba(model: nn.Module, rois: np.ndarray | torch.Tensor, *, batch_si
 
 
 def _evaluate(model: nn.Module, rois: np.ndarray, y: np.ndarray, loss_fn: Callable[..., torch.Tensor],
-              device: torch.device, settings: TrainSettings, dist_info: DistInfo) -> tuple[float, float, np.ndarray]:
+              device: torch.device, settings: TrainSettings, dist_info: DistInfo,
+              clinical: np.ndarray | None = None) -> tuple[float, float, np.ndarray]:
     """Validation loss, AUC and probabilities; with several processes each predicts a share and all gather them."""
     batch = max(settings.batch_size, 64)
     prob = gather_predictions(lambda rows: predict_proba(model, rois[rows], batch_size=batch, device=device,
-                                                         amp=settings.amp, flips=settings.tta_flips),
+                                                         amp=settings.amp, flips=settings.tta_flips,
+                                                         clinical=None if clinical is None else clinical[rows]),
                               len(rois), dist_info)
     with torch.no_grad():
         logp = torch.log(torch.as_tensor(prob).clamp_min(1e-12)).float()
@@ -534,7 +605,8 @@ def _evaluate(model: nn.Module, rois: np.ndarray, y: np.ndarray, loss_fn: Callab
 def train_network(rois: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None, *,
                   settings: TrainSettings | None = None, out_dir: str | os.PathLike[str] | None = None,
                   resume: bool = False, extra: Mapping[str, Any] | None = None, name: str = "training",
-                  callback: Callable[[dict[str, Any]], bool | None] | None = None) -> TrainResult:
+                  callback: Callable[[dict[str, Any]], bool | None] | None = None,
+                  clinical: np.ndarray | None = None) -> TrainResult:
     """Train one network on ROI arrays (one training fold), with early stopping on an inner split.
 
     Parameters
@@ -558,6 +630,9 @@ def train_network(rois: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
     callback : callable, optional
         Called after every epoch with that epoch's history row; returning True stops the run
         after writing ``last.pt`` (it can be resumed).
+    clinical : ndarray of shape (n_cases, len(settings.clinical_columns)), optional
+        Raw clinical values (NaN where missing), needed when ``settings.clinical_columns`` is set
+        (:func:`her2dlr.deep.data.manifest_clinical`).
 
     Returns
     -------
@@ -589,6 +664,7 @@ def train_network(rois: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
                          "a network cannot learn from one class.")
     groups = np.arange(len(y)).astype(str) if groups is None else np.asarray(groups).astype(str)
     out = Path(out_dir) if out_dir is not None else None
+    clinical = _check_clinical(clinical, settings, len(y), name)
 
     device = resolve_device(settings.device, allow_cpu_fallback=settings.allow_cpu_fallback)
     threads = settings.num_threads or default_threads(settings.num_workers)
@@ -597,7 +673,23 @@ def train_network(rois: np.ndarray, labels: np.ndarray, groups: np.ndarray | Non
         cuda_devices = [device.index or 0] if device.type == "cuda" else []
         with seeded(settings.seed, deterministic=settings.deterministic, devices=cuda_devices), torch_threads(threads):
             return _train(rois, y, groups, settings, out, resume, dict(extra or {}), name, callback, device,
-                          dist_info)
+                          dist_info, clinical)
+
+
+def _check_clinical(clinical: np.ndarray | None, settings: TrainSettings, n: int, name: str) -> np.ndarray | None:
+    """The clinical values as float64 (n, k), checked against ``settings.clinical_columns``."""
+    columns = settings.clinical_columns
+    if not columns:
+        if clinical is not None:
+            raise InputError(f"{name}: clinical values were given but the settings fuse none (clinical_columns).")
+        return None
+    if clinical is None:
+        raise InputError(f"{name}: the network fuses clinical columns {list(columns)}; give their values.")
+    values = np.asarray(clinical, dtype=np.float64)
+    if values.shape != (n, len(columns)):
+        raise InputError(f"{name}: clinical values must have shape ({n}, {len(columns)}) for columns {list(columns)}; "
+                         f"got {values.shape}.")
+    return values
 
 
 @dataclass
@@ -616,6 +708,12 @@ class _Run:
     extra: dict[str, Any]
     best_path: Path | None
     last_path: Path | None
+    clinical: np.ndarray | None = None
+    # the inner training part the gradient steps see: fit_idx rows, then any multi-view inputs
+    train_rois: np.ndarray | None = None
+    train_y: np.ndarray | None = None
+    train_clinical: np.ndarray | None = None
+    views_added: int = 0
 
     @property
     def has_val(self) -> bool:
@@ -648,10 +746,10 @@ class _Fit:
 
 def _train(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainSettings, out: Path | None,
            resume: bool, extra: dict[str, Any], name: str, callback: Callable[[dict[str, Any]], bool | None] | None,
-           device: torch.device, dist_info: DistInfo) -> TrainResult:
+           device: torch.device, dist_info: DistInfo, clinical: np.ndarray | None = None) -> TrainResult:
     """Setup, resume, the epoch loop, then the final selection (each a step below, in this order)."""
-    run = _setup_run(rois, y, groups, settings, out, extra, name, device, dist_info)
-    weights_np = class_weights(y[run.fit_idx], settings.n_classes)
+    run = _setup_run(rois, y, groups, settings, out, extra, name, device, dist_info, clinical)
+    weights_np = class_weights(run.train_y, settings.n_classes)
     fit = _setup_fit(run, weights_np)
     state: dict[str, Any] = {"best_epoch": 0, "best_auc": -math.inf, "best_loss": math.inf, "bad_epochs": 0,
                              "finished": False, "stopped_early": False, "history": [], "n_cases": len(y),
@@ -676,8 +774,10 @@ def _pretrain(run: _Run, fit: _Fit) -> None:
 
 
 def _setup_run(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainSettings, out: Path | None,
-               extra: dict[str, Any], name: str, device: torch.device, dist_info: DistInfo) -> _Run:
-    """The inner validation split (or the warning that there is none) and the checkpoint paths."""
+               extra: dict[str, Any], name: str, device: torch.device, dist_info: DistInfo,
+               clinical: np.ndarray | None = None) -> _Run:
+    """The inner validation split (or the warning that there is none), the training part (balanced with
+    views when asked) and the checkpoint paths."""
     notes: list[str] = []
     val_mask, no_val = _inner_split(y, groups, settings)
     if no_val:
@@ -685,19 +785,58 @@ def _setup_run(rois: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: Tr
                    "early stopping and keeping the last epoch's weights.")
         warnings.warn(message, FewCasesWarning, stacklevel=4)  # the caller of train_network
         notes.append(message)
-    return _Run(rois=rois, y=y, fit_idx=np.flatnonzero(~val_mask), val_idx=np.flatnonzero(val_mask),
-                settings=settings, device=device, dist_info=dist_info, name=name, notes=notes,
-                extra={**extra, "notes": notes}, best_path=out / "best.pt" if out is not None else None,
-                last_path=out / "last.pt" if out is not None else None)
+    run = _Run(rois=rois, y=y, fit_idx=np.flatnonzero(~val_mask), val_idx=np.flatnonzero(val_mask),
+               settings=settings, device=device, dist_info=dist_info, name=name, notes=notes,
+               extra={**extra, "notes": notes}, best_path=out / "best.pt" if out is not None else None,
+               last_path=out / "last.pt" if out is not None else None, clinical=clinical)
+    _training_part(run)
+    return run
+
+
+def _training_part(run: _Run) -> None:
+    """The inputs of the gradient steps: the inner training rows, plus multi-view inputs that balance them."""
+    fit = run.fit_idx
+    run.train_rois, run.train_y = run.rois[fit], run.y[fit]
+    run.train_clinical = run.clinical[fit] if run.clinical is not None else None
+    if not run.settings.multi_view:
+        return
+    from her2dlr.deep.deeptepp import balance_with_views, roi_views
+
+    before = np.bincount(run.train_y, minlength=run.settings.n_classes)
+    dims = run.settings.spatial_dims
+    rois, labels, source = balance_with_views(list(run.train_rois), run.train_y.tolist(), seed=run.settings.seed,
+                                              views=lambda r: roi_views(r, dims))
+    run.train_rois = np.stack(rois).astype(np.float32, copy=False)
+    run.train_y = np.asarray(labels, dtype=np.int64)
+    if run.train_clinical is not None:  # a view keeps its case's clinical values
+        run.train_clinical = run.train_clinical[np.asarray(source)]
+    run.views_added = len(labels) - len(fit)
+    after = np.bincount(run.train_y, minlength=run.settings.n_classes)
+    run.extra["multi_view"] = {"views_added": run.views_added, "class_counts_before": before.tolist(),
+                               "class_counts_after": after.tolist()}
+    run.notes.append(f"{run.name}: multi-view balancing added {run.views_added} view(s) to the inner training part "
+                     f"(classes {before.tolist()} -> {after.tolist()}).")
 
 
 def _setup_fit(run: _Run, weights_np: np.ndarray) -> _Fit:
     """Network (initial weights drawn here), class-weighted loss, AdamW, schedule, AMP scaler, weight average."""
     settings, device = run.settings, run.device
     weights = torch.as_tensor(weights_np, dtype=torch.float32)
+    options = dict(settings.arch_options)
+    if settings.clinical_columns:
+        options["n_clinical"] = len(settings.clinical_columns)
     model = build_network(settings.arch, in_channels=settings.in_channels, n_classes=settings.n_classes,
                           image_size=settings.image_size, spatial_dims=settings.spatial_dims, weights=settings.weights,
-                          **settings.arch_options)
+                          **options)
+    if run.clinical is not None:  # fitted on the inner training rows only (views repeat their cases)
+        from her2dlr.deep.deeptepp import clinical_scaling
+
+        try:
+            scaling = clinical_scaling(run.clinical[run.fit_idx])
+        except InputError as exc:
+            raise InputError(f"{run.name}: {exc} (columns {list(settings.clinical_columns)})") from None
+        model.set_clinical_scaling(scaling)
+        run.extra["clinical"] = {"columns": list(settings.clinical_columns), **scaling}
     model.to(device)
     loss_fn = loss_function(settings, weights.to(device))
     loss_cpu = loss_function(settings, weights)
@@ -748,8 +887,8 @@ def _epoch_loop(run: _Run, fit: _Fit, state: dict[str, Any], start_epoch: int, b
     """Train epoch after epoch until the schedule ends, early stopping, or the callback; return the last epoch."""
     settings = run.settings
     augment = Augment(settings.image_size, settings.augment, seed=settings.seed, spatial_dims=settings.spatial_dims)
-    collate = AugmentCollate(augment)
-    dataset = RoiDataset(run.rois[run.fit_idx], run.y[run.fit_idx])
+    collate = AugmentCollate(augment, jigsaw=settings.jigsaw, spatial_dims=settings.spatial_dims, seed=settings.seed)
+    dataset = RoiDataset(run.train_rois, run.train_y, run.train_clinical)
     bar: Any = None
     if settings.progress and run.is_main:
         from tqdm.auto import tqdm
@@ -801,6 +940,7 @@ def _epoch_loader(run: _Run, dataset: RoiDataset, augment: Augment, collate: Aug
     torch.manual_seed(epoch_seed)  # dropout; a resumed run draws what the uninterrupted one drew
     np.random.seed(epoch_seed)
     augment.set_random_state(epoch_seed)
+    collate.set_random_state(epoch_seed)
     return _loader(dataset, settings, collate, epoch_seed, run.dist_info, epoch)
 
 
@@ -810,12 +950,17 @@ def _train_epoch(run: _Run, fit: _Fit, loader: DataLoader) -> float:
     total, count = 0.0, 0
     # mixup's draws come from the epoch-seeded global NumPy state (a resumed run draws the same)
     mix_rng = np.random.default_rng(np.random.randint(2**31)) if run.settings.mixup > 0 else None
-    for xb, yb in loader:
+    for xb, yb, *clin in loader:
         xb, yb = xb.to(run.device, non_blocking=True), yb.to(run.device, non_blocking=True)
         fit.optimizer.zero_grad(set_to_none=True)
         mixed = mixup_batch(xb, yb, run.settings.mixup, mix_rng) if mix_rng is not None else None
+        more: tuple[torch.Tensor, ...] = ()
+        if clin:  # raw values: impute where missing before mixing, so mixup never meets a NaN
+            cb = clin[0].to(run.device)
+            cb = torch.where(torch.isnan(cb), fit.model.clinical_median.to(cb.dtype), cb)
+            more = (mixed.lam * cb + (1 - mixed.lam) * cb[mixed.perm],) if mixed is not None else (cb,)
         with torch.autocast("cuda", dtype=torch.float16) if fit.use_amp else nullcontext():
-            logits = fit.net(mixed.x if mixed is not None else xb)
+            logits = fit.net(mixed.x if mixed is not None else xb, *more)
         if mixed is not None:
             loss = mixed.lam * fit.loss_fn(logits, mixed.y_a) + (1 - mixed.lam) * fit.loss_fn(logits, mixed.y_b)
         else:
@@ -878,7 +1023,8 @@ def _validate(run: _Run, fit: _Fit, state: dict[str, Any], row: dict[str, Any]) 
     improved = True  # no validation: the latest epoch is the one kept
     if run.has_val:
         v_loss, v_auc, _ = _evaluate(fit.kept, run.rois[run.val_idx], run.y[run.val_idx], fit.loss_cpu, run.device,
-                                     run.settings, run.dist_info)
+                                     run.settings, run.dist_info,
+                                     run.clinical[run.val_idx] if run.clinical is not None else None)
         v_loss, v_auc = broadcast_floats([v_loss, v_auc], run.dist_info)
         row.update(val_loss=v_loss, val_auc=v_auc)
         better_auc = v_auc > state["best_auc"] + 1e-9
@@ -937,7 +1083,8 @@ def _final_selection(run: _Run, fit: _Fit, state: dict[str, Any], epoch: int, be
     if best_state is not None:
         model.load_state_dict(best_state)
     model.to("cpu").eval()
-    val_prob = (predict_proba(model, run.rois[run.val_idx], batch_size=128, flips=run.settings.tta_flips)
+    val_prob = (predict_proba(model, run.rois[run.val_idx], batch_size=128, flips=run.settings.tta_flips,
+                              clinical=run.clinical[run.val_idx] if run.clinical is not None else None)
                 if run.has_val
                 else np.zeros((0, run.settings.n_classes)))
     stopped_early = bool(state.get("stopped_early", False))
@@ -951,7 +1098,8 @@ def _final_selection(run: _Run, fit: _Fit, state: dict[str, Any], epoch: int, be
         val_index=run.val_idx, val_prob=val_prob, class_weights=weights_np.tolist(), device=str(run.device),
         best_path=best_path if best_path is not None and best_path.is_file() else None,
         last_path=last_path if last_path is not None and last_path.is_file() else None,
-        stopped_early=stopped_early, notes=run.notes,
+        stopped_early=stopped_early, notes=run.notes, views_added=run.views_added,
+        clinical_scaling=run.extra.get("clinical"),
     )
 
 
@@ -984,8 +1132,10 @@ def _check_resumable(ckpt: Mapping[str, Any], settings: TrainSettings, state: di
                              f"settings have {getattr(settings, key)!r}. Use another output folder or the same "
                              "settings.")
     defaults = TrainSettings.__dataclass_fields__
-    for key in ("mixup", "label_smoothing", "ema", "tta_flips", "pretrain_epochs"):  # absent from older checkpoints
-        if saved.get(key, defaults[key].default) != getattr(settings, key):
+    for key in ("mixup", "label_smoothing", "ema", "tta_flips", "pretrain_epochs", "multi_view", "jigsaw",
+                "clinical_columns"):  # absent from older checkpoints
+        now = list(settings.clinical_columns) if key == "clinical_columns" else getattr(settings, key)
+        if saved.get(key, [] if key == "clinical_columns" else defaults[key].default) != now:
             raise InputError(f"Cannot resume from {path}: it was trained with {key}="
                              f"{saved.get(key, defaults[key].default)!r}, these settings have "
                              f"{getattr(settings, key)!r}. Use another output folder or the same settings.")

@@ -12,6 +12,8 @@ Inputs are checked against the model card before anything is computed:
 * a deep or DLR model (one with a network) gets its ``deep_prob`` / ``deep_<j>`` columns from
   its own network, the ROI prepared with the settings stored in the checkpoint
   (:func:`her2dlr.predict.network.network_columns`); a mask or a box gives the same crop.
+  A network that fuses clinical-pathological factors at its head also reads the case's clinical
+  values; a column it fuses and the case lacks is refused by name.
 """
 
 from __future__ import annotations
@@ -219,7 +221,7 @@ def case_inputs(artefact: ModelArtefact, *, case_id: str = "case", image: str | 
                 lesion, info = automatic_mask(artefact, image, box=box, mask=mask)
                 if record is not None:
                     record["segmentation"] = info
-            row.update(network_columns(artefact, [image], [lesion]).iloc[0].to_dict())
+            row.update(network_columns(artefact, [image], [lesion], [dict(clinical or {})]).iloc[0].to_dict())
     row.update(dict(clinical or {}))
     frame = pd.DataFrame([row], index=pd.Index([case_id], name="case_id"))
     artefact.check_inputs(frame, where=f"case '{case_id}'")

@@ -13,7 +13,7 @@ import functools
 import hashlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,8 @@ def network_digest(path: str | os.PathLike[str]) -> str:
     return _network(Path(path))[0]
 
 
-def network_columns(artefact: ModelArtefact, images: Sequence[Any], rois: Sequence[Any]) -> pd.DataFrame:
+def network_columns(artefact: ModelArtefact, images: Sequence[Any], rois: Sequence[Any],
+                    clinical: Sequence[Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """The columns the networks of ``artefact`` (and its components) compute from images and lesions.
 
     Parameters
@@ -75,6 +76,10 @@ def network_columns(artefact: ModelArtefact, images: Sequence[Any], rois: Sequen
     images : sequence of path or ndarray
     rois : sequence
         Per image: mask file, mask array or box ``(x, y, w, h)``.
+    clinical : sequence of mapping, optional
+        Per image: clinical values by column, for a network that fuses clinical-pathological
+        factors at its head (``deep.clinical_columns``); a missing value gets the training
+        median the network stores (with a warning).
 
     Returns
     -------
@@ -85,7 +90,8 @@ def network_columns(artefact: ModelArtefact, images: Sequence[Any], rois: Sequen
     ------
     InputError
         The model combines two different networks (their columns would clash), a missing ROI,
-        unreadable images or masks (named).
+        unreadable images or masks (named), a clinical column the network fuses that is not
+        given (named).
     """
     from her2dlr.deep.data import load_rois
     from her2dlr.deep.features import deep_columns, embed_arrays
@@ -100,7 +106,10 @@ def network_columns(artefact: ModelArtefact, images: Sequence[Any], rois: Sequen
     if any(r is None for r in rois):
         raise InputError(f"Model '{artefact.name}' reads the lesion's ROI: give --mask or --box.")
     _, model, spec = _network(nodes[0].network_path)  # type: ignore[arg-type]
+    fused = _fused_clinical(artefact, nodes[0].network_path, len(images), clinical)  # type: ignore[arg-type]
     x = load_rois(list(images), list(rois), spec=spec)
+    if fused is not None:
+        return _clinical_network_columns(artefact, nodes, model, x, fused)
     emb, prob = embed_arrays(model, x)
     out = pd.DataFrame(emb, columns=[f"deep_{j}" for j in range(emb.shape[1])])
     needed = {c for n in nodes for c in n.card["inputs"].get("features", [])}
@@ -112,6 +121,57 @@ def network_columns(artefact: ModelArtefact, images: Sequence[Any], rois: Sequen
     if DEEP_PROB in needed:
         out[DEEP_PROB] = prob
     return out
+
+
+def _fused_clinical(artefact: ModelArtefact, path: Path, n: int,
+                    clinical: Sequence[Mapping[str, Any]] | None) -> Any:
+    """The raw clinical values (n, k) a network with clinical fusion needs, or None for an image-only network."""
+    import warnings
+
+    import numpy as np
+
+    from her2dlr.deep.cv import clinical_columns_of
+    from her2dlr.deep.data import manifest_clinical
+
+    meta = _checkpoint_meta(str(path), path.stat().st_mtime_ns)
+    columns = clinical_columns_of(meta)
+    if not columns:
+        return None
+    rows = [dict(r) for r in (clinical or [{} for _ in range(n)])]
+    missing = [c for c in columns if any(c not in r for r in rows)]
+    if missing:
+        raise InputError(f"Model '{artefact.name}' fuses clinical-pathological factors at its network's head and needs "
+                         f"clinical column(s) {missing} (it reads {columns}). Give them (e.g. --clinical "
+                         f"{missing[0]}=VALUE, or a column of the cases table).")
+    values = manifest_clinical(pd.DataFrame([{c: r[c] for c in columns} for r in rows]), columns,
+                               key=f"model '{artefact.name}'")
+    medians = dict(zip(columns, dict(meta.get("extra") or {}).get("clinical", {}).get("median", [])))
+    for j, col in enumerate(columns):
+        if np.isnan(values[:, j]).any():
+            warnings.warn(f"{col} is missing; the network used its training median {medians.get(col, float('nan')):g}.",
+                          stacklevel=3)
+    return values
+
+
+@functools.lru_cache(maxsize=8)
+def _checkpoint_meta(path: str, mtime_ns: int) -> dict[str, Any]:
+    """A network file's settings and ``extra`` (no weights), cached while the file is unchanged."""
+    from her2dlr.deep.train import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    return {"settings": ckpt.get("settings") or {}, "extra": ckpt.get("extra") or {}}
+
+
+def _clinical_network_columns(artefact: ModelArtefact, nodes: list[ModelArtefact], model: Any, x: Any,
+                              clinical: Any) -> pd.DataFrame:
+    """``deep_prob`` of a network that fuses clinical values (its penultimate features hold them: no deep_<j>)."""
+    from her2dlr.deep.train import predict_proba
+
+    needed = {c for n in nodes for c in n.card["inputs"].get("features", [])}
+    if needed - {DEEP_PROB}:
+        raise InputError(f"Model '{artefact.name}' reads deep features of a network with clinical fusion; only its "
+                         "probability (a deep signature) can be predicted from images.")
+    return pd.DataFrame({DEEP_PROB: predict_proba(model, x, clinical=clinical)[:, 1]})
 
 
 @dataclass
