@@ -35,10 +35,23 @@ import SimpleITK as sitk
 
 from her2dlr.bench import BenchOptions, register, result
 from her2dlr.bench.dce_benches import background_volume
+from her2dlr.bench.dce_segdsfr import (
+    DSFR_LAYER,
+    SEG_FEATURES,
+    SEG_SIZE,
+    TASKS,
+    FoldSegmentation,
+    oof_probabilities,
+    out_of_fold_segmentation,
+    stratified_folds,
+)
 
 BENCH = "dce-synthetic"
 #: Class kinetics at a third of the generator's full distance from HER2-low: a task no method solves perfectly.
 SEPARATION = 0.3
+#: Outer folds shared by every line (stratified on the 3-class label, seeded).
+N_FOLDS = 5
+CLASS_NAMES = ["HER2-zero", "HER2-low", "HER2-positive"]
 SMALL_PARAMS = {
     "imageType": {"Original": {}},
     "featureClass": {"firstorder": None, "glcm": ["Contrast", "Correlation", "Idm", "JointEntropy", "ClusterShade"]},
@@ -53,10 +66,11 @@ VARIANTS = {
 }
 
 
-def _read_cases(root: Path, truth: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+def _read_cases(root: Path, truth: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[str], list[tuple[float, ...]]]:
+    """Subtraction volumes (also written as ``subtraction.nrrd``), masks, subtraction paths, (z, y, x) spacings."""
     from her2dlr.io.dce import kinetic_maps, read_dce_folder
 
-    subtractions, masks, paths = [], [], []
+    subtractions, masks, paths, spacings = [], [], [], []
     for _, row in truth.iterrows():
         folder = root / row["folder"]
         dce = read_dce_folder(folder)
@@ -66,53 +80,86 @@ def _read_cases(root: Path, truth: Any) -> tuple[list[np.ndarray], list[np.ndarr
         subtractions.append(sitk.GetArrayFromImage(subtraction))
         masks.append(sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "mask.nrrd"))))
         paths.append(str(path))
-    return subtractions, masks, paths
+        spacings.append(tuple(float(s) for s in reversed(subtraction.GetSpacing())))
+    return subtractions, masks, paths, spacings
 
 
-def _radiomics_lines(paths: list[str], folders: list[Path], labels: np.ndarray, seed: int) -> Iterator[dict[str, Any]]:
+def _radiomics_table(paths: list[str], masks: list[Path]) -> np.ndarray:
+    """The small PyRadiomics set of every (subtraction, mask) pair, columns in name order."""
+    from her2dlr.radiomics.extract import extract_case
+
+    rows = [extract_case(p, m, params=SMALL_PARAMS) for p, m in zip(paths, masks)]
+    names = sorted(rows[0])
+    return np.array([[r[n] for n in names] for r in rows], dtype=float)
+
+
+def _linear_model() -> Any:
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(StandardScaler(), LogisticRegression(C=0.3, max_iter=2000))
+
+
+def _dsfr_model(seed: int) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from her2dlr.segment.dsfr import DSFRSelector
+
+    return make_pipeline(DSFRSelector(2, random_state=seed), StandardScaler(), LogisticRegression(C=0.3, max_iter=2000))
+
+
+def _fixed_rows(x: np.ndarray) -> Any:
+    return lambda _fold, train, test: (x[train], x[test])
+
+
+def _task_lines(family: str, probs: dict[str, np.ndarray], labels: np.ndarray, seed: int,
+                **info: Any) -> Iterator[dict[str, Any]]:
+    """``<family>_auc_low_vs_zero``, ``<family>_auc_positive_vs_rest`` (DeLong CIs), ``<family>_macro_auc_3class``."""
     from her2dlr.evaluate.delong import delong_auc_ci
     from her2dlr.evaluate.multiclass import multiclass_metrics
-    from her2dlr.radiomics.extract import extract_case
 
-    rows = [extract_case(p, f / "mask.nrrd", params=SMALL_PARAMS) for p, f in zip(paths, folders)]
-    names = sorted(rows[0])
-    x = np.array([[r[n] for n in names] for r in rows], dtype=float)
-    cv = StratifiedKFold(5, shuffle=True, random_state=seed)
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.3, max_iter=2000))
     pair = labels < 2
-    p_low = cross_val_predict(model, x[pair], labels[pair], cv=cv, method="predict_proba")[:, 1]
-    r = delong_auc_ci(labels[pair], p_low)
-    yield result(BENCH, "radiomics_auc_low_vs_zero", round(r.auc, 4), ci_low=round(r.ci_low, 4),
-                 ci_high=round(r.ci_high, 4), n=int(pair.sum()), n_features=len(names))
-    positive = (labels == 2).astype(int)
-    p_pos = cross_val_predict(model, x, positive, cv=cv, method="predict_proba")[:, 1]
-    r = delong_auc_ci(positive, p_pos)
-    yield result(BENCH, "radiomics_auc_positive_vs_rest", round(r.auc, 4), ci_low=round(r.ci_low, 4),
-                 ci_high=round(r.ci_high, 4), n=len(labels))
-    proba = cross_val_predict(model, x, labels, cv=cv, method="predict_proba")
-    m = multiclass_metrics(labels, proba, class_names=["HER2-zero", "HER2-low", "HER2-positive"], seed=seed)
-    yield result(BENCH, "radiomics_macro_auc_3class", round(m.macro_auc, 4), ci_low=round(m.macro_ci_low, 4),
+    for task, y, p in (("low_vs_zero", labels[pair], probs["low_vs_zero"]),
+                       ("positive_vs_rest", (labels == 2).astype(int), probs["positive_vs_rest"])):
+        r = delong_auc_ci(y, p)
+        yield result(BENCH, f"{family}_auc_{task}", round(r.auc, 4), ci_low=round(r.ci_low, 4),
+                     ci_high=round(r.ci_high, 4), n=len(y), task=TASKS[task], **info)
+    m = multiclass_metrics(labels, probs["3class"], class_names=CLASS_NAMES, seed=seed)
+    yield result(BENCH, f"{family}_macro_auc_3class", round(m.macro_auc, 4), ci_low=round(m.macro_ci_low, 4),
                  ci_high=round(m.macro_ci_high, 4), n=len(labels),
                  per_class={str(k): round(float(v), 4) for k, v in zip(m.per_class["name"], m.per_class["auc"])},
-                 balanced_accuracy=round(m.balanced_accuracy, 4))
+                 balanced_accuracy=round(m.balanced_accuracy, 4), **info)
+
+
+def _segmentation_lines(seg: FoldSegmentation, info: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    s = seg.summary
+    yield result(BENCH, "dice_3d", round(s["dice_mean"], 4), ci_low=round(s["dice_ci_low"], 4),
+                 ci_high=round(s["dice_ci_high"], 4), dice_median=round(s["dice_median"], 4), n=s["n_cases"],
+                 n_pred_empty=s["n_pred_empty"], detection_rate=round(s["detection_rate"], 4), **info)
+    yield result(BENCH, "hd95_mm", round(s["hd95_mm_median"], 2), statistic="median", n=s["n_hd95"], **info)
+
+
+def _write_auto_masks(seg: FoldSegmentation, paths: list[str]) -> list[Path]:
+    """The out-of-fold feature lesions as ``auto_mask.nrrd`` next to each subtraction, with its geometry."""
+    from her2dlr.segment.data import write_mask
+
+    return [write_mask(roi.astype(np.uint8), p, Path(p).parent / "auto_mask.nrrd") for roi, p in zip(seg.rois, paths)]
 
 
 def _network_scores(patches: list[np.ndarray], y: np.ndarray, age: np.ndarray, switches: dict[str, bool],
-                    seed: int, epochs: int) -> np.ndarray:
+                    folds: np.ndarray, seed: int, epochs: int) -> np.ndarray:
     import torch
-    from sklearn.model_selection import StratifiedKFold
 
     from her2dlr.deep.deeptepp import MMResNet, balance_with_views, jigsaw_shuffle, slice_mosaic
 
     rng = np.random.default_rng(seed)
     scores = np.zeros(len(y))
     age_z = ((age - age.mean()) / age.std()).astype(np.float32)
-    for train, test in StratifiedKFold(3, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
+    for k in sorted(set(folds.tolist())):
+        train, test = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         torch.manual_seed(seed)
         train_p, train_y, source = [patches[i] for i in train], [int(y[i]) for i in train], list(range(len(train)))
         if switches["multi_view"]:
@@ -138,39 +185,86 @@ def _network_scores(patches: list[np.ndarray], y: np.ndarray, age: np.ndarray, s
     return scores
 
 
-@register(BENCH, "Synthetic DCE cohort from DICOM: radiomics AUCs (low vs zero, 3-class macro), DeepTEPP network with/without each switch")
-def dce_synthetic(opts: BenchOptions) -> Iterator[dict[str, Any]]:
-    import torch
-
+def _deeptepp_lines(subtractions: list[np.ndarray], masks: list[np.ndarray], labels: np.ndarray, age: np.ndarray,
+                    folds: np.ndarray, opts: BenchOptions) -> Iterator[dict[str, Any]]:
     from her2dlr.deep.deeptepp import tumour_patch
     from her2dlr.evaluate.delong import delong_auc_ci
+
+    patches = [(tumour_patch(s, m, 12) / 300.0).astype(np.float32) for s, m in zip(subtractions, masks)]
+    positive = (labels == 2).astype(int)
+    for name, switches in VARIANTS.items():
+        t0 = time.perf_counter()
+        scores = _network_scores(patches, positive, age, switches, folds, opts.seed, epochs=25 if opts.quick else 40)
+        r = delong_auc_ci(positive, scores)
+        yield result(BENCH, f"deeptepp_auc_{name}", round(r.auc, 4), ci_low=round(r.ci_low, 4),
+                     ci_high=round(r.ci_high, 4), n=len(labels), task=TASKS["positive_vs_rest"],
+                     seconds=round(time.perf_counter() - t0, 1), **switches)
+
+
+@register(BENCH, "Synthetic DCE cohort from DICOM: out-of-fold 3D segmentation (dice_3d), radiomics, DSFR and DLR "
+                 "AUCs (low vs zero, positive vs rest, 3-class macro), DeepTEPP network with/without each switch")
+def dce_synthetic(opts: BenchOptions) -> Iterator[dict[str, Any]]:
+    """Yield the benchmark's result lines (see the module docstring)."""
+    import torch
+
     from her2dlr.io.synthetic_dce import write_synthetic_cohort
 
     start = time.perf_counter()
     background, source = background_volume(opts)
     n_cases = 45 if opts.quick else 150
+    epochs, patience = (12, 0) if opts.quick else (20, 6)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    seconds: dict[str, float] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(opts.work_dir or tmp) / BENCH
             truth = write_synthetic_cohort(root, n_cases=n_cases, seed=opts.seed, shape=(12, 32, 32),
                                            background=background, separation=SEPARATION)
-            subtractions, masks, paths = _read_cases(root, truth)
+            subtractions, masks, paths, spacings = _read_cases(root, truth)
             labels = truth["label"].to_numpy(int)
-            yield from _radiomics_lines(paths, [root / f for f in truth["folder"]], labels, opts.seed)
-            patches = [(tumour_patch(s, m, 12) / 300.0).astype(np.float32) for s, m in zip(subtractions, masks)]
-            positive = (labels == 2).astype(int)
-            for name, switches in VARIANTS.items():
-                t0 = time.perf_counter()
-                scores = _network_scores(patches, positive, truth["age"].to_numpy(float), switches, opts.seed,
-                                         epochs=25 if opts.quick else 40)
-                r = delong_auc_ci(positive, scores)
-                yield result(BENCH, f"deeptepp_auc_{name}", round(r.auc, 4), ci_low=round(r.ci_low, 4),
-                             ci_high=round(r.ci_high, 4), n=len(labels), task="HER2-positive vs rest",
-                             seconds=round(time.perf_counter() - t0, 1), **switches)
+            folds = stratified_folds(labels, N_FOLDS, opts.seed)
+            common = {"folds": N_FOLDS}
+
+            t0 = time.perf_counter()
+            x_given = _radiomics_table(paths, [root / f / "mask.nrrd" for f in truth["folder"]])
+            rad = oof_probabilities(_fixed_rows(x_given), labels, folds, _linear_model)
+            seconds["radiomics"] = time.perf_counter() - t0
+            yield from _task_lines("radiomics", rad, labels, opts.seed, roi="given mask",
+                                   n_features=x_given.shape[1], **common)
+
+            t0 = time.perf_counter()
+            seg = out_of_fold_segmentation(subtractions, masks, folds, spacings=spacings, epochs=epochs,
+                                           patience=patience, seed=opts.seed)
+            seconds["segmentation"] = time.perf_counter() - t0
+            seg_info = {"input": "post1 - pre subtraction", "image_size": SEG_SIZE, "features": list(SEG_FEATURES),
+                        "epochs": epochs, "patience": patience, "best_epochs": seg.best_epochs, **common}
+            yield from _segmentation_lines(seg, seg_info)
+
+            t0 = time.perf_counter()
+            dsfr = oof_probabilities(seg.dsfr_rows, labels, folds, lambda: _dsfr_model(opts.seed))
+            seconds["dsfr"] = time.perf_counter() - t0
+            n_fallback = int(seg.fallback.sum())
+            yield from _task_lines("dsfr", dsfr, labels, opts.seed, roi="out-of-fold predicted lesion",
+                                   layer=DSFR_LAYER, n_channels=seg.dsfr[0].shape[1], n_fallback_roi=n_fallback,
+                                   **common)
+
+            t0 = time.perf_counter()
+            x_auto = _radiomics_table(paths, _write_auto_masks(seg, paths))
+            rad_auto = oof_probabilities(_fixed_rows(x_auto), labels, folds, _linear_model)
+            seconds["radiomics_auto"] = time.perf_counter() - t0
+            yield from _task_lines("radiomics_auto", rad_auto, labels, opts.seed,
+                                   roi="out-of-fold predicted lesion", n_fallback_roi=n_fallback, **common)
+
+            dlr = {task: (rad_auto[task] + dsfr[task]) / 2 for task in TASKS}
+            yield from _task_lines("dlr", dlr, labels, opts.seed, fusion="mean of radiomics_auto and dsfr "
+                                   "probabilities", **common)
+
+            t0 = time.perf_counter()
+            yield from _deeptepp_lines(subtractions, masks, labels, truth["age"].to_numpy(float), folds, opts)
+            seconds["deeptepp"] = time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
-    yield result(BENCH, "seconds", round(time.perf_counter() - start, 1), n=n_cases, background=source,
-                 separation=SEPARATION,
-                 seconds=round(time.perf_counter() - start, 1))
+    total = round(time.perf_counter() - start, 1)
+    yield result(BENCH, "seconds", total, n=n_cases, background=source, separation=SEPARATION,
+                 seconds=total, **{f"seconds_{k}": round(v, 1) for k, v in seconds.items()})
