@@ -3,23 +3,97 @@
 ``her2dlr bench dce-synthetic [--data ../shared/data/mri-breast1] [--quick]``
 
 150 studies (45 with ``--quick``), HER2-zero / HER2-low / HER2-positive in turn, written as DICOM
-in the four vendor layouts over the real breast volume's anatomy, read back and split into phases
-by :mod:`her2dlr.io.dce`. The class kinetics are brought towards each other
-(``separation=0.3`` of the generator's distance), so that the task is not trivial. The post1 - pre subtraction and the lesion mask then feed:
+in the four vendor layouts over the real breast volume's anatomy (``--data``, else
+``../shared/data/mri-breast1`` when present, else a simulated background), read back and split
+into phases by :mod:`her2dlr.io.dce`. The class kinetics are brought towards each other
+(``separation=0.3`` of the generator's distance), so that the task is not trivial. Every case
+gives its post1 - pre subtraction volume (12 x 32 x 32) and its lesion mask.
 
-* radiomics: PyRadiomics first-order + GLCM on the original subtraction image (a small set, so
-  the benchmark runs in minutes on 2 cores; the shipped ``mri3d`` set's speed is in
-  ``mri-speed``), a standardised logistic regression, 5-fold stratified out-of-fold
-  probabilities: ``radiomics_auc_low_vs_zero``, ``radiomics_auc_positive_vs_rest`` (DeLong CI)
-  and ``radiomics_macro_auc_3class`` (one-vs-rest, bootstrap CI; :mod:`her2dlr.evaluate.multiclass`);
-* the DeepTEPP-style network (:mod:`her2dlr.deep.deeptepp`) on 2.5D mosaics of the tumour patch,
-  HER2-positive vs the rest, 3-fold out-of-fold scores, one line per variant: ``base`` (no
-  multi-view, no jigsaw, no clinical fusion), ``multi_view`` (training patches balanced with
-  views), ``jigsaw`` (training mosaics shuffled every epoch), ``clinical`` (age fused at the head;
-  the generator makes age unrelated to the class, so no gain is expected) and ``all``.
+**One split for every line**: 5 outer folds stratified on the 3-class label, shuffled with
+``--seed`` (:func:`her2dlr.bench.dce_segdsfr.stratified_folds`). The HER2-low vs zero lines use
+the same folds restricted to the HER2-zero and HER2-low cases. Each model family gives three
+lines: ``<family>_auc_low_vs_zero`` and ``<family>_auc_positive_vs_rest`` (pooled out-of-fold
+probabilities, DeLong CI) and ``<family>_macro_auc_3class`` (one-vs-rest macro AUC, bootstrap CI,
+with per-class AUCs and balanced accuracy; :mod:`her2dlr.evaluate.multiclass`).
 
-The network here is trained by a short loop of its own (Adam, 40 epochs, full batch), not by the
-study's deep training stage. ``seconds`` is the wall time of the whole benchmark.
+* ``radiomics``: PyRadiomics first-order + GLCM on the original subtraction image inside the
+  given mask (a small set, so the benchmark runs in minutes on 2 cores; the shipped ``mri3d``
+  set's speed is in ``mri-speed``), standardised logistic regression (C 0.3) per fold.
+* ``dice_3d``, ``hd95_mm``: a 3D U-Net (MONAI, widths 8-16-32) per outer fold, trained by
+  :func:`her2dlr.segment.train.train_segmenter` (Dice + cross-entropy, augmentation, AdamW; 20
+  epochs, early stopping with patience 6 on an inner validation split; ``--quick``: 12 epochs,
+  no early stopping) on the other folds' subtraction volumes and masks, the volume resized to a
+  32^3 cube. Input: the subtraction, not a post-contrast phase, because it is the image the
+  radiomics reads and it shows the enhancing lesion with the unenhanced anatomy (bright fat and
+  glands of the real background) subtracted out. Each case is segmented by the network of its
+  own fold (threshold 0.5, largest component, holes filled, pasted back on the 12 x 32 x 32
+  grid): ``dice_3d`` is the mean Dice over cases with a case-bootstrap 95 % CI
+  (``n_pred_empty``: empty predictions, scored 0); ``hd95_mm`` the median HD95 in mm.
+* ``dsfr`` (seed 003): each channel of the fold network's 6th activation layer (the bottom
+  level, 32 channels; a three-level U-Net has no 10th) averaged over the case's *out-of-fold
+  predicted* lesion (:func:`her2dlr.segment.dsfr.lesion_channel_means`); the training cases'
+  rows come from the same fold network over its predictions on them, i.e. a network that was
+  trained on them, as in seed 003 (its network was trained on its training cohort), so the
+  training rows are more optimistic than the test rows. A predicted lesion that is empty or
+  under 10 voxels is replaced, for features only, by the component of voxels at >= half the
+  case's peak probability, grown to 10 voxels (``n_fallback_roi`` counts the test cases that
+  needed it). Model per fold: :class:`~her2dlr.segment.dsfr.DSFRSelector` (k-means on the
+  channels, the larger cluster kept) -> standardisation -> the same logistic regression as
+  radiomics (seed 003's mutual-information / LASSO steps live in the study's DSFR models,
+  :mod:`her2dlr.deep.dsfr`; here one classifier for every family keeps the lines comparable).
+* ``radiomics_auto``: the radiomics set on the same out-of-fold lesions (seed 003 extracts both
+  feature sets from the segmented tumour). A training case's features come from its own
+  out-of-fold lesion, drawn by a network that saw the test fold's images and masks, never their
+  labels.
+* ``dlr`` (seed 003's DLR model): the mean of the ``radiomics_auto`` and ``dsfr`` out-of-fold
+  probabilities (3 classes: the mean of the probability vectors); fully automatic, from the
+  predicted lesion only.
+* the DeepTEPP-style network (:mod:`her2dlr.deep.deeptepp`) on 2.5D mosaics of the tumour patch
+  (centred on the given mask), HER2-positive vs the rest, on the same 5 folds, one line per
+  variant: ``base`` (no multi-view, no jigsaw, no clinical fusion), ``multi_view`` (training
+  patches balanced with views), ``jigsaw`` (training mosaics shuffled every epoch),
+  ``clinical`` (age fused at the head; the generator makes age unrelated to the class, so no
+  gain is expected) and ``all``. The network is trained by a short loop of its own (Adam, 40
+  epochs, full batch; ``--quick``: 25), not by the study's deep training stage.
+
+``seconds`` is the wall time of the whole benchmark, with the parts' times (torch on one
+thread). Limits: a simulated cohort; its class signal lies in the lesion's enhancement
+amplitude, wash-in / wash-out and texture. The segmentation network sees each volume z-scored
+and normalises every layer per case (instance norm), so its features hardly keep the
+enhancement amplitude: DSFR finds little or no class signal here, and averaging it into the DLR
+model costs AUC against radiomics. That is not a matter of the layer: a pilot (seed 1, 60
+cases, 12 epochs; not the reported run) gave DSFR AUCs low vs zero / positive vs rest / 3-class
+macro of 0.72 / 0.50 / 0.60 at layer index 0, 0.54 / 0.46 / 0.50 (1), 0.50 / 0.28 / 0.42 (2),
+0.52 / 0.30 / 0.43 (3), 0.49 / 0.38 / 0.44 (4), 0.48 / 0.39 / 0.44 (5), 0.61 / 0.50 / 0.53 (6),
+0.61 / 0.45 / 0.53 (7).
+
+Development runs (seed 0, 2 CPU cores shared with other work, so ``seconds`` is pessimistic),
+``her2dlr bench dce-synthetic --quick`` (390.7 s)::
+
+    {"bench": "dce-synthetic", "metric": "radiomics_auc_low_vs_zero", "value": 0.7689, "ci_low": 0.5923, "ci_high": 0.9455, "n": 30, "task": "HER2-low vs HER2-zero (HER2-positive cases left out)", "roi": "given mask", "n_features": 23, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "radiomics_auc_positive_vs_rest", "value": 0.9044, "ci_low": 0.8158, "ci_high": 0.9931, "n": 45, "task": "HER2-positive vs the rest", "roi": "given mask", "n_features": 23, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "radiomics_macro_auc_3class", "value": 0.803, "ci_low": 0.7037, "ci_high": 0.897, "n": 45, "per_class": {"HER2-zero": 0.8556, "HER2-low": 0.6511, "HER2-positive": 0.9022}, "balanced_accuracy": 0.6667, "roi": "given mask", "n_features": 23, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dice_3d", "value": 0.855, "ci_low": 0.837, "ci_high": 0.8746, "dice_median": 0.8653, "n": 45, "n_pred_empty": 0, "detection_rate": 1.0, "input": "post1 - pre subtraction", "image_size": 32, "features": [8, 16, 32], "epochs": 12, "patience": 0, "best_epochs": [11, 12, 12, 10, 12], "folds": 5}
+    {"bench": "dce-synthetic", "metric": "hd95_mm", "value": 1.06, "statistic": "median", "n": 45, "input": "post1 - pre subtraction", "image_size": 32, "features": [8, 16, 32], "epochs": 12, "patience": 0, "best_epochs": [11, 12, 12, 10, 12], "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dsfr_auc_low_vs_zero", "value": 0.4622, "ci_low": 0.2447, "ci_high": 0.6797, "n": 30, "task": "HER2-low vs HER2-zero (HER2-positive cases left out)", "roi": "out-of-fold predicted lesion", "layer": 5, "n_channels": 32, "n_fallback_roi": 0, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dsfr_auc_positive_vs_rest", "value": 0.4978, "ci_low": 0.3216, "ci_high": 0.674, "n": 45, "task": "HER2-positive vs the rest", "roi": "out-of-fold predicted lesion", "layer": 5, "n_channels": 32, "n_fallback_roi": 0, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dsfr_macro_auc_3class", "value": 0.4896, "ci_low": 0.357, "ci_high": 0.6215, "n": 45, "per_class": {"HER2-zero": 0.5089, "HER2-low": 0.4378, "HER2-positive": 0.5222}, "balanced_accuracy": 0.2889, "roi": "out-of-fold predicted lesion", "layer": 5, "n_channels": 32, "n_fallback_roi": 0, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "radiomics_auto_auc_low_vs_zero", "value": 0.7111, "ci_low": 0.5176, "ci_high": 0.9046, "n": 30, "task": "HER2-low vs HER2-zero (HER2-positive cases left out)", "roi": "out-of-fold predicted lesion", "n_fallback_roi": 0, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "radiomics_auto_auc_positive_vs_rest", "value": 0.8578, "ci_low": 0.7496, "ci_high": 0.966, "n": 45, "task": "HER2-positive vs the rest", "roi": "out-of-fold predicted lesion", "n_fallback_roi": 0, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "radiomics_auto_macro_auc_3class", "value": 0.743, "ci_low": 0.64, "ci_high": 0.843, "n": 45, "per_class": {"HER2-zero": 0.8556, "HER2-low": 0.5311, "HER2-positive": 0.8422}, "balanced_accuracy": 0.5778, "roi": "out-of-fold predicted lesion", "n_fallback_roi": 0, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dlr_auc_low_vs_zero", "value": 0.6133, "ci_low": 0.4025, "ci_high": 0.8242, "n": 30, "task": "HER2-low vs HER2-zero (HER2-positive cases left out)", "fusion": "mean of radiomics_auto and dsfr probabilities", "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dlr_auc_positive_vs_rest", "value": 0.7756, "ci_low": 0.6277, "ci_high": 0.9235, "n": 45, "task": "HER2-positive vs the rest", "fusion": "mean of radiomics_auto and dsfr probabilities", "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dlr_macro_auc_3class", "value": 0.6719, "ci_low": 0.5481, "ci_high": 0.7852, "n": 45, "per_class": {"HER2-zero": 0.7711, "HER2-low": 0.4778, "HER2-positive": 0.7667}, "balanced_accuracy": 0.4444, "fusion": "mean of radiomics_auto and dsfr probabilities", "folds": 5}
+    {"bench": "dce-synthetic", "metric": "deeptepp_auc_base", "value": 0.7578, "ci_low": 0.6105, "ci_high": 0.9051, "n": 45, "task": "HER2-positive vs the rest", "seconds": 9.2, "multi_view": false, "jigsaw": false, "clinical": false}
+    {"bench": "dce-synthetic", "metric": "deeptepp_auc_multi_view", "value": 0.6667, "ci_low": 0.4992, "ci_high": 0.8341, "n": 45, "task": "HER2-positive vs the rest", "seconds": 14.5, "multi_view": true, "jigsaw": false, "clinical": false}
+    {"bench": "dce-synthetic", "metric": "deeptepp_auc_jigsaw", "value": 0.68, "ci_low": 0.5114, "ci_high": 0.8486, "n": 45, "task": "HER2-positive vs the rest", "seconds": 12.1, "multi_view": false, "jigsaw": true, "clinical": false}
+    {"bench": "dce-synthetic", "metric": "deeptepp_auc_clinical", "value": 0.6867, "ci_low": 0.5173, "ci_high": 0.8561, "n": 45, "task": "HER2-positive vs the rest", "seconds": 13.0, "multi_view": false, "jigsaw": false, "clinical": true}
+    {"bench": "dce-synthetic", "metric": "deeptepp_auc_all", "value": 0.5822, "ci_low": 0.3871, "ci_high": 0.7773, "n": 45, "task": "HER2-positive vs the rest", "seconds": 17.7, "multi_view": true, "jigsaw": true, "clinical": true}
+    {"bench": "dce-synthetic", "metric": "seconds", "value": 390.7, "n": 45, "background": "breast1_image.nrrd", "separation": 0.3, "seconds": 390.7, "seconds_radiomics": 10.8, "seconds_segmentation": 235.2, "seconds_dsfr": 7.8, "seconds_radiomics_auto": 11.5, "seconds_deeptepp": 66.6}
+
+Development run, full (150 cases):
+
+FULL_LINES
 """
 
 from __future__ import annotations
