@@ -60,8 +60,11 @@ with per-class AUCs and balanced accuracy; :mod:`her2dlr.evaluate.multiclass`).
 thread). Limits: a simulated cohort; its class signal lies in the lesion's enhancement
 amplitude, wash-in / wash-out and texture. The segmentation network sees each volume z-scored
 and normalises every layer per case (instance norm), so its features hardly keep the
-enhancement amplitude: DSFR finds little or no class signal here, and averaging it into the DLR
-model costs AUC against radiomics. That is not a matter of the layer: a pilot (seed 1, 60
+enhancement amplitude: in the full run DSFR separates HER2-low from zero somewhat (0.71) and
+HER2-positive from the rest not at all (0.52), and averaging it into the DLR model costs AUC
+against ``radiomics_auto`` on every task. The lesion is an easy segmentation target (a bright
+ellipsoid on the subtraction: ``dice_3d`` 0.98), so ``radiomics_auto`` stays close to
+``radiomics``. The weak DSFR is not a matter of the layer: a pilot (seed 1, 60
 cases, 12 epochs; not the reported run) gave DSFR AUCs low vs zero / positive vs rest / 3-class
 macro of 0.72 / 0.50 / 0.60 at layer index 0, 0.54 / 0.46 / 0.50 (1), 0.50 / 0.28 / 0.42 (2),
 0.52 / 0.30 / 0.43 (3), 0.49 / 0.38 / 0.44 (4), 0.48 / 0.39 / 0.44 (5), 0.61 / 0.50 / 0.53 (6),
@@ -91,9 +94,28 @@ Development runs (seed 0, 2 CPU cores shared with other work, so ``seconds`` is 
     {"bench": "dce-synthetic", "metric": "deeptepp_auc_all", "value": 0.5822, "ci_low": 0.3871, "ci_high": 0.7773, "n": 45, "task": "HER2-positive vs the rest", "seconds": 17.7, "multi_view": true, "jigsaw": true, "clinical": true}
     {"bench": "dce-synthetic", "metric": "seconds", "value": 390.7, "n": 45, "background": "breast1_image.nrrd", "separation": 0.3, "seconds": 390.7, "seconds_radiomics": 10.8, "seconds_segmentation": 235.2, "seconds_dsfr": 7.8, "seconds_radiomics_auto": 11.5, "seconds_deeptepp": 66.6}
 
-Development run, full (150 cases):
+``her2dlr bench dce-synthetic`` (1101.8 s)::
 
-FULL_LINES
+    {"bench": "dce-synthetic", "metric": "radiomics_auc_low_vs_zero", "value": 0.86, "ci_low": 0.7887, "ci_high": 0.9313, "n": 100, "task": "HER2-low vs HER2-zero (HER2-positive cases left out)", "roi": "given mask", "n_features": 23, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "radiomics_auc_positive_vs_rest", "value": 0.9228, "ci_low": 0.8798, "ci_high": 0.9658, "n": 150, "task": "HER2-positive vs the rest", "roi": "given mask", "n_features": 23, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "radiomics_macro_auc_3class", "value": 0.8708, "ci_low": 0.8251, "ci_high": 0.9115, "n": 150, "per_class": {"HER2-zero": 0.9266, "HER2-low": 0.764, "HER2-positive": 0.9218}, "balanced_accuracy": 0.7333, "roi": "given mask", "n_features": 23, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dice_3d", "value": 0.9824, "ci_low": 0.9808, "ci_high": 0.9842, "dice_median": 0.9847, "n": 150, "n_pred_empty": 0, "detection_rate": 1.0, "input": "post1 - pre subtraction", "image_size": 32, "features": [8, 16, 32], "epochs": 20, "patience": 6, "best_epochs": [19, 19, 20, 20, 20], "folds": 5}
+    {"bench": "dce-synthetic", "metric": "hd95_mm", "value": 0.0, "statistic": "median", "n": 150, "input": "post1 - pre subtraction", "image_size": 32, "features": [8, 16, 32], "epochs": 20, "patience": 6, "best_epochs": [19, 19, 20, 20, 20], "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dsfr_auc_low_vs_zero", "value": 0.706, "ci_low": 0.6022, "ci_high": 0.8098, "n": 100, "task": "HER2-low vs HER2-zero (HER2-positive cases left out)", "roi": "out-of-fold predicted lesion", "layer": 5, "n_channels": 32, "n_fallback_roi": 0, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dsfr_auc_positive_vs_rest", "value": 0.5186, "ci_low": 0.4183, "ci_high": 0.6189, "n": 150, "task": "HER2-positive vs the rest", "roi": "out-of-fold predicted lesion", "layer": 5, "n_channels": 32, "n_fallback_roi": 0, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dsfr_macro_auc_3class", "value": 0.6116, "ci_low": 0.5459, "ci_high": 0.6742, "n": 150, "per_class": {"HER2-zero": 0.6894, "HER2-low": 0.6194, "HER2-positive": 0.526}, "balanced_accuracy": 0.44, "roi": "out-of-fold predicted lesion", "layer": 5, "n_channels": 32, "n_fallback_roi": 0, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "radiomics_auto_auc_low_vs_zero", "value": 0.838, "ci_low": 0.7611, "ci_high": 0.9149, "n": 100, "task": "HER2-low vs HER2-zero (HER2-positive cases left out)", "roi": "out-of-fold predicted lesion", "n_fallback_roi": 0, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "radiomics_auto_auc_positive_vs_rest", "value": 0.858, "ci_low": 0.7983, "ci_high": 0.9177, "n": 150, "task": "HER2-positive vs the rest", "roi": "out-of-fold predicted lesion", "n_fallback_roi": 0, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "radiomics_auto_macro_auc_3class", "value": 0.8298, "ci_low": 0.7797, "ci_high": 0.8741, "n": 150, "per_class": {"HER2-zero": 0.9002, "HER2-low": 0.722, "HER2-positive": 0.8672}, "balanced_accuracy": 0.68, "roi": "out-of-fold predicted lesion", "n_fallback_roi": 0, "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dlr_auc_low_vs_zero", "value": 0.8308, "ci_low": 0.7494, "ci_high": 0.9122, "n": 100, "task": "HER2-low vs HER2-zero (HER2-positive cases left out)", "fusion": "mean of radiomics_auto and dsfr probabilities", "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dlr_auc_positive_vs_rest", "value": 0.8152, "ci_low": 0.7458, "ci_high": 0.8846, "n": 150, "task": "HER2-positive vs the rest", "fusion": "mean of radiomics_auto and dsfr probabilities", "folds": 5}
+    {"bench": "dce-synthetic", "metric": "dlr_macro_auc_3class", "value": 0.808, "ci_low": 0.757, "ci_high": 0.8561, "n": 150, "per_class": {"HER2-zero": 0.8876, "HER2-low": 0.7134, "HER2-positive": 0.823}, "balanced_accuracy": 0.6267, "fusion": "mean of radiomics_auto and dsfr probabilities", "folds": 5}
+    {"bench": "dce-synthetic", "metric": "deeptepp_auc_base", "value": 0.7078, "ci_low": 0.6187, "ci_high": 0.7969, "n": 150, "task": "HER2-positive vs the rest", "seconds": 13.7, "multi_view": false, "jigsaw": false, "clinical": false}
+    {"bench": "dce-synthetic", "metric": "deeptepp_auc_multi_view", "value": 0.7146, "ci_low": 0.6255, "ci_high": 0.8037, "n": 150, "task": "HER2-positive vs the rest", "seconds": 19.4, "multi_view": true, "jigsaw": false, "clinical": false}
+    {"bench": "dce-synthetic", "metric": "deeptepp_auc_jigsaw", "value": 0.7224, "ci_low": 0.6318, "ci_high": 0.813, "n": 150, "task": "HER2-positive vs the rest", "seconds": 20.9, "multi_view": false, "jigsaw": true, "clinical": false}
+    {"bench": "dce-synthetic", "metric": "deeptepp_auc_clinical", "value": 0.6842, "ci_low": 0.5868, "ci_high": 0.7816, "n": 150, "task": "HER2-positive vs the rest", "seconds": 18.5, "multi_view": false, "jigsaw": false, "clinical": true}
+    {"bench": "dce-synthetic", "metric": "deeptepp_auc_all", "value": 0.687, "ci_low": 0.5957, "ci_high": 0.7783, "n": 150, "task": "HER2-positive vs the rest", "seconds": 16.7, "multi_view": true, "jigsaw": true, "clinical": true}
+    {"bench": "dce-synthetic", "metric": "seconds", "value": 1101.8, "n": 150, "background": "breast1_image.nrrd", "separation": 0.3, "seconds": 1101.8, "seconds_radiomics": 27.2, "seconds_segmentation": 794.1, "seconds_dsfr": 3.9, "seconds_radiomics_auto": 16.9, "seconds_deeptepp": 89.3}
 """
 
 from __future__ import annotations
