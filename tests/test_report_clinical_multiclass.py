@@ -85,6 +85,10 @@ def test_clinical_section_of_three_classes_compares_the_three_classes(three_clas
         assert got[cls] == pytest.approx(n.loc["2", k] * n.loc["1", 0] / (n.loc["1", k] * n.loc["2", 0]), rel=1e-5)
     shown = blocks["relative_risk_ratios_univariable"].display
     assert "HER2-positive vs HER2-zero: RRR (95% CI)" in shown.columns
+    # Ki67 separates the classes (the cohort's signal): no meaningless interval, its likelihood-ratio p stays
+    ki67_row = shown[shown["Variable"] == "Ki67"].iloc[0]
+    assert ki67_row["HER2-positive vs HER2-zero: RRR (95% CI)"] == "not estimable (separation)"
+    assert ki67_row["p (variable)"] == "<0.001"
     # the label-proxy check names the class each column was scored against
     proxies = blocks["label_proxies"]
     ki67 = proxies.data.set_index("column").loc["Ki67", "vs_rest"]

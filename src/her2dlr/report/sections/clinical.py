@@ -302,7 +302,9 @@ def _relative_risk_ratios(ctx: ReportContext, sec: Section, train: pd.DataFrame,
     sec.add(ctx.table("relative_risk_ratios_univariable", f"Univariable multinomial logistic regression of the class "
                       f"on each clinical variable ({where}, {rrr.n} complete cases: {counts}); {how}.",
                       rrr.univariable, display=_rrr_display(rrr.univariable, rrr.classes),
-                      note=_short_notes(rrr.notes), sources=src))
+                      note=_short_notes(rrr.notes, hint="an RRR shown as not estimable belongs to a variable that "
+                                                          "separates the classes: its likelihood-ratio p still holds"),
+                      sources=src))
     if len(rrr.multivariable):
         sec.add(ctx.table("relative_risk_ratios_multivariable", f"Multivariable multinomial logistic regression "
                           f"(backward elimination by the likelihood-ratio test, p < {rrr.p_enter}) of the variables "
@@ -314,6 +316,11 @@ def _relative_risk_ratios(ctx: ReportContext, sec: Section, train: pd.DataFrame,
         sec.note(f"No multivariable model: no variable had univariable p < {rrr.p_enter}.", "info")
 
 
+def _unstable(note: str, ci_high: float) -> bool:
+    """Whether an RRR's fit reported separation or unstable standard errors (its interval is meaningless)."""
+    return note != "reference" and ("separation" in note or not np.isfinite(ci_high) or ci_high > 1e6)
+
+
 def _rrr_display(t: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     """One row per variable level, RRR (95% CI) and p of each class against the reference side by side."""
     key = ["variable", "level"]
@@ -322,10 +329,12 @@ def _rrr_display(t: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
                         "Level": order["level"]}).reset_index(drop=True)
     for cls in classes[1:]:
         part = order.merge(t[t["class"] == cls], on=key, how="left")
+        unstable = [_unstable(note, hi) for note, hi in zip(part["note"].fillna(""), part["ci_high"])]
         out[f"{cls} vs {classes[0]}: RRR (95% CI)"] = [
-            "1 (reference)" if note == "reference" else fmt_ci(r, lo, hi, 2)
-            for r, lo, hi, note in zip(part["RRR"], part["ci_low"], part["ci_high"], part["note"].fillna(""))]
-        out[f"p ({cls})"] = part["p"].map(fmt_p).to_numpy()
+            "1 (reference)" if note == "reference" else "not estimable (separation)" if bad else fmt_ci(r, lo, hi, 2)
+            for r, lo, hi, note, bad in zip(part["RRR"], part["ci_low"], part["ci_high"], part["note"].fillna(""),
+                                            unstable)]
+        out[f"p ({cls})"] = ["" if bad else fmt_p(x) for x, bad in zip(part["p"], unstable)]
     first = order.merge(t.drop_duplicates(key), on=key, how="left")
     out["p (variable)"] = [fmt_p(p) if f else "" for p, f in zip(first["p_overall"], out["Variable"] != "")]
     return out
@@ -363,12 +372,12 @@ def nomogram_section(ctx: ReportContext) -> Section:
     return sec
 
 
-def _short_notes(notes: list[str], keep: int = 2, width: int = 220) -> str:
-    """The first notes of a fit, each cut to ``width`` characters, and how many more there are."""
+def _short_notes(notes: list[str], keep: int = 2, width: int = 220,
+                 hint: str = "e.g. Firth's method used where a variable separates the classes") -> str:
+    """The first notes of a fit, each cut to ``width`` characters, and how many more there are (with ``hint``)."""
     shown = [n if len(n) <= width else n[: width - 1] + "\u2026" for n in notes[:keep]]
     more = len(notes) - keep
-    return "; ".join(shown) + (f"; and {more} more fitting note(s) (e.g. Firth's method used where a variable "
-                               "separates the classes)" if more > 0 else "")
+    return "; ".join(shown) + (f"; and {more} more fitting note(s) ({hint})" if more > 0 else "")
 
 
 def _num(v: Any) -> Any:
