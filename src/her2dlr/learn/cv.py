@@ -54,10 +54,13 @@ __all__ = [
     "CVResult",
     "FoldFit",
     "LearningData",
+    "RowBuilder",
+    "binary_prediction_rows",
     "fit_final",
     "fit_fold",
     "fitted_outer_folds",
     "learning_data",
+    "outer_cv_predictions",
     "outer_folds",
     "run_outer_cv",
 ]
@@ -431,6 +434,72 @@ def fitted_outer_folds(fit: Callable[..., tuple[int, Any]], data: LearningData, 
     return done, n_cached
 
 
+#: ``build_rows(fit, X_rows, given, ids) -> DataFrame``: the prediction rows of one fold's split.
+#: ``given`` is the inner out-of-fold output for ``train_oof`` rows (None: predict ``X_rows``
+#: with ``fit.pipeline``); ``ids`` holds the columns ``case_id, patient_id, model, fold, split, label``.
+RowBuilder = Callable[[FoldFit, pd.DataFrame, np.ndarray | None, dict[str, Any]], pd.DataFrame]
+
+
+def binary_prediction_rows(fit: FoldFit, X: pd.DataFrame, given: np.ndarray | None,
+                           ids: dict[str, Any]) -> pd.DataFrame:
+    """Rows of a two-class fit: ``prob`` of the positive class, ``class`` from the fold's threshold."""
+    prob = given if given is not None else fit.pipeline.predict_proba(X)[:, 1]
+    return pd.DataFrame({**ids, "prob": prob, "class": apply_threshold(prob, fit.threshold),
+                         "threshold": fit.threshold.value})
+
+
+def outer_cv_predictions(data: LearningData, folds: list[Any], done: Mapping[int, tuple[FoldFit, np.ndarray]], *,
+                         model_name: str, keep_train: bool, build_rows: RowBuilder, columns: list[str],
+                         score: str = "inner median AUC") -> tuple[pd.DataFrame, list[FoldFit]]:
+    """Prediction rows and fits of every outer fold, from the folds' training fits.
+
+    Parameters
+    ----------
+    data : LearningData
+    folds : list
+        :func:`outer_folds` of ``data.table``.
+    done : dict
+        Fold index -> ``(FoldFit, inner out-of-fold output)`` (:func:`fitted_outer_folds`).
+    model_name : str
+        Value of the ``model`` column.
+    keep_train : bool
+        Also the ``train`` (apparent) and ``train_oof`` (inner out-of-fold) rows.
+    build_rows : callable
+        The task's rows (:data:`RowBuilder`): :func:`binary_prediction_rows`, or the
+        multi-class one of :mod:`her2dlr.learn.multiclass_cv`.
+    columns : list of str
+        Columns of the result, in order.
+    score : str
+        Name of ``inner_median_auc`` in the log.
+
+    Returns
+    -------
+    (DataFrame, list of FoldFit)
+        Test rows of every fold (then its training rows when kept), and the fits with their
+        repetition and test cases filled in.
+    """
+    frames: list[pd.DataFrame] = []
+    fits: list[FoldFit] = []
+    for i, (fold, rep, train, test) in enumerate(folds):
+        fit, oof = done[i]
+        fit.repeat = rep
+        fit.test_cases = data.X.index[test].tolist()
+        fits.append(fit)
+        parts = [("test", test, None)]
+        if keep_train:
+            parts += [("train", train, None), ("train_oof", train, oof)]
+        for split, rows, given in parts:
+            if not rows.any():
+                continue
+            ids = {"case_id": data.X.index[rows], "patient_id": data.patient[rows], "model": model_name,
+                   "fold": fold, "split": split, "label": data.y[rows]}
+            frames.append(build_rows(fit, data.X[rows], given, ids))
+        log.info("%s %s: %s %.3f, %d features, %.1fs", model_name, fold, score, fit.inner_median_auc,
+                 len(fit.features), fit.seconds)
+    predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return predictions[columns], fits
+
+
 def _multiclass_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, workflows: Any, *, label: str,
                    **kwargs: Any) -> CVResult | None:
     """The multi-class outer CV (:mod:`her2dlr.learn.multiclass_cv`) when the label has more than two classes."""
@@ -539,26 +608,6 @@ def run_outer_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame, *, m
     done, n_cached = fitted_outer_folds(_fit_indexed, data, folds, settings, cache=cache, n_jobs=n_jobs,
                                         backend=backend, scheduler=scheduler,
                                         progress=f"{name} ({scheme}" if progress else None)
-    frames: list[pd.DataFrame] = []
-    fits: list[FoldFit] = []
-    for i, (fold, rep, train, test) in enumerate(folds):
-        fit, oof = done[i]
-        fit.repeat = rep
-        fit.test_cases = data.X.index[test].tolist()
-        fits.append(fit)
-        parts = [("test", test, None)]
-        if keep_train:
-            parts += [("train", train, None), ("train_oof", train, oof)]
-        for split, rows, given in parts:
-            if not rows.any():
-                continue
-            prob = given if given is not None else fit.pipeline.predict_proba(data.X[rows])[:, 1]
-            frames.append(pd.DataFrame({
-                "case_id": data.X.index[rows], "patient_id": data.patient[rows], "model": name, "fold": fold,
-                "split": split, "prob": prob, "class": apply_threshold(prob, fit.threshold),
-                "label": data.y[rows], "threshold": fit.threshold.value,
-            }))
-        log.info("%s %s: inner median AUC %.3f, %d features, %.1fs", name, fold, fit.inner_median_auc,
-                 len(fit.features), fit.seconds)
-    predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
-    return CVResult(name, scheme, predictions[PREDICTION_COLUMNS], fits, n_cached=n_cached)
+    predictions, fits = outer_cv_predictions(data, folds, done, model_name=name, keep_train=keep_train,
+                                             build_rows=binary_prediction_rows, columns=PREDICTION_COLUMNS)
+    return CVResult(name, scheme, predictions, fits, n_cached=n_cached)

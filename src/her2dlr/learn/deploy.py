@@ -21,7 +21,7 @@ from her2dlr.learn.artefact import artefact_slug, save_artefact
 from her2dlr.learn.cv import CVResult
 from her2dlr.learn.thresholds import Threshold, ThresholdRule
 
-__all__ = ["ModelInputs", "metrics_of", "save_stage_artefacts"]
+__all__ = ["ModelInputs", "metrics_of", "save_stage_artefacts", "training_summary"]
 
 
 @dataclass
@@ -135,9 +135,7 @@ def save_stage_artefacts(deploy: Sequence[CVResult], inputs: Mapping[str, ModelI
             train = result.predictions[result.predictions["split"].isin(["train_oof", "train"])]
             common: dict[str, Any] = {
                 "task": dict(task), "config_hash": config_hash, "metrics": metrics_of(metrics, result.model),
-                "training": {"scheme": result.scheme, "n_cases": int(train["case_id"].nunique()),
-                             "n_positive": int(train.drop_duplicates("case_id")["label"].sum()),
-                             "n_patients": int(train["patient_id"].nunique())},
+                "training": training_summary(result, train, task),
             }
             out = models_dir / artefact_slug(result.model)
             comps = [done[c] for c in spec.components]
@@ -180,6 +178,34 @@ def save_stage_artefacts(deploy: Sequence[CVResult], inputs: Mapping[str, ModelI
         if not progressed:
             break
     return [p for name, p in done.items() if name not in given]
+
+
+def training_summary(result: CVResult, train: pd.DataFrame, task: Mapping[str, Any]) -> dict[str, Any]:
+    """The model card's ``training`` entry: scheme, cases, patients and the classes' counts.
+
+    A two-class model records ``n_positive``; a model of more than two classes records
+    ``class_counts`` (class name -> training cases) instead, as a sum of class numbers means nothing.
+
+    Parameters
+    ----------
+    result : CVResult
+        The deployed model's fit (its scheme and prediction columns).
+    train : DataFrame
+        Its ``train`` / ``train_oof`` prediction rows (``case_id, patient_id, label``).
+    task : dict
+        Label rule of the cohort (class names in ``task["classes"]``).
+    """
+    labels = train.drop_duplicates("case_id")["label"].astype(int)
+    summary: dict[str, Any] = {"scheme": result.scheme, "n_cases": int(train["case_id"].nunique())}
+    n_classes = sum(1 for c in result.predictions.columns
+                    if str(c).startswith("prob_") and result.predictions[c].notna().any())
+    if n_classes > 2:
+        names = _class_names(n_classes, task)
+        summary["class_counts"] = {names[k]: int((labels == k).sum()) for k in range(n_classes)}
+    else:
+        summary["n_positive"] = int(labels.sum())
+    summary["n_patients"] = int(train["patient_id"].nunique())
+    return summary
 
 
 def _multiclass_card(fit: Any, task: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,15 @@ from her2dlr.checks import class_target
 from her2dlr.cohort.manifest import Manifest
 from her2dlr.errors import InputError
 from her2dlr.learn._univariate import column_auc
-from her2dlr.learn.cv import PREDICTION_COLUMNS, CVResult, FoldFit, fitted_outer_folds, learning_data, outer_folds
+from her2dlr.learn.cv import (
+    PREDICTION_COLUMNS,
+    CVResult,
+    FoldFit,
+    fitted_outer_folds,
+    learning_data,
+    outer_cv_predictions,
+    outer_folds,
+)
 from her2dlr.learn.fold_cache import FoldCache
 from her2dlr.learn.selection import selection_funnel
 from her2dlr.learn.thresholds import Threshold, ThresholdRule
@@ -73,6 +82,7 @@ __all__ = [
     "label_classes",
     "macro_ovr_auc",
     "multiclass_inner_splitter",
+    "multiclass_prediction_rows",
     "probability_columns",
     "run_multiclass_cv",
     "tune_multiclass",
@@ -288,6 +298,13 @@ def _fit_indexed(index: int, *args: Any, **kwargs: Any) -> tuple[int, tuple[Fold
     return index, fit_fold_multiclass(*args, **kwargs)
 
 
+def multiclass_prediction_rows(fit: FoldFit, X: pd.DataFrame, given: np.ndarray | None, ids: dict[str, Any], *,
+                               n_classes: int) -> pd.DataFrame:
+    """Rows of a multi-class fit (a :data:`~her2dlr.learn.cv.RowBuilder`): the contract's columns, ``class``
+    the argmax, ``prob`` its probability, no threshold, then ``prob_<k>``."""
+    return _rows(given if given is not None else _full_proba(fit.pipeline, X, n_classes), **ids)
+
+
 def _rows(proba: np.ndarray, **columns: Any) -> pd.DataFrame:
     """Prediction rows: the contract's columns, then ``prob_<k>``."""
     cls = proba.argmax(axis=1)
@@ -349,24 +366,8 @@ def run_multiclass_cv(features: pd.DataFrame, manifest: Manifest | pd.DataFrame,
     done, n_cached = fitted_outer_folds(_fit_indexed, data, folds, settings, cache=cache, n_jobs=n_jobs,
                                         backend=backend, scheduler=scheduler, key={"task": "multiclass"},
                                         progress=f"{name} ({scheme}, {n_classes} classes" if progress else None)
-    frames: list[pd.DataFrame] = []
-    fits: list[FoldFit] = []
-    for i, (fold, rep, train, test) in enumerate(folds):
-        fit, oof = done[i]
-        fit.repeat = rep
-        fit.test_cases = data.X.index[test].tolist()
-        fits.append(fit)
-        parts = [("test", test, None)]
-        if keep_train:
-            parts += [("train", train, None), ("train_oof", train, oof)]
-        for split, rows, given in parts:
-            if not rows.any():
-                continue
-            proba = given if given is not None else _full_proba(fit.pipeline, data.X[rows], n_classes)
-            frames.append(_rows(proba, case_id=data.X.index[rows], patient_id=data.patient[rows], model=name,
-                                fold=fold, split=split, label=data.y[rows]))
-        log.info("%s %s: inner median macro AUC %.3f, %d features, %.1fs", name, fold, fit.inner_median_auc,
-                 len(fit.features), fit.seconds)
     columns = PREDICTION_COLUMNS + probability_columns(n_classes)
-    predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    return CVResult(name, scheme, predictions[columns], fits, n_cached=n_cached)
+    predictions, fits = outer_cv_predictions(data, folds, done, model_name=name, keep_train=keep_train,
+                                             build_rows=partial(multiclass_prediction_rows, n_classes=n_classes),
+                                             columns=columns, score="inner median macro AUC")
+    return CVResult(name, scheme, predictions, fits, n_cached=n_cached)

@@ -1,4 +1,5 @@
-"""Clinical tables (baseline characteristics, odds ratios) and the nomogram of the combined logistic model."""
+"""Clinical tables (baseline characteristics, odds ratios or, for three classes, relative risk ratios) and the
+nomogram of the combined logistic model."""
 
 from __future__ import annotations
 
@@ -150,18 +151,24 @@ def label_proxy_warning(ctx: ReportContext) -> str | None:
             "results of models with 'clinical' in their name.")
 
 
-def _proxy_display(table: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
+def _proxy_display(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    out = pd.DataFrame({
         "Column": table["column"], "Type": table["type"], "n": table["n"],
         "AUC alone (95% CI)": [fmt_ci(a, lo, hi) for a, lo, hi in zip(table["auc"], table["ci_low"], table["ci_high"])],
         "Name matches": table["name_match"].fillna(""),
         "Flagged": table["flagged"].map({True: "yes", False: ""}),
     })
+    if "vs_rest" in table.columns and table["vs_rest"].notna().any():  # a multi-class label: the class scored
+        code = pd.to_numeric(table["vs_rest"], errors="coerce")
+        out.insert(3, "Class vs rest", [f"{names[int(c)]} vs rest" if pd.notna(c) and 0 <= c < len(names)
+                                        else "" for c in code])
+    return out
 
 
 def clinical_tables_section(ctx: ReportContext) -> Section:
-    """Baseline characteristics by split and by label; univariable and multivariable odds ratios."""
-    from her2dlr.evaluate.tables import baseline_table, odds_ratio_table
+    """Baseline characteristics by split and by class; univariable and multivariable odds ratios (two classes)
+    or relative risk ratios of a multinomial regression (more classes, each against the first)."""
+    from her2dlr.evaluate.tables import baseline_table
 
     sec = Section("tables", "Clinical characteristics and odds ratios")
     frame, variables, types, notes = clinical_frame_for_tables(ctx)
@@ -171,6 +178,9 @@ def clinical_tables_section(ctx: ReportContext) -> Section:
         sec.note("The manifest has no clinical columns (clinical_columns of the cohort source): the baseline table "
                  "shows the label only and no odds ratios are computed.", "missing")
     neg, pos = class_names(ctx)
+    names = _label_class_names(ctx, frame)
+    if len(names) > 2:
+        sec.title = "Clinical characteristics and relative risk ratios"
     proxies, proxy_sources = label_proxy_check(ctx)
     if len(proxies):
         warning = label_proxy_warning(ctx)
@@ -182,10 +192,13 @@ def clinical_tables_section(ctx: ReportContext) -> Section:
                           f"its own, flagged when it is at least {NEAR_PERFECT_AUC} or its lower 95% limit at least "
                           f"{NEAR_PERFECT_CI_LOW}, or when the name suggests a verdict (BI-RADS, interpretation, "
                           "diagnosis, pathology, histology, verification, ...).", proxies,
-                          display=_proxy_display(proxies),
+                          display=_proxy_display(proxies, names),
                           note="Categorical columns are scored by the positive rate of their value (values of fewer "
-                               "than 5 cases pooled), numeric ones in either direction.", sources=proxy_sources))
-    group = pd.Categorical(frame["label"].map({0: neg, 1: pos}), categories=[neg, pos])
+                               "than 5 cases pooled), numeric ones in either direction." + (
+                              " With more than two classes each column is scored one class against the rest, and "
+                              "the class it separates best is shown." if len(names) > 2 else ""),
+                          sources=proxy_sources))
+    group = pd.Categorical(frame["label"].map(dict(enumerate(names))), categories=names)
     tokens = {v for v in variables if ": " in v and set(frame[v].dropna().unique()) <= {"yes", "no"}}
     src = ["cohort/manifest.parquet"]
     note = "; ".join(notes)
@@ -213,39 +226,118 @@ def clinical_tables_section(ctx: ReportContext) -> Section:
         except InputError as exc:
             sec.note(f"The baseline table by class could not be made: {exc}", "warning")
         else:
-            sec.add(ctx.table("baseline_by_label", f"Baseline characteristics by class ({pos} vs {neg}).", table,
+            versus = f"{pos} vs {neg}" if len(names) == 2 else ", ".join(names)
+            sec.add(ctx.table("baseline_by_label", f"Baseline characteristics by class ({versus}).", table,
                               display=_baseline_display(table, tokens), note=note, sources=src))
         train = frame[frame["split"] == "train"] if "split" in frame.columns and (frame["split"] == "train").any() \
             else frame
         where = "training set" if len(train) < len(frame) else "included patients"
-        try:
-            ors = odds_ratio_table(train, "label", variables, types=types, stepwise="backward")
-        except Exception as exc:
-            sec.note(f"Odds ratios could not be estimated: {exc}", "warning")
+        if len(names) > 2:
+            _relative_risk_ratios(ctx, sec, train.assign(label=pd.Series(group, index=frame.index)[train.index]),
+                                  variables, types, where, src)
         else:
-            ornote = _short_notes(ors.notes)
-            sec.add(ctx.table("odds_ratios_univariable", f"Univariable logistic regression of {pos} on each clinical "
-                              f"variable ({where}, {ors.n} complete cases, {ors.n_events} events).", ors.univariable,
-                              display=_or_display(ors.univariable), note=ornote, sources=src))
-            if len(ors.multivariable):
-                sec.add(ctx.table("odds_ratios_multivariable", f"Multivariable logistic regression (backward "
-                                  f"stepwise, p < {ors.p_enter}) of the variables with univariable p < {ors.p_enter}.",
-                                  ors.multivariable, display=_or_display(ors.multivariable), sources=src))
-                sel = ", ".join(ors.selected)
-                sec.text(f"In univariable analysis {len(ors.candidates)} variable(s) had p < {ors.p_enter}; the "
-                         f"multivariable model kept {sel or 'none'}.")
-            else:
-                sec.note(f"No multivariable model: no variable had univariable p < {ors.p_enter}.", "info")
+            _odds_ratios(ctx, sec, train, variables, types, where, src, pos)
     f = ctx.facts
     f.set("baseline", "Baseline characteristics by split and by class, with tests.", sec.title)
     if has_split:
         f.set("baseline_split", "Baseline table by split compares training and test data.", sec.title)
     if variables:
         m = ctx.run.manifest
+        how = ("univariable and backward stepwise multivariable multinomial logistic regression" if len(names) > 2
+               else "univariable and stepwise multivariable logistic regression")
         f.set("predictors", f"Candidate predictors: imaging features and {len(m.clinical_columns)} clinical "
-                            f"variable(s) ({', '.join(m.clinical_columns)}), screened by univariable and stepwise "
-                            "multivariable logistic regression.", sec.title)
+                            f"variable(s) ({', '.join(m.clinical_columns)}), screened by {how}.", sec.title)
     return sec
+
+
+def _label_class_names(ctx: ReportContext, frame: pd.DataFrame) -> list[str]:
+    """Names of the label's classes in class-number order: the binary pair, or the label rule's names of a
+    label of more than two classes (``HER2-zero``, ``HER2-low``, ``HER2-positive``)."""
+    n_classes = int(frame["label"].max()) + 1 if "label" in frame.columns and len(frame) else 2
+    if n_classes <= 2:
+        return list(class_names(ctx))
+    from her2dlr.report.sections.multiclass import multiclass_class_names
+
+    return multiclass_class_names(ctx, n_classes)
+
+
+def _odds_ratios(ctx: ReportContext, sec: Section, train: pd.DataFrame, variables: list[str], types: dict[str, str],
+                 where: str, src: list[str], pos: str) -> None:
+    """Univariable and multivariable odds ratios of a two-class label."""
+    from her2dlr.evaluate.tables import odds_ratio_table
+
+    try:
+        ors = odds_ratio_table(train, "label", variables, types=types, stepwise="backward")
+    except Exception as exc:
+        sec.note(f"Odds ratios could not be estimated: {exc}", "warning")
+        return
+    sec.add(ctx.table("odds_ratios_univariable", f"Univariable logistic regression of {pos} on each clinical "
+                      f"variable ({where}, {ors.n} complete cases, {ors.n_events} events).", ors.univariable,
+                      display=_or_display(ors.univariable), note=_short_notes(ors.notes), sources=src))
+    if len(ors.multivariable):
+        sec.add(ctx.table("odds_ratios_multivariable", f"Multivariable logistic regression (backward "
+                          f"stepwise, p < {ors.p_enter}) of the variables with univariable p < {ors.p_enter}.",
+                          ors.multivariable, display=_or_display(ors.multivariable), sources=src))
+        sel = ", ".join(ors.selected)
+        sec.text(f"In univariable analysis {len(ors.candidates)} variable(s) had p < {ors.p_enter}; the "
+                 f"multivariable model kept {sel or 'none'}.")
+    else:
+        sec.note(f"No multivariable model: no variable had univariable p < {ors.p_enter}.", "info")
+
+
+def _relative_risk_ratios(ctx: ReportContext, sec: Section, train: pd.DataFrame, variables: list[str],
+                          types: dict[str, str], where: str, src: list[str]) -> None:
+    """Univariable and multivariable relative risk ratios (multinomial logistic regression) of a label of
+    more than two classes, every class against the first."""
+    from her2dlr.evaluate.multinomial_tables import relative_risk_ratio_table
+
+    try:
+        rrr = relative_risk_ratio_table(train, "label", variables, types=types, stepwise="backward")
+    except Exception as exc:
+        sec.note(f"Relative risk ratios could not be estimated: {exc}", "warning")
+        return
+    counts = ", ".join(f"{c} {k}" for c, k in rrr.class_counts.items())
+    how = (f"each class against {rrr.reference_class}: relative risk ratio (RRR) with 95% CI and Wald p; "
+           "p (variable) is the likelihood-ratio test of the variable in all equations")
+    sec.add(ctx.table("relative_risk_ratios_univariable", f"Univariable multinomial logistic regression of the class "
+                      f"on each clinical variable ({where}, {rrr.n} complete cases: {counts}); {how}.",
+                      rrr.univariable, display=_rrr_display(rrr.univariable, rrr.classes),
+                      note=_short_notes(rrr.notes, hint="an RRR shown as not estimable belongs to a variable that "
+                                                          "separates the classes: its likelihood-ratio p still holds"),
+                      sources=src))
+    if len(rrr.multivariable):
+        sec.add(ctx.table("relative_risk_ratios_multivariable", f"Multivariable multinomial logistic regression "
+                          f"(backward elimination by the likelihood-ratio test, p < {rrr.p_enter}) of the variables "
+                          f"with univariable p < {rrr.p_enter}; {how}.", rrr.multivariable,
+                          display=_rrr_display(rrr.multivariable, rrr.classes), sources=src))
+        sec.text(f"In univariable analysis {len(rrr.candidates)} variable(s) had p < {rrr.p_enter}; the "
+                 f"multivariable model kept {', '.join(rrr.selected) or 'none'}.")
+    else:
+        sec.note(f"No multivariable model: no variable had univariable p < {rrr.p_enter}.", "info")
+
+
+def _unstable(note: str, ci_high: float) -> bool:
+    """Whether an RRR's fit reported separation or unstable standard errors (its interval is meaningless)."""
+    return note != "reference" and ("separation" in note or not np.isfinite(ci_high) or ci_high > 1e6)
+
+
+def _rrr_display(t: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """One row per variable level, RRR (95% CI) and p of each class against the reference side by side."""
+    key = ["variable", "level"]
+    order = t[key].drop_duplicates()
+    out = pd.DataFrame({"Variable": order["variable"].where(order["variable"] != order["variable"].shift(), ""),
+                        "Level": order["level"]}).reset_index(drop=True)
+    for cls in classes[1:]:
+        part = order.merge(t[t["class"] == cls], on=key, how="left")
+        unstable = [_unstable(note, hi) for note, hi in zip(part["note"].fillna(""), part["ci_high"])]
+        out[f"{cls} vs {classes[0]}: RRR (95% CI)"] = [
+            "1 (reference)" if note == "reference" else "not estimable (separation)" if bad else fmt_ci(r, lo, hi, 2)
+            for r, lo, hi, note, bad in zip(part["RRR"], part["ci_low"], part["ci_high"], part["note"].fillna(""),
+                                            unstable)]
+        out[f"p ({cls})"] = ["" if bad else fmt_p(x) for x, bad in zip(part["p"], unstable)]
+    first = order.merge(t.drop_duplicates(key), on=key, how="left")
+    out["p (variable)"] = [fmt_p(p) if f else "" for p, f in zip(first["p_overall"], out["Variable"] != "")]
+    return out
 
 
 def nomogram_section(ctx: ReportContext) -> Section:
@@ -280,12 +372,12 @@ def nomogram_section(ctx: ReportContext) -> Section:
     return sec
 
 
-def _short_notes(notes: list[str], keep: int = 2, width: int = 220) -> str:
-    """The first notes of a fit, each cut to ``width`` characters, and how many more there are."""
+def _short_notes(notes: list[str], keep: int = 2, width: int = 220,
+                 hint: str = "e.g. Firth's method used where a variable separates the classes") -> str:
+    """The first notes of a fit, each cut to ``width`` characters, and how many more there are (with ``hint``)."""
     shown = [n if len(n) <= width else n[: width - 1] + "\u2026" for n in notes[:keep]]
     more = len(notes) - keep
-    return "; ".join(shown) + (f"; and {more} more fitting note(s) (e.g. Firth's method used where a variable "
-                               "separates the classes)" if more > 0 else "")
+    return "; ".join(shown) + (f"; and {more} more fitting note(s) ({hint})" if more > 0 else "")
 
 
 def _num(v: Any) -> Any:
