@@ -30,7 +30,7 @@ from scipy import stats
 
 from her2dlr.checks import param_error
 from her2dlr.errors import InputError
-from her2dlr.evaluate.tables import _check_columns, _encode, _levels, infer_types
+from her2dlr.evaluate.tables import _encode, _levels, check_regression_inputs, infer_types
 
 __all__ = ["RRR_COLUMNS", "RelativeRiskRatioTable", "relative_risk_ratio_table"]
 
@@ -186,17 +186,7 @@ def relative_risk_ratio_table(
         Missing columns, an outcome with fewer than three classes in the complete cases, an
         unknown reference class, or a numeric variable holding text.
     """
-    if not isinstance(frame, pd.DataFrame):
-        raise InputError(f"relative_risk_ratio_table needs a DataFrame; got {type(frame).__name__}.")
-    variables = list(variables)
-    if not variables:
-        raise InputError("relative_risk_ratio_table: no variables given.")
-    _check_columns(frame, [outcome], "relative_risk_ratio_table (outcome)")
-    _check_columns(frame, variables, "relative_risk_ratio_table (variables)")
-    if outcome in variables:
-        raise InputError(f"relative_risk_ratio_table: the outcome '{outcome}' is also listed among the variables.")
-    if isinstance(p_enter, bool) or not isinstance(p_enter, (int, float, np.number)) or not 0 < p_enter < 1:
-        raise param_error("relative_risk_ratio_table", "p_enter", "a float in (0, 1)", p_enter)
+    variables = check_regression_inputs("relative_risk_ratio_table", frame, outcome, variables, p_enter)
     if stepwise not in ("backward", None):
         raise param_error("relative_risk_ratio_table", "stepwise", "'backward' or None", stepwise)
     if not 0 < conf_level < 1:

@@ -64,6 +64,23 @@ def _check_columns(frame: pd.DataFrame, names: Sequence[str], where: str) -> Non
                          f"{[str(c) for c in frame.columns][:20]}).{hint}")
 
 
+def check_regression_inputs(name: str, frame: Any, outcome: str, variables: Sequence[str], p_enter: Any) -> list[str]:
+    """The checks every regression table shares: a DataFrame holding the outcome and the variables, the
+    outcome not among them, ``p_enter`` in (0, 1). Returns the variables as a list; ``name`` heads each message."""
+    if not isinstance(frame, pd.DataFrame):
+        raise InputError(f"{name} needs a DataFrame; got {type(frame).__name__}.")
+    variables = list(variables)
+    if not variables:
+        raise InputError(f"{name}: no variables given.")
+    _check_columns(frame, [outcome], f"{name} (outcome)")
+    _check_columns(frame, variables, f"{name} (variables)")
+    if outcome in variables:
+        raise InputError(f"{name}: the outcome '{outcome}' is also listed among the variables.")
+    if isinstance(p_enter, bool) or not isinstance(p_enter, (int, float, np.number)) or not 0 < p_enter < 1:
+        raise param_error(name, "p_enter", "a float in (0, 1)", p_enter)
+    return variables
+
+
 def infer_types(frame: pd.DataFrame, variables: Sequence[str] | None = None,
                 types: Mapping[str, str] | None = None) -> dict[str, str]:
     """Type of each variable: the given one, else ``"categorical"`` or ``"numeric"`` from the data.
@@ -445,17 +462,7 @@ def odds_ratio_table(
     -------
     OddsRatioTable
     """
-    if not isinstance(frame, pd.DataFrame):
-        raise InputError(f"odds_ratio_table needs a DataFrame; got {type(frame).__name__}.")
-    variables = list(variables)
-    if not variables:
-        raise InputError("odds_ratio_table: no variables given.")
-    _check_columns(frame, [outcome], "odds_ratio_table (outcome)")
-    _check_columns(frame, variables, "odds_ratio_table (variables)")
-    if outcome in variables:
-        raise InputError(f"odds_ratio_table: the outcome '{outcome}' is also listed among the variables.")
-    if isinstance(p_enter, bool) or not isinstance(p_enter, (int, float, np.number)) or not 0 < p_enter < 1:
-        raise param_error("odds_ratio_table", "p_enter", "a float in (0, 1)", p_enter)
+    variables = check_regression_inputs("odds_ratio_table", frame, outcome, variables, p_enter)
     if stepwise not in ("backward", "forward", None):
         raise param_error("odds_ratio_table", "stepwise", "one of 'backward', 'forward', None", stepwise)
     check_choice("odds_ratio_table", "on_separation", on_separation, SEPARATION_FALLBACKS)
