@@ -169,6 +169,22 @@ def _fold_probs(result: CVResult, split: str) -> pd.DataFrame:
     return p[p["split"] == split].set_index(["fold", "case_id"])
 
 
+def late_weights(results: Sequence[Any], weights: Sequence[float] | None) -> np.ndarray:
+    """The late fusion's weights, normalised to sum to 1 (equal when not given).
+
+    Raises
+    ------
+    InputError
+        Fewer than two models, or weights that are not one non-negative number per model, not all 0.
+    """
+    if len(results) < 2:
+        raise InputError("Late fusion needs at least two models.")
+    w = np.asarray(weights if weights is not None else [1.0] * len(results), dtype=float)
+    if len(w) != len(results) or (w < 0).any() or w.sum() <= 0:
+        raise InputError(f"Late fusion weights {list(w)} must be {len(results)} non-negative numbers, not all 0.")
+    return w / w.sum()
+
+
 def late_fusion(results: Sequence[CVResult], *, name: str, threshold: ThresholdRule | None = None,
                 weights: Sequence[float] | None = None) -> CVResult:
     """Average the probabilities of several models run on the same outer folds (seed 003).
@@ -201,12 +217,7 @@ def late_fusion(results: Sequence[CVResult], *, name: str, threshold: ThresholdR
         from her2dlr.learn.multiclass_fusion import late_fusion_multiclass
 
         return late_fusion_multiclass(results, name=name, weights=weights)
-    if len(results) < 2:
-        raise InputError("Late fusion needs at least two models.")
-    w = np.asarray(weights if weights is not None else [1.0] * len(results), dtype=float)
-    if len(w) != len(results) or (w < 0).any() or w.sum() <= 0:
-        raise InputError(f"Late fusion weights {list(w)} must be {len(results)} non-negative numbers, not all 0.")
-    w = w / w.sum()
+    w = late_weights(results, weights)
     test = [_fold_probs(r, "test") for r in results]
     has_oof = all((r.predictions["split"] == "train_oof").any() for r in results)
     train_split = "train_oof" if has_oof else "train"

@@ -84,12 +84,9 @@ def late_fusion_multiclass(results: Sequence[CVResult], *, name: str,
     CVResult
         ``test`` rows and, when every model has them, ``train_oof`` rows; ``fits`` is empty.
     """
-    if len(results) < 2:
-        raise InputError("Late fusion needs at least two models.")
-    w = np.asarray(weights if weights is not None else [1.0] * len(results), dtype=float)
-    if len(w) != len(results) or (w < 0).any() or w.sum() <= 0:
-        raise InputError(f"Late fusion weights {list(w)} must be {len(results)} non-negative numbers, not all 0.")
-    w = w / w.sum()
+    from her2dlr.learn.fusion import late_weights
+
+    w = late_weights(results, weights)
     k = _n_classes(results)
     cols = probability_columns(k)
     splits = ["test"] + (["train_oof"] if all((r.predictions["split"] == "train_oof").any() for r in results) else [])
