@@ -163,6 +163,10 @@ def test_train_deep_with_slices_and_predict_a_new_volume(tmp_path: Path):
                  ["train", "deep", str(study), "--threads", "1", "--n-jobs", "1"]):
         res = runner.invoke(app, args)
         assert res.exit_code == 0, (args, res.output)
+    for option, words in ((["--slices", "4"], "--slices: deep.slices must be odd"),
+                          (["--spatial-dims", "3"], "deep.slices stacks 3 slices")):
+        res = runner.invoke(app, ["train", "deep", str(study), *option])
+        assert res.exit_code != 0 and words in " ".join(res.output.split()), res.output
     run = tmp_path / "runs" / "mr25d"
     final = run / "deep" / "densenet3block" / "final" / "best.pt"
     ckpt = load_checkpoint(final)

@@ -125,7 +125,7 @@ class DeepSettings(_Strict):
     @classmethod
     def _odd_slices(cls, value: int | None) -> int | None:
         if value is not None and value % 2 == 0:
-            raise ValueError(f"deep.slices must be odd (k slices centred on the lesion's centre slice); got {value}")
+            raise ValueError("deep.slices must be odd (k slices centred on the lesion's centre slice)")
         return value
 
     @field_validator("clinical_columns")
