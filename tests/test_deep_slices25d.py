@@ -86,6 +86,45 @@ def test_jigsaw_and_views_move_every_slice_alike():
         np.testing.assert_allclose(view - view[:1], shifted - shifted[:1], atol=1e-4)
 
 
+def _between_slice_case(label: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A disc lesion on slices 2..6, largest on slice 4, dark there in both classes; in class 1 its
+    neighbouring slices are brighter: the class shows only between slices."""
+    vol = rng.normal(50, 10, (8, 24, 24)).astype(np.float32)
+    yy, xx = np.mgrid[:24, :24]
+    cy, cx = 12 + rng.integers(-2, 3, 2)
+    mask = np.zeros(vol.shape, np.uint8)
+    for z, radius in ((2, 3), (3, 5), (4, 6), (5, 5), (6, 3)):
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius * radius
+        mask[z][disc] = 1
+        vol[z][disc] = rng.normal(45 if label and z != 4 else 20, 5, disc.sum())
+    return vol, mask
+
+
+def test_a_2d_network_on_3_slices_learns_what_the_centre_slice_alone_does_not_show():
+    from sklearn.metrics import roc_auc_score
+
+    from her2dlr.deep.train import TrainSettings, predict_proba, train_network
+
+    def cohort(n: int, seed: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        y = np.arange(n) % 2
+        spec = RoiSpec(size=16, margin=2, slices=k)
+        cases = [_between_slice_case(int(label), rng) for label in y]
+        return np.stack([prepare_roi(vol, mask=mask, spec=spec) for vol, mask in cases]), y
+
+    auc = {}
+    for k in (3, 1):
+        x, y = cohort(40, 1, k)
+        x_test, y_test = cohort(40, 2, k)
+        settings = TrainSettings(image_size=16, in_channels=k, arch_options={"growth_rate": 4, "block_layers": (1, 1, 2)},
+                                 epochs=6, batch_size=16, lr=1e-2, patience=0, min_class_cases=5, progress=False,
+                                 num_threads=1)
+        torch.manual_seed(0)
+        res = train_network(x, y, settings=settings)
+        auc[k] = roc_auc_score(y_test, predict_proba(res.model, x_test)[:, 1])
+    assert auc[3] > 0.9 and abs(auc[1] - 0.5) < 0.25, auc
+
+
 # --------------------------------------------------------------------------- refusals
 def test_bad_slice_settings_name_the_key(tmp_path: Path):
     from her2dlr.config import study_from_dict
@@ -152,9 +191,9 @@ def test_train_deep_with_slices_and_predict_a_new_volume(tmp_path: Path):
         "cohort": {"sources": [{"kind": "table", "path": str(table), "modality": "MR", "image_column": "image",
                                 "mask_column": "mask", "case_id_column": "ID", "label_columns": ["grade"]}]},
         "label": {"rule": "column", "column": "grade", "positive": ["high"], "negative": ["low"]},
-        "split": {"seed": 1, "kfold": {"n_splits": 2, "n_repeats": 1}},
+        "split": {"seed": 1, "holdout": {"test_size": 0.25}, "kfold": {"n_splits": 2, "n_repeats": 1}},
         "deep": {"spatial_dims": 2, "slices": 3, "image_size": 16, "margin": 2, "epochs": 2, "batch_size": 4,
-                 "patience": 0, "final": True, "jigsaw": 2, "multi_view": True},
+                 "patience": 0, "schemes": ["holdout"], "jigsaw": 2, "multi_view": True},
     }
     study = tmp_path / "study.yaml"
     study.write_text(yaml.safe_dump(raw))
@@ -168,12 +207,13 @@ def test_train_deep_with_slices_and_predict_a_new_volume(tmp_path: Path):
         res = runner.invoke(app, ["train", "deep", str(study), *option])
         assert res.exit_code != 0 and words in " ".join(res.output.split()), res.output
     run = tmp_path / "runs" / "mr25d"
-    final = run / "deep" / "densenet3block" / "final" / "best.pt"
+    final = run / "deep" / "densenet3block" / "holdout" / "best.pt"  # the deployed network
     ckpt = load_checkpoint(final)
     assert ckpt["in_channels"] == 3 and ckpt["spatial_dims"] == 2
     assert ckpt["extra"]["roi"]["slices"] == 3
     preds = pd.read_parquet(run / "deep" / "densenet3block" / "predictions.parquet")
-    assert set(preds.loc[preds["split"] == "test", "case_id"]) == {f"v{i:02d}" for i in range(12)}
+    test, train = (set(preds.loc[preds["split"] == s, "case_id"]) for s in ("test", "train"))
+    assert test and not test & train and len(test | train) == 12 and preds["prob"].between(0, 1).all()
 
     vol, mask = _lesion_volume(999)
     new, new_mask = _write_volume(tmp_path / "new.nrrd", vol), _write_volume(tmp_path / "new_mask.nrrd", mask)
