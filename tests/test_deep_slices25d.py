@@ -226,3 +226,38 @@ def test_train_deep_with_slices_and_predict_a_new_volume(tmp_path: Path):
     with torch.no_grad():
         want = float(predict_proba(model_from_checkpoint(final), x[None])[0, 1])
     assert got == pytest.approx(want, abs=1e-5)
+
+
+def test_study_heat_maps_of_a_25d_network_lie_on_the_lesions_centre_slice(tmp_path: Path):
+    import json
+
+    from her2dlr.deep.checkpoints import find_fold_checkpoints
+    from her2dlr.deep.explain_study import explain_cases
+    from her2dlr.deep.networks import build_network
+    from her2dlr.deep.train import TrainSettings, make_checkpoint, save_checkpoint
+
+    rows = []
+    for i in range(4):
+        vol, mask = _lesion_volume(i)
+        image = _write_volume(tmp_path / f"v{i}.nrrd", vol)
+        lesion = _write_volume(tmp_path / f"v{i}_mask.nrrd", mask)
+        rows.append({"case_id": f"v{i}", "patient_id": f"p{i}", "image": str(image), "mask": str(lesion),
+                     "bbox": None, "label": i % 2, "modality": "MR", "fold_r0": i // 2})
+    manifest = pd.DataFrame(rows)
+    spec = RoiSpec(size=16, margin=2, min_size=1, slices=3)
+    tiny = {"growth_rate": 4, "block_layers": (1, 1, 2)}
+    settings = TrainSettings(image_size=16, in_channels=3, arch_options=tiny)
+    for k in (0, 1):
+        torch.manual_seed(k)
+        net = build_network("densenet3block", image_size=16, in_channels=3, **tiny)
+        extra = {"roi": spec.to_dict(), "fold": f"r0f{k}", "threshold": {"value": 0.5}}
+        save_checkpoint(make_checkpoint(net, settings, epoch=1, kind="best", extra=extra),
+                        tmp_path / "deep" / f"r0f{k}" / "best.pt")
+    found = find_fold_checkpoints(tmp_path / "deep", manifest=manifest)
+    explain_cases(found, manifest, tmp_path / "explain", n_per_group=1, embedding=None, overlays="all")
+    scores = pd.read_csv(tmp_path / "explain" / "heat_scores.csv")
+    assert [json.loads(b) for b in scores["box"]] == [[5, 6, 18, 18]] * 4  # the in-plane crop of the 2.5D input
+    assert np.load(tmp_path / "explain" / "heat_maps.npz")["maps"].shape == (4, 16, 16)
+    # every lesion (64 px on its centre slice, 4) covers 64 / (13 x 12) of the crop box
+    assert scores["lesion_area"].to_numpy() == pytest.approx(64 / 156)
+    assert len(list((tmp_path / "explain" / "cases").glob("*.png"))) == 4
