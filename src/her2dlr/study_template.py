@@ -147,6 +147,7 @@ learn:
 deep:                        # her2dlr train deep study.yaml (options on the command line override)
   arch: densenet3block       # seed 000's network; her2dlr train archs lists the others
   spatial_dims: 2            # 2: images (modality US); 3: volumes (modality MR), cubic ROIs
+  # slices: 5                # 2.5D: 5 slices of an MR volume around the lesion as channels (spatial_dims: 2)
   margin: 10                 # px around the lesion's bounding rectangle (seed 002)
   epochs: 40
   patience: 10               # early stopping on the inner validation AUC (keep: last = full schedule)

@@ -53,6 +53,7 @@ _BENCH_MODULES = (
     "her2dlr.bench.report_benches",
     "her2dlr.bench.deep_benches",
     "her2dlr.bench.deeptepp_stage",
+    "her2dlr.bench.deep_slices",
     "her2dlr.bench.dlr_benches",
     "her2dlr.bench.seg_benches",
     "her2dlr.bench.dsfr_benches",

@@ -58,6 +58,7 @@ def train_deep(
     image_size: Annotated[int | None, typer.Option("--image-size", help="ROI side in px (default by network and dimension: `her2dlr train archs`).")] = None,
     spatial_dims: Annotated[int | None, typer.Option("--spatial-dims", help="2 (images, default) or 3 (volumes).")] = None,
     channels: Annotated[int | None, typer.Option("--channels", help="1 (grey, default) or 3.")] = None,
+    slices: Annotated[int | None, typer.Option("--slices", help="2.5D: this many (odd) slices of each MR volume around the lesion as the channels of a 2D network.")] = None,
     margin: Annotated[int | None, typer.Option("--margin", help="Pixels added around the lesion's bounding rectangle (default 10).")] = None,
     keep_aspect: Annotated[bool | None, typer.Option("--keep-aspect/--stretch", help="Square the ROI with image context instead of stretching it.")] = None,
     loss: Annotated[str | None, typer.Option("--loss", help="weighted_ce (default), ce or focal.")] = None,
@@ -94,14 +95,18 @@ def train_deep(
     try:
         d = (s.deep or DeepSettings()).merged(
             arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, image_size=image_size,
-            spatial_dims=spatial_dims,
+            spatial_dims=spatial_dims, slices=slices,
             channels=channels, margin=margin, keep_aspect=keep_aspect, loss=loss, scheduler=scheduler,
             patience=patience, keep=keep, val_fraction=val_fraction, schemes=scheme or None, final=final,
             weights=weights.resolve() if weights else None, device=device, allow_cpu_fallback=allow_cpu_fallback,
             seed=seed)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise InputError(f"Option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']} "
+        if not err["loc"]:  # a rule between settings (e.g. deep.slices with spatial_dims 3) names its keys
+            raise InputError(f"Options and the study file's deep: section disagree: "
+                             f"{str(err['msg']).removeprefix('Value error, ')}.") from None
+        raise InputError(f"Option --{str(err['loc'][0]).replace('_', '-')}: "
+                         f"{str(err['msg']).removeprefix('Value error, ')} "
                          f"(got {err.get('input')!r}).") from None
     main, distributed = _launch(distributed)
     settings, roi = training_settings(d, weights_dir=s.base_dir, num_workers=num_workers, num_threads=threads,
@@ -169,7 +174,8 @@ def train_seg(
         settings = SegmentSettings.model_validate({**base.model_dump(), **{k: v for k, v in given.items() if v is not None}})
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise InputError(f"Option --{str(err['loc'][0]).replace('_', '-')}: {err['msg']} "
+        raise InputError(f"Option --{str(err['loc'][0]).replace('_', '-')}: "
+                         f"{str(err['msg']).removeprefix('Value error, ')} "
                          f"(got {err.get('input')!r}).") from None
     main, distributed = _launch(distributed)
     res = run_seg_stage(s, settings, final=final, progress=main, distributed=distributed, resume=resume)

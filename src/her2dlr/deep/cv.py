@@ -287,8 +287,8 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
     settings = settings or TrainSettings()
     settings = replace(settings, progress=progress and settings.progress)
     roi = roi or RoiSpec(size=settings.image_size, channels=settings.in_channels, spatial_dims=settings.spatial_dims)
-    if roi.size != settings.image_size or roi.channels != settings.in_channels:
-        raise InputError(f"ROI settings give {roi.channels}-channel {roi.size} px inputs but the network is set up "
+    if roi.size != settings.image_size or roi.in_channels != settings.in_channels:
+        raise InputError(f"ROI settings give {roi.in_channels}-channel {roi.size} px inputs but the network is set up "
                          f"for {settings.in_channels}-channel {settings.image_size} px inputs.")
     if roi.spatial_dims != settings.spatial_dims:
         raise InputError(f"ROI settings give {roi.spatial_dims}D inputs but the network is set up for "

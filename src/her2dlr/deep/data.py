@@ -7,7 +7,9 @@ of a cohort are made once and kept in memory (a few hundred 64 x 64 ROIs take a 
 32^3 cubes a few tens of MB), so every fold and epoch reuses them.
 
 Images are read by :func:`her2dlr.io.images.read_image`: 2D files (modality ``US``) or, for a 3D
-ROI spec, volumes (modality ``MR``: NIfTI, NRRD, MHA or a DICOM series folder).
+or 2.5D ROI spec, volumes (modality ``MR``: NIfTI, NRRD, MHA or a DICOM series folder). A 2.5D
+spec (``RoiSpec.slices=k``, the study's ``deep.slices``) makes ``(k, size, size)`` arrays of
+volumes: ``k`` slices around the lesion's centre slice as the channels of a 2D network.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def load_rois(images: Sequence[PathLike | np.ndarray], rois: Sequence[RoiInput] 
     ----------
     images : sequence of path or ndarray
         Image files, or arrays ``(H, W)`` / ``(H, W, 3)``; volume files or arrays ``(D, H, W)``
-        with a 3D ``spec``.
+        with a 3D or 2.5D ``spec``.
     rois : sequence, optional
         Per image: mask file, mask array, box ``(x, y, w, h)`` (``(x, y, z, w, h, d)``) or None
         (whole image).
@@ -92,7 +94,8 @@ def load_rois(images: Sequence[PathLike | np.ndarray], rois: Sequence[RoiInput] 
     Returns
     -------
     ndarray of shape (n_images, *spec.shape), float32
-        ``(n_images, C, size, size)``, or ``(n_images, C, size, size, size)`` for volumes.
+        ``(n_images, C, size, size)``, ``(n_images, C, size, size, size)`` for volumes, or
+        ``(n_images, slices, size, size)`` for 2.5D inputs.
 
     Raises
     ------
@@ -131,17 +134,22 @@ def manifest_rois(table: pd.DataFrame, spec: RoiSpec | None = None, *, n_jobs: i
                   progress: bool = False) -> np.ndarray:
     """ROI arrays of manifest rows (``image`` plus ``mask`` or ``bbox``), in row order.
 
-    A 2D ``spec`` takes 2D images (``modality`` US), a 3D one volumes (``modality`` MR); the
-    message names the first row of another modality. A missing modality is the spec's.
+    A 2D ``spec`` takes 2D images (``modality`` US), a 3D or 2.5D one (``slices``) volumes
+    (``modality`` MR); the message names the first row of another modality. A missing modality
+    is the spec's.
     """
     spec = spec or RoiSpec()
     if "image" not in table.columns:
         raise InputError("The manifest has no 'image' column.")
     if "modality" in table.columns:
-        want = MODALITY_OF_DIMS[spec.spatial_dims]
+        want = MODALITY_OF_DIMS[spec.image_dims]
         other = table[~table["modality"].fillna(want).astype(str).isin([want])]
         if len(other):
             row = other.iloc[0]
+            if spec.slices is not None:
+                raise InputError(f"Case {row.get('case_id')} has modality {row['modality']!r}: deep.slices stacks "
+                                 f"{spec.slices} slices of an MR volume (modality 'MR') as channels; drop deep.slices "
+                                 "for 2D images.")
             if spec.spatial_dims == 2:
                 raise InputError(f"Case {row.get('case_id')} has modality {row['modality']!r}: the deep stage takes "
                                  "2D ultrasound images (modality 'US') for now; set spatial_dims: 3 for MR volumes.")

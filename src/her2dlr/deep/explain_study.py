@@ -172,6 +172,19 @@ def _middle_slice(volume: np.ndarray, lesion: np.ndarray, box: tuple[int, ...], 
     return volume[z], lesion[z], (x0, y0, x1, y1), heat_full[z], net_input[:, k], heat[k]
 
 
+def _centre_slice_view(volume: np.ndarray, mask: np.ndarray | None, bbox: tuple[float, ...] | None, spec: Any,
+                       net_input: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int], np.ndarray]:
+    """A 2.5D network's case in 2D: the lesion's centre slice, its lesion there, the in-plane crop box and the
+    input's centre channel (:func:`her2dlr.imaging.roi.slice_stack_box`)."""
+    from her2dlr.imaging.roi import slice_stack_box
+
+    x0, y0, z0, x1, y1, z1 = slice_stack_box(volume.shape, mask=mask, bbox=None if mask is not None else bbox,
+                                             spec=spec)
+    z = min(max((z0 + z1) // 2, 0), volume.shape[0] - 1)  # an odd number of slices: the middle one
+    lesion = lesion_region(volume.shape, mask, bbox, spatial_dims=3)[z]
+    return volume[z], lesion, (x0, y0, x1, y1), net_input[spec.slices // 2][None]
+
+
 def _resize(arr: np.ndarray, rows: int, cols: int) -> np.ndarray:
     import torch
     import torch.nn.functional as F
@@ -337,9 +350,13 @@ def explain_cases(checkpoints: Mapping[str, FoldCheckpoint], manifest: Any, out_
         row, spec = rec.pop("_row"), rec.pop("_spec")
         n = spec.spatial_dims
         image, mask, bbox = _read_case(row)
-        box = roi_box(image.shape, mask=mask, bbox=None if mask is not None else bbox, margin=spec.margin,
-                      min_size=spec.min_size, square=spec.keep_aspect, spatial_dims=n)
-        lesion = lesion_region(image.shape, mask, bbox, spatial_dims=n)
+        net_input = inputs[rec["case_id"]]
+        if spec.slices is not None:  # 2.5D: the heat map lies in the plane of the lesion's centre slice
+            image, lesion, box, net_input = _centre_slice_view(image, mask, bbox, spec, net_input)
+        else:
+            box = roi_box(image.shape, mask=mask, bbox=None if mask is not None else bbox, margin=spec.margin,
+                          min_size=spec.min_size, square=spec.keep_aspect, spatial_dims=n)
+            lesion = lesion_region(image.shape, mask, bbox, spatial_dims=n)
         heat_full = paste_heat(maps[rec["case_id"]], box, image.shape[:n])
         score = heat_in_mask(heat_full, lesion, box_region(box, image.shape[:n]))
         rec.update({"heat_in_lesion": score.in_lesion, "lesion_area": score.lesion_area, "lift": score.lift,
@@ -347,8 +364,8 @@ def explain_cases(checkpoints: Mapping[str, FoldCheckpoint], manifest: Any, out_
                     "box": json.dumps([int(v) for v in box])})
         cid = rec["case_id"]
         if overlays == "all" or cid in chosen:
-            panels = ((image if image.ndim == 2 else image[..., 0], lesion, box, heat_full, inputs[cid], maps[cid])
-                      if n == 2 else _middle_slice(image, lesion, box, heat_full, inputs[cid], maps[cid]))
+            panels = ((image if image.ndim == 2 else image[..., 0], lesion, box, heat_full, net_input, maps[cid])
+                      if n == 2 else _middle_slice(image, lesion, box, heat_full, net_input, maps[cid]))
             overlay, context = _case_panels(*panels)
             if overlays == "all" or (overlays == "montage" and cid in chosen):
                 caption = _case_caption(rec, method, neg_name, pos_name, score.in_lesion)

@@ -10,6 +10,7 @@ Example (YAML)::
     deep:
       arch: densenet3block        # her2dlr train archs
       spatial_dims: 2             # 2: images (modality US); 3: volumes (modality MR), cubic ROIs
+      slices: null                # 2.5D: k (odd) slices of an MR volume around the lesion as channels (spatial_dims: 2)
       image_size: 64              # default: 64 for densenet3block, 224 for the others (3D: 32, 64)
       channels: 1
       margin: 10                  # px around the lesion's bounding rectangle (seed 002)
@@ -66,6 +67,9 @@ class DeepSettings(_Strict):
 
     arch: str = Field("densenet3block", description="Network (her2dlr train archs).")
     spatial_dims: Literal[2, 3] = Field(2, description="2: images (US), 3: volumes (MR) with cubic ROIs.")
+    slices: int | None = Field(None, ge=1, description="2.5D input: this many (odd) slices of an MR volume around "
+                                                       "the lesion's centre slice as the channels of a 2D network "
+                                                       "(spatial_dims: 2, channels: 1); null: off.")
     image_size: int | None = Field(None, ge=8, description="ROI side in px (default by network and spatial_dims).")
     channels: Literal[1, 3] = 1
     margin: int = Field(10, ge=0, description="Pixels added around the lesion's bounding rectangle.")
@@ -117,6 +121,13 @@ class DeepSettings(_Strict):
             raise ValueError("deep.jigsaw must be 0 (off) or a grid of 2 or more blocks per side; got 1")
         return value
 
+    @field_validator("slices")
+    @classmethod
+    def _odd_slices(cls, value: int | None) -> int | None:
+        if value is not None and value % 2 == 0:
+            raise ValueError("deep.slices must be odd (k slices centred on the lesion's centre slice)")
+        return value
+
     @field_validator("clinical_columns")
     @classmethod
     def _distinct_columns(cls, value: list[str]) -> list[str]:
@@ -124,6 +135,17 @@ class DeepSettings(_Strict):
         if twice:
             raise ValueError(f"deep.clinical_columns names {twice} more than once")
         return value
+
+    @model_validator(mode="after")
+    def _slices_make_2d_grey_inputs(self) -> DeepSettings:
+        if self.slices is None:
+            return self
+        if self.spatial_dims != 2:
+            raise ValueError(f"deep.slices stacks {self.slices} slices of a volume as the channels of a 2D network: "
+                             "set spatial_dims: 2 (or drop deep.slices for 3D cubes)")
+        if self.channels != 1:
+            raise ValueError("deep.slices: the slices are the channels of a grey volume; set channels: 1")
+        return self
 
     @model_validator(mode="after")
     def _one_clinical_source(self) -> DeepSettings:

@@ -49,7 +49,7 @@ def training_settings(deep: DeepSettings, *, weights_dir: Path | None = None, nu
     if weights is not None and weights_dir is not None and not weights.expanduser().is_absolute():
         weights = weights_dir / weights
     train = TrainSettings(
-        arch=deep.arch, image_size=size, spatial_dims=deep.spatial_dims, in_channels=deep.channels,
+        arch=deep.arch, image_size=size, spatial_dims=deep.spatial_dims, in_channels=deep.slices or deep.channels,
         weights=str(weights.expanduser()) if weights is not None else None, epochs=deep.epochs,
         batch_size=deep.batch_size, lr=deep.lr, weight_decay=deep.weight_decay, loss=deep.loss,
         scheduler=deep.scheduler, patience=deep.patience, keep=deep.keep, val_fraction=deep.val_fraction,
@@ -59,7 +59,7 @@ def training_settings(deep: DeepSettings, *, weights_dir: Path | None = None, nu
         seed=deep.seed, device=deep.device, allow_cpu_fallback=deep.allow_cpu_fallback, num_workers=num_workers,
         num_threads=num_threads, distributed=distributed, progress=progress)
     roi = RoiSpec(size=size, margin=deep.margin, margin_fraction=deep.margin_fraction, channels=deep.channels,
-                  keep_aspect=deep.keep_aspect, spatial_dims=deep.spatial_dims)
+                  keep_aspect=deep.keep_aspect, spatial_dims=deep.spatial_dims, slices=deep.slices)
     return train, roi
 
 

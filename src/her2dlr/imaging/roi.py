@@ -26,6 +26,16 @@ Any number of spatial dimensions (``spatial_dims``: 2 for images, 3 for volumes)
 
 Margins and sizes are counted in voxels: an anisotropic MRI volume (thick slices) should be
 resampled to isotropic spacing first, or its cube holds a flattened lesion.
+
+2.5D inputs (``RoiSpec(slices=k)``, ``spatial_dims=2``): a volume's lesion becomes ``k`` slices
+as the channels of a 2D input, ``(k, size, size)`` (the input of DeepTEPP, seed 004, and of many
+MRI networks: cheaper than a cube, with between-slice context kept). The lesion's bounding box
+over all its slices gives one in-plane crop (margin, ``margin_fraction``, ``min_size``,
+``keep_aspect`` as for 2D crops); the slices are the ``k`` centred on the lesion's centre slice
+(:func:`centre_slice`: the slice of largest lesion area for a mask, the middle slice of a box),
+padded beyond the volume's first and last slice like the in-plane border (``pad_mode``). Each
+slice is resized in plane only, and the ``k`` slices are z-scored together, as one patch, so
+the differences between slices (the lesion fading out at its ends) are kept.
 """
 
 from __future__ import annotations
@@ -48,12 +58,14 @@ __all__ = [
     "SPATIAL_DIMS",
     "Box",
     "RoiSpec",
+    "centre_slice",
     "crop_box",
     "crop_roi",
     "load_roi",
     "prepare_roi",
     "resize_image",
     "roi_box",
+    "slice_stack_box",
     "to_channels",
     "zscore",
 ]
@@ -97,7 +109,11 @@ class RoiSpec:
     normalise : bool, default=True
         Z-score every crop with its own mean and standard deviation.
     spatial_dims : {2, 3}, default=2
-        Images ``(y, x)`` or volumes ``(z, y, x)``.
+        Images ``(y, x)`` or volumes ``(z, y, x)``: the dimensions of the network input.
+    slices : int, optional
+        2.5D input: the ``slices`` (odd) slices of a volume around the lesion's centre slice as
+        the channels of a 2D input ``(slices, size, size)``; needs ``spatial_dims=2`` and
+        ``channels=1``. None: the input has the image's own dimensions.
     """
 
     size: int = 64
@@ -110,6 +126,7 @@ class RoiSpec:
     fill: float = 0.0
     normalise: bool = True
     spatial_dims: int = 2
+    slices: int | None = None
 
     def __post_init__(self) -> None:
         for name, low in (("size", 4), ("margin", 0), ("min_size", 1)):
@@ -127,11 +144,36 @@ class RoiSpec:
                 f"Got {self.pad_mode!r} instead.{nearest(self.pad_mode, PAD_MODES)}"
             )
         _dims(self.spatial_dims, "RoiSpec")
+        self._check_slices()
+
+    def _check_slices(self) -> None:
+        k = self.slices
+        if k is None:
+            return
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or k % 2 == 0:
+            raise InputError(f"The 'slices' parameter of RoiSpec must be an odd int >= 1 (k slices centred on the "
+                             f"lesion's centre slice) or None. Got {k!r} instead.")
+        if self.spatial_dims != 2:
+            raise InputError(f"The 'slices' parameter of RoiSpec makes 2D inputs (slices as channels) and needs "
+                             f"spatial_dims=2. Got spatial_dims={self.spatial_dims!r} instead.")
+        if self.channels != 1:
+            raise InputError(f"The 'slices' parameter of RoiSpec takes grey volumes (the slices are the channels) and "
+                             f"needs channels=1. Got channels={self.channels!r} instead.")
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of one prepared ROI: ``slices`` for a 2.5D input, else ``channels``."""
+        return int(self.slices) if self.slices is not None else self.channels
+
+    @property
+    def image_dims(self) -> int:
+        """Spatial dimensions of the images it reads: 3 (volumes) for a 2.5D input, else ``spatial_dims``."""
+        return 3 if self.slices is not None else self.spatial_dims
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Shape of one prepared ROI: ``(channels, size, size[, size])``."""
-        return (self.channels,) + (self.size,) * self.spatial_dims
+        """Shape of one prepared ROI: ``(channels, size, size[, size])``, ``(slices, size, size)`` for 2.5D."""
+        return (self.in_channels,) + (self.size,) * self.spatial_dims
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (stored in checkpoints)."""
@@ -269,6 +311,93 @@ def _grow(lo: int, hi: int, length: int) -> tuple[int, int]:
     return lo - extra // 2, hi + extra - extra // 2
 
 
+def centre_slice(image_shape: tuple[int, ...], *, mask: np.ndarray | None = None,
+                 bbox: Sequence[float] | None = None) -> int:
+    """The lesion's centre slice in a volume: the centre of a 2.5D input's slices.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(depth, height, width[, channels])``.
+    mask : ndarray of shape (depth, height, width), optional
+        The slice of largest lesion area (the lesion's largest cross-section, where its size is
+        measured); ties go to the slice nearest the middle of the lesion's slices, then to the
+        lower one. Takes precedence over ``bbox``.
+    bbox : (x, y, z, w, h, d), optional
+        A box has no areas: its middle slice, ``z + (d - 1) // 2`` (the largest cross-section of
+        a lesion symmetric along z).
+
+    Returns
+    -------
+    int
+        Slice index (the volume's middle slice when neither is given).
+
+    Examples
+    --------
+    >>> m = np.zeros((9, 4, 4), bool); m[2:7, 1, 1] = True; m[5, 2, 2] = True
+    >>> centre_slice(m.shape, mask=m), centre_slice(m.shape, bbox=(1, 1, 2, 2, 2, 5))
+    (5, 4)
+    """
+    shape = tuple(int(v) for v in image_shape[:3])
+    if len(shape) != 3:
+        raise InputError(f"centre_slice needs a volume (depth, height, width); got shape {tuple(image_shape)}.")
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.shape[:3] != shape:
+            raise InputError(f"The mask has size {m.shape[:3][::-1]} but the image has size {shape[::-1]}.")
+        areas = (m if m.ndim == 3 else m[..., 0]).reshape(shape[0], -1).astype(bool).sum(axis=1)
+        if not areas.any():
+            raise InputError("Cannot take the centre slice of an empty mask.")
+        lesion = np.flatnonzero(areas)
+        middle = (lesion[0] + lesion[-1]) / 2
+        largest = np.flatnonzero(areas == areas.max())
+        return int(min(largest, key=lambda z: (abs(z - middle), z)))
+    if bbox is not None:
+        lo, hi = _bbox_bounds(bbox, shape)
+        return (lo[0] + hi[0] - 1) // 2
+    return (shape[0] - 1) // 2
+
+
+def slice_stack_box(image_shape: tuple[int, ...], *, mask: np.ndarray | None = None,
+                    bbox: Sequence[float] | None = None, spec: RoiSpec) -> Box:
+    """The crop box ``(x0, y0, z0, x1, y1, z1)`` of a 2.5D input (``spec.slices`` slices as channels).
+
+    In plane: the lesion's bounding rectangle over all its slices, widened as a 2D crop
+    (:func:`roi_box` with the spec's margin, ``margin_fraction``, ``min_size`` and ``keep_aspect``);
+    along z: the ``spec.slices`` slices centred on :func:`centre_slice`, which may pass the
+    volume's ends (the crop pads there).
+
+    Examples
+    --------
+    >>> slice_stack_box((8, 24, 24), bbox=(5, 6, 0, 10, 8, 2), spec=RoiSpec(margin=1, min_size=1, slices=3))
+    (4, 5, -1, 16, 15, 2)
+    """
+    if spec.slices is None:
+        raise InputError("slice_stack_box needs a RoiSpec with slices (a 2.5D input).")
+    shape = tuple(int(v) for v in image_shape[:3])
+    if len(shape) != 3:
+        raise InputError(f"A 2.5D input (slices={spec.slices}) is cut from a volume (depth, height, width); "
+                         f"got an image of shape {tuple(image_shape)}.")
+    options: dict[str, Any] = {"margin": spec.margin, "min_size": spec.min_size, "square": spec.keep_aspect,
+                               "margin_fraction": spec.margin_fraction}
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.shape[:3] != shape:
+            raise InputError(f"The mask has size {m.shape[:3][::-1]} but the image has size {shape[::-1]}.")
+        m = (m if m.ndim == 3 else m[..., 0]).astype(bool)
+        plane = roi_box(shape[1:], mask=m.any(axis=0), **options)
+        z = centre_slice(shape, mask=m)
+    elif bbox is not None:
+        lo, hi = _bbox_bounds(bbox, shape)
+        plane = roi_box(shape[1:], bbox=(lo[2], lo[1], hi[2] - lo[2], hi[1] - lo[1]), **options)
+        z = centre_slice(shape, bbox=bbox)
+    else:
+        plane = roi_box(shape[1:], **options)
+        z = centre_slice(shape)
+    half = int(spec.slices) // 2
+    return (plane[0], plane[1], z - half, plane[2], plane[3], z + half + 1)
+
+
 def crop_box(image: np.ndarray, box: Box, *, pad_mode: str = "constant", fill: float = 0.0) -> np.ndarray:
     """Cut ``box`` out of ``image``, padding where the box leaves the image.
 
@@ -403,14 +532,24 @@ def crop_roi(image: np.ndarray, *, mask: np.ndarray | None = None, bbox: Sequenc
              spec: RoiSpec | None = None) -> np.ndarray:
     """The padded crop of the lesion (margin, minimum size, square / cube when ``keep_aspect``), not resized.
 
+    With ``spec.slices`` the image is a volume and the crop its ``slices`` slices around the
+    lesion's centre slice (:func:`slice_stack_box`).
+
     Returns
     -------
     ndarray of shape (h, w[, channels]) or (d, h, w[, channels]), the image's dtype
+        ``(slices, h, w[, channels])`` for a 2.5D spec.
     """
     spec = spec or RoiSpec()
     image = np.asarray(image)
-    box = roi_box(image.shape, mask=mask, bbox=bbox, margin=spec.margin, min_size=spec.min_size,
-                  square=spec.keep_aspect, spatial_dims=spec.spatial_dims, margin_fraction=spec.margin_fraction)
+    if spec.slices is not None:
+        if image.ndim not in (3, 4):
+            raise InputError(f"A 2.5D input (slices={spec.slices}) is cut from a volume (depth, height, width); "
+                             f"got an image of shape {image.shape}.")
+        box = slice_stack_box(image.shape, mask=mask, bbox=bbox, spec=spec)
+    else:
+        box = roi_box(image.shape, mask=mask, bbox=bbox, margin=spec.margin, min_size=spec.min_size,
+                      square=spec.keep_aspect, spatial_dims=spec.spatial_dims, margin_fraction=spec.margin_fraction)
     return crop_box(image, box, pad_mode=spec.pad_mode, fill=spec.fill)
 
 
@@ -418,16 +557,20 @@ def prepare_roi(image: np.ndarray, *, mask: np.ndarray | None = None, bbox: Sequ
                 spec: RoiSpec | None = None) -> np.ndarray:
     """One network input: crop (see :func:`crop_roi`), channels, linear resize, z-score.
 
+    With ``spec.slices`` (2.5D) the crop's slices become the channels, each resized in plane, and
+    the z-score is taken over all of them together.
+
     Parameters
     ----------
-    image : ndarray of shape (height, width[, channels]), or (depth, height, width) for a 3D spec
+    image : ndarray of shape (height, width[, channels]), or (depth, height, width) for a 3D or 2.5D spec
     mask : ndarray of the image's spatial shape, optional
     bbox : (x, y, w, h) or (x, y, z, w, h, d), optional
     spec : RoiSpec, default=RoiSpec()
 
     Returns
     -------
-    ndarray of shape ``spec.shape``: (spec.channels, spec.size, spec.size[, spec.size]), float32
+    ndarray of shape ``spec.shape``: (spec.channels, spec.size, spec.size[, spec.size]), float32;
+        (spec.slices, spec.size, spec.size) for a 2.5D spec
 
     Examples
     --------
@@ -437,11 +580,16 @@ def prepare_roi(image: np.ndarray, *, mask: np.ndarray | None = None, bbox: Sequ
     >>> vol = np.random.default_rng(0).normal(size=(20, 40, 40))
     >>> prepare_roi(vol, bbox=(5, 5, 5, 10, 10, 4), spec=RoiSpec(size=16, spatial_dims=3)).shape
     (1, 16, 16, 16)
+    >>> prepare_roi(vol, bbox=(5, 5, 5, 10, 10, 4), spec=RoiSpec(size=16, slices=5)).shape
+    (5, 16, 16)
     """
     spec = spec or RoiSpec()
     crop = crop_roi(image, mask=mask, bbox=bbox, spec=spec)
     n = spec.spatial_dims
-    out = resize_image(to_channels(crop, spec.channels, spatial_dims=n), spec.size, spatial_dims=n)
+    if spec.slices is not None:
+        out = resize_image(to_channels(crop, 1, spatial_dims=3)[0], spec.size, spatial_dims=2)
+    else:
+        out = resize_image(to_channels(crop, spec.channels, spatial_dims=n), spec.size, spatial_dims=n)
     return zscore(out) if spec.normalise else out
 
 
@@ -452,8 +600,8 @@ def load_roi(image: PathLike, *, mask: PathLike | np.ndarray | None = None, bbox
     Parameters
     ----------
     image : path
-        2D image file (PNG, JPEG, TIFF, BMP, single-frame DICOM), or with a 3D ``spec`` a
-        volume (NIfTI, NRRD, MHA, a DICOM series folder).
+        2D image file (PNG, JPEG, TIFF, BMP, single-frame DICOM), or with a 3D or 2.5D ``spec``
+        a volume (NIfTI, NRRD, MHA, a DICOM series folder).
     mask : path or ndarray, optional
         Lesion mask file (or array) of the image's size.
     bbox : (x, y, w, h) or (x, y, z, w, h, d), optional
@@ -475,7 +623,10 @@ def load_roi(image: PathLike, *, mask: PathLike | np.ndarray | None = None, bbox
 
     spec = spec or RoiSpec()
     img = read_image(image)
-    if img.GetDimension() != spec.spatial_dims:
+    if img.GetDimension() != spec.image_dims:
+        if spec.slices is not None:
+            raise InputError(f"{image} is a {img.GetDimension()}D image; slices={spec.slices} (deep.slices) stacks "
+                             "slices of a volume (NIfTI, NRRD, MHA, a DICOM series folder) as channels.")
         if spec.spatial_dims == 2:
             raise InputError(f"{image} is a {img.GetDimension()}D volume; the networks take 2D images "
                              "(choose a slice or frame first, or set spatial_dims: 3).")
