@@ -290,8 +290,6 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
         Missing columns or split columns, ROI settings that do not fit the network, a training
         fold of one class, unreadable images (named).
     """
-    from her2dlr.evaluate.metrics import metrics_table
-    from her2dlr.evaluate.multiclass_tables import multiclass_tables
     from her2dlr.learn.multiclass_stage import class_names
 
     settings = settings or TrainSettings()
@@ -405,15 +403,23 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
     columns = PREDICTION_COLUMNS + (probability_columns(n_classes) if names is not None else [])
     predictions = (pd.concat(frames, ignore_index=True)[columns] if frames
                    else pd.DataFrame(columns=columns))
-    evaluated = predictions[predictions["fold"] != "final"]
-    result = DeepCVResult(name, scheme_name, predictions, results, pd.DataFrame(), out, classes=names)
-    if len(evaluated) and names is not None:
-        tables = multiclass_tables(evaluated, class_names=names)
+    result = _with_metrics(DeepCVResult(name, scheme_name, predictions, results, pd.DataFrame(), out, classes=names))
+    if out is not None and _is_main_process():
+        write_deep_outputs(result, out, settings=settings, roi=roi, recipes=recipes)
+    return result
+
+
+def _with_metrics(result: DeepCVResult) -> DeepCVResult:
+    """The metrics of the evaluated rows (all but the ``final`` fold's): binary, or multi-class with its tables."""
+    from her2dlr.evaluate.metrics import metrics_table
+    from her2dlr.evaluate.multiclass_tables import multiclass_tables
+
+    evaluated = result.predictions[result.predictions["fold"] != "final"]
+    if len(evaluated) and result.classes is not None:
+        tables = multiclass_tables(evaluated, class_names=result.classes)
         result.metrics, result.per_class, result.confusion = tables.metrics, tables.per_class, tables.confusion
     elif len(evaluated):
         result.metrics = metrics_table(evaluated)
-    if out is not None and _is_main_process():
-        write_deep_outputs(result, out, settings=settings, roi=roi, recipes=recipes)
     return result
 
 
