@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
+from sklearn.utils.class_weight import compute_class_weight
 from typer.testing import CliRunner
 
 from conftest import lesion_mask, write_png
@@ -98,9 +99,13 @@ def test_three_class_predictions_follow_the_multiclass_contract_and_learn(run: P
     assert oof_auc > 0.9  # brightness and texture separate the classes
     ckpt = load_checkpoint(folder / "r0f0" / "best.pt")
     assert ckpt["n_classes"] == 3 and ckpt["extra"]["threshold"]["method"] == "argmax"
-    assert ckpt["extra"]["train_cases"]  # the inner validation AUC (macro one-vs-rest) chose the epoch
-    history = pd.read_csv(folder / "history.csv")
-    assert history["val_auc"].notna().any()
+    # weighted cross-entropy: scikit-learn's "balanced" weights of the inner training part's three classes
+    inner = sorted(set(ckpt["extra"]["train_cases"]) - set(ckpt["extra"]["val_cases"]))
+    labels = pred.drop_duplicates("case_id").set_index("case_id").loc[inner, "label"].astype(int)
+    np.testing.assert_allclose(ckpt["state"]["class_weights"],
+                               compute_class_weight("balanced", classes=np.arange(3), y=labels), rtol=1e-12)
+    history = pd.read_csv(folder / "history.csv")  # the epochs were kept by the inner validation's macro AUC
+    assert history["val_auc"].notna().all() and len(ckpt["extra"]["val_cases"]) >= 3
 
 
 def test_three_class_metrics_equal_scikit_learn_on_the_saved_predictions(run: Path):
@@ -149,6 +154,27 @@ def test_predict_on_the_final_three_class_network_equals_the_network(run: Path):
                                "--heatmap", str(run / "heat.png")])
     assert heat.exit_code == 0, heat.output
     assert f"class {int(want.argmax())}" in heat.output  # the map explains the most probable class
+
+
+def test_serve_answers_the_three_class_deep_model_as_predict(run: Path):
+    pytest.importorskip("fastapi", reason="the server needs fastapi (pip install -e .)")
+    from fastapi.testclient import TestClient
+
+    from her2dlr.predict import Case, predict
+    from her2dlr.serve import ServeSettings, create_app
+
+    image, mask = run / "new.png", run / "new_mask.png"
+    client = TestClient(create_app(ServeSettings(run / "models")))
+    body = client.post(f"/api/models/deep_{ARCH}-signature/predict", data={"heat_map": "false"},
+                       files={"image": ("a.png", image.read_bytes(), "image/png"),
+                              "mask": ("m.png", mask.read_bytes(), "image/png")})
+    assert body.status_code == 200, body.text
+    got = body.json()
+    want = predict(run / "models" / f"deep_{ARCH}-signature", Case(case_id="new", image=image, mask=mask),
+                   progress=False)[0]
+    assert list(got["class_probabilities"]) == NAMES and got["class_name"] == want.class_name
+    np.testing.assert_allclose(list(got["class_probabilities"].values()), list(want.class_probabilities.values()),
+                               atol=1e-9)
 
 
 def test_what_stays_binary_refuses_a_three_class_model_by_key(run: Path):
