@@ -264,7 +264,10 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
         Also train the model to deploy (fold ``"final"``) on the hold-out's training rows (all rows
         without a hold-out).
     threshold : ThresholdRule, default=Youden
+        Binary labels only; a label of more than two classes has none (the class is the argmax).
     label : str, default="label"
+        Two classes, or the class numbers 0 .. k-1 of a multi-class rule: the network then gets
+        ``k`` outputs (``settings.n_classes``) and the rows ``prob_0 .. prob_<k-1>`` (module docstring).
     n_jobs : int, default=1
         Threads reading images.
     progress : bool, default=True
@@ -288,7 +291,8 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
     ------
     InputError
         Missing columns or split columns, ROI settings that do not fit the network, a training
-        fold of one class, unreadable images (named).
+        fold of one class, unreadable images (named), a ``threshold`` rule or ``settings.n_classes``
+        that does not fit the label's classes.
     """
     from her2dlr.learn.multiclass_stage import class_names
 
