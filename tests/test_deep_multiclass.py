@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.class_weight import compute_class_weight
 from typer.testing import CliRunner
@@ -154,6 +155,9 @@ def test_predict_on_the_final_three_class_network_equals_the_network(run: Path):
                                "--heatmap", str(run / "heat.png")])
     assert heat.exit_code == 0, heat.output
     assert f"class {int(want.argmax())}" in heat.output  # the map explains the most probable class
+    caption = Image.open(run / "heat.png").text["Caption"]
+    name = NAMES[int(want.argmax())]
+    assert f"P({name}) = {want.max():.3f}" in caption and "P(positive)" not in caption
 
 
 def test_serve_answers_the_three_class_deep_model_as_predict(run: Path):
