@@ -158,6 +158,11 @@ def test_predict_on_the_final_three_class_network_equals_the_network(run: Path):
     caption = Image.open(run / "heat.png").text["Caption"]
     name = NAMES[int(want.argmax())]
     assert f"P({name}) = {want.max():.3f}" in caption and "P(positive)" not in caption
+    from her2dlr.predict import Case, predict
+
+    shown = predict(model_dir, Case(case_id="new", image=image, mask=mask), heat_maps=run / "heat2.png",
+                    progress=False)[0].heat_map
+    assert shown.explained_class == want.argmax() and shown.prob == pytest.approx(want.max(), abs=1e-6)
 
 
 def test_serve_answers_the_three_class_deep_model_as_predict(run: Path):
