@@ -167,10 +167,13 @@ def test_learn_summary_shows_macro_auc_and_accuracies(clinical_run):
     assert f"{shown['balanced_accuracy']:.3f}" in text and f"{shown['auc']:.3f}" in text
 
 
-def test_deep_stage_refuses_three_classes_naming_the_label_rule():
+def test_deep_stage_keeps_the_three_class_numbers_and_dlr_refuses_them_naming_the_key():
     from her2dlr.deep.cv import deep_table
+    from her2dlr.deep.dlr import refuse_multiclass_dlr
 
     manifest, _ = cohort(12)
-    with pytest.raises(InputError, match=r"label\.rule 'her2_three_class' gives 3 classes, but the deep stage trains "
-                                         r"binary networks.*binary rule \(label\.rule: her2_low or her2_status\)"):
-        deep_table(manifest)
+    table = deep_table(manifest)
+    np.testing.assert_array_equal(table["_y"], manifest.table["label"].astype(int))  # 0 zero, 1 low, 2 positive
+    with pytest.raises(InputError, match=r"deep\.dlr: label\.rule 'her2_three_class' has 3 classes.*binary rule "
+                                         r"\(label\.rule: her2_low or her2_status\)"):
+        refuse_multiclass_dlr(manifest)

@@ -207,13 +207,13 @@ def test_three_class_study_runs_to_a_report_with_per_class_aucs(tmp_path):
 
     with pytest.raises(InputError, match="multi-class model"):  # its 'prob' is no risk score
         out_of_fold_scores(run, "features-nb")
-    # the deep stage trains binary networks: refused before any stage runs, naming the rule
+    # deep learning radiomics fuses one positive-class signature: refused before any stage runs, naming the rule
     spec = yaml.safe_load(study.read_text())
-    spec["deep"] = {"arch": "densenet3block"}
+    spec["deep"] = {"arch": "densenet3block", "dlr": {"model": "lr"}}
     study.write_text(yaml.safe_dump(spec, sort_keys=False))
     res = CliRunner().invoke(app, ["run", str(study), "--no-pdf"])
     assert res.exit_code != 0
-    assert "label.rule 'her2_three_class'" in res.output and "deep" in res.output
+    assert "label.rule 'her2_three_class'" in res.output and "deep.dlr" in res.output
 
 
 def test_her2_low_versus_zero_runs_end_to_end(tmp_path):

@@ -561,13 +561,15 @@ def run_study(study: Study | str | os.PathLike[str], *, force: bool = False, onl
 
 
 def _refuse_multiclass_deep(study: Study, configured: set[str]) -> None:
-    """The deep and DLR stages train binary networks: refuse them, before any stage runs, for a 3-class label."""
+    """The DLR stage fuses one positive-class signature: refuse it, before any stage runs, for a 3-class label."""
     rule = study.label.rule
-    if rule == "her2_three_class" and configured & {"deep", "dlr"}:
+    if rule == "her2_three_class" and "dlr" in configured:
         raise InputError(
-            f"deep: label.rule '{rule}' has three classes (HER2-zero / HER2-low / HER2-positive), but the deep and "
-            "DLR stages train binary networks only, so they cannot run on it. Remove the study's `deep:` section (the "
-            "learning stage handles three classes), or use a binary rule (label.rule: her2_low or her2_status).")
+            f"deep.dlr: label.rule '{rule}' has three classes (HER2-zero / HER2-low / HER2-positive), but deep "
+            "learning radiomics (deep.dlr, her2dlr learn dlr) fuses the network's probability of one positive class "
+            "with binary radiomics models, so it cannot run on it. Remove the `dlr` key of the study's `deep:` section "
+            "(the deep and learning stages handle three classes), or use a binary rule (label.rule: her2_low or "
+            "her2_status).")
 
 
 def _stage(spec: _Stage, study: Study, opts: _Options, stamps: dict[str, Any], configured: set[str], force: bool,

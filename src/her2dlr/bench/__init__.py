@@ -52,6 +52,7 @@ _BENCH_MODULES = (
     "her2dlr.bench.evaluate_benches",
     "her2dlr.bench.report_benches",
     "her2dlr.bench.deep_benches",
+    "her2dlr.bench.deep_multiclass",
     "her2dlr.bench.deeptepp_stage",
     "her2dlr.bench.deep_slices",
     "her2dlr.bench.dlr_benches",

@@ -16,6 +16,15 @@ When a fold has no inner validation (too few cases of a class, see
 :mod:`her2dlr.deep.train`) the threshold comes from the training predictions and the fold's
 notes say so. The threshold is applied unchanged to the test rows (``class``).
 
+A label of more than two classes (``label.rule: her2_three_class``) trains networks with one
+output per class (``n_classes``; the weighted loss weights every class by its inverse
+frequency) kept by the inner validation's macro one-vs-rest AUC, and follows the learning
+stage's multi-class contract (:mod:`her2dlr.learn.multiclass_cv`): rows also carry
+``prob_0 .. prob_<k-1>``, ``class`` is the most probable class, ``prob`` its probability and
+``threshold`` NaN (the checkpoints' threshold says ``method: "argmax"``); ``metrics.csv`` holds
+the macro AUC with its interval and ``multiclass.csv`` / ``confusion.csv`` the per-class AUCs and
+confusion matrices (:func:`her2dlr.evaluate.multiclass_tables.multiclass_tables`).
+
 Output folder (``RUN/deep/<arch>/`` for a study)::
 
     <fold>/best.pt, <fold>/last.pt   checkpoints of every fold (``r0f0`` .. , ``holdout``, ``final``);
@@ -66,8 +75,9 @@ from her2dlr.deep.train import (
 from her2dlr.errors import InputError
 from her2dlr.imaging.roi import RoiSpec
 from her2dlr.learn.cv import PREDICTION_COLUMNS, outer_folds
+from her2dlr.learn.multiclass_cv import MULTICLASS_METHOD, probability_columns
 from her2dlr.learn.thresholds import Threshold, ThresholdRule, apply_threshold, choose_threshold
-from her2dlr.runfolder import FOLDS, HISTORY, METRICS, PREDICTIONS, SETTINGS
+from her2dlr.runfolder import CONFUSION, FOLDS, HISTORY, METRICS, MULTICLASS, PREDICTIONS, SETTINGS
 
 __all__ = [
     "DeepCVResult",
@@ -147,6 +157,11 @@ class DeepCVResult:
     out_dir : Path or None
     artefact : Path or None
         The deployable model artefact written by the study's deep stage, if any.
+    classes : list of str or None
+        Class names of a label of more than two classes (None: binary).
+    per_class, confusion : DataFrame or None
+        Multi-class only: per-class one-vs-rest AUCs and confusion matrices
+        (:func:`her2dlr.evaluate.multiclass_tables.multiclass_tables`).
     """
 
     model: str
@@ -156,6 +171,9 @@ class DeepCVResult:
     metrics: pd.DataFrame
     out_dir: Path | None = None
     artefact: Path | None = None
+    classes: list[str] | None = None
+    per_class: pd.DataFrame | None = None
+    confusion: pd.DataFrame | None = None
 
     def thresholds(self) -> dict[tuple[str, str], float]:
         """``(model, fold) -> threshold`` (for :func:`her2dlr.evaluate.metrics.metrics_table`)."""
@@ -187,35 +205,25 @@ def _group_ids(table: pd.DataFrame) -> pd.Series:
     return table["patient_id"].astype(str)
 
 
-def _refuse_multiclass(manifest: Manifest | pd.DataFrame, labels: pd.Series) -> None:
-    """Refuse a label of more than two classes, naming the label rule: the networks here are binary."""
-    n = int(labels.nunique())
-    if n <= 2:
-        return
-    meta = manifest.meta if isinstance(manifest, Manifest) else {}
-    rule = (meta.get("label") or {}).get("rule")
-    named = f"label.rule '{rule}'" if rule else "The label (label.rule)"
-    raise InputError(
-        f"{named} gives {n} classes, but the deep stage trains binary networks (one probability of the positive "
-        "class). Use a binary rule (label.rule: her2_low or her2_status) for the deep stage, or fit the three "
-        "classes with the learning stage (her2dlr learn run), which handles them.")
-
-
 def deep_table(manifest: Manifest | pd.DataFrame, *, label: str = "label") -> pd.DataFrame:
-    """The included, labelled manifest rows the deep models use (same rows as the learning stage), reindexed."""
-    from her2dlr.checks import binary_target
+    """The included, labelled manifest rows the deep models use (same rows as the learning stage), reindexed.
+
+    ``_y`` holds the target: 0/1 for a two-class label, the class numbers 0 .. k-1 of a label
+    rule with more classes (``her2_three_class``); ``_group`` the patient or near-duplicate group.
+    """
+    from her2dlr.checks import binary_target, class_target
 
     table = manifest.included if isinstance(manifest, Manifest) else manifest
     if isinstance(manifest, pd.DataFrame) and "include" in table.columns:
         table = table[table["include"].fillna(True).astype(bool)]
-    if label in table.columns:
-        _refuse_multiclass(manifest, table[label].dropna())
     for col in ("case_id", "patient_id", "image", label):
         if col not in table.columns:
             raise InputError(f"The manifest has no '{col}' column; build the cohort (label rule, splits) first.")
     table = table[table[label].notna()].reset_index(drop=True).copy()
     table["case_id"] = table["case_id"].astype(str)
-    table["_y"] = binary_target(table[label].to_numpy(), where="the cohort")
+    values = table[label].to_numpy()
+    multiclass = table[label].nunique() > 2  # class numbers 0 .. k-1 kept as the label rule wrote them
+    table["_y"] = class_target(values, where="the cohort") if multiclass else binary_target(values, where="the cohort")
     table["_group"] = _group_ids(table).to_numpy()
     return table
 
@@ -256,7 +264,10 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
         Also train the model to deploy (fold ``"final"``) on the hold-out's training rows (all rows
         without a hold-out).
     threshold : ThresholdRule, default=Youden
+        Binary labels only; a label of more than two classes has none (the class is the argmax).
     label : str, default="label"
+        Two classes, or the class numbers 0 .. k-1 of a multi-class rule: the network then gets
+        ``k`` outputs (``settings.n_classes``) and the rows ``prob_0 .. prob_<k-1>`` (module docstring).
     n_jobs : int, default=1
         Threads reading images.
     progress : bool, default=True
@@ -280,9 +291,10 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
     ------
     InputError
         Missing columns or split columns, ROI settings that do not fit the network, a training
-        fold of one class, unreadable images (named).
+        fold of one class, unreadable images (named), a ``threshold`` rule or ``settings.n_classes``
+        that does not fit the label's classes.
     """
-    from her2dlr.evaluate.metrics import metrics_table
+    from her2dlr.learn.multiclass_stage import class_names
 
     settings = settings or TrainSettings()
     settings = replace(settings, progress=progress and settings.progress)
@@ -293,9 +305,9 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
     if roi.spatial_dims != settings.spatial_dims:
         raise InputError(f"ROI settings give {roi.spatial_dims}D inputs but the network is set up for "
                          f"{settings.spatial_dims}D inputs (deep.spatial_dims).")
-    if settings.n_classes != 2:
-        raise InputError("Cross-validated deep models predict a binary label (n_classes=2).")
     table = deep_table(manifest, label=label)
+    n_classes = int(table["_y"].max()) + 1 if table["_y"].nunique() > 2 else 2
+    settings = _class_settings(settings, n_classes, threshold)
     if rois is None:
         rois = manifest_rois(table, roi, n_jobs=n_jobs, progress=progress)
     elif len(rois) != len(table):
@@ -327,6 +339,7 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
         return _clinical_values(table, columns)
 
     clinical = clinical_for(settings.clinical_columns)
+    names = class_names(manifest, n_classes) if n_classes > 2 else None
 
     frames: list[pd.DataFrame] = []
     results: list[DeepFold] = []
@@ -353,30 +366,33 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
         fold_clinical = clinical_for(fold_settings.clinical_columns)
         threads = settings.num_threads or default_threads(settings.num_workers)
         with torch_threads(threads):
-            thr, notes = _fold_threshold(res, fold_rois[train_idx], y[train_idx], threshold, fold, flips,
-                                         _rows(fold_clinical, train_idx))
+            thr, notes = (_fold_threshold(res, fold_rois[train_idx], y[train_idx], threshold, fold, flips,
+                                          _rows(fold_clinical, train_idx)) if names is None
+                          else (_argmax_threshold(len(train_idx)), []))
         seconds = time.perf_counter() - t0
         if res.best_path is not None and _is_main_process():
             _stamp(res.best_path, threshold=thr.to_dict(), train_cases=cases[train_idx].tolist(),
                    val_cases=cases[train_idx[res.val_index]].tolist())
 
-        def rows_of(idx: np.ndarray, prob: np.ndarray, split: str, fold: str = fold,
+        def rows_of(idx: np.ndarray, proba: np.ndarray, split: str, fold: str = fold,
                     thr: Threshold = thr) -> pd.DataFrame:
-            return pd.DataFrame({
-                "case_id": cases[idx], "patient_id": patients[idx], "model": name, "fold": fold, "split": split,
-                "prob": prob, "class": apply_threshold(prob, thr), "label": y[idx], "threshold": thr.value,
-            })
+            ids = {"case_id": cases[idx], "patient_id": patients[idx], "model": name, "fold": fold, "split": split}
+            if names is not None:
+                return _class_rows(proba, ids, y[idx])
+            prob = proba[:, 1]
+            return pd.DataFrame({**ids, "prob": prob, "class": apply_threshold(prob, thr), "label": y[idx],
+                                 "threshold": thr.value})
 
         test_idx = np.flatnonzero(test)
         with torch_threads(threads):
             if len(test_idx):
                 frames.append(rows_of(test_idx, predict_proba(res.model, fold_rois[test_idx], flips=flips,
-                                                              clinical=_rows(fold_clinical, test_idx))[:, 1], "test"))
+                                                              clinical=_rows(fold_clinical, test_idx)), "test"))
             if len(res.val_index):
-                frames.append(rows_of(train_idx[res.val_index], res.val_prob[:, 1], "train_oof"))
+                frames.append(rows_of(train_idx[res.val_index], res.val_prob, "train_oof"))
             if keep_train or fold == "final":
                 frames.append(rows_of(train_idx, predict_proba(res.model, fold_rois[train_idx], flips=flips,
-                                                               clinical=_rows(fold_clinical, train_idx))[:, 1], "train"))
+                                                               clinical=_rows(fold_clinical, train_idx)), "train"))
         val_auc = float(res.history.loc[res.history["epoch"] == res.best_epoch, "val_auc"].iloc[0]) \
             if len(res.history) and (res.history["epoch"] == res.best_epoch).any() else float("nan")
         results.append(DeepFold(
@@ -388,14 +404,58 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
         ))
         log.info("%s %s: best epoch %d/%d, val AUC %.3f, %.1fs", name, fold, res.best_epoch, res.epochs_run,
                  val_auc, seconds)
-    predictions = (pd.concat(frames, ignore_index=True)[PREDICTION_COLUMNS] if frames
-                   else pd.DataFrame(columns=PREDICTION_COLUMNS))
-    evaluated = predictions[predictions["fold"] != "final"]
-    metrics = metrics_table(evaluated) if len(evaluated) else pd.DataFrame()
-    result = DeepCVResult(name, scheme_name, predictions, results, metrics, out)
+    columns = PREDICTION_COLUMNS + (probability_columns(n_classes) if names is not None else [])
+    predictions = (pd.concat(frames, ignore_index=True)[columns] if frames
+                   else pd.DataFrame(columns=columns))
+    result = _with_metrics(DeepCVResult(name, scheme_name, predictions, results, pd.DataFrame(), out, classes=names))
     if out is not None and _is_main_process():
         write_deep_outputs(result, out, settings=settings, roi=roi, recipes=recipes)
     return result
+
+
+def _with_metrics(result: DeepCVResult) -> DeepCVResult:
+    """The metrics of the evaluated rows (all but the ``final`` fold's): binary, or multi-class with its tables."""
+    from her2dlr.evaluate.metrics import metrics_table
+    from her2dlr.evaluate.multiclass_tables import multiclass_tables
+
+    evaluated = result.predictions[result.predictions["fold"] != "final"]
+    if len(evaluated) and result.classes is not None:
+        tables = multiclass_tables(evaluated, class_names=result.classes)
+        result.metrics, result.per_class, result.confusion = tables.metrics, tables.per_class, tables.confusion
+    elif len(evaluated):
+        result.metrics = metrics_table(evaluated)
+    return result
+
+
+def _class_settings(settings: TrainSettings, n_classes: int, threshold: ThresholdRule | None) -> TrainSettings:
+    """The training settings for the label's number of classes (a label of k > 2 classes trains k outputs)."""
+    if n_classes == 2:
+        if settings.n_classes != 2:
+            raise InputError(f"The label has two classes but the network is set up for {settings.n_classes} "
+                             "(n_classes).")
+        return settings
+    if settings.n_classes not in (2, n_classes):
+        raise InputError(f"The label has {n_classes} classes but the network is set up for {settings.n_classes} "
+                         "(n_classes).")
+    if threshold is not None and threshold != ThresholdRule():
+        raise InputError(f"threshold: method {threshold.method!r} sets a binary operating threshold, but the label "
+                         f"has {n_classes} classes: the predicted class is the most probable one.")
+    return replace(settings, n_classes=n_classes)
+
+
+def _argmax_threshold(n: int) -> Threshold:
+    """The "threshold" of a multi-class network: none, the class is the argmax (as the learning stage's)."""
+    return Threshold(float("nan"), MULTICLASS_METHOD, None, float("nan"), float("nan"), n, "none")
+
+
+def _class_rows(proba: np.ndarray, ids: Mapping[str, Any], y: np.ndarray) -> pd.DataFrame:
+    """Multi-class prediction rows: ``class`` the argmax, ``prob`` its probability, no threshold, ``prob_<k>``."""
+    cls = proba.argmax(axis=1)
+    frame = pd.DataFrame({**ids, "prob": proba[np.arange(len(proba)), cls], "class": cls, "label": y,
+                          "threshold": float("nan")})
+    for k, col in enumerate(probability_columns(proba.shape[1])):
+        frame[col] = proba[:, k]
+    return frame
 
 
 def _clinical_values(table: pd.DataFrame, columns: Sequence[str]) -> np.ndarray | None:
@@ -480,6 +540,8 @@ def write_deep_outputs(result: DeepCVResult, out_dir: PathLike, *, settings: Tra
             {"model": result.model, "scheme": result.scheme, "train": settings.to_dict(), "roi": roi.to_dict(),
              "recipes": [r.to_dict() for r in recipes or []], "torch": torch.__version__}, indent=2, default=str)),
     ]
+    if result.per_class is not None and result.confusion is not None:
+        files += [write_csv_atomic(result.per_class, out / MULTICLASS), write_csv_atomic(result.confusion, out / CONFUSION)]
     return files
 
 

@@ -4,7 +4,10 @@ Four artefacts come from a trained network (see :mod:`her2dlr.learn.artefact`):
 
 ``deep_<arch>-signature`` (kind ``deep``)
     The network's own probability of the positive class (seed 002's deep-learning signature),
-    at the threshold chosen on its training fold (inner validation predictions).
+    at the threshold chosen on its training fold (inner validation predictions). A network of
+    more than two classes (``her2_three_class``) gives every class's probability and the most
+    probable class (card ``classes``); the other three artefacts are binary only
+    (:func:`her2dlr.deep.dlr.refuse_multiclass_dlr`).
 ``deep_<arch>+<radiomics>-<clf>`` (kind ``pipeline`` with ``network.pt``: a DLR model)
     The network's penultimate features (``deep_0 ..``) and the radiomics features, through
     z-score + PCA to 64 components of the deep block, seed 002's selection and the classifier
@@ -41,10 +44,16 @@ from her2dlr.errors import InputError
 from her2dlr.learn.artefact import artefact_slug, save_artefact
 from her2dlr.runfolder import BEST_CHECKPOINT
 
-__all__ = ["DEEP_PROB", "DeployNetwork", "deploy_network", "save_deep_artefact", "save_dlr_artefacts"]
+__all__ = ["DEEP_PROB", "DeployNetwork", "deep_prob_columns", "deploy_network", "save_deep_artefact",
+           "save_dlr_artefacts"]
 
 #: Input column of a ``deep`` artefact: the network's probability of the positive class.
 DEEP_PROB = "deep_prob"
+
+
+def deep_prob_columns(n_classes: int) -> list[str]:
+    """Input columns of a multi-class ``deep`` artefact: ``deep_prob_0 .. deep_prob_<k-1>``, one per class."""
+    return [f"{DEEP_PROB}_{k}" for k in range(n_classes)]
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,10 @@ def save_deep_artefact(models_dir: str | os.PathLike[str], deep_folder: str | os
                        config_hash: str | None = None, segmenter: Path | None = None) -> Path | None:
     """Save the deploy network of ``deep_folder`` as a ``deep`` artefact ``models_dir/<name>``.
 
+    A network of more than two classes reads ``deep_prob_0 .. deep_prob_<k-1>`` (its class
+    probabilities, :func:`deep_prob_columns`) and its card names the classes (``classes``, from
+    ``task["classes"]``, the label rule's names); its class is the most probable one.
+
     ``segmenter``: the segmentation network of a network trained on automatic masks
     (``deep.roi: auto``), saved with it so that a new case needs no mask. A network with
     clinical fusion lists its clinical columns among the card's inputs (``inputs.clinical``),
@@ -121,7 +134,12 @@ def save_deep_artefact(models_dir: str | os.PathLike[str], deep_folder: str | os
         card["task"] = dict(task)
     if config_hash is not None:
         card["config_hash"] = config_hash
-    inputs: dict[str, Any] = {"columns": [DEEP_PROB], "features": [DEEP_PROB],
+    n_classes = int(net.meta.get("n_classes", 2))
+    columns = [DEEP_PROB] if n_classes == 2 else deep_prob_columns(n_classes)
+    if n_classes > 2:  # the class is the argmax of the network's probabilities (no threshold)
+        names = list((task or {}).get("classes") or [])
+        card["classes"] = [str(n) for n in names] if len(names) == n_classes else [str(k) for k in range(n_classes)]
+    inputs: dict[str, Any] = {"columns": columns, "features": columns,
                               "image": _network_card(net.meta, net.fold)}
     fused = dict(net.meta.get("settings") or {}).get("clinical_columns") or []
     if fused:  # the network reads them: predict refuses a case without them, by name

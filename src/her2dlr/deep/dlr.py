@@ -62,7 +62,7 @@ from her2dlr.learn.tuning import SearchSettings, Steps, as_steps
 from her2dlr.runfolder import FUNNEL, METRICS, PREDICTIONS, dlr_set_name
 
 __all__ = ["DEEP_SIGNATURE", "DLR_SELECTION", "FUSION_CHOICE", "DLRModels", "FeatureBlock", "deep_block", "deep_signature", "dlr_steps",
-           "fit_dlr_models", "late_dlr", "run_dlr_cv"]
+           "fit_dlr_models", "late_dlr", "refuse_multiclass_dlr", "run_dlr_cv"]
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +341,26 @@ class DLRModels:
         return [r for r in (self.deep, self.dlr, self.radiomics, self.signature, self.late, fused) if r is not None]
 
 
+def refuse_multiclass_dlr(manifest: Manifest | pd.DataFrame) -> None:
+    """Refuse a label of more than two classes, naming the key: DLR models fuse one positive-class signature.
+
+    Raises
+    ------
+    InputError
+        The manifest's label has more than two classes (``label.rule: her2_three_class``).
+    """
+    from her2dlr.learn.multiclass_cv import label_classes
+
+    k = label_classes(manifest)
+    if k > 2:
+        rule = ((manifest.meta if isinstance(manifest, Manifest) else {}).get("label") or {}).get("rule")
+        named = f"label.rule '{rule}'" if rule else "the label (label.rule)"
+        raise InputError(f"deep.dlr: {named} has {k} classes, but deep learning radiomics (her2dlr learn dlr) fuses "
+                         "the network's probability of one positive class (the deep signature) with binary radiomics "
+                         "models. Use a binary rule (label.rule: her2_low or her2_status), or for three classes the "
+                         "deep stage's network (her2dlr train deep) and the learning stage (her2dlr learn run).")
+
+
 def fit_dlr_models(folds: Mapping[str, FoldFeatures], radiomics: pd.DataFrame, radiomics_name: str,
                    manifest: Manifest | pd.DataFrame, *, arch: str, model: str, settings: Any,
                    n_components: int = 64, scheme: str = "kfold", deep_only: bool = True, n_jobs: int = 1,
@@ -357,6 +377,7 @@ def fit_dlr_models(folds: Mapping[str, FoldFeatures], radiomics: pd.DataFrame, r
     """
     from her2dlr.learn.cv import run_outer_cv
 
+    refuse_multiclass_dlr(manifest)
     rule = settings.threshold_rule()
     common: dict[str, Any] = {"model": model, "selection": settings.selection, "search": settings.search_settings(),
                               "threshold": rule, "scheme": scheme, "n_jobs": n_jobs}
@@ -409,7 +430,8 @@ def run_study_dlr(study: Any, *, arch: str = "densenet3block", radiomics: str = 
     Raises
     ------
     InputError
-        No deep features (run ``her2dlr extract deep``), no radiomics table.
+        No deep features (run ``her2dlr extract deep``), no radiomics table, a label of more than
+        two classes (:func:`refuse_multiclass_dlr`).
     """
     from her2dlr.cohort.build import manifest_path
     from her2dlr.deep.features import read_fold_features
@@ -420,6 +442,7 @@ def run_study_dlr(study: Any, *, arch: str = "densenet3block", radiomics: str = 
 
     settings = study.learn or LearnSettings()
     manifest = Manifest.load(manifest_path(study))
+    refuse_multiclass_dlr(manifest)
     folds = read_fold_features(study.paths.deep_features(arch))
     rad, rad_name = load_feature_tables(study, [radiomics])
     models = fit_dlr_models(folds, rad, rad_name, manifest, arch=arch, model=model, settings=settings,

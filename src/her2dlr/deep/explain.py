@@ -85,7 +85,8 @@ class HeatMaps:
     maps : ndarray of shape (n_images, height, width) or (n_images, depth, height, width)
         Non-negative, at the network's input size, raw scale.
     prob : ndarray of shape (n_images,)
-        Probability of the positive class (softmax column 1; sigmoid for one logit).
+        Probability of the positive class (softmax column 1; sigmoid for one logit); for a
+        network of more than two classes, the probability of the explained class.
     explained_class : ndarray of shape (n_images,)
         Class each map explains.
     method : str
@@ -388,7 +389,8 @@ class CamExplainer:
                 logits = self._model(xb)
             idx = _class_indices(logits, None if class_idx is None else
                                  _slice(class_idx, start, len(xb), n))
-            prob[start:start + len(xb)] = _positive_prob(logits)
+            prob[start:start + len(xb)] = _positive_prob(logits) if logits.shape[1] <= 2 else \
+                torch.softmax(logits, dim=1)[torch.arange(len(xb)), torch.as_tensor(idx)].detach().cpu().numpy()
             classes[start:start + len(xb)] = idx
             if self.method == "cam":  # MONAI's CAM takes one class per image
                 out = self._cam(xb, class_idx=torch.as_tensor(idx))

@@ -232,6 +232,17 @@ def _case_caption(rec: dict[str, Any], method: str, neg_name: str, pos_name: str
             "left: the image (yellow: crop; green: lesion); right: the network's input"]
 
 
+def _refuse_multiclass(checkpoints: Mapping[str, FoldCheckpoint]) -> None:
+    """The study explanation sorts cases into TP / FP / FN / TN at a threshold: binary networks only."""
+    for ck in checkpoints.values():
+        k = int(ck.meta.get("n_classes", 2))
+        if k > 2:
+            raise InputError(f"The network of fold '{ck.fold}' ({ck.path}) has {k} classes (label.rule "
+                             "her2_three_class): `her2dlr explain` groups cases as TP / FP / FN / TN of one positive "
+                             "class and has no multi-class form. A single case's heat map of its most probable class: "
+                             "her2dlr predict MODEL --image IMAGE --mask MASK --heatmap PNG.")
+
+
 def _thresholds(predictions: pd.DataFrame | None) -> dict[tuple[str, str], float]:
     if predictions is None or predictions.empty or "threshold" not in predictions.columns:
         return {}
@@ -297,6 +308,7 @@ def explain_cases(checkpoints: Mapping[str, FoldCheckpoint], manifest: Any, out_
     if col not in table.columns:
         raise InputError(f"The manifest has no '{col}' column (repetition {repetition} of the outer k-fold).")
     folds = sorted(int(k) for k in table[col].dropna().unique() if int(k) >= 0)
+    _refuse_multiclass(checkpoints)
     thresholds = _thresholds(predictions)
     neg_name, pos_name = _label_names(manifest)
 

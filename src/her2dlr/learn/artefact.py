@@ -20,7 +20,8 @@ Kinds:
 ``combined``  seed 002: the imaging component's logit (``rad_score``) + clinical columns through
               ``model.joblib``; ``card["logistic"]`` holds its coefficients for a nomogram;
 ``deep``      the network's own probability (seed 002's deep-learning signature): the
-              ``deep_prob`` column that :mod:`her2dlr.deep.deploy` computes from ``network.pt``.
+              ``deep_prob`` column that :mod:`her2dlr.deep.deploy` computes from ``network.pt``
+              (a multi-class network: ``deep_prob_0 ..``, one per class of the card's ``classes``).
 
 A ``pipeline`` artefact with a ``network.pt`` is a DLR model: its deep-feature columns come from
 the network's penultimate layer (PCA, selection and classifier are in ``model.joblib``).
@@ -126,13 +127,16 @@ class ModelArtefact:
     def class_probabilities(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of every class, shape (n_rows, n_classes), of a multi-class model.
 
-        A ``pipeline`` model's own probabilities; a ``late`` fusion's weighted mean of its
-        components'; a ``stack``'s multinomial regression on its components' log-probability
-        ratios (:func:`her2dlr.learn.multiclass_fusion.stack_probabilities`).
+        A ``pipeline`` model's own probabilities; a ``deep`` model's network probabilities (its
+        ``deep_prob_<k>`` input columns); a ``late`` fusion's weighted mean of its components'; a
+        ``stack``'s multinomial regression on its components' log-probability ratios
+        (:func:`her2dlr.learn.multiclass_fusion.stack_probabilities`).
         """
-        if self.classes is None or self.kind not in ("pipeline", "late", "stack"):
+        if self.classes is None or self.kind not in ("pipeline", "deep", "late", "stack"):
             raise InputError(f"Model '{self.name}' is not a multi-class model: use predict_proba.")
         self.check_inputs(frame)
+        if self.kind == "deep":
+            return self._own_inputs(frame).to_numpy(dtype=np.float64)
         if self.kind == "pipeline":
             proba = np.zeros((len(frame), len(self.classes)))
             proba[:, np.asarray(self.pipeline.classes_, dtype=int)] = self.pipeline.predict_proba(

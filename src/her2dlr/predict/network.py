@@ -1,7 +1,8 @@
 """The network of a deep or DLR model artefact applied to new images: its input columns and heat maps.
 
 A deep artefact's ``network.pt`` turns the lesion's ROI into the ``deep_prob`` / ``deep_<j>``
-columns its model reads (:func:`network_columns`). The lesion is cropped, padded, resized and
+columns its model reads (:func:`network_columns`); a multi-class network into
+``deep_prob_0 .. deep_prob_<k-1>``, its class probabilities. The lesion is cropped, padded, resized and
 normalised with the ROI settings stored in the network's checkpoint, as in training; a mask or
 a box gives the same crop (the network reads the lesion's bounding rectangle plus a margin).
 :func:`case_heat_map` draws where the network looked (Grad-CAM by default).
@@ -20,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from her2dlr.deep.deploy import DEEP_PROB
+from her2dlr.deep.deploy import DEEP_PROB, deep_prob_columns
 from her2dlr.errors import InputError
 from her2dlr.learn.artefact import ModelArtefact
 
@@ -108,6 +109,8 @@ def network_columns(artefact: ModelArtefact, images: Sequence[Any], rois: Sequen
     _, model, spec = _network(nodes[0].network_path)  # type: ignore[arg-type]
     fused = _fused_clinical(artefact, nodes[0].network_path, len(images), clinical)  # type: ignore[arg-type]
     x = load_rois(list(images), list(rois), spec=spec)
+    if artefact.classes is not None:
+        return _class_probability_columns(artefact, nodes[0].network_path, model, x, fused)  # type: ignore[arg-type]
     if fused is not None:
         return _clinical_network_columns(artefact, nodes, model, x, fused)
     emb, prob = embed_arrays(model, x)
@@ -172,6 +175,25 @@ def _clinical_network_columns(artefact: ModelArtefact, nodes: list[ModelArtefact
         raise InputError(f"Model '{artefact.name}' reads deep features of a network with clinical fusion; only its "
                          "probability (a deep signature) can be predicted from images.")
     return pd.DataFrame({DEEP_PROB: predict_proba(model, x, clinical=clinical)[:, 1]})
+
+
+def _class_probability_columns(artefact: ModelArtefact, path: Path, model: Any, x: Any, clinical: Any) -> pd.DataFrame:
+    """``deep_prob_0 .. deep_prob_<k-1>`` of a multi-class network: its class probabilities, computed as the
+    deep stage computed its out-of-fold ones (flip averaging when the network was trained with it)."""
+    from her2dlr.deep.train import predict_proba
+
+    needed = list(artefact.card["inputs"].get("features", []))
+    wanted = deep_prob_columns(len(artefact.classes or []))
+    if needed != wanted:
+        raise InputError(f"Model '{artefact.name}' has {len(wanted)} classes and reads {needed[:4]}; a multi-class "
+                         f"deep model reads its network's class probabilities {wanted}: the artefact is inconsistent.")
+    meta = _checkpoint_meta(str(path), path.stat().st_mtime_ns)
+    flips = bool(dict(meta.get("settings") or {}).get("tta_flips", False))
+    proba = predict_proba(model, x, flips=flips, clinical=clinical)
+    if proba.shape[1] != len(wanted):
+        raise InputError(f"Model '{artefact.name}' names {len(wanted)} classes but its network has {proba.shape[1]} "
+                         "outputs: the artefact is inconsistent.")
+    return pd.DataFrame(proba, columns=wanted)
 
 
 @dataclass
@@ -257,6 +279,15 @@ def heat_map_caption(artefact: ModelArtefact, heat: HeatMapResult, *, case: str,
                      predicted_class: int | None = None, threshold: float | None = None) -> list[str]:
     """The caption lines of a case's heat map: case and model; probability and class; what is drawn."""
     method = _METHOD_NAMES.get(heat.method, heat.method)
+    names = artefact.classes
+    if names is not None:  # a multi-class network: the map explains its most probable class
+        cls = predicted_class if predicted_class is not None else heat.explained_class
+        answer = (f"P({names[cls]}) = {probability:.3f} -> class {cls}, {names[cls]} (most probable)"
+                  if probability is not None else f"network's most probable class {cls}, {names[cls]}")
+        return [f"Case {case} | model {artefact.name}", answer,
+                f"{method} of class {heat.explained_class} ({names[heat.explained_class]}); "
+                f"{heat.lesion_share:.0%} of the heat in the lesion",
+                "yellow: the network's crop; green: the lesion outline"]
     if probability is not None and predicted_class is not None:
         at = f" at threshold {threshold:.3f}" if threshold is not None else ""
         answer = (f"P(positive) = {probability:.3f} -> class {predicted_class}, "
