@@ -241,3 +241,28 @@ def test_heat_map_shows_the_models_answer_and_a_colour_bar(run: Path):
     assert min(errors) <= 1
     assert int(np.argmin(errors)) > rgb.shape[0] // 2  # under the picture
 
+
+
+def test_a_network_trained_with_test_time_flips_is_deployed_with_them(run: Path, tmp_path: Path):
+    import torch
+
+    from her2dlr.deep.cv import load_deep_model
+    from her2dlr.deep.data import load_rois
+    from her2dlr.deep.deploy import save_deep_artefact
+    from her2dlr.deep.train import predict_proba
+    from her2dlr.learn.artefact import load_artefact
+    from her2dlr.predict.inputs import case_inputs
+
+    folder = tmp_path / "deep"
+    (folder / "holdout").mkdir(parents=True)
+    ckpt = torch.load(run / "deep" / ARCH / "holdout" / "best.pt", weights_only=False)
+    ckpt["settings"]["tta_flips"] = True
+    torch.save(ckpt, folder / "holdout" / "best.pt")
+    path = save_deep_artefact(tmp_path / "models", folder, name="flipped", metrics=None, task={}, config_hash="x")
+    image, mask = run / "new" / "case.png", run / "new" / "case_mask.png"
+    art = load_artefact(path)
+    got = art.predict_proba(case_inputs(art, case_id="new", image=image, mask=mask))[0]
+    network, spec, _ = load_deep_model(folder / "holdout" / "best.pt")
+    x = load_rois([str(image)], [str(mask)], spec=spec)
+    flipped, plain = predict_proba(network, x, flips=True)[0, 1], predict_proba(network, x)[0, 1]
+    assert got == pytest.approx(flipped, abs=1e-6) and abs(flipped - plain) > 1e-6

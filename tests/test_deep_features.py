@@ -215,3 +215,23 @@ def test_dlr_fusion_on_the_same_folds(fold_nets, cohort):
     # a missing fold is named
     with pytest.raises(InputError, match="r0f4"):
         run_dlr_cv({k: v for k, v in fold_nets.items() if k != "r0f4"}, radiomics, manifest, **common)
+
+
+@pytest.mark.parametrize("flips", [False, True])
+def test_a_folds_features_take_what_its_checkpoint_records(cohort, flips):
+    from her2dlr.deep.features import apply_checkpoint_record
+    from her2dlr.deep.train import predict_proba
+
+    images, manifest = cohort
+    torch.manual_seed(0)
+    model = TinyCNN(width=4).eval()
+    ids = manifest["case_id"].tolist()
+    got = fold_features([("final", model, ids[:40], "best.pt")], images, ids)["final"]
+    assert not got.val_cases
+    meta = {"settings": {"tta_flips": flips}, "extra": {"val_cases": ids[30:40]}}
+    apply_checkpoint_record(got, meta, lambda: model, images)
+    assert got.val_cases == frozenset(ids[30:40])
+    expected = predict_proba(model, images, flips=flips)[:, 1]
+    assert got.prob.to_numpy() == pytest.approx(expected, abs=1e-6)
+    if flips:  # the mirror moves the probability: the flips were applied, not skipped
+        assert not np.allclose(expected, embed_arrays(model, images)[1], atol=1e-6)

@@ -171,7 +171,7 @@ def save_dlr_artefacts(study: Any, *, arch: str = "densenet3block", radiomics: s
     from her2dlr.deep.cv import load_deep_model
     from her2dlr.deep.data import manifest_rois
     from her2dlr.deep.dlr import fit_dlr_models
-    from her2dlr.deep.features import fold_features
+    from her2dlr.deep.features import apply_checkpoint_record, fold_features
     from her2dlr.deep.stage import deep_dir
     from her2dlr.evaluate.metrics import metrics_table
     from her2dlr.learn.deploy import ModelInputs, save_stage_artefacts
@@ -203,6 +203,7 @@ def save_dlr_artefacts(study: Any, *, arch: str = "densenet3block", radiomics: s
     network, spec, _ = load_deep_model(net.path)
     x = manifest_rois(table, spec, progress=progress)
     folds = fold_features([(scheme, network, net.train_cases, str(net.path))], x, table["case_id"].tolist())
+    apply_checkpoint_record(folds[scheme], net.meta, network, x)
     rad, rad_name = load_feature_tables(study, [radiomics])
     models = fit_dlr_models(folds, rad, rad_name, table, arch=arch, model=model, settings=settings,
                             n_components=n_components, scheme=scheme, deep_only=False, choose=False)

@@ -60,6 +60,7 @@ __all__ = [
     "DeepPCA",
     "FoldFeatures",
     "PCAReport",
+    "apply_checkpoint_record",
     "check_out_of_fold",
     "deep_columns",
     "deep_frame",
@@ -232,6 +233,34 @@ def fold_features(networks: Iterable[tuple[str, Any, Iterable[str], str | None]]
         out[str(fold)] = FoldFeatures(str(fold), frame, pd.Series(prob, index=frame.index, name="prob"),
                                       frozenset(str(c) for c in train_cases), checkpoint)
     return out
+
+
+def apply_checkpoint_record(features: FoldFeatures, meta: Mapping[str, Any], load: Any, inputs: np.ndarray, *,
+                            batch_size: int = 64) -> FoldFeatures:
+    """Give a fold's features what its network's checkpoint records, in place; returns ``features``.
+
+    The inner validation cases (``extra.val_cases``: where the network's probability is held
+    out inside its training rows), and the signature as the network predicts it: with test-time
+    flips when it was trained with ``tta_flips``, as its out-of-fold predictions and threshold were.
+
+    Parameters
+    ----------
+    features : FoldFeatures
+    meta : mapping
+        The checkpoint without its weights (``settings``, ``extra``).
+    load : nn.Module or callable returning it
+    inputs : ndarray
+        The prepared inputs ``features`` were computed from, in the order of its rows.
+    batch_size : int, default=64
+    """
+    features.val_cases = frozenset(str(c) for c in dict(meta.get("extra") or {}).get("val_cases") or [])
+    if dict(meta.get("settings") or {}).get("tta_flips"):
+        from her2dlr.deep.train import predict_proba
+
+        model = load() if callable(load) and not hasattr(load, "embed") else load
+        prob = predict_proba(model, inputs, batch_size=batch_size, flips=True)[:, 1]
+        features.prob = pd.Series(prob, index=features.prob.index, name="prob")
+    return features
 
 
 def fold_test_cases(table: pd.DataFrame, fold: str) -> list[str]:
@@ -576,13 +605,7 @@ def extract_fold_features(checkpoints: Mapping[str, Any], manifest: Any, *, n_jo
         if key not in inputs:
             inputs[key] = manifest_rois(table, spec, n_jobs=n_jobs)
         net = fold_features([(fold, ck.load, ck.train_cases, str(ck.path))], inputs[key], ids, batch_size=batch_size)
-        out[fold] = net[fold]
-        out[fold].val_cases = frozenset(str(c) for c in dict(ck.meta.get("extra") or {}).get("val_cases") or [])
-        if dict(ck.meta.get("settings") or {}).get("tta_flips"):  # the signature as the network predicts
-            from her2dlr.deep.train import predict_proba
-
-            prob = predict_proba(ck.load(), inputs[key], batch_size=batch_size, flips=True)[:, 1]
-            out[fold].prob = pd.Series(prob, index=out[fold].prob.index, name="prob")
+        out[fold] = apply_checkpoint_record(net[fold], ck.meta, ck.load, inputs[key], batch_size=batch_size)
         out[fold].meta.update({"arch": ck.meta.get("arch"), "roi": spec.to_dict()})
     check_out_of_fold(out, table)
     return out

@@ -111,8 +111,9 @@ def network_columns(artefact: ModelArtefact, images: Sequence[Any], rois: Sequen
     x = load_rois(list(images), list(rois), spec=spec)
     if artefact.classes is not None:
         return _class_probability_columns(artefact, nodes[0].network_path, model, x, fused)  # type: ignore[arg-type]
+    flips = _trained_with_flips(nodes[0].network_path)  # type: ignore[arg-type]
     if fused is not None:
-        return _clinical_network_columns(artefact, nodes, model, x, fused)
+        return _clinical_network_columns(artefact, nodes, model, x, fused, flips)
     emb, prob = embed_arrays(model, x)
     out = pd.DataFrame(emb, columns=[f"deep_{j}" for j in range(emb.shape[1])])
     needed = {c for n in nodes for c in n.card["inputs"].get("features", [])}
@@ -122,8 +123,19 @@ def network_columns(artefact: ModelArtefact, images: Sequence[Any], rois: Sequen
                          f"({emb.shape[1]} features) does not give: the artefact is inconsistent.")
     out = out[[c for c in out.columns if c in needed]]
     if DEEP_PROB in needed:
+        if flips:
+            from her2dlr.deep.train import predict_proba
+
+            prob = predict_proba(model, x, flips=True)[:, 1]
         out[DEEP_PROB] = prob
     return out
+
+
+def _trained_with_flips(path: Path) -> bool:
+    """Whether the network was trained with ``tta_flips``: its probability is then the mean over the ROI and
+    its mirror, as its out-of-fold predictions and its threshold were."""
+    meta = _checkpoint_meta(str(path), path.stat().st_mtime_ns)
+    return bool(dict(meta.get("settings") or {}).get("tta_flips", False))
 
 
 def _fused_clinical(artefact: ModelArtefact, path: Path, n: int,
@@ -166,7 +178,7 @@ def _checkpoint_meta(path: str, mtime_ns: int) -> dict[str, Any]:
 
 
 def _clinical_network_columns(artefact: ModelArtefact, nodes: list[ModelArtefact], model: Any, x: Any,
-                              clinical: Any) -> pd.DataFrame:
+                              clinical: Any, flips: bool = False) -> pd.DataFrame:
     """``deep_prob`` of a network that fuses clinical values (its penultimate features hold them: no deep_<j>)."""
     from her2dlr.deep.train import predict_proba
 
@@ -174,7 +186,7 @@ def _clinical_network_columns(artefact: ModelArtefact, nodes: list[ModelArtefact
     if needed - {DEEP_PROB}:
         raise InputError(f"Model '{artefact.name}' reads deep features of a network with clinical fusion; only its "
                          "probability (a deep signature) can be predicted from images.")
-    return pd.DataFrame({DEEP_PROB: predict_proba(model, x, clinical=clinical)[:, 1]})
+    return pd.DataFrame({DEEP_PROB: predict_proba(model, x, clinical=clinical, flips=flips)[:, 1]})
 
 
 def _class_probability_columns(artefact: ModelArtefact, path: Path, model: Any, x: Any, clinical: Any) -> pd.DataFrame:
@@ -187,9 +199,7 @@ def _class_probability_columns(artefact: ModelArtefact, path: Path, model: Any, 
     if needed != wanted:
         raise InputError(f"Model '{artefact.name}' has {len(wanted)} classes and reads {needed[:4]}; a multi-class "
                          f"deep model reads its network's class probabilities {wanted}: the artefact is inconsistent.")
-    meta = _checkpoint_meta(str(path), path.stat().st_mtime_ns)
-    flips = bool(dict(meta.get("settings") or {}).get("tta_flips", False))
-    proba = predict_proba(model, x, flips=flips, clinical=clinical)
+    proba = predict_proba(model, x, flips=_trained_with_flips(path), clinical=clinical)
     if proba.shape[1] != len(wanted):
         raise InputError(f"Model '{artefact.name}' names {len(wanted)} classes but its network has {proba.shape[1]} "
                          "outputs: the artefact is inconsistent.")
