@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from her2dlr.bench import BenchOptions, register, result
+from her2dlr.bench.deeptepp_stage import dealt_folds
 
 BENCH = "deep-slices"
 #: Input name -> (spatial_dims, slices).
@@ -54,11 +55,7 @@ def _cohort(n: int, seed: int) -> tuple[pd.DataFrame, list[np.ndarray], list[np.
         rows.append({"case_id": f"s{i:03d}", "patient_id": f"p{i:03d}", "image": f"s{i:03d}", "modality": "MR",
                      "label": int(positive[i])})
     table = pd.DataFrame(rows)
-    folds = np.empty(n, dtype=int)
-    for cls in (0, 1):  # stratified: each class dealt round the folds in a shuffled order
-        members = rng.permutation(np.flatnonzero(positive == cls))
-        folds[members] = np.arange(len(members)) % 3
-    table["fold_r0"] = folds
+    table["fold_r0"] = dealt_folds(positive, 3, rng)
     return table, volumes, masks
 
 

@@ -49,6 +49,15 @@ VARIANTS = {
 }
 
 
+def dealt_folds(labels: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    """Stratified outer folds: each class's cases dealt round the folds in an order shuffled by ``rng``."""
+    folds = np.empty(len(labels), dtype=int)
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        folds[members] = np.arange(len(members)) % n_folds
+    return folds
+
+
 def _cohort(n: int, seed: int, separation: float = SEPARATION) -> tuple[pd.DataFrame, np.ndarray]:
     """Manifest rows (3 stratified outer folds) and the 16-voxel lesion cubes of ``n`` simulated studies."""
     from her2dlr.imaging.roi import RoiSpec, prepare_roi
@@ -67,11 +76,7 @@ def _cohort(n: int, seed: int, separation: float = SEPARATION) -> tuple[pd.DataF
                      "label": int(positive[i]), "ki67": float(rng.normal(20 + 9 * positive[i], 9)),
                      "age": float(rng.normal(52, 10))})
     table = pd.DataFrame(rows)
-    folds = np.empty(n, dtype=int)
-    for cls in (0, 1):  # stratified: each class dealt round the folds in a shuffled order
-        members = rng.permutation(np.flatnonzero(positive == cls))
-        folds[members] = np.arange(len(members)) % 3
-    table["fold_r0"] = folds
+    table["fold_r0"] = dealt_folds(positive, 3, rng)
     return table, np.stack(cubes).astype(np.float32)
 
 
