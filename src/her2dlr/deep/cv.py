@@ -75,7 +75,7 @@ from her2dlr.deep.train import (
 from her2dlr.errors import InputError
 from her2dlr.imaging.roi import RoiSpec
 from her2dlr.learn.cv import PREDICTION_COLUMNS, outer_folds
-from her2dlr.learn.multiclass_cv import MULTICLASS_METHOD, probability_columns
+from her2dlr.learn.multiclass_cv import argmax_threshold, class_probability_rows, probability_columns
 from her2dlr.learn.thresholds import Threshold, ThresholdRule, apply_threshold, choose_threshold
 from her2dlr.runfolder import CONFUSION, FOLDS, HISTORY, METRICS, MULTICLASS, PREDICTIONS, SETTINGS
 
@@ -368,7 +368,7 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
         with torch_threads(threads):
             thr, notes = (_fold_threshold(res, fold_rois[train_idx], y[train_idx], threshold, fold, flips,
                                           _rows(fold_clinical, train_idx)) if names is None
-                          else (_argmax_threshold(len(train_idx)), []))
+                          else (argmax_threshold(len(train_idx)), []))
         seconds = time.perf_counter() - t0
         if res.best_path is not None and _is_main_process():
             _stamp(res.best_path, threshold=thr.to_dict(), train_cases=cases[train_idx].tolist(),
@@ -378,7 +378,7 @@ def run_deep_cv(manifest: Manifest | pd.DataFrame, *, settings: TrainSettings | 
                     thr: Threshold = thr) -> pd.DataFrame:
             ids = {"case_id": cases[idx], "patient_id": patients[idx], "model": name, "fold": fold, "split": split}
             if names is not None:
-                return _class_rows(proba, ids, y[idx])
+                return class_probability_rows(proba, **ids, label=y[idx])
             prob = proba[:, 1]
             return pd.DataFrame({**ids, "prob": prob, "class": apply_threshold(prob, thr), "label": y[idx],
                                  "threshold": thr.value})
@@ -441,21 +441,6 @@ def _class_settings(settings: TrainSettings, n_classes: int, threshold: Threshol
         raise InputError(f"threshold: method {threshold.method!r} sets a binary operating threshold, but the label "
                          f"has {n_classes} classes: the predicted class is the most probable one.")
     return replace(settings, n_classes=n_classes)
-
-
-def _argmax_threshold(n: int) -> Threshold:
-    """The "threshold" of a multi-class network: none, the class is the argmax (as the learning stage's)."""
-    return Threshold(float("nan"), MULTICLASS_METHOD, None, float("nan"), float("nan"), n, "none")
-
-
-def _class_rows(proba: np.ndarray, ids: Mapping[str, Any], y: np.ndarray) -> pd.DataFrame:
-    """Multi-class prediction rows: ``class`` the argmax, ``prob`` its probability, no threshold, ``prob_<k>``."""
-    cls = proba.argmax(axis=1)
-    frame = pd.DataFrame({**ids, "prob": proba[np.arange(len(proba)), cls], "class": cls, "label": y,
-                          "threshold": float("nan")})
-    for k, col in enumerate(probability_columns(proba.shape[1])):
-        frame[col] = proba[:, k]
-    return frame
 
 
 def _clinical_values(table: pd.DataFrame, columns: Sequence[str]) -> np.ndarray | None:

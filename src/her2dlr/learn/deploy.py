@@ -224,12 +224,11 @@ def _class_names(n: int, task: Mapping[str, Any]) -> list[str]:
 
 def _argmax_threshold(result: CVResult, fold: str) -> Threshold:
     """The "threshold" of a multi-class composite: none (the most probable class), with its training row count."""
-    from her2dlr.learn.multiclass_cv import MULTICLASS_METHOD
+    from her2dlr.learn.multiclass_cv import argmax_threshold
 
     p = result.predictions
     rows = p[(p["fold"] == fold) & p["split"].isin(["train_oof", "train"])]
-    return Threshold(float("nan"), MULTICLASS_METHOD, None, float("nan"), float("nan"), len(rows),
-                     str(rows["split"].iloc[0]) if len(rows) else "none")
+    return argmax_threshold(len(rows), str(rows["split"].iloc[0]) if len(rows) else "none")
 
 
 def result_prob(results: Sequence[CVResult], model: str, cases: pd.Index) -> np.ndarray:

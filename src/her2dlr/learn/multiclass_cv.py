@@ -76,7 +76,9 @@ from her2dlr.radiomics.parallel import CLUSTER_BACKENDS, check_backend
 
 __all__ = [
     "MULTICLASS_METHOD",
+    "argmax_threshold",
     "check_multiclass_steps",
+    "class_probability_rows",
     "fit_fold_multiclass",
     "is_multiclass_predictions",
     "label_classes",
@@ -92,6 +94,11 @@ log = logging.getLogger(__name__)
 
 #: How a multi-class model turns probabilities into a class (recorded as the threshold's method).
 MULTICLASS_METHOD = "argmax"
+
+
+def argmax_threshold(n: int, source: str = "none") -> Threshold:
+    """The "threshold" of a multi-class model: none, the class is the argmax; ``n`` training rows from ``source``."""
+    return Threshold(float("nan"), MULTICLASS_METHOD, None, float("nan"), float("nan"), n, source)
 
 
 def probability_columns(n_classes: int) -> list[str]:
@@ -263,10 +270,6 @@ def tune_multiclass(X: pd.DataFrame, y: Any, groups: Any, *, selection: Steps, m
     return tuned_model(template, candidates, X, y, cv, splits, runs, notes, where, oof_columns=k)
 
 
-def _no_threshold(n: int) -> Threshold:
-    return Threshold(float("nan"), MULTICLASS_METHOD, None, float("nan"), float("nan"), n, "none")
-
-
 def fit_fold_multiclass(X_train: pd.DataFrame, y_train: np.ndarray, groups_train: np.ndarray, *, model: str,
                         selection: Steps, grid: Mapping[str, list[Any]] | None = None,
                         params: Mapping[str, Any] | None = None, search: SearchSettings | None = None,
@@ -287,7 +290,7 @@ def fit_fold_multiclass(X_train: pd.DataFrame, y_train: np.ndarray, groups_train
     fit = FoldFit(
         fold=fold, repeat=None, pipeline=tuned.pipeline, params=tuned.params,
         inner_median_auc=tuned.inner_median_auc, inner_mean_auc=tuned.inner_mean_auc,
-        inner_results=tuned.results, threshold=_no_threshold(len(y_train)), funnel=selection_funnel(tuned.pipeline),
+        inner_results=tuned.results, threshold=argmax_threshold(len(y_train)), funnel=selection_funnel(tuned.pipeline),
         train_cases=[str(c) for c in X_train.index], test_cases=[], features=[str(n) for n in names],
         notes=list(tuned.notes), seconds=time.perf_counter() - start,
     )
@@ -302,11 +305,12 @@ def multiclass_prediction_rows(fit: FoldFit, X: pd.DataFrame, given: np.ndarray 
                                n_classes: int) -> pd.DataFrame:
     """Rows of a multi-class fit (a :data:`~her2dlr.learn.cv.RowBuilder`): the contract's columns, ``class``
     the argmax, ``prob`` its probability, no threshold, then ``prob_<k>``."""
-    return _rows(given if given is not None else _full_proba(fit.pipeline, X, n_classes), **ids)
+    return class_probability_rows(given if given is not None else _full_proba(fit.pipeline, X, n_classes), **ids)
 
 
-def _rows(proba: np.ndarray, **columns: Any) -> pd.DataFrame:
-    """Prediction rows: the contract's columns, then ``prob_<k>``."""
+def class_probability_rows(proba: np.ndarray, **columns: Any) -> pd.DataFrame:
+    """Multi-class prediction rows: ``columns``, ``class`` the argmax, ``prob`` its probability, no threshold,
+    then ``prob_<k>`` for every class."""
     cls = proba.argmax(axis=1)
     frame = pd.DataFrame({**columns, "prob": proba[np.arange(len(proba)), cls], "class": cls,
                           "threshold": float("nan")})

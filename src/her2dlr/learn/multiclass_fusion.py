@@ -27,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 
 from her2dlr.errors import InputError
 from her2dlr.learn.cv import PREDICTION_COLUMNS, CVResult
-from her2dlr.learn.multiclass_cv import _rows, probability_columns
+from her2dlr.learn.multiclass_cv import class_probability_rows, probability_columns
 
 __all__ = ["late_fusion_multiclass", "log_ratios", "stack_probabilities", "stacking_multiclass"]
 
@@ -57,7 +57,7 @@ def _aligned(results: Sequence[CVResult], split: str, what: str) -> list[pd.Data
 
 def _frame_rows(rows: pd.DataFrame, proba: np.ndarray, *, name: str, split: str) -> pd.DataFrame:
     """Prediction rows of ``(fold, case_id)``-indexed ``rows`` with class probabilities ``proba``."""
-    return _rows(proba, case_id=rows.index.get_level_values("case_id"), patient_id=rows["patient_id"].to_numpy(),
+    return class_probability_rows(proba, case_id=rows.index.get_level_values("case_id"), patient_id=rows["patient_id"].to_numpy(),
                  model=name, fold=rows.index.get_level_values("fold"), split=split, label=rows["label"].to_numpy())
 
 
