@@ -217,14 +217,20 @@ def test_three_class_study_runs_to_a_report_with_per_class_aucs(tmp_path):
 
 
 def test_her2_low_versus_zero_runs_end_to_end(tmp_path):
+    run = tmp_path / "runs" / "her2"
+    # the same run folder held a three-class run first: its per-class tables must not outlive it
+    study = _table_study(tmp_path, "her2_three_class")
+    res = CliRunner().invoke(app, ["run", str(study), "--only", "cohort", "--only", "learn"])
+    assert res.exit_code == 0, res.output
+    assert (run / "learn" / "features" / "multiclass.csv").exists()
     study = _table_study(tmp_path, "her2_low")
     res = CliRunner().invoke(app, ["run", str(study), "--only", "cohort", "--only", "learn"])
     assert res.exit_code == 0, res.output
-    run = tmp_path / "runs" / "her2"
     manifest = pd.read_parquet(run / "cohort" / "manifest.parquet")
     labelled = manifest[manifest["label"].notna()]
     assert set(labelled["label"].astype(int)) == {0, 1} and len(labelled) == 48  # HER2-positive cases left out
     metrics = pd.read_csv(run / "learn" / "features" / "metrics.csv")
     assert metrics.loc[(metrics["split"] == "test") & (metrics["scope"] == "holdout"), "auc"].item() > 0.8
     assert not (run / "learn" / "features" / "multiclass.csv").exists()
+    assert not (run / "learn" / "features" / "confusion.csv").exists()
     assert load_artefact(run / "models" / "features-nb").classes is None

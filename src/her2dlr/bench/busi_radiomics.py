@@ -94,6 +94,8 @@ __all__ = ["MODELS", "ROIS", "SELECTION", "SharedSelection", "busi_cases", "busi
 
 BENCH = "busi-radiomics"
 PARAMS = "us2d_original"
+#: The workflow search's table: the full set, of which ``PARAMS`` is the Original part.
+WORKFLOW_PARAMS = "us2d"
 #: ROI setting (metric suffix) -> ``roi`` of :func:`her2dlr.radiomics.stage.rows_for_roi`.
 ROIS = {"mask": "mask", "box": "bbox"}
 #: The six classifiers of seed 002 with the zoo's default grids (3-4 settings each).
@@ -347,10 +349,16 @@ def busi_radiomics_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
             features, manifest, t_extract = roi_features(cases, roi, params_path(PARAMS), work / "cache",
                                                           opts.n_jobs)
             seconds_extraction += t_extract
+            searched, searched_manifest = features, manifest
+            if not opts.quick:
+                searched, searched_manifest, t_extract = roi_features(cases, roi, params_path(WORKFLOW_PARAMS),
+                                                                      work / "cache", opts.n_jobs)
+                seconds_extraction += t_extract
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                yield from workflow_lines(BENCH, features, manifest, setting, selection=SELECTION,
-                                          n_jobs=opts.n_jobs, seed=opts.seed, quick=opts.quick)
+                yield from workflow_lines(BENCH, searched, searched_manifest, setting, selection=SELECTION,
+                                          n_jobs=opts.n_jobs, seed=opts.seed, quick=opts.quick,
+                                          full_us2d=not opts.quick)
             t0, cpu0 = time.perf_counter(), cpu_seconds()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

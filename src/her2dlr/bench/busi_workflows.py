@@ -56,15 +56,30 @@ QUICK_WORKFLOWS = 10
 TOP_K = 5
 
 
-def bench_space(selection: list[dict[str, Any]], n_workflows: int = N_WORKFLOWS) -> Any:
+def bench_feature_sets(full_us2d: bool = False) -> list[dict[str, Any]]:
+    """The space's feature sets: three groups of the Original image's features, and the full ``us2d`` set.
+
+    ``full_us2d``: offer ``us2d`` (every column: Original, LoG and Wavelet) as a fourth set; the
+    table must then hold the full set's features.
+    """
+    texture = [f"original_{group}_*" for group in ("glcm", "glrlm", "glszm", "gldm", "ngtdm")]
+    sets: list[dict[str, Any]] = [
+        {"name": "original", "columns": ["original_*"]},
+        {"name": "texture", "columns": texture},
+        {"name": "shape_firstorder", "columns": ["original_shape*", "original_firstorder_*"]},
+    ]
+    return [*sets, {"name": "us2d", "columns": ["*"]}] if full_us2d else sets
+
+
+def bench_space(selection: list[dict[str, Any]], n_workflows: int = N_WORKFLOWS, *, full_us2d: bool = False) -> Any:
     """The fixed :class:`~her2dlr.learn.workflows.WorkflowSpace` of the bench (see the module docstring).
 
-    ``selection``: the bench's seed-002 chain.
+    ``selection``: the bench's seed-002 chain; ``full_us2d``: see :func:`bench_feature_sets`.
     """
     from her2dlr.learn.workflows import WorkflowSpace
 
     return WorkflowSpace(
-        feature_sets=["all", "texture", {"name": "shape_firstorder", "columns": ["original_shape*", "*_firstorder_*"]}],
+        feature_sets=bench_feature_sets(full_us2d),
         chains=["none", "unsupervised", {"name": "seed002", "steps": selection}, "lasso", "mrmr"],
         models=["lr", "svm", "rf", "extratrees", "xgboost", "lightgbm"],
         n_workflows=n_workflows, top_k=TOP_K)
@@ -102,13 +117,17 @@ def _auc_line(bench: str, metric: str, predictions: pd.DataFrame, **info: Any) -
 
 def workflow_lines(bench: str, features: pd.DataFrame, manifest: Any, setting: str, *,
                    selection: list[dict[str, Any]], n_jobs: int, seed: int,
-                   quick: bool = False) -> list[dict[str, Any]]:
-    """The ``auc_<setting>_workflows``, ``auc_<setting>_plain``, DeLong and seconds lines of one ROI setting."""
+                   quick: bool = False, full_us2d: bool = False) -> list[dict[str, Any]]:
+    """The ``auc_<setting>_workflows``, ``auc_<setting>_plain``, DeLong and seconds lines of one ROI setting.
+
+    ``features``: the table the search reads (the full ``us2d`` set when ``full_us2d``); the plain
+    script reads its Original columns.
+    """
     from her2dlr.bench.busi_radiomics import cpu_seconds
     from her2dlr.bench.dlr_benches import pooled_delong
 
     n = len(manifest.table)
-    space = bench_space(selection, QUICK_WORKFLOWS if quick else N_WORKFLOWS)
+    space = bench_space(selection, QUICK_WORKFLOWS if quick else N_WORKFLOWS, full_us2d=full_us2d)
     t0, cpu0 = time.perf_counter(), cpu_seconds()
     searched = workflow_cv(features, manifest, space=space, name=f"radiomics_{setting}-workflows", n_jobs=n_jobs,
                            seed=seed)
@@ -123,7 +142,8 @@ def workflow_lines(bench: str, features: pd.DataFrame, manifest: Any, setting: s
                   inner_median_auc=float(pd.Series([f.inner_median_auc for f in searched.fits]).mean()),
                   members_chain=members["chain"].value_counts().to_dict(),
                   members_classifier=members["classifier"].value_counts().to_dict(),
-                  members_feature_set=members["feature_set"].value_counts().to_dict()),
+                  members_feature_set=members["feature_set"].value_counts().to_dict(),
+                  feature_sets=list(space.feature_set_patterns), n_features=int(features.shape[1])),
         _auc_line(bench, f"auc_{setting}_plain", plain.predictions, n=n, recipe="original, z-score, lr C=1"),
         result(bench, f"delong_p_{setting}_workflows_vs_plain", float(first.p_value),
                auc_workflows=float(first.auc_a), auc_plain=float(first.auc_b), difference=float(first.difference),

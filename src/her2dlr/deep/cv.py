@@ -76,6 +76,7 @@ from her2dlr.errors import InputError
 from her2dlr.imaging.roi import RoiSpec
 from her2dlr.learn.cv import PREDICTION_COLUMNS, outer_folds
 from her2dlr.learn.multiclass_cv import argmax_threshold, class_probability_rows, probability_columns
+from her2dlr.learn.multiclass_stage import remove_class_tables
 from her2dlr.learn.thresholds import Threshold, ThresholdRule, apply_threshold, choose_threshold
 from her2dlr.runfolder import CONFUSION, FOLDS, HISTORY, METRICS, MULTICLASS, PREDICTIONS, SETTINGS
 
@@ -527,6 +528,8 @@ def write_deep_outputs(result: DeepCVResult, out_dir: PathLike, *, settings: Tra
     ]
     if result.per_class is not None and result.confusion is not None:
         files += [write_csv_atomic(result.per_class, out / MULTICLASS), write_csv_atomic(result.confusion, out / CONFUSION)]
+    else:
+        remove_class_tables(out)
     return files
 
 

@@ -31,7 +31,7 @@ from her2dlr.io.atomic import write_csv_atomic
 from her2dlr.learn.multiclass_cv import check_multiclass_steps, is_multiclass_predictions, label_classes
 from her2dlr.runfolder import CONFUSION, MULTICLASS
 
-__all__ = ["MulticlassOutputs", "check_multiclass_stage", "class_names", "multiclass_outputs"]
+__all__ = ["MulticlassOutputs", "check_multiclass_stage", "class_names", "multiclass_outputs", "remove_class_tables"]
 
 
 @dataclass
@@ -85,10 +85,21 @@ def check_multiclass_stage(manifest: Manifest | pd.DataFrame, settings: Any, *, 
     check_multiclass_steps(settings.selection)
 
 
+def remove_class_tables(out: Path) -> None:
+    """Delete ``multiclass.csv`` and ``confusion.csv`` of ``out`` (a stage folder re-run with a binary label)."""
+    for name in (MULTICLASS, CONFUSION):
+        (Path(out) / name).unlink(missing_ok=True)
+
+
 def multiclass_outputs(predictions: pd.DataFrame, manifest: Manifest | pd.DataFrame,
                        out: Path) -> MulticlassOutputs | None:
-    """Tables of the multi-class predictions, ``multiclass.csv`` and ``confusion.csv`` written; None when binary."""
+    """Tables of the multi-class predictions, ``multiclass.csv`` and ``confusion.csv`` written; None when binary.
+
+    A binary run removes those two files if an earlier multi-class run of the folder left them,
+    so that no table of another label outlives its predictions.
+    """
     if not is_multiclass_predictions(predictions):
+        remove_class_tables(out)
         return None
     n_classes = sum(1 for c in predictions.columns if str(c).startswith("prob_"))
     tables = multiclass_tables(predictions, class_names=class_names(manifest, n_classes))
