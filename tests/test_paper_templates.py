@@ -207,18 +207,27 @@ def test_seed003_runs_end_to_end(tmp_path: Path):
                            "table": str(tmp_path / "dce" / "clinical.csv"), "clinical_columns": ["age"],
                            "label_columns": ["ihc", "ish"], "time_column": "dfs_months", "event_column": "dfs_event",
                            "pseudonym_key": str(tmp_path / "secret.key")}]}
+    # a 3-level U-Net on 16^3 inputs has 9 activation layers: the DSFR layer moves from the 10th to the 2nd
     shrink = {"split": {"kfold": {"n_splits": 3}}, "radiomics": {"n_jobs": 1},
               "learn": {"search": {"inner_splits": 2},
                         "selection": [{"name": "variance"}, {"name": "zscore"}, {"name": "lasso", "cv": 3},
                                       {"name": "chi2", "k": 5}]},
+              "segment": {"image_size": 16, "features": [4, 8, 16], "epochs": 1, "patience": 0, "batch_size": 8,
+                          "dsfr": {"layer": 1, "heatmaps": 1,
+                                   "selection": [{"name": "zscore"}, {"name": "lasso", "cv": 3}]}},
               "survival": {"n_bootstrap": 50}}
     study = _study("seed003", tmp_path, cohort, shrink)
     result, seconds = _run(study)
-    assert {"cohort", "radiomics", "learn", "survival", "report"} <= _ran(result)
+    assert {"cohort", "segment", "radiomics", "learn", "dsfr", "survival", "report"} <= _ran(result)
     run = tmp_path / "run"
     assert _auc(run, "radiomics_mri3d_mask", "radiomics_mri3d_mask-lr") >= 0.7
+    dlr = "dlr(dsfr_unet,radiomics_mri3d_mask)-lr"  # step three: the DSFR and radiomics models' average
+    pred = pd.read_parquet(run / "learn" / "dsfr_unet" / "predictions.parquet")
+    assert set(pred["model"]) == {"dsfr_unet-lr", "radiomics_mri3d_mask-lr", dlr}
     summary = (run / "survival" / "summary.txt").read_text()
-    assert "radiomics_mri3d_mask-lr" in summary  # where the Cox model's score came from
+    assert dlr in summary  # where the Cox model's score came from
+    html = (run / "report" / "report.html").read_text(encoding="utf-8")
+    assert "dsfr_unet-lr" in html and dlr in html  # the report lists the DSFR stage's models
     assert len(truth) == 18
     print(f"seed003 end to end: {seconds:.1f} s")
 

@@ -122,7 +122,7 @@ def test_changed_learn_settings_rerun_learning_and_report_only(study: tuple[dict
     raw["learn"]["threshold"] = {"method": "sensitivity", "target": 0.9}
     result = _run(raw, root)
     assert _statuses(result) == {"cohort": "reused", "segment": "skipped", "video": "skipped", "radiomics": "reused", "learn": "ran", "deep": "skipped",
-                                 "dlr": "skipped", "survival": "skipped", "report": "ran"}
+                                 "dlr": "skipped", "dsfr": "skipped", "survival": "skipped", "report": "ran"}
     assert result["learn"].reason == "settings changed (learn)"
     assert result["report"].reason == "upstream re-ran: learn"
     after = _mtimes(root / "run")
@@ -138,7 +138,7 @@ def test_deleted_output_reruns_its_stage(study: tuple[dict[str, Any], Path]) -> 
     (root / "run" / "features" / f"{TABLE}_failures.csv").unlink()
     result = _run(raw, root, only=["cohort", "radiomics"])
     assert _statuses(result) == {"cohort": "reused", "segment": "skipped", "video": "skipped", "radiomics": "ran", "learn": "not selected", "deep": "skipped",
-                                 "dlr": "skipped", "survival": "skipped", "report": "not selected"}
+                                 "dlr": "skipped", "dsfr": "skipped", "survival": "skipped", "report": "not selected"}
     assert result["radiomics"].reason == f"output missing: features/{TABLE}_failures.csv"
     assert (root / "run" / "features" / f"{TABLE}_failures.csv").is_file()
     # learning read a radiomics table that has been rewritten since: it is due, with its reason
@@ -192,7 +192,7 @@ def test_force_reruns_selected_stages(study: tuple[dict[str, Any], Path]) -> Non
     raw, root = study
     result = _run(raw, root, from_stage="report", force=True)
     assert _statuses(result) == {"cohort": "not selected", "segment": "skipped", "video": "skipped", "radiomics": "not selected", "learn": "not selected",
-                                 "deep": "skipped", "dlr": "skipped", "survival": "skipped", "report": "ran"}
+                                 "deep": "skipped", "dlr": "skipped", "dsfr": "skipped", "survival": "skipped", "report": "ran"}
     assert result["report"].reason == "forced"
 
 

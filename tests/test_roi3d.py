@@ -17,51 +17,22 @@ from her2dlr.cli import app
 from her2dlr.errors import InputError
 from her2dlr.io.cells import parse_bbox
 from her2dlr.io.images import bbox_mask, mask_to_bbox
+from volume_helpers import (
+    DIRECTION,
+    ORIGIN,
+    SIDE,
+    SPACING,
+    sphere_case,
+    volume_image,
+    write_image,
+    write_sphere_folders,
+)
 
 runner = CliRunner()
-SIDE = 16
-SPACING = (0.8, 0.7, 1.5)
-ORIGIN = (12.0, -40.0, 7.5)
-DIRECTION = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # a quarter turn about z
 #: Radiomics kept small: first-order and GLCM of the original image.
 PARAMS = {"imageType": {"Original": {}}, "featureClass": {"firstorder": [], "glcm": []},
           "setting": {"binWidth": 25, "label": 1}}
-
-
-def _volume(arr: np.ndarray, *, spacing=SPACING, origin=ORIGIN, direction=DIRECTION) -> sitk.Image:
-    img = sitk.GetImageFromArray(arr)
-    img.SetSpacing(spacing)
-    img.SetOrigin(origin)
-    img.SetDirection(direction)
-    return img
-
-
-def _write(img: sitk.Image, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(img, str(path), True)
-    return path
-
-
-def sphere_case(seed: int, rough: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A noisy 16^3 volume with a bright ball of random place and radius, smooth or rough inside; its exact mask."""
-    rng = np.random.default_rng(seed)
-    zz, yy, xx = np.mgrid[:SIDE, :SIDE, :SIDE]
-    cz, cy, cx = rng.integers(6, SIDE - 6, size=3)
-    r = rng.uniform(3.0, 4.5)
-    inside = (zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-    img = rng.normal(100.0, 15.0, size=(SIDE,) * 3)
-    img[inside] = rng.normal(300.0, 90.0 if rough else 8.0, size=(SIDE,) * 3)[inside]
-    return img.astype(np.float32), inside.astype(np.uint8)
-
-
-def write_sphere_folders(root: Path, n_per_class: int) -> Path:
-    """Folders ``benign`` (smooth balls) and ``malignant`` (rough balls) of NRRD volumes with masks on their grid."""
-    for cls, rough, offset in (("benign", False, 0), ("malignant", True, 500)):
-        for i in range(n_per_class):
-            img, mask = sphere_case(offset + i, rough)
-            _write(_volume(img), root / cls / f"{cls}{i:02d}.nrrd")
-            _write(_volume(mask), root / cls / f"{cls}{i:02d}_mask.nrrd")
-    return root
+_volume, _write = volume_image, write_image
 
 
 # ------------------------------------------------------------------ a user's 3D box

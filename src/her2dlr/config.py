@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from her2dlr.cohort.settings import (
     DEFAULT_MISSING_VALUES,
@@ -26,7 +26,7 @@ from her2dlr.cohort.settings import (
     TableSource,
 )
 from her2dlr.deep.settings import DeepSettings
-from her2dlr.errors import StudyFileError
+from her2dlr.errors import Her2dlrError, StudyFileError
 from her2dlr.learn.settings import LearnSettings
 from her2dlr.radiomics.settings import RadiomicsSettings
 from her2dlr.runfolder import RunPaths
@@ -80,6 +80,19 @@ class Study(StrictModel):
         if any(c in v for c in "/\\:"):
             raise ValueError("must not contain '/', '\\' or ':' (it names the run folder)")
         return v
+
+    @model_validator(mode="after")
+    def _known_dsfr_steps(self) -> Study:
+        """``segment.dsfr.selection`` is checked like ``learn.selection`` (the segment settings cannot see learn's)."""
+        steps = self.segment.dsfr.selection if self.segment is not None else None
+        if steps is not None:
+            from her2dlr.learn.selection import build_selection
+
+            try:
+                build_selection(steps, check_only=True)
+            except Her2dlrError as exc:
+                raise ValueError(str(exc).replace("learn.selection", "segment.dsfr.selection")) from None
+        return self
 
     def resolve(self, p: Path | str) -> Path:
         """A path of the study file, made absolute against the study file's folder."""

@@ -12,16 +12,22 @@ Stages, in order, each run only when the study configures it (what it reads, bes
 - ``deep``: a ``deep:`` section; the networks on the outer folds (the manifest, ``deep.weights``).
 - ``dlr``: ``deep.dlr`` given; deep features, DLR models and their artefacts (the manifest, the
   radiomics table).
+- ``dsfr``: ``segment.dsfr.models: true``; seed 003's DSFR features of the segmentation fold networks,
+  then the DSFR, radiomics and DLR (probability average) models in ``learn/dsfr_<arch>/`` (the manifest,
+  the fold networks, ``segment/auto_masks.csv`` with ``radiomics.roi: auto``, the radiomics table:
+  ``segment.dsfr.radiomics``, else the first radiomics table of ``learn.features``). Before ``survival``,
+  so ``survival.score_from`` may name one of its models.
 - ``survival``: a ``survival:`` section (the manifest).
 - ``report``: always, last (what the stages above wrote).
 
-Each stage calls the same function as its own command (``her2dlr cohort build``, ``extract
-radiomics``, ``learn run``, ``train deep``, ``extract deep`` + ``learn dlr``, ``survival run``,
-``report``); their modules are imported only when the stage runs, so a run that reuses every
+Each stage calls the same function as its own command (``her2dlr cohort build``, ``train seg``,
+``extract radiomics``, ``learn run``, ``train deep``, ``extract deep`` + ``learn dlr``, ``extract dsfr`` +
+``learn dsfr``, ``survival run``, ``report``); their modules are imported only when the stage runs, so a run that reuses every
 stage loads neither torch, MONAI nor WeasyPrint.
 
 Reuse. ``RUN/stages.json`` keeps, per stage that finished, a *fingerprint*: SHA-256 of its
-settings (its study-file section as JSON, without the keys that only set parallelism), the
+settings (its study-file section as JSON, without the keys that only set parallelism; the
+segmentation stage's without ``segment.dsfr``, which only the ``dsfr`` stage reads), the
 package version and the fingerprints of its input files; plus the size and mtime of every file
 it wrote (every run-folder file it created or changed, the radiomics cache excepted) and the
 run id of each upstream stage it read. A stage re-runs when its fingerprint
@@ -41,7 +47,7 @@ tries it again), and its error propagates, its message prefixed by the stage's n
 
 Tracking. With the study's ``tracking.mlflow`` on, a run is one MLflow parent run (the study's
 settings, each stage's status and seconds) and every segmentation, learning, deep and DLR stage
-that ran logs a child run after it finished (:func:`track_finished_stage`, which ``learn run``,
+that ran (and the DSFR stage) logs a child run after it finished (:func:`track_finished_stage`, which ``learn run``,
 ``train deep`` and ``train seg`` call too); the store (``RUN/mlruns``) is never a stage output.
 """
 
@@ -69,7 +75,7 @@ __all__ = ["STAGES", "PipelineResult", "StageOutcome", "file_fingerprint", "prin
            "track_finished_stage"]
 
 #: Stage names, in the order they run.
-STAGES = ("cohort", "segment", "video", "radiomics", "learn", "deep", "dlr", "survival", "report")
+STAGES = ("cohort", "segment", "video", "radiomics", "learn", "deep", "dlr", "dsfr", "survival", "report")
 #: Files larger than this are fingerprinted by size + mtime instead of their bytes.
 HASH_LIMIT = 64 * 2**20
 #: Keys of a settings section that change how fast a stage runs, not what it writes.
@@ -137,11 +143,26 @@ def _radiomics_names(study: Study) -> list[str]:
     names = list(study.learn.features) if study.learn is not None else []
     if _dlr_configured(study):
         names.append(study.deep.dlr.radiomics)
+    if _dsfr_configured(study) and _dsfr_radiomics(study):
+        names.append(_dsfr_radiomics(study))
     return [n for n in names if n.startswith("radiomics") and not study.resolve(n).is_file()]
 
 
 def _dlr_configured(study: Study) -> bool:
     return study.deep is not None and "dlr" in study.deep.model_fields_set
+
+
+def _dsfr_configured(study: Study) -> bool:
+    return study.segment is not None and study.segment.dsfr.models
+
+
+def _dsfr_radiomics(study: Study, *, required: bool = False) -> str | None:
+    """The radiomics table of the DSFR stage's radiomics and DLR models (None: the study names none).
+
+    ``required``: an :class:`InputError` naming ``segment.dsfr.radiomics`` instead of None.
+    """
+    dsfr, features = study.segment.dsfr, study.learn.features if study.learn is not None else ()
+    return dsfr.require_radiomics_table(features) if required else dsfr.radiomics_table(features)
 
 
 def _section(model: Any, drop: Sequence[str] = _EXECUTION_KEYS) -> Any:
@@ -186,6 +207,19 @@ def _deep_inputs(study: Study) -> dict[str, str]:
     if study.deep.weights is not None:  # starting weights: large, by size + mtime
         out[str(study.resolve(study.deep.weights))] = file_fingerprint(study.resolve(study.deep.weights))
     return out
+
+
+def _dsfr_inputs(study: Study) -> dict[str, str]:
+    """The manifest, the segmentation fold networks (size + mtime), the automatic masks' table when the
+    lesions are the automatic masks, and the radiomics table."""
+    out = _manifest_input(study)
+    folder = study.paths.segment_arch(study.segment.arch)
+    for path in sorted(folder.glob(f"r*f*/{BEST_CHECKPOINT}")) if folder.is_dir() else ():
+        out[path.relative_to(study.run_dir).as_posix()] = file_fingerprint(path)
+    if study.radiomics.roi == "auto":
+        out["segment/auto_masks.csv"] = file_fingerprint(study.paths.auto_masks, content=True)
+    table = _dsfr_radiomics(study)
+    return {**out, **_feature_inputs(study, [table] if table else [])}
 
 
 def _cohort_inputs(study: Study, previous: dict[str, str] | None, *, after_run: bool = False) -> dict[str, str]:
@@ -304,6 +338,21 @@ def _run_dlr(study: Study, opts: _Options) -> Path:
     return result.out_dir
 
 
+def _run_dsfr(study: Study, opts: _Options) -> Path:
+    from her2dlr.deep.dsfr import run_study_dsfr
+    from her2dlr.deep.dsfr_features import extract_dsfr_features
+    from her2dlr.learn.study import resolve_feature_table
+
+    radiomics = _dsfr_radiomics(study, required=True)
+    try:  # a missing table is named before the networks describe every case
+        resolve_feature_table(study, radiomics)
+    except InputError as exc:
+        key = "segment.dsfr.radiomics" if study.segment.dsfr.radiomics else "learn.features (segment.dsfr.radiomics)"
+        raise InputError(f"{key}: {exc}") from None
+    extract_dsfr_features(study, progress=opts.progress)  # layer and heat maps: segment.dsfr
+    return run_study_dsfr(study, radiomics=radiomics, model=study.segment.dsfr.model, n_jobs=opts.workers()).out_dir
+
+
 def _survival_inputs(study: Study) -> dict[str, str]:
     out = _manifest_input(study)
     if study.survival.score_from is not None:  # the scores come from the learn / deep predictions
@@ -342,7 +391,8 @@ _SPECS = (
            lambda s, o: s.model_dump(mode="json", include={"name", "cohort", "label", "split", "qc"}),
            _cohort_inputs, _run_cohort, lambda s: _cohort_inputs(s, None, after_run=True)),
     _Stage("segment", "segment", ("cohort",), lambda s: s.segment is not None,
-           lambda s, o: _section(s.segment), lambda s, _: _manifest_input(s), _run_segment),
+           lambda s, o: _section(s.segment, drop=(*_EXECUTION_KEYS, "dsfr")), lambda s, _: _manifest_input(s),
+           _run_segment),
     _Stage("video", "video", ("cohort", "segment"), lambda s: s.video is not None,
            lambda s, o: _section(s.video), lambda s, _: _video_inputs(s), _run_video),
     _Stage("radiomics", "radiomics", ("cohort", "segment"),
@@ -356,7 +406,11 @@ _SPECS = (
     _Stage("dlr", "deep.dlr", ("cohort", "radiomics", "deep"), _dlr_configured,
            lambda s, o: {"arch": s.deep.arch, "dlr": _section(s.deep.dlr), "learn": _section(s.learn)},
            lambda s, _: {**_manifest_input(s), **_feature_inputs(s, [s.deep.dlr.radiomics])}, _run_dlr),
-    _Stage("survival", "survival", ("cohort", "learn", "deep"), lambda s: s.survival is not None,
+    _Stage("dsfr", "segment.dsfr", ("cohort", "segment", "radiomics"), _dsfr_configured,
+           lambda s, o: {"arch": s.segment.arch, "dsfr": _section(s.segment.dsfr), "radiomics": _dsfr_radiomics(s),
+                         "lesion": s.radiomics.roi == "auto", "learn": _section(s.learn)},
+           lambda s, _: _dsfr_inputs(s), _run_dsfr),
+    _Stage("survival", "survival", ("cohort", "learn", "deep", "dlr", "dsfr"), lambda s: s.survival is not None,
            lambda s, o: _section(s.survival), lambda s, _: _survival_inputs(s), _run_survival),
     _Stage("report", "report", STAGES[:-1], lambda s: True, lambda s, o: {"pdf": o.pdf}, lambda s, _: {}, _run_report),
 )
@@ -504,7 +558,7 @@ def run_study(study: Study | str | os.PathLike[str], *, force: bool = False, onl
     from_stage : str, optional
         Consider this stage and the ones after it only.
     n_jobs : int, optional
-        Parallel workers of the cohort, radiomics, learning and deep stages (-1: all cores);
+        Parallel workers of the cohort, radiomics, learning, deep and DSFR stages (-1: all cores);
         default: each stage's own (the study file's, or the stage command's default).
     pdf : bool, default=True
         The report also as PDF (WeasyPrint).
@@ -536,6 +590,8 @@ def run_study(study: Study | str | os.PathLike[str], *, force: bool = False, onl
     stamps: dict[str, Any] = state["stages"]
     configured = {spec.name for spec in _SPECS if spec.configured(study)}
     _refuse_multiclass_deep(study, configured)
+    if "dsfr" in configured:  # refused before the segmentation networks train, not after
+        _dsfr_radiomics(study, required=True)
     result = PipelineResult(run_dir=paths.root)
     with tracked_pipeline(study) as log_outcomes:
         for spec in _SPECS:
@@ -625,7 +681,7 @@ def _stage(spec: _Stage, study: Study, opts: _Options, stamps: dict[str, Any], c
 
 # ---------------------------------------------------------------------------- MLflow tracking
 #: Stages logged to MLflow when the study turns tracking on.
-_TRACKED = ("segment", "learn", "deep", "dlr")
+_TRACKED = ("segment", "learn", "deep", "dlr", "dsfr")
 
 
 def track_finished_stage(study: Study, stage: str, folder: str | os.PathLike[str], *,
@@ -635,7 +691,7 @@ def track_finished_stage(study: Study, stage: str, folder: str | os.PathLike[str
     Parameters
     ----------
     study : Study
-    stage : {"segment", "learn", "deep", "dlr"}
+    stage : {"segment", "learn", "deep", "dlr", "dsfr"}
     folder : path
         The stage's results folder (``segment/<arch>``, ``learn/<set>``, ``deep/<arch>``).
     artefacts : sequence of path

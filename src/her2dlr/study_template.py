@@ -215,7 +215,8 @@ PAPER_TEMPLATES = {
     "seed000": "Xu 2022 - ultrasound image, 3-block DenseNet on a drawn rectangle, radiomics and clinical comparators",
     "seed001": "Quan 2023 - ultrasound video, per-frame radiomics curves, time-frequency features + clinical pairs",
     "seed002": "Hu - ultrasound image, radiomics zoo, CNN + PCA deep features (DLR), clinical nomogram",
-    "seed003": "MRI DLR - DCE-MRI 3D radiomics, HER2-low vs HER2-zero, Kaplan-Meier and AIC-stepwise Cox",
+    "seed003": "MRI DLR - DCE-MRI 3D radiomics, U-Net DSFR features, their DLR average, HER2-low vs HER2-zero, "
+               "Kaplan-Meier and AIC-stepwise Cox",
     "seed004": "Tong, DeepTEPP - DCE-MRI 3D network on recurrence, risk groups and anti-HER2 benefit per group",
 }
 

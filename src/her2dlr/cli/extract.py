@@ -72,7 +72,7 @@ def extract_dsfr_cmd(
     study: StudyArg = Path("study.yaml"),
     arch: Annotated[str | None, typer.Option("--arch", help="Segmentation network (`her2dlr train seg` first); default: the study's segment.arch.")] = None,
     layer: Annotated[str | None, typer.Option("--layer", help="Activation layer: 0-based index in forward order or module name; default segment.dsfr.layer (9, the 10th).")] = None,
-    heatmaps: Annotated[int, typer.Option("--heatmaps", help="Cases drawn under heatmaps/ (kept channels over the image).")] = 4,
+    heatmaps: Annotated[int | None, typer.Option("--heatmaps", min=0, help="Cases drawn under heatmaps/ (kept channels over the image); default segment.dsfr.heatmaps (4).")] = None,
 ) -> None:
     """DSFR features (seed 003): every segmentation fold network's lesion channel means of every case (one table per network)."""
     from her2dlr.config import load_study

@@ -84,15 +84,16 @@ def learn_dlr(
 @friendly
 def learn_dsfr(
     study: StudyArg = Path("study.yaml"),
-    radiomics: Annotated[str, typer.Option("--radiomics", help="Radiomics table name under <run>/features (or a path).")] = "radiomics",
+    radiomics: Annotated[str | None, typer.Option("--radiomics", help="Radiomics table name under <run>/features (or a path); default: segment.dsfr.radiomics, else the first radiomics table of learn.features, else the one table named radiomics*.")] = None,
     arch: Annotated[str | None, typer.Option("--arch", help="Segmentation network whose DSFR features to use (`her2dlr extract dsfr` first); default: segment.arch.")] = None,
-    model: Annotated[str, typer.Option("--model", help="Zoo classifier of the DSFR and radiomics models.")] = "lr",
+    model: Annotated[str | None, typer.Option("--model", help="Zoo classifier of the DSFR and radiomics models; default: segment.dsfr.model (lr).")] = None,
     n_jobs: Annotated[int, typer.Option("--n-jobs", help="Parallel outer folds.")] = 1,
 ) -> None:
     """DSFR models (seed 003): DSFR, radiomics and their probability average (DLR) on the segmentation networks' folds.
 
     Writes <run>/learn/dsfr_<arch>/ (predictions, metrics, funnel, settings.json). Only the
     outer folds of segment.repetition are scored: the segmentation networks were trained on them.
+    `her2dlr run` chains `extract dsfr` and this command when the study sets segment.dsfr.models: true.
     """
     from her2dlr.config import load_study
     from her2dlr.console import print_metrics

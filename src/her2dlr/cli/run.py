@@ -17,7 +17,7 @@ __all__ = ["run_cmd"]
 def run_cmd(
     study: StudyArg = Path("study.yaml"),
     force: Annotated[bool, typer.Option("--force", help="Re-run the selected stages, changed or not.")] = False,
-    only: Annotated[list[str] | None, typer.Option("--only", help="Only this stage (repeatable): cohort, segment, radiomics, learn, deep, dlr, survival, report.")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Only this stage (repeatable): cohort, segment, video, radiomics, learn, deep, dlr, dsfr (segment.dsfr.models: DSFR features + DSFR, radiomics and DLR models), survival, report.")] = None,
     from_stage: Annotated[str | None, typer.Option("--from", help="This stage and the ones after it.")] = None,
     n_jobs: Annotated[int | None, typer.Option("--n-jobs", help="Parallel workers (-1: all cores); default: each stage's own.")] = None,
     pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write report.pdf.")] = True,

@@ -196,14 +196,29 @@ class DSFRStudyResult:
     notes: list[str] = field(default_factory=list)
 
 
-def run_study_dsfr(study: Any, *, arch: str | None = None, radiomics: str = "radiomics", model: str = "lr",
+def run_study_dsfr(study: Any, *, arch: str | None = None, radiomics: str | None = None, model: str | None = None,
                    n_jobs: int = 1) -> DSFRStudyResult:
     """The study's DSFR models (``her2dlr learn dsfr``): predictions, metrics, funnel and settings.
 
     Reads ``RUN/features/dsfr_<arch>/`` (``her2dlr extract dsfr``) and a radiomics table (name or
     path, see :func:`her2dlr.learn.study.resolve_feature_table`); the ``learn:`` section gives
     the radiomics selection, the inner search and the threshold rule, ``segment.dsfr`` the
-    number of channel clusters.
+    number of channel clusters, the selection after them (default :data:`DSFR_SELECTION`) and the
+    defaults of ``radiomics`` and ``model``.
+
+    Parameters
+    ----------
+    study : Study
+    arch : str, optional
+        Segmentation network (default: ``segment.arch``).
+    radiomics : str, optional
+        Radiomics table; default ``segment.dsfr.radiomics``, else the first radiomics table of
+        ``learn.features``, else the one table under ``RUN/features`` whose name starts with
+        ``radiomics``.
+    model : str, optional
+        Zoo classifier (default: ``segment.dsfr.model``, ``lr``).
+    n_jobs : int, default=1
+        Outer folds in parallel.
 
     Raises
     ------
@@ -220,11 +235,15 @@ def run_study_dsfr(study: Any, *, arch: str | None = None, radiomics: str = "rad
 
     seg = study.segment or SegmentSettings()
     arch = arch or seg.arch
+    learn_features = study.learn.features if study.learn is not None else ()
+    radiomics = radiomics or seg.dsfr.radiomics_table(learn_features) or "radiomics"
+    model = model or seg.dsfr.model
     folds = read_fold_features(study.paths.dsfr_features(arch), command="her2dlr extract dsfr STUDY")
     manifest = Manifest.load(manifest_path(study))
     rad, rad_name = load_feature_tables(study, [radiomics])
     models = fit_dsfr_models(folds, rad, rad_name, manifest, arch=arch, model=model,
-                             settings=study.learn or LearnSettings(), n_clusters=seg.dsfr.n_clusters, n_jobs=n_jobs)
+                             settings=study.learn or LearnSettings(), selection=seg.dsfr.selection,
+                             n_clusters=seg.dsfr.n_clusters, n_jobs=n_jobs)
     notes = [f"Scored on the outer folds of k-fold repetition {models.repetition} only: the segmentation networks "
              "were trained on that repetition's folds, so another repetition's test cases were seen by them."]
     if models.dropped:
@@ -235,7 +254,8 @@ def run_study_dsfr(study: Any, *, arch: str | None = None, radiomics: str = "rad
     out = study.paths.learn_set(dsfr_set_name(arch))
     funnel = pd.concat([r.funnel().assign(model=r.model) for r in results if r.fits], ignore_index=True)
     info = {"arch": arch, "repetition": models.repetition, "folds": sorted(folds), "radiomics": rad_name,
-            "model": model, "selection": DSFR_SELECTION, "n_clusters": seg.dsfr.n_clusters,
+            "model": model, "selection": DSFR_SELECTION if seg.dsfr.selection is None else seg.dsfr.selection,
+            "n_clusters": seg.dsfr.n_clusters,
             "dropped_cases": models.dropped, "notes": notes}
     files = [write_parquet_atomic(predictions, out / PREDICTIONS, index=False),
              write_csv_atomic(metrics, out / METRICS), write_csv_atomic(funnel, out / FUNNEL),

@@ -42,8 +42,6 @@ from her2dlr.runfolder import BEST_CHECKPOINT, case_file_stem, dsfr_features_nam
 __all__ = ["DSFRFeaturesResult", "extract_dsfr_features", "lesion_source", "seg_fold_networks", "seg_train_cases"]
 
 _FOLD = re.compile(r"r(\d+)f(\d+)")
-#: Cases drawn as heat maps by default.
-N_HEATMAPS = 4
 
 
 def seg_fold_networks(folder: Path) -> dict[str, Path]:
@@ -143,7 +141,7 @@ def _inputs(table: pd.DataFrame, lesions: list[str | None], spec: Any, progress:
 
 
 def extract_dsfr_features(study: Any, *, arch: str | None = None, layer: int | str | None = None,
-                          n_heatmaps: int = N_HEATMAPS, batch_size: int = 16,
+                          n_heatmaps: int | None = None, batch_size: int = 16,
                           progress: bool = True) -> DSFRFeaturesResult:
     """Lesion channel means of every labelled case from every segmentation fold network (one table per network).
 
@@ -155,8 +153,8 @@ def extract_dsfr_features(study: Any, *, arch: str | None = None, layer: int | s
     layer : int or str, optional
         Activation layer, 0-based index in forward order or module name (default:
         ``segment.dsfr.layer``, 9: seed 003's 10th ReLU).
-    n_heatmaps : int, default=4
-        Cases drawn under ``heatmaps/`` (0: none).
+    n_heatmaps : int, optional
+        Cases drawn under ``heatmaps/`` (0: none; default: ``segment.dsfr.heatmaps``, 4).
     batch_size : int, default=16
     progress : bool, default=True
 
@@ -168,7 +166,8 @@ def extract_dsfr_features(study: Any, *, arch: str | None = None, layer: int | s
     ------
     InputError
         No fold networks (names ``her2dlr train seg``), a network trained on one of its fold's
-        test cases, no lesion mask at all.
+        test cases, no lesion mask at all, a layer the networks do not have (names
+        ``segment.dsfr.layer``).
     """
     from her2dlr.cohort.manifest import Manifest
     from her2dlr.imaging.torchutil import resolve_device
@@ -179,6 +178,7 @@ def extract_dsfr_features(study: Any, *, arch: str | None = None, layer: int | s
     seg = study.segment or SegmentSettings()
     arch = arch or seg.arch
     layer = seg.dsfr.layer if layer is None else layer
+    n_heatmaps = seg.dsfr.heatmaps if n_heatmaps is None else n_heatmaps
     networks = seg_fold_networks(study.paths.segment_arch(arch))
     table = Manifest.load(study.paths.manifest).included
     table = table[table["label"].notna()].reset_index(drop=True)
@@ -205,6 +205,7 @@ def extract_dsfr_features(study: Any, *, arch: str | None = None, layer: int | s
         if key not in cache:
             cache[key] = _inputs(cases, lesions, spec, progress)
         x, y = cache[key]
+        _check_layer(model, layer, x, device)
         means = lesion_channel_means(model.to(device), x, y, layer=layer, case_ids=ids, batch_size=batch_size,
                                      device=device)
         layer_name = means.columns[0][len("dsfr_"):].rsplit("_", 1)[0]
@@ -218,6 +219,18 @@ def extract_dsfr_features(study: Any, *, arch: str | None = None, layer: int | s
         "network": "segmentation fold networks (segment/<arch>/r<rep>f<k>)"})
     maps = _heatmaps(study, arch, networks, folds, cases, cache, layer, n_heatmaps, seg.dsfr.n_clusters, device)
     return DSFRFeaturesResult(folder, folds, bookkeeping, source, layer_name, maps, skipped)
+
+
+def _check_layer(model: Any, layer: int | str, x: Any, device: Any) -> None:
+    """Refuse a layer the network does not have, naming the study-file key and the command-line option."""
+    import torch
+
+    from her2dlr.segment.dsfr import resolve_layer
+
+    try:
+        resolve_layer(model.to(device), layer, torch.as_tensor(np.asarray(x[:1], dtype=np.float32)).to(device))
+    except InputError as exc:
+        raise InputError(f"segment.dsfr.layer (--layer of `her2dlr extract dsfr`): {exc}") from None
 
 
 def _heatmaps(study: Any, arch: str, networks: dict[str, Path], folds: dict[str, FoldFeatures], cases: pd.DataFrame,

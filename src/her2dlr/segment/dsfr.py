@@ -140,9 +140,15 @@ def resolve_layer(model: nn.Module, layer: LayerSpec, example: torch.Tensor | No
         raise InputError(f"The 'layer' parameter must be a module name or an int index among the activation layers. "
                          f"Got {layer!r} instead.")
     acts = activation_layers(model, example)
+    if not acts:
+        raise InputError(f"Activation layer {layer} asked for, but {type(model).__name__} has no activation layer; "
+                         "name a module instead.")
     if not -len(acts) <= int(layer) < len(acts):
-        raise InputError(f"Activation layer {layer} asked for, but {type(model).__name__} has {len(acts)} "
-                         f"(indices 0 .. {len(acts) - 1}; the 10th is index 9).")
+        raise InputError(
+            f"Activation layer {layer} asked for, but {type(model).__name__} has {len(acts)} activation layers "
+            f"(indices 0 .. {len(acts) - 1}, or -{len(acts)} .. -1 from the end). The highest valid index is "
+            f"{len(acts) - 1} (module '{acts[-1]}'); or give a module name, e.g. '{acts[len(acts) // 2]}'. Seed "
+            "003's 10th ReLU (index 9) needs a network of at least 10 activation layers (more levels).")
     return acts[int(layer)]
 
 
