@@ -6,8 +6,8 @@ Stages, in order, each run only when the study configures it (what it reads, bes
 - ``segment``: a ``segment:`` section; the segmentation networks and out-of-fold masks (the manifest).
 - ``video``: a ``video:`` section; per-frame localisation and the ``video_tf`` table (the manifest,
   ``video.network``).
-- ``radiomics``: a ``radiomics:`` section, or a radiomics table named in ``learn.features`` or
-  ``deep.dlr.radiomics`` (the manifest).
+- ``radiomics``: a ``radiomics:`` section, or a radiomics table named in ``learn.features``,
+  ``deep.dlr.radiomics`` or ``segment.dsfr.radiomics`` (the manifest).
 - ``learn``: a ``learn:`` section (the manifest, the feature tables it names).
 - ``deep``: a ``deep:`` section; the networks on the outer folds (the manifest, ``deep.weights``).
 - ``dlr``: ``deep.dlr`` given; deep features, DLR models and their artefacts (the manifest, the
@@ -21,9 +21,9 @@ Stages, in order, each run only when the study configures it (what it reads, bes
 - ``report``: always, last (what the stages above wrote).
 
 Each stage calls the same function as its own command (``her2dlr cohort build``, ``train seg``,
-``extract radiomics``, ``learn run``, ``train deep``, ``extract deep`` + ``learn dlr``, ``extract dsfr`` +
-``learn dsfr``, ``survival run``, ``report``); their modules are imported only when the stage runs, so a run that reuses every
-stage loads neither torch, MONAI nor WeasyPrint.
+``extract radiomics``, ``learn run``, ``train deep``, ``extract deep`` + ``learn dlr``, ``extract
+dsfr`` + ``learn dsfr``, ``survival run``, ``report``); their modules are imported only when the
+stage runs, so a run that reuses every stage loads neither torch, MONAI nor WeasyPrint.
 
 Reuse. ``RUN/stages.json`` keeps, per stage that finished, a *fingerprint*: SHA-256 of its
 settings (its study-file section as JSON, without the keys that only set parallelism; the
@@ -46,8 +46,8 @@ A stage that fails records nothing (its stamp is removed before it starts, so th
 tries it again), and its error propagates, its message prefixed by the stage's name.
 
 Tracking. With the study's ``tracking.mlflow`` on, a run is one MLflow parent run (the study's
-settings, each stage's status and seconds) and every segmentation, learning, deep and DLR stage
-that ran (and the DSFR stage) logs a child run after it finished (:func:`track_finished_stage`, which ``learn run``,
+settings, each stage's status and seconds) and every segmentation, learning, deep, DLR and DSFR
+stage that ran logs a child run after it finished (:func:`track_finished_stage`, which ``learn run``,
 ``train deep`` and ``train seg`` call too); the store (``RUN/mlruns``) is never a stage output.
 """
 
@@ -207,6 +207,13 @@ def _deep_inputs(study: Study) -> dict[str, str]:
     if study.deep.weights is not None:  # starting weights: large, by size + mtime
         out[str(study.resolve(study.deep.weights))] = file_fingerprint(study.resolve(study.deep.weights))
     return out
+
+
+def _dsfr_settings(study: Study) -> dict[str, Any]:
+    """What the DSFR stage's results depend on besides its input files: ``segment.dsfr``, the network, the
+    radiomics table's name, which lesion masks (given or automatic) and the ``learn:`` settings it fits with."""
+    return {"arch": study.segment.arch, "dsfr": _section(study.segment.dsfr), "radiomics": _dsfr_radiomics(study),
+            "lesion": "auto" if study.radiomics.roi == "auto" else "mask", "learn": _section(study.learn)}
 
 
 def _dsfr_inputs(study: Study) -> dict[str, str]:
@@ -407,9 +414,7 @@ _SPECS = (
            lambda s, o: {"arch": s.deep.arch, "dlr": _section(s.deep.dlr), "learn": _section(s.learn)},
            lambda s, _: {**_manifest_input(s), **_feature_inputs(s, [s.deep.dlr.radiomics])}, _run_dlr),
     _Stage("dsfr", "segment.dsfr", ("cohort", "segment", "radiomics"), _dsfr_configured,
-           lambda s, o: {"arch": s.segment.arch, "dsfr": _section(s.segment.dsfr), "radiomics": _dsfr_radiomics(s),
-                         "lesion": s.radiomics.roi == "auto", "learn": _section(s.learn)},
-           lambda s, _: _dsfr_inputs(s), _run_dsfr),
+           lambda s, o: _dsfr_settings(s), lambda s, _: _dsfr_inputs(s), _run_dsfr),
     _Stage("survival", "survival", ("cohort", "learn", "deep", "dlr", "dsfr"), lambda s: s.survival is not None,
            lambda s, o: _section(s.survival), lambda s, _: _survival_inputs(s), _run_survival),
     _Stage("report", "report", STAGES[:-1], lambda s: True, lambda s, o: {"pdf": o.pdf}, lambda s, _: {}, _run_report),
