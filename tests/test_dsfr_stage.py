@@ -171,3 +171,17 @@ def test_a_layer_past_the_networks_end_names_the_key_and_the_deepest_index(study
     with pytest.raises(InputError, match=r"segment\.dsfr\.layer .*has 9 activation layers .*highest valid index is "
                                          r"8 \(module 'net\.model\.2\.0\.adn\.A'\)"):
         extract_dsfr_features(study_from_dict(raw, base_dir=root), progress=False)
+
+
+def test_seed003_selection_on_too_few_cases_names_what_to_change(first: tuple[Path, PipelineResult]) -> None:
+    from her2dlr.cohort.manifest import Manifest
+    from her2dlr.deep.dsfr import fit_dsfr_models
+    from her2dlr.deep.features import read_fold_features
+
+    root, _ = first
+    study = study_from_dict(_raw(root, root / "run"), base_dir=root)
+    radiomics = pd.read_parquet(study.paths.feature_table(TABLE))
+    # seed 003's LASSO takes 5 folds of each inner training part, here 3-4 cases: its inner predictions fail
+    with pytest.raises(InputError, match=r"dsfr_unet-lr: .* no inner out-of-fold probability.*segment\.dsfr\.selection"):
+        fit_dsfr_models(read_fold_features(study.paths.dsfr_features("unet")), radiomics, TABLE,
+                        Manifest.load(study.paths.manifest), arch="unet", settings=study.learn, selection=None)

@@ -177,11 +177,28 @@ def fit_dsfr_models(folds: Mapping[str, FoldFeatures], radiomics: pd.DataFrame, 
                               "n_jobs": n_jobs}
     dsfr = run_dlr_cv(folds, None, table, selection=DSFR_SELECTION if selection is None else selection,
                       block=dsfr_block(n_clusters, search.random_state), model_name=f"dsfr_{arch}-{model}", **common)
+    _require_inner_predictions(dsfr, "segment.dsfr.selection")
     rad_rows = radiomics.set_index("case_id") if "case_id" in radiomics.columns else radiomics
     rad = run_outer_cv(rad_rows, table, selection=settings.selection, model_name=f"{radiomics_name}-{model}",
                        **common)
+    _require_inner_predictions(rad, "learn.selection")
     dlr = late_fusion([dsfr, rad], name=f"dlr(dsfr_{arch},{radiomics_name})-{model}", threshold=rule)
     return DSFRModels(dsfr, rad, dlr, rep, dropped)
+
+
+def _require_inner_predictions(result: CVResult, key: str) -> None:
+    """Refuse, naming the settings to change, a model whose inner out-of-fold probabilities have gaps: the DLR
+    average chooses its threshold on them (seed 003's selection fails on inner training parts of a few cases)."""
+    oof = result.predictions[result.predictions["split"] == "train_oof"]
+    gaps = oof[oof["prob"].isna()]
+    if gaps.empty:
+        return
+    failures = [n for f in result.fits for n in f.notes if "failed" in n]
+    raise InputError(
+        f"{result.model}: {len(gaps)} training case(s) of fold(s) {sorted(set(gaps['fold'].astype(str)))} have no "
+        "inner out-of-fold probability, and the DLR model (their average) chooses its threshold on them"
+        + (f" ({failures[0]})" if failures else "") + f". With this few cases, lighten {key} (e.g. "
+        "{name: lasso, cv: 3}, or fewer mutual_info features) or use fewer learn.search.inner_splits.")
 
 
 @dataclass
