@@ -162,7 +162,7 @@ def test_a_named_table_that_is_not_there_is_refused_naming_the_key(study: tuple[
         _run(raw, root, only=("dsfr",))
 
 
-def test_a_layer_past_the_networks_end_names_the_key_and_the_deepest_index(study: tuple[dict[str, Any], Path]) -> None:
+def test_a_layer_past_the_networks_end_names_the_key_and_the_highest_index(study: tuple[dict[str, Any], Path]) -> None:
     from her2dlr.deep.dsfr_features import extract_dsfr_features
 
     raw, root = study
