@@ -47,7 +47,7 @@ from her2dlr.bench import BenchOptions, register, result
 from her2dlr.bench.cohort_benches import require_data
 from her2dlr.errors import InputError
 
-__all__ = ["BREAST_CLINICAL", "FAMILIES", "best_by_prefix", "breast_study", "breast_usg_bench", "labelled_cases",
+__all__ = ["BREAST_CLINICAL", "FAMILIES", "PARAMS", "best_by_prefix", "breast_study", "breast_usg_bench", "labelled_cases",
            "radiomics_or_drop", "subset_cases"]
 
 BENCH = "breast-usg"
@@ -58,6 +58,8 @@ BREAST_CLINICAL = ["Age", "Tissue_composition", "Signs", "Symptoms", "Shape", "M
 FULL_MODELS = ["lr", "svm"]
 QUICK_MODELS = ["lr"]
 QUICK_CASES = 80
+#: The shipped radiomics parameter set of the bench.
+PARAMS = "us2d"
 #: metric family -> model-name prefix in the learning stage.
 FAMILIES = {"clinical": "clinical-", "radiomics": "radiomics-", "combined": "radiomics+clinical-",
             "late": "late(radiomics,clinical)-"}
@@ -156,7 +158,7 @@ def breast_usg_bench(opts: BenchOptions) -> Iterator[dict[str, Any]]:
         if opts.quick:
             manifest = subset_cases(manifest, QUICK_CASES, opts.seed)
         manifest = labelled_cases(manifest)
-        features, manifest, seconds_extraction = radiomics_or_drop(manifest, "us2d", work / "cache", opts.n_jobs,
+        features, manifest, seconds_extraction = radiomics_or_drop(manifest, PARAMS, work / "cache", opts.n_jobs,
                                                                    BENCH)
 
         models = QUICK_MODELS if opts.quick else FULL_MODELS
