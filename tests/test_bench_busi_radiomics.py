@@ -86,3 +86,22 @@ def test_inner_choice_takes_each_folds_best_inner_classifier():
     source = out.groupby("fold")["prob"].agg(["first", "count"])
     assert source["first"].to_dict() == {"r0f0": 0.1, "r0f1": 0.9, "r0f2": 0.1}
     assert set(source["count"]) == {4}
+
+
+def test_bench_feature_sets_keep_the_original_groups_apart_from_the_full_set():
+    from her2dlr.bench.busi_workflows import bench_feature_sets, bench_space
+    from her2dlr.learn.workflows.space import ColumnSubset
+
+    columns = ["original_shape2D_Elongation", "original_firstorder_Mean", "original_glcm_Contrast",
+               "original_ngtdm_Busyness", "log-sigma-2-0-mm-3D_firstorder_Mean", "log-sigma-2-0-mm-3D_glcm_Contrast",
+               "wavelet-LH_glrlm_RunEntropy"]
+    X = pd.DataFrame(np.zeros((2, len(columns))), columns=columns)
+
+    def kept(sets: list) -> dict[str, list[str]]:
+        return {s["name"]: list(ColumnSubset(s["columns"], s["name"]).fit(X).columns_) for s in sets}
+
+    original = kept(bench_feature_sets())
+    assert original == {"original": columns[:4], "texture": columns[2:4], "shape_firstorder": columns[:2]}
+    full = kept(bench_feature_sets(full_us2d=True))
+    assert full == {**original, "us2d": columns}
+    assert list(bench_space([{"name": "variance"}], 10, full_us2d=True).feature_set_patterns) == list(full)
