@@ -224,3 +224,88 @@ def test_predict_needs_the_fused_clinical_columns_and_matches_training(fused_run
         assert result.probability == pytest.approx(want, abs=1e-6)
         if np.isnan(row["ki67"]):
             assert any("ki67 is missing" in w and "training median" in w for w in result.warnings)
+
+
+# --------------------------------------------------------------------------- heat maps of a clinical-fused network
+def _hand_grad_cam(net, x: torch.Tensor, clinical: torch.Tensor) -> np.ndarray:
+    """Grad-CAM by hand through a hook: relu(sum_k mean_xy(d logit_c / d A_k) A_k) of the predicted class c,
+    bilinearly resized to the input, with the given clinical values in the forward pass."""
+    store = {}
+
+    def keep(_m, _i, out):
+        out.retain_grad()
+        store["a"] = out
+
+    maps = []
+    for i in range(len(x)):
+        handle = net.get_submodule(net.target_layer).register_forward_hook(keep)
+        try:
+            logits = net(x[i:i + 1], clinical[i:i + 1])
+        finally:
+            handle.remove()
+        logits[0, int(logits.argmax())].backward()
+        a, g = store["a"], store["a"].grad
+        cam = torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1, keepdim=True))
+        maps.append(torch.nn.functional.interpolate(cam, size=x.shape[2:], mode="bilinear",
+                                                    align_corners=False)[0, 0].detach().numpy())
+    return np.stack(maps)
+
+
+def test_grad_cam_of_a_clinical_fused_network_reads_the_cases_clinical_values() -> None:
+    from her2dlr.deep.deeptepp import MMResNet
+    from her2dlr.deep.explain import heat_maps
+
+    torch.manual_seed(1)  # an untrained network whose maps are not all zero, explaining both classes
+    net = MMResNet(1, 2, spatial_dims=2, n_clinical=2, **TINY)
+    net.set_clinical_scaling({"median": [55.0, 20.0], "mean": [55.0, 21.0], "scale": [10.0, 5.0]})
+    net.eval()
+    x = torch.rand(4, 1, 16, 16)
+    clinical = torch.tensor([[45.0, 12.0], [70.0, float("nan")], [52.0, 30.0], [61.0, 18.0]])
+    heat = heat_maps(net, x, clinical=clinical.numpy())
+    assert heat.maps.shape == (4, 16, 16) and np.isfinite(heat.maps).all() and (heat.maps.max(axis=(1, 2)) > 0).all()
+    assert set(heat.explained_class) == {0, 1}
+    np.testing.assert_allclose(heat.maps, _hand_grad_cam(net, x, clinical), rtol=1e-4, atol=1e-10)
+    with torch.no_grad():  # the explained probabilities are the network's with these clinical values
+        want = torch.softmax(net(x, clinical), dim=1)[:, 1].numpy()
+    np.testing.assert_allclose(heat.prob, want, rtol=1e-5)
+    with pytest.raises(InputError, match=r"MMResNet fuses 2 clinical value\(s\).*need each case's clinical values"):
+        heat_maps(net, x)
+    with pytest.raises(InputError, match=r"shape \(4, 2\)"):
+        heat_maps(net, x, clinical=clinical[:, :1])
+    with pytest.raises(InputError, match="CAM does not apply.*gradcam"):
+        heat_maps(net, x, method="cam", clinical=clinical)
+
+
+def test_heat_maps_of_a_clinical_fused_model_by_predict_and_by_fold(fused_run, tmp_path) -> None:
+    from her2dlr.deep.checkpoints import find_fold_checkpoints
+    from her2dlr.deep.deploy import save_deep_artefact
+    from her2dlr.deep.explain import heat_maps
+    from her2dlr.deep.explain_study import explain_cases
+    from her2dlr.predict import Case, predict
+
+    table, _, _, root = fused_run
+    path = save_deep_artefact(tmp_path / "models", root / "fused", name="deep_mm_resnet-signature")
+    row = table.iloc[3]
+    case = Case(case_id=row["case_id"], image=row["image"], mask=row["mask"],
+                clinical={"age": row["age"], "ki67": row["ki67"]})
+    result = predict(path, case, heat_maps=tmp_path / "heat.png", progress=False)[0]
+    assert result.heat_map.path.stat().st_size > 1000
+    assert result.heat_map.prob == pytest.approx(result.probability, abs=1e-6)  # the network read the case's values
+    with pytest.raises(InputError, match=r"clinical column\(s\) \['age'\]"):
+        predict(path, Case(case_id="x", image=row["image"], mask=row["mask"], clinical={"ki67": 20.0}),
+                heat_maps=tmp_path / "other.png", progress=False)
+    # study heat maps: each fold network gets its test cases' clinical values from the manifest
+    checkpoints = find_fold_checkpoints(root / "fused", manifest=table)
+    with pytest.warns(UserWarning, match="embedding is left out"):
+        res = explain_cases(checkpoints, table, tmp_path / "explain", overlays="none", n_per_group=1)
+    stored = np.load(tmp_path / "explain" / "heat_maps.npz", allow_pickle=True)
+    assert stored["maps"].shape == (len(table), 16, 16) and np.isfinite(stored["maps"]).all()
+    fold0 = table[table["fold_r0"] == 0]
+    from her2dlr.deep.data import manifest_rois
+
+    ck = checkpoints["r0f0"]
+    want = heat_maps(ck.load(), manifest_rois(fold0, RoiSpec(size=16, margin=0)),
+                     clinical=manifest_clinical(fold0, ["age", "ki67"]))
+    got = dict(zip(stored["case_id"].astype(str), stored["maps"]))
+    np.testing.assert_allclose(np.stack([got[c] for c in fold0["case_id"]]), want.maps, rtol=1e-5, atol=1e-8)
+    assert set(res.scores["fold"]) == {"r0f0", "r0f1"}

@@ -177,3 +177,22 @@ def test_deep_stage_keeps_the_three_class_numbers_and_dlr_refuses_them_naming_th
     with pytest.raises(InputError, match=r"deep\.dlr: label\.rule 'her2_three_class' has 3 classes.*binary rule "
                                          r"\(label\.rule: her2_low or her2_status\)"):
         refuse_multiclass_dlr(manifest)
+
+
+def test_serve_shows_a_three_class_models_training_cases_per_class(clinical_run):
+    pytest.importorskip("fastapi", reason="the server needs fastapi (pip install -e .)")
+    from fastapi.testclient import TestClient
+
+    from her2dlr.serve import ServeSettings, create_app
+
+    manifest, out = clinical_run
+    client = TestClient(create_app(ServeSettings(out / "models")))
+    listed = {m["id"]: m for m in client.get("/api/models").json()}["clinical-lr"]
+    one = client.get("/api/models/clinical-lr").json()
+    training = listed["training"]
+    table = manifest.table
+    fitted_on = table[table["split"] == "train"] if training["scheme"] == "holdout" else table
+    hand = {name: int((fitted_on["label"] == k).sum()) for k, name in enumerate(CLASSES)}
+    assert training["counts"] == hand and list(training["counts"]) == CLASSES
+    assert sum(hand.values()) == training["n_cases"] and "n_positive" not in training
+    assert one["training"]["counts"] == hand

@@ -70,6 +70,11 @@ def test_health_and_models_list_cards_and_clinical_fields(client: TestClient):
     assert fields["Age"]["type"] == "numeric" and fields["Age"]["unit"] == "years"
     low, high = fields["Age"]["range"]
     assert 20 < low < 55 < high < 90
+    # training cases per class: negatives / positives of the two-class card; the network's card records none
+    trained = client.get(f"/api/models/{CLIN}").json()["card"]["training"]
+    assert models[CLIN]["training"]["counts"] == {"negative": trained["n_cases"] - trained["n_positive"],
+                                                  "positive": trained["n_positive"]}
+    assert 0 < trained["n_positive"] < trained["n_cases"] and models[DEEP]["training"]["counts"] is None
     one = client.get(f"/api/models/{CLIN}").json()
     assert one["card"]["name"] == CLIN and one["threshold"]["value"] == pytest.approx(one["card"]["threshold"]["value"])
 

@@ -199,6 +199,7 @@ def firefox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
 def _scenario(page: Page, server: str, serve_models: Path, tmp_path: Path) -> list[Path]:
     """Choose the network model, upload an image, draw its box, predict: the page shows the entry point's answer
     and the heat map; the clinical model's fields come from its card. Returns the screenshots."""
+    from her2dlr.learn.artefact import load_artefact
     from her2dlr.predict import Case, predict
 
     image = write_png(tmp_path / "case.png", lesion_image(4321, size=(240, 320), texture="rough"))
@@ -235,6 +236,9 @@ def _scenario(page: Page, server: str, serve_models: Path, tmp_path: Path) -> li
     kind, low, high = page.js("const a = document.getElementById('clin-Age'); return [a.type, a.min, a.max];")
     assert kind == "number" and float(low) < float(high)
     assert "Age (years)" in page.text("clinical")
+    trained = load_artefact(serve_models / "clinical-lr").card["training"]
+    n_pos = trained["n_positive"]
+    assert f"negative {trained['n_cases'] - n_pos}, positive {n_pos}" in page.text("card")
     page.screenshot(shots[2])
     page.get(server + "/docs")
     page.until(lambda: "POST /api/models/{model}/predict" in page.text("endpoints"))

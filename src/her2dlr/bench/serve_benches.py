@@ -191,7 +191,7 @@ def write_clinical_artefact(models_dir: str | os.PathLike[str], *, seed: int = 0
                          inputs={"columns": ["Age", "Shape"], "features": [], "clinical": types,
                                  "units": {"Age": "years"}},
                          task={"rule": "column", "positive": ["1"], "negative": ["0"]},
-                         training={"scheme": "synthetic", "n_cases": n}, logistic={"ranges": ranges})
+                         training={"scheme": "synthetic", "n_cases": n, "n_positive": int(y.sum())}, logistic={"ranges": ranges})
 
 
 #: Radiomics settings of the small video_tf models (first-order features of each frame).

@@ -26,7 +26,7 @@ from her2dlr.io.atomic import write_csv_atomic, write_text_atomic
 if TYPE_CHECKING:  # the study model composes every stage; a stage only reads it
     from her2dlr.config import Study
 
-__all__ = ["CohortBuild", "build_cohort", "cross_centre_pairs", "manifest_path", "split_summary"]
+__all__ = ["CohortBuild", "build_cohort", "cross_centre_pairs", "manifest_path", "split_class_names", "split_summary"]
 
 
 def manifest_path(study: Study) -> Path:
@@ -50,8 +50,13 @@ def split_summary(manifest: Manifest) -> pd.DataFrame:
     A split by centre cannot move images between centres, so its hold-out counts patients
     straddling (``partition`` ``"by_centre"``); near duplicates across centres are a QC warning
     (:func:`cross_centre_pairs`), not a split error.
+
+    A binary label gives ``n_pos`` / ``n_neg`` (label 1 / label 0); a label with more classes
+    (e.g. ``her2_three_class``) gives one ``n_<class name>`` column per class instead, in label order
+    (:func:`split_class_names`).
     """
     t = manifest.table
+    names = split_class_names(manifest)
     rows = []
     labelled = t[t.get("split", pd.Series(index=t.index, dtype=object)).notna()] if "split" in t else t.iloc[:0]
     groups = t["group"] if "group" in t.columns else t["patient_id"]
@@ -59,20 +64,43 @@ def split_summary(manifest: Manifest) -> pd.DataFrame:
     if len(labelled):
         holdout_groups = t["patient_id"] if by_centre else groups
         for name, part in labelled.groupby("split"):
-            vc = part["label"].astype(int).value_counts()
             rows.append({"partition": "by_centre" if by_centre else "holdout", "part": name, "n": len(part),
-                         "n_pos": int(vc.get(1, 0)), "n_neg": int(vc.get(0, 0)),
+                         **_class_counts(part["label"], names),
                          "patients": part["patient_id"].nunique(),
                          "groups_straddling": groups_straddling(holdout_groups[labelled.index], labelled["split"])})
     for col in manifest.fold_columns:
         part_rows = t[t[col] >= 0]
         straddle = groups_straddling(groups[part_rows.index], part_rows[col])
         for k, part in part_rows.groupby(col):
-            vc = part["label"].astype(int).value_counts()
             rows.append({"partition": col, "part": f"fold {k}", "n": len(part),
-                         "n_pos": int(vc.get(1, 0)), "n_neg": int(vc.get(0, 0)),
+                         **_class_counts(part["label"], names),
                          "patients": part["patient_id"].nunique(), "groups_straddling": straddle})
     return pd.DataFrame(rows)
+
+
+def split_class_names(manifest: Manifest) -> list[str] | None:
+    """Class names of a label with more than two classes (the rule's, else ``"0"``, ``"1"`` ...); None when binary.
+
+    The names are those the label rule recorded in ``manifest.meta["label"]["classes"]`` (e.g.
+    ``HER2-zero, HER2-low, HER2-positive``), the names the learn stage and the report use.
+    """
+    classes = (manifest.meta.get("label") or {}).get("classes")
+    labels = manifest.table["label"] if "label" in manifest.table.columns else pd.Series(dtype=float)
+    top = int(pd.to_numeric(labels, errors="coerce").max()) if labels.notna().any() else -1
+    n_classes = max(len(classes) if isinstance(classes, list) else 0, top + 1)
+    if n_classes <= 2:
+        return None
+    if isinstance(classes, list) and len(classes) == n_classes:
+        return [str(c) for c in classes]
+    return [str(k) for k in range(n_classes)]
+
+
+def _class_counts(labels: pd.Series, names: list[str] | None) -> dict[str, int]:
+    """``n_pos`` / ``n_neg`` of a binary label, else ``n_<name>`` for each class."""
+    vc = labels.astype(int).value_counts()
+    if names is None:
+        return {"n_pos": int(vc.get(1, 0)), "n_neg": int(vc.get(0, 0))}
+    return {f"n_{name}": int(vc.get(k, 0)) for k, name in enumerate(names)}
 
 
 def cross_centre_pairs(manifest: Manifest, pairs: pd.DataFrame) -> pd.DataFrame:

@@ -39,6 +39,13 @@ Volumes: a 3D network (``spatial_dims=3``) gets 3D maps ``(n, D, H, W)`` by the 
 (:mod:`her2dlr.deep.figures`, the study-level montage) stay 2D: draw one slice of a map, e.g.
 the lesion's middle slice ``maps[i, D // 2]``.
 
+A network that fuses clinical-pathological values at its head (``MMResNet`` with
+``n_clinical``, ``deep.clinical_columns``) needs each case's values in every forward pass: give
+them as ``clinical`` (raw values, NaN where missing; the network imputes and standardises them
+with its stored training statistics). The map then explains the image branch with the case's
+own clinical values held fixed. CAM does not apply to such a head (its logits are no linear
+layer of the pooled feature map alone); Grad-CAM and Grad-CAM++ do.
+
 The study-level driver (the crop boxes, checkpoints and the run folder's ``explain/``
 outputs) is :func:`her2dlr.deep.explain_study.explain_study`.
 """
@@ -330,8 +337,8 @@ class CamExplainer:
         cls = GradCAM if self.method == "gradcam" else GradCAMpp
         return cls(self._model, target_layers=self.target_layer, postprocessing=keep)
 
-    def __call__(self, x: torch.Tensor | np.ndarray, class_idx: int | Sequence[int] | np.ndarray | None = None
-                 ) -> HeatMaps:
+    def __call__(self, x: torch.Tensor | np.ndarray, class_idx: int | Sequence[int] | np.ndarray | None = None,
+                 *, clinical: torch.Tensor | np.ndarray | None = None) -> HeatMaps:
         """Heat maps of ``x``.
 
         Parameters
@@ -340,10 +347,19 @@ class CamExplainer:
             Network inputs (already cropped, resized and normalised); volumes for a 3D network.
         class_idx : int or sequence of int, optional
             Class to explain (one for all images or one per image); default: the predicted class.
+        clinical : Tensor or ndarray of shape (n_images, n_clinical), optional
+            Raw clinical values of each image's case, NaN where missing; required by (and only
+            by) a network that fuses clinical values at its head (``n_clinical > 0``).
 
         Returns
         -------
         HeatMaps
+
+        Raises
+        ------
+        InputError
+            Clinical values missing for a network that fuses them, given to one that does not, or
+            of the wrong shape; ``cam`` asked of a network that fuses them.
         """
         from her2dlr.deep.data import torch_threads
         from her2dlr.deep.train import default_threads
@@ -352,12 +368,35 @@ class CamExplainer:
         if x.ndim not in (4, 5):
             raise InputError("Images must have shape (n_images, channels, height, width), volumes (n_images, channels, "
                              f"depth, height, width); got {tuple(x.shape)}.")
+        values = self._clinical(clinical, len(x))
         # threads waiting for busy cores slow small convolutions down many-fold (see default_threads)
         with torch_threads(default_threads() if self.device.type == "cpu" else None):
             try:
-                return self._explain(x, class_idx)
+                return self._explain(x, class_idx, values)
             finally:
                 self._release()
+
+    def _clinical(self, clinical: torch.Tensor | np.ndarray | None, n: int) -> torch.Tensor | None:
+        """The clinical values as a float tensor (n, n_clinical) on the device, checked against the network."""
+        name = type(self._model).__name__
+        needed = int(getattr(self._model, "n_clinical", 0) or 0)
+        if not needed:
+            if clinical is not None:
+                raise InputError(f"{name} has no clinical input: give no clinical values for its heat maps.")
+            return None
+        if clinical is None:
+            raise InputError(f"{name} fuses {needed} clinical value(s) at its head (deep.clinical_columns): its heat "
+                             "maps need each case's clinical values (clinical=, shape (n_images, "
+                             f"{needed})).")
+        if self.method == "cam":
+            raise InputError(f"CAM does not apply to {name}: its head fuses clinical values, so its logits are no "
+                             "linear layer of the pooled feature map. Use method='gradcam'.")
+        values = torch.as_tensor(np.asarray(clinical, dtype=np.float32) if not isinstance(clinical, torch.Tensor)
+                                 else clinical).float()
+        if tuple(values.shape) != (n, needed):
+            raise InputError(f"{name} needs clinical values of shape ({n}, {needed}) for {n} image(s); got "
+                             f"{tuple(values.shape)}.")
+        return values.to(self.device)
 
     def _release(self) -> None:
         """Drop the tensors MONAI's hooks keep from the last pass.
@@ -374,7 +413,7 @@ class CamExplainer:
         if hooks is not None and hasattr(hooks, "score"):
             hooks.score = None
 
-    def _explain(self, x: torch.Tensor, class_idx: Any) -> HeatMaps:
+    def _explain(self, x: torch.Tensor, class_idx: Any, clinical: torch.Tensor | None = None) -> HeatMaps:
         n, _, *spatial = x.shape
         maps = np.zeros((n, *spatial), np.float32)
         prob = np.zeros(n, np.float64)
@@ -383,10 +422,13 @@ class CamExplainer:
         step = 1 if per_image else self.batch_size
         for start in range(0, n, self.batch_size):
             xb = x[start:start + self.batch_size].to(self.device)
+            # the batch's clinical values go into every forward pass (MONAI passes keyword arguments to the network)
+            cb = None if clinical is None else clinical[start:start + len(xb)]
+            extra = {} if cb is None else {"clinical": cb}
             if self._cam is None:
                 self._cam = self._build(xb)
             with torch.no_grad():
-                logits = self._model(xb)
+                logits = self._model(xb, **extra)
             idx = _class_indices(logits, None if class_idx is None else
                                  _slice(class_idx, start, len(xb), n))
             prob[start:start + len(xb)] = _positive_prob(logits) if logits.shape[1] <= 2 else \
@@ -401,8 +443,9 @@ class CamExplainer:
                 for r0 in range(0, len(rows), step):
                     sel = torch.as_tensor(rows[r0:r0 + step], device=self.device)
                     xs = xb.index_select(0, sel).requires_grad_(True)  # keeps MONAI's full backward hook quiet
+                    rows_extra = {} if cb is None else {"clinical": cb.index_select(0, sel)}
                     with torch.enable_grad():
-                        out = self._cam(xs, class_idx=int(c))
+                        out = self._cam(xs, class_idx=int(c), **rows_extra)
                     maps[start + rows[r0:r0 + step]] = out.detach().float().cpu().numpy()[:, 0]
         if self.method == "cam":
             maps = np.maximum(maps, 0.0)
@@ -420,9 +463,10 @@ def _slice(class_idx: Any, start: int, size: int, n: int) -> Any:
 
 def heat_maps(model: nn.Module, x: torch.Tensor | np.ndarray, *, method: Method = "gradcam",
               class_idx: int | Sequence[int] | np.ndarray | None = None, target_layer: str | None = None,
-              batch_size: int = 32) -> HeatMaps:
-    """Heat maps of ``x`` by ``method`` (see :class:`CamExplainer`)."""
-    return CamExplainer(model, method=method, target_layer=target_layer, batch_size=batch_size)(x, class_idx)
+              batch_size: int = 32, clinical: torch.Tensor | np.ndarray | None = None) -> HeatMaps:
+    """Heat maps of ``x`` by ``method`` (see :class:`CamExplainer`; ``clinical`` for a network that fuses them)."""
+    return CamExplainer(model, method=method, target_layer=target_layer, batch_size=batch_size)(
+        x, class_idx, clinical=clinical)
 
 
 def _box_bounds(box: Sequence[int], image_shape: Sequence[int], n: int) -> tuple[list[int], list[int], tuple[int, ...]]:

@@ -14,6 +14,11 @@ Volumes (networks trained with ``spatial_dims=3``): maps, crop boxes, the pasted
 scores are 3D (``heat_maps.npz`` holds ``(n, S, S, S)`` maps); the pictures (per-case overlays,
 montage) are 2D and show the slice through the middle of the crop box, i.e. of the lesion.
 
+Networks that fuse clinical-pathological values at their head (``deep.clinical_columns``): each
+case's values come from the manifest into the network's forward pass, so a map explains the
+image with the case's own clinical values held fixed; the deep-feature embedding is left out
+(with a warning), as such a network's penultimate features hold the clinical values too.
+
 Outputs under ``out_dir`` (``RUN/deep/<arch>/explain``):
 
 =======================  ================================================================
@@ -34,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,6 +249,21 @@ def _refuse_multiclass(checkpoints: Mapping[str, FoldCheckpoint]) -> None:
                              "her2dlr predict MODEL --image IMAGE --mask MASK --heatmap PNG.")
 
 
+def _fused_columns(checkpoint: FoldCheckpoint) -> list[str]:
+    """The clinical columns a fold network fuses at its head (empty for an image-only network)."""
+    from her2dlr.deep.cv import clinical_columns_of
+
+    return clinical_columns_of(checkpoint.meta)
+
+
+def _fused_clinical(rows: pd.DataFrame, checkpoint: FoldCheckpoint) -> np.ndarray | None:
+    """The cases' raw clinical values a fold network fuses (its forward needs them), or None."""
+    from her2dlr.deep.data import manifest_clinical
+
+    columns = _fused_columns(checkpoint)
+    return manifest_clinical(rows, columns, key=f"clinical values of {checkpoint.path}") if columns else None
+
+
 def _thresholds(predictions: pd.DataFrame | None) -> dict[tuple[str, str], float]:
     if predictions is None or predictions.empty or "threshold" not in predictions.columns:
         return {}
@@ -334,7 +355,7 @@ def explain_cases(checkpoints: Mapping[str, FoldCheckpoint], manifest: Any, out_
         fold_thr = threshold_of(ck.meta)
         fold_thr = 0.5 if fold_thr is None else fold_thr
         x = manifest_rois(rows, spec, n_jobs=n_jobs)
-        heat = CamExplainer(ck.load(), method=method)(x)
+        heat = CamExplainer(ck.load(), method=method)(x, clinical=_fused_clinical(rows, ck))
         for i, (_, row) in enumerate(rows.iterrows()):
             cid = row["case_id"]
             maps[cid], inputs[cid] = heat.maps[i], x[i]
@@ -401,7 +422,11 @@ def explain_cases(checkpoints: Mapping[str, FoldCheckpoint], manifest: Any, out_
                             maps=np.stack(list(maps.values())))
     files.append(out / "heat_maps.npz")
     emb_path = None
-    if embedding:
+    if embedding and _fused_columns(checkpoints[f"r{repetition}f{folds[0]}"]):
+        warnings.warn("The deep-feature embedding is left out: the networks fuse clinical values at their head "
+                      "(deep.clinical_columns), so their penultimate features are no imaging features.",
+                      stacklevel=2)
+    elif embedding:
         first = checkpoints[f"r{repetition}f{folds[0]}"]
         emb_path = embedding_figure(first, table, out / "embedding.png", method=embedding,
                                     class_names=(neg_name, pos_name), n_jobs=n_jobs)

@@ -175,7 +175,8 @@ def predict(model: ModelArtefact | str | os.PathLike[str], cases: Case | Sequenc
                                  method=method,
                                  # the model's answer, for the heat map's caption
                                  probability=float(row["prob"]), predicted_class=int(row["class"]),
-                                 threshold=float(row["threshold"]), case_id=case.case_id)
+                                 threshold=float(row["threshold"]), case_id=case.case_id,
+                                 clinical=case.clinical)
         results.append(PredictionResult(
             case_id=case.case_id, model=artefact.name, kind=artefact.kind, probability=float(row["prob"]),
             predicted_class=int(row["class"]), threshold=float(row["threshold"]), version=version,

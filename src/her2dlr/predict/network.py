@@ -220,7 +220,8 @@ class HeatMapResult:
 def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: str | os.PathLike[str], *,
                   mask: str | os.PathLike[str] | None = None, box: Sequence[float] | None = None,
                   method: str = "gradcam", probability: float | None = None, predicted_class: int | None = None,
-                  threshold: float | None = None, case_id: str | None = None) -> HeatMapResult:
+                  threshold: float | None = None, case_id: str | None = None,
+                  clinical: Mapping[str, Any] | None = None) -> HeatMapResult:
     """Where the artefact's network looked on one image: overlay PNG of the heat map on the whole image.
 
     The map explains the class the network predicts (``method``: ``"cam"``, ``"gradcam"`` or
@@ -231,7 +232,13 @@ def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: 
     (:func:`her2dlr.imaging.figures.heat_map_figure`): ``probability``, ``predicted_class`` and
     ``threshold`` are the model's answer for the case (:func:`her2dlr.predict.predict`); without
     them the caption gives the network's own probability.
+
+    A network that fuses clinical-pathological values at its head reads the case's ``clinical``
+    values (by column; scaled by the network as for its probability): the map explains the image
+    with them held fixed. Without the columns it needs, InputError names them.
     """
+    import warnings
+
     import SimpleITK as sitk
 
     from her2dlr.deep.explain import box_region, heat_in_mask, paste_heat
@@ -248,6 +255,10 @@ def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: 
     if mask is None and box is None:
         raise InputError("A heat map needs the lesion: give --mask or --box.")
     spec = _network(nodes[0].network_path)[2]  # loaded once (network_columns already did)
+    with warnings.catch_warnings():  # a missing value's note came with the probability already
+        warnings.simplefilter("ignore")
+        fused = _fused_clinical(artefact, Path(nodes[0].network_path), 1,
+                                None if clinical is None else [dict(clinical)])
     img = sitk.GetArrayFromImage(read_image(str(image)))
     if img.ndim != 2:
         raise InputError(f"{image}: heat maps are drawn on 2D images; this one has shape {img.shape}.")
@@ -258,7 +269,7 @@ def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: 
     x = prepare_roi(img, mask=lesion_mask, bbox=bbox, spec=spec)
     explainer, busy = _explainer(Path(nodes[0].network_path), method)
     with busy:
-        heat = explainer(x[None])
+        heat = explainer(x[None], clinical=fused)
     crop = roi_box(img.shape, mask=lesion_mask, bbox=bbox, margin=spec.margin, min_size=spec.min_size,
                    square=spec.keep_aspect)
     full = paste_heat(heat.maps[0], crop, img.shape)

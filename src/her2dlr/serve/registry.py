@@ -19,7 +19,7 @@ from her2dlr.errors import InputError, nearest
 from her2dlr.learn.artefact import CARD, ModelArtefact, load_artefact
 
 __all__ = ["ModelRegistry", "class_fields", "clinical_fields", "json_safe", "lesion_input", "model_summary",
-           "reads_video"]
+           "reads_video", "training_counts"]
 
 
 def json_safe(value: Any) -> Any:
@@ -145,16 +145,40 @@ def clinical_fields(artefact: ModelArtefact) -> list[dict[str, Any]]:
     return json_safe(out)
 
 
+def training_counts(training: dict[str, Any] | None) -> dict[str, int] | None:
+    """Training cases per class from a card's ``training`` summary, in class order; None when it records none.
+
+    A two-class model's card records ``n_positive`` (of ``n_cases``): ``{"negative": ..., "positive": ...}``;
+    a model of more classes records ``class_counts`` (class name -> cases), returned as they are.
+    """
+    if not isinstance(training, dict):
+        return None
+    counts = training.get("class_counts")
+    if isinstance(counts, dict) and counts:
+        return {str(k): int(v) for k, v in counts.items()}
+    n_pos, n = training.get("n_positive"), training.get("n_cases")
+    if n_pos is None or n is None:
+        return None
+    return {"negative": int(n) - int(n_pos), "positive": int(n_pos)}
+
+
 def model_summary(model_id: str, artefact: ModelArtefact) -> dict[str, Any]:
-    """What the page and ``GET /api/models`` show of a model: card summary and input fields."""
+    """What the page and ``GET /api/models`` show of a model: card summary and input fields.
+
+    ``training`` is the card's training summary with ``counts`` added (:func:`training_counts`):
+    negatives / positives of a two-class model, one count per class of a multi-class one.
+    """
     card = artefact.card
+    training = card.get("training") or card.get("cohort")
+    if isinstance(training, dict):
+        training = {**training, "counts": training_counts(training)}
     versions = card.get("versions") if isinstance(card.get("versions"), dict) else {}
     metrics = dict(card.get("metrics") or {})
     metrics.pop("table", None)  # the full metric table stays in the card (GET /api/models/{id})
     return json_safe({
         "id": model_id, "name": artefact.name, "kind": artefact.kind, "task": card.get("task"),
         "classes": artefact.classes,
-        "threshold": card.get("threshold"), "metrics": metrics, "training": card.get("training") or card.get("cohort"),
+        "threshold": card.get("threshold"), "metrics": metrics, "training": training,
         "created": card.get("created"), "version": versions.get("her2dlr"),
         "inputs": {"image": bool(artefact.feature_columns) and not reads_video(artefact), "video": reads_video(artefact),
                    "lesion": lesion_input(artefact),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.text import Text
@@ -29,7 +30,8 @@ class FlowCounts:
     by_label : dict
         Class name -> included rows.
     partitions : list of dict
-        Each with ``name, n, n_pos, n_neg, patients``.
+        Each with ``name, n, patients`` and either ``n_pos, n_neg`` (binary label) or ``classes``
+        (class name -> rows, a label with more classes).
     cv : str, optional
         One line on the cross-validation (drawn as a box below the partitions).
     """
@@ -41,7 +43,7 @@ class FlowCounts:
     included: int
     included_patients: int | None
     by_label: dict[str, int] = field(default_factory=dict)
-    partitions: list[dict[str, int | str]] = field(default_factory=list)
+    partitions: list[dict[str, Any]] = field(default_factory=list)
     cv: str | None = None
 
 
@@ -90,7 +92,8 @@ def plot_flow(flow: FlowCounts) -> Figure:
             pats = part.get("patients")
             txt = (f"{str(part['name']).capitalize()}: {part['n']} images"
                    + (f"\n{pats} patients" if pats not in (None, "") else "")
-                   + f"\npositive {part['n_pos']}, negative {part['n_neg']}")
+                   + (f"\npositive {part['n_pos']}, negative {part['n_neg']}" if "classes" not in part
+                      else "".join(f"\n{name} {k}" for name, k in part["classes"].items())))
             box = ax.text(x, y_parts, txt, ha="center", va="center", fontsize=fs, bbox=_BOX, linespacing=1.4)
             _arrow(ax, inc, box)
     if flow.cv:

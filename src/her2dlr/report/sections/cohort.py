@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 
+from her2dlr.cohort.build import split_class_names
 from her2dlr.report.context import ReportContext
 from her2dlr.report.document import Section
 from her2dlr.report.figures.cohort import FlowCounts, plot_flow
@@ -86,14 +87,20 @@ def _flow(ctx: ReportContext, qc: dict[str, Any] | None) -> tuple[FlowCounts | N
     classes = ((m.meta.get("label") or {}).get("classes") or [neg, pos]) if y.nunique() > 2 else [neg, pos]
     by_label = {f"{classes[k] if 0 <= k < len(classes) else k} ({k})": int((y == k).sum())
                 for k in sorted(y.unique(), reverse=True)} if len(y) else {}
+    multi = split_class_names(m)
     partitions = []
     splits = run.cohort_csv("splits.csv")
     if splits is not None and len(splits) and "partition" in splits.columns:
         hold = splits[splits["partition"] == "holdout"]
         hold = hold.assign(_o=hold["part"].map({"train": 0, "test": 1}).fillna(2)).sort_values("_o")
         for _, r in hold.iterrows():
-            partitions.append({"name": str(r["part"]), "n": int(r["n"]), "n_pos": int(r["n_pos"]),
-                               "n_neg": int(r["n_neg"]), "patients": int(r["patients"]) if "patients" in r else ""})
+            part: dict[str, Any] = {"name": str(r["part"]), "n": int(r["n"]),
+                                    "patients": int(r["patients"]) if "patients" in r else ""}
+            if multi is None:
+                part.update(n_pos=int(r["n_pos"]), n_neg=int(r["n_neg"]))
+            else:  # splits.csv of a multi-class label: one n_<class> column per class
+                part["classes"] = {name: int(r.get(f"n_{name}", 0)) for name in multi}
+            partitions.append(part)
     cv = None
     kfold = (m.meta.get("split") or {}).get("kfold")
     if kfold and m.fold_columns:
@@ -104,15 +111,19 @@ def _flow(ctx: ReportContext, qc: dict[str, Any] | None) -> tuple[FlowCounts | N
     flow = FlowCounts(imported=imported, imported_patients=imported_pat, excluded=excluded, n_excluded=n_excluded,
                       included=len(inc), included_patients=int(inc["patient_id"].nunique()) if len(inc) else 0,
                       by_label=by_label, partitions=partitions, cv=cv)
-    rows = [{"step": "imported", "images": imported, "patients": imported_pat, "positive": None, "negative": None},
-            {"step": "excluded", "images": n_excluded, "patients": None, "positive": None, "negative": None}]
+    # a binary label is counted as positive / negative, a multi-class one per class name
+    count_cols = ["positive", "negative"] if multi is None else list(multi)
+    none = dict.fromkeys(count_cols)
+    rows = [{"step": "imported", "images": imported, "patients": imported_pat, **none},
+            {"step": "excluded", "images": n_excluded, "patients": None, **none}]
     for reason, k in excluded.items():
-        rows.append({"step": f"  excluded: {reason}", "images": k, "patients": None, "positive": None, "negative": None})
-    rows.append({"step": "included", "images": len(inc), "patients": flow.included_patients,
-                 "positive": int((y == 1).sum()), "negative": int((y == 0).sum())})
+        rows.append({"step": f"  excluded: {reason}", "images": k, "patients": None, **none})
+    included = ({"positive": int((y == 1).sum()), "negative": int((y == 0).sum())} if multi is None
+                else {name: int((y == k).sum()) for k, name in enumerate(multi)})
+    rows.append({"step": "included", "images": len(inc), "patients": flow.included_patients, **included})
     for p in partitions:
-        rows.append({"step": f"split: {p['name']}", "images": p["n"], "patients": p["patients"] or None,
-                     "positive": p["n_pos"], "negative": p["n_neg"]})
+        counts = p["classes"] if multi is not None else {"positive": p["n_pos"], "negative": p["n_neg"]}
+        rows.append({"step": f"split: {p['name']}", "images": p["n"], "patients": p["patients"] or None, **counts})
     return flow, pd.DataFrame(rows)
 
 
@@ -137,11 +148,14 @@ def cohort_section(ctx: ReportContext) -> Section:
     rule = _label_rule_text(m.meta)
     lead = (f"Of {flow.imported} imported images ({flow.imported_patients} patients), {flow.n_excluded} were excluded "
             f"and {flow.included} images of {flow.included_patients} patients were analysed: ")
-    if len(flow.by_label) <= 2:
+    binary = len(flow.by_label) <= 2
+    if binary:
         lead += (f"{n_pos} {pos} (positive) and {flow.included - n_pos} {neg} (negative), a prevalence of "
                  f"{n_pos / max(flow.included, 1):.1%}.")
     else:
         lead += ", ".join(f"{v} {k}" for k, v in flow.by_label.items()) + "."
+    counts = (f"{n_pos} positive, {flow.included - n_pos} negative" if binary
+              else ", ".join(f"{v} {k}" for k, v in flow.by_label.items()))
     sec.text(lead + (f" The label rule was {rule}." if rule else ""))
     sec.add(ctx.figure("cohort_flow", plot_flow(flow), "Flow of images and patients through import, quality control "
                        "and the label rule, and the hold-out split.", sources=src, width="78%"))
@@ -165,14 +179,15 @@ def cohort_section(ctx: ReportContext) -> Section:
     f = ctx.facts
     title = sec.title
     f.set("sample_size", f"{flow.included} images of {flow.included_patients} patients analysed "
-                         f"({n_pos} positive, {flow.included - n_pos} negative); {flow.imported} imported. "
+                         f"({counts}); {flow.imported} imported. "
                          "No formal sample-size calculation is recorded by the run.", title)
     f.set("flow", f"Flow diagram and table: {flow.imported} imported, {flow.n_excluded} excluded "
                   f"({', '.join(f'{k} {v}' for k, v in flow.excluded.items()) or 'no reasons recorded'}), "
                   f"{flow.included} included.", title)
     f.set("eligibility", f"Included: images with a label under the rule ({rule or 'see the study file'}) that passed "
                          f"QC (readable image, usable lesion outline); {flow.n_excluded} excluded.", title)
-    f.set("outcome", f"Label rule: {rule}; {n_pos} positive / {flow.included - n_pos} negative." if rule else None, title)
+    outcome = f"{n_pos} positive / {flow.included - n_pos} negative" if binary else counts
+    f.set("outcome", f"Label rule: {rule}; {outcome}." if rule else None, title)
     sources = inc["source"].fillna("?").value_counts() if "source" in inc.columns else pd.Series(dtype=int)
     f.set("data_source", "Sources: " + ", ".join(f"{k} ({v} images)" for k, v in sources.items())
           + (f"; centres: {', '.join(f'{k} ({v})' for k, v in centres.items())}." if len(centres) else "."),
@@ -200,8 +215,9 @@ def cohort_section(ctx: ReportContext) -> Section:
         derived = int(qc.get("derived_masks", 0))
         f.set("auto_segmentation", "No automatic segmentation was used (outlines came with the data)."
               if derived == 0 and not run.deep_dir.is_dir() else None, title)
-    f.set("class_imbalance", f"Prevalence {n_pos / max(flow.included, 1):.1%} ({n_pos}/{flow.included}); splits are "
-                             "stratified by label; no resampling is recorded by the run.", title)
+    balance = (f"Prevalence {n_pos / max(flow.included, 1):.1%} ({n_pos}/{flow.included})" if binary
+               else f"Classes {counts} of {flow.included}")
+    f.set("class_imbalance", f"{balance}; splits are stratified by label; no resampling is recorded by the run.", title)
     if "treatment" in m.table.columns:
         f.set("treatment", "Treatment recorded per patient (column 'treatment'): "
               + ", ".join(f"{k} {v}" for k, v in inc["treatment"].value_counts().items()), title)
@@ -243,7 +259,8 @@ def splits_section(ctx: ReportContext) -> Section:
                f"WARNING: {straddle} patient/duplicate group(s) straddle a partition."))
     sec.text(text)
     show = splits.copy()
-    show["prevalence"] = show["n_pos"] / show["n"].where(show["n"] > 0)
+    if "n_pos" in show.columns:  # a multi-class label has one n_<class> column per class instead
+        show["prevalence"] = show["n_pos"] / show["n"].where(show["n"] > 0)
     sec.add(ctx.table("splits", "Images, classes and patients per partition (splits.csv); groups_straddling must "
                                 "be 0.", show, sources=["cohort/splits.csv"]))
     f = ctx.facts

@@ -88,6 +88,9 @@ function showCard(m) {
   addRow(dl, "Cross-validated " + macro + "AUC", auc(m.metrics || {}, "cv"));
   const training = m.training || {};
   addRow(dl, "Training cohort", training.n_cases ? training.n_cases + " cases (" + (training.scheme || "") + ")" : null);
+  // negatives / positives of a two-class model, one count per class of a multi-class one
+  const counts = training.counts ? Object.entries(training.counts) : [];
+  addRow(dl, "Training cases per class", counts.length ? counts.map(([k, v]) => k + " " + v).join(", ") : null);
   addRow(dl, "Lesion input", m.inputs.video ? "a box on one frame of the clip (followed through the clip)" :
     { none: "none (no image)", mask: "a delineated mask", "mask or box": "a mask or a box",
       automatic: "found automatically (a box helps box-prompted networks)" }[m.inputs.lesion]);
