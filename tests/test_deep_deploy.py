@@ -266,3 +266,40 @@ def test_a_network_trained_with_test_time_flips_is_deployed_with_them(run: Path,
     x = load_rois([str(image)], [str(mask)], spec=spec)
     flipped, plain = predict_proba(network, x, flips=True)[0, 1], predict_proba(network, x)[0, 1]
     assert got == pytest.approx(flipped, abs=1e-6) and abs(flipped - plain) > 1e-6
+
+
+def test_heat_map_of_a_network_with_test_time_flips_gives_the_probability_predict_gives(run: Path, tmp_path: Path):
+    """A network trained with tta_flips predicts the mean over the ROI and its mirror; its heat map's probability
+    (returned, and in a caption drawn without the model's answer) is that one, not one unflipped forward pass."""
+    import torch
+    from PIL import Image
+
+    from her2dlr.deep.cv import load_deep_model
+    from her2dlr.deep.data import load_rois
+    from her2dlr.deep.deploy import save_deep_artefact
+    from her2dlr.deep.train import predict_proba
+    from her2dlr.learn.artefact import load_artefact
+    from her2dlr.predict import Case, predict
+    from her2dlr.predict.network import case_heat_map
+
+    folder = tmp_path / "deep"
+    (folder / "holdout").mkdir(parents=True)
+    ckpt = torch.load(run / "deep" / ARCH / "holdout" / "best.pt", weights_only=False)
+    ckpt["settings"]["tta_flips"] = True  # what `train deep` records for deep.tta_flips: true
+    torch.save(ckpt, folder / "holdout" / "best.pt")
+    path = save_deep_artefact(tmp_path / "models", folder, name="flipped", metrics=None, task={}, config_hash="x")
+    image, mask = run / "new" / "case.png", run / "new" / "case_mask.png"
+    res = runner.invoke(app, ["predict", str(path), "--image", str(image), "--mask", str(mask),
+                              "--out", str(tmp_path / "pred.csv")])
+    assert res.exit_code == 0, res.output
+    answer = float(pd.read_csv(tmp_path / "pred.csv").iloc[0]["prob"])
+    network, spec, _ = load_deep_model(folder / "holdout" / "best.pt")
+    plain = predict_proba(network, load_rois([str(image)], [str(mask)], spec=spec))[0]
+    assert abs(answer - plain[1]) > 1e-6  # the flips change this case's probability: the check below can fail
+    heat = case_heat_map(load_artefact(path), image, tmp_path / "network.png", mask=mask, case_id="new")
+    assert heat.prob == pytest.approx(answer, abs=1e-6)
+    assert f"network's P(positive) = {answer:.3f}" in Image.open(tmp_path / "network.png").text["Caption"]
+    shown = predict(path, Case(case_id="new", image=image, mask=mask), heat_maps=tmp_path / "answer.png",
+                    progress=False)[0]
+    assert shown.heat_map.prob == pytest.approx(shown.probability, abs=1e-6)
+    assert shown.probability == pytest.approx(answer, abs=1e-9)

@@ -19,7 +19,7 @@ import pandas as pd
 from her2dlr.errors import InputError
 from her2dlr.runfolder import BEST_CHECKPOINT, PREDICTIONS
 
-__all__ = ["FoldCheckpoint", "find_fold_checkpoints", "roi_spec_of", "threshold_of"]
+__all__ = ["FoldCheckpoint", "find_fold_checkpoints", "roi_spec_of", "threshold_of", "tta_flips_of"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,12 @@ def threshold_of(meta: Mapping[str, Any]) -> float | None:
     if isinstance(thr, Mapping) and thr.get("value") is not None:
         return float(thr["value"])
     return None
+
+
+def tta_flips_of(meta: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint's network was trained with ``tta_flips``: its probability is then the mean over
+    the ROI and its left-right mirror, as its out-of-fold predictions, its threshold and its deployment were."""
+    return bool(dict(meta.get("settings") or {}).get("tta_flips", False))
 
 
 def _fold_of(meta: Mapping[str, Any], path: Path) -> str:

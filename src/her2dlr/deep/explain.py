@@ -19,7 +19,14 @@ Methods (seed 000 shows class activation maps, seed 002 Grad-CAM):
     image at a time (its weighting broadcasts the class score over the batch incorrectly).
 
 Every method explains, per image, the predicted class by default (``class_idx=None``), or a
-given class. MONAI's hook wrapper picks ``logits[:, class_idx]``, which mixes images when
+given class.
+
+The probability beside a map is the network's own prediction, computed by the function that
+makes its predictions everywhere else (:func:`her2dlr.deep.train.predict_proba`): a network
+trained with ``tta_flips`` (``flips=True``, read from its checkpoint by
+:func:`her2dlr.deep.checkpoints.tta_flips_of`) predicts the mean over the input and its
+left-right mirror, and so does its heat map's probability and predicted class. The map itself
+is the Grad-CAM (or CAM) of the unflipped input only. MONAI's hook wrapper picks ``logits[:, class_idx]``, which mixes images when
 the classes differ within a batch, so images are grouped by class first. Maps are returned
 at the network's input size, non-negative, on their raw scale (:class:`HeatMaps`);
 :meth:`HeatMaps.normalised` scales each to a maximum of 1 for display. The explainer works
@@ -92,8 +99,9 @@ class HeatMaps:
     maps : ndarray of shape (n_images, height, width) or (n_images, depth, height, width)
         Non-negative, at the network's input size, raw scale.
     prob : ndarray of shape (n_images,)
-        Probability of the positive class (softmax column 1; sigmoid for one logit); for a
-        network of more than two classes, the probability of the explained class.
+        The network's probability of the positive class (softmax column 1; sigmoid for one
+        logit); for a network of more than two classes, the probability of the explained class.
+        With test-time flips, the mean over the input and its mirror, as the network predicts.
     explained_class : ndarray of shape (n_images,)
         Class each map explains.
     method : str
@@ -136,12 +144,6 @@ class HeatScore:
     lesion_area: float
     lift: float
     total: float
-
-
-def _positive_prob(logits: torch.Tensor) -> np.ndarray:
-    if logits.shape[1] == 1:
-        return torch.sigmoid(logits[:, 0]).detach().cpu().numpy()
-    return torch.softmax(logits, dim=1)[:, 1].detach().cpu().numpy()
 
 
 def _module_names(model: nn.Module) -> list[str]:
@@ -279,6 +281,11 @@ class CamExplainer:
     batch_size : int, default=32
     device : str or torch.device, optional
         Default: the device of the network's parameters.
+    flips : bool, default=False
+        The network was trained with test-time flips (``tta_flips``): its probabilities (and so
+        the class explained by default) are the mean over each input and its left-right mirror,
+        as :func:`her2dlr.deep.train.predict_proba` computes them for its predictions. The maps
+        are of the unflipped inputs.
 
     Examples
     --------
@@ -299,7 +306,8 @@ class CamExplainer:
     """
 
     def __init__(self, model: nn.Module, *, method: Method = "gradcam", target_layer: str | None = None,
-                 fc_layer: str | None = None, batch_size: int = 32, device: str | torch.device | None = None) -> None:
+                 fc_layer: str | None = None, batch_size: int = 32, device: str | torch.device | None = None,
+                 flips: bool = False) -> None:
         if method not in METHODS:
             raise InputError(
                 f"The 'method' parameter of CamExplainer must be one of {list(METHODS)}. Got {method!r} instead."
@@ -311,6 +319,7 @@ class CamExplainer:
         self.target_layer = _target_layer(model, target_layer)
         self.fc_layer = fc_layer
         self.batch_size = batch_size
+        self.flips = bool(flips)
         params = list(model.parameters())
         self.device = torch.device(device) if device is not None else (params[0].device if params else
                                                                           torch.device("cpu"))
@@ -413,6 +422,23 @@ class CamExplainer:
         if hooks is not None and hasattr(hooks, "score"):
             hooks.score = None
 
+    def _proba(self, x: torch.Tensor, clinical: torch.Tensor | None) -> np.ndarray:
+        """The network's predicted probabilities of a batch, shape (n, n_outputs): by the function its
+        predictions use (flip-averaged when ``flips``); one logit gives the sigmoid, one column."""
+        from her2dlr.deep.train import predict_proba
+
+        proba = predict_proba(self._model, x, batch_size=len(x), device=self.device, flips=self.flips,
+                              clinical=None if clinical is None else clinical.cpu())
+        if proba.shape[1] > 1:
+            return proba
+        # one logit (predict_proba's softmax is for two or more outputs): its sigmoid
+        extra = {} if clinical is None else {"clinical": clinical}
+        with torch.no_grad():
+            prob = torch.sigmoid(self._model(x, **extra))
+            if self.flips:
+                prob = (prob + torch.sigmoid(self._model(torch.flip(x, dims=(-1,)), **extra))) / 2
+        return prob.cpu().numpy().astype(np.float64)
+
     def _explain(self, x: torch.Tensor, class_idx: Any, clinical: torch.Tensor | None = None) -> HeatMaps:
         n, _, *spatial = x.shape
         maps = np.zeros((n, *spatial), np.float32)
@@ -424,15 +450,12 @@ class CamExplainer:
             xb = x[start:start + self.batch_size].to(self.device)
             # the batch's clinical values go into every forward pass (MONAI passes keyword arguments to the network)
             cb = None if clinical is None else clinical[start:start + len(xb)]
-            extra = {} if cb is None else {"clinical": cb}
             if self._cam is None:
                 self._cam = self._build(xb)
-            with torch.no_grad():
-                logits = self._model(xb, **extra)
-            idx = _class_indices(logits, None if class_idx is None else
+            proba = self._proba(xb, cb)
+            idx = _class_indices(torch.as_tensor(proba), None if class_idx is None else
                                  _slice(class_idx, start, len(xb), n))
-            prob[start:start + len(xb)] = _positive_prob(logits) if logits.shape[1] <= 2 else \
-                torch.softmax(logits, dim=1)[torch.arange(len(xb)), torch.as_tensor(idx)].detach().cpu().numpy()
+            prob[start:start + len(xb)] = proba[:, -1] if proba.shape[1] <= 2 else proba[np.arange(len(xb)), idx]
             classes[start:start + len(xb)] = idx
             if self.method == "cam":  # MONAI's CAM takes one class per image
                 out = self._cam(xb, class_idx=torch.as_tensor(idx))

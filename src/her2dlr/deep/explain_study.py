@@ -8,7 +8,9 @@ put back on the image over the crop box (:func:`~her2dlr.deep.explain.paste_heat
 against the lesion mask (:func:`~her2dlr.deep.explain.heat_in_mask`; a case given by a box only
 is scored against the box). A case is TP / FP / FN / TN by its out-of-fold probability and
 its fold's training threshold (from the deep stage's ``predictions.parquet`` or the fold
-checkpoint, else 0.5).
+checkpoint, else 0.5); that probability is the network's prediction as the deep stage made it
+(the mean over the ROI and its mirror for a network trained with ``tta_flips``), while its map
+is the Grad-CAM of the unflipped ROI.
 
 Volumes (networks trained with ``spatial_dims=3``): maps, crop boxes, the pasted heat and its
 scores are 3D (``heat_maps.npz`` holds ``(n, S, S, S)`` maps); the pictures (per-case overlays,
@@ -53,6 +55,7 @@ from her2dlr.deep.checkpoints import (
     find_fold_checkpoints,
     roi_spec_of,
     threshold_of,
+    tta_flips_of,
 )
 from her2dlr.deep.explain import (
     METHODS,
@@ -355,7 +358,8 @@ def explain_cases(checkpoints: Mapping[str, FoldCheckpoint], manifest: Any, out_
         fold_thr = threshold_of(ck.meta)
         fold_thr = 0.5 if fold_thr is None else fold_thr
         x = manifest_rois(rows, spec, n_jobs=n_jobs)
-        heat = CamExplainer(ck.load(), method=method)(x, clinical=_fused_clinical(rows, ck))
+        # the probability (and TP / FP / FN / TN) is the fold network's prediction, flips included
+        heat = CamExplainer(ck.load(), method=method, flips=tta_flips_of(ck.meta))(x, clinical=_fused_clinical(rows, ck))
         for i, (_, row) in enumerate(rows.iterrows()):
             cid = row["case_id"]
             maps[cid], inputs[cid] = heat.maps[i], x[i]

@@ -58,7 +58,8 @@ def _explainer(path: Path, method: str) -> tuple[Any, threading.Lock]:
         if key not in _EXPLAINERS:
             if len(_EXPLAINERS) >= 4:
                 _EXPLAINERS.pop(next(iter(_EXPLAINERS)))
-            _EXPLAINERS[key] = (CamExplainer(_network(path)[1], method=method), threading.Lock())  # type: ignore[arg-type]
+            explainer = CamExplainer(_network(path)[1], method=method, flips=_trained_with_flips(path))  # type: ignore[arg-type]
+            _EXPLAINERS[key] = (explainer, threading.Lock())
         return _EXPLAINERS[key]
 
 
@@ -134,8 +135,9 @@ def network_columns(artefact: ModelArtefact, images: Sequence[Any], rois: Sequen
 def _trained_with_flips(path: Path) -> bool:
     """Whether the network was trained with ``tta_flips``: its probability is then the mean over the ROI and
     its mirror, as its out-of-fold predictions and its threshold were."""
-    meta = _checkpoint_meta(str(path), path.stat().st_mtime_ns)
-    return bool(dict(meta.get("settings") or {}).get("tta_flips", False))
+    from her2dlr.deep.checkpoints import tta_flips_of
+
+    return tta_flips_of(_checkpoint_meta(str(path), path.stat().st_mtime_ns))
 
 
 def _fused_clinical(artefact: ModelArtefact, path: Path, n: int,
@@ -208,7 +210,11 @@ def _class_probability_columns(artefact: ModelArtefact, path: Path, model: Any, 
 
 @dataclass
 class HeatMapResult:
-    """A heat map written by :func:`case_heat_map`."""
+    """A heat map written by :func:`case_heat_map`.
+
+    ``prob`` is the network's probability of the positive class (of the explained class for a
+    multi-class network) as its predictions compute it, test-time flips included.
+    """
 
     path: Path
     prob: float
@@ -232,6 +238,13 @@ def case_heat_map(artefact: ModelArtefact, image: str | os.PathLike[str], path: 
     (:func:`her2dlr.imaging.figures.heat_map_figure`): ``probability``, ``predicted_class`` and
     ``threshold`` are the model's answer for the case (:func:`her2dlr.predict.predict`); without
     them the caption gives the network's own probability.
+
+    The returned ``prob`` (and a caption without ``probability``) is the network's probability as
+    its predictions compute it (:func:`her2dlr.deep.train.predict_proba`): the mean over the ROI
+    and its left-right mirror when the network was trained with ``tta_flips``, so a deep model's
+    heat map gives the probability ``her2dlr predict`` gives. The map itself is the Grad-CAM (or
+    CAM) of the unflipped ROI; the class it explains is the network's predicted (flip-averaged)
+    class.
 
     A network that fuses clinical-pathological values at its head reads the case's ``clinical``
     values (by column; scaled by the network as for its probability): the map explains the image
