@@ -165,6 +165,38 @@ def test_predict_on_the_final_three_class_network_equals_the_network(run: Path):
     assert shown.explained_class == want.argmax() and shown.prob == pytest.approx(want.max(), abs=1e-6)
 
 
+def test_heat_map_of_a_three_class_network_with_test_time_flips_shows_the_predicted_probability(run: Path,
+                                                                                                  tmp_path: Path):
+    """With tta_flips recorded, predict gives the flip-averaged class probabilities; the heat map explains that
+    most probable class and returns its probability, not that of one unflipped forward pass."""
+    import torch
+
+    from her2dlr.deep.cv import load_deep_model
+    from her2dlr.deep.data import load_rois
+    from her2dlr.deep.deploy import save_deep_artefact
+    from her2dlr.deep.train import predict_proba
+    from her2dlr.learn.artefact import load_artefact
+    from her2dlr.predict import Case, predict
+
+    trained = load_artefact(run / "models" / f"deep_{ARCH}-signature")
+    (tmp_path / "deep" / "final").mkdir(parents=True)
+    ckpt = torch.load(run / "deep" / ARCH / "final" / "best.pt", weights_only=False)
+    ckpt["settings"]["tta_flips"] = True
+    torch.save(ckpt, tmp_path / "deep" / "final" / "best.pt")
+    path = save_deep_artefact(tmp_path / "models", tmp_path / "deep", name="flipped", task=trained.card["task"])
+    image, mask = run / "new.png", run / "new_mask.png"
+    result = predict(path, Case(case_id="new", image=image, mask=mask), heat_maps=tmp_path / "heat.png",
+                     progress=False)[0]
+    network, spec, _ = load_deep_model(tmp_path / "deep" / "final" / "best.pt")
+    x = load_rois([str(image)], [str(mask)], spec=spec)
+    flipped, plain = predict_proba(network, x, flips=True)[0], predict_proba(network, x)[0]
+    k = int(flipped.argmax())
+    assert result.predicted_class == k and result.probability == pytest.approx(flipped[k], abs=1e-6)
+    assert abs(flipped[k] - plain[k]) > 1e-6  # the flips change the probability: the check below can fail
+    assert result.heat_map.explained_class == k
+    assert result.heat_map.prob == pytest.approx(result.probability, abs=1e-6)
+
+
 def test_serve_answers_the_three_class_deep_model_as_predict(run: Path):
     pytest.importorskip("fastapi", reason="the server needs fastapi (pip install -e .)")
     from fastapi.testclient import TestClient

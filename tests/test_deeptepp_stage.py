@@ -309,3 +309,54 @@ def test_heat_maps_of_a_clinical_fused_model_by_predict_and_by_fold(fused_run, t
     got = dict(zip(stored["case_id"].astype(str), stored["maps"]))
     np.testing.assert_allclose(np.stack([got[c] for c in fold0["case_id"]]), want.maps, rtol=1e-5, atol=1e-8)
     assert set(res.scores["fold"]) == {"r0f0", "r0f1"}
+
+
+def test_heat_maps_of_a_clinical_fused_network_with_test_time_flips_give_its_predictions(fused_run,
+                                                                                        tmp_path) -> None:
+    """tta_flips recorded: predict's probability, the heat map's and each fold's explained probability are all the
+    network's flip-averaged prediction with the case's clinical values (the maps stay unflipped Grad-CAM)."""
+    import shutil
+
+    from her2dlr.deep.checkpoints import find_fold_checkpoints
+    from her2dlr.deep.cv import load_deep_model
+    from her2dlr.deep.data import manifest_rois
+    from her2dlr.deep.deploy import save_deep_artefact
+    from her2dlr.deep.explain import heat_maps
+    from her2dlr.deep.explain_study import explain_cases
+    from her2dlr.predict import Case, predict
+
+    table, _, _, root = fused_run
+    folder = tmp_path / "fused"
+    shutil.copytree(root / "fused", folder)
+    for ckpt_path in folder.glob("*/best.pt"):
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        ckpt["settings"]["tta_flips"] = True
+        torch.save(ckpt, ckpt_path)
+    path = save_deep_artefact(tmp_path / "models", folder, name="deep_mm_resnet-signature")
+    row = table.iloc[3]
+    result = predict(path, Case(case_id=row["case_id"], image=row["image"], mask=row["mask"],
+                                clinical={"age": row["age"], "ki67": row["ki67"]}),
+                     heat_maps=tmp_path / "heat.png", progress=False)[0]
+    net, spec, _ = load_deep_model(folder / "final" / "best.pt")
+    x = manifest_rois(table.iloc[[3]], spec)
+    clinical = manifest_clinical(table.iloc[[3]], ["age", "ki67"])
+    flipped = predict_proba(net, x, flips=True, clinical=clinical)[0, 1]
+    plain = predict_proba(net, x, clinical=clinical)[0, 1]
+    assert abs(flipped - plain) > 1e-6  # the flips change the probability: the checks below can fail
+    assert result.probability == pytest.approx(flipped, abs=1e-6)
+    assert result.heat_map.prob == pytest.approx(result.probability, abs=1e-6)
+    # `her2dlr explain`: each fold network's probability (and its TP / FP / FN / TN) as the deep stage predicted it
+    checkpoints = find_fold_checkpoints(folder, manifest=table)
+    with pytest.warns(UserWarning, match="embedding is left out"):
+        res = explain_cases(checkpoints, table, tmp_path / "explain", overlays="none", n_per_group=1)
+    fold0 = table[table["fold_r0"] == 0]
+    ck = checkpoints["r0f0"]
+    x0, c0 = manifest_rois(fold0, RoiSpec(size=16, margin=0)), manifest_clinical(fold0, ["age", "ki67"])
+    want = predict_proba(ck.load(), x0, flips=True, clinical=c0)[:, 1]
+    scores = res.scores.set_index("case_id").loc[fold0["case_id"]]
+    np.testing.assert_allclose(scores["prob"].to_numpy(), want, atol=1e-6)
+    unflipped = heat_maps(ck.load(), x0, clinical=c0, class_idx=scores["explained_class"].to_numpy())
+    assert np.abs(unflipped.prob - want).max() > 1e-6
+    stored = np.load(tmp_path / "explain" / "heat_maps.npz", allow_pickle=True)
+    maps = dict(zip(stored["case_id"].astype(str), stored["maps"]))
+    np.testing.assert_allclose(np.stack([maps[c] for c in fold0["case_id"]]), unflipped.maps, rtol=1e-5, atol=1e-8)
