@@ -203,6 +203,22 @@ def test_three_class_study_runs_to_a_report_with_per_class_aucs(tmp_path):
     assert "discrimination cannot be shown" not in html
     assert "Multi-class models (features-nb): AUC is the macro one-vs-rest AUC" in html
     assert "Decision curves need one probability of a positive class" in html
+    # the models and discrimination sections speak of classes, the most probable one and the macro AUC, never of a
+    # positive class, sensitivity or an operating threshold
+    assert "models that predict the class (HER2-zero, HER2-low or HER2-positive) from features" in html
+    assert "predict positive (vs negative)" not in html
+    assert ("a predicted probability of each class (HER2-zero, HER2-low, HER2-positive); the predicted class is the "
+            "most probable one (argmax), with no operating threshold") in html
+    assert "Predicted probability of the positive class" not in html and "youden rule" not in html
+    assert "chosen by median inner macro one-vs-rest AUC" in html
+    assert "threshold metrics at the operating threshold chosen on training data" not in html
+    assert ">Sensitivity<" not in html and ">Threshold<" not in html and "threshold (median)" not in html
+    assert ">Balanced accuracy<" in html
+    pred = pd.read_parquet(run / "learn" / "features" / "predictions.parquet")
+    held = pred[(pred["split"] == "test") & (pred["fold"] == "holdout")].drop_duplicates("case_id")
+    per = ", ".join(f"{name} {int((held['label'] == k).sum())}" for k, name in enumerate(card["classes"]))
+    assert f"Test set (hold-out): {len(held)} cases ({per})" in html  # the checklist's counts per class
+    assert "one-vs-rest ROC curves and AUCs" in html and "positive; " not in html
     from her2dlr.survival.stage import out_of_fold_scores
 
     with pytest.raises(InputError, match="multi-class model"):  # its 'prob' is no risk score

@@ -233,6 +233,28 @@ def _view_subsection(ctx: ReportContext, sec: Section, view: View, sources: list
                                   "minus model.", bc, display=disp, sources=sources))
 
 
+def _multiclass_facts(ctx: ReportContext, sec: Section) -> None:
+    """The checklist facts of a run whose models are all multi-class: counts per class, no positive class,
+    no threshold (the binary facts below speak of positives, sensitivity and operating thresholds)."""
+    from her2dlr.report.sections.multiclass import multiclass_class_names, multiclass_views
+
+    counts = []
+    for v in multiclass_views(ctx):
+        labels = v.frame.drop_duplicates("case_id")["label"].dropna().astype(int)
+        n_classes = sum(1 for c in v.frame.columns if str(c).startswith("prob_") and v.frame[c].notna().any())
+        names = multiclass_class_names(ctx, n_classes)
+        per_class = ", ".join(f"{names[k]} {int((labels == k).sum())}" for k in range(len(names)))
+        counts.append(f"{v.title}: {len(labels)} cases ({per_class})")
+    f = ctx.facts
+    f.set("analysis_counts", "; ".join(counts) + ". Per-fold training counts are in the models table.", sec.title)
+    f.set("performance_measures", "Discrimination of each class against the others (one-vs-rest ROC curves and AUCs) "
+                                  "and the macro AUC (their mean); accuracy and balanced accuracy of the most "
+                                  "probable class and confusion matrices. Calibration and decision curves are binary "
+                                  "analyses and are not applied to these multi-class models.", sec.title)
+    f.set("uncertainty", "95% CIs: DeLong (patient-clustered where patients have several cases) for the one-vs-rest "
+                         "AUCs, a bootstrap stratified by class for the macro AUC.", sec.title)
+
+
 def discrimination_section(ctx: ReportContext) -> Section:
     """One subsection per evaluation set, after a forest plot of every AUC."""
     from her2dlr.report.sections.multiclass import add_multiclass_discrimination
@@ -241,6 +263,7 @@ def discrimination_section(ctx: ReportContext) -> Section:
     multiclass = add_multiclass_discrimination(ctx, sec)  # 3-class models: one-vs-rest and macro AUCs
     if not ctx.views:
         if multiclass:
+            _multiclass_facts(ctx, sec)
             return sec
         return sec.note("The run has no predictions with both classes (learn/<set>/predictions.parquet): "
                         "discrimination cannot be shown.", "missing")

@@ -16,8 +16,29 @@ _ZOO = {"lr": "logistic regression", "svm": "support vector machine", "rf": "ran
         "knn": "k-nearest neighbours", "nb": "naive Bayes", "mlp": "multilayer perceptron"}
 
 
-def _settings_facts(ctx: ReportContext) -> dict[str, str]:
-    """Facts about algorithms, tuning and the model output from the sets' ``settings.json``."""
+def _multiclass_models(ctx: ReportContext) -> list[str]:
+    """The run's multi-class models (empty when it has none)."""
+    from her2dlr.report.sections.multiclass import multiclass_views
+
+    return sorted({m for v in multiclass_views(ctx) for m in v.models})
+
+
+def _multiclass_names(ctx: ReportContext) -> list[str]:
+    """Class names of the run's multi-class models (the label rule's, else ``class 0`` ...)."""
+    from her2dlr.report.sections.multiclass import multiclass_class_names
+
+    pred = ctx.run.predictions
+    n = sum(1 for c in pred.columns if str(c).startswith("prob_") and pred[c].notna().any())
+    return multiclass_class_names(ctx, n)
+
+
+def _settings_facts(ctx: ReportContext, *, binary: bool = True, multiclass: bool = False) -> dict[str, str]:
+    """Facts about algorithms, tuning and the model output from the sets' ``settings.json``.
+
+    ``binary`` / ``multiclass``: the run has two-class / multi-class models; a multi-class model
+    is tuned by the macro one-vs-rest AUC and outputs a probability per class and the most
+    probable class (no operating threshold).
+    """
     facts: dict[str, str] = {}
     algos: set[str] = set()
     schemes: set[str] = set()
@@ -32,16 +53,22 @@ def _settings_facts(ctx: ReportContext) -> dict[str, str]:
         search = st.get("search") or {}
         thr = st.get("threshold") or {}
         if search:
+            score = " / ".join(x for x, on in (("AUC", binary), ("macro one-vs-rest AUC", multiclass)) if on)
             facts["tuning"] = (f"Nested {search.get('search', 'grid')} search of hyper-parameters with "
                                f"{search.get('inner_splits')}-fold patient-grouped inner cross-validation inside "
-                               "every outer training fold, chosen by median inner AUC; seed "
+                               f"every outer training fold, chosen by median inner {score or 'AUC'}; seed "
                                f"{st.get('seed', 'not recorded')}.")
-        if thr:
+        if thr and binary:
             target = f" (target {thr['target']})" if thr.get("target") is not None else ""
             facts["model_output"] = (f"Predicted probability of the positive class and a class at an operating threshold "
                                      f"chosen by the {thr.get('method')} rule{target} on the "
                                      f"{'inner out-of-fold' if thr.get('source') == 'inner_oof' else 'training'} "
                                      "predictions of each training fold, then applied unchanged to test cases.")
+    if multiclass:
+        names = _multiclass_names(ctx)
+        said = (f"Multi-class models: a predicted probability of each class ({', '.join(names)}); the predicted class "
+                "is the most probable one (argmax), with no operating threshold.")
+        facts["model_output"] = f"{facts['model_output']} {said}" if "model_output" in facts else said
     if algos:
         facts["algorithms"] = "Classifiers: " + ", ".join(sorted(algos)) + " (scikit-learn / XGBoost / LightGBM)."
     if schemes:
@@ -61,6 +88,25 @@ def _multiclass_caption(ctx: ReportContext) -> str:
             "threshold metrics (section 'Discrimination' gives the per-class AUCs).")
 
 
+def _multiclass_rows(data: pd.DataFrame, display: pd.DataFrame, *, only: bool) -> pd.DataFrame:
+    """The metrics table's display for multi-class rows: their case count (they have no positives) and, when every
+    model is multi-class (``only``), no column of threshold metrics (sensitivity ... threshold: none applies)."""
+    from her2dlr.report.tables import METRIC_NAMES, fmt_num
+
+    display = display.copy()
+    no_pos = data["n_pos"].isna() & data["n"].notna() if "n_pos" in data.columns else data["n"].notna()
+    if only:
+        display = display.rename(columns={"n (pos.)": "n"})
+        display["n"] = [str(int(n)) if pd.notna(n) else "" for n in data["n"]]
+        display = display.drop(columns=[METRIC_NAMES[c] for c in ("sensitivity", "specificity", "ppv", "npv",
+                                                                  "threshold") if METRIC_NAMES[c] in display.columns])
+        if "balanced_accuracy" in data.columns:
+            display["Balanced accuracy"] = [fmt_num(v) for v in data["balanced_accuracy"]]
+    else:
+        display.loc[no_pos.to_numpy(), "n (pos.)"] = [str(int(n)) for n in data.loc[no_pos, "n"]]
+    return display
+
+
 def models_section(ctx: ReportContext) -> Section:
     """Metrics of every model (``learn/*/metrics.csv``), the reference model and the modelling facts."""
     sec = Section("models", "Models")
@@ -72,16 +118,22 @@ def models_section(ctx: ReportContext) -> Section:
     sec.text(f"{n_models} models were evaluated from {len(sets)} feature set(s): {', '.join(sets)}. "
              + (f"The reference model for comparisons is {ctx.reference}, the model with the {ctx.reference_reason}."
                 if ctx.reference else ""))
+    multiclass = _multiclass_models(ctx)
+    binary = bool(ctx.views) or not multiclass
     if len(metrics):
         data, display = metrics_display(metrics)
-        sec.add(ctx.table("models_metrics", "Performance of every model (metrics.csv). AUC with DeLong 95% CI; "
-                          "threshold metrics at the operating threshold chosen on training data. k-fold rows are "
+        if multiclass:
+            display = _multiclass_rows(data, display, only=not binary)
+        binary_words = ("AUC with DeLong 95% CI; threshold metrics at the operating threshold chosen on training "
+                        "data. " if binary else "")
+        sec.add(ctx.table("models_metrics", f"Performance of every model (metrics.csv). {binary_words}k-fold rows are "
                           "means over repetitions (test: pooled out-of-fold predictions of each repetition) or "
                           "over folds (train); per-repetition rows are in metrics.csv." + _multiclass_caption(ctx), data,
                           display=display, sources=ctx.sources_of("metrics")))
     else:
         sec.note("No learn/<set>/metrics.csv: the metrics table is not shown.", "missing")
     params = ctx.run.concat("params")
+    thresholds = binary  # multi-class models take the most probable class: no threshold to show
     if len(params) and "model" in params.columns:
         cols = [c for c in params.columns if "__" in c]
         rows = []
@@ -95,13 +147,16 @@ def models_section(ctx: ReportContext) -> Section:
                          "features (median)": float(part["n_features"].median()) if "n_features" in part else None,
                          "inner AUC (median)": float(part["inner_median_auc"].median())
                          if "inner_median_auc" in part else None,
-                         "threshold (median)": float(part["threshold"].median()) if "threshold" in part else None,
+                         **({"threshold (median)": float(part["threshold"].median()) if "threshold" in part else None}
+                            if thresholds else {}),
                          "chosen settings (folds)": "; ".join(chosen)})
         sec.add(ctx.table("model_tuning", "Hyper-parameters chosen by the inner search in each outer fold "
-                          "(params.csv), features reaching the model and thresholds.", pd.DataFrame(rows),
+                          "(params.csv), features reaching the model" + (" and thresholds." if thresholds else
+                                                                          " (multi-class models have no threshold)."),
+                          pd.DataFrame(rows),
                           sources=[ctx.run.rel(ls.file("params.csv")) for ls in ctx.run.learn_sets
                                    if ls.file("params.csv").exists()]))
-    facts = _settings_facts(ctx)
+    facts = _settings_facts(ctx, binary=binary, multiclass=bool(multiclass))
     f = ctx.facts
     for key in ("algorithms", "tuning", "model_output"):
         f.set(key, facts.get(key), sec.title)
@@ -111,8 +166,13 @@ def models_section(ctx: ReportContext) -> Section:
     f.set("modelling", " ".join(x for x in (facts.get("algorithms"), selection, facts.get("tuning")) if x) or None,
           sec.title)
     f.set("feature_processing", (selection + " " + (f.get("scaling") or "")).strip() if selection else None, sec.title)
-    neg, pos = class_names(ctx)
-    f.set("objectives", f"Development and internal validation of models that predict {pos} (vs {neg}) from "
+    if binary:
+        neg, pos = class_names(ctx)
+        target = f"{pos} (vs {neg})"
+    else:
+        names = _multiclass_names(ctx)
+        target = f"the class ({', '.join(names[:-1])} or {names[-1]})" if len(names) > 1 else "the class"
+    f.set("objectives", f"Development and internal validation of models that predict {target} from "
                         f"{', '.join(sets)}.", sec.title)
     f.set("intended_use", None)
     models_lower = " ".join(ctx.models).lower()
