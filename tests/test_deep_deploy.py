@@ -243,6 +243,7 @@ def test_heat_map_shows_the_models_answer_and_a_colour_bar(run: Path):
 
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_a_network_trained_with_test_time_flips_is_deployed_with_them(run: Path, tmp_path: Path):
     import torch
 
@@ -268,6 +269,7 @@ def test_a_network_trained_with_test_time_flips_is_deployed_with_them(run: Path,
     assert got == pytest.approx(flipped, abs=1e-6) and abs(flipped - plain) > 1e-6
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_heat_map_of_a_network_with_test_time_flips_gives_the_probability_predict_gives(run: Path, tmp_path: Path):
     """A network trained with tta_flips predicts the mean over the ROI and its mirror; its heat map's probability
     (returned, and in a caption drawn without the model's answer) is that one, not one unflipped forward pass."""

@@ -81,6 +81,22 @@ def test_predicted_class_by_default_and_probabilities(trained):
     assert all(m.max() in (0.0, pytest.approx(1.0)) for m in norm)
 
 
+def test_flips_give_the_predicted_probability_and_class_and_keep_the_unflipped_map(trained):
+    """A network trained with tta_flips: the explained probability and default class are the flip-averaged
+    prediction (predict_proba, an independent path), the maps those of the unflipped images for that class."""
+    from her2dlr.deep.train import predict_proba
+
+    model, X, _, _, _ = trained
+    X = X[:12]
+    heat = CamExplainer(model, method="gradcam", batch_size=5, flips=True)(X)
+    flipped = predict_proba(model, X, flips=True)
+    assert np.abs(flipped[:, 1] - predict_proba(model, X)[:, 1]).max() > 1e-6  # the check below can fail
+    np.testing.assert_allclose(heat.prob, flipped[:, 1], atol=1e-6)
+    np.testing.assert_array_equal(heat.explained_class, flipped.argmax(1))
+    plain = CamExplainer(model, method="gradcam", batch_size=5)(X, class_idx=heat.explained_class)
+    np.testing.assert_allclose(heat.maps, plain.maps, rtol=1e-5, atol=1e-8)
+
+
 def test_explainer_leaves_the_callers_network_alone(trained):
     model, X, _, _, _ = trained
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -486,9 +486,11 @@ def _slice(class_idx: Any, start: int, size: int, n: int) -> Any:
 
 def heat_maps(model: nn.Module, x: torch.Tensor | np.ndarray, *, method: Method = "gradcam",
               class_idx: int | Sequence[int] | np.ndarray | None = None, target_layer: str | None = None,
-              batch_size: int = 32, clinical: torch.Tensor | np.ndarray | None = None) -> HeatMaps:
-    """Heat maps of ``x`` by ``method`` (see :class:`CamExplainer`; ``clinical`` for a network that fuses them)."""
-    return CamExplainer(model, method=method, target_layer=target_layer, batch_size=batch_size)(
+              batch_size: int = 32, clinical: torch.Tensor | np.ndarray | None = None,
+              flips: bool = False) -> HeatMaps:
+    """Heat maps of ``x`` by ``method`` (see :class:`CamExplainer`; ``clinical`` for a network that fuses them,
+    ``flips`` for one trained with test-time flips)."""
+    return CamExplainer(model, method=method, target_layer=target_layer, batch_size=batch_size, flips=flips)(
         x, class_idx, clinical=clinical)
 
 
