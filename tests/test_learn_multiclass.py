@@ -197,6 +197,9 @@ def test_three_class_study_runs_to_a_report_with_per_class_aucs(tmp_path):
     assert card["classes"] == ["HER2-zero", "HER2-low", "HER2-positive"]
     html = (run / "report" / "report.html").read_text()
     assert "HER2-low vs rest" in html and "Macro AUC (95% CI)" in html
+    labels = pd.read_parquet(run / "cohort" / "manifest.parquet")["label"].dropna().astype(int).value_counts()
+    assert (f"were analysed ({labels[0]} HER2-zero, {labels[1]} HER2-low, {labels[2]} HER2-positive)"
+            in html)  # the summary counts each class, not 'positive' (HER2-low) and a prevalence
     macro_auc = test.loc[test["class"] == "macro", "auc"].item()
     assert f"{macro_auc:.3f}" in html
     assert "Confusion matrix of features-nb on the test set (hold-out)" in html

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from her2dlr.cohort.build import split_class_names
 from her2dlr.errors import InputError
 from her2dlr.io.atomic import atomic_path, check_writable
 from her2dlr.report.context import ReportContext
@@ -95,7 +96,12 @@ def _summary(ctx: ReportContext) -> list[str]:
     if m is not None:
         inc = m.included
         inc = inc[inc["label"].notna()] if "label" in inc.columns else inc
-        if len(inc):
+        names = split_class_names(m)
+        if len(inc) and names is not None:
+            counts = inc["label"].astype(int).value_counts()
+            per_class = ", ".join(f"{int(counts.get(k, 0))} {name}" for k, name in enumerate(names))
+            out.append(f"{len(inc)} images of {inc['patient_id'].nunique()} patients were analysed ({per_class}).")
+        elif len(inc):
             npos = int((inc["label"].astype(int) == 1).sum())
             out.append(f"{len(inc)} images of {inc['patient_id'].nunique()} patients were analysed ({npos} positive, "
                        f"prevalence {npos / len(inc):.1%}).")
