@@ -61,12 +61,14 @@ from the cache).
 
 Workflow search (:mod:`her2dlr.bench.busi_workflows`, printed first for each ROI setting, as
 soon as it is done): ``auc_mask_workflows`` / ``auc_box_workflows`` (feature set, selection chain
-and classifier searched together inside every outer training fold, the top 5 averaged),
+and classifier searched together inside every outer training fold, the top 5 averaged; it reads
+the full ``us2d`` table, :data:`WORKFLOW_PARAMS`, extracted and cached beside the Original one,
+and offers it as one of its feature sets - the fixed pipeline above stays on ``us2d_original``),
 ``auc_mask_plain`` / ``auc_box_plain`` (the plain script computed on the same folds),
 ``delong_p_<roi>_workflows_vs_plain`` and ``seconds_<roi>_workflows``.
 
 ``--quick``: 80 cases (stratified, seeded), repetition 0 only, logistic regression only (the
-workflow search keeps its space, with 10 workflows per fold instead of 30).
+workflow search on the Original table only, with 10 workflows per fold instead of 30).
 """
 
 from __future__ import annotations

@@ -147,8 +147,9 @@ classifier's AUC; ``transductive``); ``busi_pixel_mm`` (the declared BUSI pixel 
 (cohort builds, resampling, perturbation and radiomics; near the cohort build time once cached).
 
 Workflow search: ``auc_external_<roi>_workflows`` (and ``..._workflows_transductive``) is the
-top-k ensemble of ``busi-radiomics``' workflow search (:func:`fit_workflows`: the same space,
-budget and k, searched by inner group 5-fold CV on all of BUSI) on the default's features. It
+top-k ensemble of ``busi-radiomics``' workflow search (:func:`fit_workflows`: the same budget and
+k, and the same space less the full ``us2d`` set - this bench extracts the Original features of
+each variant only - searched by inner group 5-fold CV on all of BUSI) on the default's features. It
 is reported beside the classifiers, not chosen among them: averaging five workflows is the
 principled answer to the single inner-CV pick being fragile across sites, and its effect is
 measured rather than tuned. Full run (seed 0, 2 shared cores; the space was fixed for
@@ -451,8 +452,9 @@ def fit_models(X_train: pd.DataFrame, y_train: np.ndarray, groups: np.ndarray, m
 
 def fit_workflows(X_train: pd.DataFrame, y_train: np.ndarray, groups: np.ndarray, *, seed: int, n_jobs: int,
                   selection: list[dict[str, Any]], n_workflows: int) -> Any:
-    """The workflow search of ``busi-radiomics`` (:func:`her2dlr.bench.busi_workflows.bench_space`, the same
-    space and top-k) on the whole training cohort: its top-k ensemble, as a :class:`~her2dlr.learn.cv.FoldFit`."""
+    """The workflow search of ``busi-radiomics`` (:func:`her2dlr.bench.busi_workflows.bench_space`: its Original
+    feature groups, chains, classifiers and top-k) on the whole training cohort: its top-k ensemble, as a
+    :class:`~her2dlr.learn.cv.FoldFit`."""
     from her2dlr.bench.busi_workflows import bench_space
     from her2dlr.learn.cv import fit_fold
     from her2dlr.learn.tuning import SearchSettings
