@@ -86,7 +86,13 @@ def test_ctrl_c_says_nothing_is_half_written_and_exits_130(tmp_path: Path, folde
 
     path = _study_file(tmp_path, folder_cohort)
     monkeypatch.setattr(her2dlr.radiomics.stage, "run_radiomics_stage", interrupted)
-    res = runner.invoke(app, ["extract", "radiomics", str(path)])
+    # a user's fresh process has Python's own Ctrl-C handler; a library that an earlier test of the
+    # same pytest process loaded may have left its own installed, so the test sets Python's back
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        res = runner.invoke(app, ["extract", "radiomics", str(path)])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert res.exit_code == INTERRUPTED_EXIT == 130
     text = " ".join(res.output.split())
     assert "Interrupted (Ctrl-C). Nothing half-written" in text and "Rerun the same command to resume" in text
