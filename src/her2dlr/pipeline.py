@@ -143,8 +143,9 @@ def _radiomics_names(study: Study) -> list[str]:
     names = list(study.learn.features) if study.learn is not None else []
     if _dlr_configured(study):
         names.append(study.deep.dlr.radiomics)
-    if _dsfr_configured(study) and _dsfr_radiomics(study):
-        names.append(_dsfr_radiomics(study))
+    dsfr_table = _dsfr_radiomics(study) if _dsfr_configured(study) else None
+    if dsfr_table:
+        names.append(dsfr_table)
     return [n for n in names if n.startswith("radiomics") and not study.resolve(n).is_file()]
 
 
@@ -190,10 +191,15 @@ def _manifest_input(study: Study) -> dict[str, str]:
     return {"cohort/manifest.parquet": file_fingerprint(study.paths.manifest, content=True)}
 
 
+def _auto_masks_input(study: Study, roi: str) -> dict[str, str]:
+    """The automatic masks' table (its content) when a stage reads ``roi: auto`` lesions; else nothing."""
+    if roi != "auto":
+        return {}
+    return {"segment/auto_masks.csv": file_fingerprint(study.paths.auto_masks, content=True)}
+
+
 def _radiomics_inputs(study: Study) -> dict[str, str]:
-    out = _manifest_input(study)
-    if study.radiomics.roi == "auto":  # the automatic masks: their table, and each mask by size + mtime
-        out["segment/auto_masks.csv"] = file_fingerprint(study.paths.auto_masks, content=True)
+    out = {**_manifest_input(study), **_auto_masks_input(study, study.radiomics.roi)}
     params = study.radiomics.params
     if params.endswith((".yaml", ".yml")):  # a PyRadiomics params file of the user's
         out[str(study.resolve(params))] = file_fingerprint(study.resolve(params), content=True)
@@ -201,9 +207,7 @@ def _radiomics_inputs(study: Study) -> dict[str, str]:
 
 
 def _deep_inputs(study: Study) -> dict[str, str]:
-    out = _manifest_input(study)
-    if study.deep.roi == "auto":
-        out["segment/auto_masks.csv"] = file_fingerprint(study.paths.auto_masks, content=True)
+    out = {**_manifest_input(study), **_auto_masks_input(study, study.deep.roi)}
     if study.deep.weights is not None:  # starting weights: large, by size + mtime
         out[str(study.resolve(study.deep.weights))] = file_fingerprint(study.resolve(study.deep.weights))
     return out
@@ -219,12 +223,10 @@ def _dsfr_settings(study: Study) -> dict[str, Any]:
 def _dsfr_inputs(study: Study) -> dict[str, str]:
     """The manifest, the segmentation fold networks (size + mtime), the automatic masks' table when the
     lesions are the automatic masks, and the radiomics table."""
-    out = _manifest_input(study)
+    out = {**_manifest_input(study), **_auto_masks_input(study, study.radiomics.roi)}
     folder = study.paths.segment_arch(study.segment.arch)
     for path in sorted(folder.glob(f"r*f*/{BEST_CHECKPOINT}")) if folder.is_dir() else ():
         out[path.relative_to(study.run_dir).as_posix()] = file_fingerprint(path)
-    if study.radiomics.roi == "auto":
-        out["segment/auto_masks.csv"] = file_fingerprint(study.paths.auto_masks, content=True)
     table = _dsfr_radiomics(study)
     return {**out, **_feature_inputs(study, [table] if table else [])}
 
@@ -357,7 +359,7 @@ def _run_dsfr(study: Study, opts: _Options) -> Path:
         key = "segment.dsfr.radiomics" if study.segment.dsfr.radiomics else "learn.features (segment.dsfr.radiomics)"
         raise InputError(f"{key}: {exc}") from None
     extract_dsfr_features(study, progress=opts.progress)  # layer and heat maps: segment.dsfr
-    return run_study_dsfr(study, radiomics=radiomics, model=study.segment.dsfr.model, n_jobs=opts.workers()).out_dir
+    return run_study_dsfr(study, radiomics=radiomics, n_jobs=opts.workers()).out_dir  # model: segment.dsfr
 
 
 def _survival_inputs(study: Study) -> dict[str, str]:
