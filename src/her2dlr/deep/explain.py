@@ -26,8 +26,10 @@ makes its predictions everywhere else (:func:`her2dlr.deep.train.predict_proba`)
 trained with ``tta_flips`` (``flips=True``, read from its checkpoint by
 :func:`her2dlr.deep.checkpoints.tta_flips_of`) predicts the mean over the input and its
 left-right mirror, and so does its heat map's probability and predicted class. The map itself
-is the Grad-CAM (or CAM) of the unflipped input only. MONAI's hook wrapper picks ``logits[:, class_idx]``, which mixes images when
-the classes differ within a batch, so images are grouped by class first. Maps are returned
+is the Grad-CAM (or CAM) of the unflipped input only.
+
+MONAI's hook wrapper picks ``logits[:, class_idx]``, which mixes images when the classes differ
+within a batch, so images are grouped by class first. Maps are returned
 at the network's input size, non-negative, on their raw scale (:class:`HeatMaps`);
 :meth:`HeatMaps.normalised` scales each to a maximum of 1 for display. The explainer works
 on a private copy of the network (MONAI's hooks stay on the copy and turn in-place
