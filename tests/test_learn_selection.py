@@ -184,6 +184,27 @@ def test_lasso_keeps_at_least_one_feature_on_noise():
         assert sel.fallback_ is None or "kept" in sel.fallback_
 
 
+def test_lasso_patience_stops_the_path_after_the_peak_and_keeps_the_full_grids_choice():
+    """Many noise features: validation deviance falls to a peak, then rises as the penalty weakens."""
+    X, y = synthetic(n=150, p=120, seed=3)
+    full = LassoSelector(cv=5, n_cs=12).fit(X, y)
+    early = LassoSelector(cv=5, n_cs=12, patience=2).fit(X, y)
+    mean = full.cv_scores_.mean(axis=0)
+    peak = int(np.argmax(mean))
+    assert np.all(np.diff(mean[peak:peak + 3]) < 0)  # the data give the falling curve the rule expects
+    assert early.n_cs_fitted_ == peak + 3 < 12 == full.n_cs_fitted_
+    np.testing.assert_array_equal(early.cv_scores_[:, : peak + 3], full.cv_scores_[:, : peak + 3])
+    assert np.isnan(early.cv_scores_[:, peak + 3:]).all()
+    assert early.C_ == full.C_
+    np.testing.assert_array_equal(early.get_support(), full.get_support())
+
+
+def test_lasso_patience_refuses_zero():
+    X, y = synthetic()
+    with pytest.raises(InputError, match="patience.*>= 1"):
+        LassoSelector(patience=0).fit(X, y)
+
+
 def test_build_selection_any_order_and_funnel():
     X, y = synthetic()
     steps = build_selection([{"name": "lasso", "cv": 5}, {"name": "variance"}, {"name": "zscore"},

@@ -86,13 +86,16 @@ def bench_feature_sets(full_us2d: bool = False) -> list[dict[str, Any]]:
 def bench_space(selection: list[dict[str, Any]], n_workflows: int = N_WORKFLOWS, *, full_us2d: bool = False) -> Any:
     """The fixed :class:`~her2dlr.learn.workflows.WorkflowSpace` of the bench (see the module docstring).
 
-    ``selection``: the bench's seed-002 chain; ``full_us2d``: see :func:`bench_feature_sets`.
+    ``selection``: the bench's seed-002 chain; its LASSO step stops its penalty path early, as the
+    built-in chains' do (``patience``: :data:`her2dlr.learn.workflows.CHAINS`). ``full_us2d``: see
+    :func:`bench_feature_sets`.
     """
     from her2dlr.learn.workflows import WorkflowSpace
 
+    seed002 = [{"patience": 3, **step} if step["name"] == "lasso" else dict(step) for step in selection]
     return WorkflowSpace(
         feature_sets=bench_feature_sets(full_us2d),
-        chains=["none", "unsupervised", {"name": "seed002", "steps": selection}, "lasso", "mrmr"],
+        chains=["none", "unsupervised", {"name": "seed002", "steps": seed002}, "lasso", "mrmr"],
         models=["lr", "svm", "rf", "extratrees", "xgboost", "lightgbm"],
         n_workflows=n_workflows, top_k=TOP_K)
 

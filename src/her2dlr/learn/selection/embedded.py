@@ -67,6 +67,14 @@ class LassoSelector(BaseSelector):
     the largest ``C`` keeps none, the ``min_features`` features with the largest univariate
     ``|AUC - 0.5|`` are kept. ``fallback_`` says which happened (``None`` when neither).
 
+    **Stopping the path early** (``patience``): the grid is walked from the strongest penalty
+    up, every fold at each ``C``; once the mean CV score has not improved on its best for
+    ``patience`` consecutive values, the larger ``C`` are not fitted (they are the weakly
+    penalised, slow, overfitting end of the path). Candidates are then the ``C`` fitted, as
+    ``cv.glmnet`` keeps only the penalties every fold's path reached. With a mean CV curve that
+    falls after its peak (the usual case: validation deviance rises as the penalty weakens) the
+    choice is the full grid's; ``None`` (the default) fits the whole grid.
+
     The CV folds are stratified, not group-aware: a transformer inside a Pipeline receives only
     ``X, y``. With near-duplicate groups this can favour a slightly weaker penalty; it never
     lets outer test rows in.
@@ -84,12 +92,17 @@ class LassoSelector(BaseSelector):
     random_state : int, default=0
         Seeds the CV shuffling and liblinear.
     max_iter : int, default=1000
+    patience : int or None, default=None
+        Stop the path after this many ``C`` values without a better mean CV score.
 
     Attributes
     ----------
     Cs_ : ndarray of shape (n_cs,)
     cv_scores_ : ndarray of shape (n_folds, n_cs)
-        Score of each C in each fold (negative deviance or AUC; larger is better).
+        Score of each C in each fold (negative deviance or AUC; larger is better); NaN for the
+        ``C`` not fitted after an early stop.
+    n_cs_fitted_ : int
+        Grid values fitted in the CV (``n_cs`` unless ``patience`` stopped the path).
     C_ : float
         Chosen C (after any fallback).
     coef_ : ndarray of shape (n_features_in_,)
@@ -101,7 +114,7 @@ class LassoSelector(BaseSelector):
 
     def __init__(self, *, cv: int = 10, n_cs: int = 20, scoring: str = "deviance", rule: str = "min",
                  min_features: int = 1, max_features: int | None = None, random_state: int = 0,
-                 max_iter: int = 1000) -> None:
+                 max_iter: int = 1000, patience: int | None = None) -> None:
         self.cv = cv
         self.n_cs = n_cs
         self.scoring = scoring
@@ -110,6 +123,7 @@ class LassoSelector(BaseSelector):
         self.max_features = max_features
         self.random_state = random_state
         self.max_iter = max_iter
+        self.patience = patience
 
     def _check_params(self) -> None:
         check_number(self, "cv", self.cv, low=2, integer=True)
@@ -120,6 +134,8 @@ class LassoSelector(BaseSelector):
         if self.max_features is not None:
             check_number(self, "max_features", self.max_features, low=self.min_features, integer=True)
         check_number(self, "max_iter", self.max_iter, low=1, integer=True)
+        if self.patience is not None:
+            check_number(self, "patience", self.patience, low=1, integer=True)
 
     def _score(self, model: LogisticRegression, X: np.ndarray, y: np.ndarray) -> float:
         if self.n_classes_ > 2:
@@ -134,6 +150,25 @@ class LassoSelector(BaseSelector):
         p = np.clip(prob, 1e-15, 1 - 1e-15)  # mean binomial deviance / 2 = log loss
         return float(np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
+    def _cv_path(self, Z: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+                 scores: np.ndarray, multi: bool) -> int:
+        """Fill ``scores`` (folds x C) along the increasing ``C`` grid; return how many ``C`` were fitted."""
+        # saga is warm-started along the path, one model per fold; liblinear cannot warm-start
+        paths = [_l1_logistic(self.Cs_[0], self.max_iter, self.random_state, multi) for _ in folds] if multi else []
+        best_mean, best_at = -np.inf, 0
+        for i, C in enumerate(self.Cs_):
+            for f, (tr, va) in enumerate(folds):
+                model = (paths[f].set_params(C=C) if multi
+                         else _l1_logistic(C, self.max_iter, self.random_state)).fit(Z[tr], y[tr])
+                scores[f, i] = self._score(model, Z[va], y[va])
+            column = scores[:, i]
+            mean = float(np.nanmean(column)) if np.isfinite(column).any() else -np.inf
+            if mean > best_mean:
+                best_mean, best_at = mean, i
+            elif self.patience is not None and i - best_at >= self.patience:
+                return i + 1
+        return self.n_cs
+
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> np.ndarray:
         Z = _standardise(X)
         self.n_classes_ = int(y.max()) + 1
@@ -141,19 +176,14 @@ class LassoSelector(BaseSelector):
         c0 = l1_min_c(Z, y, loss="log", fit_intercept=True)
         self.Cs_ = c0 * np.logspace(0, 4, self.n_cs)
         n_folds = max(2, min(self.cv, int(np.bincount(y).min())))
-        folds = StratifiedKFold(n_folds, shuffle=True, random_state=self.random_state)
+        folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=self.random_state).split(Z, y))
         scores = np.full((n_folds, self.n_cs), np.nan)
         # scikit-learn's per-call parameter checks cost more than these tiny fits: skip them here
         with warnings.catch_warnings(), config_context(skip_parameter_validation=True, assume_finite=True):
             warnings.simplefilter("ignore", ConvergenceWarning)
-            for f, (tr, va) in enumerate(folds.split(Z, y)):
-                path = _l1_logistic(self.Cs_[0], self.max_iter, self.random_state, multi)  # warm-started (saga)
-                for i, C in enumerate(self.Cs_):
-                    model = (path.set_params(C=C) if multi
-                             else _l1_logistic(C, self.max_iter, self.random_state)).fit(Z[tr], y[tr])
-                    scores[f, i] = self._score(model, Z[va], y[va])
+            self.n_cs_fitted_ = self._cv_path(Z, y, folds, scores, multi)
             self.cv_scores_ = scores
-            mean = np.nanmean(scores, axis=0)
+            mean = np.nanmean(scores[:, : self.n_cs_fitted_], axis=0)
             best = int(np.nanargmax(mean))  # first = smallest C among ties
             if self.rule == "1se":
                 se = np.nanstd(scores[:, best], ddof=1) / np.sqrt(n_folds)
