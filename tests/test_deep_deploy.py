@@ -180,12 +180,14 @@ def test_kfold_only_study_deploys_the_final_network(tmp_path: Path, folder_cohor
 
     manifest = Manifest.load(tmp_path / "runs" / "kf" / "cohort" / "manifest.parquet").table
     n_train = int((manifest["split"] == "train").sum())  # the final network: the hold-out's training rows
+    n_positive = int(manifest.loc[manifest["split"] == "train", "label"].sum())
     models = tmp_path / "runs" / "kf" / "models"
     dlr = load_artefact(models / f"deep_{ARCH}+radiomics_video_mask-lr")
     assert dlr.card["training"]["scheme"] == "final" and dlr.card["training"]["n_cases"] == n_train
     assert dlr.card["inputs"]["feature_tables"][-1]["fold"] == "final"
     sig = load_artefact(models / f"deep_{ARCH}-signature")
     assert sig.card["inputs"]["image"]["fold"] == "final" and sig.card["training"]["n_cases"] == n_train
+    assert sig.card["training"]["n_positive"] == n_positive  # counted from the manifest, as the serving page shows
 
 
 def test_predict_a_table_of_new_cases_with_heat_maps(run: Path):

@@ -138,6 +138,13 @@ def test_predict_on_the_final_three_class_network_equals_the_network(run: Path):
     model_dir = run / "models" / f"deep_{ARCH}-signature"
     art = load_artefact(model_dir)
     assert art.kind == "deep" and art.classes == NAMES and art.card["inputs"]["image"]["fold"] == "final"
+    # the final network trained on the hold-out's training rows: the card counts them per class
+    from her2dlr.cohort.manifest import Manifest
+
+    manifest = Manifest.load(run / "cohort" / "manifest.parquet").table
+    train_labels = manifest.loc[manifest["split"] == "train", "label"].astype(int)
+    assert art.card["training"]["class_counts"] == {name: int((train_labels == k).sum()) for k, name in enumerate(NAMES)}
+    assert art.card["training"]["n_cases"] == art.card["training"]["n_patients"] == len(train_labels)
     image, mask = run / "new.png", run / "new_mask.png"
     res = runner.invoke(app, ["predict", str(model_dir), "--image", str(image), "--mask", str(mask),
                               "--out", str(run / "new.csv")])

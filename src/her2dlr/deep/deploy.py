@@ -101,7 +101,8 @@ def _network_card(meta: Mapping[str, Any], fold: str) -> dict[str, Any]:
 
 def save_deep_artefact(models_dir: str | os.PathLike[str], deep_folder: str | os.PathLike[str], *, name: str,
                        metrics: pd.DataFrame | None = None, task: Mapping[str, Any] | None = None,
-                       config_hash: str | None = None, segmenter: Path | None = None) -> Path | None:
+                       config_hash: str | None = None, segmenter: Path | None = None,
+                       cases: pd.DataFrame | None = None) -> Path | None:
     """Save the deploy network of ``deep_folder`` as a ``deep`` artefact ``models_dir/<name>``.
 
     A network of more than two classes reads ``deep_prob_0 .. deep_prob_<k-1>`` (its class
@@ -113,8 +114,13 @@ def save_deep_artefact(models_dir: str | os.PathLike[str], deep_folder: str | os
     clinical fusion lists its clinical columns among the card's inputs (``inputs.clinical``),
     with the training medians, means and scales it applies (``inputs.image.clinical``). Returns None (nothing
     written) when no hold-out or final network was trained.
+
+    ``cases``: the cohort's rows (``case_id, patient_id, label``); the card's ``training`` then counts
+    the network's training cases per class and its patients, as a radiomics model's card does
+    (:func:`her2dlr.learn.deploy.cases_summary`). Without it, or when a training case is missing
+    from it, the card records ``n_cases`` only.
     """
-    from her2dlr.learn.deploy import metrics_of
+    from her2dlr.learn.deploy import cases_summary, metrics_of
     from her2dlr.learn.thresholds import Threshold
 
     net = deploy_network(deep_folder)
@@ -124,8 +130,13 @@ def save_deep_artefact(models_dir: str | os.PathLike[str], deep_folder: str | os
     if not thr:
         raise InputError(f"Checkpoint {net.path} carries no operating threshold; train it again with "
                          "`her2dlr train deep`.")
-    card: dict[str, Any] = {"training": {"scheme": net.fold, "n_cases": len(net.train_cases),
-                                         "epoch": net.meta.get("epoch"), "seed": net.meta.get("seed")}}
+    n_classes = int(net.meta.get("n_classes", 2))
+    training: dict[str, Any] = {"scheme": net.fold, "n_cases": len(net.train_cases)}
+    if cases is not None:
+        rows = cases[cases["case_id"].astype(str).isin(net.train_cases)]
+        if rows["case_id"].nunique() == len(net.train_cases) and rows["label"].notna().all():
+            training.update(cases_summary(rows, n_classes, task or {}))
+    card: dict[str, Any] = {"training": {**training, "epoch": net.meta.get("epoch"), "seed": net.meta.get("seed")}}
     if metrics is not None and len(metrics):
         trained_as = str(dict(net.meta.get("extra") or {}).get("model", name))
         found = metrics_of(metrics, name)
@@ -134,7 +145,6 @@ def save_deep_artefact(models_dir: str | os.PathLike[str], deep_folder: str | os
         card["task"] = dict(task)
     if config_hash is not None:
         card["config_hash"] = config_hash
-    n_classes = int(net.meta.get("n_classes", 2))
     columns = [DEEP_PROB] if n_classes == 2 else deep_prob_columns(n_classes)
     if n_classes > 2:  # the class is the argmax of the network's probabilities (no threshold)
         names = list((task or {}).get("classes") or [])
@@ -219,7 +229,7 @@ def save_dlr_artefacts(study: Any, *, arch: str = "densenet3block", radiomics: s
     chash = config_hash(settings)
     models_dir = study.paths.models
     sig_path = save_deep_artefact(models_dir, folder, name=sig_name, metrics=card_metrics, task=task,
-                                  config_hash=chash)
+                                  config_hash=chash, cases=manifest.table)
     assert sig_path is not None
     inputs = {
         dlr_name: ModelInputs(list(dlr.fits[0].pipeline.feature_names_in_), feature_tables=[*prov, deep_prov]),

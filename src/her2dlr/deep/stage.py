@@ -169,7 +169,7 @@ def run_deep_stage(study: Study, *, settings: TrainSettings, roi: RoiSpec | None
     result.artefact = save_deep_artefact(
         study.paths.models, deep_dir(study, settings.arch), name=f"deep_{settings.arch}-signature",
         metrics=result.metrics, task=manifest.meta.get("label", {}), config_hash=config_hash(settings.to_dict()),
-        segmenter=segmenter)
+        segmenter=segmenter, cases=manifest.table)
     return result
 
 

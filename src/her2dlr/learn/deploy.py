@@ -21,7 +21,7 @@ from her2dlr.learn.artefact import artefact_slug, save_artefact
 from her2dlr.learn.cv import CVResult
 from her2dlr.learn.thresholds import Threshold, ThresholdRule
 
-__all__ = ["ModelInputs", "metrics_of", "save_stage_artefacts", "training_summary"]
+__all__ = ["ModelInputs", "cases_summary", "metrics_of", "save_stage_artefacts", "training_summary"]
 
 
 @dataclass
@@ -195,16 +195,22 @@ def training_summary(result: CVResult, train: pd.DataFrame, task: Mapping[str, A
     task : dict
         Label rule of the cohort (class names in ``task["classes"]``).
     """
-    labels = train.drop_duplicates("case_id")["label"].astype(int)
-    summary: dict[str, Any] = {"scheme": result.scheme, "n_cases": int(train["case_id"].nunique())}
     n_classes = sum(1 for c in result.predictions.columns
                     if str(c).startswith("prob_") and result.predictions[c].notna().any())
+    return {"scheme": result.scheme, **cases_summary(train, n_classes, task)}
+
+
+def cases_summary(cases: pd.DataFrame, n_classes: int, task: Mapping[str, Any]) -> dict[str, Any]:
+    """``n_cases``, the classes' counts (``n_positive``, or ``class_counts`` beyond two classes) and
+    ``n_patients`` of training rows ``cases`` (``case_id, patient_id, label``; a case counted once)."""
+    labels = cases.drop_duplicates("case_id")["label"].astype(int)
+    summary: dict[str, Any] = {"n_cases": int(cases["case_id"].nunique())}
     if n_classes > 2:
         names = _class_names(n_classes, task)
         summary["class_counts"] = {names[k]: int((labels == k).sum()) for k in range(n_classes)}
     else:
         summary["n_positive"] = int(labels.sum())
-    summary["n_patients"] = int(train["patient_id"].nunique())
+    summary["n_patients"] = int(cases["patient_id"].nunique())
     return summary
 
 
