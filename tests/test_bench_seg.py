@@ -99,3 +99,19 @@ def test_external_dice_on_synthetic_pairs(tmp_path: Path):
     summary = external_dice(rows(0, 12), rows(100, 6), settings, progress=False)
     assert summary["n_cases"] == 6
     assert 0.0 <= summary["dice_ci_low"] <= summary["dice_mean"] <= summary["dice_ci_high"] <= 1.0
+
+
+def test_budget_stage_trains_with_the_segment_stages_defaults(tmp_path: Path):
+    from her2dlr.bench.seg_quality import seg_settings, seg_work_dir
+    from her2dlr.segment.settings import SegmentSettings
+
+    stage = SegmentSettings()
+    full = seg_settings(BenchOptions(extra={"budget": "stage"}), box_prompt=False)
+    assert (full.size, full.epochs, full.patience) == (stage.size, stage.epochs, stage.patience) == (128, 60, 10)
+    small = seg_settings(BenchOptions(), box_prompt=True)
+    assert (small.size, small.epochs, small.patience) == (64, 10, 4) and small.box_prompt
+    quick = seg_settings(BenchOptions(quick=True, extra={"budget": "stage"}), box_prompt=False)
+    assert quick.epochs == 3  # --quick stays a smoke run whatever the budget
+    assert seg_work_dir(BenchOptions(extra={"budget": "stage"}, work_dir=tmp_path)).name == "full-seed0-unet128-e60-p10"
+    with pytest.raises(InputError, match="--budget must be one of bench, stage; got 'huge'"):
+        seg_settings(BenchOptions(extra={"budget": "huge"}), box_prompt=False)

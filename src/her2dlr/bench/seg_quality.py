@@ -48,6 +48,12 @@ networks; ``dice_external`` 0.537 (0.499-0.573; target 0.72), ``dice_external_bo
 still rising (unprompted 0.61-0.64 at epoch 10): the unprompted shortfall is a training budget,
 which this bench does not tune on its folds.
 
+``--budget stage`` trains with the segment stage's own defaults instead (what a study with an
+empty ``segment:`` section gets: 128 px, 60 epochs, early stopping after 10; the work dir's tag
+keeps the two budgets' masks apart; ``busi-autoroi`` and ``seg-external`` read the same option).
+On 2 idle cores an epoch of a fold network then takes about 11 s, so the ten fold networks of
+``busi-seg`` take one to two hours. STAGE_RUN
+
 ``--quick``: :data:`QUICK_CASES` BUSI cases (stratified, seeded; 40 BrEaST cases for
 ``seg-external``), 64 px, 3 epochs: a smoke run of a minute or two, not a quality number.
 """
@@ -81,6 +87,8 @@ QUICK_CASES = 60
 QUICK_TEST = 40
 QUICK_IMAGE_SIZE = 64
 QUICK_EPOCHS = 3
+#: ``--budget``: ``bench`` (the constants above) or ``stage`` (the segment stage's defaults).
+BUDGETS = ("bench", "stage")
 #: Setting name -> ``box_prompt``.
 SETTINGS = {"unprompted": False, "box_prompt": True}
 TARGETS = {"dice": 0.78, "dice_box_prompt": 0.87, "dice_external": 0.72, "dice_external_box_prompt": 0.85}
@@ -102,13 +110,30 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def seg_settings(opts: BenchOptions, box_prompt: bool) -> Any:
-    """The bench's :class:`~her2dlr.segment.settings.SegmentSettings` (quick or full), CPU, no final network."""
+def _budget(opts: BenchOptions) -> tuple[int, int, int]:
+    """``(image_size, epochs, patience)`` of ``--budget`` (``bench``, the default, or ``stage``)."""
+    from her2dlr.errors import InputError
     from her2dlr.segment.settings import SegmentSettings
 
-    return SegmentSettings(arch=ARCH, image_size=QUICK_IMAGE_SIZE if opts.quick else IMAGE_SIZE,
-                           box_prompt=box_prompt, epochs=QUICK_EPOCHS if opts.quick else EPOCHS,
-                           batch_size=BATCH_SIZE, patience=PATIENCE, seed=opts.seed, device="cpu", final=False)
+    budget = opts.extra.get("budget") or "bench"
+    if budget not in BUDGETS:
+        raise InputError(f"--budget must be one of {', '.join(BUDGETS)}; got '{budget}'.")
+    if opts.quick:
+        return QUICK_IMAGE_SIZE, QUICK_EPOCHS, PATIENCE
+    if budget == "stage":
+        stage = SegmentSettings()  # a study's segment section left at its defaults (2D)
+        return stage.size, stage.epochs, stage.patience
+    return IMAGE_SIZE, EPOCHS, PATIENCE
+
+
+def seg_settings(opts: BenchOptions, box_prompt: bool) -> Any:
+    """The bench's :class:`~her2dlr.segment.settings.SegmentSettings` (quick, bench or stage budget), CPU, no
+    final network."""
+    from her2dlr.segment.settings import SegmentSettings
+
+    size, epochs, patience = _budget(opts)
+    return SegmentSettings(arch=ARCH, image_size=size, box_prompt=box_prompt, epochs=epochs, batch_size=BATCH_SIZE,
+                           patience=patience, seed=opts.seed, device="cpu", final=False)
 
 
 def settings_info(settings: Any) -> dict[str, Any]:

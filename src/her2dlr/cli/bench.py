@@ -26,6 +26,7 @@ def bench(
     backend: Annotated[str | None, typer.Option("--backend", help="Also time this cluster backend (extraction: dask).")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="With --backend dask: an existing scheduler's address (default: a local 2-worker cluster).")] = None,
     localiser: Annotated[str | None, typer.Option("--localiser", help="video-sim: tracker (default) or network (a box-prompted U-Net trained per fold).")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", help="busi-seg, seg-external, busi-autoroi: bench (default: 64 px, 10 epochs) or stage (the segment stage's defaults: 128 px, 60 epochs, patience 10).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the benchmarks.")] = False,
 ) -> None:
     """Run a named benchmark; prints one JSON object per line."""
@@ -35,7 +36,8 @@ def bench(
         for bench_name, desc in list_benches().items():
             typer.echo(f"{bench_name:20s} {desc}")
         return
-    extra = {k: v for k, v in {"backend": backend, "scheduler": scheduler, "localiser": localiser}.items() if v is not None}
+    extra = {k: v for k, v in {"backend": backend, "scheduler": scheduler, "localiser": localiser,
+                               "budget": budget}.items() if v is not None}
     opts = BenchOptions(data=data, quick=quick, train=train, test=test, seed=seed, n_jobs=n_jobs, work_dir=work_dir,
                         extra=extra)
     for line in run_bench(name, opts):
