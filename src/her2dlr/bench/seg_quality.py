@@ -57,7 +57,8 @@ cores, 2,573 s for the five): ``dice`` 0.704 (0.681-0.727; median 0.847), detect
 HD95 33 px; fold networks stopped early at epochs 29-60 (best inner Dice 0.74-0.80). With 30
 epochs at 64 px the same folds gave 0.648: more of the stage's budget helps, and still falls
 short of 0.78 (the mean is pulled down by the 28% of cases whose mask misses the lesion, IoU
-<= 0.5).
+<= 0.5). ``seg-external --budget stage``: ``dice_external`` 0.679 (0.639-0.716; target 0.72),
+``dice_external_box_prompt`` 0.913 (0.905-0.920), 421 s and 744 s for the two networks.
 
 ``--quick``: :data:`QUICK_CASES` BUSI cases (stratified, seeded; 40 BrEaST cases for
 ``seg-external``), 64 px, 3 epochs: a smoke run of a minute or two, not a quality number.
