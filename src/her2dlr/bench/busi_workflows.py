@@ -91,15 +91,14 @@ def bench_space(selection: list[dict[str, Any]], n_workflows: int = N_WORKFLOWS,
     """The fixed :class:`~her2dlr.learn.workflows.WorkflowSpace` of the bench (see the module docstring).
 
     ``selection``: the bench's seed-002 chain; its LASSO step stops its penalty path early, as the
-    built-in chains' do (``patience``: :data:`her2dlr.learn.workflows.CHAINS`). ``full_us2d``: see
+    built-in chains' do (:func:`her2dlr.learn.workflows.with_lasso_patience`). ``full_us2d``: see
     :func:`bench_feature_sets`.
     """
-    from her2dlr.learn.workflows import WorkflowSpace
+    from her2dlr.learn.workflows import WorkflowSpace, with_lasso_patience
 
-    seed002 = [{"patience": 3, **step} if step["name"] == "lasso" else dict(step) for step in selection]
     return WorkflowSpace(
         feature_sets=bench_feature_sets(full_us2d),
-        chains=["none", "unsupervised", {"name": "seed002", "steps": seed002}, "lasso", "mrmr"],
+        chains=["none", "unsupervised", {"name": "seed002", "steps": with_lasso_patience(selection)}, "lasso", "mrmr"],
         models=["lr", "svm", "rf", "extratrees", "xgboost", "lightgbm"],
         n_workflows=n_workflows, top_k=TOP_K)
 

@@ -7,7 +7,15 @@ See :mod:`her2dlr.learn.workflows.space` (the space), :mod:`her2dlr.learn.workfl
 
 from her2dlr.learn.workflows.ensemble import WorkflowEnsemble
 from her2dlr.learn.workflows.search import search_workflows, workflow_table
-from her2dlr.learn.workflows.space import CHAINS, FEATURE_SETS, ColumnSubset, Workflow, WorkflowSpace
+from her2dlr.learn.workflows.space import (
+    CHAINS,
+    FEATURE_SETS,
+    LASSO_PATIENCE,
+    ColumnSubset,
+    Workflow,
+    WorkflowSpace,
+    with_lasso_patience,
+)
 
-__all__ = ["CHAINS", "FEATURE_SETS", "ColumnSubset", "Workflow", "WorkflowEnsemble", "WorkflowSpace",
-           "search_workflows", "workflow_table"]
+__all__ = ["CHAINS", "FEATURE_SETS", "LASSO_PATIENCE", "ColumnSubset", "Workflow", "WorkflowEnsemble", "WorkflowSpace",
+           "search_workflows", "with_lasso_patience", "workflow_table"]

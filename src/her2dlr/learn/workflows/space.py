@@ -31,10 +31,11 @@ features liblinear's L1 path without the pruning takes minutes per fit) and ``mr
 mRMR, 20 features). A study may name its own chain as ``{name: ..., steps: [selection steps]}``.
 
 The LASSO steps of the built-in chains stop their penalty path three values after the best
-mean CV score (``patience: 3``, :class:`~her2dlr.learn.selection.LassoSelector`): the weakly
-penalised end of the path is the slow, overfitting part, and a search fits these chains dozens
-of times. On BUSI's radiomics tables this chose the same penalty as the full grid in 24 of 24
-fits, in 40% of the time. ``learn.selection`` outside the search keeps the full grid.
+mean CV score (:data:`LASSO_PATIENCE`, :func:`with_lasso_patience`,
+:class:`~her2dlr.learn.selection.LassoSelector`): the weakly penalised end of the path is the
+slow, overfitting part, and a search fits these chains dozens of times. On BUSI's radiomics
+tables this chose the same penalty as the full grid in 24 of 24 fits, in 40% of the time.
+``learn.selection`` outside the search keeps the full grid.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ from her2dlr.learn.settings import DEFAULT_MODELS, DEFAULT_SELECTION
 from her2dlr.learn.tuning import build_pipeline
 from her2dlr.learn.zoo import get_model, model_grid
 
-__all__ = ["CHAINS", "FEATURE_SETS", "ColumnSubset", "Workflow", "WorkflowSpace"]
+__all__ = ["CHAINS", "FEATURE_SETS", "LASSO_PATIENCE", "ColumnSubset", "Workflow", "WorkflowSpace",
+           "with_lasso_patience"]
 
 _TEXTURE = ("glcm", "glrlm", "glszm", "gldm", "ngtdm")
 #: Built-in feature sets: name -> column-name patterns.
@@ -72,12 +74,23 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "wavelet": ("wavelet-*",),
 }
 _BASE = [{"name": "variance"}, {"name": "zscore"}]
+#: Penalties fitted past the best mean CV score before a search chain's LASSO stops its path.
+LASSO_PATIENCE = 3
+
+
+def with_lasso_patience(steps: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of selection ``steps`` whose LASSO steps stop their penalty path early (:data:`LASSO_PATIENCE`,
+    unless a step names its own ``patience``)."""
+    return [{**step, "patience": step.get("patience", LASSO_PATIENCE)} if step["name"] == "lasso" else dict(step)
+            for step in steps]
+
+
 #: Built-in selection chains: name -> selection steps (study-file style).
 CHAINS: dict[str, list[dict[str, Any]]] = {
     "none": _BASE,
     "unsupervised": [*_BASE, {"name": "pearson", "threshold": 0.9}, {"name": "greedy", "threshold": 0.9}],
-    "seed002": [dict(s, patience=3) if s["name"] == "lasso" else dict(s) for s in DEFAULT_SELECTION],
-    "lasso": [*_BASE, {"name": "pearson", "threshold": 0.9}, {"name": "lasso", "cv": 5, "n_cs": 10, "patience": 3}],
+    "seed002": with_lasso_patience(DEFAULT_SELECTION),
+    "lasso": with_lasso_patience([*_BASE, {"name": "pearson", "threshold": 0.9}, {"name": "lasso", "cv": 5, "n_cs": 10}]),
     "mrmr": [*_BASE, {"name": "mrmr", "n_features": 20}],
 }
 
